@@ -1,0 +1,14 @@
+#pragma once
+// The `sbc` program's command tree. Each area registers its own subcommands; main() only
+// builds the tree and runs what was chosen.
+namespace CLI {
+class App;
+}
+
+namespace sbc::cli {
+
+void register_policy_commands(CLI::App& app);     // sbc policy check|show|test  (cli_policy.cpp)
+void register_dataplane_commands(CLI::App& app);  // sbc relay ...               (cli_dataplane.cpp)
+void register_sip_commands(CLI::App& app);        // sbc sip parse|rewrite ...   (cli_sip.cpp)
+
+}  // namespace sbc::cli

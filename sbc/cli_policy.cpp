@@ -1,0 +1,9 @@
+#include <CLI/CLI.hpp>
+
+#include "sbc/cli.hpp"
+
+namespace sbc::cli {
+
+void register_policy_commands(CLI::App& /*app*/) {}
+
+}  // namespace sbc::cli
