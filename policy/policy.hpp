@@ -1,0 +1,585 @@
+#pragma once
+// The public header of policy/: TOML files -> validated, immutable policy snapshot.
+//
+// Two layers of validation: TOML is read into raw typed values that remember their source
+// position, then semantic checks run over the whole configuration (references, overlaps,
+// ranges). Only when both pass is the policy compiled into lookup structures (digit trie for
+// destination prefixes, CIDR sets, compiled globs) and published as a `Policy` snapshot.
+//
+// Consumers never hold a snapshot across decisions: they call `PolicyStore::current()` per
+// decision (a lock-free atomic load), so a reload takes effect on the next decision while
+// counters, bans and learned state (which live outside the snapshot) survive it.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/base.hpp"
+
+namespace sbc::policy {
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics
+
+struct Diagnostic {
+    std::string file;
+    std::uint32_t line = 0;  // 1-based; 0 when the error is about a whole file
+    std::uint32_t column = 0;
+    std::string message;
+    std::string to_string() const;  // "file:line:column: message"
+};
+
+// A loaded value or every error found (never just the first).
+template <class T>
+struct Loaded {
+    std::shared_ptr<const T> value;
+    std::vector<Diagnostic> errors;
+    bool ok() const { return value != nullptr; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations shared with the dataplane and fraud engines. The X-macro lists give the enum,
+// the TOML spelling (`name(e)`) and a description, so they cannot drift apart.
+
+#define SBC_POLICY_PREFIX_CATEGORIES(X)                        \
+    X(irsf, "International revenue share fraud ranges")        \
+    X(premium, "Premium-rate numbers")                         \
+    X(high_risk, "Other high-risk destinations")               \
+    X(domestic, "Domestic ranges")                             \
+    X(emergency, "Emergency numbers (never blocked by score)") \
+    X(custom, "Any other list")
+SBC_DECLARE_COUNTER_LIST(PrefixCategory, SBC_POLICY_PREFIX_CATEGORIES)
+
+// Rate-limit traffic classes of the dataplane. TOML names: register, invite, other,
+// tcp_connect, media_unallocated.
+#define SBC_POLICY_TRAFFIC_CLASSES(X)                            \
+    X(sip_register, "SIP REGISTER requests")                     \
+    X(sip_invite, "SIP INVITE requests")                         \
+    X(sip_other, "Other SIP requests (OPTIONS, SUBSCRIBE, ...)") \
+    X(tcp_connect, "TCP/TLS connection attempts")                \
+    X(media_unallocated, "Packets to media ports with no session")
+SBC_DECLARE_COUNTER_LIST(TrafficClass, SBC_POLICY_TRAFFIC_CLASSES)
+// TOML spelling of a traffic class ("register", "invite", "other", ...).
+std::string_view toml_name(TrafficClass c);
+
+// Rate-limit keys. TOML names: per_source, per_prefix, per_account.
+#define SBC_POLICY_LIMIT_KEYS(X)                                          \
+    X(source_address, "per source address")                               \
+    X(source_prefix, "per source prefix (/24 IPv4, /64 IPv6 by default)") \
+    X(account, "per account (signaling only)")
+SBC_DECLARE_COUNTER_LIST(LimitKey, SBC_POLICY_LIMIT_KEYS)
+std::string_view toml_name(LimitKey k);
+
+#define SBC_POLICY_FRAUD_FEATURES(X)                                                 \
+    X(attempts, "call attempts")                                                     \
+    X(international_attempts, "attempts to another country")                         \
+    X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
+    X(premium_attempts, "attempts to premium lists")                                 \
+    X(distinct_destinations, "distinct dialed numbers")                              \
+    X(distinct_destination_countries, "distinct destination countries")              \
+    X(sequential_dialing, "longest run of destinations differing by small steps")    \
+    X(concurrent_calls, "calls in progress now (no window)")                         \
+    X(short_call_ratio, "answered calls shorter than short_call_seconds / answered") \
+    X(failed_call_ratio, "failed attempts / attempts")                               \
+    X(auth_failures, "authentication failures")                                      \
+    X(distinct_usernames, "distinct usernames tried in auth/register")               \
+    X(scanner_user_agent, "1 if the User-Agent matches a scanner signature")         \
+    X(request_sweep, "distinct target users of OPTIONS/REGISTER/INVITE")             \
+    X(off_hours, "1 if outside the account group's business hours")                  \
+    X(source_country_not_allowed, "1 if the source country is not allowed")          \
+    X(country_change, "distinct source countries of the key")                        \
+    X(short_rings, "calls cancelled or ended unanswered within a few seconds")
+SBC_DECLARE_COUNTER_LIST(Feature, SBC_POLICY_FRAUD_FEATURES)
+
+#define SBC_POLICY_RULE_KEYS(X)                  \
+    X(source_ip, "the source IP address")        \
+    X(source_prefix, "the source prefix")        \
+    X(account, "the calling account")            \
+    X(tenant, "the tenant of the account group") \
+    X(destination_prefix, "the matched destination prefix")
+SBC_DECLARE_COUNTER_LIST(RuleKey, SBC_POLICY_RULE_KEYS)
+
+#define SBC_POLICY_COMPARE_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
+SBC_DECLARE_COUNTER_LIST(CompareOp, SBC_POLICY_COMPARE_OPS)
+// The TOML spelling of an operator is its description (">=", ...).
+inline bool compare(CompareOp op, double value, double threshold) {
+    switch (op) {
+        case CompareOp::gt:
+            return value > threshold;
+        case CompareOp::ge:
+            return value >= threshold;
+        case CompareOp::lt:
+            return value < threshold;
+        case CompareOp::le:
+            return value <= threshold;
+        case CompareOp::eq:
+            return value == threshold;
+        case CompareOp::count_:
+            break;
+    }
+    return false;
+}
+
+enum class Mode : std::uint8_t { enforce, observe };
+enum class TimeScope : std::uint8_t { any, business_hours, off_hours };
+enum class DenyAction : std::uint8_t { block, ban };
+std::string_view name(Mode m);
+std::string_view name(TimeScope t);
+std::string_view name(DenyAction a);
+
+// ---------------------------------------------------------------------------------------------
+// Countries and E.164 numbering
+
+struct CountryCallingCode {
+    std::string_view iso;   // ISO 3166-1 alpha-2, upper case
+    std::string_view code;  // E.164 country calling code digits (NANP areas: "1876", ...)
+};
+// Every known country with its calling code(s); a country may appear more than once.
+std::span<const CountryCallingCode> country_calling_codes();
+// Calling codes of an ISO alpha-2 country (upper case); empty if unknown.
+std::vector<std::string_view> calling_codes_of(std::string_view iso);
+// Country of an E.164 number (digits only) by longest calling-code match; "" if none.
+std::string_view destination_country(std::string_view e164_digits);
+
+struct Numbering {
+    std::string default_country_code;  // empty: national numbers cannot be normalized
+    std::string national_prefix = "0";
+    std::string international_prefix = "00";
+    // "+44 20..." / "0044..." -> "4420..."; "0612345678" -> "33612345678" (with cc 33).
+    // Visual separators (space - . ( )) are dropped. Returns "" when the input is not a number.
+    std::string normalize(std::string_view dialed) const;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Compiled lookup structures
+
+// Longest-prefix match over E.164 digits: a digit trie in flat node arrays, with the first
+// digits resolved through a direct-indexed table.
+struct PrefixMatch {
+    std::uint8_t length = 0;  // digits matched; 0 = no match
+    PrefixCategory category = PrefixCategory::custom;
+    std::span<const std::uint32_t> lists;  // indexes into Policy::prefix_lists
+    bool matched() const { return length != 0; }
+};
+
+class PrefixTable {
+  public:
+    struct Entry {
+        std::string digits;
+        std::uint32_t list = 0;
+        PrefixCategory category = PrefixCategory::custom;
+    };
+    // Entries may repeat a prefix (several lists); the category of a prefix is that of its
+    // first entry (the validator rejects a prefix in lists of different categories).
+    static PrefixTable build(std::vector<Entry> entries);
+
+    // The longest prefix of `digits` present in the table. Non-digits end the walk.
+    PrefixMatch lpm(std::string_view digits) const noexcept;
+    // Every prefix of `digits` present in the table, shortest first; returns how many were
+    // written to `out` (at most out.size()).
+    std::size_t all_matches(std::string_view digits, std::span<PrefixMatch> out) const noexcept;
+
+    std::size_t prefix_count() const { return matches_.size(); }
+    std::size_t node_count() const { return node_count_; }
+    std::size_t memory_bytes() const;
+
+  private:
+    static constexpr int kDirectDigits = 3;  // first digits resolved by one table lookup
+    static constexpr std::uint32_t kDirectSize = 1000;
+    struct MatchEntry {
+        std::uint32_t first_list = 0;
+        std::uint16_t list_count = 0;
+        std::uint8_t length = 0;
+        PrefixCategory category = PrefixCategory::custom;
+    };
+    struct DirectSlot {
+        std::uint32_t node = 0;   // trie node at depth kDirectDigits (0 = none)
+        std::uint32_t match = 0;  // best match of length <= kDirectDigits (1-based, 0 = none)
+    };
+    PrefixMatch make_match(std::uint32_t m) const noexcept;
+    // Node n: children at nodes_[n*11 + d], match (1-based) at nodes_[n*11 + 10].
+    std::vector<std::uint32_t> nodes_;
+    std::vector<DirectSlot> direct_;
+    std::vector<MatchEntry> matches_;
+    std::vector<std::uint32_t> list_ids_;
+    std::size_t node_count_ = 0;
+};
+
+// A set of IPv4/IPv6 prefixes with longest-prefix match (one hash probe per distinct length).
+class CidrSet {
+  public:
+    void add(const base::Prefix& p, std::uint32_t tag);  // before finalize()
+    void finalize();
+    struct Match {
+        base::Prefix prefix;
+        std::uint32_t tag = 0;
+    };
+    std::optional<Match> longest(const base::IpAddress& a) const;
+    bool contains(const base::IpAddress& a) const { return longest(a).has_value(); }
+    const std::vector<Match>& entries() const { return entries_; }
+    bool empty() const { return entries_.empty(); }
+
+  private:
+    struct KeyHash {
+        std::size_t operator()(const base::IpAddress& a) const noexcept { return a.hash(); }
+    };
+    std::vector<Match> entries_;
+    std::vector<std::uint8_t>
+        mapped_lengths_;  // distinct lengths in IPv6-mapped bits, longest first
+    std::unordered_map<base::IpAddress, std::uint32_t, KeyHash> by_masked_;  // -> index in entries_
+};
+
+// Case-insensitive glob with '*' only, matched anywhere in the text ("*" at both ends implied).
+class Glob {
+  public:
+    Glob() = default;
+    explicit Glob(std::string_view pattern);
+    bool matches(std::string_view text) const;
+    const std::string& pattern() const { return pattern_; }
+
+  private:
+    std::string pattern_;
+    std::vector<std::string> pieces_;  // lower-cased literal runs between '*'
+};
+
+// A glob over whole strings (account patterns "10*"), case-sensitive, '*' only.
+class ExactGlob {
+  public:
+    ExactGlob() = default;
+    explicit ExactGlob(std::string_view pattern);
+    bool matches(std::string_view text) const;
+    const std::string& pattern() const { return pattern_; }
+
+  private:
+    std::string pattern_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The policy snapshot
+
+enum class SourceVerdict : std::uint8_t {
+    denied,         // in the deny list (wins over everything)
+    trusted,        // trusted trunk: bypasses rate limits and fraud scoring
+    allowed,        // in the allow list
+    default_allow,  // in no list, default = "allow"
+    default_deny,   // in no list, default = "deny"
+};
+std::string_view name(SourceVerdict v);
+
+struct TrustedTrunk {
+    std::string name;
+    std::vector<base::Prefix> cidrs;
+};
+
+struct AccessLists {
+    bool default_allow = true;
+    CidrSet allow;    // tag: index in allow_cidrs
+    CidrSet deny;     // tag: index in deny_cidrs
+    CidrSet trusted;  // tag: index in trusted_trunks
+    std::vector<base::Prefix> allow_cidrs;
+    std::vector<base::Prefix> deny_cidrs;
+    std::vector<TrustedTrunk> trusted_trunks;
+};
+
+struct RateLimit {
+    bool enabled = false;
+    double rate = 0;   // tokens per second
+    double burst = 0;  // bucket depth
+};
+
+struct RateLimits {
+    // [traffic class][key kind]
+    std::array<std::array<RateLimit, kLimitKeyCount>, kTrafficClassCount> limits{};
+    std::uint8_t source_prefix_v4 = 24;
+    std::uint8_t source_prefix_v6 = 64;
+    const RateLimit& get(TrafficClass c, LimitKey k) const {
+        return limits[static_cast<std::size_t>(c)][static_cast<std::size_t>(k)];
+    }
+};
+
+// First ban lasts `base`; each re-ban of the same source multiplies by `factor` up to `max`.
+// A ban is triggered after `violations` rate-limit excesses within `violation_window`.
+struct BanEscalation {
+    base::Nanos base = 5 * 60 * base::kNanosPerSecond;
+    double factor = 2.0;
+    base::Nanos max = 24 * 3600 * base::kNanosPerSecond;
+    std::uint32_t violations = 5;
+    base::Nanos violation_window = 60 * base::kNanosPerSecond;
+    // How long a source's ban history is remembered for escalation.
+    base::Nanos history = 24 * 3600 * base::kNanosPerSecond;
+    base::Nanos duration_for(std::uint32_t previous_bans) const;
+};
+
+struct ScannerSignatures {
+    std::vector<Glob> user_agents;
+    DenyAction action = DenyAction::ban;  // what the dataplane does on a match
+    bool empty_user_agent_is_scanner = false;
+    // The first matching signature, or nullptr.
+    const Glob* match(std::string_view user_agent) const;
+};
+
+struct TopologyOptions {
+    bool hide_topology = true;    // rewrite Via/Contact/Record-Route of the internal side
+    bool replace_call_id = true;  // external Call-ID differs from the internal one
+    std::vector<std::string> strip_headers;  // header names (case-insensitive), '*' allowed
+    std::map<std::uint16_t, std::string> reason_phrases;  // status -> phrase sent outside
+    std::string server_header;  // replaces Server/User-Agent towards the outside; "" = strip
+};
+
+struct BusinessHours {
+    std::uint8_t days = 0;           // bit 0 = Monday ... bit 6 = Sunday
+    std::uint16_t start_minute = 0;  // minutes since local midnight
+    std::uint16_t end_minute = 0;    // exclusive; > start_minute
+};
+
+struct AccountGroup {
+    std::string name;
+    std::vector<std::string> accounts;
+    std::vector<ExactGlob> account_patterns;
+    std::string tenant;
+    std::string timezone = "UTC";
+    std::vector<BusinessHours> business_hours;               // empty = always business hours
+    std::vector<std::string> allowed_source_countries;       // empty = any
+    std::vector<std::string> allowed_destination_countries;  // empty = any
+    bool has_account(std::string_view account) const;
+    // `local_weekday` 0 = Monday, `local_minute` since midnight in the group's timezone.
+    bool in_business_hours(int local_weekday, int local_minute) const;
+};
+
+struct PrefixList {
+    std::string name;
+    PrefixCategory category = PrefixCategory::custom;
+    std::vector<std::string> prefixes;   // normalized digits, countries expanded
+    std::vector<std::string> countries;  // ISO codes as written
+    std::string file;                    // policy file that declared it
+};
+
+struct FraudScope {
+    std::vector<std::string> tenants;
+    std::vector<std::string> account_groups;
+    std::string destinations;             // prefix list name; "" = any
+    std::int32_t destinations_list = -1;  // index in Policy::prefix_lists
+    TimeScope time = TimeScope::any;
+};
+
+struct FraudRule {
+    std::string id;
+    std::string description;
+    Feature feature = Feature::attempts;
+    RuleKey key = RuleKey::account;
+    base::Nanos window = 10 * 60 * base::kNanosPerSecond;
+    CompareOp op = CompareOp::ge;
+    double threshold = 0;
+    double weight = 0;
+    Mode mode = Mode::enforce;
+    FraudScope scope;
+    std::vector<std::string> lists;           // for destination features; empty = by category
+    std::vector<std::uint32_t> list_indexes;  // resolved `lists`
+    std::uint32_t min_attempts = 0;
+    std::string file;  // where the rule was declared (for explanations)
+    std::uint32_t line = 0;
+};
+
+struct FraudDeny {
+    std::string id;
+    std::string destinations;  // prefix list name; "" = none
+    std::int32_t destinations_list = -1;
+    std::vector<std::string> countries;         // destination countries
+    std::vector<std::string> source_countries;  // GeoIP countries of the source
+    DenyAction action = DenyAction::block;
+    std::string file;
+    std::uint32_t line = 0;
+};
+
+struct FraudSettings {
+    Mode mode = Mode::enforce;
+    double score_cap = 100;
+    double flag_threshold = 30;
+    double block_threshold = 60;
+    double ban_threshold = 90;
+    base::Nanos ban_duration = 3600 * base::kNanosPerSecond;
+    std::uint64_t max_tracked_keys = 1'000'000;
+    base::Nanos idle_key_expiry = 2 * 3600 * base::kNanosPerSecond;
+    std::uint32_t short_call_seconds = 10;
+    std::vector<FraudRule> rules;
+    std::vector<FraudDeny> deny;
+};
+
+// The compiled, immutable policy. Built off the hot path; shared as shared_ptr<const Policy>.
+struct Policy {
+    std::uint64_t version = 0;  // assigned by PolicyStore (1, 2, ...); 0 when loaded standalone
+    std::string hash;           // content hash of every source file, in load order (hex)
+    std::vector<std::string> source_files;  // top-level files and includes, in load order
+    std::string name;                       // [policy] name
+
+    AccessLists access;
+    RateLimits rate_limits;
+    BanEscalation bans;
+    ScannerSignatures scanners;
+    TopologyOptions topology;
+    Numbering numbering;
+    std::vector<PrefixList> prefix_lists;
+    PrefixTable prefixes;  // every prefix of every list
+    std::vector<AccountGroup> account_groups;
+    FraudSettings fraud;
+
+    SourceVerdict classify_source(const base::IpAddress& a) const;
+    const PrefixList* find_prefix_list(std::string_view name) const;
+    std::int32_t prefix_list_index(std::string_view name) const;
+    // The first group (in file order) containing the account, or nullptr.
+    const AccountGroup* group_of(std::string_view account) const;
+};
+
+struct LoadOptions {
+    bool allow_includes = true;    // false: `include` is an error (fuzzing, untrusted input)
+    bool allow_file_lists = true;  // false: prefix list `file = ...` is an error
+    std::uint64_t version = 0;
+};
+
+// Loads, validates and compiles the policy made of `files` (merged in order, with their
+// includes). All errors are returned at once, each with file:line:column.
+Loaded<Policy> load_policy(const std::vector<std::string>& files, const LoadOptions& options = {});
+// The same from an in-memory TOML document named `name` in diagnostics.
+Loaded<Policy> load_policy_from_string(std::string_view toml, const std::string& name,
+                                       const LoadOptions& options = {});
+// The effective, normalized policy (defaults filled in, includes resolved) as TOML.
+std::string render_policy(const Policy& p);
+
+// ---------------------------------------------------------------------------------------------
+// Node configuration (sbc.toml)
+
+enum class Transport : std::uint8_t { udp, tcp, tls };
+enum class Realm : std::uint8_t { external, internal };
+enum class DataplaneBackend : std::uint8_t { socket, dpdk, pcap };
+std::string_view name(Transport t);
+std::string_view name(Realm r);
+std::string_view name(DataplaneBackend b);
+
+struct ListenerConfig {
+    Realm realm = Realm::external;
+    base::Endpoint endpoint;
+    Transport transport = Transport::udp;
+};
+
+struct TlsConfig {
+    std::string certificate_chain;  // PEM file
+    std::string private_key;        // PEM file
+    std::string client_ca;          // PEM file; set = client certificates are verified
+    bool require_client_certificate = false;
+    std::string min_version = "1.2";  // "1.2" | "1.3"
+    std::string ciphers;              // OpenSSL cipher list (TLS 1.2); "" = library default
+};
+
+struct HealthCheckConfig {
+    bool enabled = true;
+    base::Nanos interval = 5 * base::kNanosPerSecond;  // SIP OPTIONS ping period
+    base::Nanos timeout = 2 * base::kNanosPerSecond;
+    std::uint32_t failures_before_down = 3;
+    std::uint32_t successes_before_up = 2;
+};
+
+struct NextHopConfig {
+    std::string name;
+    base::Endpoint endpoint;
+    Transport transport = Transport::udp;
+    std::uint32_t weight = 1;
+};
+
+struct MediaConfig {
+    std::uint16_t port_min = 20000;
+    std::uint16_t port_max = 39999;
+    base::IpAddress external_address;  // relay address announced to the external realm
+    base::IpAddress internal_address;  // relay address announced to the internal realm
+};
+
+struct DataplaneConfig {
+    DataplaneBackend backend = DataplaneBackend::socket;
+    std::vector<std::string> dpdk_eal_args;
+    std::vector<std::string> dpdk_ports;  // PCI addresses or vdev names
+    std::string pcap_input;
+    std::string pcap_output;
+    std::uint32_t burst_size = 32;
+};
+
+struct NodeConfig {
+    std::string file;  // the sbc.toml it was read from
+    std::string node_name = "sbc";
+    std::vector<ListenerConfig> listeners;
+    TlsConfig tls;
+    std::vector<NextHopConfig> next_hops;
+    HealthCheckConfig health_check;
+    MediaConfig media;
+    DataplaneConfig dataplane;
+    std::string log_level = "info";  // trace|debug|info|warn|error
+    std::string log_file;            // "" = stderr
+    bool metrics_enabled = false;
+    base::Endpoint metrics_listen;
+    std::string control_socket = "/run/sbc/control.sock";
+    std::string state_backend = "local";  // local | redis
+    std::string state_url;
+    std::string geoip_database;
+    std::vector<std::string> policy_files;  // resolved relative to the config file
+};
+
+Loaded<NodeConfig> load_node_config(const std::string& path);
+
+// ---------------------------------------------------------------------------------------------
+// PolicyStore: the current snapshot, reload with rollback, status.
+
+struct PolicyStatus {
+    std::uint64_t version = 0;  // 0 = nothing loaded yet
+    std::string hash;
+    std::vector<std::string> files;
+    base::UnixNanos loaded_at = 0;  // when the current version was installed
+    std::uint64_t reloads_ok = 0;
+    std::uint64_t reloads_failed = 0;
+    bool last_reload_ok = true;
+    base::UnixNanos last_reload_at = 0;
+    std::vector<Diagnostic> last_errors;  // of the last failed reload
+    std::string last_result() const;      // "ok", "failed (3 errors)" or "none"
+};
+
+class PolicyStore {
+  public:
+    using Listener = std::function<void(const std::shared_ptr<const Policy>&)>;
+
+    explicit PolicyStore(std::vector<std::string> files, LoadOptions options = {});
+
+    // Hot path: one atomic load, never blocks on a reload. Re-read it per decision.
+    std::shared_ptr<const Policy> current() const noexcept { return current_.load(); }
+
+    struct ReloadResult {
+        bool ok = false;
+        std::uint64_t version = 0;  // the version in force afterwards
+        std::vector<Diagnostic> errors;
+    };
+    // Re-reads the files, compiles off the hot path and swaps atomically. On failure the
+    // current snapshot stays in force. `now` is wall time for the status.
+    ReloadResult reload(base::UnixNanos now);
+
+    PolicyStatus status() const;
+    const std::vector<std::string>& files() const { return files_; }
+
+    // Called (on the reloading thread) after each successful swap, and once immediately
+    // with the current snapshot if there is one.
+    void on_change(Listener listener);
+
+  private:
+    std::vector<std::string> files_;
+    LoadOptions options_;
+    std::atomic<std::shared_ptr<const Policy>> current_;
+    mutable std::mutex mu_;  // serializes reloads; guards status_ and listeners_
+    PolicyStatus status_;
+    std::vector<Listener> listeners_;
+};
+
+}  // namespace sbc::policy
