@@ -1,0 +1,154 @@
+// Bans: a fixed-capacity set-associative table keyed by prefix (a single address is a
+// full-length prefix). It is checked first for every packet, so the lookup is one hash probe
+// per prefix length in use (usually only full-length).
+#include <algorithm>
+#include <bit>
+
+#include "dataplane/dataplane.hpp"
+
+namespace sbc::dataplane {
+
+namespace {
+constexpr base::Nanos kDefaultRemember = base::seconds(86400);
+
+unsigned mapped_len(const base::Prefix& p) {
+    return p.is_v4() ? p.length() + 96u : p.length();
+}
+}  // namespace
+
+std::string_view name(BanOrigin o) {
+    switch (o) {
+        case BanOrigin::rate_limit:
+            return "rate_limit";
+        case BanOrigin::signaling:
+            return "signaling";
+        case BanOrigin::fraud:
+            return "fraud";
+        case BanOrigin::control:
+            return "control";
+    }
+    return "?";
+}
+
+BanTable::BanTable(std::uint32_t capacity) {
+    std::uint32_t sets = std::max<std::uint32_t>(1, (capacity + kWays - 1) / kWays);
+    sets = std::bit_ceil(sets);
+    set_mask_ = sets - 1;
+    slots_.resize(std::size_t{sets} * kWays);
+}
+
+std::uint64_t BanTable::hash_of(const base::Prefix& p) const {
+    std::uint64_t h = p.address().hash() ^ (std::uint64_t{p.length()} + 1) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 32;
+    return h | 1;
+}
+
+BanTable::Slot* BanTable::find(const base::Prefix& p, std::uint64_t h) {
+    Slot* set = &slots_[(h & set_mask_) * kWays];
+    for (unsigned w = 0; w < kWays; ++w)
+        if (set[w].hash == h && set[w].info.prefix == p) return &set[w];
+    return nullptr;
+}
+
+base::Result<void> BanTable::ban(const base::Prefix& p, base::Nanos duration, BanOrigin origin,
+                                 base::Nanos now) {
+    const std::uint64_t h = hash_of(p);
+    const base::Nanos expires = now + duration;
+    if (Slot* s = find(p, h)) {
+        s->info.expires = std::max(s->info.expires, expires);
+        ++s->info.offenses;
+        s->info.origin = origin;
+        s->remember_until = std::max(s->remember_until, s->info.expires + kDefaultRemember);
+        return {};
+    }
+    // Victim: an empty way, else a forgotten record, else the expired record remembered the
+    // shortest, else the live ban expiring first if it expires before the new one would.
+    Slot* set = &slots_[(h & set_mask_) * kWays];
+    Slot* victim = nullptr;
+    for (unsigned w = 0; w < kWays && !victim; ++w)
+        if (set[w].hash == 0) victim = &set[w];
+    if (!victim) {
+        Slot* expired = nullptr;
+        Slot* live = nullptr;
+        for (unsigned w = 0; w < kWays; ++w) {
+            Slot& s = set[w];
+            if (s.info.expires <= now) {
+                if (!expired || s.remember_until < expired->remember_until) expired = &s;
+            } else if (!live || s.info.expires < live->info.expires) {
+                live = &s;
+            }
+        }
+        if (expired) {
+            victim = expired;
+        } else if (live && live->info.expires < expires) {
+            victim = live;
+        } else {
+            return base::make_error("ban table full (capacity " + std::to_string(capacity()) + ")");
+        }
+        --active_by_len_[mapped_len(victim->info.prefix)];
+        --live_;
+    }
+    victim->hash = h;
+    victim->info = BanInfo{p, expires, 1, origin, 0};
+    victim->remember_until = expires + kDefaultRemember;
+    ++active_by_len_[mapped_len(p)];
+    ++live_;
+    return {};
+}
+
+base::Result<void> BanTable::ban_escalating(const base::IpAddress& a, const BanPolicy& policy,
+                                            BanOrigin origin, base::Nanos now) {
+    const base::Prefix p(a, a.is_v4() ? 32 : 128);
+    Slot* s = find(p, hash_of(p));
+    std::uint32_t offenses = 0;
+    if (s) {
+        if (s->info.expires > now) return {};  // already banned
+        if (s->remember_until > now) offenses = s->info.offenses;
+    }
+    if (policy.durations.empty()) return base::make_error("ban policy has no durations");
+    const base::Nanos d =
+        policy.durations[std::min<std::size_t>(offenses, policy.durations.size() - 1)];
+    if (s && s->remember_until <= now) s->info.offenses = 0;
+    auto r = ban(p, d, origin, now);
+    if (!r) return r;
+    if (Slot* t = find(p, hash_of(p))) t->remember_until = t->info.expires + policy.forget_after;
+    return {};
+}
+
+bool BanTable::unban(const base::Prefix& p) {
+    Slot* s = find(p, hash_of(p));
+    if (!s) return false;
+    const bool was_active = true;
+    --active_by_len_[mapped_len(s->info.prefix)];
+    --live_;
+    *s = Slot{};
+    return was_active;
+}
+
+bool BanTable::is_banned(const base::IpAddress& a, base::Nanos now) {
+    if (live_ == 0) return false;
+    const bool v4 = a.is_v4();
+    for (int len = 128; len >= (v4 ? 96 : 0); --len) {
+        if (active_by_len_[len] == 0) continue;
+        const base::Prefix p(a, static_cast<std::uint8_t>(v4 ? len - 96 : len));
+        Slot* s = find(p, hash_of(p));
+        if (s && s->info.expires > now) {
+            ++s->info.hits;
+            return true;
+        }
+    }
+    return false;
+}
+
+std::vector<BanInfo> BanTable::active(base::Nanos now) const {
+    std::vector<BanInfo> out;
+    for (const Slot& s : slots_)
+        if (s.hash != 0 && s.info.expires > now) out.push_back(s.info);
+    std::sort(out.begin(), out.end(),
+              [](const BanInfo& x, const BanInfo& y) { return x.expires < y.expires; });
+    return out;
+}
+
+}  // namespace sbc::dataplane

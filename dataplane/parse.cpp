@@ -1,0 +1,323 @@
+// L2-L4 parsing of frames and the rewrite of relayed frames. Everything here is a function
+// over bytes: no allocation, no state.
+#include <cstring>
+
+#include "dataplane/checksum.hpp"
+#include "dataplane/dataplane.hpp"
+
+namespace sbc::dataplane {
+
+namespace {
+
+constexpr std::uint16_t kEtherIpv4 = 0x0800;
+constexpr std::uint16_t kEtherIpv6 = 0x86DD;
+constexpr std::uint16_t kEtherVlan = 0x8100;      // IEEE 802.1Q
+constexpr std::uint16_t kEtherQinQ = 0x88A8;      // IEEE 802.1ad
+constexpr std::uint16_t kEtherQinQ9100 = 0x9100;  // pre-standard QinQ, still seen
+
+inline std::uint16_t rd16(const std::uint8_t* p) {
+    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
+
+inline void set(Decision& d, Action a, DropReason r) {
+    d.action = a;
+    d.reason = r;
+}
+
+// Sources that can never be the sender of a real packet (RFC 1122 §3.2.1.3, RFC 4291 §2.7).
+bool bad_source_v4(const std::uint8_t* a) {
+    if (a[0] == 0 || a[0] == 127 || a[0] >= 224) return true;  // this-net, loopback, mcast, bcast
+    return false;
+}
+bool bad_source_v6(const std::uint8_t* a) {
+    if (a[0] == 0xff) return true;  // multicast
+    static constexpr std::uint8_t kZero[15] = {};
+    if (std::memcmp(a, kZero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return true;
+    return false;
+}
+
+void parse_l4(const std::uint8_t* base, std::uint32_t l4_off, std::uint32_t l4_len, PacketMeta& m,
+              Decision& d, const ParseOptions& opt, std::uint32_t pseudo_sum) {
+    const std::uint8_t* l4 = base + l4_off;
+    m.l4_offset = static_cast<std::uint16_t>(l4_off);
+    if (m.flags & kFlagLaterFragment) {
+        // No transport header in this fragment: ports unknown.
+        m.payload_offset = static_cast<std::uint16_t>(l4_off);
+        m.payload_len = static_cast<std::uint16_t>(l4_len);
+        m.payload = l4;
+        return;
+    }
+    const bool fragment = m.flags & kFlagFragment;
+    switch (m.l4_proto) {
+        case 17: {  // RFC 768
+            if (l4_len < 8) return set(d, Action::drop, DropReason::bad_l4_header);
+            m.src_port = rd16(l4);
+            m.dst_port = rd16(l4 + 2);
+            const std::uint32_t ulen = rd16(l4 + 4);
+            if (ulen < 8) return set(d, Action::drop, DropReason::bad_l4_header);
+            if (!fragment && ulen != l4_len) return set(d, Action::drop, DropReason::bad_l4_header);
+            const std::uint32_t data_len = fragment ? l4_len : ulen;
+            m.payload_offset = static_cast<std::uint16_t>(l4_off + 8);
+            m.payload_len = static_cast<std::uint16_t>(data_len - 8);
+            m.payload = l4 + 8;
+            const std::uint16_t csum = rd16(l4 + 6);
+            if (csum == 0) {
+                // RFC 8200 §8.1: a zero UDP checksum is not allowed over IPv6.
+                if (m.flags & kFlagV6) return set(d, Action::drop, DropReason::bad_checksum);
+            } else if (opt.verify_udp_checksum && !fragment) {
+                std::uint32_t sum = pseudo_sum + 17 + ulen;
+                sum = checksum_add(sum, l4, ulen);
+                if (checksum_fold(sum) != 0xffff)
+                    return set(d, Action::drop, DropReason::bad_checksum);
+            }
+            return;
+        }
+        case 6: {  // RFC 9293 §3.1
+            if (l4_len < 20) return set(d, Action::drop, DropReason::bad_l4_header);
+            m.src_port = rd16(l4);
+            m.dst_port = rd16(l4 + 2);
+            const std::uint32_t doff = (l4[12] >> 4) * 4u;
+            if (doff < 20 || doff > l4_len) return set(d, Action::drop, DropReason::bad_l4_header);
+            m.tcp_flags = l4[13];
+            m.payload_offset = static_cast<std::uint16_t>(l4_off + doff);
+            m.payload_len = static_cast<std::uint16_t>(l4_len - doff);
+            m.payload = l4 + doff;
+            return;
+        }
+        case 1:
+        case 58:  // ICMP, ICMPv6: the host needs them (PMTU discovery, ND)
+            m.payload_offset = static_cast<std::uint16_t>(l4_off);
+            m.payload_len = static_cast<std::uint16_t>(l4_len);
+            m.payload = l4;
+            return set(d, Action::to_kernel, DropReason::none);
+        default:
+            return set(d, Action::drop, DropReason::unsupported_l4);
+    }
+}
+
+void parse_ipv4(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail, PacketMeta& m,
+                Decision& d, const ParseOptions& opt) {
+    if (avail < 20) return set(d, Action::drop, DropReason::truncated);
+    const std::uint8_t* ip = base + off;
+    if ((ip[0] >> 4) != 4) return set(d, Action::drop, DropReason::bad_ip_header);
+    const std::uint32_t ihl = (ip[0] & 0x0f) * 4u;
+    if (ihl < 20) return set(d, Action::drop, DropReason::bad_ip_header);
+    if (ihl > avail) return set(d, Action::drop, DropReason::truncated);
+    const std::uint32_t total = rd16(ip + 2);
+    if (total < ihl) return set(d, Action::drop, DropReason::bad_ip_length);
+    if (total > avail) return set(d, Action::drop, DropReason::truncated);
+    // RFC 791 §3.1: the header checksum covers the header (with options) only: cheap.
+    if (checksum_fold(checksum_add(0, ip, ihl)) != 0xffff)
+        return set(d, Action::drop, DropReason::bad_checksum);
+    if (ihl > 20) m.flags |= kFlagIpOptions;
+    const std::uint16_t frag = rd16(ip + 6);
+    if (frag & 0x8000) return set(d, Action::drop, DropReason::bad_ip_header);  // reserved bit
+    const std::uint16_t frag_off = frag & 0x1fff;
+    if ((frag & 0x2000) || frag_off) m.flags |= kFlagFragment;
+    if (frag_off) m.flags |= kFlagLaterFragment;
+    m.src = base::IpAddress::v4_bytes(ip + 12);
+    m.dst = base::IpAddress::v4_bytes(ip + 16);
+    m.l3_offset = static_cast<std::uint16_t>(off);
+    m.l4_proto = ip[9];
+    if (bad_source_v4(ip + 12)) return set(d, Action::drop, DropReason::bad_source);
+    const std::uint32_t pseudo = checksum_add(0, ip + 12, 8);
+    parse_l4(base, off + ihl, total - ihl, m, d, opt, pseudo);
+}
+
+// RFC 8200 §4: walk the extension header chain to the upper-layer header.
+void parse_ipv6(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail, PacketMeta& m,
+                Decision& d, const ParseOptions& opt) {
+    if (avail < 40) return set(d, Action::drop, DropReason::truncated);
+    const std::uint8_t* ip = base + off;
+    if ((ip[0] >> 4) != 6) return set(d, Action::drop, DropReason::bad_ip_header);
+    m.flags |= kFlagV6;
+    const std::uint32_t plen = rd16(ip + 4);
+    if (plen == 0) return set(d, Action::drop, DropReason::bad_ip_length);  // jumbograms
+    if (40 + plen > avail) return set(d, Action::drop, DropReason::truncated);
+    m.src = base::IpAddress::v6(ip + 8);
+    m.dst = base::IpAddress::v6(ip + 24);
+    m.l3_offset = static_cast<std::uint16_t>(off);
+    if (bad_source_v6(ip + 8)) return set(d, Action::drop, DropReason::bad_source);
+    std::uint8_t next = ip[6];
+    std::uint32_t pos = off + 40;
+    const std::uint32_t end = off + 40 + plen;
+    for (int n = 0; n < 8; ++n) {
+        switch (next) {
+            case 0:  // hop-by-hop: only directly after the IPv6 header (RFC 8200 §4.1)
+                if (n != 0) return set(d, Action::drop, DropReason::bad_ip_header);
+                [[fallthrough]];
+            case 43:  // routing
+            case 60:  // destination options
+            {
+                if (end - pos < 8) return set(d, Action::drop, DropReason::bad_ip_header);
+                const std::uint32_t len = (base[pos + 1] + 1u) * 8u;
+                if (len > end - pos) return set(d, Action::drop, DropReason::bad_ip_header);
+                m.flags |= kFlagIpOptions;
+                next = base[pos];
+                pos += len;
+                continue;
+            }
+            case 44: {  // fragment (RFC 8200 §4.5)
+                if (end - pos < 8) return set(d, Action::drop, DropReason::bad_ip_header);
+                const std::uint16_t fo = rd16(base + pos + 2);
+                m.flags |= kFlagFragment;
+                if (fo & 0xfff8) m.flags |= kFlagLaterFragment;
+                next = base[pos];
+                pos += 8;
+                continue;
+            }
+            case 51: {  // AH: length in 4-octet units minus 2 (RFC 4302 §2.2)
+                if (end - pos < 8) return set(d, Action::drop, DropReason::bad_ip_header);
+                const std::uint32_t len = (base[pos + 1] + 2u) * 4u;
+                if (len > end - pos) return set(d, Action::drop, DropReason::bad_ip_header);
+                next = base[pos];
+                pos += len;
+                continue;
+            }
+            default:
+                break;
+        }
+        break;
+    }
+    if (next == 0 || next == 43 || next == 60 || next == 44 || next == 51)
+        return set(d, Action::drop, DropReason::bad_ip_header);  // chain too long
+    m.l4_proto = next;
+    const std::uint32_t pseudo = checksum_add(0, ip + 8, 32);
+    parse_l4(base, pos, end - pos, m, d, opt, pseudo);
+}
+
+}  // namespace
+
+std::string_view name(Action a) {
+    switch (a) {
+        case Action::undecided:
+            return "undecided";
+        case Action::relay:
+            return "relay";
+        case Action::to_signaling:
+            return "to_signaling";
+        case Action::to_kernel:
+            return "to_kernel";
+        case Action::drop:
+            return "drop";
+    }
+    return "?";
+}
+
+void parse_ip_packet(const Frame& f, PacketMeta& m, Decision& d, const ParseOptions& opt) {
+    m = PacketMeta{};
+    d = Decision{};
+    if (f.wire_len > f.len) return set(d, Action::drop, DropReason::truncated);
+    if (f.len < 1) return set(d, Action::drop, DropReason::truncated);
+    const std::uint8_t v = f.data[0] >> 4;
+    if (v == 4) return parse_ipv4(f.data, 0, f.len, m, d, opt);
+    if (v == 6) return parse_ipv6(f.data, 0, f.len, m, d, opt);
+    set(d, Action::drop, DropReason::bad_ip_header);
+}
+
+void parse_frames(std::span<const Frame> frames, std::span<PacketMeta> meta,
+                  std::span<Decision> out, const ParseOptions& opt) {
+    const std::size_t n = frames.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        const Frame& f = frames[i];
+        PacketMeta& m = meta[i];
+        Decision& d = out[i];
+        m = PacketMeta{};
+        d = Decision{};
+        if (i + 1 < n) __builtin_prefetch(frames[i + 1].data);
+        // A capture cut by its snaplen cannot be validated (lengths, checksums) nor relayed.
+        if (f.wire_len > f.len) {
+            set(d, Action::drop, DropReason::truncated);
+            continue;
+        }
+        if (f.len < 14) {
+            set(d, Action::drop, DropReason::truncated);
+            continue;
+        }
+        std::uint32_t off = 12;
+        std::uint16_t type = rd16(f.data + off);
+        int tags = 0;
+        bool bad = false;
+        while (type == kEtherVlan || type == kEtherQinQ || type == kEtherQinQ9100) {
+            if (tags == 2 || f.len < off + 6) {
+                bad = true;
+                break;
+            }
+            const std::uint16_t tci = rd16(f.data + off + 2);
+            if (tags == 0) {
+                m.vlan_tci_outer = tci;
+                m.flags |= kFlagVlan;
+            } else {
+                m.vlan_tci_inner = tci;
+                m.flags |= kFlagQinQ;
+            }
+            ++tags;
+            off += 4;
+            type = rd16(f.data + off);
+        }
+        if (bad) {
+            set(d, tags == 2 ? Action::drop : Action::drop,
+                tags == 2 ? DropReason::not_ip : DropReason::truncated);
+            continue;
+        }
+        off += 2;
+        if (type == kEtherIpv4) {
+            parse_ipv4(f.data, off, f.len - off, m, d, opt);
+        } else if (type == kEtherIpv6) {
+            parse_ipv6(f.data, off, f.len - off, m, d, opt);
+        } else {
+            // ARP, LLDP, ...: the host stack's business.
+            set(d, Action::to_kernel, DropReason::not_ip);
+        }
+    }
+}
+
+TrafficClass sip_method_class(const std::uint8_t* p, std::size_t len) {
+    // RFC 3261 §7.1: Request-Line = Method SP Request-URI SP SIP-Version. Only the method token
+    // is looked at; everything else (responses, unknown methods) is "other".
+    if (len >= 9 && std::memcmp(p, "REGISTER ", 9) == 0) return TrafficClass::sip_register;
+    if (len >= 7 && std::memcmp(p, "INVITE ", 7) == 0) return TrafficClass::sip_invite;
+    return TrafficClass::sip_other;
+}
+
+bool Pipeline::rewrite_frame(Frame& f, const PacketMeta& m, const Forward& fwd) {
+    const bool v6 = m.flags & kFlagV6;
+    if (fwd.from_local.addr.is_v4() == v6 || fwd.to_peer.addr.is_v4() == v6) return false;
+    if (m.l4_proto != 17 || (m.flags & kFlagFragment)) return false;
+    std::uint8_t* ip = f.data + m.l3_offset;
+    std::uint8_t* udp = f.data + m.l4_offset;
+    std::uint8_t old_hdr[36], new_hdr[36];
+    std::size_t alen = v6 ? 16 : 4;
+    std::uint8_t* addrs = v6 ? ip + 8 : ip + 12;
+    // Old and new pseudo-header words that change: source, destination, ports.
+    std::memcpy(old_hdr, addrs, 2 * alen);
+    std::memcpy(old_hdr + 2 * alen, udp, 4);
+    const auto& sb = fwd.from_local.addr.bytes();
+    const auto& db = fwd.to_peer.addr.bytes();
+    std::memcpy(new_hdr, v6 ? sb.data() : sb.data() + 12, alen);
+    std::memcpy(new_hdr + alen, v6 ? db.data() : db.data() + 12, alen);
+    new_hdr[2 * alen] = static_cast<std::uint8_t>(fwd.from_local.port >> 8);
+    new_hdr[2 * alen + 1] = static_cast<std::uint8_t>(fwd.from_local.port);
+    new_hdr[2 * alen + 2] = static_cast<std::uint8_t>(fwd.to_peer.port >> 8);
+    new_hdr[2 * alen + 3] = static_cast<std::uint8_t>(fwd.to_peer.port);
+    const std::size_t n = 2 * alen + 4;
+    std::memcpy(addrs, new_hdr, 2 * alen);
+    std::memcpy(udp, new_hdr + 2 * alen, 4);
+    if (!v6) {
+        // RFC 1624 incremental update over the two changed addresses.
+        std::uint16_t c = rd16(ip + 10);
+        c = checksum_update(c, old_hdr, new_hdr, 2 * alen);
+        ip[10] = static_cast<std::uint8_t>(c >> 8);
+        ip[11] = static_cast<std::uint8_t>(c);
+    }
+    std::uint16_t uc = rd16(udp + 6);
+    if (uc != 0) {  // IPv4 UDP without checksum stays without (RFC 768)
+        uc = checksum_update(uc, old_hdr, new_hdr, n);
+        if (uc == 0) uc = 0xffff;  // RFC 768: a computed zero is sent as all ones
+        udp[6] = static_cast<std::uint8_t>(uc >> 8);
+        udp[7] = static_cast<std::uint8_t>(uc);
+    }
+    return true;
+}
+
+}  // namespace sbc::dataplane
