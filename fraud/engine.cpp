@@ -1,0 +1,1372 @@
+// The fraud scoring engine: per-key state in fixed tables, rules over sliding windows,
+// verdicts with their reasons.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <unordered_map>
+
+#include "fraud/fraud.hpp"
+#include "fraud/lookup.hpp"
+#include "fraud/state.hpp"
+
+namespace sbc::fraud {
+
+using namespace detail;
+
+bool compare(Op op, double value, double threshold) {
+    switch (op) {
+        case Op::gt:
+            return value > threshold;
+        case Op::ge:
+            return value >= threshold;
+        case Op::lt:
+            return value < threshold;
+        case Op::le:
+            return value <= threshold;
+        case Op::eq:
+            return value == threshold;
+        case Op::count_:
+            break;
+    }
+    return false;
+}
+
+namespace {
+
+constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0x7e4a47, 0xd35f1c};
+// RFC 3261 §17.1.1.2: a client transaction lives 64*T1 = 32 s; an ended call is remembered
+// that long so a late retransmitted INVITE is still recognised as a duplicate.
+constexpr base::Nanos kTombstone = 32 * base::kNanosPerSecond;
+constexpr std::size_t kEvictionSample = 8;
+constexpr std::size_t kEvictionScan = 64;
+constexpr std::size_t kSweepPerEvent = 2;
+
+enum class CompType : std::uint8_t { counter, distinct, sequential };
+enum class CountEvent : std::uint8_t {
+    attempt,
+    international,
+    list_hit,
+    answered,
+    short_answered,
+    ended,
+    failed,
+    auth_failure,
+    short_ring,
+};
+enum class DistinctValue : std::uint8_t {
+    destination,
+    destination_country,
+    failed_username,
+    request_target,
+    source_country,
+};
+enum class EventKind : std::uint8_t { invite, request, auth, reg, end };
+
+std::uint16_t country_code16(std::string_view iso) {
+    if (iso.size() != 2) return 0;
+    return static_cast<std::uint16_t>((std::toupper(static_cast<unsigned char>(iso[0])) << 8) |
+                                      std::toupper(static_cast<unsigned char>(iso[1])));
+}
+
+void put_country(std::array<char, 3>& out, std::uint16_t c) {
+    if (c == 0) return;
+    out[0] = static_cast<char>(c >> 8);
+    out[1] = static_cast<char>(c & 0xff);
+    out[2] = 0;
+}
+
+struct CompiledScope {
+    std::vector<std::uint64_t> tenants;  // tenant hashes; empty = any
+    std::vector<std::uint8_t> groups;    // by group index; empty = any
+    std::uint64_t dest_mask = 0;         // 0 = any destination
+    TimeScope time = TimeScope::any;
+};
+
+struct Component {
+    CompType type = CompType::counter;
+    std::uint8_t what = 0;  // CountEvent or DistinctValue
+    base::Nanos window = 0;
+    base::Nanos width = 1;  // sub-bucket width of a counter
+    std::uint32_t window_s = 1;
+    std::uint32_t capacity = 0;  // distinct sets
+    std::uint32_t offset = 0;    // in the slot
+    std::uint64_t list_mask = 0;
+    CompiledScope filter;
+    std::string signature;
+};
+
+struct KindTable {
+    bool used = false;
+    std::vector<Component> comps;
+    std::size_t slot_bytes = sizeof(KeyHeader);
+    SlotTable table;
+    std::size_t cursor = 0;
+};
+
+struct CompiledRule {
+    const Rule* rule = nullptr;
+    CompiledScope scope;
+    int comp_a = -1;  // feature value (numerator of a ratio)
+    int comp_b = -1;  // denominator of a ratio
+    bool observe = false;
+    bool call_feature = false;  // evaluated on INVITE attempts only
+};
+
+struct CompiledDeny {
+    const DenyRule* rule = nullptr;
+    std::uint64_t dest_mask = 0;
+    std::vector<std::uint16_t> countries;
+    std::vector<std::uint16_t> source_countries;
+};
+
+struct Group {
+    TimeZone tz;
+    WeekMap hours;
+    std::vector<std::uint16_t> allowed_src;
+    std::vector<std::uint16_t> allowed_dst;
+    std::uint64_t tenant_hash = 0;
+    std::string_view tenant;
+    std::string deny_id;  // reason id for a destination country outside allowed_dst
+};
+
+struct CallEntry {
+    std::uint64_t key_hash[kKeyKindCount];
+    std::uint64_t tenant_hash;
+    std::uint64_t dest_mask;
+    base::Nanos start;
+    base::Nanos answer;  // 0 = not answered
+    base::Nanos ended;   // 0 = in progress; else tombstone since
+    std::int16_t group;
+    std::uint8_t keys;  // bit per KeyKind present
+    std::uint8_t counted;
+    std::uint8_t action;
+    std::uint8_t off_hours;
+    std::uint8_t pad[2];
+};
+
+struct BanEntry {
+    base::Nanos until;
+};
+
+struct Ctx {
+    EventKind kind = EventKind::invite;
+    base::Nanos now = 0;
+    std::uint32_t now_s = 0;
+    std::uint64_t key_hash[kKeyKindCount] = {};
+    bool has_key[kKeyKindCount] = {};
+    std::int64_t slot[kKeyKindCount] = {-1, -1, -1, -1, -1};
+    std::uint64_t tenant_hash = 0;
+    int group = -1;
+    char digits[32] = {};
+    std::size_t ndigits = 0;
+    std::uint64_t dest_mask = 0;
+    std::uint16_t dest_country = 0;
+    bool international = false;
+    std::uint16_t src_country = 0;
+    bool off_hours = false;
+    bool src_not_allowed = false;
+    bool scanner = false;
+    std::uint32_t target_hash = 0;    // request sweep target
+    std::uint32_t username_hash = 0;  // failed username
+    bool auth_failed = false;
+    // end events
+    bool answered = false;
+    bool short_answered = false;
+    bool failed = false;
+    bool short_ring = false;
+    std::string_view digits_view() const { return {digits, ndigits}; }
+};
+
+struct StrHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+bool is_call_feature(Feature f) {
+    switch (f) {
+        case Feature::auth_failures:
+        case Feature::distinct_usernames:
+        case Feature::scanner_user_agent:
+        case Feature::request_sweep:
+        case Feature::source_country_not_allowed:
+        case Feature::country_change:
+            return false;
+        default:
+            return true;
+    }
+}
+
+bool is_event_feature(Feature f) {
+    return f == Feature::scanner_user_agent || f == Feature::off_hours ||
+           f == Feature::source_country_not_allowed;
+}
+
+std::string format_window(base::Nanos w) {
+    return std::to_string(w / base::kNanosPerSecond);
+}
+
+}  // namespace
+
+struct Engine::Impl {
+    EngineConfig cfg;
+    std::vector<std::string> list_names;
+    DigitTrie lists;      // bit per prefix list
+    DigitTrie countries;  // value = index+1 into country_iso
+    std::vector<std::uint16_t> country_iso;
+    std::vector<std::string> country_code_str;
+    std::string home_code;
+    std::vector<Group> groups;
+    std::unordered_map<std::string, int, StrHash, std::equal_to<>> exact_accounts;
+    std::vector<std::pair<std::string, int>> account_patterns;
+    std::vector<UaGlob> scanner_globs;
+    std::array<KindTable, kKeyKindCount> kinds;
+    std::vector<CompiledRule> rules;
+    std::vector<CompiledDeny> denies;
+    bool need_source_country = false;
+    SlotTable calls;
+    std::size_t calls_cursor = 0;
+    SlotTable bans;
+    std::size_t bans_cursor = 0;
+    std::uint32_t idle_s = 1;
+    base::CounterSet<Counter> counters;
+    std::function<void(std::string_view)> sink;
+
+    base::Result<void> compile();
+    base::Result<std::uint64_t> list_bit(const std::string& name) const;
+    base::Result<CompiledScope> compile_scope(const Scope& s) const;
+    int add_component(KindTable& kt, Component c);
+
+    KeyHeader* header(KeyKind k, Ctx& c) {
+        auto& kt = kinds[static_cast<std::size_t>(k)];
+        if (c.slot[static_cast<std::size_t>(k)] < 0) return nullptr;
+        return static_cast<KeyHeader*>(kt.table.slot(c.slot[static_cast<std::size_t>(k)]));
+    }
+    std::int64_t find_or_create(KeyKind k, std::uint64_t h, std::uint32_t now_s);
+    void resolve_keys(Ctx& c, const Source& src, std::string_view account, std::string_view tenant,
+                      bool create);
+    void resolve_destination(Ctx& c, std::string_view callee);
+    void resolve_source(Ctx& c, const Source& src, Verdict& out);
+    void resolve_time(Ctx& c, base::UnixNanos wall);
+    bool scope_match(const CompiledScope& s, const Ctx& c) const;
+    void update(Ctx& c);
+    void evaluate(Ctx& c, Verdict& out);
+    void finish(Ctx& c, const Source& src, Verdict& out);
+    void release(CallEntry& e, Ctx* end_ctx);
+    bool source_banned(const base::IpAddress& a, base::Nanos now, base::Nanos* until) const;
+    void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now);
+    void sweep(base::Nanos now, std::size_t budget);
+    CallEntry* call(std::int64_t i) { return static_cast<CallEntry*>(calls.slot(i)); }
+    std::int64_t insert_call(std::uint64_t h, base::Nanos now);
+    std::uint64_t key_hash_of(KeyKind k, std::string_view value) const;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Compilation
+
+base::Result<std::uint64_t> Engine::Impl::list_bit(const std::string& name) const {
+    for (std::size_t i = 0; i < list_names.size(); ++i)
+        if (list_names[i] == name) return std::uint64_t{1} << i;
+    return base::make_error("unknown prefix list '" + name + "'");
+}
+
+base::Result<CompiledScope> Engine::Impl::compile_scope(const Scope& s) const {
+    CompiledScope cs;
+    for (const auto& t : s.tenants) cs.tenants.push_back(hash_string(t, kSalt[3]));
+    if (!s.account_groups.empty()) {
+        cs.groups.assign(cfg.account_groups.size(), 0);
+        for (const auto& name : s.account_groups) {
+            bool found = false;
+            for (std::size_t i = 0; i < cfg.account_groups.size(); ++i)
+                if (cfg.account_groups[i].name == name) cs.groups[i] = 1, found = true;
+            if (!found) return base::make_error("unknown account group '" + name + "'");
+        }
+    }
+    if (!s.destinations.empty()) {
+        auto bit = list_bit(s.destinations);
+        if (!bit) return bit.error();
+        cs.dest_mask = *bit;
+    }
+    cs.time = s.time;
+    return cs;
+}
+
+int Engine::Impl::add_component(KindTable& kt, Component c) {
+    c.signature = std::to_string(static_cast<int>(c.type)) + "/" + std::to_string(c.what) + "/" +
+                  format_window(c.window) + "/" + std::to_string(c.list_mask) + "/";
+    for (auto t : c.filter.tenants) c.signature += std::to_string(t) + ",";
+    c.signature += "/";
+    for (auto g : c.filter.groups) c.signature += g ? '1' : '0';
+    c.signature += "/" + std::to_string(c.filter.dest_mask) + "/" +
+                   std::to_string(static_cast<int>(c.filter.time));
+    for (std::size_t i = 0; i < kt.comps.size(); ++i) {
+        if (kt.comps[i].signature == c.signature) {
+            kt.comps[i].capacity = std::max(kt.comps[i].capacity, c.capacity);
+            return static_cast<int>(i);
+        }
+    }
+    kt.comps.push_back(std::move(c));
+    return static_cast<int>(kt.comps.size() - 1);
+}
+
+base::Result<void> Engine::Impl::compile() {
+    if (cfg.max_tracked_keys == 0) return base::make_error("max_tracked_keys must be > 0");
+    if (cfg.prefix_lists.size() > 64)
+        return base::make_error("at most 64 prefix lists are supported by the fraud engine");
+    idle_s = std::max<std::uint32_t>(1, to_seconds(cfg.idle_key_expiry));
+
+    for (std::size_t i = 0; i < cfg.prefix_lists.size(); ++i) {
+        list_names.push_back(cfg.prefix_lists[i].name);
+        for (const auto& p : cfg.prefix_lists[i].prefixes)
+            lists.add(p, std::uint64_t{1} << i, true);
+    }
+    for (const auto& cc : cfg.country_codes) {
+        country_iso.push_back(country_code16(cc.iso));
+        country_code_str.push_back(cc.code);
+        countries.add(cc.code, country_iso.size(), false);
+    }
+    home_code = cfg.home_country_code;
+
+    for (std::size_t gi = 0; gi < cfg.account_groups.size(); ++gi) {
+        const auto& g = cfg.account_groups[gi];
+        Group cg;
+        auto tz = TimeZone::load(cfg.zoneinfo_dir, g.timezone.empty() ? "UTC" : g.timezone);
+        if (!tz) return base::make_error("account group '" + g.name + "': " + tz.error().message);
+        cg.tz = std::move(*tz);
+        for (const auto& h : g.business_hours) cg.hours.add(h);
+        for (const auto& c : g.allowed_source_countries)
+            cg.allowed_src.push_back(country_code16(c));
+        for (const auto& c : g.allowed_destination_countries)
+            cg.allowed_dst.push_back(country_code16(c));
+        if (!g.allowed_source_countries.empty()) need_source_country = true;
+        cg.tenant = g.tenant;
+        if (!g.tenant.empty()) cg.tenant_hash = hash_string(g.tenant, kSalt[3]);
+        cg.deny_id = "group:" + g.name + ":allowed_destination_countries";
+        groups.push_back(std::move(cg));
+        for (const auto& a : g.accounts) exact_accounts.emplace(a, static_cast<int>(gi));
+        for (const auto& p : g.account_patterns)
+            account_patterns.emplace_back(p, static_cast<int>(gi));
+    }
+    for (const auto& ua : cfg.scanner_user_agents) scanner_globs.emplace_back(ua);
+
+    std::vector<std::string> ids;
+    for (const auto& r : cfg.rules) {
+        auto err = [&](const std::string& m) {
+            return base::make_error("rule '" + r.id + "': " + m);
+        };
+        if (r.id.empty()) return base::make_error("a fraud rule has no id");
+        if (std::find(ids.begin(), ids.end(), r.id) != ids.end()) return err("duplicate rule id");
+        ids.push_back(r.id);
+        CompiledRule cr;
+        cr.rule = &r;
+        cr.observe = r.mode == Mode::observe;
+        cr.call_feature = is_call_feature(r.feature);
+        auto scope = compile_scope(r.scope);
+        if (!scope) return err(scope.error().message);
+        cr.scope = std::move(*scope);
+        bool windowed = !is_event_feature(r.feature) && r.feature != Feature::concurrent_calls;
+        if (windowed && r.window < base::kNanosPerSecond) return err("window must be >= 1s");
+        auto& kt = kinds[static_cast<std::size_t>(r.key)];
+        kt.used = true;
+        Component c;
+        c.window = r.window;
+        c.width = std::max<base::Nanos>(1, r.window / (WindowCounter::kBuckets - 1));
+        c.window_s = std::max<std::uint32_t>(1, to_seconds(r.window));
+        c.filter = cr.scope;
+        auto counter = [&](CountEvent e, std::uint64_t mask = 0) {
+            Component x = c;
+            x.type = CompType::counter;
+            x.what = static_cast<std::uint8_t>(e);
+            x.list_mask = mask;
+            return add_component(kt, x);
+        };
+        auto distinct = [&](DistinctValue v) -> base::Result<int> {
+            if (r.threshold > 127)
+                return err("distinct-count thresholds above 127 are not supported");
+            Component x = c;
+            x.type = CompType::distinct;
+            x.what = static_cast<std::uint8_t>(v);
+            x.capacity = std::clamp<std::uint32_t>(
+                static_cast<std::uint32_t>(std::max(0.0, std::floor(r.threshold))) + 1, 4, 128);
+            return add_component(kt, x);
+        };
+        auto lists_mask = [&](std::initializer_list<Category> cats) -> base::Result<std::uint64_t> {
+            std::uint64_t m = 0;
+            if (!r.lists.empty()) {
+                for (const auto& n : r.lists) {
+                    auto b = list_bit(n);
+                    if (!b) return b.error();
+                    m |= *b;
+                }
+            } else {
+                for (std::size_t i = 0; i < cfg.prefix_lists.size(); ++i)
+                    for (auto cat : cats)
+                        if (cfg.prefix_lists[i].category == cat) m |= std::uint64_t{1} << i;
+            }
+            return m;
+        };
+        switch (r.feature) {
+            case Feature::attempts:
+                cr.comp_a = counter(CountEvent::attempt);
+                break;
+            case Feature::international_attempts:
+                cr.comp_a = counter(CountEvent::international);
+                break;
+            case Feature::high_risk_attempts:
+            case Feature::premium_attempts: {
+                auto m = r.feature == Feature::premium_attempts
+                             ? lists_mask({Category::premium})
+                             : lists_mask({Category::irsf, Category::premium, Category::high_risk});
+                if (!m) return err(m.error().message);
+                cr.comp_a = counter(CountEvent::list_hit, *m);
+                break;
+            }
+            case Feature::distinct_destinations:
+            case Feature::distinct_destination_countries:
+            case Feature::distinct_usernames:
+            case Feature::request_sweep:
+            case Feature::country_change: {
+                DistinctValue v =
+                    r.feature == Feature::distinct_destinations ? DistinctValue::destination
+                    : r.feature == Feature::distinct_destination_countries
+                        ? DistinctValue::destination_country
+                    : r.feature == Feature::distinct_usernames ? DistinctValue::failed_username
+                    : r.feature == Feature::request_sweep      ? DistinctValue::request_target
+                                                               : DistinctValue::source_country;
+                auto i = distinct(v);
+                if (!i) return i.error();
+                cr.comp_a = *i;
+                if (v == DistinctValue::source_country) need_source_country = true;
+                break;
+            }
+            case Feature::sequential_dialing: {
+                Component x = c;
+                x.type = CompType::sequential;
+                cr.comp_a = add_component(kt, x);
+                break;
+            }
+            case Feature::short_call_ratio:
+                cr.comp_a = counter(CountEvent::short_answered);
+                cr.comp_b = counter(CountEvent::answered);
+                break;
+            case Feature::failed_call_ratio:
+                cr.comp_a = counter(CountEvent::failed);
+                cr.comp_b = counter(CountEvent::ended);
+                break;
+            case Feature::auth_failures:
+                cr.comp_a = counter(CountEvent::auth_failure);
+                break;
+            case Feature::short_rings:
+                cr.comp_a = counter(CountEvent::short_ring);
+                break;
+            case Feature::source_country_not_allowed:
+                need_source_country = true;
+                break;
+            case Feature::concurrent_calls:
+            case Feature::scanner_user_agent:
+            case Feature::off_hours:
+            case Feature::count_:
+                break;
+        }
+        rules.push_back(std::move(cr));
+    }
+    for (const auto& d : cfg.deny) {
+        if (d.id.empty()) return base::make_error("a fraud deny rule has no id");
+        if (std::find(ids.begin(), ids.end(), d.id) != ids.end())
+            return base::make_error("deny rule '" + d.id + "': duplicate id");
+        ids.push_back(d.id);
+        CompiledDeny cd;
+        cd.rule = &d;
+        if (!d.destinations.empty()) {
+            auto b = list_bit(d.destinations);
+            if (!b) return base::make_error("deny rule '" + d.id + "': " + b.error().message);
+            cd.dest_mask = *b;
+        }
+        for (const auto& c : d.countries) cd.countries.push_back(country_code16(c));
+        for (const auto& c : d.source_countries) cd.source_countries.push_back(country_code16(c));
+        if (!cd.source_countries.empty()) need_source_country = true;
+        denies.push_back(std::move(cd));
+    }
+
+    // Lay out the slots and size the tables: the key budget is split evenly between the key
+    // kinds that rules read, so a flood of one kind cannot take another kind's room.
+    std::size_t used = 0;
+    for (auto& kt : kinds) used += kt.used ? 1 : 0;
+    for (auto& kt : kinds) {
+        if (!kt.used) continue;
+        std::size_t off = sizeof(KeyHeader);
+        for (auto& c : kt.comps) {
+            off = (off + 7) & ~std::size_t{7};
+            c.offset = static_cast<std::uint32_t>(off);
+            switch (c.type) {
+                case CompType::counter:
+                    off += sizeof(WindowCounter);
+                    break;
+                case CompType::distinct:
+                    off += sizeof(DistinctEntry) * c.capacity;
+                    break;
+                case CompType::sequential:
+                    off += sizeof(SequentialRun);
+                    break;
+            }
+        }
+        kt.slot_bytes = off;
+        std::size_t cap =
+            std::max<std::size_t>(64, cfg.max_tracked_keys / std::max<std::size_t>(1, used));
+        kt.table.init(cap, kt.slot_bytes);
+    }
+    calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry));
+    bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry));
+    return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+std::uint64_t Engine::Impl::key_hash_of(KeyKind k, std::string_view v) const {
+    auto ki = static_cast<std::size_t>(k);
+    switch (k) {
+        case KeyKind::source_ip: {
+            auto a = base::IpAddress::parse(v);
+            return a ? mix64(a->hash() ^ kSalt[ki]) : 0;
+        }
+        case KeyKind::source_prefix: {
+            auto p = base::Prefix::parse(v);
+            return p ? mix64(p->address().hash() ^ (std::uint64_t{p->length()} << 8) ^ kSalt[ki])
+                     : 0;
+        }
+        default:
+            return hash_string(v, kSalt[ki]);
+    }
+}
+
+std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, std::uint32_t now_s) {
+    auto& kt = kinds[static_cast<std::size_t>(k)];
+    auto& t = kt.table;
+    std::int64_t i = t.find(h);
+    if (i >= 0) return i;
+    if (t.full()) {
+        // Eviction: sample a few occupied buckets from a position picked by the new key's
+        // hash. Idle keys go first; then the least recently seen key that carries no
+        // evidence (no rule fired on it lately, no call in progress). Keys with evidence are
+        // never evicted by newcomers: if every candidate has some, the new key is not tracked.
+        std::size_t pos = static_cast<std::size_t>(mix64(h)) & (t.buckets() - 1);
+        std::int64_t victim = -1;
+        std::uint32_t victim_seen = 0xffffffffu;
+        bool idle = false;
+        std::size_t seen = 0;
+        for (std::size_t n = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
+            std::size_t b = (pos + n) & (t.buckets() - 1);
+            if (t.hash_at(b) == 0) continue;
+            ++seen;
+            auto* hdr = static_cast<const KeyHeader*>(t.slot(b));
+            if (hdr->concurrent > 0 || hdr->evidence_until_s > now_s) continue;
+            if (age_of(now_s, hdr->last_seen_s) >= idle_s) {
+                victim = static_cast<std::int64_t>(b);
+                idle = true;
+                break;
+            }
+            if (hdr->last_seen_s < victim_seen) {
+                victim_seen = hdr->last_seen_s;
+                victim = static_cast<std::int64_t>(b);
+            }
+        }
+        if (victim < 0) {
+            counters.add(Counter::keys_untracked);
+            return -1;
+        }
+        t.erase(static_cast<std::size_t>(victim));
+        counters.add(idle ? Counter::keys_expired : Counter::keys_evicted);
+    }
+    std::size_t j = t.insert(h);
+    auto* hdr = static_cast<KeyHeader*>(t.slot(j));
+    hdr->last_seen_s = now_s;
+    counters.add(Counter::keys_created);
+    return static_cast<std::int64_t>(j);
+}
+
+void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view account,
+                                std::string_view tenant, bool create) {
+    // Account group: the first group (in configuration order) that contains the account.
+    c.group = -1;
+    if (!account.empty()) {
+        auto it = exact_accounts.find(account);
+        int g = it == exact_accounts.end() ? -1 : it->second;
+        for (const auto& [pattern, gi] : account_patterns) {
+            if (g >= 0 && gi >= g) break;
+            if (whole_glob_match(pattern, account)) {
+                g = gi;
+                break;
+            }
+        }
+        c.group = g;
+    }
+    if (tenant.empty() && c.group >= 0) tenant = groups[static_cast<std::size_t>(c.group)].tenant;
+    c.tenant_hash = tenant.empty() ? 0 : hash_string(tenant, kSalt[3]);
+
+    auto set = [&](KeyKind k, std::uint64_t h) {
+        auto ki = static_cast<std::size_t>(k);
+        c.key_hash[ki] = h;
+        c.has_key[ki] = true;
+        if (kinds[ki].used && create) c.slot[ki] = find_or_create(k, h, c.now_s);
+    };
+    if (!src.addr.is_unspecified()) {
+        set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
+        auto p = base::covering_prefix(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+        set(KeyKind::source_prefix,
+            mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
+    }
+    if (!account.empty()) set(KeyKind::account, hash_string(account, kSalt[2]));
+    if (!tenant.empty()) set(KeyKind::tenant, c.tenant_hash);
+}
+
+void Engine::Impl::resolve_destination(Ctx& c, std::string_view callee) {
+    c.ndigits = 0;
+    for (char ch : callee) {
+        if (ch >= '0' && ch <= '9') {
+            if (c.ndigits < sizeof(c.digits)) c.digits[c.ndigits++] = ch;
+        } else if (ch == '+' || ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')') {
+            continue;  // visual separators
+        } else {
+            break;  // "@host", ";params": end of the number
+        }
+    }
+    if (c.ndigits == 0) return;
+    auto d = c.digits_view();
+    auto lw = lists.walk(d);
+    c.dest_mask = lw.mask;
+    auto cw = countries.walk(d);
+    std::size_t code_len = 0;
+    if (cw.deepest != 0) {
+        c.dest_country = country_iso[cw.deepest - 1];
+        code_len = cw.deepest_len;
+    }
+    if (!home_code.empty()) {
+        c.international = code_len ? d.substr(0, code_len) != home_code : !d.starts_with(home_code);
+    }
+    // Destination key: the longest matching list prefix, else the calling code, else 3 digits.
+    std::size_t klen = lw.deepest_len ? lw.deepest_len
+                       : code_len     ? code_len
+                                      : std::min<std::size_t>(3, d.size());
+    auto ki = static_cast<std::size_t>(KeyKind::destination_prefix);
+    c.key_hash[ki] = hash_string(d.substr(0, klen), kSalt[ki]);
+    c.has_key[ki] = true;
+    if (kinds[ki].used)
+        c.slot[ki] = find_or_create(KeyKind::destination_prefix, c.key_hash[ki], c.now_s);
+}
+
+void Engine::Impl::resolve_source(Ctx& c, const Source& src, Verdict& out) {
+    if (!src.country.empty()) {
+        c.src_country = country_code16(src.country);
+    } else if (need_source_country && cfg.geoip) {
+        c.src_country = country_code16(cfg.geoip->country(src.addr));
+    }
+    put_country(out.source_country, c.src_country);
+    if (c.group >= 0) {
+        const auto& g = groups[static_cast<std::size_t>(c.group)];
+        if (!g.allowed_src.empty()) {
+            // An unknown source country is not proof of anything: only a known, unlisted one.
+            c.src_not_allowed =
+                c.src_country != 0 && std::find(g.allowed_src.begin(), g.allowed_src.end(),
+                                                c.src_country) == g.allowed_src.end();
+        }
+    }
+}
+
+void Engine::Impl::resolve_time(Ctx& c, base::UnixNanos wall) {
+    if (c.group < 0) return;
+    const auto& g = groups[static_cast<std::size_t>(c.group)];
+    if (!g.hours.any()) return;
+    std::int64_t s = wall / base::kNanosPerSecond;
+    std::int64_t local = s + g.tz.offset_at(s);
+    std::int64_t days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
+    int weekday = static_cast<int>(((days % 7) + 7 + 3) % 7);  // 1970-01-01 was a Thursday
+    int minute = static_cast<int>((local - days * 86400) / 60);
+    c.off_hours = !g.hours.contains(weekday, minute);
+}
+
+bool Engine::Impl::scope_match(const CompiledScope& s, const Ctx& c) const {
+    if (!s.tenants.empty() &&
+        std::find(s.tenants.begin(), s.tenants.end(), c.tenant_hash) == s.tenants.end())
+        return false;
+    if (!s.groups.empty() && (c.group < 0 || !s.groups[static_cast<std::size_t>(c.group)]))
+        return false;
+    if (s.dest_mask && !(c.dest_mask & s.dest_mask)) return false;
+    if (s.time == TimeScope::business_hours && c.off_hours) return false;
+    if (s.time == TimeScope::off_hours && !c.off_hours) return false;
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// State updates and rule evaluation
+
+void Engine::Impl::update(Ctx& c) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        if (c.slot[ki] < 0) continue;
+        auto& kt = kinds[ki];
+        auto* base_ptr = static_cast<std::uint8_t*>(kt.table.slot(c.slot[ki]));
+        auto* hdr = reinterpret_cast<KeyHeader*>(base_ptr);
+        if (c.now_s > hdr->last_seen_s) hdr->last_seen_s = c.now_s;
+        for (const auto& comp : kt.comps) {
+            if (!scope_match(comp.filter, c)) continue;
+            void* p = base_ptr + comp.offset;
+            switch (comp.type) {
+                case CompType::counter: {
+                    bool hit = false;
+                    switch (static_cast<CountEvent>(comp.what)) {
+                        case CountEvent::attempt:
+                            hit = c.kind == EventKind::invite;
+                            break;
+                        case CountEvent::international:
+                            hit = c.kind == EventKind::invite && c.international;
+                            break;
+                        case CountEvent::list_hit:
+                            hit = c.kind == EventKind::invite && (c.dest_mask & comp.list_mask);
+                            break;
+                        case CountEvent::answered:
+                            hit = c.kind == EventKind::end && c.answered;
+                            break;
+                        case CountEvent::short_answered:
+                            hit = c.kind == EventKind::end && c.short_answered;
+                            break;
+                        case CountEvent::ended:
+                            hit = c.kind == EventKind::end;
+                            break;
+                        case CountEvent::failed:
+                            hit = c.kind == EventKind::end && c.failed;
+                            break;
+                        case CountEvent::auth_failure:
+                            hit = c.kind == EventKind::auth && c.auth_failed;
+                            break;
+                        case CountEvent::short_ring:
+                            hit = c.kind == EventKind::end && c.short_ring;
+                            break;
+                    }
+                    if (hit) static_cast<WindowCounter*>(p)->add(c.now, comp.width);
+                    break;
+                }
+                case CompType::distinct: {
+                    std::uint32_t h = 0;
+                    switch (static_cast<DistinctValue>(comp.what)) {
+                        case DistinctValue::destination:
+                            if (c.kind == EventKind::invite && c.ndigits)
+                                h = static_cast<std::uint32_t>(hash_string(c.digits_view(), 11));
+                            break;
+                        case DistinctValue::destination_country:
+                            if (c.kind == EventKind::invite) h = c.dest_country;
+                            break;
+                        case DistinctValue::failed_username:
+                            h = c.username_hash;
+                            break;
+                        case DistinctValue::request_target:
+                            h = c.target_hash;
+                            break;
+                        case DistinctValue::source_country:
+                            if (c.kind != EventKind::end) h = c.src_country;
+                            break;
+                    }
+                    if (h)
+                        distinct_add(static_cast<DistinctEntry*>(p), comp.capacity, h, c.now_s,
+                                     comp.window_s);
+                    break;
+                }
+                case CompType::sequential: {
+                    if (c.kind != EventKind::invite || c.ndigits == 0) break;
+                    auto* run = static_cast<SequentialRun*>(p);
+                    auto d = c.digits_view();
+                    if (d.size() > 18) d = d.substr(d.size() - 18);
+                    std::uint64_t n = 0;
+                    for (char ch : d) n = n * 10 + static_cast<std::uint64_t>(ch - '0');
+                    std::uint64_t diff =
+                        n > run->last_number ? n - run->last_number : run->last_number - n;
+                    bool fresh = run->run != 0 && age_of(c.now_s, run->last_s) < comp.window_s;
+                    if (fresh && run->last_len == d.size() && diff >= 1 &&
+                        diff <= cfg.sequential_max_step) {
+                        if (run->run != 0xffff) ++run->run;
+                    } else if (!(fresh && diff == 0)) {
+                        run->run =
+                            1;  // a redial of the same number neither extends nor breaks a run
+                    }
+                    run->last_number = n;
+                    run->last_len = static_cast<std::uint8_t>(d.size());
+                    run->last_s = c.now_s;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
+    bool policy_observe = cfg.mode == Mode::observe;
+    Action hard = Action::allow;
+    auto push = [&](const Reason& r) {
+        if (out.reason_count < Verdict::kMaxReasons)
+            out.reasons[out.reason_count++] = r;
+        else
+            ++out.reasons_dropped;
+    };
+    // Hard rules: block (or ban) outright, whatever the score.
+    for (const auto& d : denies) {
+        bool hit = false;
+        if (c.kind == EventKind::invite) {
+            if (d.dest_mask && (c.dest_mask & d.dest_mask)) hit = true;
+            if (c.dest_country && std::find(d.countries.begin(), d.countries.end(),
+                                            c.dest_country) != d.countries.end())
+                hit = true;
+        }
+        if (c.src_country && std::find(d.source_countries.begin(), d.source_countries.end(),
+                                       c.src_country) != d.source_countries.end())
+            hit = true;
+        if (!hit) continue;
+        Reason r;
+        r.rule_id = d.rule->id;
+        r.feature = Feature::count_;
+        r.key = KeyKind::count_;
+        r.value = 1;
+        r.threshold = 1;
+        r.hard = true;
+        r.ban = d.rule->ban;
+        r.observe = policy_observe;
+        push(r);
+        hard = std::max(hard, d.rule->ban ? Action::ban : Action::block);
+    }
+    if (c.kind == EventKind::invite && c.group >= 0 && c.dest_country) {
+        const auto& g = groups[static_cast<std::size_t>(c.group)];
+        if (!g.allowed_dst.empty() && std::find(g.allowed_dst.begin(), g.allowed_dst.end(),
+                                                c.dest_country) == g.allowed_dst.end()) {
+            Reason r;
+            r.rule_id = g.deny_id;
+            r.feature = Feature::count_;
+            r.key = KeyKind::account;
+            r.value = 1;
+            r.threshold = 1;
+            r.hard = true;
+            r.observe = policy_observe;
+            push(r);
+            hard = std::max(hard, Action::block);
+        }
+    }
+
+    double score = 0, shadow = 0;
+    for (const auto& cr : rules) {
+        if (cr.call_feature && c.kind != EventKind::invite) continue;
+        if (!scope_match(cr.scope, c)) continue;
+        const Rule& r = *cr.rule;
+        auto ki = static_cast<std::size_t>(r.key);
+        double value = 0;
+        const std::uint8_t* slot = nullptr;
+        if (c.slot[ki] >= 0)
+            slot = static_cast<const std::uint8_t*>(kinds[ki].table.slot(c.slot[ki]));
+        if (!is_event_feature(r.feature) && !slot) continue;  // key absent or untracked
+        const auto& comps = kinds[ki].comps;
+        auto counter = [&](int i) {
+            const auto& comp = comps[static_cast<std::size_t>(i)];
+            return reinterpret_cast<const WindowCounter*>(slot + comp.offset)
+                ->value(c.now, comp.width);
+        };
+        switch (r.feature) {
+            case Feature::scanner_user_agent:
+                value = c.scanner ? 1 : 0;
+                break;
+            case Feature::off_hours:
+                value = c.off_hours ? 1 : 0;
+                break;
+            case Feature::source_country_not_allowed:
+                value = c.src_not_allowed ? 1 : 0;
+                break;
+            case Feature::concurrent_calls:
+                value = reinterpret_cast<const KeyHeader*>(slot)->concurrent + 1;  // with this call
+                break;
+            case Feature::short_call_ratio:
+            case Feature::failed_call_ratio: {
+                double den = counter(cr.comp_b);
+                if (den < std::max<double>(1, r.min_attempts)) continue;
+                value = counter(cr.comp_a) / den;
+                break;
+            }
+            case Feature::sequential_dialing: {
+                const auto& comp = comps[static_cast<std::size_t>(cr.comp_a)];
+                auto* run = reinterpret_cast<const SequentialRun*>(slot + comp.offset);
+                value = age_of(c.now_s, run->last_s) < comp.window_s ? run->run : 0;
+                break;
+            }
+            case Feature::distinct_destinations:
+            case Feature::distinct_destination_countries:
+            case Feature::distinct_usernames:
+            case Feature::request_sweep:
+            case Feature::country_change: {
+                const auto& comp = comps[static_cast<std::size_t>(cr.comp_a)];
+                value = distinct_count(reinterpret_cast<const DistinctEntry*>(slot + comp.offset),
+                                       comp.capacity, c.now_s, comp.window_s);
+                break;
+            }
+            default:
+                value = counter(cr.comp_a);
+                break;
+        }
+        if (!compare(r.op, value, r.threshold)) continue;
+        Reason reason;
+        reason.rule_id = r.id;
+        reason.feature = r.feature;
+        reason.key = r.key;
+        reason.value = value;
+        reason.op = r.op;
+        reason.threshold = r.threshold;
+        reason.weight = r.weight;
+        reason.observe = cr.observe || policy_observe;
+        push(reason);
+        shadow += r.weight;
+        if (!cr.observe) score += r.weight;
+        if (slot) {
+            // Evidence: this key now survives floods of new keys until it goes idle.
+            auto* hdr = static_cast<KeyHeader*>(kinds[ki].table.slot(c.slot[ki]));
+            hdr->evidence_until_s = c.now_s + idle_s;
+        }
+    }
+    score = std::min(score, cfg.score_cap);
+    shadow = std::min(shadow, cfg.score_cap);
+    auto by_score = [&](double s) {
+        if (s >= cfg.ban_threshold) return Action::ban;
+        if (s >= cfg.block_threshold) return Action::block;
+        if (s >= cfg.flag_threshold) return Action::flag;
+        return Action::allow;
+    };
+    out.score = score;
+    out.shadow_score = shadow;
+    out.shadow_action = std::max(by_score(shadow), hard);
+    out.action = policy_observe ? Action::allow : std::max(by_score(score), hard);
+}
+
+void Engine::Impl::finish(Ctx& c, const Source& src, Verdict& out) {
+    if (out.action == Action::ban && !src.addr.is_unspecified()) {
+        out.ban_until = c.now + cfg.ban_duration;
+        ban(src.addr, out.ban_until, c.now);
+        auto* hdr = header(KeyKind::source_ip, c);
+        if (hdr) hdr->evidence_until_s = c.now_s + idle_s;
+    }
+    switch (out.action) {
+        case Action::allow:
+            counters.add(Counter::verdict_allow);
+            break;
+        case Action::flag:
+            counters.add(Counter::verdict_flag);
+            break;
+        case Action::block:
+            counters.add(Counter::verdict_block);
+            break;
+        case Action::ban:
+            counters.add(Counter::verdict_ban);
+            break;
+        case Action::count_:
+            break;
+    }
+    if (out.shadow_action != Action::allow && out.action == Action::allow)
+        counters.add(Counter::shadow_non_allow);
+}
+
+bool Engine::Impl::source_banned(const base::IpAddress& a, base::Nanos now,
+                                 base::Nanos* until) const {
+    if (bans.size() == 0) return false;
+    std::int64_t i = bans.find(a.hash());
+    if (i < 0) return false;
+    auto* b = static_cast<const BanEntry*>(bans.slot(static_cast<std::size_t>(i)));
+    if (b->until <= now) return false;
+    if (until) *until = b->until;
+    return true;
+}
+
+void Engine::Impl::ban(const base::IpAddress& a, base::Nanos until, base::Nanos now) {
+    std::uint64_t h = a.hash();
+    std::int64_t i = bans.find(h);
+    if (i < 0) {
+        if (bans.full()) {
+            // Full: drop an expired ban, else the one that would end soonest.
+            std::size_t pos = static_cast<std::size_t>(mix64(h)) & (bans.buckets() - 1);
+            std::int64_t victim = -1;
+            base::Nanos soonest = 0;
+            for (std::size_t n = 0, seen = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
+                std::size_t b = (pos + n) & (bans.buckets() - 1);
+                if (bans.hash_at(b) == 0) continue;
+                ++seen;
+                auto u = static_cast<const BanEntry*>(bans.slot(b))->until;
+                if (victim < 0 || u < soonest) victim = static_cast<std::int64_t>(b), soonest = u;
+            }
+            if (victim >= 0) bans.erase(static_cast<std::size_t>(victim));
+            if (soonest > now) counters.add(Counter::bans_evicted);
+        }
+        i = static_cast<std::int64_t>(bans.insert(h));
+    }
+    auto* b = static_cast<BanEntry*>(bans.slot(static_cast<std::size_t>(i)));
+    b->until = std::max(b->until, until);
+    counters.add(Counter::bans_issued);
+}
+
+std::int64_t Engine::Impl::insert_call(std::uint64_t h, base::Nanos now) {
+    if (calls.full()) {
+        // Prefer an ended call (tombstone); else the oldest call, whose counters are released
+        // so that no concurrent counter is left stuck.
+        std::size_t pos = static_cast<std::size_t>(mix64(h)) & (calls.buckets() - 1);
+        std::int64_t victim = -1;
+        base::Nanos oldest = 0;
+        bool tomb = false;
+        for (std::size_t n = 0, seen = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
+            std::size_t b = (pos + n) & (calls.buckets() - 1);
+            if (calls.hash_at(b) == 0) continue;
+            ++seen;
+            auto* e = call(static_cast<std::int64_t>(b));
+            if (e->ended) {
+                victim = static_cast<std::int64_t>(b);
+                tomb = true;
+                break;
+            }
+            if (victim < 0 || e->start < oldest)
+                victim = static_cast<std::int64_t>(b), oldest = e->start;
+        }
+        if (victim < 0) return -1;
+        if (!tomb) {
+            release(*call(victim), nullptr);
+            counters.add(Counter::calls_evicted);
+        }
+        calls.erase(static_cast<std::size_t>(victim));
+    }
+    (void)now;
+    counters.add(Counter::calls_tracked);
+    return static_cast<std::int64_t>(calls.insert(h));
+}
+
+// Ends a call's hold on the concurrent counters (exactly once: `counted` is cleared) and,
+// given an end context, counts its outcome on each key.
+void Engine::Impl::release(CallEntry& e, Ctx* end_ctx) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        if (!(e.keys & (1u << ki)) || !kinds[ki].used) continue;
+        std::int64_t i = kinds[ki].table.find(e.key_hash[ki]);
+        if (end_ctx) end_ctx->slot[ki] = i;
+        if (i < 0 || !e.counted) continue;
+        auto* hdr = static_cast<KeyHeader*>(kinds[ki].table.slot(i));
+        if (hdr->concurrent > 0)
+            --hdr->concurrent;
+        else
+            counters.add(Counter::concurrent_underflow);
+    }
+    e.counted = 0;
+}
+
+void Engine::Impl::sweep(base::Nanos now, std::size_t budget) {
+    std::uint32_t now_s = to_seconds(now);
+    for (auto& kt : kinds) {
+        if (!kt.used) continue;
+        auto& t = kt.table;
+        for (std::size_t n = 0; n < budget && t.size() > 0; ++n) {
+            std::size_t b = kt.cursor & (t.buckets() - 1);
+            if (t.hash_at(b) != 0) {
+                auto* hdr = static_cast<const KeyHeader*>(t.slot(b));
+                if (hdr->concurrent <= 0 && age_of(now_s, hdr->last_seen_s) >= idle_s) {
+                    t.erase(b);  // the next entry may shift into b: look at b again
+                    counters.add(Counter::keys_expired);
+                    continue;
+                }
+            }
+            ++kt.cursor;
+        }
+    }
+    for (std::size_t n = 0; n < budget && calls.size() > 0; ++n) {
+        std::size_t b = calls_cursor & (calls.buckets() - 1);
+        if (calls.hash_at(b) != 0) {
+            auto* e = call(static_cast<std::int64_t>(b));
+            if (e->ended && now - e->ended >= kTombstone) {
+                calls.erase(b);
+                continue;
+            }
+            if (!e->ended && now - e->start >= cfg.max_call_duration) {
+                release(*e, nullptr);
+                counters.add(Counter::calls_expired);
+                calls.erase(b);
+                continue;
+            }
+        }
+        ++calls_cursor;
+    }
+    for (std::size_t n = 0; n < budget && bans.size() > 0; ++n) {
+        std::size_t b = bans_cursor & (bans.buckets() - 1);
+        if (bans.hash_at(b) != 0 && static_cast<const BanEntry*>(bans.slot(b))->until <= now) {
+            bans.erase(b);
+            continue;
+        }
+        ++bans_cursor;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+Engine::~Engine() = default;
+
+base::Result<std::unique_ptr<Engine>> Engine::create(EngineConfig config) {
+    std::unique_ptr<Engine> e(new Engine());
+    e->impl_ = std::make_unique<Impl>();
+    e->impl_->cfg = std::move(config);
+    auto r = e->impl_->compile();
+    if (!r) return r.error();
+    return e;
+}
+
+void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
+    auto& m = *impl_;
+    out.reset();
+    bool invite = a.method.empty() || a.method == "INVITE";
+    m.counters.add(invite ? Counter::attempts : Counter::requests);
+    if (m.source_banned(a.source.addr, a.now, &out.ban_until)) {
+        out.action = out.shadow_action = Action::ban;
+        out.banned_source = true;
+        m.counters.add(Counter::banned_source_drops);
+        return;
+    }
+    std::uint64_t call_hash = 0;
+    if (invite && !a.call_id.empty()) {
+        // Count each Call-ID once: retransmissions and forked INVITEs repeat the verdict.
+        call_hash = hash_string(a.call_id, 0xca11);
+        std::int64_t i = m.calls.find(call_hash);
+        if (i >= 0) {
+            out.action = out.shadow_action = static_cast<Action>(m.call(i)->action);
+            out.duplicate = true;
+            m.counters.add(Counter::duplicate_attempts);
+            return;
+        }
+    }
+    Ctx c;
+    c.kind = invite ? EventKind::invite : EventKind::request;
+    c.now = a.now;
+    c.now_s = to_seconds(a.now);
+    m.resolve_keys(c, a.source, a.account, a.tenant, true);
+    if (invite) {
+        m.resolve_destination(c, a.callee);
+        put_country(out.destination_country, c.dest_country);
+    }
+    m.resolve_source(c, a.source, out);
+    m.resolve_time(c, a.wall);
+    if (!m.scanner_globs.empty() || m.cfg.empty_user_agent_is_scanner) {
+        if (a.user_agent.empty()) {
+            c.scanner = m.cfg.empty_user_agent_is_scanner;
+        } else {
+            char buf[256];
+            std::size_t n = std::min(a.user_agent.size(), sizeof(buf));
+            for (std::size_t i = 0; i < n; ++i)
+                buf[i] =
+                    static_cast<char>(std::tolower(static_cast<unsigned char>(a.user_agent[i])));
+            for (const auto& g : m.scanner_globs)
+                if (g.matches({buf, n})) c.scanner = true;
+        }
+    }
+    if (!a.callee.empty()) c.target_hash = static_cast<std::uint32_t>(hash_string(a.callee, 13));
+    m.update(c);
+    m.evaluate(c, out);
+    m.finish(c, a.source, out);
+
+    if (invite && call_hash) {
+        std::int64_t i = m.insert_call(call_hash, a.now);
+        if (i >= 0) {
+            auto* e = m.call(i);
+            for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+                e->key_hash[ki] = c.key_hash[ki];
+                if (c.has_key[ki]) e->keys |= static_cast<std::uint8_t>(1u << ki);
+            }
+            e->tenant_hash = c.tenant_hash;
+            e->dest_mask = c.dest_mask;
+            e->start = a.now;
+            e->group = static_cast<std::int16_t>(c.group);
+            e->action = static_cast<std::uint8_t>(out.action);
+            e->off_hours = c.off_hours;
+            if (out.action == Action::allow || out.action == Action::flag) {
+                e->counted = 1;
+                for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+                    if (c.slot[ki] < 0) continue;
+                    ++static_cast<KeyHeader*>(m.kinds[ki].table.slot(c.slot[ki]))->concurrent;
+                }
+            } else {
+                e->ended = a.now;  // rejected here: no answer or end will follow
+            }
+        }
+    }
+    if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
+        m.sink(to_json(out, a));
+        m.counters.add(Counter::events_emitted);
+    }
+    m.sweep(a.now, kSweepPerEvent);
+}
+
+void Engine::on_answer(const CallAnswered& a) {
+    auto& m = *impl_;
+    std::int64_t i = m.calls.find(hash_string(a.call_id, 0xca11));
+    if (i < 0) {
+        m.counters.add(Counter::end_unknown_call);
+        return;
+    }
+    auto* e = m.call(i);
+    if (!e->ended && !e->answer)
+        e->answer = std::max<base::Nanos>(a.now, 1);  // forks: first 200 wins
+}
+
+void Engine::on_end(const CallEnded& ev) {
+    auto& m = *impl_;
+    std::int64_t i = m.calls.find(hash_string(ev.call_id, 0xca11));
+    if (i < 0) {
+        m.counters.add(Counter::end_unknown_call);
+        return;
+    }
+    auto* e = m.call(i);
+    if (e->ended) return;  // already ended (BYE retransmission, CANCEL then 487, ...)
+    Ctx c;
+    c.kind = EventKind::end;
+    c.now = ev.now;
+    c.now_s = to_seconds(ev.now);
+    c.tenant_hash = e->tenant_hash;
+    c.group = e->group;
+    c.dest_mask = e->dest_mask;
+    c.off_hours = e->off_hours;
+    bool counted = e->counted;
+    m.release(*e, &c);
+    e->ended = std::max<base::Nanos>(ev.now, 1);
+    if (!counted) return;
+    bool ok = ev.status >= 200 && ev.status < 300;
+    c.answered = e->answer != 0 && ok;
+    if (c.answered)
+        c.short_answered = ev.now - e->answer < static_cast<base::Nanos>(m.cfg.short_call_seconds) *
+                                                    base::kNanosPerSecond;
+    if (!c.answered) {
+        // RFC 3261 §9.1: 487 is the answer to a CANCEL; a caller giving up is not a failure.
+        c.failed = ev.status >= 300 && ev.status != 487;
+        c.short_ring = ev.now - e->start <
+                       static_cast<base::Nanos>(m.cfg.short_ring_seconds) * base::kNanosPerSecond;
+    }
+    m.update(c);
+    m.sweep(ev.now, kSweepPerEvent);
+}
+
+void Engine::on_auth(const AuthResult& a, Verdict& out) {
+    auto& m = *impl_;
+    out.reset();
+    m.counters.add(Counter::auth_events);
+    if (m.source_banned(a.source.addr, a.now, &out.ban_until)) {
+        out.action = out.shadow_action = Action::ban;
+        out.banned_source = true;
+        m.counters.add(Counter::banned_source_drops);
+        return;
+    }
+    Ctx c;
+    c.kind = EventKind::auth;
+    c.now = a.now;
+    c.now_s = to_seconds(a.now);
+    m.resolve_keys(c, a.source, a.username, a.tenant, true);
+    m.resolve_source(c, a.source, out);
+    c.auth_failed = !a.success;
+    if (!a.success && !a.username.empty())
+        c.username_hash = static_cast<std::uint32_t>(hash_string(a.username, 17));
+    m.update(c);
+    m.evaluate(c, out);
+    m.finish(c, a.source, out);
+    if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
+        m.sink(to_json(out, a));
+        m.counters.add(Counter::events_emitted);
+    }
+    m.sweep(a.now, kSweepPerEvent);
+}
+
+void Engine::on_register(const Registration& r, Verdict& out) {
+    auto& m = *impl_;
+    out.reset();
+    m.counters.add(Counter::register_events);
+    if (m.source_banned(r.source.addr, r.now, &out.ban_until)) {
+        out.action = out.shadow_action = Action::ban;
+        out.banned_source = true;
+        m.counters.add(Counter::banned_source_drops);
+        return;
+    }
+    Ctx c;
+    c.kind = EventKind::reg;
+    c.now = r.now;
+    c.now_s = to_seconds(r.now);
+    m.resolve_keys(c, r.source, r.user, r.tenant, true);
+    m.resolve_source(c, r.source, out);
+    if (!r.user.empty()) c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, 13));
+    // 403/404 to a REGISTER: wrong credentials or no such user (enumeration).
+    if ((r.status == 403 || r.status == 404) && !r.user.empty())
+        c.username_hash = static_cast<std::uint32_t>(hash_string(r.user, 17));
+    if (!m.scanner_globs.empty() && !r.user_agent.empty()) {
+        std::string lowered(r.user_agent.substr(0, 256));
+        for (auto& ch : lowered)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        for (const auto& g : m.scanner_globs)
+            if (g.matches(lowered)) c.scanner = true;
+    } else if (r.user_agent.empty()) {
+        c.scanner = m.cfg.empty_user_agent_is_scanner;
+    }
+    m.update(c);
+    m.evaluate(c, out);
+    m.finish(c, r.source, out);
+    if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
+        m.sink(to_json(out, r));
+        m.counters.add(Counter::events_emitted);
+    }
+    m.sweep(r.now, kSweepPerEvent);
+}
+
+bool Engine::is_banned(const base::IpAddress& a, base::Nanos now) const {
+    return impl_->source_banned(a, now, nullptr);
+}
+
+void Engine::expire(base::Nanos now, std::size_t budget) {
+    impl_->sweep(now, budget);
+}
+
+void Engine::set_event_sink(std::function<void(std::string_view)> sink) {
+    impl_->sink = std::move(sink);
+}
+
+const base::CounterSet<Counter>& Engine::counters() const {
+    return impl_->counters;
+}
+
+std::size_t Engine::tracked_keys() const {
+    std::size_t n = 0;
+    for (const auto& kt : impl_->kinds) n += kt.used ? kt.table.size() : 0;
+    return n;
+}
+std::size_t Engine::tracked_keys(KeyKind k) const {
+    const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
+    return kt.used ? kt.table.size() : 0;
+}
+std::size_t Engine::key_capacity(KeyKind k) const {
+    const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
+    return kt.used ? kt.table.capacity() : 0;
+}
+std::size_t Engine::tracked_calls() const {
+    return impl_->calls.size();
+}
+
+std::size_t Engine::active_bans(base::Nanos now) const {
+    std::size_t n = 0;
+    const auto& b = impl_->bans;
+    for (std::size_t i = 0; i < b.buckets(); ++i)
+        if (b.hash_at(i) != 0 && static_cast<const BanEntry*>(b.slot(i))->until > now) ++n;
+    return n;
+}
+
+std::size_t Engine::table_bytes() const {
+    std::size_t n = impl_->calls.bytes() + impl_->bans.bytes();
+    for (const auto& kt : impl_->kinds) n += kt.used ? kt.table.bytes() : 0;
+    return n;
+}
+
+std::int64_t Engine::concurrent_calls(KeyKind k, std::string_view value) const {
+    const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
+    if (!kt.used) return 0;
+    std::int64_t i = kt.table.find(impl_->key_hash_of(k, value));
+    if (i < 0) return 0;
+    return static_cast<const KeyHeader*>(kt.table.slot(static_cast<std::size_t>(i)))->concurrent;
+}
+
+const EngineConfig& Engine::config() const {
+    return impl_->cfg;
+}
+
+}  // namespace sbc::fraud

@@ -1,0 +1,352 @@
+#pragma once
+// fraud/: the toll-fraud scoring engine. Plain events in (call attempts, answers, ends,
+// authentication results, registrations), verdicts out; no SIP types, no clock inside.
+//
+// Every event carries `now` (monotonic, windows and bans) and `wall` (Unix time, business
+// hours). State is kept per key (source address, source prefix, account, tenant, destination
+// prefix) in fixed-capacity tables sized from EngineConfig::max_tracked_keys; see docs/fraud.md
+// for the feature definitions, the window arithmetic and the eviction policy.
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/base.hpp"
+
+namespace sbc::fraud {
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary (names are the policy language's spelling; see the contract in docs/fraud.md)
+
+#define SBC_FRAUD_FEATURES(X)                                                        \
+    X(attempts, "call attempts")                                                     \
+    X(international_attempts, "attempts to another country")                         \
+    X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
+    X(premium_attempts, "attempts to premium lists")                                 \
+    X(distinct_destinations, "distinct dialed numbers")                              \
+    X(distinct_destination_countries, "distinct destination countries")              \
+    X(sequential_dialing, "longest run of destinations differing by small steps")    \
+    X(concurrent_calls, "calls in progress now (no window)")                         \
+    X(short_call_ratio, "answered calls shorter than short_call_seconds / answered") \
+    X(failed_call_ratio, "failed calls / ended calls")                               \
+    X(auth_failures, "authentication failures")                                      \
+    X(distinct_usernames, "distinct usernames that failed auth/register")            \
+    X(scanner_user_agent, "1 if the User-Agent matches a scanner signature")         \
+    X(request_sweep, "distinct target users of OPTIONS/REGISTER/INVITE")             \
+    X(off_hours, "1 if outside the account group's business hours")                  \
+    X(source_country_not_allowed, "1 if the source country is not allowed")          \
+    X(country_change, "distinct source countries of the key")                        \
+    X(short_rings, "calls ended unanswered within short_ring_seconds (Wangiri)")
+SBC_DECLARE_COUNTER_LIST(Feature, SBC_FRAUD_FEATURES)
+
+#define SBC_FRAUD_KEYS(X)                  \
+    X(source_ip, "the source IP address")  \
+    X(source_prefix, "the source prefix")  \
+    X(account, "the calling account")      \
+    X(tenant, "the tenant of the account") \
+    X(destination_prefix, "the matched destination prefix (else its country code)")
+SBC_DECLARE_COUNTER_LIST(KeyKind, SBC_FRAUD_KEYS)
+
+#define SBC_FRAUD_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
+SBC_DECLARE_COUNTER_LIST(Op, SBC_FRAUD_OPS)
+
+#define SBC_FRAUD_CATEGORIES(X)            \
+    X(irsf, "IRSF ranges")                 \
+    X(premium, "premium-rate numbers")     \
+    X(high_risk, "other high-risk ranges") \
+    X(domestic, "domestic ranges")         \
+    X(emergency, "emergency numbers")      \
+    X(custom, "any other list")
+SBC_DECLARE_COUNTER_LIST(Category, SBC_FRAUD_CATEGORIES)
+
+#define SBC_FRAUD_ACTIONS(X)                          \
+    X(allow, "no rule reached a threshold")           \
+    X(flag, "score >= flag_threshold")                \
+    X(block, "score >= block_threshold or deny rule") \
+    X(ban, "score >= ban_threshold or deny rule with ban: source banned")
+SBC_DECLARE_COUNTER_LIST(Action, SBC_FRAUD_ACTIONS)
+
+// Engine counters (metric labels).
+#define SBC_FRAUD_COUNTERS(X)                                                               \
+    X(attempts, "call attempts evaluated")                                                  \
+    X(requests, "non-INVITE requests evaluated (OPTIONS, ...)")                             \
+    X(auth_events, "authentication results evaluated")                                      \
+    X(register_events, "registrations evaluated")                                           \
+    X(duplicate_attempts, "attempts with a Call-ID already counted (retransmission, fork)") \
+    X(verdict_allow, "verdicts: allow")                                                     \
+    X(verdict_flag, "verdicts: flag")                                                       \
+    X(verdict_block, "verdicts: block")                                                     \
+    X(verdict_ban, "verdicts: ban (a ban was issued)")                                      \
+    X(shadow_non_allow, "verdicts whose observe-mode result was not allow")                 \
+    X(banned_source_drops, "events from a source under a ban")                              \
+    X(keys_created, "keys created")                                                         \
+    X(keys_expired, "keys freed after idle_key_expiry")                                     \
+    X(keys_evicted, "idle keys without evidence evicted for a new key")                     \
+    X(keys_untracked, "new keys not tracked: every candidate victim carried evidence")      \
+    X(calls_tracked, "calls entered in the call table")                                     \
+    X(calls_evicted, "calls evicted from a full call table (counters released)")            \
+    X(calls_expired, "calls expired after max_call_duration (counters released)")           \
+    X(end_unknown_call, "answer/end events for a Call-ID not in the table")                 \
+    X(concurrent_underflow, "decrements of a zero concurrent counter refused")              \
+    X(bans_issued, "bans issued")                                                           \
+    X(bans_evicted, "bans evicted from a full ban table (soonest to expire)")               \
+    X(events_emitted, "JSON event lines emitted")
+SBC_DECLARE_COUNTER_LIST(Counter, SBC_FRAUD_COUNTERS)
+
+enum class Mode : std::uint8_t { enforce, observe };
+enum class TimeScope : std::uint8_t { any, business_hours, off_hours };
+
+bool compare(Op op, double value, double threshold);
+
+// ---------------------------------------------------------------------------------------------
+// Configuration (the engine's own structs; sbc/fraud_wiring maps the policy onto them)
+
+struct PrefixList {
+    std::string name;
+    Category category = Category::custom;
+    std::vector<std::string> prefixes;  // E.164 digits, countries already expanded
+};
+
+struct CountryCode {
+    std::string code;  // E.164 country calling code ("44", NANP areas "1876")
+    std::string iso;   // ISO 3166-1 alpha-2
+};
+
+struct BusinessHours {
+    std::uint8_t days = 0;           // bit 0 = Monday ... bit 6 = Sunday
+    std::uint16_t start_minute = 0;  // local minutes since midnight
+    std::uint16_t end_minute = 0;    // exclusive, <= 1440
+};
+
+struct AccountGroup {
+    std::string name;
+    std::vector<std::string> accounts;          // exact
+    std::vector<std::string> account_patterns;  // whole-string globs, '*' only
+    std::string tenant;
+    std::string timezone = "UTC";                            // IANA name, read from zoneinfo_dir
+    std::vector<BusinessHours> business_hours;               // empty = always business hours
+    std::vector<std::string> allowed_source_countries;       // empty = any
+    std::vector<std::string> allowed_destination_countries;  // empty = any
+};
+
+struct Scope {
+    std::vector<std::string> tenants;
+    std::vector<std::string> account_groups;
+    std::string destinations;  // prefix list name, "" = any
+    TimeScope time = TimeScope::any;
+};
+
+struct Rule {
+    std::string id;
+    std::string description;
+    Feature feature = Feature::attempts;
+    KeyKind key = KeyKind::account;
+    base::Nanos window = 600 * base::kNanosPerSecond;
+    Op op = Op::ge;
+    double threshold = 0;
+    double weight = 0;
+    Mode mode = Mode::enforce;
+    Scope scope;
+    std::vector<std::string> lists;  // destination features: lists counted (default by category)
+    std::uint32_t min_attempts = 0;  // ratio features: samples needed before the rule can fire
+};
+
+struct DenyRule {
+    std::string id;
+    std::string destinations;                   // prefix list name, "" = none
+    std::vector<std::string> countries;         // destination countries
+    std::vector<std::string> source_countries;  // source (GeoIP) countries
+    bool ban = false;                           // action: block (false) or ban
+};
+
+class GeoIp;
+
+struct EngineConfig {
+    Mode mode = Mode::enforce;  // observe: the whole policy runs in shadow mode
+    double score_cap = 100;
+    double flag_threshold = 30;
+    double block_threshold = 60;
+    double ban_threshold = 90;
+    base::Nanos ban_duration = 3600 * base::kNanosPerSecond;
+    std::uint64_t max_tracked_keys = 1'000'000;  // all key kinds together
+    base::Nanos idle_key_expiry = 2 * 3600 * base::kNanosPerSecond;
+    std::uint32_t short_call_seconds = 10;
+    std::uint32_t short_ring_seconds = 5;        // Wangiri: unanswered and ended this fast
+    std::uint64_t max_tracked_calls = 1u << 18;  // call table (dedup, concurrency)
+    base::Nanos max_call_duration = 4 * 3600 * base::kNanosPerSecond;  // then released
+    std::uint32_t ban_capacity = 1u << 16;
+    std::uint8_t source_prefix_v4 = 24;
+    std::uint8_t source_prefix_v6 = 64;
+    std::uint32_t sequential_max_step = 9;   // consecutive numbers within this step are a run
+    std::string home_country_code;           // international = another calling code
+    std::vector<CountryCode> country_codes;  // calling code -> country (longest match)
+    std::vector<PrefixList> prefix_lists;
+    std::vector<AccountGroup> account_groups;
+    std::vector<std::string> scanner_user_agents;  // case-insensitive globs, matched anywhere
+    bool empty_user_agent_is_scanner = false;
+    std::vector<Rule> rules;
+    std::vector<DenyRule> deny;
+    std::string zoneinfo_dir = "/usr/share/zoneinfo";
+    std::shared_ptr<const GeoIp> geoip;  // optional: source country when events carry none
+};
+
+// ---------------------------------------------------------------------------------------------
+// Events. String views must stay valid for the duration of the call only.
+
+struct Source {
+    base::IpAddress addr;
+    std::uint16_t port = 0;
+    std::string_view transport;  // "udp", "tcp", "tls" (reported only)
+    std::string_view country;    // ISO alpha-2; "" = look up in GeoIP if configured
+};
+
+struct CallAttempt {
+    base::Nanos now = 0;
+    base::UnixNanos wall = 0;
+    std::string_view call_id;  // counted once: retransmissions and forks are duplicates
+    Source source;
+    std::string_view account;  // authenticated user, else From user
+    std::string_view tenant;   // "" = the tenant of the account's group
+    std::string_view caller;
+    std::string_view callee;  // E.164 digits ("+" and separators are ignored)
+    std::string_view user_agent;
+    std::string_view method = "INVITE";  // OPTIONS/REGISTER/... feed sweeps, not call counts
+};
+
+struct CallAnswered {
+    base::Nanos now = 0;
+    base::UnixNanos wall = 0;
+    std::string_view call_id;
+};
+
+struct CallEnded {
+    base::Nanos now = 0;
+    base::UnixNanos wall = 0;
+    std::string_view call_id;
+    int status = 200;  // final status: 2xx answered, 486 busy, 487 cancelled, 408 timeout...
+};
+
+struct AuthResult {
+    base::Nanos now = 0;
+    base::UnixNanos wall = 0;
+    Source source;
+    std::string_view username;
+    std::string_view tenant;
+    std::string_view user_agent;
+    bool success = false;
+};
+
+struct Registration {
+    base::Nanos now = 0;
+    base::UnixNanos wall = 0;
+    Source source;
+    std::string_view user;  // the AOR user being registered
+    std::string_view tenant;
+    std::string_view user_agent;
+    int status = 200;  // final response; 403/404 count as a failed username
+};
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+
+struct Reason {
+    std::string_view rule_id;  // points into the engine's configuration
+    Feature feature = Feature::attempts;
+    KeyKind key = KeyKind::account;
+    double value = 0;
+    Op op = Op::ge;
+    double threshold = 0;
+    double weight = 0;
+    bool observe = false;  // the rule (or the policy) is in observe mode
+    bool hard = false;     // a deny rule (score ignored)
+    bool ban = false;      // hard rule with action ban
+};
+
+struct Verdict {
+    static constexpr std::size_t kMaxReasons = 24;
+    Action action = Action::allow;         // what to do
+    Action shadow_action = Action::allow;  // what would be done with every rule enforced
+    double score = 0;                      // enforced rules only, capped
+    double shadow_score = 0;               // every rule, capped
+    bool duplicate = false;                // Call-ID already seen: action repeated, not counted
+    bool banned_source = false;            // the source was already under a ban
+    base::Nanos ban_until = 0;             // monotonic time a ban issued/in force ends
+    std::array<char, 3> source_country{};  // resolved (event or GeoIP), "" = unknown
+    std::array<char, 3> destination_country{};  // from the callee's calling code
+    std::uint8_t reason_count = 0;
+    std::uint16_t reasons_dropped = 0;  // more reasons fired than kMaxReasons
+    std::array<Reason, kMaxReasons> reasons{};
+
+    void reset() { *this = Verdict{}; }
+};
+
+// The JSON event line for a verdict (one line, no trailing newline). `event` is "attempt",
+// "auth" or "register"; subject fields come from the event.
+std::string to_json(const Verdict& v, const CallAttempt& a);
+std::string to_json(const Verdict& v, const AuthResult& a);
+std::string to_json(const Verdict& v, const Registration& r);
+
+// ---------------------------------------------------------------------------------------------
+// GeoIP (libmaxminddb): IP -> ISO country
+
+class GeoIp {
+  public:
+    static base::Result<std::shared_ptr<const GeoIp>> open(const std::string& path);
+    ~GeoIp();
+    GeoIp(const GeoIp&) = delete;
+    GeoIp& operator=(const GeoIp&) = delete;
+    // ISO alpha-2 country of the address, "" when unknown. Thread-safe.
+    std::string country(const base::IpAddress& a) const;
+
+  private:
+    GeoIp() = default;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The engine. Single-threaded: one engine per worker (or one behind the caller's lock).
+
+class Engine {
+  public:
+    static base::Result<std::unique_ptr<Engine>> create(EngineConfig config);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    void on_attempt(const CallAttempt& a, Verdict& out);
+    void on_answer(const CallAnswered& a);
+    void on_end(const CallEnded& e);
+    void on_auth(const AuthResult& a, Verdict& out);
+    void on_register(const Registration& r, Verdict& out);
+
+    // The fast path's question: is this source under a ban? (cheap, no state change)
+    bool is_banned(const base::IpAddress& a, base::Nanos now) const;
+
+    // Frees up to `budget` idle keys and expired calls/bans (also done a little per event).
+    void expire(base::Nanos now, std::size_t budget);
+
+    // Each flag/block/ban (and shadow non-allow) verdict as one JSON line.
+    void set_event_sink(std::function<void(std::string_view)> sink);
+
+    const base::CounterSet<Counter>& counters() const;
+    std::size_t tracked_keys() const;
+    std::size_t tracked_keys(KeyKind k) const;
+    std::size_t key_capacity(KeyKind k) const;
+    std::size_t tracked_calls() const;
+    std::size_t active_bans(base::Nanos now) const;
+    std::size_t table_bytes() const;  // fixed at creation
+    // Current concurrent-call counter of a key (tests, `sbc policy test`).
+    std::int64_t concurrent_calls(KeyKind k, std::string_view key_value) const;
+    const EngineConfig& config() const;
+
+  private:
+    Engine() = default;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sbc::fraud

@@ -1,0 +1,170 @@
+#include "fraud/lookup.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <iterator>
+
+namespace sbc::fraud::detail {
+
+void DigitTrie::add(std::string_view digits, std::uint64_t value_bits, bool or_bits) {
+    std::size_t n = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') continue;
+        int d = c - '0';
+        if (nodes_[n].child[d] < 0) {
+            nodes_[n].child[d] = static_cast<std::int32_t>(nodes_.size());
+            nodes_.push_back(Node{});
+        }
+        n = static_cast<std::size_t>(nodes_[n].child[d]);
+    }
+    if (n == 0) return;  // empty prefix: never matches
+    nodes_[n].value = or_bits ? (nodes_[n].value | value_bits) : value_bits;
+}
+
+DigitTrie::Walk DigitTrie::walk(std::string_view digits) const {
+    Walk w;
+    std::size_t n = 0;
+    std::uint8_t depth = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') break;
+        std::int32_t next = nodes_[n].child[c - '0'];
+        if (next < 0) break;
+        n = static_cast<std::size_t>(next);
+        ++depth;
+        if (nodes_[n].value != 0) {
+            w.mask |= nodes_[n].value;
+            w.deepest = nodes_[n].value;
+            w.deepest_len = depth;
+        }
+    }
+    return w;
+}
+
+UaGlob::UaGlob(std::string_view pattern) : pattern_(pattern) {
+    std::string cur;
+    for (char c : pattern) {
+        if (c == '*') {
+            if (!cur.empty()) pieces_.push_back(cur);
+            cur.clear();
+        } else {
+            cur.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+        }
+    }
+    if (!cur.empty()) pieces_.push_back(cur);
+}
+
+bool UaGlob::matches(std::string_view text) const {
+    if (pieces_.empty()) return false;  // "*" or "" would match every UA: never a signature
+    std::size_t pos = 0;
+    for (const auto& p : pieces_) {
+        std::size_t at = text.find(p, pos);
+        if (at == std::string_view::npos) return false;
+        pos = at + p.size();
+    }
+    return true;
+}
+
+bool whole_glob_match(std::string_view pattern, std::string_view text) {
+    // Iterative glob with backtracking to the last '*'.
+    std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+    while (t < text.size()) {
+        if (p < pattern.size() && pattern[p] == '*') {
+            star = p++;
+            mark = t;
+        } else if (p < pattern.size() && pattern[p] == text[t]) {
+            ++p;
+            ++t;
+        } else if (star != std::string_view::npos) {
+            p = star + 1;
+            t = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (p < pattern.size() && pattern[p] == '*') ++p;
+    return p == pattern.size();
+}
+
+namespace {
+
+std::uint32_t be32(const unsigned char* p) {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+           std::uint32_t{p[3]};
+}
+std::int64_t be64(const unsigned char* p) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+    return static_cast<std::int64_t>(v);
+}
+
+}  // namespace
+
+base::Result<TimeZone> TimeZone::load(const std::string& dir, const std::string& name) {
+    TimeZone tz;
+    if (name.empty() || name == "UTC" || name == "Etc/UTC") return tz;
+    if (name.find("..") != std::string::npos || name.front() == '/')
+        return base::make_error("invalid time zone name '" + name + "'");
+    std::ifstream in(dir + "/" + name, std::ios::binary);
+    if (!in)
+        return base::make_error("unknown time zone '" + name + "' (no " + dir + "/" + name + ")");
+    std::vector<unsigned char> b((std::istreambuf_iterator<char>(in)), {});
+    auto bad = [&] { return base::make_error("time zone '" + name + "': not a TZif file"); };
+    // RFC 8536 §3.1: 44-byte header, then the version 1 data block, then (version >= 2) a
+    // second header and a block with 64-bit transition times, which is the one we read.
+    if (b.size() < 44 || b[0] != 'T' || b[1] != 'Z' || b[2] != 'i' || b[3] != 'f') return bad();
+    auto counts = [&](std::size_t at, std::uint32_t c[6]) {
+        for (int i = 0; i < 6; ++i) c[i] = be32(&b[at + 20 + 4 * i]);
+    };
+    std::uint32_t c[6];  // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+    counts(0, c);
+    std::size_t v1 =
+        std::size_t{c[3]} * 5 + std::size_t{c[4]} * 6 + c[5] + std::size_t{c[2]} * 8 + c[1] + c[0];
+    std::size_t at = 44;
+    int time_size = 4;
+    if (b[4] >= '2') {
+        at = 44 + v1;
+        if (b.size() < at + 44) return bad();
+        counts(at, c);
+        at += 44;
+        time_size = 8;
+    }
+    std::size_t timecnt = c[3], typecnt = c[4];
+    if (typecnt == 0) return bad();
+    std::size_t need = timecnt * time_size + timecnt + typecnt * 6;
+    if (b.size() < at + need) return bad();
+    const unsigned char* times = &b[at];
+    const unsigned char* idx = times + timecnt * time_size;
+    const unsigned char* types = idx + timecnt;
+    auto type_offset = [&](std::size_t t) {
+        return static_cast<std::int32_t>(be32(types + 6 * t));
+    };
+    tz.initial_offset_ = type_offset(0);  // RFC 8536 §3.2: type 0 applies before the first
+    for (std::size_t i = 0; i < timecnt; ++i) {
+        std::int64_t t =
+            time_size == 8 ? be64(times + 8 * i) : static_cast<std::int32_t>(be32(times + 4 * i));
+        if (idx[i] >= typecnt) return bad();
+        tz.transitions_.push_back(t);
+        tz.offsets_.push_back(type_offset(idx[i]));
+    }
+    return tz;
+}
+
+std::int32_t TimeZone::offset_at(std::int64_t s) const {
+    // Past the last transition the last offset holds (Debian ships "fat" TZif files with
+    // transitions listed to 2037, so the POSIX footer rule is not needed before then).
+    auto it = std::upper_bound(transitions_.begin(), transitions_.end(), s);
+    if (it == transitions_.begin()) return initial_offset_;
+    return offsets_[static_cast<std::size_t>(it - transitions_.begin() - 1)];
+}
+
+void WeekMap::add(const BusinessHours& h) {
+    for (int d = 0; d < 7; ++d) {
+        if (!(h.days & (1u << d))) continue;
+        int end = std::min<int>(h.end_minute, 1440);
+        for (int m = h.start_minute; m < end; ++m) bits_[d * 1440 + m] = true;
+    }
+    set_ = true;
+}
+
+}  // namespace sbc::fraud::detail

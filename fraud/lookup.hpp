@@ -1,0 +1,79 @@
+#pragma once
+// Internal to fraud/: lookup structures compiled from the configuration (digit tries,
+// globs, time zones, weekly business-hour maps).
+#include <bitset>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/base.hpp"
+#include "fraud/fraud.hpp"
+
+namespace sbc::fraud::detail {
+
+// A trie over decimal digits. Each node carries a 64-bit value that callers use as a list
+// bitmask (OR along the path) or as an index (deepest non-zero).
+class DigitTrie {
+  public:
+    DigitTrie() { nodes_.push_back(Node{}); }
+    void add(std::string_view digits, std::uint64_t value_bits, bool or_bits);
+    struct Walk {
+        std::uint64_t mask = 0;        // OR of every matched node's bits
+        std::uint64_t deepest = 0;     // value of the deepest matched node
+        std::uint8_t deepest_len = 0;  // its depth (0 = nothing matched)
+    };
+    Walk walk(std::string_view digits) const;
+    std::size_t bytes() const { return nodes_.size() * sizeof(Node); }
+
+  private:
+    struct Node {
+        std::int32_t child[10] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+        std::uint64_t value = 0;
+    };
+    std::vector<Node> nodes_;
+};
+
+// Case-insensitive glob with '*' only, matched anywhere in the text (scanner User-Agents).
+class UaGlob {
+  public:
+    explicit UaGlob(std::string_view pattern);
+    bool matches(std::string_view lowered_text) const;
+    const std::string& pattern() const { return pattern_; }
+
+  private:
+    std::string pattern_;
+    std::vector<std::string> pieces_;
+};
+
+// Whole-string glob, case-sensitive, '*' only (account patterns such as "10*").
+bool whole_glob_match(std::string_view pattern, std::string_view text);
+
+// UTC offsets of an IANA zone, read from its TZif file (RFC 8536). libstdc++ 12 has no
+// std::chrono::tzdb, and TZ + localtime_r is neither thread-safe nor cheap per call.
+class TimeZone {
+  public:
+    static base::Result<TimeZone> load(const std::string& zoneinfo_dir, const std::string& name);
+    std::int32_t offset_at(std::int64_t unix_seconds) const;
+
+  private:
+    std::vector<std::int64_t> transitions_;
+    std::vector<std::int32_t> offsets_;  // offset in force from transitions_[i]
+    std::int32_t initial_offset_ = 0;
+};
+
+// A week of local minutes (bit = business minute), from BusinessHours ranges.
+class WeekMap {
+  public:
+    static constexpr int kMinutes = 7 * 1440;
+    void add(const BusinessHours& h);
+    bool any() const { return set_; }
+    // weekday 0 = Monday
+    bool contains(int weekday, int minute) const { return bits_[weekday * 1440 + minute]; }
+
+  private:
+    std::bitset<kMinutes> bits_;
+    bool set_ = false;
+};
+
+}  // namespace sbc::fraud::detail

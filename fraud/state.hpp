@@ -1,0 +1,227 @@
+#pragma once
+// Internal to fraud/: the fixed-size per-key state components and the flat hash table that
+// holds them. Nothing here allocates after construction.
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "base/base.hpp"
+
+namespace sbc::fraud::detail {
+
+inline std::uint64_t mix64(std::uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+// FNV-1a then a finalizer: good enough spread for table keys, cheap for short strings.
+inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
+    std::uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 0x100000001b3ULL;
+    }
+    return mix64(h);
+}
+
+inline std::uint32_t to_seconds(base::Nanos now) {
+    return static_cast<std::uint32_t>(now / base::kNanosPerSecond);
+}
+
+// A sliding-window counter: kBuckets sub-buckets of window/(kBuckets-1) each, in a ring. The
+// estimate sums the full recent buckets plus the oldest one weighted by how much of it is
+// still inside the window, so the count never resets at a boundary (a fixed window would let
+// twice the limit through across one). Error is at most one sub-bucket's worth of events.
+struct WindowCounter {
+    static constexpr std::uint32_t kBuckets = 8;
+    std::uint32_t epoch = 0;  // index of the newest bucket (now / bucket width)
+    std::uint16_t buckets[kBuckets] = {};
+
+    static std::uint32_t epoch_of(base::Nanos now, base::Nanos width) {
+        return static_cast<std::uint32_t>((now < 0 ? 0 : now) / width);
+    }
+
+    void add(base::Nanos now, base::Nanos width) {
+        std::uint32_t e = epoch_of(now, width);
+        if (e > epoch) {
+            std::uint32_t gap = e - epoch;
+            if (gap >= kBuckets) {
+                std::memset(buckets, 0, sizeof(buckets));
+            } else {
+                for (std::uint32_t x = epoch + 1; x <= e; ++x) buckets[x % kBuckets] = 0;
+            }
+            epoch = e;
+        } else if (e < epoch) {
+            e = epoch;  // a late event counts in the newest bucket
+        }
+        std::uint16_t& b = buckets[e % kBuckets];
+        if (b != 0xffff) ++b;  // saturate, never wrap
+    }
+
+    double value(base::Nanos now, base::Nanos width) const {
+        std::uint32_t e = epoch_of(now, width);
+        if (e < epoch) e = epoch;
+        if (e - epoch >= kBuckets) return 0;
+        double sum = 0;
+        // Full buckets e-(kBuckets-2) .. e; buckets newer than `epoch` are logically empty.
+        for (std::uint32_t i = 0; i + 1 < kBuckets; ++i) {
+            if (i > e) break;
+            std::uint32_t x = e - i;
+            if (x <= epoch && epoch - x < kBuckets) sum += buckets[x % kBuckets];
+        }
+        if (e >= kBuckets - 1) {
+            std::uint32_t oldest = e - (kBuckets - 1);
+            if (oldest <= epoch && epoch - oldest < kBuckets) {
+                double into =
+                    static_cast<double>((now < 0 ? 0 : now) % width) / static_cast<double>(width);
+                sum += buckets[oldest % kBuckets] * (1.0 - into);
+            }
+        }
+        return sum;
+    }
+};
+static_assert(sizeof(WindowCounter) == 20);
+
+// A small exact distinct-count set: `capacity` (hash, last seen second) pairs. Entries older
+// than the window are free; when full, the least recently seen is replaced, so the count
+// saturates at the capacity, which is sized above the largest threshold that reads it.
+struct DistinctEntry {
+    std::uint32_t hash;
+    std::uint32_t seen_s;
+};
+
+inline std::uint32_t age_of(std::uint32_t now_s, std::uint32_t seen_s) {
+    return now_s > seen_s ? now_s - seen_s : 0;  // a late event is not older than the newest
+}
+
+inline void distinct_add(DistinctEntry* e, std::uint32_t cap, std::uint32_t h, std::uint32_t now_s,
+                         std::uint32_t window_s) {
+    if (h == 0) h = 1;
+    std::int64_t free_i = -1;
+    std::uint32_t oldest_i = 0;
+    std::uint32_t oldest_age = 0;
+    for (std::uint32_t i = 0; i < cap; ++i) {
+        if (e[i].hash == h) {
+            if (now_s > e[i].seen_s) e[i].seen_s = now_s;
+            return;
+        }
+        std::uint32_t age = age_of(now_s, e[i].seen_s);
+        if (e[i].hash == 0 || age >= window_s) {
+            if (free_i < 0) free_i = i;
+        } else if (age >= oldest_age) {
+            oldest_age = age;
+            oldest_i = i;
+        }
+    }
+    std::uint32_t v = free_i >= 0 ? static_cast<std::uint32_t>(free_i) : oldest_i;
+    e[v].hash = h;
+    e[v].seen_s = now_s;
+}
+
+inline std::uint32_t distinct_count(const DistinctEntry* e, std::uint32_t cap, std::uint32_t now_s,
+                                    std::uint32_t window_s) {
+    std::uint32_t n = 0;
+    for (std::uint32_t i = 0; i < cap; ++i)
+        if (e[i].hash != 0 && age_of(now_s, e[i].seen_s) < window_s) ++n;
+    return n;
+}
+
+// Run of consecutive dialed numbers differing by small steps (sequential range dialing).
+struct SequentialRun {
+    std::uint64_t last_number = 0;
+    std::uint32_t last_s = 0;
+    std::uint8_t last_len = 0;
+    std::uint8_t pad = 0;
+    std::uint16_t run = 0;
+};
+static_assert(sizeof(SequentialRun) == 16);
+
+// Common header of every key slot.
+struct KeyHeader {
+    std::uint32_t last_seen_s = 0;
+    std::uint32_t evidence_until_s = 0;  // a rule fired on this key: kept through floods
+    std::int32_t concurrent = 0;
+    std::uint32_t flags = 0;
+};
+static_assert(sizeof(KeyHeader) == 16);
+
+// Open addressing with linear probing over a power-of-two array, at most `capacity` entries
+// (load <= 3/4), backward-shift deletion (no tombstones, so probes stay short forever). Slots
+// are runtime-sized byte blocks; hash 0 marks an empty bucket.
+class SlotTable {
+  public:
+    SlotTable() = default;
+    SlotTable(std::size_t capacity, std::size_t slot_bytes) { init(capacity, slot_bytes); }
+
+    void init(std::size_t capacity, std::size_t slot_bytes) {
+        capacity_ = capacity;
+        slot_words_ = (slot_bytes + 7) / 8;
+        std::size_t buckets = 16;
+        while (buckets * 3 < capacity * 4 + 4) buckets <<= 1;
+        mask_ = buckets - 1;
+        hashes_.assign(buckets, 0);
+        data_.assign(buckets * slot_words_, 0);
+        size_ = 0;
+    }
+
+    static std::uint64_t fix(std::uint64_t h) { return h == 0 ? 1 : h; }
+
+    std::int64_t find(std::uint64_t h) const {
+        h = fix(h);
+        for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+            std::uint64_t x = hashes_[i];
+            if (x == h) return static_cast<std::int64_t>(i);
+            if (x == 0) return -1;
+        }
+    }
+    // Caller checks full() first and that h is absent.
+    std::size_t insert(std::uint64_t h) {
+        h = fix(h);
+        std::size_t i = h & mask_;
+        while (hashes_[i] != 0) i = (i + 1) & mask_;
+        hashes_[i] = h;
+        std::memset(slot(i), 0, slot_words_ * 8);
+        ++size_;
+        return i;
+    }
+    void erase(std::size_t i) {
+        std::size_t j = i;
+        for (;;) {
+            j = (j + 1) & mask_;
+            if (hashes_[j] == 0) break;
+            std::size_t home = hashes_[j] & mask_;
+            // Leave j where it is if its home lies cyclically in (i, j].
+            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (stays) continue;
+            hashes_[i] = hashes_[j];
+            std::memcpy(slot(i), slot(j), slot_words_ * 8);
+            i = j;
+        }
+        hashes_[i] = 0;
+        --size_;
+    }
+
+    void* slot(std::size_t i) { return &data_[i * slot_words_]; }
+    const void* slot(std::size_t i) const { return &data_[i * slot_words_]; }
+    std::uint64_t hash_at(std::size_t i) const { return hashes_[i]; }
+    std::size_t buckets() const { return mask_ + 1; }
+    std::size_t size() const { return size_; }
+    std::size_t capacity() const { return capacity_; }
+    bool full() const { return size_ >= capacity_; }
+    std::size_t bytes() const { return hashes_.size() * 8 + data_.size() * 8; }
+
+  private:
+    std::vector<std::uint64_t> hashes_;
+    std::vector<std::uint64_t> data_;
+    std::size_t slot_words_ = 1;
+    std::size_t mask_ = 0;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+};
+
+}  // namespace sbc::fraud::detail
