@@ -224,7 +224,6 @@ class RateLimiter {
     bool is_established(const base::IpAddress& src, TrafficClass cls) const;
 
     static constexpr unsigned kWays = 8;
-    static constexpr unsigned kProbationWays = 2;
 
     struct Entry {
         base::IpAddress key;

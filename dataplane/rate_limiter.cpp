@@ -3,13 +3,14 @@
 // Why this table: an attacker controls the keys (spoofed sources), so the table must neither
 // grow nor let new keys push out the state of sources we already know to be well behaved.
 // It is set-associative (8 ways per set, a set is chosen by hash): memory is fixed at
-// construction. Within a set, at most kProbationWays entries may be "on probation" (keys seen
-// for the first time); a new key can only replace an empty way (while the probation quota is
-// not used up), an established entry that has been idle for idle_evict_after, or the least
+// construction. A key seen for the first time is "on probation"; a new key can only take an
+// empty way, an established entry that has been idle for idle_evict_after, or the least
 // recently used probation entry. A probation entry becomes established when its source comes
 // back after establish_after (a real peer does; a one-shot spoofed packet never does).
-// So a flood of millions of one-packet spoofed sources only churns the two probation ways of
+// So a flood of millions of one-packet spoofed sources only churns the probation entries of
 // each set and never evicts an active established source: the property the tests check.
+// (A frequency sketch such as TinyLFU would admit heavy spoofed keys; age-based promotion plus
+// idle-only eviction of established entries gives a guarantee we can state and test.)
 // Sources on probation (and untracked ones, when a set is full of established entries) also
 // share a class-wide "new sources" bucket, which caps what a spoofed flood gets through,
 // since per-source buckets cannot (every spoofed key starts with a full bucket).
@@ -100,7 +101,6 @@ RateLimiter::Entry* RateLimiter::find_or_insert(const base::IpAddress& key, std:
         if (e.cls == cls && e.is_prefix == is_prefix && e.key == key) return &e;
     }
     int empty = -1, lru_probation = -1, idle = -1;
-    unsigned probation = 0;
     for (unsigned w = 0; w < kWays; ++w) {
         if (tags[w] == 0) {
             if (empty < 0) empty = static_cast<int>(w);
@@ -108,7 +108,6 @@ RateLimiter::Entry* RateLimiter::find_or_insert(const base::IpAddress& key, std:
         }
         const Entry& e = entries_[base + w];
         if (!e.established) {
-            ++probation;
             if (lru_probation < 0 || e.last_seen < entries_[base + lru_probation].last_seen)
                 lru_probation = static_cast<int>(w);
         } else if (now - e.last_seen >= idle_evict_after_) {
@@ -116,12 +115,7 @@ RateLimiter::Entry* RateLimiter::find_or_insert(const base::IpAddress& key, std:
                 idle = static_cast<int>(w);
         }
     }
-    int victim;
-    if (probation < kProbationWays) {
-        victim = empty >= 0 ? empty : (idle >= 0 ? idle : lru_probation);
-    } else {
-        victim = lru_probation;
-    }
+    const int victim = empty >= 0 ? empty : (idle >= 0 ? idle : lru_probation);
     if (victim < 0) return nullptr;  // every way holds an active established source
     if (tags_[base + victim] == 0) ++used_;
     tags_[base + victim] = tag;

@@ -1,0 +1,38 @@
+#pragma once
+// Internal to dataplane/dpdk/: the DPDK-side state of a Backend. The only header of the project
+// that includes DPDK.
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dataplane/dpdk/dpdk.hpp"
+
+namespace sbc::dataplane::dpdk {
+
+constexpr std::uint16_t kNoPort = 0xffff;
+constexpr std::uint16_t kMaxBurst = 128;
+
+struct PortPairState {
+    std::uint16_t data = kNoPort;
+    std::uint16_t exception = kNoPort;
+    rte_ether_addr data_mac{};
+};
+
+struct Backend::Impl {
+    BackendConfig config;
+    Pipeline* pipeline = nullptr;
+    rte_mempool* pool = nullptr;
+    std::vector<PortPairState> pairs;
+    std::vector<std::uint16_t> started;  // every port we configured, to stop and close
+    std::vector<std::string> probed;     // vdevs we hot-plugged, to remove
+};
+
+// The worker loop (worker.cpp). `stop_flag` is polled once per iteration.
+RunResult run_worker(Backend::Impl& impl, const StopCondition& stop, const base::Clock& clock,
+                     const std::atomic<bool>& stop_flag);
+
+}  // namespace sbc::dataplane::dpdk

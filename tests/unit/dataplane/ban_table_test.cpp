@@ -1,0 +1,68 @@
+#include <catch2/catch.hpp>
+
+#include "frame_builder.hpp"
+
+using namespace sbc::dataplane;
+using sbc::base::IpAddress;
+using sbc::base::Prefix;
+using sbc::base::seconds;
+
+TEST_CASE("Bans on addresses and prefixes expire") {
+    BanTable bans(1024);
+    const auto a = *IpAddress::parse("198.51.100.7");
+    CHECK_FALSE(bans.is_banned(a, 0));
+    REQUIRE(bans.ban(*Prefix::parse("198.51.100.7"), seconds(60), BanOrigin::control, 0));
+    CHECK(bans.is_banned(a, seconds(59)));
+    CHECK_FALSE(bans.is_banned(a, seconds(60)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("198.51.100.8"), 0));
+
+    REQUIRE(bans.ban(*Prefix::parse("203.0.113.0/24"), seconds(10), BanOrigin::fraud, 0));
+    CHECK(bans.is_banned(*IpAddress::parse("203.0.113.200"), seconds(1)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("203.0.114.1"), seconds(1)));
+    REQUIRE(bans.ban(*Prefix::parse("2001:db8:1::/48"), seconds(10), BanOrigin::signaling, 0));
+    CHECK(bans.is_banned(*IpAddress::parse("2001:db8:1:2::3"), seconds(1)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("2001:db8:2::3"), seconds(1)));
+    auto list = bans.active(seconds(1));
+    CHECK(list.size() == 3);
+
+    CHECK(bans.unban(*Prefix::parse("203.0.113.0/24")));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("203.0.113.200"), seconds(1)));
+    CHECK_FALSE(bans.unban(*Prefix::parse("203.0.113.0/24")));
+}
+
+TEST_CASE("Escalating bans grow with repeated offenses") {
+    BanTable bans(64);
+    BanPolicy pol;
+    pol.durations = {seconds(10), seconds(100), seconds(1000)};
+    const auto a = *IpAddress::parse("192.0.2.9");
+    REQUIRE(bans.ban_escalating(a, pol, BanOrigin::rate_limit, 0));
+    CHECK(bans.is_banned(a, seconds(9)));
+    CHECK_FALSE(bans.is_banned(a, seconds(10)));
+    REQUIRE(bans.ban_escalating(a, pol, BanOrigin::rate_limit, seconds(20)));
+    CHECK(bans.is_banned(a, seconds(119)));
+    CHECK_FALSE(bans.is_banned(a, seconds(120)));
+    REQUIRE(bans.ban_escalating(a, pol, BanOrigin::rate_limit, seconds(200)));
+    REQUIRE(bans.ban_escalating(a, pol, BanOrigin::rate_limit, seconds(5000)));
+    CHECK(bans.is_banned(a, seconds(5999)));  // capped at the last step
+    CHECK(bans.active(seconds(5000)).front().offenses == 4);
+}
+
+TEST_CASE("The ban table has a fixed capacity and replaces expired bans first") {
+    BanTable bans(8);  // one set
+    const std::size_t mem = bans.memory_bytes();
+    for (std::uint32_t i = 0; i < 8; ++i)
+        REQUIRE(bans.ban(Prefix(IpAddress::v4(0x0A000000 + i), 32), seconds(100 + i),
+                         BanOrigin::control, 0));
+    // Full of live bans that outlast the new one: refused, nothing lost.
+    CHECK_FALSE(
+        bans.ban(Prefix(IpAddress::v4(0x0B000000), 32), seconds(50), BanOrigin::control, 0));
+    // A longer ban replaces the one that would expire first.
+    REQUIRE(bans.ban(Prefix(IpAddress::v4(0x0B000001), 32), seconds(500), BanOrigin::control, 0));
+    CHECK_FALSE(bans.is_banned(IpAddress::v4(0x0A000000), 1));
+    CHECK(bans.is_banned(IpAddress::v4(0x0A000001), 1));
+    // Expired bans are replaced.
+    REQUIRE(bans.ban(Prefix(IpAddress::v4(0x0B000002), 32), seconds(10), BanOrigin::control,
+                     seconds(1000)));
+    CHECK(bans.is_banned(IpAddress::v4(0x0B000002), seconds(1001)));
+    CHECK(bans.memory_bytes() == mem);
+}
