@@ -229,13 +229,18 @@ class CidrSet {
     bool empty() const { return entries_.empty(); }
 
   private:
+    struct Key {
+        base::IpAddress addr;  // masked to len
+        std::uint8_t len = 0;  // in the family's own bits
+        bool operator==(const Key&) const = default;
+    };
     struct KeyHash {
-        std::size_t operator()(const base::IpAddress& a) const noexcept { return a.hash(); }
+        std::size_t operator()(const Key& k) const noexcept { return k.addr.hash() ^ k.len; }
     };
     std::vector<Match> entries_;
-    std::vector<std::uint8_t>
-        mapped_lengths_;  // distinct lengths in IPv6-mapped bits, longest first
-    std::unordered_map<base::IpAddress, std::uint32_t, KeyHash> by_masked_;  // -> index in entries_
+    std::vector<std::uint8_t> v4_lengths_;  // distinct lengths, longest first
+    std::vector<std::uint8_t> v6_lengths_;
+    std::unordered_map<Key, std::uint32_t, KeyHash> by_masked_;  // -> index in entries_
 };
 
 // Case-insensitive glob with '*' only, matched anywhere in the text ("*" at both ends implied).

@@ -1,6 +1,9 @@
 #pragma once
 // The `sbc` program's command tree. Each area registers its own subcommands; main() only
 // builds the tree and runs what was chosen.
+#include <string>
+#include <vector>
+
 namespace CLI {
 class App;
 }
@@ -10,5 +13,8 @@ namespace sbc::cli {
 void register_policy_commands(CLI::App& app);     // sbc policy check|show|test  (cli_policy.cpp)
 void register_dataplane_commands(CLI::App& app);  // sbc relay ...               (cli_dataplane.cpp)
 void register_sip_commands(CLI::App& app);        // sbc sip parse|rewrite ...   (cli_sip.cpp)
+
+// sbc policy test: runs call attempts through the compiled policy (cli_policy_test.cpp).
+int run_policy_test(const std::vector<std::string>& files, const std::string& call_json, const std::string& calls_file, bool json);
 
 }  // namespace sbc::cli

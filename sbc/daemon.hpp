@@ -19,7 +19,7 @@ namespace sbc {
 class Daemon {
   public:
     // A control command gets the rest of the line after its name and returns the reply
-    // (one or more lines; the server adds the terminating empty line).
+    // (one or more lines). Protocol: the client sends one line, the server replies and closes.
     using ControlHandler = std::function<std::string(std::string_view args)>;
     using PolicyListener = policy::PolicyStore::Listener;
 

@@ -1,0 +1,262 @@
+// sbc.toml: the node configuration (listeners, TLS, next hops, media, dataplane, logging,
+// metrics, control socket, state, GeoIP, policy files).
+#include "policy/toml_reader.hpp"
+
+namespace sbc::policy {
+
+using detail::Context;
+using detail::Located;
+using detail::Pos;
+using detail::Table;
+
+namespace {
+
+constexpr std::string_view kTransportNames[] = {"udp", "tcp", "tls"};
+constexpr std::string_view kRealmNames[] = {"external", "internal"};
+constexpr std::string_view kBackendNames[] = {"socket", "dpdk", "pcap"};
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
+constexpr std::string_view kStateBackends[] = {"local", "redis"};
+
+bool read_address(const Table& t, std::string_view key, base::IpAddress& out) {
+    std::string text;
+    Pos where;
+    if (!t.string(key, text, &where)) return false;
+    auto a = base::IpAddress::parse(text);
+    if (!a) {
+        t.error(where, "'" + t.key_path(key) + "' = \"" + text + "\" is not an IP address");
+        return false;
+    }
+    out = *a;
+    return true;
+}
+
+void read_endpoint(const Table& t, base::Endpoint& e, bool port_required) {
+    read_address(t, "address", e.addr);
+    if (!t.has("address")) t.error(t.pos(), "'" + t.path() + "' needs an 'address'");
+    std::int64_t port = 0;
+    if (t.integer("port", port, 1, 65535))
+        e.port = static_cast<std::uint16_t>(port);
+    else if (!t.has("port") && port_required)
+        t.error(t.pos(), "'" + t.path() + "' needs a 'port'");
+}
+
+std::string resolve(const std::string& dir, const std::string& p) {
+    return p.empty() ? p : detail::join_path(dir, p);
+}
+
+}  // namespace
+
+Loaded<NodeConfig> load_node_config(const std::string& path) {
+    Context ctx;
+    auto cfg = std::make_shared<NodeConfig>();
+    cfg->file = path;
+    std::uint32_t file = ctx.add_file(path);
+    std::string text;
+    Loaded<NodeConfig> out;
+    if (!detail::read_file(path, text)) {
+        ctx.error(Pos{file, 0, 0}, "cannot read file");
+        out.errors = std::move(ctx.errors);
+        return out;
+    }
+    auto doc = detail::parse_toml(ctx, file, text);
+    if (!doc) {
+        out.errors = std::move(ctx.errors);
+        return out;
+    }
+    const std::string dir = detail::dirname_of(path);
+    Table top(ctx, file, *doc, "");
+    static constexpr std::string_view kTop[] = {
+        "node",    "listeners", "tls",     "next_hops", "health_check", "media", "dataplane",
+        "logging", "metrics",   "control", "state",     "geoip",        "policy"};
+    top.only_keys(kTop);
+    std::size_t c = 0;
+    if (auto t = top.table("node")) {
+        Table n(ctx, file, *t, "node");
+        static constexpr std::string_view k[] = {"name"};
+        n.only_keys(k);
+        n.string("name", cfg->node_name);
+    }
+    std::size_t i = 0;
+    for (auto lt : top.tables("listeners")) {
+        Table l(ctx, file, *lt, "listeners[" + std::to_string(i++) + "]");
+        static constexpr std::string_view k[] = {"realm", "address", "port", "transport"};
+        l.only_keys(k);
+        ListenerConfig lc;
+        if (l.choice("realm", kRealmNames, c))
+            lc.realm = static_cast<Realm>(c);
+        else if (!l.has("realm"))
+            l.error(l.pos(), "listener needs a 'realm' (external or internal)");
+        if (l.choice("transport", kTransportNames, c)) lc.transport = static_cast<Transport>(c);
+        read_endpoint(l, lc.endpoint, false);
+        if (!l.has("port")) lc.endpoint.port = lc.transport == Transport::tls ? 5061 : 5060;
+        cfg->listeners.push_back(lc);
+    }
+    if (auto t = top.table("tls")) {
+        Table l(ctx, file, *t, "tls");
+        static constexpr std::string_view k[] = {"certificate_chain", "private_key",
+                                                 "client_ca",         "require_client_certificate",
+                                                 "min_version",       "ciphers"};
+        l.only_keys(k);
+        auto& tls = cfg->tls;
+        if (l.string("certificate_chain", tls.certificate_chain))
+            tls.certificate_chain = resolve(dir, tls.certificate_chain);
+        if (l.string("private_key", tls.private_key))
+            tls.private_key = resolve(dir, tls.private_key);
+        if (l.string("client_ca", tls.client_ca)) tls.client_ca = resolve(dir, tls.client_ca);
+        l.boolean("require_client_certificate", tls.require_client_certificate);
+        static constexpr std::string_view kVersions[] = {"1.2", "1.3"};
+        if (l.choice("min_version", kVersions, c)) tls.min_version = std::string(kVersions[c]);
+        l.string("ciphers", tls.ciphers);
+        if (tls.require_client_certificate && tls.client_ca.empty())
+            l.error(l.pos(), "'tls.require_client_certificate' needs 'tls.client_ca'");
+    }
+    bool any_tls = false;
+    for (const auto& l : cfg->listeners) any_tls = any_tls || l.transport == Transport::tls;
+    if (any_tls && (cfg->tls.certificate_chain.empty() || cfg->tls.private_key.empty()))
+        top.error(top.pos(), "a tls listener needs [tls] certificate_chain and private_key");
+    i = 0;
+    for (auto ht : top.tables("next_hops")) {
+        Table h(ctx, file, *ht, "next_hops[" + std::to_string(i++) + "]");
+        static constexpr std::string_view k[] = {"name", "address", "port", "transport", "weight"};
+        h.only_keys(k);
+        NextHopConfig nh;
+        h.string("name", nh.name);
+        if (h.choice("transport", kTransportNames, c)) nh.transport = static_cast<Transport>(c);
+        read_endpoint(h, nh.endpoint, false);
+        if (!h.has("port")) nh.endpoint.port = nh.transport == Transport::tls ? 5061 : 5060;
+        std::int64_t w = 0;
+        if (h.integer("weight", w, 1, 1000)) nh.weight = static_cast<std::uint32_t>(w);
+        if (nh.name.empty()) nh.name = nh.endpoint.to_string();
+        cfg->next_hops.push_back(nh);
+    }
+    if (auto t = top.table("health_check")) {
+        Table h(ctx, file, *t, "health_check");
+        static constexpr std::string_view k[] = {"enabled", "interval", "timeout",
+                                                 "failures_before_down", "successes_before_up"};
+        h.only_keys(k);
+        auto& hc = cfg->health_check;
+        constexpr base::Nanos s = base::kNanosPerSecond;
+        h.boolean("enabled", hc.enabled);
+        h.duration("interval", hc.interval, s / 10, 3600 * s);
+        h.duration("timeout", hc.timeout, s / 100, 600 * s);
+        std::int64_t v = 0;
+        if (h.integer("failures_before_down", v, 1, 100))
+            hc.failures_before_down = static_cast<std::uint32_t>(v);
+        if (h.integer("successes_before_up", v, 1, 100))
+            hc.successes_before_up = static_cast<std::uint32_t>(v);
+        if (hc.timeout > hc.interval) h.error(h.pos(), "'health_check.timeout' exceeds 'interval'");
+    }
+    if (auto t = top.table("media")) {
+        Table m(ctx, file, *t, "media");
+        static constexpr std::string_view k[] = {"port_min", "port_max", "external_address",
+                                                 "internal_address"};
+        m.only_keys(k);
+        std::int64_t v = 0;
+        if (m.integer("port_min", v, 1024, 65534))
+            cfg->media.port_min = static_cast<std::uint16_t>(v);
+        if (m.integer("port_max", v, 1025, 65535))
+            cfg->media.port_max = static_cast<std::uint16_t>(v);
+        if (cfg->media.port_max <= cfg->media.port_min)
+            m.error(m.pos(), "'media.port_max' must be above 'media.port_min'");
+        read_address(m, "external_address", cfg->media.external_address);
+        read_address(m, "internal_address", cfg->media.internal_address);
+    }
+    if (auto t = top.table("dataplane")) {
+        Table d(ctx, file, *t, "dataplane");
+        static constexpr std::string_view k[] = {"backend", "burst_size", "dpdk", "pcap"};
+        d.only_keys(k);
+        if (d.choice("backend", kBackendNames, c))
+            cfg->dataplane.backend = static_cast<DataplaneBackend>(c);
+        std::int64_t v = 0;
+        if (d.integer("burst_size", v, 1, 1024))
+            cfg->dataplane.burst_size = static_cast<std::uint32_t>(v);
+        if (auto dt = d.table("dpdk")) {
+            Table dd(ctx, file, *dt, "dataplane.dpdk");
+            static constexpr std::string_view kd[] = {"eal_args", "ports"};
+            dd.only_keys(kd);
+            std::vector<Located<std::string>> items;
+            dd.strings("eal_args", items);
+            for (auto& x : items) cfg->dataplane.dpdk_eal_args.push_back(x.value);
+            items.clear();
+            dd.strings("ports", items);
+            for (auto& x : items) cfg->dataplane.dpdk_ports.push_back(x.value);
+        }
+        if (auto pt = d.table("pcap")) {
+            Table pp(ctx, file, *pt, "dataplane.pcap");
+            static constexpr std::string_view kp[] = {"input", "output"};
+            pp.only_keys(kp);
+            if (pp.string("input", cfg->dataplane.pcap_input))
+                cfg->dataplane.pcap_input = resolve(dir, cfg->dataplane.pcap_input);
+            if (pp.string("output", cfg->dataplane.pcap_output))
+                cfg->dataplane.pcap_output = resolve(dir, cfg->dataplane.pcap_output);
+        }
+        if (cfg->dataplane.backend == DataplaneBackend::pcap && cfg->dataplane.pcap_input.empty())
+            d.error(d.pos(), "backend \"pcap\" needs [dataplane.pcap] input");
+        if (cfg->dataplane.backend == DataplaneBackend::dpdk && cfg->dataplane.dpdk_ports.empty())
+            d.error(d.pos(), "backend \"dpdk\" needs [dataplane.dpdk] ports");
+    }
+    if (auto t = top.table("logging")) {
+        Table l(ctx, file, *t, "logging");
+        static constexpr std::string_view k[] = {"level", "file"};
+        l.only_keys(k);
+        if (l.choice("level", kLogLevels, c)) cfg->log_level = std::string(kLogLevels[c]);
+        if (l.string("file", cfg->log_file)) cfg->log_file = resolve(dir, cfg->log_file);
+    }
+    if (auto t = top.table("metrics")) {
+        Table m(ctx, file, *t, "metrics");
+        static constexpr std::string_view k[] = {"enabled", "address", "port"};
+        m.only_keys(k);
+        m.boolean("enabled", cfg->metrics_enabled);
+        read_address(m, "address", cfg->metrics_listen.addr);
+        std::int64_t port = 0;
+        if (m.integer("port", port, 1, 65535))
+            cfg->metrics_listen.port = static_cast<std::uint16_t>(port);
+    }
+    if (auto t = top.table("control")) {
+        Table m(ctx, file, *t, "control");
+        static constexpr std::string_view k[] = {"socket"};
+        m.only_keys(k);
+        Pos where;
+        if (m.string("socket", cfg->control_socket, &where)) {
+            cfg->control_socket = resolve(dir, cfg->control_socket);
+            // sockaddr_un::sun_path holds 108 bytes including the NUL.
+            if (cfg->control_socket.empty() || cfg->control_socket.size() > 107)
+                m.error(where, "'control.socket' must be a path of 1 to 107 bytes");
+        }
+    }
+    if (auto t = top.table("state")) {
+        Table m(ctx, file, *t, "state");
+        static constexpr std::string_view k[] = {"backend", "url"};
+        m.only_keys(k);
+        if (m.choice("backend", kStateBackends, c))
+            cfg->state_backend = std::string(kStateBackends[c]);
+        m.string("url", cfg->state_url);
+        if (cfg->state_backend == "redis" && cfg->state_url.empty())
+            m.error(m.pos(), "state backend \"redis\" needs a 'url'");
+    }
+    if (auto t = top.table("geoip")) {
+        Table m(ctx, file, *t, "geoip");
+        static constexpr std::string_view k[] = {"database"};
+        m.only_keys(k);
+        if (m.string("database", cfg->geoip_database))
+            cfg->geoip_database = resolve(dir, cfg->geoip_database);
+    }
+    if (auto t = top.table("policy")) {
+        Table m(ctx, file, *t, "policy");
+        static constexpr std::string_view k[] = {"files"};
+        m.only_keys(k);
+        std::vector<Located<std::string>> items;
+        m.strings("files", items);
+        for (auto& x : items) cfg->policy_files.push_back(resolve(dir, x.value));
+    }
+    if (cfg->policy_files.empty())
+        top.error(top.pos(), "no policy to load: set [policy] files = [\"policy.toml\"]");
+    if (!ctx.errors.empty()) {
+        out.errors = std::move(ctx.errors);
+        return out;
+    }
+    out.value = std::move(cfg);
+    return out;
+}
+
+}  // namespace sbc::policy

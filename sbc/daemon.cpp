@@ -1,0 +1,180 @@
+#include "sbc/daemon.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <ctime>
+
+#include <spdlog/spdlog.h>
+
+#include "sbc/control.hpp"
+
+namespace sbc {
+
+struct Daemon::Impl {
+    ControlServer control;
+    int signal_fd = -1;
+    int stop_pipe[2] = {-1, -1};
+    base::SystemClock clock;
+};
+
+namespace {
+
+std::string format_time(base::UnixNanos t) {
+    if (t == 0) return "never";
+    std::time_t secs = static_cast<std::time_t>(t / base::kNanosPerSecond);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+    return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Daemon> Daemon::create(const std::string& config_path,
+                                       std::vector<policy::Diagnostic>& errors) {
+    auto cfg = policy::load_node_config(config_path);
+    if (!cfg.ok()) {
+        errors = std::move(cfg.errors);
+        return nullptr;
+    }
+    std::unique_ptr<Daemon> d(new Daemon());
+    d->config_ = *cfg.value;
+    d->impl_ = std::make_unique<Impl>();
+    d->store_ = std::make_unique<policy::PolicyStore>(d->config_.policy_files);
+    auto first = d->store_->reload(d->impl_->clock.wall());
+    if (!first.ok) {
+        errors = std::move(first.errors);
+        return nullptr;
+    }
+    d->add_control_command("reload", [daemon = d.get()](std::string_view) {
+        auto r = daemon->reload();
+        std::string out = r.ok ? "ok version=" + std::to_string(r.version) + "\n"
+                               : "failed version=" + std::to_string(r.version) +
+                                     " errors=" + std::to_string(r.errors.size()) + "\n";
+        for (const auto& e : r.errors) out += e.to_string() + "\n";
+        return out;
+    });
+    d->add_control_command("status",
+                           [daemon = d.get()](std::string_view) { return daemon->status_text(); });
+    d->add_control_command("version", [](std::string_view) { return std::string("sbc 0.1.0\n"); });
+    return d;
+}
+
+Daemon::~Daemon() {
+    if (impl_) {
+        if (impl_->signal_fd >= 0) ::close(impl_->signal_fd);
+        for (int fd : impl_->stop_pipe)
+            if (fd >= 0) ::close(fd);
+    }
+}
+
+void Daemon::add_control_command(std::string name, ControlHandler handler) {
+    impl_->control.add(std::move(name), std::move(handler));
+}
+
+void Daemon::on_policy_change(PolicyListener listener) {
+    store_->on_change(std::move(listener));
+}
+
+policy::PolicyStore::ReloadResult Daemon::reload() {
+    auto r = store_->reload(impl_->clock.wall());
+    auto st = store_->status();
+    if (r.ok) {
+        spdlog::info("policy reloaded: version {} hash {}", st.version, st.hash);
+    } else {
+        spdlog::error("policy reload failed with {} error(s); version {} stays in force",
+                      r.errors.size(), r.version);
+        for (const auto& e : r.errors) spdlog::error("  {}", e.to_string());
+    }
+    return r;
+}
+
+std::string Daemon::status_text() const {
+    auto st = store_->status();
+    std::string out;
+    out += "node=" + config_.node_name + "\n";
+    out += "policy_version=" + std::to_string(st.version) + "\n";
+    out += "policy_hash=" + st.hash + "\n";
+    out += "policy_files=" + join(st.files, ",") + "\n";
+    out += "policy_loaded_at=" + format_time(st.loaded_at) + "\n";
+    out += "reloads_ok=" + std::to_string(st.reloads_ok) + "\n";
+    out += "reloads_failed=" + std::to_string(st.reloads_failed) + "\n";
+    out += "last_reload_result=" + st.last_result() + "\n";
+    out += "last_reload_at=" + format_time(st.last_reload_at) + "\n";
+    for (const auto& e : st.last_errors) out += "last_reload_error=" + e.to_string() + "\n";
+    return out;
+}
+
+void Daemon::stop() {
+    if (impl_ && impl_->stop_pipe[1] >= 0) {
+        char c = 1;
+        [[maybe_unused]] auto n = ::write(impl_->stop_pipe[1], &c, 1);
+    }
+}
+
+int Daemon::run() {
+    // Signals arrive through a signalfd in this loop, never in a handler racing with the
+    // reload; threads started later inherit the blocked mask.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+    impl_->signal_fd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (impl_->signal_fd < 0 || ::pipe2(impl_->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        spdlog::error("cannot set up signal handling: {}", std::strerror(errno));
+        return 1;
+    }
+    if (auto r = impl_->control.open(config_.control_socket); !r) {
+        spdlog::error("{}", r.error().message);
+        return 1;
+    }
+    auto st = store_->status();
+    spdlog::info("sbc {} running: policy version {} hash {}, control socket {}", config_.node_name,
+                 st.version, st.hash, config_.control_socket);
+    for (;;) {
+        pollfd fds[3] = {{impl_->signal_fd, POLLIN, 0},
+                         {impl_->control.fd(), POLLIN, 0},
+                         {impl_->stop_pipe[0], POLLIN, 0}};
+        int n = ::poll(fds, 3, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            spdlog::error("poll: {}", std::strerror(errno));
+            return 1;
+        }
+        if (fds[2].revents) {
+            spdlog::info("stopping");
+            return 0;
+        }
+        if (fds[0].revents & POLLIN) {
+            signalfd_siginfo si;
+            while (::read(impl_->signal_fd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+                if (si.ssi_signo == SIGHUP) {
+                    spdlog::info("SIGHUP: reloading policy");
+                    reload();
+                } else {
+                    spdlog::info("signal {}: stopping", si.ssi_signo);
+                    return 0;
+                }
+            }
+        }
+        if (fds[1].revents & POLLIN) impl_->control.serve_one();
+    }
+}
+
+}  // namespace sbc
