@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace sbc::sip::lex {
 
@@ -121,3 +122,12 @@ struct Cursor {
 };
 
 }  // namespace sbc::sip::lex
+
+namespace sbc::sip {
+struct Uri;
+struct Param;
+struct Limits;
+struct Status;
+Status parse_fresh_uri(std::string_view text, Uri& u, std::vector<Param>& pool,
+                       const Limits& limits);
+}  // namespace sbc::sip

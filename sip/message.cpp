@@ -204,7 +204,7 @@ Status parse_name_addr(Cursor& c, NameAddr& a, std::vector<Param>& pool, const L
         if (uri_text.find('?') != std::string_view::npos)
             return Status::fail(400, "URI with headers must be enclosed in <>");
     }
-    if (Status s = parse_uri(uri_text, a.uri, pool, limits); !s) return s;
+    if (Status s = parse_fresh_uri(uri_text, a.uri, pool, limits); !s) return s;
     if (Status s = parse_params(c, pool, a.params, list); !s) return s;
     const char* e = c.p;
     while (e > start && is_ws(e[-1])) --e;
@@ -356,11 +356,79 @@ Method method_from_name(std::string_view name) {
 
 HeaderId header_id_from_name(std::string_view name) {
     if (name.size() == 1) return compact_form(lower(name[0]));
+    // Narrow by length and first letter before comparing: this runs for every header field.
     char f = lower(name[0]);
-    for (const auto& h : kHeaders)
-        if (h.name.size() == name.size() && lower(h.name[0]) == f && iequals(h.name, name))
-            return h.id;
-    return HeaderId::other;
+    auto is = [&](std::string_view n, HeaderId id) {
+        return iequals(n, name) ? id : HeaderId::other;
+    };
+    switch (name.size()) {
+        case 2:
+            return is("To", HeaderId::to);
+        case 3:
+            return is("Via", HeaderId::via);
+        case 4:
+            if (f == 'f') return is("From", HeaderId::from);
+            if (f == 'c') return is("CSeq", HeaderId::cseq);
+            if (f == 'd') return is("Date", HeaderId::date);
+            return HeaderId::other;
+        case 5:
+            if (f == 'r') return is("Route", HeaderId::route);
+            if (f == 'a') return is("Allow", HeaderId::allow);
+            if (f == 'e') return is("Event", HeaderId::event);
+            return HeaderId::other;
+        case 6:
+            if (f == 's') return is("Server", HeaderId::server);
+            if (f == 'a') return is("Accept", HeaderId::accept);
+            return HeaderId::other;
+        case 7:
+            if (f == 'c') {
+                if (lower(name[1]) == 'a') return is("Call-ID", HeaderId::call_id);
+                return is("Contact", HeaderId::contact);
+            }
+            if (f == 'e') return is("Expires", HeaderId::expires);
+            if (f == 's') return is("Subject", HeaderId::subject);
+            if (f == 'r') return is("Require", HeaderId::require);
+            return HeaderId::other;
+        case 8:
+            if (f == 'r') return is("Refer-To", HeaderId::refer_to);
+            if (f == 'i') return is("Identity", HeaderId::identity);
+            return HeaderId::other;
+        case 9:
+            return is("Supported", HeaderId::supported);
+        case 10:
+            return is("User-Agent", HeaderId::user_agent);
+        case 11:
+            return is("Referred-By", HeaderId::referred_by);
+        case 12:
+            if (f == 'm') return is("Max-Forwards", HeaderId::max_forwards);
+            if (f == 'c') return is("Content-Type", HeaderId::content_type);
+            if (f == 'r') return is("Record-Route", HeaderId::record_route);
+            if (f == 'a') return is("Allow-Events", HeaderId::allow_events);
+            return HeaderId::other;
+        case 13:
+            if (f == 'a') return is("Authorization", HeaderId::authorization);
+            if (f == 'p') return is("Proxy-Require", HeaderId::proxy_require);
+            if (f == 'i') return is("Identity-Info", HeaderId::identity_info);
+            return HeaderId::other;
+        case 14:
+            if (f == 'c') return is("Content-Length", HeaderId::content_length);
+            if (f == 'a') return is("Accept-Contact", HeaderId::accept_contact);
+            if (f == 'r') return is("Reject-Contact", HeaderId::reject_contact);
+            return HeaderId::other;
+        case 15:
+            return is("Session-Expires", HeaderId::session_expires);
+        case 16:
+            if (f == 'c') return is("Content-Encoding", HeaderId::content_encoding);
+            if (f == 'w') return is("WWW-Authenticate", HeaderId::www_authenticate);
+            return HeaderId::other;
+        case 18:
+            return is("Proxy-Authenticate", HeaderId::proxy_authenticate);
+        case 19:
+            if (f == 'p') return is("Proxy-Authorization", HeaderId::proxy_authorization);
+            return is("Request-Disposition", HeaderId::request_disposition);
+        default:
+            return HeaderId::other;
+    }
 }
 
 std::string_view canonical_header_name(HeaderId id) {
@@ -471,7 +539,7 @@ Status Message::parse_impl(const Limits& limits) {
         if (version_ != "SIP/2.0") return Status::fail(505, "SIP version not supported");
         if (uri.size() > limits.max_uri_length) return Status::fail(414, "Request-URI too long");
         if (uri[0] == '<') return Status::fail(400, "Request-URI enclosed in <>");
-        if (Status s = parse_uri(uri, request_uri_, params_, limits); !s) return s;
+        if (Status s = parse_fresh_uri(uri, request_uri_, params_, limits); !s) return s;
         // RFC 3261 §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
         if (request_uri_.kind != UriScheme::other && !request_uri_.headers_text.empty())
             return Status::fail(400, "headers in Request-URI");
@@ -557,10 +625,9 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
     switch (h.id) {
         case HeaderId::via: {
             for (;;) {
-                Via v;
+                Via& v = vias_.emplace_back();
                 if (Status s = parse_via(c, v, params_); !s) return s;
                 v.header = index;
-                vias_.push_back(v);
                 c.skip_ws();
                 if (c.done()) break;
                 if (!c.eat(',')) return Status::fail(400, "malformed Via");
@@ -582,10 +649,9 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
                 return Status::success();
             }
             for (;;) {
-                NameAddr a;
+                NameAddr& a = list.emplace_back();
                 if (Status s = parse_name_addr(c, a, params_, limits, true); !s) return s;
                 a.header = index;
-                list.push_back(a);
                 c.skip_ws();
                 if (c.done()) break;
                 if (!c.eat(',')) return Status::fail(400, "malformed address list");
@@ -594,18 +660,15 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
         }
         case HeaderId::from:
         case HeaderId::to: {
-            NameAddr a;
+            bool& has = h.id == HeaderId::from ? has_from_ : has_to_;
+            NameAddr scratch;
+            NameAddr& a = has ? scratch : (h.id == HeaderId::from ? from_ : to_);
             if (Status s = parse_name_addr(c, a, params_, limits, false); !s) return s;
             a.header = index;
             c.skip_ws();
             if (!c.done()) return Status::fail(400, "malformed From/To");
-            bool& has = h.id == HeaderId::from ? has_from_ : has_to_;
-            if (has) {
-                header_dups_ |= b;
-            } else {
-                (h.id == HeaderId::from ? from_ : to_) = a;
-                has = true;
-            }
+            if (has) header_dups_ |= b;
+            has = true;
             return Status::success();
         }
         case HeaderId::call_id: {

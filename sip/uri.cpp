@@ -45,16 +45,17 @@ bool split_uri_params(std::string_view text, ParamRange& range, std::vector<Para
     return true;
 }
 
-bool all_uri_chars(std::string_view s) {
-    for (char c : s)
-        if (!is(c, kUri)) return false;
-    return true;
-}
-
 }  // namespace
 
-Status parse_uri(std::string_view text, Uri& u, std::vector<Param>& pool, const Limits& limits) {
-    u = Uri{};
+Status parse_uri(std::string_view text, Uri& out, std::vector<Param>& pool, const Limits& limits) {
+    out = Uri{};
+    return parse_fresh_uri(text, out, pool, limits);
+}
+
+// `u` is default-constructed by the caller (the parser parses into new table slots, which saves
+// a copy per URI on the hot path).
+Status parse_fresh_uri(std::string_view text, Uri& u, std::vector<Param>& pool,
+                       const Limits& limits) {
     u.raw = text;
     if (text.size() > limits.max_uri_length) return Status::fail(414, "URI too long");
     std::size_t colon = text.find(':');
@@ -67,13 +68,22 @@ Status parse_uri(std::string_view text, Uri& u, std::vector<Param>& pool, const 
         if (!is(c, kSchemeCh)) return Status::fail(400, "malformed URI scheme");
     std::string_view rest = text.substr(colon + 1);
     if (rest.empty()) return Status::fail(400, "empty URI");
-    if (!all_uri_chars(rest)) return Status::fail(400, "invalid character in URI");
+    // One pass: validate the characters and find the end of the userinfo.
+    std::size_t at = std::string_view::npos;
+    for (std::size_t k = 0; k < rest.size(); ++k) {
+        char c = rest[k];
+        if (!is(c, kUri)) return Status::fail(400, "invalid character in URI");
+        if (c == '@' && at == std::string_view::npos) at = k;
+    }
 
-    if (iequals(u.scheme, "sip"))
+    auto sch = [&](std::string_view n) {
+        return u.scheme.size() == n.size() && iequals(u.scheme, n);
+    };
+    if (sch("sip"))
         u.kind = UriScheme::sip;
-    else if (iequals(u.scheme, "sips"))
+    else if (sch("sips"))
         u.kind = UriScheme::sips;
-    else if (iequals(u.scheme, "tel"))
+    else if (sch("tel"))
         u.kind = UriScheme::tel;
     else {
         u.kind = UriScheme::other;
@@ -97,7 +107,6 @@ Status parse_uri(std::string_view text, Uri& u, std::vector<Param>& pool, const 
     // sip/sips: [userinfo "@"] hostport uri-parameters [headers]. The user part may hold ';',
     // '?' and ',' (RFC 4475 §3.1.1.9), so the userinfo ends at the first '@'.
     std::string_view hostpart = rest;
-    std::size_t at = rest.find('@');
     if (at != std::string_view::npos) {
         std::string_view userinfo = rest.substr(0, at);
         hostpart = rest.substr(at + 1);

@@ -174,3 +174,15 @@ TEST_CASE("parse_owned keeps its own copy") {
     Message moved = std::move(m);
     CHECK(moved.authorization()->username == "2002");
 }
+
+TEST_CASE("every known header name maps to its id, in any case") {
+    for (int i = 1; i <= static_cast<int>(HeaderId::identity_info); ++i) {
+        HeaderId id = static_cast<HeaderId>(i);
+        std::string name(canonical_header_name(id));
+        INFO(name);
+        REQUIRE_FALSE(name.empty());
+        CHECK(header_id_from_name(name) == id);
+        for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        CHECK(header_id_from_name(name) == id);
+    }
+}
