@@ -1,0 +1,590 @@
+#include <catch2/catch.hpp>
+
+#include "fraud/fraud.hpp"
+#include "helpers.hpp"
+
+using namespace sbc::fraud;
+using namespace sbc::fraud::test;
+using sbc::base::IpAddress;
+
+namespace {
+
+std::unique_ptr<Engine> make(EngineConfig c) {
+    auto e = Engine::create(std::move(c));
+    REQUIRE(e.ok());
+    return std::move(*e);
+}
+
+const Reason* find_reason(const Verdict& v, std::string_view id) {
+    for (std::size_t i = 0; i < v.reason_count; ++i)
+        if (v.reasons[i].rule_id == id) return &v.reasons[i];
+    return nullptr;
+}
+
+Verdict run(Engine& e, const Call& c, sbc::base::Nanos now) {
+    Verdict v;
+    e.on_attempt(attempt(c, now), v);
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("high-risk attempts fire a scored rule with its reasons", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("irsf-burst", Feature::high_risk_attempts, KeyKind::account, 3, 70));
+    auto e = make(cfg);
+    Call c;
+    c.callee = "+882 1600 1";
+    for (int i = 0; i < 2; ++i) {
+        c.call_id = "c" + std::to_string(i);
+        CHECK(run(*e, c, i * kSec).action == Action::allow);
+    }
+    c.call_id = "c2";
+    auto v = run(*e, c, 2 * kSec);
+    CHECK(v.action == Action::block);
+    CHECK(v.score == 70);
+    const Reason* r = find_reason(v, "irsf-burst");
+    REQUIRE(r);
+    CHECK(r->value == Approx(3));
+    CHECK(r->threshold == 3);
+    CHECK(r->weight == 70);
+    CHECK(r->key == KeyKind::account);
+    CHECK(std::string(v.destination_country.data()) == "XN");
+    // A domestic call of the same account does not add to the count, but the account keeps
+    // its score while the evidence is in the window.
+    c.callee = "33612345678";
+    c.call_id = "d1";
+    auto d = run(*e, c, 3 * kSec);
+    REQUIRE(find_reason(d, "irsf-burst"));
+    CHECK(find_reason(d, "irsf-burst")->value == Approx(3));
+}
+
+TEST_CASE("thresholds map the capped score to flag, block and ban", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("a", Feature::attempts, KeyKind::account, 2, 35));
+    cfg.rules.push_back(rule("b", Feature::attempts, KeyKind::account, 3, 35));
+    cfg.rules.push_back(rule("c", Feature::attempts, KeyKind::account, 4, 500));
+    auto e = make(cfg);
+    Call c;
+    c.call_id = "1";
+    CHECK(run(*e, c, 0).action == Action::allow);
+    c.call_id = "2";
+    CHECK(run(*e, c, kSec).action == Action::flag);
+    c.call_id = "3";
+    CHECK(run(*e, c, 2 * kSec).action == Action::block);
+    c.call_id = "4";
+    auto v = run(*e, c, 3 * kSec);
+    CHECK(v.action == Action::ban);
+    CHECK(v.score == 100);  // capped
+    CHECK(v.ban_until == 3 * kSec + cfg.ban_duration);
+    CHECK(e->is_banned(*IpAddress::parse(c.src), 4 * kSec));
+    CHECK_FALSE(e->is_banned(*IpAddress::parse(c.src), 3 * kSec + cfg.ban_duration));
+    // A banned source is dropped without evaluation.
+    c.call_id = "5";
+    auto b = run(*e, c, 5 * kSec);
+    CHECK(b.banned_source);
+    CHECK(b.action == Action::ban);
+    CHECK(e->counters()[Counter::banned_source_drops] == 1);
+}
+
+TEST_CASE("deny rules block outright whatever the score", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.deny.push_back({"deny-irsf", "irsf", {}, {}, false});
+    cfg.deny.push_back({"deny-kp", "", {"KP"}, {}, true});
+    cfg.deny.push_back({"deny-src-ng", "", {}, {"NG"}, false});
+    auto e = make(cfg);
+    Call c;
+    c.call_id = "1";
+    c.callee = "8821234";
+    auto v = run(*e, c, 0);
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "deny-irsf"));
+    CHECK(find_reason(v, "deny-irsf")->hard);
+    c.call_id = "2";
+    c.callee = "850123456";
+    CHECK(run(*e, c, kSec).action == Action::ban);
+    c = Call{};
+    c.call_id = "3";
+    c.src = "192.0.2.99";
+    c.country = "NG";
+    CHECK(run(*e, c, 2 * kSec).action == Action::block);
+    c.call_id = "4";
+    c.country = "FR";
+    CHECK(run(*e, c, 3 * kSec).action == Action::allow);
+}
+
+TEST_CASE("a retransmitted or forked INVITE is counted once", "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("attempts", Feature::attempts, KeyKind::account, 2, 70));
+    auto e = make(cfg);
+    Call c;
+    c.call_id = "same@host";
+    for (int i = 0; i < 5; ++i) {
+        auto v = run(*e, c, i * kSec / 2);
+        CHECK(v.action == Action::allow);
+        CHECK(v.duplicate == (i > 0));
+    }
+    CHECK(e->counters()[Counter::duplicate_attempts] == 4);
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 1);
+    c.call_id = "other@host";
+    CHECK(run(*e, c, 3 * kSec).action == Action::block);  // the second real call
+}
+
+TEST_CASE("concurrent calls are released on every terminal state, exactly once",
+          "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(
+        rule("conc", Feature::concurrent_calls, KeyKind::account, 100, 70, 0, Op::gt));
+    auto e = make(cfg);
+    Call c;
+    const int statuses[] = {200, 486, 487, 408, 503, 603};
+    for (int i = 0; i < 6; ++i) {
+        c.call_id = "c" + std::to_string(i);
+        run(*e, c, i * kSec);
+        if (statuses[i] == 200) e->on_answer({i * kSec + kSec / 2, 0, c.call_id});
+    }
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 6);
+    CHECK(e->concurrent_calls(KeyKind::source_ip, "192.0.2.10") == 0);  // kind not tracked
+    for (int i = 0; i < 6; ++i) {
+        CallEnded end{100 * kSec, 0, "", statuses[i]};
+        std::string id = "c" + std::to_string(i);
+        end.call_id = id;
+        e->on_end(end);
+        e->on_end(end);  // a retransmitted BYE / second final answer
+        CHECK(e->concurrent_calls(KeyKind::account, "1001") == 5 - i);
+    }
+    // An end for a call never seen must not drive the counter below zero.
+    e->on_end({101 * kSec, 0, "ghost", 200});
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 0);
+    CHECK(e->counters()[Counter::concurrent_underflow] == 0);
+    CHECK(e->counters()[Counter::end_unknown_call] == 1);
+}
+
+TEST_CASE("a blocked call never holds a concurrent slot", "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(
+        rule("conc", Feature::concurrent_calls, KeyKind::account, 3, 70, 0, Op::ge));
+    auto e = make(cfg);
+    Call c;
+    for (int i = 0; i < 10; ++i) {
+        c.call_id = "c" + std::to_string(i);
+        auto v = run(*e, c, i * kSec);
+        CHECK(v.action == (i < 2 ? Action::allow : Action::block));
+    }
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 2);
+}
+
+TEST_CASE("a full call table releases the counters of the calls it evicts",
+          "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.max_tracked_calls = 64;
+    cfg.rules.push_back(rule("conc", Feature::concurrent_calls, KeyKind::account, 1000, 1));
+    auto e = make(cfg);
+    Call c;
+    for (int i = 0; i < 1000; ++i) {
+        c.call_id = "c" + std::to_string(i);
+        run(*e, c, i * kSec / 100);
+    }
+    CHECK(e->tracked_calls() <= 64);
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") ==
+          static_cast<std::int64_t>(e->tracked_calls()));
+    CHECK(e->counters()[Counter::calls_evicted] == 1000 - e->tracked_calls());
+}
+
+TEST_CASE("calls that never end are released after max_call_duration",
+          "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.max_call_duration = 3600 * kSec;
+    cfg.rules.push_back(rule("conc", Feature::concurrent_calls, KeyKind::account, 1000, 1));
+    auto e = make(cfg);
+    Call c;
+    c.call_id = "lost";
+    run(*e, c, 0);
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 1);
+    e->expire(3601 * kSec, 1 << 20);
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 0);
+    CHECK(e->counters()[Counter::calls_expired] == 1);
+}
+
+TEST_CASE("key memory is bounded; a flood of new keys does not evict keys with evidence",
+          "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.max_tracked_keys = 256;
+    cfg.rules.push_back(rule("per-src", Feature::attempts, KeyKind::source_ip, 3, 20, 3600 * kSec));
+    auto e = make(cfg);
+    std::size_t bytes = e->table_bytes();
+    Call attacker;
+    attacker.src = "203.0.113.66";
+    for (int i = 0; i < 3; ++i) {
+        attacker.call_id = "a" + std::to_string(i);
+        run(*e, attacker, i * kSec);
+    }
+    // 100,000 one-shot sources (spoofed or a botnet) arrive.
+    Call flood;
+    for (int i = 0; i < 100000; ++i) {
+        flood.src = "10." + std::to_string((i >> 16) & 255) + "." + std::to_string((i >> 8) & 255) +
+                    "." + std::to_string(i & 255);
+        flood.call_id = "f" + std::to_string(i);
+        run(*e, flood, 10 * kSec + i * 1000);
+        REQUIRE(e->tracked_keys() <= 256);
+    }
+    CHECK(e->table_bytes() == bytes);
+    CHECK(e->counters()[Counter::keys_evicted] > 0);
+    // The attacker's history survived: the fourth attempt still sees 4 in the window.
+    attacker.call_id = "a3";
+    auto v = run(*e, attacker, 20 * kSec);
+    REQUIRE(find_reason(v, "per-src"));
+    CHECK(find_reason(v, "per-src")->value == Approx(4));
+}
+
+TEST_CASE("idle keys are freed", "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.idle_key_expiry = 600 * kSec;
+    cfg.rules.push_back(rule("per-src", Feature::attempts, KeyKind::source_ip, 3, 20));
+    cfg.rules.push_back(rule("per-acct", Feature::attempts, KeyKind::account, 3, 20));
+    auto e = make(cfg);
+    Call c;
+    for (int i = 0; i < 500; ++i) {
+        c.src = "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250);
+        c.account = "u" + std::to_string(i);
+        c.call_id = "c" + std::to_string(i);
+        run(*e, c, i * kSec / 10);
+        e->on_end({i * kSec / 10 + kSec, 0, c.call_id, 486});
+    }
+    CHECK(e->tracked_keys() == 1000);
+    e->expire(700 * kSec, 1 << 20);
+    CHECK(e->tracked_keys() == 0);
+    CHECK(e->counters()[Counter::keys_expired] == 1000);
+}
+
+TEST_CASE("windows do not reset at a day boundary (no 2x burst at midnight)",
+          "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("hourly", Feature::attempts, KeyKind::account, 10, 70, 3600 * kSec));
+    auto e = make(cfg);
+    Call c;
+    const sbc::base::Nanos midnight = 86400 * kSec;  // monotonic and wall both at a day edge
+    int n = 0;
+    Action last = Action::allow;
+    for (int i = 0; i < 9; ++i, ++n) {
+        c.call_id = "a" + std::to_string(n);
+        Verdict v;
+        e->on_attempt(attempt(c, midnight - 60 * kSec + i * kSec, kFriday - 60 * kSec + i * kSec),
+                      v);
+        last = v.action;
+    }
+    CHECK(last == Action::allow);
+    c.call_id = "after-midnight";
+    Verdict v;
+    e->on_attempt(attempt(c, midnight + 30 * kSec, kFriday + 30 * kSec), v);
+    CHECK(v.action == Action::block);
+}
+
+TEST_CASE("observe mode records what a rule would do without acting", "[fraud][engine][observe]") {
+    auto cfg = base_config();
+    auto r = rule("new-rule", Feature::attempts, KeyKind::account, 1, 70);
+    r.mode = Mode::observe;
+    cfg.rules.push_back(r);
+    cfg.rules.push_back(rule("old-rule", Feature::attempts, KeyKind::account, 1, 10));
+    auto e = make(cfg);
+    std::vector<std::string> lines;
+    e->set_event_sink([&](std::string_view l) { lines.emplace_back(l); });
+    Call c;
+    c.call_id = "1";
+    auto v = run(*e, c, 0);
+    CHECK(v.action == Action::allow);
+    CHECK(v.shadow_action == Action::block);
+    CHECK(v.score == 10);
+    CHECK(v.shadow_score == 80);
+    REQUIRE(find_reason(v, "new-rule"));
+    CHECK(find_reason(v, "new-rule")->observe);
+    CHECK_FALSE(find_reason(v, "old-rule")->observe);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("\"shadow_action\":\"block\"") != std::string::npos);
+    CHECK(e->counters()[Counter::shadow_non_allow] == 1);
+
+    auto whole = base_config();
+    whole.mode = Mode::observe;
+    whole.rules.push_back(rule("r", Feature::attempts, KeyKind::account, 1, 100));
+    whole.deny.push_back({"deny-irsf", "irsf", {}, {}, true});
+    auto e2 = make(whole);
+    c.callee = "88299";
+    auto w = run(*e2, c, 0);
+    CHECK(w.action == Action::allow);
+    CHECK(w.shadow_action == Action::ban);
+    CHECK_FALSE(e2->is_banned(*IpAddress::parse(c.src), kSec));
+}
+
+TEST_CASE("business hours follow the account group's time zone", "[fraud][engine][tz]") {
+    auto cfg = base_config();
+    AccountGroup g;
+    g.name = "agents";
+    g.account_patterns = {"10*"};
+    g.timezone = "Europe/Paris";
+    g.business_hours = {{0x1f, 8 * 60, 19 * 60}};
+    cfg.account_groups.push_back(g);
+    auto r = rule("off-intl", Feature::international_attempts, KeyKind::account, 1, 40);
+    r.scope.time = TimeScope::off_hours;
+    cfg.rules.push_back(r);
+    cfg.rules.push_back(rule("off", Feature::off_hours, KeyKind::account, 1, 5));
+    auto e = make(cfg);
+    Call c;
+    c.callee = "4420794600";
+    auto at = [&](std::string id, sbc::base::UnixNanos wall) {
+        c.call_id = std::move(id);
+        Verdict v;
+        e->on_attempt(attempt(c, wall - kFriday + 1000 * kSec, wall), v);
+        return v;
+    };
+    // Friday 07:30 UTC = 08:30 in Paris (CET): business hours.
+    CHECK(at("1", kFriday + 7 * 3600 * kSec + 1800 * kSec).reason_count == 0);
+    // Friday 18:30 UTC = 19:30 in Paris: off hours.
+    auto v = at("2", kFriday + 18 * 3600 * kSec + 1800 * kSec);
+    CHECK(find_reason(v, "off-intl"));
+    CHECK(find_reason(v, "off"));
+    // Saturday noon: off hours. (Nothing but the schedule differs.)
+    CHECK(find_reason(at("3", kFriday + 36 * 3600 * kSec), "off"));
+    // An account outside the group has no business hours: never off hours.
+    c.account = "2001";
+    CHECK(at("4", kFriday + 36 * 3600 * kSec + kSec).reason_count == 0);
+}
+
+TEST_CASE("source country checks: not allowed, and one account in two countries",
+          "[fraud][engine]") {
+    auto cfg = base_config();
+    AccountGroup g;
+    g.name = "agents";
+    g.accounts = {"1001"};
+    g.allowed_source_countries = {"FR", "BE"};
+    cfg.account_groups.push_back(g);
+    cfg.rules.push_back(
+        rule("src-country", Feature::source_country_not_allowed, KeyKind::account, 1, 40));
+    cfg.rules.push_back(rule("hop", Feature::country_change, KeyKind::account, 2, 30, 3600 * kSec));
+    auto e = make(cfg);
+    Call c;
+    c.country = "FR";
+    c.call_id = "1";
+    CHECK(run(*e, c, 0).reason_count == 0);
+    c.country = "BE";
+    c.call_id = "2";
+    auto v = run(*e, c, 60 * kSec);
+    CHECK(find_reason(v, "hop"));
+    CHECK_FALSE(find_reason(v, "src-country"));
+    c.country = "NG";
+    c.call_id = "3";
+    v = run(*e, c, 120 * kSec);
+    CHECK(find_reason(v, "src-country"));
+    CHECK(find_reason(v, "hop")->value == Approx(3));
+    CHECK(v.action == Action::block);
+}
+
+TEST_CASE("sequential dialing measures runs of small increments", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("seq", Feature::sequential_dialing, KeyKind::account, 4, 70));
+    auto e = make(cfg);
+    Call c;
+    const char* numbers[] = {"4420700001", "4420700002", "4420700003", "4420700050",
+                             "4420700100", "4420700101", "4420700102", "4420700103"};
+    std::vector<bool> fired;
+    for (int i = 0; i < 8; ++i) {
+        c.call_id = std::to_string(i);
+        c.callee = numbers[i];
+        fired.push_back(find_reason(run(*e, c, i * kSec), "seq") != nullptr);
+    }
+    CHECK(fired == std::vector<bool>{false, false, false, false, false, false, false, true});
+}
+
+TEST_CASE("short-call and failed-call ratios need min_attempts samples", "[fraud][engine]") {
+    auto cfg = base_config();
+    auto s = rule("short", Feature::short_call_ratio, KeyKind::account, 0.8, 40, 3600 * kSec);
+    s.min_attempts = 5;
+    auto f =
+        rule("failed", Feature::failed_call_ratio, KeyKind::account, 0.5, 30, 3600 * kSec, Op::gt);
+    f.min_attempts = 4;
+    cfg.rules.push_back(s);
+    cfg.rules.push_back(f);
+    auto e = make(cfg);
+    Call c;
+    sbc::base::Nanos t = 0;
+    for (int i = 0; i < 5; ++i) {  // five answered 3-second calls
+        c.call_id = "s" + std::to_string(i);
+        CHECK_FALSE(find_reason(run(*e, c, t), "short"));
+        e->on_answer({t + kSec, 0, c.call_id});
+        e->on_end({t + 4 * kSec, 0, c.call_id, 200});
+        t += 10 * kSec;
+    }
+    c.call_id = "next";
+    auto v = run(*e, c, t);
+    REQUIRE(find_reason(v, "short"));
+    CHECK(find_reason(v, "short")->value == Approx(1.0));
+    CHECK_FALSE(find_reason(v, "failed"));  // 0 failed of 5
+    for (int i = 0; i < 8; ++i) {
+        c.call_id = "f" + std::to_string(i);
+        run(*e, c, t + kSec);
+        e->on_end({t + 2 * kSec, 0, c.call_id, 404});
+        t += 10 * kSec;
+    }
+    c.call_id = "after";
+    v = run(*e, c, t);
+    REQUIRE(find_reason(v, "failed"));
+    CHECK(find_reason(v, "failed")->value > 0.5);
+}
+
+TEST_CASE("auth failures and distinct usernames ban a brute-force source", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("bf", Feature::auth_failures, KeyKind::source_ip, 10, 100, 60 * kSec));
+    cfg.rules.push_back(
+        rule("enum", Feature::distinct_usernames, KeyKind::source_prefix, 8, 40, 600 * kSec));
+    auto e = make(cfg);
+    Verdict v;
+    int i = 0;
+    for (; i < 50; ++i) {
+        e->on_auth(auth("203.0.113.7", "1001", false, i * kSec / 10), v);
+        if (v.action == Action::ban) break;
+    }
+    CHECK(i == 9);  // the 10th failure
+    CHECK(e->is_banned(*IpAddress::parse("203.0.113.7"), 10 * kSec));
+    // Distributed over a /24: each address fails with a different user, a few times each.
+    for (i = 0; i < 50; ++i) {
+        std::string src = "198.51.100." + std::to_string(i);
+        e->on_auth(auth(src, "user" + std::to_string(i), false, 20 * kSec + i * kSec), v);
+        if (v.action != Action::allow) break;
+    }
+    CHECK(i == 7);
+    REQUIRE(find_reason(v, "enum"));
+    CHECK(find_reason(v, "enum")->key == KeyKind::source_prefix);
+    // Successful logins are not failures.
+    e->on_auth(auth("192.0.2.50", "1001", true, 100 * kSec), v);
+    CHECK(v.reason_count == 0);
+}
+
+TEST_CASE("scanner user agents and request sweeps", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.scanner_user_agents = {"friendly-scanner", "sipvicious", "sipcli*"};
+    cfg.rules.push_back(rule("ua", Feature::scanner_user_agent, KeyKind::source_ip, 1, 100));
+    cfg.rules.push_back(
+        rule("sweep", Feature::request_sweep, KeyKind::source_ip, 20, 100, 60 * kSec));
+    auto e = make(cfg);
+    Call c;
+    c.method = "OPTIONS";
+    c.ua = "Friendly-Scanner";
+    c.src = "203.0.113.200";
+    c.callee = "100";
+    CHECK(run(*e, c, 0).action == Action::ban);
+    // No signature: the sweep across users is what gives it away.
+    c.ua = "";
+    c.src = "203.0.113.201";
+    int i = 0;
+    for (; i < 100; ++i) {
+        c.callee = std::to_string(100 + i);
+        if (run(*e, c, i * kSec / 20).action == Action::ban) break;
+    }
+    CHECK(i == 19);
+    CHECK(e->counters()[Counter::requests] == 21);
+    CHECK(e->counters()[Counter::attempts] == 0);
+}
+
+TEST_CASE("short rings (Wangiri) count unanswered calls cancelled within seconds",
+          "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.short_ring_seconds = 5;
+    cfg.rules.push_back(
+        rule("wangiri", Feature::short_rings, KeyKind::source_ip, 5, 70, 600 * kSec));
+    auto e = make(cfg);
+    Call c;
+    c.src = "203.0.113.9";
+    sbc::base::Nanos t = 0;
+    Action last = Action::allow;
+    int i = 0;
+    for (; i < 20; ++i) {
+        c.call_id = "w" + std::to_string(i);
+        c.callee = "3361200" + std::to_string(1000 + i);
+        Verdict v;
+        e->on_attempt(attempt(c, t), v);
+        last = v.action;
+        if (last != Action::allow) break;
+        e->on_end({t + 2 * kSec, 0, c.call_id, 487});
+        t += 3 * kSec;
+    }
+    CHECK(i == 5);
+    CHECK(last == Action::block);
+    // A long ring that is then cancelled is not a short ring.
+    Call ok;
+    ok.src = "192.0.2.77";
+    for (int j = 0; j < 10; ++j) {
+        ok.call_id = "l" + std::to_string(j);
+        CHECK(run(*e, ok, t + j * 60 * kSec).action == Action::allow);
+        e->on_end({t + j * 60 * kSec + 20 * kSec, 0, ok.call_id, 487});
+    }
+}
+
+TEST_CASE("scopes restrict rules to tenants, groups and destinations", "[fraud][engine]") {
+    auto cfg = base_config();
+    AccountGroup g;
+    g.name = "agents";
+    g.account_patterns = {"10*"};
+    g.tenant = "acme";
+    cfg.account_groups.push_back(g);
+    auto r = rule("acme-irsf", Feature::attempts, KeyKind::tenant, 1, 70);
+    r.scope.tenants = {"acme"};
+    r.scope.destinations = "irsf";
+    r.scope.account_groups = {"agents"};
+    cfg.rules.push_back(r);
+    auto e = make(cfg);
+    Call c;
+    c.call_id = "1";
+    CHECK(run(*e, c, 0).action == Action::allow);  // domestic: out of scope
+    c.call_id = "2";
+    c.callee = "88212345";
+    auto v = run(*e, c, kSec);
+    CHECK(v.action == Action::block);
+    CHECK(find_reason(v, "acme-irsf")->value == Approx(1));  // only the in-scope call counted
+    c.account = "2001";                                      // not in the group, no tenant
+    c.call_id = "3";
+    CHECK(run(*e, c, 2 * kSec).action == Action::allow);
+}
+
+TEST_CASE("configuration errors are reported", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("x", Feature::attempts, KeyKind::account, 1, 1));
+    cfg.rules.push_back(rule("x", Feature::attempts, KeyKind::account, 1, 1));
+    CHECK_FALSE(Engine::create(cfg).ok());
+    cfg = base_config();
+    auto r = rule("y", Feature::high_risk_attempts, KeyKind::account, 1, 1);
+    r.lists = {"nope"};
+    cfg.rules.push_back(r);
+    auto res = Engine::create(cfg);
+    REQUIRE_FALSE(res.ok());
+    CHECK(res.error().message.find("nope") != std::string::npos);
+    cfg = base_config();
+    AccountGroup g;
+    g.name = "g";
+    g.timezone = "Nowhere/Land";
+    cfg.account_groups.push_back(g);
+    CHECK_FALSE(Engine::create(cfg).ok());
+}
+
+TEST_CASE("JSON event lines escape what attackers send", "[fraud][json]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("any", Feature::attempts, KeyKind::account, 1, 40));
+    auto e = make(cfg);
+    std::vector<std::string> lines;
+    e->set_event_sink([&](std::string_view l) { lines.emplace_back(l); });
+    Call c;
+    c.call_id = "1";
+    c.ua = std::string("evil\"ua\\\n\x01\xff\xc3\xa9");
+    c.account = "a\"b";
+    Verdict v;
+    e->on_attempt(attempt(c, 0), v);
+    REQUIRE(lines.size() == 1);
+    const auto& l = lines[0];
+    CHECK(l.find("\"ua\":\"evil\\\"ua\\\\\\n\\u0001\\ufffd\xc3\xa9\"") != std::string::npos);
+    CHECK(l.find("\"account\":\"a\\\"b\"") != std::string::npos);
+    CHECK(l.find("\"action\":\"flag\"") != std::string::npos);
+    CHECK(l.find("{\"rule\":\"any\",\"feature\":\"attempts\",\"key\":\"account\",\"value\":1,"
+                 "\"op\":\">=\",\"threshold\":1,\"weight\":40,\"observe\":false}") !=
+          std::string::npos);
+    CHECK(l.front() == '{');
+    CHECK(l.back() == '}');
+    CHECK(l.find('\n') == std::string::npos);
+}
