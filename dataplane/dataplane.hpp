@@ -518,6 +518,11 @@ class SocketRelay {
     // Creates the stream in the pipeline and opens/binds its sockets.
     base::Result<StreamId> open_stream(const StreamSpec& spec, base::Nanos now);
     base::Result<void> close_stream(StreamId id);
+    // A UDP SIP listener fronted by the pipeline: what it admits is handed to `handler` (the
+    // signaling layer); banned and over-limit sources are dropped before signaling sees them.
+    using SignalingHandler = void (*)(const PacketMeta& meta, void* ctx);
+    base::Result<void> open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                      void* ctx);
     // Waits up to timeout_ms for traffic and processes what is ready; returns packets handled.
     std::size_t poll_once(int timeout_ms, const base::Clock& clock);
     std::size_t open_sockets() const { return sockets_open_; }
@@ -531,6 +536,8 @@ class SocketRelay {
     std::unique_ptr<Impl> impl_;
     std::size_t sockets_open_ = 0;
     std::uint64_t tx_errors_ = 0;
+    SignalingHandler signaling_handler_ = nullptr;
+    void* signaling_ctx_ = nullptr;
 };
 
 }  // namespace sbc::dataplane

@@ -1,5 +1,6 @@
 // L2-L4 parsing of frames and the rewrite of relayed frames. Everything here is a function
 // over bytes: no allocation, no state.
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/checksum.hpp"
@@ -208,10 +209,11 @@ void parse_ip_packet(const Frame& f, PacketMeta& m, Decision& d, const ParseOpti
     m = PacketMeta{};
     d = Decision{};
     if (f.wire_len > f.len) return set(d, Action::drop, DropReason::truncated);
-    if (f.len < 1) return set(d, Action::drop, DropReason::truncated);
+    const std::uint32_t flen = std::min<std::uint32_t>(f.len, 0xffff);
+    if (flen < 1) return set(d, Action::drop, DropReason::truncated);
     const std::uint8_t v = f.data[0] >> 4;
-    if (v == 4) return parse_ipv4(f.data, 0, f.len, m, d, opt);
-    if (v == 6) return parse_ipv6(f.data, 0, f.len, m, d, opt);
+    if (v == 4) return parse_ipv4(f.data, 0, flen, m, d, opt);
+    if (v == 6) return parse_ipv6(f.data, 0, flen, m, d, opt);
     set(d, Action::drop, DropReason::bad_ip_header);
 }
 
@@ -230,7 +232,9 @@ void parse_frames(std::span<const Frame> frames, std::span<PacketMeta> meta,
             set(d, Action::drop, DropReason::truncated);
             continue;
         }
-        if (f.len < 14) {
+        // Offsets are 16-bit: larger (jumbo) frames are cut here and end up truncated.
+        const std::uint32_t flen = std::min<std::uint32_t>(f.len, 0xffff);
+        if (flen < 14) {
             set(d, Action::drop, DropReason::truncated);
             continue;
         }
@@ -239,7 +243,7 @@ void parse_frames(std::span<const Frame> frames, std::span<PacketMeta> meta,
         int tags = 0;
         bool bad = false;
         while (type == kEtherVlan || type == kEtherQinQ || type == kEtherQinQ9100) {
-            if (tags == 2 || f.len < off + 6) {
+            if (tags == 2 || flen < off + 6) {
                 bad = true;
                 break;
             }
@@ -262,9 +266,9 @@ void parse_frames(std::span<const Frame> frames, std::span<PacketMeta> meta,
         }
         off += 2;
         if (type == kEtherIpv4) {
-            parse_ipv4(f.data, off, f.len - off, m, d, opt);
+            parse_ipv4(f.data, off, flen - off, m, d, opt);
         } else if (type == kEtherIpv6) {
-            parse_ipv6(f.data, off, f.len - off, m, d, opt);
+            parse_ipv6(f.data, off, flen - off, m, d, opt);
         } else {
             // ARP, LLDP, ...: the host stack's business.
             set(d, Action::to_kernel, DropReason::not_ip);

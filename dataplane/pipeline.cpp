@@ -150,9 +150,10 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
                 if (r == DropReason::none) {
                     finish(d, Action::relay, r);
                 } else {
-                    if (r == DropReason::no_session) {
+                    if (r == DropReason::no_session || r == DropReason::latch_rejected) {
+                        // Port scans and injection attempts count towards a ban.
                         d.traffic_class = TrafficClass::media_unallocated;
-                        admit(m, TrafficClass::media_unallocated);  // scans escalate to bans
+                        admit(m, TrafficClass::media_unallocated);
                     }
                     finish(d, Action::drop, r);
                 }

@@ -1,0 +1,357 @@
+// The DPDK backend driven end to end through vdevs: frames come from a generated capture
+// (net_pcap rx), relayed frames go to a capture (net_pcap tx), and the exception port is a
+// second net_pcap (or a net_tap in a network namespace) so the test sees what the host stack got.
+//
+// The EAL can be started once per process, so each TEST_CASE here is run by its own ctest
+// entry (selected by tag).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "base/base.hpp"
+#include "dataplane/dataplane.hpp"
+#include "dataplane/dpdk/dpdk.hpp"
+#include "tests/integration/dataplane/dpdk/frames.hpp"
+
+namespace dp = sbc::dataplane;
+namespace dpdk = sbc::dataplane::dpdk;
+using namespace sbc::dpdk_test;
+using sbc::base::Endpoint;
+using sbc::base::IpAddress;
+
+namespace {
+
+const Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
+const Mac kSbcMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x10};
+const Ip4 kSbc{203, 0, 113, 10};
+const Ip4 kCaller{198, 51, 100, 20};
+const Ip4 kCallee{192, 0, 2, 30};
+const Ip4 kHijacker{198, 51, 100, 99};
+const Ip4 kFlooder{198, 51, 100, 66};
+constexpr std::uint32_t kSsrcA = 0xA0A0A0A0, kSsrcB = 0xB0B0B0B0;
+
+IpAddress ip(const Ip4& a) {
+    return IpAddress::v4_bytes(a.data());
+}
+
+std::string temp_dir() {
+    std::string t = "/tmp/sbc_dpdk_test_XXXXXX";
+    if (!mkdtemp(t.data())) FAIL("mkdtemp failed");
+    return t;
+}
+
+std::vector<std::string> eal_args(const std::string& tag) {
+    // No hugepages and no PCI here; a per-process file prefix and no shared config keep
+    // concurrent tests (ctest -j) apart.
+    return {"-l",
+            "0,1",
+            "--no-huge",
+            "--no-pci",
+            "-m",
+            "256",
+            "--no-shconf",
+            "--file-prefix=sbc_" + tag + std::to_string(getpid()),
+            "--log-level=*:warning"};
+}
+
+dp::StreamSpec call_spec() {
+    dp::StreamSpec s;
+    s.call_id = 7;
+    s.a.local = Endpoint{ip(kSbc), 30000};
+    s.a.remote = Endpoint{ip(kCaller), 4000};
+    s.b.local = Endpoint{ip(kSbc), 30002};
+    s.b.remote = Endpoint{ip(kCallee), 6000};
+    return s;
+}
+
+dp::PipelineConfig pipeline_config() {
+    auto c = dp::PipelineConfig::defaults();
+    c.local_addresses = {ip(kSbc)};
+    c.media_port_min = 30000;
+    c.media_port_max = 39999;
+    c.sip_udp_ports = {5060};
+    c.sip_tcp_ports = {5060, 5061};
+    return c;
+}
+
+std::string sip_request(const std::string& method, int n) {
+    return method +
+           " sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bK" +
+           std::to_string(n) + "\r\nMax-Forwards: 70\r\nCall-ID: c" + std::to_string(n) +
+           "\r\nCSeq: 1 " + method + "\r\nContent-Length: 0\r\n\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception port", "[pcap]") {
+    const std::string dir = temp_dir();
+    const std::string in = dir + "/in.pcap", out = dir + "/out.pcap";
+    const std::string kin = dir + "/kernel_in.pcap", kout = dir + "/kernel_out.pcap";
+
+    // --- the input capture -------------------------------------------------------------
+    std::vector<Bytes> frames;
+    std::vector<Bytes> rtp_a, rtp_b;  // as sent, to compare payloads
+    for (std::uint16_t i = 0; i < 20; ++i) {
+        rtp_a.push_back(rtp(kSsrcA, static_cast<std::uint16_t>(100 + i), 160u * i, 160));
+        rtp_b.push_back(rtp(kSsrcB, static_cast<std::uint16_t>(900 + i), 160u * i, 160));
+        frames.push_back(udp4(kSbcMac, kRouterMac, kCaller, 4000, kSbc, 30000, rtp_a.back()));
+        frames.push_back(udp4(kSbcMac, kRouterMac, kCallee, 6000, kSbc, 30002, rtp_b.back()));
+    }
+    for (int i = 0; i < 2; ++i) {
+        frames.push_back(udp4(kSbcMac, kRouterMac, kCaller, 4001, kSbc, 30001, rtcp_sr(kSsrcA)));
+        frames.push_back(udp4(kSbcMac, kRouterMac, kCallee, 6001, kSbc, 30003, rtcp_sr(kSsrcB)));
+    }
+    std::vector<Bytes> for_kernel;  // what the exception port must see, byte for byte
+    for_kernel.push_back(
+        udp4(kSbcMac, kRouterMac, kCaller, 5060, kSbc, 5060, text(sip_request("INVITE", 1))));
+    for_kernel.push_back(tcp4_syn(kSbcMac, kRouterMac, kCaller, 40000, kSbc, 5061));
+    for_kernel.push_back(arp_request(kRouterMac, Ip4{203, 0, 113, 1}, kSbc));
+    for_kernel.push_back(icmp4_echo(kSbcMac, kRouterMac, kCaller, kSbc));
+    frames.insert(frames.end(), for_kernel.begin(), for_kernel.end());
+    // Not for us: ARP for another host on the segment, SIP to an address we do not own.
+    frames.push_back(arp_request(kRouterMac, Ip4{203, 0, 113, 1}, Ip4{203, 0, 113, 99}));
+    frames.push_back(udp4(kSbcMac, kRouterMac, kCaller, 5060, Ip4{203, 0, 113, 77}, 5060,
+                          text(sip_request("OPTIONS", 2))));
+    // Garbage: a runt, a broken IPv4 header checksum, a broken UDP checksum.
+    frames.push_back(Bytes(10, 0xee));
+    {
+        Bytes f =
+            udp4(kSbcMac, kRouterMac, kCaller, 5060, kSbc, 5060, text(sip_request("INVITE", 3)));
+        f[14 + 10] ^= 0x5a;
+        frames.push_back(f);
+        Bytes g = udp4(kSbcMac, kRouterMac, kCaller, 4000, kSbc, 30000, rtp(kSsrcA, 500, 0, 160));
+        g.back() ^= 0x01;
+        frames.push_back(g);
+    }
+    // Media ports nobody allocated, and a hijack attempt on the latched leg.
+    for (std::uint16_t p : {31000, 31002, 39998})
+        frames.push_back(udp4(kSbcMac, kRouterMac, kCaller, 4000, kSbc, p, rtp(1, 1, 1, 160)));
+    frames.push_back(
+        udp4(kSbcMac, kRouterMac, kHijacker, 4000, kSbc, 30000, rtp(0xBAD, 1, 1, 160)));
+    // A flood of OPTIONS from one source.
+    constexpr int kFlood = 300;
+    std::vector<Bytes> flood;
+    for (int i = 0; i < kFlood; ++i)
+        flood.push_back(udp4(kSbcMac, kRouterMac, kFlooder, 5060, kSbc, 5060,
+                             text(sip_request("OPTIONS", 1000 + i))));
+    frames.insert(frames.end(), flood.begin(), flood.end());
+    write_pcap(in, frames);
+
+    // What the host stack sends back (an answer to the INVITE, an ARP reply): must leave by the
+    // data port unchanged.
+    std::vector<Bytes> from_kernel = {udp4(kRouterMac, kSbcMac, kSbc, 5060, kCaller, 5060,
+                                           text("SIP/2.0 100 Trying\r\nCall-ID: c1\r\nCSeq: 1 "
+                                                "INVITE\r\nContent-Length: 0\r\n\r\n")),
+                                      arp_request(kSbcMac, kSbc, Ip4{203, 0, 113, 1})};
+    write_pcap(kin, from_kernel);
+
+    // --- run ------------------------------------------------------------------------------
+    dp::Pipeline pipeline(pipeline_config());
+    auto stream = pipeline.media().create(call_spec(), 0);
+    REQUIRE(stream.ok());
+
+    dpdk::BackendConfig cfg;
+    cfg.eal_args = eal_args("pcap");
+    cfg.eal_args.push_back("--vdev=net_pcap0,rx_pcap=" + in + ",tx_pcap=" + out);
+    cfg.ports = {
+        {"net_pcap0", "net_pcap1,rx_pcap=" + kin + ",tx_pcap=" + kout}};  // 2nd: hot-plugged
+    cfg.mbufs_per_port = 2047;
+    cfg.rx_descriptors = cfg.tx_descriptors = 256;
+    auto backend = dpdk::Backend::create(cfg, pipeline);
+    if (!backend)
+        FAIL("DPDK backend did not start: "
+             << backend.error().message << " (DPDK comes from scripts/setup: libdpdk-dev, dpdk)");
+    const Mac data_mac = (*backend)->data_mac(0);
+    REQUIRE((*backend)->exception_mac(0));
+    const Mac exception_mac = *(*backend)->exception_mac(0);
+    sbc::base::SystemClock clock;
+    dpdk::StopCondition stop;
+    stop.idle_polls = 20000;  // both captures exhausted
+    stop.max_duration = sbc::base::seconds(20);
+    const dpdk::RunResult r = (*backend)->run(stop, clock);
+    backend->reset();  // stops the ports: the tx captures are flushed and closed
+
+    INFO("worker ran on lcore " << r.lcore);
+    CHECK(r.lcore == 1);  // a worker lcore, not the main one
+    CHECK(r.elapsed < sbc::base::seconds(20));
+
+    // --- counters -------------------------------------------------------------------------
+    using C = dpdk::BackendCounter;
+    using D = dpdk::BackendDrop;
+    using R = dp::DropReason;
+    CHECK(r.counters[C::rx] == frames.size());
+    CHECK(r.counters[C::relayed] == 44);
+    CHECK(r.counters[C::from_kernel] == 2);
+    CHECK(r.drops[D::not_for_us] == 1);
+    CHECK(r.drops[D::tx_full] == 0);
+    CHECK(r.pipeline_drops[R::truncated] == 1);
+    CHECK(r.pipeline_drops[R::bad_checksum] == 2);
+    CHECK(r.pipeline_drops[R::no_session] == 3);
+    CHECK(r.pipeline_drops[R::latch_rejected] == 1);
+    CHECK(r.pipeline_drops[R::no_service] == 1);
+    const std::uint64_t flood_denied =
+        r.pipeline_drops[R::rate_limited] + r.pipeline_drops[R::banned];
+    const std::uint64_t flood_admitted = r.counters[C::to_kernel] - for_kernel.size();
+    CHECK(flood_denied + flood_admitted == kFlood);
+    // The per-source OPTIONS bucket (burst 50) lets the start of the flood through, no more.
+    CHECK(flood_admitted >= 1);
+    CHECK(flood_admitted <= 60);
+    std::uint64_t pipeline_dropped = 0, backend_dropped = 0;
+    for (auto v : r.pipeline_drops.values) pipeline_dropped += v;
+    for (auto v : r.drops.values) backend_dropped += v;
+    CHECK(r.counters[C::dropped] == pipeline_dropped + backend_dropped);
+    CHECK(r.counters[C::rx] ==
+          r.counters[C::relayed] + r.counters[C::to_kernel] + r.counters[C::dropped]);
+    // The pipeline's own counters agree with what the backend did.
+    CHECK(pipeline.counters().events[dp::PipelineEvent::relayed] == 44);
+
+    // --- relayed media: rewritten, valid checksums, payload untouched ------------------------
+    const auto tx = read_pcap(out);
+    REQUIRE(tx.size() == 44 + from_kernel.size());
+    std::vector<Udp4View> to_callee, to_caller;
+    std::size_t kernel_frames_seen = 0;
+    // The host stack's frames leave unchanged but for the source MAC: the data port's.
+    for (auto& f : from_kernel) std::copy(data_mac.begin(), data_mac.end(), f.begin() + 6);
+    for (const auto& f : tx) {
+        if (std::find(from_kernel.begin(), from_kernel.end(), f) != from_kernel.end()) {
+            ++kernel_frames_seen;
+            continue;
+        }
+        auto v = decode_udp4(f);
+        REQUIRE(v);
+        CHECK(v->ip_checksum_ok);
+        CHECK(v->udp_checksum_ok);
+        CHECK(v->src == kSbc);
+        CHECK(v->dst_mac == kRouterMac);  // back to the neighbour it came from
+        CHECK(v->src_mac == kSbcMac);     // from our data port's address
+        if (v->dst == kCallee)
+            to_callee.push_back(*v);
+        else if (v->dst == kCaller)
+            to_caller.push_back(*v);
+        else
+            FAIL("relayed to an unexpected address");
+    }
+    CHECK(kernel_frames_seen == from_kernel.size());
+    REQUIRE(to_callee.size() == 22);
+    REQUIRE(to_caller.size() == 22);
+    std::size_t a = 0, b = 0;
+    for (const auto& v : to_callee) {
+        const bool is_rtcp = v.payload.size() == 28 && v.payload[1] == 200;
+        CHECK(v.sport == (is_rtcp ? 30003 : 30002));  // out of the callee leg's local ports
+        CHECK(v.dport == (is_rtcp ? 6001 : 6000));
+        CHECK(get32(&v.payload[is_rtcp ? 4 : 8]) == kSsrcA);
+        if (!is_rtcp) CHECK(v.payload == rtp_a[a++]);  // in order, unmodified
+    }
+    for (const auto& v : to_caller) {
+        const bool is_rtcp = v.payload.size() == 28 && v.payload[1] == 200;
+        CHECK(v.sport == (is_rtcp ? 30001 : 30000));
+        CHECK(v.dport == (is_rtcp ? 4001 : 4000));
+        CHECK(get32(&v.payload[is_rtcp ? 4 : 8]) == kSsrcB);
+        if (!is_rtcp) CHECK(v.payload == rtp_b[b++]);
+    }
+    CHECK(a == 20);
+    CHECK(b == 20);
+
+    // --- the exception port: SIP, TCP (TLS) SYN, ARP, ICMP for us, and a limited flood ------
+    // Unicast frames reach the host stack addressed to its interface; otherwise unchanged.
+    for (auto* list : {&for_kernel, &flood})
+        for (auto& f : *list)
+            if ((f[0] & 1) == 0) std::copy(exception_mac.begin(), exception_mac.end(), f.begin());
+    const auto exc = read_pcap(kout);
+    CHECK(exc.size() == r.counters[C::to_kernel]);
+    for (const auto& k : for_kernel) CHECK(std::count(exc.begin(), exc.end(), k) == 1);
+    std::size_t flood_seen = 0;
+    for (const auto& f : exc)
+        if (std::find(flood.begin(), flood.end(), f) != flood.end()) ++flood_seen;
+    CHECK(flood_seen == flood_admitted);
+    CHECK(exc.size() == for_kernel.size() + flood_seen);
+
+    std::filesystem::remove_all(dir);
+    dpdk::shutdown_eal();
+}
+
+namespace {
+int sh(const std::string& cmd) {
+    return std::system(cmd.c_str());
+}
+}  // namespace
+
+TEST_CASE("dpdk backend exception path through net_tap reaches the host stack", "[tap]") {
+    if (access("/dev/net/tun", R_OK | W_OK) != 0)
+        FAIL("/dev/net/tun is not usable: the net_tap exception port needs it (run as root)");
+    REQUIRE(sh("command -v ip >/dev/null") == 0);  // iproute2, installed by scripts/setup
+    const std::string dir = temp_dir();
+    const std::string in = dir + "/in.pcap", out = dir + "/out.pcap";
+    const std::string tag = std::to_string(getpid() % 100000);
+    const std::string ns = "sbcdpdk" + tag, ifname = "sbct" + tag;
+    const Ip4 kPeer{203, 0, 113, 20};  // on the SBC's subnet: the kernel answers it directly
+
+    // An ARP request and a ping for the SBC's address, from a neighbour on its subnet.
+    write_pcap(
+        in, {arp_request(kRouterMac, kPeer, kSbc), icmp4_echo(kSbcMac, kRouterMac, kPeer, kSbc)});
+
+    auto pc = pipeline_config();
+    dp::Pipeline pipeline(pc);
+    dpdk::BackendConfig cfg;
+    cfg.eal_args = eal_args("tap");
+    cfg.eal_args.push_back("--vdev=net_pcap0,rx_pcap=" + in + ",tx_pcap=" + out);
+    cfg.ports = {{"net_pcap0", "net_tap0,iface=" + ifname}};
+    cfg.mbufs_per_port = 2047;
+    cfg.rx_descriptors = cfg.tx_descriptors = 256;
+    auto backend = dpdk::Backend::create(cfg, pipeline);
+    if (!backend) FAIL("DPDK backend with net_tap did not start: " << backend.error().message);
+
+    // The host side of the exception port lives in a namespace of its own, with the SBC's
+    // address, so nothing leaks to the machine's own stack.
+    REQUIRE(sh("ip netns add " + ns) == 0);
+    const bool moved =
+        sh("ip link set " + ifname + " netns " + ns) == 0 &&
+        sh("ip netns exec " + ns + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1") == 0 &&
+        sh("ip netns exec " + ns + " ip addr add 203.0.113.10/24 dev " + ifname) == 0 &&
+        sh("ip netns exec " + ns + " ip link set " + ifname + " up") == 0;
+    const Mac data_mac = (*backend)->data_mac(0);
+    dpdk::RunResult r;
+    if (moved) {
+        sbc::base::SystemClock clock;
+        dpdk::StopCondition stop;
+        stop.max_duration = sbc::base::millis(1500);  // the kernel answers asynchronously
+        r = (*backend)->run(stop, clock);
+    }
+    backend->reset();
+    sh("ip netns del " + ns);
+    dpdk::shutdown_eal();
+    REQUIRE(moved);
+
+    using C = dpdk::BackendCounter;
+    CHECK(r.counters[C::rx] == 2);
+    CHECK(r.counters[C::to_kernel] == 2);
+    // The host stack answered both, through the exception port and out of the data port.
+    const auto tx = read_pcap(out);
+    bool arp_reply = false, echo_reply = false;
+    for (const auto& f : tx) {
+        REQUIRE(f.size() >= 42);
+        // Everything the host sent leaves from the data port's MAC.
+        CHECK(std::equal(data_mac.begin(), data_mac.end(), &f[6]));
+        if (get16(&f[12]) == 0x0806 && get16(&f[20]) == 2 &&
+            std::equal(kSbc.begin(), kSbc.end(), &f[28]) &&
+            std::equal(kPeer.begin(), kPeer.end(), &f[38])) {
+            arp_reply = true;
+            // RFC 826: the answer names the data port's MAC (the tap took it over).
+            CHECK(std::equal(data_mac.begin(), data_mac.end(), &f[22]));
+        }
+        if (get16(&f[12]) == 0x0800 && f[23] == 1 && f[34] == 0 &&
+            std::equal(kSbc.begin(), kSbc.end(), &f[26]) &&
+            std::equal(kPeer.begin(), kPeer.end(), &f[30]))
+            echo_reply = true;
+    }
+    CHECK(r.counters[C::from_kernel] >= 2);
+    CHECK(arp_reply);
+    CHECK(echo_reply);
+    std::filesystem::remove_all(dir);
+}

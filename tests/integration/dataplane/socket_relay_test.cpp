@@ -1,0 +1,226 @@
+// Drives the socket backend on loopback: two UDP endpoints in the test process exchange real
+// RTP through the relay (both directions, latching, RTCP, stats), and a SIP flood is limited
+// and banned before signaling sees it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+
+#include "frame_builder.hpp"
+
+using namespace sbc::dataplane;
+using sbc::base::Endpoint;
+using sbc::base::IpAddress;
+
+namespace {
+constexpr const char* kRelay = "127.0.77.1";
+constexpr const char* kCaller = "127.0.77.2";
+constexpr const char* kCallee = "127.0.77.3";
+
+Endpoint ep(const char* a, std::uint16_t p) {
+    return Endpoint{*IpAddress::parse(a), p};
+}
+
+struct Udp {
+    int fd = -1;
+    explicit Udp(const Endpoint& local) {
+        fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(local.port);
+        std::memcpy(&sa.sin_addr, local.addr.bytes().data() + 12, 4);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    }
+    ~Udp() { ::close(fd); }
+    void send_to(const Endpoint& to, const std::vector<std::uint8_t>& data) const {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(to.port);
+        std::memcpy(&sa.sin_addr, to.addr.bytes().data() + 12, 4);
+        REQUIRE(::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&sa),
+                         sizeof sa) == static_cast<ssize_t>(data.size()));
+    }
+    // Receives one datagram within timeout_ms; empty if none.
+    std::vector<std::uint8_t> recv(int timeout_ms, Endpoint* from = nullptr) const {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, timeout_ms) != 1) return {};
+        std::vector<std::uint8_t> buf(4096);
+        sockaddr_in sa{};
+        socklen_t len = sizeof sa;
+        const ssize_t n =
+            ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&sa), &len);
+        if (n < 0) return {};
+        buf.resize(static_cast<std::size_t>(n));
+        if (from) {
+            from->addr = IpAddress::v4(ntohl(sa.sin_addr.s_addr));
+            from->port = ntohs(sa.sin_port);
+        }
+        return buf;
+    }
+};
+
+// Relays until `dst` receives a datagram (or ~1 s passes).
+std::vector<std::uint8_t> relay_until(SocketRelay& relay, const Udp& dst,
+                                      const sbc::base::Clock& clock, Endpoint* from = nullptr) {
+    for (int i = 0; i < 100; ++i) {
+        relay.poll_once(10, clock);
+        auto got = dst.recv(0, from);
+        if (!got.empty()) return got;
+    }
+    return {};
+}
+}  // namespace
+
+TEST_CASE("Socket relay: RTP both ways with latching, RTCP, stats") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.media_port_min = 41000;
+    cfg.media_port_max = 41999;
+    Pipeline pipeline(cfg);
+    SocketRelay relay(pipeline);
+    sbc::base::SystemClock clock;
+
+    StreamSpec spec;
+    spec.call_id = 7;
+    spec.a.local = ep(kRelay, 41000);
+    spec.a.remote = ep(kCaller, 42000);  // the caller's SDP says 42000 ...
+    spec.b.local = ep(kRelay, 41002);
+    spec.b.remote = ep(kCallee, 43000);
+    auto id = relay.open_stream(spec, clock.monotonic());
+    REQUIRE(id);
+    CHECK(relay.open_sockets() == 4);
+
+    Udp caller(ep(kCaller, 42100));  // ... but its NAT maps it to 42100
+    Udp caller_rtcp(ep(kCaller, 42101));
+    Udp callee(ep(kCallee, 43000));
+    Udp callee_rtcp(ep(kCallee, 43001));
+
+    // Caller -> callee, seq 1..20 with 18 missing.
+    for (std::uint16_t seq = 1; seq <= 20; ++seq) {
+        if (seq == 18) continue;
+        auto pkt =
+            sbc::dataplane::test::rtp_payload(seq, seq * 160u, 172, static_cast<std::uint8_t>(seq));
+        caller.send_to(ep(kRelay, 41000), pkt);
+        Endpoint from;
+        auto got = relay_until(relay, callee, clock, &from);
+        REQUIRE(got == pkt);
+        CHECK(from == ep(kRelay, 41002));  // sent from the callee leg's local port
+    }
+    // Callee -> caller goes to the latched source (42100), not the signaled 42000.
+    auto back = sbc::dataplane::test::rtp_payload(500, 8000, 100, 0x5a);
+    callee.send_to(ep(kRelay, 41002), back);
+    Endpoint from;
+    auto got = relay_until(relay, caller, clock, &from);
+    REQUIRE(got == back);
+    CHECK(from == ep(kRelay, 41000));
+
+    // RTCP on port+1 both ways.
+    std::vector<std::uint8_t> rr = {0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78};
+    caller_rtcp.send_to(ep(kRelay, 41001), rr);
+    got = relay_until(relay, callee_rtcp, clock, &from);
+    REQUIRE(got == rr);
+    CHECK(from == ep(kRelay, 41003));
+    callee_rtcp.send_to(ep(kRelay, 41003), rr);
+    REQUIRE(relay_until(relay, caller_rtcp, clock) == rr);
+
+    // A stranger cannot inject into the live caller leg.
+    Udp stranger(ep("127.0.77.9", 44000));
+    stranger.send_to(ep(kRelay, 41000), back);
+    for (int i = 0; i < 5; ++i) relay.poll_once(5, clock);
+    CHECK(callee.recv(20).empty());
+    CHECK(pipeline.counters().drops[DropReason::latch_rejected] == 1);
+
+    auto st = pipeline.media().stats(*id);
+    REQUIRE(st);
+    CHECK(st->a.packets == 20);  // 19 RTP + 1 RTCP
+    CHECK(st->a.rtcp_packets == 1);
+    CHECK(st->a.lost == 1);
+    CHECK(st->a.latched_rtp == ep(kCaller, 42100));
+    CHECK(st->b.packets == 2);
+    CHECK(pipeline.counters().events[PipelineEvent::relayed] == 22);
+
+    REQUIRE(relay.close_stream(*id));
+    CHECK(relay.open_sockets() == 0);
+}
+
+TEST_CASE("Socket relay with rtcp-mux uses one socket per leg") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.media_port_min = 41000;
+    cfg.media_port_max = 41999;
+    Pipeline pipeline(cfg);
+    SocketRelay relay(pipeline);
+    sbc::base::SystemClock clock;
+    StreamSpec spec;
+    spec.rtcp_mux = true;
+    spec.a.local = ep(kRelay, 41100);
+    spec.a.remote = ep(kCaller, 42200);
+    spec.b.local = ep(kRelay, 41101);
+    spec.b.remote = ep(kCallee, 43200);
+    auto id = relay.open_stream(spec, clock.monotonic());
+    REQUIRE(id);
+    CHECK(relay.open_sockets() == 2);
+    Udp caller(ep(kCaller, 42200));
+    Udp callee(ep(kCallee, 43200));
+    std::vector<std::uint8_t> sr = {0x80, 200, 0, 6, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0,
+                                    0,    0,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    auto rtp = sbc::dataplane::test::rtp_payload(1, 160);
+    caller.send_to(ep(kRelay, 41100), rtp);
+    REQUIRE(relay_until(relay, callee, clock) == rtp);
+    caller.send_to(ep(kRelay, 41100), sr);
+    REQUIRE(relay_until(relay, callee, clock) == sr);
+    callee.send_to(ep(kRelay, 41101), sr);
+    REQUIRE(relay_until(relay, caller, clock) == sr);
+    auto st = pipeline.media().stats(*id);
+    CHECK(st->a.rtcp_packets == 1);
+    CHECK(st->b.rtcp_packets == 1);
+}
+
+namespace {
+struct SigSink {
+    int delivered = 0;
+};
+void on_sip(const PacketMeta&, void* ctx) {
+    ++static_cast<SigSink*>(ctx)->delivered;
+}
+}  // namespace
+
+TEST_CASE("Socket relay: a SIP flood is limited, then banned; others still get through") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.ban_policy.violations_to_ban = 100;
+    cfg.sip_udp_ports = {45060};
+    Pipeline pipeline(cfg);
+    SocketRelay relay(pipeline);
+    sbc::base::SystemClock clock;
+    SigSink sink;
+    CHECK_FALSE(relay.open_signaling(ep(kRelay, 45070), on_sip, &sink));  // not a SIP port
+    REQUIRE(relay.open_signaling(ep(kRelay, 45060), on_sip, &sink));
+    Udp attacker(ep("127.0.77.66", 45061));
+    Udp friendly(ep("127.0.77.5", 45062));
+    const auto reg = sbc::dataplane::test::text("REGISTER sip:example.com SIP/2.0\r\n\r\n");
+    // 2000 REGISTERs as fast as possible, in batches so the socket buffer does not overflow.
+    for (int batch = 0; batch < 20; ++batch) {
+        for (int i = 0; i < 100; ++i) attacker.send_to(ep(kRelay, 45060), reg);
+        while (relay.poll_once(5, clock) > 0) {
+        }
+    }
+    const auto& c = pipeline.counters();
+    INFO("delivered " << sink.delivered << " limited " << c.drops[DropReason::rate_limited]
+                      << " banned " << c.drops[DropReason::banned]);
+    CHECK(sink.delivered >= 20);
+    CHECK(sink.delivered < 60);
+    CHECK(c.drops[DropReason::rate_limited] == 100);
+    CHECK(c.drops[DropReason::banned] + c.drops[DropReason::rate_limited] +
+              static_cast<std::uint64_t>(sink.delivered) ==
+          2000);
+    auto bans = pipeline.bans().active(clock.monotonic());
+    REQUIRE(bans.size() == 1);
+    CHECK(bans[0].prefix.address() == *IpAddress::parse("127.0.77.66"));
+    // Another source is unaffected.
+    const int before = sink.delivered;
+    friendly.send_to(ep(kRelay, 45060), reg);
+    for (int i = 0; i < 20 && sink.delivered == before; ++i) relay.poll_once(10, clock);
+    CHECK(sink.delivered == before + 1);
+}
