@@ -7,6 +7,7 @@
 #include <rte_launch.h>
 #include <rte_lcore.h>
 
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 
@@ -184,7 +185,23 @@ base::Result<std::unique_ptr<Backend>> Backend::create(const BackendConfig& conf
         if (auto r = start_port(p, config, impl.pool); !r) return r.error();
         impl.started.push_back(p);
     }
-    for (auto& st : impl.pairs) rte_eth_macaddr_get(st.data, &st.data_mac);
+    for (auto& st : impl.pairs) {
+        if (int rc = rte_eth_macaddr_get(st.data, &st.data_mac); rc != 0)
+            return base::make_error("port " + std::to_string(st.data) +
+                                    ": cannot read MAC address: " + rte_strerror(-rc));
+        if (st.exception == kNoPort) continue;
+        // The host stack answers ARP with its own interface's address (RFC 826), so the
+        // exception port takes the data port's MAC where the driver allows it (net_tap does).
+        // The worker also rewrites the MACs crossing the exception path, for ports that
+        // cannot (net_pcap, some virtio_user setups).
+        const int rc = rte_eth_dev_default_mac_addr_set(st.exception, &st.data_mac);
+        if (rc != 0 && rc != -ENOTSUP)
+            return base::make_error("exception port " + std::to_string(st.exception) +
+                                    ": cannot take the data port's MAC: " + rte_strerror(-rc));
+        if (int r2 = rte_eth_macaddr_get(st.exception, &st.exception_mac); r2 != 0)
+            return base::make_error("exception port " + std::to_string(st.exception) +
+                                    ": cannot read MAC address: " + rte_strerror(-r2));
+    }
     return backend;
 }
 
@@ -229,6 +246,14 @@ RunResult Backend::run(const StopCondition& stop, const base::Clock& clock) {
 MacAddress Backend::data_mac(std::size_t pair) const {
     MacAddress m{};
     std::memcpy(m.data(), impl_->pairs.at(pair).data_mac.addr_bytes, m.size());
+    return m;
+}
+
+std::optional<MacAddress> Backend::exception_mac(std::size_t pair) const {
+    const auto& st = impl_->pairs.at(pair);
+    if (st.exception == kNoPort) return std::nullopt;
+    MacAddress m{};
+    std::memcpy(m.data(), st.exception_mac.addr_bytes, m.size());
     return m;
 }
 

@@ -20,6 +20,7 @@ struct PortPairState {
     std::uint16_t data = kNoPort;
     std::uint16_t exception = kNoPort;
     rte_ether_addr data_mac{};
+    rte_ether_addr exception_mac{};
 };
 
 struct Backend::Impl {

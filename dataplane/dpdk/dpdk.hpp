@@ -113,6 +113,8 @@ class Backend {
 
     // The data port's MAC address (relayed frames leave with it as their source).
     MacAddress data_mac(std::size_t pair) const;
+    // The exception port's MAC address (unicast frames for the host stack are sent to it).
+    std::optional<MacAddress> exception_mac(std::size_t pair) const;
     std::size_t port_pairs() const;
 
     struct Impl;

@@ -183,12 +183,25 @@ class Worker {
                 drop_backend(kernel_[k], BackendDrop::no_exception_port);
             return;
         }
+        // Unicast frames are addressed to the host's interface, or its stack ignores them
+        // (PACKET_OTHERHOST) when that interface could not take the data port's MAC.
+        for (std::uint16_t k = 0; k < n_kernel_; ++k) {
+            auto* eth = rte_pktmbuf_mtod(kernel_[k], std::uint8_t*);
+            if ((eth[0] & 1) == 0) std::memcpy(eth, pair.exception_mac.addr_bytes, 6);
+        }
         send(pair.exception, kernel_, n_kernel_, BackendCounter::to_kernel);
     }
 
+    // What the host stack sends leaves from the data port's address.
     unsigned from_kernel_out(const PortPairState& pair) {
         const std::uint16_t n = rte_eth_rx_burst(pair.exception, 0, tx_, burst_);
-        if (n > 0) send(pair.data, tx_, n, BackendCounter::from_kernel);
+        if (n == 0) return 0;
+        for (std::uint16_t k = 0; k < n; ++k) {
+            if (rte_pktmbuf_data_len(tx_[k]) >= 12)
+                std::memcpy(rte_pktmbuf_mtod(tx_[k], std::uint8_t*) + 6, pair.data_mac.addr_bytes,
+                            6);
+        }
+        send(pair.data, tx_, n, BackendCounter::from_kernel);
         return n;
     }
 

@@ -229,7 +229,7 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
         CHECK(v->udp_checksum_ok);
         CHECK(v->src == kSbc);
         CHECK(v->dst_mac == kRouterMac);  // back to the neighbour it came from
-        CHECK(v->src_mac == kSbcMac);     // from our data port's address
+        CHECK(v->src_mac == data_mac);    // from our data port's address
         if (v->dst == kCallee)
             to_callee.push_back(*v);
         else if (v->dst == kCaller)
