@@ -792,7 +792,7 @@ void Loader::read_rule(const Table& t) {
     std::int64_t v = 0;
     if (t.integer("min_attempts", v, 0, 1'000'000)) r.min_attempts = static_cast<std::uint32_t>(v);
     std::vector<Located<std::string>> lists;
-    if (t.strings("lists", lists)) {
+    if (t.strings("lists", lists) && !lists.empty()) {
         raw.has_lists = true;
         if (!takes_lists(r.feature))
             t.error(t.key_pos("lists"),

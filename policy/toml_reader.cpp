@@ -80,10 +80,11 @@ std::string join_names(std::span<const std::string_view> names) {
 std::string_view closest(std::string_view word, std::span<const std::string_view> candidates) {
     if (word.size() > 64) return {};
     std::string_view best;
-    std::size_t best_d = std::max<std::size_t>(2, word.size() / 3) + 1;
+    // Allow about one typo per three characters, and never replace most of the word.
+    std::size_t best_d = std::max<std::size_t>(1, word.size() / 3) + 1;
     for (auto c : candidates) {
         std::size_t d = edit_distance(word, c);
-        if (d < best_d) {
+        if (d < best_d && d < word.size()) {
             best_d = d;
             best = c;
         }

@@ -1,0 +1,273 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "policy/policy.hpp"
+
+using namespace sbc::policy;
+
+namespace {
+
+const std::string kData = SBC_POLICY_TEST_DATA;
+const std::string kExamples = std::string(SBC_SOURCE_DIR) + "/policy/examples";
+
+Loaded<Policy> load_text(const std::string& text) {
+    return load_policy_from_string(text, "test.toml");
+}
+
+bool has_error(const Loaded<Policy>& r, std::uint32_t line, const std::string& needle) {
+    for (const auto& e : r.errors)
+        if (e.line == line && e.message.find(needle) != std::string::npos) return true;
+    return false;
+}
+
+std::string all_errors(const Loaded<Policy>& r) {
+    std::string s;
+    for (const auto& e : r.errors) s += e.to_string() + "\n";
+    return s;
+}
+
+std::string strip_comments(const std::string& text) {
+    std::istringstream in(text);
+    std::string line, out;
+    while (std::getline(in, line)) {
+        if (auto hash = line.find("  # "); hash != std::string::npos) line.resize(hash);
+        if (line.rfind("#", 0) == 0) continue;
+        out += line + "\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("the example policies load and pass the checks", "[policy][loader]") {
+    for (const char* name : {"callcenter.toml", "carrier-trunk.toml", "lab.toml"}) {
+        INFO(name);
+        auto r = load_policy({kExamples + "/" + name});
+        INFO(all_errors(r));
+        REQUIRE(r.ok());
+        CHECK_FALSE(r.value->hash.empty());
+        CHECK_FALSE(r.value->name.empty());
+    }
+}
+
+TEST_CASE("the call-center example compiles into working lookups", "[policy][loader]") {
+    auto r = load_policy({kExamples + "/callcenter.toml"});
+    REQUIRE(r.ok());
+    const Policy& p = *r.value;
+    // irsf list comes from lists/irsf.txt plus Cuba (53) expanded from its country code.
+    auto m = p.prefixes.lpm("88212345678");
+    REQUIRE(m.matched());
+    CHECK(m.category == PrefixCategory::irsf);
+    CHECK(p.prefix_lists[m.lists[0]].name == "irsf");
+    CHECK(p.prefixes.lpm("5371234567").category == PrefixCategory::irsf);
+    CHECK(p.prefixes.lpm("33891234").category == PrefixCategory::premium);
+    CHECK_FALSE(p.prefixes.lpm("33612345678").matched());
+    // Scanners come from the included scanners.toml.
+    CHECK(p.scanners.match("friendly-scanner") != nullptr);
+    CHECK(p.scanners.match("Mozilla SIPVicious 0.3") != nullptr);
+    CHECK(p.scanners.match("Yealink SIP-T46S") == nullptr);
+    CHECK(p.source_files.size() == 3);
+    // Access lists.
+    CHECK(p.classify_source(*sbc::base::IpAddress::parse("192.0.2.200")) == SourceVerdict::denied);
+    CHECK(p.classify_source(*sbc::base::IpAddress::parse("198.51.100.10")) ==
+          SourceVerdict::trusted);
+    CHECK(p.classify_source(*sbc::base::IpAddress::parse("203.0.113.9")) ==
+          SourceVerdict::default_allow);
+    // Account groups.
+    REQUIRE(p.group_of("1042") != nullptr);
+    CHECK(p.group_of("1042")->name == "agents");
+    CHECK(p.group_of("2001")->name == "supervisors");
+    CHECK(p.group_of("3001") == nullptr);
+    CHECK(p.group_of("1042")->in_business_hours(0, 9 * 60));
+    CHECK_FALSE(p.group_of("1042")->in_business_hours(6, 9 * 60));   // Sunday
+    CHECK_FALSE(p.group_of("1042")->in_business_hours(5, 13 * 60));  // Saturday afternoon
+    // Rate limits and fraud.
+    CHECK(p.rate_limits.get(TrafficClass::sip_invite, LimitKey::source_address).rate == 5);
+    CHECK(p.rate_limits.get(TrafficClass::sip_invite, LimitKey::source_address).burst == 20);
+    CHECK_FALSE(p.rate_limits.get(TrafficClass::sip_other, LimitKey::account).enabled);
+    CHECK(p.bans.duration_for(0) == 5 * 60 * sbc::base::kNanosPerSecond);
+    CHECK(p.bans.duration_for(1) == 10 * 60 * sbc::base::kNanosPerSecond);
+    CHECK(p.bans.duration_for(20) == p.bans.max);
+    REQUIRE(p.fraud.rules.size() >= 3);
+    CHECK(p.fraud.rules[0].id == "irsf-burst");
+    CHECK(p.fraud.rules[0].list_indexes.size() == 1);
+    // premium_attempts without `lists` counts every premium list.
+    const auto& prem = p.fraud.rules[1];
+    CHECK(prem.feature == Feature::premium_attempts);
+    REQUIRE(prem.lists.size() == 1);
+    CHECK(prem.lists[0] == "premium-fr");
+    CHECK(prem.scope.time == TimeScope::off_hours);
+}
+
+TEST_CASE("every error is reported at once with file:line:column", "[policy][loader]") {
+    const std::string path = kData + "/errors.toml";
+    auto r = load_policy({path});
+    REQUIRE_FALSE(r.ok());
+    // Expected diagnostics are the "ERR" markers in the file itself.
+    std::map<std::uint32_t, int> expected, got;
+    std::ifstream in(path);
+    std::string line;
+    for (std::uint32_t n = 1; std::getline(in, line); ++n) {
+        for (std::size_t at = line.find("ERR "); at != std::string::npos;
+             at = line.find("ERR ", at + 1))
+            expected[n]++;
+    }
+    for (const auto& e : r.errors) {
+        CHECK(e.file == path);
+        CHECK(e.column > 0);
+        got[e.line]++;
+    }
+    INFO(all_errors(r));
+    CHECK(got == expected);
+    CHECK(has_error(r, 12, "did you mean 'per_account'"));
+    CHECK(has_error(r, 48, "did you mean \"high_risk_attempts\""));
+    CHECK(has_error(r, 52, "did you mean 'irsf'"));
+    CHECK(has_error(r, 55, "duplicate rule id 'r1'"));
+    CHECK(has_error(r, 29, "two categories"));
+    CHECK(has_error(r, 7, "both allowed and denied"));
+    // Errors come sorted in reading order.
+    for (std::size_t i = 1; i < r.errors.size(); ++i)
+        CHECK(r.errors[i - 1].line <= r.errors[i].line);
+}
+
+TEST_CASE("includes resolve relative to the including file, errors point at the right file",
+          "[policy][loader]") {
+    auto ok = load_policy({kData + "/include_main.toml"});
+    INFO(all_errors(ok));
+    REQUIRE(ok.ok());
+    CHECK(ok.value->source_files.size() == 3);
+    CHECK(ok.value->prefixes.lpm("88161234").length == 4);
+    CHECK(ok.value->fraud.rules.at(0).list_indexes.size() == 1);
+
+    auto bad = load_policy({kData + "/include_bad.toml"});
+    REQUIRE_FALSE(bad.ok());
+    INFO(all_errors(bad));
+    auto find = [&](const std::string& file_suffix, std::uint32_t line, const std::string& text) {
+        for (const auto& e : bad.errors)
+            if (e.file.ends_with(file_suffix) && e.line == line &&
+                e.message.find(text) != std::string::npos)
+                return true;
+        return false;
+    };
+    CHECK(find("include_bad.toml", 1, "cannot read included file"));
+    CHECK(find("include_bad_part.toml", 2, "already set at"));
+    CHECK(find("bad_prefixes.txt", 2, "'88x3'"));
+    CHECK(find("bad_prefixes.txt", 5, "without '+'"));
+    CHECK(bad.errors.size() == 4);
+
+    auto cycle = load_policy({kData + "/include_cycle/a.toml"});
+    REQUIRE_FALSE(cycle.ok());
+    CHECK(cycle.errors.at(0).message.find("include cycle") != std::string::npos);
+    CHECK(cycle.errors.at(0).file.ends_with("b.toml"));
+}
+
+TEST_CASE("includes and list files can be disabled for untrusted input", "[policy][loader]") {
+    LoadOptions o;
+    o.allow_includes = false;
+    o.allow_file_lists = false;
+    auto r = load_policy_from_string(
+        "include = [\"/etc/passwd\"]\n[[prefix_lists]]\nname=\"a\"\ncategory=\"irsf\"\nfile=\"/etc/"
+        "passwd\"\n",
+        "fuzz.toml", o);
+    REQUIRE_FALSE(r.ok());
+    CHECK(has_error(r, 1, "include is disabled"));
+    CHECK(has_error(r, 5, "prefix list files are disabled"));
+}
+
+TEST_CASE("syntax errors carry their position", "[policy][loader]") {
+    auto r = load_text("[fraud]\nblock_threshold = = 3\n");
+    REQUIRE_FALSE(r.ok());
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].line == 2);
+    CHECK(r.errors[0].message.find("TOML syntax") != std::string::npos);
+}
+
+TEST_CASE("wrong types, ranges and references", "[policy][loader]") {
+    SECTION("wrong type") {
+        auto r = load_text("[fraud]\nscore_cap = \"100\"\n");
+        CHECK(has_error(r, 2, "must be a number, not a string"));
+    }
+    SECTION("unknown top-level key with suggestion") {
+        auto r = load_text("[frau]\nmode = \"enforce\"\n");
+        CHECK(has_error(r, 1, "did you mean 'fraud'"));
+    }
+    SECTION("threshold above the cap") {
+        auto r = load_text("[fraud]\nscore_cap = 50\n");
+        CHECK(has_error(r, 1, "above score_cap"));
+    }
+    SECTION("dangling account group and tenant in a scope") {
+        auto r = load_text(
+            "[[account_groups]]\nname = \"agents\"\naccounts = [\"1\"]\ntenant = \"acme\"\n"
+            "[[fraud.rules]]\nid = \"r\"\nfeature = \"attempts\"\nkey = \"account\"\nthreshold = "
+            "1\nweight = 1\nscope.account_groups = [\"agent\"]\nscope.tenants = [\"acne\"]\n");
+        CHECK(has_error(r, 11, "did you mean 'agents'"));
+        CHECK(has_error(r, 12, "did you mean 'acme'"));
+    }
+    SECTION("an account in two groups") {
+        auto r = load_text(
+            "[[account_groups]]\nname = \"a\"\naccounts = [\"1\"]\n[[account_groups]]\nname = "
+            "\"b\"\naccounts = [\"1\"]\n");
+        CHECK(has_error(r, 6, "already in a group"));
+    }
+    SECTION("trusted inside denied") {
+        auto r = load_text(
+            "[access]\ndeny = [\"10.0.0.0/8\"]\n[[access.trusted]]\nname = \"t\"\ncidrs = "
+            "[\"10.1.0.0/16\"]\n");
+        CHECK(has_error(r, 5, "would never apply"));
+    }
+    SECTION("deny rule matching nothing and unknown country") {
+        auto r = load_text(
+            "[[fraud.deny]]\nid = \"d\"\n[[fraud.deny]]\nid = \"e\"\ncountries = "
+            "[\"ZZ\"]\n");
+        CHECK(has_error(r, 1, "matches nothing"));
+        CHECK(has_error(r, 5, "not an ISO 3166-1"));
+    }
+    SECTION("stripping a mandatory header") {
+        auto r = load_text("[topology]\nstrip_headers = [\"Via\", \"X-Foo\"]\n");
+        CHECK(has_error(r, 2, "cannot be stripped"));
+        CHECK(r.errors.size() == 1);
+    }
+    SECTION("the same prefix in two lists of one category is allowed") {
+        auto r = load_text(
+            "[[prefix_lists]]\nname = \"a\"\ncategory = \"irsf\"\nprefixes = [\"882\"]\n"
+            "[[prefix_lists]]\nname = \"b\"\ncategory = \"irsf\"\nprefixes = [\"882\"]\n");
+        INFO(all_errors(r));
+        REQUIRE(r.ok());
+        auto m = r.value->prefixes.lpm("8821");
+        CHECK(m.lists.size() == 2);
+    }
+}
+
+TEST_CASE("show renders an effective policy that loads back to the same policy",
+          "[policy][render]") {
+    for (const char* name : {"callcenter.toml", "carrier-trunk.toml", "lab.toml"}) {
+        INFO(name);
+        auto r = load_policy({kExamples + "/" + name});
+        REQUIRE(r.ok());
+        std::string shown = render_policy(*r.value);
+        auto again = load_policy_from_string(shown, "shown.toml");
+        INFO(shown);
+        INFO(all_errors(again));
+        REQUIRE(again.ok());
+        CHECK(strip_comments(render_policy(*again.value)) == strip_comments(shown));
+    }
+}
+
+TEST_CASE("defaults are filled in", "[policy][loader]") {
+    auto r = load_text("");
+    REQUIRE(r.ok());
+    const auto& p = *r.value;
+    CHECK(p.fraud.flag_threshold == 30);
+    CHECK(p.fraud.block_threshold == 60);
+    CHECK(p.fraud.ban_threshold == 90);
+    CHECK(p.access.default_allow);
+    CHECK(p.rate_limits.source_prefix_v4 == 24);
+    CHECK(p.rate_limits.source_prefix_v6 == 64);
+    CHECK_FALSE(p.prefixes.lpm("882").matched());
+    std::string shown = render_policy(p);
+    CHECK(shown.find("block_threshold = 60") != std::string::npos);
+}
