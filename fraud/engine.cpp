@@ -830,7 +830,9 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         push(r);
         hard = std::max(hard, d.rule->ban ? Action::ban : Action::block);
     }
-    if (c.kind == EventKind::invite && c.group >= 0 && c.dest_country) {
+    if (c.kind == EventKind::invite && c.group >= 0 && c.ndigits) {
+        // An allow-list: a destination of unknown country (international networks 882/883,
+        // satellite 881) is not on it.
         const auto& g = groups[static_cast<std::size_t>(c.group)];
         if (!g.allowed_dst.empty() && std::find(g.allowed_dst.begin(), g.allowed_dst.end(),
                                                 c.dest_country) == g.allowed_dst.end()) {

@@ -1,0 +1,130 @@
+#include "sbc/fraud_wiring.hpp"
+
+#include <span>
+
+namespace sbc {
+
+namespace {
+
+// The policy and the engine spell every feature, key, operator and category the same way
+// (the contract in docs/fraud.md); map by name so a reordering on either side cannot
+// silently change meaning.
+template <class To, std::size_t N>
+base::Result<To> by_name(std::string_view n, const std::array<std::string_view, N>& names,
+                         std::string_view what) {
+    for (std::size_t i = 0; i < N; ++i)
+        if (names[i] == n) return static_cast<To>(i);
+    return base::make_error("fraud engine has no " + std::string(what) + " '" + std::string(n) +
+                            "'");
+}
+
+fraud::Mode mode(policy::Mode m) {
+    return m == policy::Mode::observe ? fraud::Mode::observe : fraud::Mode::enforce;
+}
+
+fraud::TimeScope time_scope(policy::TimeScope t) {
+    switch (t) {
+        case policy::TimeScope::business_hours:
+            return fraud::TimeScope::business_hours;
+        case policy::TimeScope::off_hours:
+            return fraud::TimeScope::off_hours;
+        case policy::TimeScope::any:
+            break;
+    }
+    return fraud::TimeScope::any;
+}
+
+}  // namespace
+
+base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
+    fraud::EngineConfig c;
+    const auto& f = p.fraud;
+    c.mode = mode(f.mode);
+    c.score_cap = f.score_cap;
+    c.flag_threshold = f.flag_threshold;
+    c.block_threshold = f.block_threshold;
+    c.ban_threshold = f.ban_threshold;
+    c.ban_duration = f.ban_duration;
+    c.max_tracked_keys = f.max_tracked_keys;
+    c.idle_key_expiry = f.idle_key_expiry;
+    c.short_call_seconds = f.short_call_seconds;
+    // The call table holds calls in progress (and ended ones for 32 s): a quarter of the key
+    // budget is far above any node's concurrent calls and keeps memory proportional.
+    c.max_tracked_calls = std::max<std::uint64_t>(1024, f.max_tracked_keys / 4);
+    c.source_prefix_v4 = p.rate_limits.source_prefix_v4;
+    c.source_prefix_v6 = p.rate_limits.source_prefix_v6;
+    c.home_country_code = p.numbering.default_country_code;
+    for (const auto& cc : policy::country_calling_codes())
+        c.country_codes.push_back({std::string(cc.code), std::string(cc.iso)});
+
+    for (const auto& l : p.prefix_lists) {
+        auto cat = by_name<fraud::Category>(name(l.category), fraud::kCategoryNames, "category");
+        if (!cat) return cat.error();
+        c.prefix_lists.push_back({l.name, *cat, l.prefixes});
+    }
+    for (const auto& g : p.account_groups) {
+        fraud::AccountGroup ag;
+        ag.name = g.name;
+        ag.accounts = g.accounts;
+        for (const auto& pat : g.account_patterns) ag.account_patterns.push_back(pat.pattern());
+        ag.tenant = g.tenant;
+        ag.timezone = g.timezone;
+        for (const auto& h : g.business_hours)
+            ag.business_hours.push_back({h.days, h.start_minute, h.end_minute});
+        ag.allowed_source_countries = g.allowed_source_countries;
+        ag.allowed_destination_countries = g.allowed_destination_countries;
+        c.account_groups.push_back(std::move(ag));
+    }
+    for (const auto& g : p.scanners.user_agents) c.scanner_user_agents.push_back(g.pattern());
+    c.empty_user_agent_is_scanner = p.scanners.empty_user_agent_is_scanner;
+
+    for (const auto& r : f.rules) {
+        fraud::Rule fr;
+        fr.id = r.id;
+        fr.description = r.description;
+        auto feat = by_name<fraud::Feature>(name(r.feature), fraud::kFeatureNames, "feature");
+        auto key = by_name<fraud::KeyKind>(name(r.key), fraud::kKeyKindNames, "key");
+        auto op = by_name<fraud::Op>(name(r.op), fraud::kOpNames, "operator");
+        if (!feat) return feat.error();
+        if (!key) return key.error();
+        if (!op) return op.error();
+        fr.feature = *feat;
+        fr.key = *key;
+        fr.op = *op;
+        fr.window = r.window;
+        fr.threshold = r.threshold;
+        fr.weight = r.weight;
+        fr.mode = mode(r.mode);
+        fr.scope.tenants = r.scope.tenants;
+        fr.scope.account_groups = r.scope.account_groups;
+        fr.scope.destinations = r.scope.destinations;
+        fr.scope.time = time_scope(r.scope.time);
+        fr.lists = r.lists;
+        fr.min_attempts = r.min_attempts;
+        c.rules.push_back(std::move(fr));
+    }
+    for (const auto& d : f.deny) {
+        fraud::DenyRule fd;
+        fd.id = d.id;
+        fd.destinations = d.destinations;
+        fd.countries = d.countries;
+        fd.source_countries = d.source_countries;
+        fd.ban = d.action == policy::DenyAction::ban;
+        c.deny.push_back(std::move(fd));
+    }
+    return c;
+}
+
+base::Result<std::unique_ptr<fraud::Engine>> make_fraud_engine(const policy::Policy& p,
+                                                               const std::string& geoip_database) {
+    auto cfg = fraud_config(p);
+    if (!cfg) return cfg.error();
+    if (!geoip_database.empty()) {
+        auto geo = fraud::GeoIp::open(geoip_database);
+        if (!geo) return geo.error();
+        cfg->geoip = *geo;
+    }
+    return fraud::Engine::create(std::move(*cfg));
+}
+
+}  // namespace sbc
