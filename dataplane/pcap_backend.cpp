@@ -70,8 +70,10 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
             ++result.records;
             const base::Nanos ts =
                 static_cast<base::Nanos>(h->ts.tv_sec) * base::kNanosPerSecond + h->ts.tv_usec;
+            result.last_time = ts;
             if (!started) {
                 started = true;
+                result.first_time = ts;
                 if (hooks.on_start) hooks.on_start(pipeline, ts, hooks.ctx);
             }
             if (n == 0) now = ts;

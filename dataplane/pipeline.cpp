@@ -11,9 +11,9 @@ PipelineConfig PipelineConfig::defaults() {
         c.limits[static_cast<std::size_t>(t)] = ClassLimits{src, pfx, fresh};
     };
     // Per source, per /24 (/64), and shared by sources not yet established.
-    set(TrafficClass::sip_register, {5, 20}, {50, 200}, {2000, 4000});
-    set(TrafficClass::sip_invite, {10, 30}, {100, 300}, {2000, 4000});
-    set(TrafficClass::sip_other, {20, 50}, {200, 500}, {5000, 10000});
+    set(TrafficClass::sip_register, {5, 20}, {50, 200}, {500, 1000});
+    set(TrafficClass::sip_invite, {10, 30}, {100, 300}, {500, 1000});
+    set(TrafficClass::sip_other, {20, 50}, {200, 500}, {2000, 4000});
     set(TrafficClass::tcp_connect, {5, 20}, {50, 100}, {1000, 2000});
     set(TrafficClass::media_unallocated, {50, 100}, {500, 1000}, {20000, 40000});
     set(TrafficClass::other, {20, 40}, {200, 400}, {2000, 4000});
