@@ -8,8 +8,10 @@
 #include <rte_lcore.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "dataplane/dpdk/backend_impl.hpp"
 
@@ -226,16 +228,21 @@ RunResult Backend::run(const StopCondition& stop, const base::Clock& clock) {
         const base::Clock* clock;
         const std::atomic<bool>* flag;
         RunResult result;
+        std::atomic<bool> done{false};
     } launch{impl_.get(), &stop, &clock, &stop_requested_, {}};
     const auto body = [](void* arg) -> int {
         auto* l = static_cast<Launch*>(arg);
         l->result = run_worker(*l->impl, *l->stop, *l->clock, *l->flag);
+        l->done.store(true, std::memory_order_release);
         return 0;
     };
     // The fast path gets a core of its own when the EAL has one (-l 0,1): the main lcore then
-    // only waits. With a single lcore it runs here.
+    // only waits, asleep (rte_eal_wait_lcore would spin a second core). With a single lcore
+    // the loop runs here.
     const unsigned worker = rte_get_next_lcore(static_cast<unsigned>(-1), 1, 0);
     if (worker < RTE_MAX_LCORE && rte_eal_remote_launch(body, &launch, worker) == 0) {
+        while (!launch.done.load(std::memory_order_acquire))
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
         rte_eal_wait_lcore(worker);
     } else {
         body(&launch);

@@ -68,6 +68,11 @@ struct BackendConfig {
     // L2 next hop of relayed media. Unset: the frame goes back to the MAC address it came from
     // (an SBC behind a router, the common edge deployment).
     std::optional<MacAddress> next_hop_mac;
+    // Verify UDP checksums in software (IPv4 header checksums are always verified). Off by
+    // default: the relay updates checksums incrementally (RFC 1624 §3), which keeps a wrong
+    // checksum wrong, so the receiver still discards a corrupted packet, and frames for the
+    // host stack are verified there. A NIC that checks them (RX offload) is used either way.
+    bool verify_udp_checksum = false;
     // Name prefix of the mbuf pools (unique per process when several backends are created).
     std::string pool_name = "sbc";
 };

@@ -95,7 +95,7 @@ class Worker {
             ++kept;
         }
         // A NIC that verified every UDP checksum of the burst saves parse_frames the work.
-        parse_options_.verify_udp_checksum = !l4_csum_good;
+        parse_options_.verify_udp_checksum = impl_.config.verify_udp_checksum && !l4_csum_good;
         return kept;
     }
 
