@@ -1,0 +1,353 @@
+// relay-socket benchmark: packets per second one relay core forwards at < 0.1% loss.
+//
+// The relay under test (ours: SocketRelay in a child process; peer: rtpengine in userspace mode,
+// sessions set up through its ng control protocol) is pinned to one CPU; the generator and the
+// sink share the other. The generator sends pre-built RTP packets with sendmmsg from one socket
+// to every stream's ingress port, round robin, paced to the target rate; the sink counts what
+// arrives on one socket (every stream's far end). `--peer direct` sends straight to the sink and
+// measures the generator/sink ceiling.
+//
+//   bench_relay_socket --peer ours|rtpengine|direct --streams 100 --rates 50000,100000 --seconds 3
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane/dataplane.hpp"
+
+using namespace sbc;
+
+namespace {
+constexpr const char* kRelayAddr = "127.0.88.1";
+constexpr const char* kRtpengineAddr = "127.0.88.2";
+constexpr const char* kGenAddr = "127.0.88.3";
+constexpr const char* kSinkAddr = "127.0.88.4";
+constexpr std::uint16_t kGenPort = 40000, kSinkPort = 40002, kNgPort = 22223;
+constexpr std::uint16_t kOurPortBase = 50000;
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+void pin(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+sockaddr_in sa_of(const char* ip, std::uint16_t port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    return sa;
+}
+
+int udp_socket(const char* ip, std::uint16_t port, int buf) {
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (buf) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf);
+    }
+    auto sa = sa_of(ip, port);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        std::perror("bind");
+        std::exit(1);
+    }
+    return fd;
+}
+
+volatile sig_atomic_t g_stop = 0;
+void on_term(int) {
+    g_stop = 1;
+}
+
+// Our relay in a child process: one stream per pair of port pairs.
+pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    pin(relay_cpu);
+    signal(SIGTERM, on_term);
+    auto cfg = dataplane::PipelineConfig::defaults();
+    cfg.media_port_min = kOurPortBase;
+    cfg.media_port_max = static_cast<std::uint16_t>(kOurPortBase + 4 * streams + 4);
+    cfg.stream_capacity = static_cast<std::uint32_t>(streams) + 16;
+    dataplane::Pipeline pipeline(cfg);
+    dataplane::SocketRelay relay(pipeline);
+    base::SystemClock clock;
+    const auto relay_ip = *base::IpAddress::parse(kRelayAddr);
+    for (int i = 0; i < streams; ++i) {
+        dataplane::StreamSpec s;
+        s.call_id = static_cast<std::uint64_t>(i);
+        s.a.local = {relay_ip, static_cast<std::uint16_t>(kOurPortBase + 4 * i)};
+        s.a.remote = {*base::IpAddress::parse(kGenAddr), kGenPort};
+        s.b.local = {relay_ip, static_cast<std::uint16_t>(kOurPortBase + 4 * i + 2)};
+        s.b.remote = {*base::IpAddress::parse(kSinkAddr), kSinkPort};
+        if (!relay.open_stream(s, clock.monotonic())) _exit(3);
+    }
+    char c = 1;
+    if (write(ready_fd, &c, 1) != 1) _exit(4);
+    while (!g_stop) relay.poll_once(50, clock);
+    const auto& k = pipeline.counters();
+    std::fprintf(stderr, "  ours: relayed=%llu tx_failed=%llu latch_rejected=%llu\n",
+                 static_cast<unsigned long long>(k.events[dataplane::PipelineEvent::relayed]),
+                 static_cast<unsigned long long>(k.drops[dataplane::DropReason::tx_failed]),
+                 static_cast<unsigned long long>(k.drops[dataplane::DropReason::latch_rejected]));
+    _exit(0);
+}
+
+// rtpengine as Debian ships it, in userspace mode, pinned (PEERS.md).
+pid_t start_rtpengine(int relay_cpu) {
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    pin(relay_cpu);
+    const std::string iface = std::string("--interface=") + kRtpengineAddr;
+    const std::string ng =
+        std::string("--listen-ng=") + kRtpengineAddr + ":" + std::to_string(kNgPort);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    execlp("rtpengine", "rtpengine", "--table=-1", "--num-threads=1", "--config-file=none",
+           "--delete-delay=0", iface.c_str(), ng.c_str(), "--port-min=51000", "--port-max=59999",
+           "--foreground", "--log-stderr", "--log-level=3", static_cast<char*>(nullptr));
+    _exit(127);
+}
+
+std::string bstr(const std::string& s) {
+    return std::to_string(s.size()) + ":" + s;
+}
+
+// One ng request (bencode over UDP, "cookie <dict>"); returns the RTP port in the reply's SDP.
+int ng_request(int fd, const std::string& cookie, const std::string& dict) {
+    const std::string msg = cookie + " " + dict;
+    auto to = sa_of(kRtpengineAddr, kNgPort);
+    for (int attempt = 0; attempt < 50; ++attempt) {
+        sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+        char buf[4096];
+        for (int wait = 0; wait < 20; ++wait) {
+            const ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+            if (n > 0) {
+                buf[n] = 0;
+                if (std::strncmp(buf, cookie.c_str(), cookie.size()) != 0) continue;
+                const char* m = std::strstr(buf, "m=audio ");
+                if (!m || !std::strstr(buf, "result2:ok")) {
+                    std::fprintf(stderr, "ng error: %s\n", buf);
+                    return -1;
+                }
+                return std::atoi(m + 8);
+            }
+            usleep(5000);
+        }
+    }
+    return -1;
+}
+
+// offer (caller = generator) and answer (callee = sink); returns the port the caller sends to.
+int rtpengine_session(int ng_fd, int i) {
+    const std::string call = "bench-" + std::to_string(i);
+    auto sdp = [](const char* ip, int port) {
+        return std::string("v=0\r\no=- 1 1 IN IP4 ") + ip + "\r\ns=-\r\nc=IN IP4 " + ip +
+               "\r\nt=0 0\r\nm=audio " + std::to_string(port) + " RTP/AVP 0\r\n";
+    };
+    const std::string offer = "d" + bstr("command") + bstr("offer") + bstr("call-id") + bstr(call) +
+                              bstr("from-tag") + bstr("caller") + bstr("sdp") +
+                              bstr(sdp(kGenAddr, kGenPort)) + "e";
+    if (ng_request(ng_fd, "o" + std::to_string(i), offer) < 0) return -1;
+    const std::string answer = "d" + bstr("command") + bstr("answer") + bstr("call-id") +
+                               bstr(call) + bstr("from-tag") + bstr("caller") + bstr("to-tag") +
+                               bstr("callee") + bstr("sdp") + bstr(sdp(kSinkAddr, kSinkPort)) + "e";
+    return ng_request(ng_fd, "a" + std::to_string(i), answer);
+}
+
+struct Point {
+    std::uint64_t sent = 0, received = 0, send_errors = 0;
+    double seconds = 0;
+};
+
+// Paced generator + sink on this core.
+Point run_load(int gen_fd, int sink_fd, const std::vector<sockaddr_in>& targets, double rate,
+               double seconds) {
+    constexpr int kBurst = 64;
+    static std::vector<std::vector<std::uint8_t>> pkts;
+    if (pkts.empty()) {
+        for (int i = 0; i < kBurst; ++i) {
+            std::vector<std::uint8_t> p(172, static_cast<std::uint8_t>(i));
+            p[0] = 0x80;
+            p[1] = 0;
+            p[3] = static_cast<std::uint8_t>(i);
+            pkts.push_back(p);
+        }
+    }
+    mmsghdr tx[kBurst];
+    iovec tx_iov[kBurst];
+    mmsghdr rx[kBurst];
+    iovec rx_iov[kBurst];
+    static std::uint8_t rxbuf[kBurst][256];
+    for (int i = 0; i < kBurst; ++i) {
+        rx_iov[i] = {rxbuf[i], sizeof rxbuf[i]};
+        rx[i] = {};
+        rx[i].msg_hdr.msg_iov = &rx_iov[i];
+        rx[i].msg_hdr.msg_iovlen = 1;
+    }
+    Point pt;
+    std::size_t next = 0;
+    const double start = now_s();
+    double t = 0;
+    auto drain = [&]() {
+        for (;;) {
+            const int n = recvmmsg(sink_fd, rx, kBurst, MSG_DONTWAIT, nullptr);
+            if (n <= 0) break;
+            pt.received += static_cast<std::uint64_t>(n);
+        }
+    };
+    while ((t = now_s() - start) < seconds) {
+        const auto due = static_cast<std::uint64_t>(rate * t);
+        while (pt.sent + pt.send_errors < due) {
+            const int n =
+                static_cast<int>(std::min<std::uint64_t>(kBurst, due - pt.sent - pt.send_errors));
+            for (int i = 0; i < n; ++i) {
+                tx_iov[i] = {pkts[i].data(), pkts[i].size()};
+                tx[i] = {};
+                tx[i].msg_hdr.msg_iov = &tx_iov[i];
+                tx[i].msg_hdr.msg_iovlen = 1;
+                tx[i].msg_hdr.msg_name = const_cast<sockaddr_in*>(&targets[next]);
+                tx[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+                next = (next + 1) % targets.size();
+            }
+            const int r = sendmmsg(gen_fd, tx, static_cast<unsigned>(n), 0);
+            if (r <= 0) {
+                pt.send_errors += static_cast<std::uint64_t>(n);
+                break;
+            }
+            pt.sent += static_cast<std::uint64_t>(r);
+            drain();
+        }
+        drain();
+    }
+    pt.seconds = now_s() - start;
+    const double end = now_s() + 0.3;
+    while (now_s() < end) drain();
+    return pt;
+}
+
+std::vector<double> parse_rates(const char* s) {
+    std::vector<double> out;
+    while (*s) {
+        out.push_back(std::atof(s));
+        const char* c = std::strchr(s, ',');
+        if (!c) break;
+        s = c + 1;
+    }
+    return out;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string peer = "ours";
+    int streams = 100;
+    std::vector<double> rates{50000, 100000, 150000, 200000};
+    double seconds = 3;
+    int relay_cpu = 0, load_cpu = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string k = argv[i];
+        if (k == "--peer")
+            peer = argv[i + 1];
+        else if (k == "--streams")
+            streams = std::atoi(argv[i + 1]);
+        else if (k == "--rates")
+            rates = parse_rates(argv[i + 1]);
+        else if (k == "--seconds")
+            seconds = std::atof(argv[i + 1]);
+        else if (k == "--relay-cpu")
+            relay_cpu = std::atoi(argv[i + 1]);
+        else if (k == "--load-cpu")
+            load_cpu = std::atoi(argv[i + 1]);
+    }
+    pin(load_cpu);
+    signal(SIGPIPE, SIG_IGN);
+    double best = 0;
+    int failures = 0;
+    for (double rate : rates) {
+        pid_t child = -1;
+        std::vector<sockaddr_in> targets;
+        const int gen_fd = udp_socket(kGenAddr, kGenPort, 8 << 20);
+        const int sink_fd = udp_socket(kSinkAddr, kSinkPort, 32 << 20);
+        if (peer == "ours") {
+            int pfd[2];
+            if (pipe(pfd) != 0) return 1;
+            child = start_ours(streams, relay_cpu, pfd[1]);
+            char c;
+            if (read(pfd[0], &c, 1) != 1) {
+                std::fprintf(stderr, "relay failed to start\n");
+                return 1;
+            }
+            close(pfd[0]);
+            close(pfd[1]);
+            for (int i = 0; i < streams; ++i)
+                targets.push_back(
+                    sa_of(kRelayAddr, static_cast<std::uint16_t>(kOurPortBase + 4 * i)));
+        } else if (peer == "rtpengine") {
+            child = start_rtpengine(relay_cpu);
+            const int ng_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+            usleep(300000);
+            for (int i = 0; i < streams; ++i) {
+                const int port = rtpengine_session(ng_fd, i);
+                if (port <= 0) {
+                    std::fprintf(stderr,
+                                 "rtpengine: session %d failed (is rtpengine-daemon installed?)\n",
+                                 i);
+                    kill(child, SIGKILL);
+                    waitpid(child, nullptr, 0);
+                    return 2;
+                }
+                targets.push_back(sa_of(kRtpengineAddr, static_cast<std::uint16_t>(port)));
+            }
+            close(ng_fd);
+        } else {
+            for (int i = 0; i < streams; ++i) targets.push_back(sa_of(kSinkAddr, kSinkPort));
+        }
+        // Warm up slowly (rtpengine drops a stream for good after repeated overflows).
+        run_load(gen_fd, sink_fd, targets, std::min(rate / 4, 20000.0), 1.0);
+        const Point p = run_load(gen_fd, sink_fd, targets, rate, seconds);
+        const double loss =
+            p.sent ? 1.0 - static_cast<double>(p.received) / static_cast<double>(p.sent) : 1.0;
+        const double offered = static_cast<double>(p.sent) / p.seconds;
+        const bool gen_limited = offered < 0.98 * rate || p.send_errors > 0;
+        std::printf(
+            "peer=%s streams=%d rate=%.0f offered=%.0f sent=%llu received=%llu loss=%.4f%%%s\n",
+            peer.c_str(), streams, rate, offered, static_cast<unsigned long long>(p.sent),
+            static_cast<unsigned long long>(p.received), loss * 100,
+            gen_limited ? " (generator-limited)" : "");
+        std::fflush(stdout);
+        if (child > 0) {
+            kill(child, SIGTERM);
+            waitpid(child, nullptr, 0);
+        }
+        close(gen_fd);
+        close(sink_fd);
+        if (loss < 0.001 && !gen_limited) {
+            best = std::max(best, offered);
+            failures = 0;
+        } else if (++failures >= 2) {
+            break;
+        }
+    }
+    std::printf("best peer=%s pps=%.0f\n", peer.c_str(), best);
+    return 0;
+}
