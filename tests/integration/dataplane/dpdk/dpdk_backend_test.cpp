@@ -35,9 +35,30 @@ const Ip4 kCallee{192, 0, 2, 30};
 const Ip4 kHijacker{198, 51, 100, 99};
 const Ip4 kFlooder{198, 51, 100, 66};
 constexpr std::uint32_t kSsrcA = 0xA0A0A0A0, kSsrcB = 0xB0B0B0B0;
+constexpr std::uint32_t kSsrcA6 = 0xA6A6A6A6, kSsrcB6 = 0xB6B6B6B6;
+constexpr std::uint16_t kVlan = 100;
+// RFC 3849 documentation prefix.
+const Ip6 kSbc6{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+const Ip6 kCaller6{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20};
+const Ip6 kCallee6{0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x30};
 
 IpAddress ip(const Ip4& a) {
     return IpAddress::v4_bytes(a.data());
+}
+
+IpAddress ip6(const Ip6& a) {
+    return IpAddress::v6(a.data());
+}
+
+// The same call over IPv6 (the relay keeps the family of each leg).
+dp::StreamSpec call_spec_v6() {
+    dp::StreamSpec s;
+    s.call_id = 8;
+    s.a.local = Endpoint{ip6(kSbc6), 30010};
+    s.a.remote = Endpoint{ip6(kCaller6), 4010};
+    s.b.local = Endpoint{ip6(kSbc6), 30012};
+    s.b.remote = Endpoint{ip6(kCallee6), 6010};
+    return s;
 }
 
 std::string temp_dir() {
@@ -72,7 +93,7 @@ dp::StreamSpec call_spec() {
 
 dp::PipelineConfig pipeline_config() {
     auto c = dp::PipelineConfig::defaults();
-    c.local_addresses = {ip(kSbc)};
+    c.local_addresses = {ip(kSbc), ip6(kSbc6)};
     c.media_port_min = 30000;
     c.media_port_max = 39999;
     c.sip_udp_ports = {5060};
@@ -107,6 +128,17 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
         frames.push_back(udp4(kSbcMac, kRouterMac, kCaller, 4001, kSbc, 30001, rtcp_sr(kSsrcA)));
         frames.push_back(udp4(kSbcMac, kRouterMac, kCallee, 6001, kSbc, 30003, rtcp_sr(kSsrcB)));
     }
+    std::vector<Bytes> rtp_a6, rtp_b6;
+    for (std::uint16_t i = 0; i < 5; ++i) {
+        rtp_a6.push_back(rtp(kSsrcA6, static_cast<std::uint16_t>(10 + i), 160u * i, 160));
+        rtp_b6.push_back(rtp(kSsrcB6, static_cast<std::uint16_t>(70 + i), 160u * i, 160));
+        frames.push_back(udp6(kSbcMac, kRouterMac, kCaller6, 4010, kSbc6, 30010, rtp_a6.back()));
+        frames.push_back(udp6(kSbcMac, kRouterMac, kCallee6, 6010, kSbc6, 30012, rtp_b6.back()));
+    }
+    // Media on a VLAN: relayed with its tag.
+    const Bytes rtp_vlan = rtp(kSsrcA, 120, 3200, 160);
+    frames.push_back(
+        vlan_tagged(udp4(kSbcMac, kRouterMac, kCaller, 4000, kSbc, 30000, rtp_vlan), kVlan));
     std::vector<Bytes> for_kernel;  // what the exception port must see, byte for byte
     for_kernel.push_back(
         udp4(kSbcMac, kRouterMac, kCaller, 5060, kSbc, 5060, text(sip_request("INVITE", 1))));
@@ -158,6 +190,7 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     dp::Pipeline pipeline(pipeline_config());
     auto stream = pipeline.media().create(call_spec(), 0);
     REQUIRE(stream.ok());
+    REQUIRE(pipeline.media().create(call_spec_v6(), 0).ok());
 
     dpdk::BackendConfig cfg;
     cfg.eal_args = eal_args("pcap");
@@ -189,7 +222,7 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     using D = dpdk::BackendDrop;
     using R = dp::DropReason;
     CHECK(r.counters[C::rx] == frames.size());
-    CHECK(r.counters[C::relayed] == 45);
+    CHECK(r.counters[C::relayed] == 56);
     CHECK(r.counters[C::from_kernel] == 2);
     CHECK(r.drops[D::not_for_us] == 1);
     CHECK(r.drops[D::tx_full] == 0);
@@ -212,12 +245,13 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     CHECK(r.counters[C::rx] ==
           r.counters[C::relayed] + r.counters[C::to_kernel] + r.counters[C::dropped]);
     // The pipeline's own counters agree with what the backend did.
-    CHECK(pipeline.counters().events[dp::PipelineEvent::relayed] == 45);
+    CHECK(pipeline.counters().events[dp::PipelineEvent::relayed] == 56);
 
     // --- relayed media: rewritten, valid checksums, payload untouched ------------------------
     const auto tx = read_pcap(out);
-    REQUIRE(tx.size() == 45 + from_kernel.size());
-    std::size_t corrupted_relayed = 0;
+    REQUIRE(tx.size() == 56 + from_kernel.size());
+    std::size_t corrupted_relayed = 0, vlan_relayed = 0;
+    std::vector<Udp6View> to_callee6, to_caller6;
     std::vector<Udp4View> to_callee, to_caller;
     std::size_t kernel_frames_seen = 0;
     // The host stack's frames leave unchanged but for the source MAC: the data port's.
@@ -225,6 +259,36 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     for (const auto& f : tx) {
         if (std::find(from_kernel.begin(), from_kernel.end(), f) != from_kernel.end()) {
             ++kernel_frames_seen;
+            continue;
+        }
+        if (get16(&f[12]) == 0x86DD) {
+            auto v6 = decode_udp6(f);
+            REQUIRE(v6);
+            CHECK(v6->udp_checksum_ok);
+            CHECK(v6->src == kSbc6);
+            CHECK(std::equal(f.begin(), f.begin() + 6, kRouterMac.begin()));
+            if (v6->dst == kCallee6)
+                to_callee6.push_back(*v6);
+            else if (v6->dst == kCaller6)
+                to_caller6.push_back(*v6);
+            else
+                FAIL("IPv6 media relayed to an unexpected address");
+            continue;
+        }
+        if (get16(&f[12]) == 0x8100) {  // keeps its tag; otherwise relayed like the others
+            ++vlan_relayed;
+            CHECK((get16(&f[14]) & 0x0fff) == kVlan);
+            Bytes untagged = f;
+            untagged.erase(untagged.begin() + 12, untagged.begin() + 16);
+            auto v = decode_udp4(untagged);
+            REQUIRE(v);
+            CHECK(v->ip_checksum_ok);
+            CHECK(v->udp_checksum_ok);
+            CHECK(v->src == kSbc);
+            CHECK(v->sport == 30002);
+            CHECK(v->dst == kCallee);
+            CHECK(v->dport == 6000);
+            CHECK(v->payload == rtp_vlan);
             continue;
         }
         auto v = decode_udp4(f);
@@ -248,6 +312,17 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     }
     CHECK(kernel_frames_seen == from_kernel.size());
     CHECK(corrupted_relayed == 1);
+    CHECK(vlan_relayed == 1);
+    REQUIRE(to_callee6.size() == 5);
+    REQUIRE(to_caller6.size() == 5);
+    for (std::size_t i = 0; i < 5; ++i) {
+        CHECK(to_callee6[i].sport == 30012);
+        CHECK(to_callee6[i].dport == 6010);
+        CHECK(to_callee6[i].payload == rtp_a6[i]);
+        CHECK(to_caller6[i].sport == 30010);
+        CHECK(to_caller6[i].dport == 4010);
+        CHECK(to_caller6[i].payload == rtp_b6[i]);
+    }
     REQUIRE(to_callee.size() == 22);
     REQUIRE(to_caller.size() == 22);
     std::size_t a = 0, b = 0;

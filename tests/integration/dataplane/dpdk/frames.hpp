@@ -108,6 +108,41 @@ inline Bytes icmp4_echo(const Mac& dst_mac, const Mac& src_mac, const Ip4& src, 
     return ipv4_frame(dst_mac, src_mac, src, dst, 1, std::move(e), -1);
 }
 
+using Ip6 = std::array<std::uint8_t, 16>;
+
+// Ethernet + IPv6 (no extension headers) + UDP with its mandatory checksum (RFC 8200 §8.1).
+inline Bytes udp6(const Mac& dst_mac, const Mac& src_mac, const Ip6& src, std::uint16_t sport,
+                  const Ip6& dst, std::uint16_t dport, const Bytes& payload) {
+    Bytes f = ethernet(dst_mac, src_mac, 0x86DD);
+    const std::size_t ip = f.size();
+    const auto ulen = static_cast<std::uint16_t>(8 + payload.size());
+    f.resize(ip + 40);
+    f[ip] = 0x60;
+    put16(f, ip + 4, ulen);
+    f[ip + 6] = 17;
+    f[ip + 7] = 64;
+    std::memcpy(&f[ip + 8], src.data(), 16);
+    std::memcpy(&f[ip + 24], dst.data(), 16);
+    Bytes u(8);
+    put16(u, 0, sport);
+    put16(u, 2, dport);
+    put16(u, 4, ulen);
+    u.insert(u.end(), payload.begin(), payload.end());
+    const std::uint32_t pseudo = sum16(src.data(), 16) + sum16(dst.data(), 16) + 17 + ulen;
+    std::uint16_t c = static_cast<std::uint16_t>(~fold(sum16(u.data(), u.size(), pseudo)));
+    put16(u, 6, c == 0 ? 0xffff : c);
+    f.insert(f.end(), u.begin(), u.end());
+    return f;
+}
+
+// Inserts an 802.1Q tag (RFC-less: IEEE 802.1Q) after the MAC addresses.
+inline Bytes vlan_tagged(Bytes f, std::uint16_t vid) {
+    const std::uint8_t tag[4] = {0x81, 0x00, static_cast<std::uint8_t>(vid >> 8),
+                                 static_cast<std::uint8_t>(vid)};
+    f.insert(f.begin() + 12, tag, tag + 4);
+    return f;
+}
+
 // RFC 826 request: who has `target`? tell `sender`.
 inline Bytes arp_request(const Mac& src_mac, const Ip4& sender, const Ip4& target) {
     Bytes f = ethernet(Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, src_mac, 0x0806);
@@ -183,6 +218,27 @@ inline std::optional<Udp4View> decode_udp4(const Bytes& f) {
     const std::uint32_t pseudo = sum16(v.src.data(), 4) + sum16(v.dst.data(), 4) + 17 + ulen;
     v.udp_checksum_ok = get16(&f[40]) != 0 && fold(sum16(&f[34], ulen, pseudo)) == 0xffff;
     v.payload.assign(f.begin() + 42, f.begin() + 34 + ulen);
+    return v;
+}
+
+struct Udp6View {
+    Ip6 src{}, dst{};
+    std::uint16_t sport = 0, dport = 0;
+    bool udp_checksum_ok = false;
+    Bytes payload;
+};
+inline std::optional<Udp6View> decode_udp6(const Bytes& f) {
+    if (f.size() < 62 || get16(&f[12]) != 0x86DD || f[20] != 17) return std::nullopt;
+    Udp6View v;
+    std::memcpy(v.src.data(), &f[22], 16);
+    std::memcpy(v.dst.data(), &f[38], 16);
+    const std::uint16_t ulen = get16(&f[58]);
+    if (ulen < 8 || 54u + ulen > f.size()) return std::nullopt;
+    v.sport = get16(&f[54]);
+    v.dport = get16(&f[56]);
+    const std::uint32_t pseudo = sum16(v.src.data(), 16) + sum16(v.dst.data(), 16) + 17 + ulen;
+    v.udp_checksum_ok = get16(&f[60]) != 0 && fold(sum16(&f[54], ulen, pseudo)) == 0xffff;
+    v.payload.assign(f.begin() + 62, f.begin() + 54 + ulen);
     return v;
 }
 
