@@ -175,10 +175,12 @@ void Message::set_uri_user(const Uri& uri, std::string_view user) {
 void Message::set_via_received(const Via& v, std::string_view address) {
     for (const Param& p : params(v.params)) {
         if (!iequals(p.name, "received")) continue;
+        // A valueless parameter is replaced whole (not appended to), so that an insertion at
+        // the end of the Via value (another parameter) still lands after it.
         if (p.has_value)
             replace(p.value, address);
         else
-            insert_after(p.name, "=" + std::string(address));
+            replace(p.name, std::string(p.name) + "=" + std::string(address));
         return;
     }
     insert_after(v.raw, ";received=" + std::string(address));
@@ -190,7 +192,7 @@ void Message::set_via_rport(const Via& v, std::uint16_t port) {
         if (p.has_value)
             replace(p.value, port_string(port));
         else
-            insert_after(p.name, "=" + port_string(port));
+            replace(p.name, std::string(p.name) + "=" + port_string(port));
         return;
     }
     insert_after(v.raw, ";rport=" + port_string(port));

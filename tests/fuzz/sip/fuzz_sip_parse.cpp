@@ -2,6 +2,7 @@
 // bytes in two chunks.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -86,6 +87,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         Status s2 = again.parse(out, roomy);
         if (!s2.ok) {
             // Edits must never turn a message the parser accepted into one it refuses.
+            std::fprintf(stderr, "re-parse failed: %.*s\n---\n%s\n---\n",
+                         static_cast<int>(s2.reason.size()), s2.reason.data(), out.c_str());
             std::abort();
         }
         sink = sink + touch_all(again);
@@ -94,11 +97,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     StreamFramer f;
     f.feed(bytes.substr(0, size / 2));
-    for (int i = 0; i < 4; ++i) {
+    bool fed_rest = false;
+    for (int i = 0; i < 8; ++i) {
         auto fr = f.next();
         if (fr.kind == StreamFramer::Kind::need_more) {
+            if (fed_rest) break;
             f.feed(bytes.substr(size / 2));
-            bytes = {};
+            fed_rest = true;
         } else if (fr.kind == StreamFramer::Kind::error) {
             break;
         } else if (fr.kind == StreamFramer::Kind::message) {

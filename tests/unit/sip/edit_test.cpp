@@ -122,3 +122,25 @@ TEST_CASE("set_body fixes Content-Length; a missing one is added") {
     CHECK(*r.content_length() == 5);
     CHECK(r.body() == "hello");
 }
+
+TEST_CASE("received appended and valueless rport filled in on the same Via") {
+    std::string bytes =
+        "OPTIONS sip:a@example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.44:5060;branch=z9hG4bK1;rport\r\n"
+        "Call-ID: 1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    for (bool rport_first : {false, true}) {
+        Message m;
+        REQUIRE(m.parse(bytes).ok);
+        if (rport_first) m.set_via_rport(m.vias()[0], 6000);
+        m.set_via_received(m.vias()[0], "198.51.100.1");
+        if (!rport_first) m.set_via_rport(m.vias()[0], 6000);
+        std::string out = m.serialize();
+        Message r;
+        REQUIRE(r.parse(out).ok);
+        CHECK(r.vias()[0].rport_text == "6000");
+        CHECK(r.vias()[0].received == "198.51.100.1");
+        CHECK(out.find("Via: SIP/2.0/UDP "
+                       "192.0.2.44:5060;branch=z9hG4bK1;rport=6000;received=198.51.100.1\r\n") !=
+              std::string::npos);
+    }
+}
