@@ -661,20 +661,28 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
         case HeaderId::from:
         case HeaderId::to: {
             bool& has = h.id == HeaderId::from ? has_from_ : has_to_;
-            NameAddr scratch;
-            NameAddr& a = has ? scratch : (h.id == HeaderId::from ? from_ : to_);
-            if (Status s = parse_name_addr(c, a, params_, limits, false); !s) return s;
-            a.header = index;
-            c.skip_ws();
-            if (!c.done()) return Status::fail(400, "malformed From/To");
-            if (has) header_dups_ |= b;
+            auto parse_into = [&](NameAddr& a) {
+                if (Status s = parse_name_addr(c, a, params_, limits, false); !s) return s;
+                a.header = index;
+                c.skip_ws();
+                if (!c.done()) return Status::fail(400, "malformed From/To");
+                return Status::success();
+            };
+            if (has) {
+                // A repeated From/To is still checked for syntax; the first one is kept.
+                NameAddr scratch;
+                if (Status s = parse_into(scratch); !s) return s;
+                header_dups_ |= b;
+                return Status::success();
+            }
+            if (Status s = parse_into(h.id == HeaderId::from ? from_ : to_); !s) return s;
             has = true;
             return Status::success();
         }
         case HeaderId::call_id: {
             if (h.value.empty()) return Status::fail(400, "empty Call-ID");
             for (char ch : h.value)
-                if (is_ws(ch) || static_cast<unsigned char>(ch) < 0x21)
+                if (static_cast<unsigned char>(ch) < 0x21)  // no whitespace or controls
                     return Status::fail(400, "invalid Call-ID");
             if (!call_id_.empty())
                 header_dups_ |= b;

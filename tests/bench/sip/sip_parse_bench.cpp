@@ -61,12 +61,14 @@ double measure(const std::vector<const std::string*>& msgs, double seconds,
     return static_cast<double>(n) / std::chrono::duration<double>(now - start).count();
 }
 
-double median5(const std::function<double()>& run) {
-    std::vector<double> v;
-    for (int i = 0; i < 5; ++i) v.push_back(run());
+double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
-    return v[2];
+    return v[v.size() / 2];
 }
+
+}  // namespace
+
+namespace {
 
 sbc::sip::Message g_msg;
 
@@ -145,15 +147,22 @@ int main(int argc, char** argv) {
     std::printf("%-16s %12s %12s %12s %8s\n", "case", "ours", "sofia-sip", "libosip2", "ratio");
     double mix_ours = 0, mix_sofia = 0, mix_osip = 0;
     for (const Case& c : cases) {
-        double o = median5([&] { return measure(c.msgs, secs, parse_ours); });
-        double s = median5([&] { return measure(c.msgs, secs, parse_sofia); });
-        double p = median5([&] { return measure(c.msgs, secs, parse_osip); });
-        std::printf("%-16s %12.0f %12.0f %12.0f %8.2f\n", c.name, o, s, p, o / std::max(s, p));
+        // Rounds interleave the three parsers so that load from other processes on this shared
+        // machine hits them alike; each figure is the median of the 5 rounds.
+        std::vector<double> o, s, p;
+        for (int round = 0; round < 5; ++round) {
+            o.push_back(measure(c.msgs, secs, parse_ours));
+            s.push_back(measure(c.msgs, secs, parse_sofia));
+            p.push_back(measure(c.msgs, secs, parse_osip));
+        }
+        double mo = median(o), ms = median(s), mp = median(p);
+        std::printf("%-16s %12.0f %12.0f %12.0f %8.2f\n", c.name, mo, ms, mp,
+                    mo / std::max(ms, mp));
         std::fflush(stdout);
         if (std::string(c.name) == "mix") {
-            mix_ours = o;
-            mix_sofia = s;
-            mix_osip = p;
+            mix_ours = mo;
+            mix_sofia = ms;
+            mix_osip = mp;
         }
     }
     std::printf(
