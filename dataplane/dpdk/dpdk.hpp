@@ -100,6 +100,26 @@ base::Result<BackendConfig> config_from_node(const std::vector<std::string>& eal
                                              const std::vector<std::string>& ports,
                                              std::uint32_t burst);
 
+// Commands from other threads (signaling, policy reloads, the fraud engine). While run() is in
+// progress the pipeline belongs to the worker lcore, so they are queued and the worker applies
+// them between bursts with its own `now`: a closed command set, no lock per packet.
+struct ControlCommand {
+    enum class Kind : std::uint8_t { media, ban, unban, reconfigure };
+    Kind kind = Kind::media;
+    std::uint64_t tag = 0;  // echoed in the result
+    MediaCommand media;     // media: create/update/remove a stream
+    base::Prefix prefix;    // ban/unban
+    base::Nanos duration = 0;
+    BanOrigin origin = BanOrigin::control;
+    std::shared_ptr<const PipelineConfig> config;  // reconfigure (a policy reload)
+};
+struct ControlResult {
+    std::uint64_t tag = 0;
+    bool ok = true;
+    std::string error;
+    StreamId stream;  // media create
+};
+
 class Backend {
   public:
     // Initialises the EAL (once per process: the EAL cannot be initialised twice), creates the
@@ -115,6 +135,18 @@ class Backend {
     // The pipeline is used by that lcore only while run() is in progress.
     RunResult run(const StopCondition& stop, const base::Clock& clock);
     void request_stop() { stop_requested_.store(true, std::memory_order_relaxed); }
+
+    // Thread-safe. Queued commands are applied by the worker between bursts (or at the start of
+    // the next run()); false when the queue is full (kControlCapacity).
+    bool post(ControlCommand command);
+    // Thread-safe: moves the results of applied commands, and the media events (latched,
+    // relatched, inactive) the worker collected, to `out`; returns how many.
+    std::size_t take_results(std::vector<ControlResult>& out);
+    std::size_t take_events(std::vector<MediaEvent>& out);
+    // Events lost because nobody took them in time (the outbox is bounded too).
+    std::uint64_t events_dropped() const;
+
+    static constexpr std::size_t kControlCapacity = 4096;
 
     // The data port's MAC address (relayed frames leave with it as their source).
     MacAddress data_mac(std::size_t pair) const;

@@ -255,11 +255,18 @@ RunResult run_worker(Backend::Impl& impl, const StopCondition& stop, const base:
     result.lcore = rte_lcore_id();
     Worker worker(impl, result);
     const base::Nanos start = clock.monotonic();
+    base::Nanos next_housekeeping = start;
     std::uint32_t idle = 0;
     std::uint64_t polls = 0, empty = 0;
     while (!stop_flag.load(std::memory_order_relaxed)) {
         const base::Nanos now = clock.monotonic();
         if (stop.max_duration > 0 && now - start >= stop.max_duration) break;
+        // Control commands (stream create/update/remove, bans, reloads) between bursts.
+        if (impl.control.pending.load(std::memory_order_acquire) != 0) apply_control(impl, now);
+        if (now >= next_housekeeping) {
+            media_housekeeping(impl, now);
+            next_housekeeping = now + kHousekeepingPeriod;
+        }
         unsigned got = 0;
         for (const auto& pair : impl.pairs) got += worker.poll(pair, now);
         ++polls;

@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
     pc.media_port_max = 65000;
     pc.stream_capacity = streams + 16;
     dp::Pipeline pipeline(pc);
+    sbc::base::SystemClock clock;
     for (unsigned i = 0; i < streams; ++i) {
         dp::StreamSpec s;
         s.call_id = i;
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
         s.a.remote = {ip(caller(i)), 4000};
         s.b.local = {ip(kSbc), port_b(i)};
         s.b.remote = {ip(callee(i)), 6000};
-        if (auto r = pipeline.media().create(s, 0); !r) {
+        if (auto r = pipeline.media().create(s, clock.monotonic()); !r) {
             std::fprintf(stderr, "stream %u: %s\n", i, r.error().message.c_str());
             return 1;
         }
@@ -142,7 +143,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "DPDK backend did not start: %s\n", backend.error().message.c_str());
         return 1;
     }
-    sbc::base::SystemClock clock;
     dpdk::StopCondition stop;
     stop.max_duration = sbc::base::seconds(warmup);
     (void)(*backend)->run(stop, clock);  // latching, caches, branch predictors

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "base/base.hpp"
 #include "dataplane/dataplane.hpp"
@@ -188,9 +189,11 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
 
     // --- run ------------------------------------------------------------------------------
     dp::Pipeline pipeline(pipeline_config());
-    auto stream = pipeline.media().create(call_spec(), 0);
+    // Streams live on the worker's time line (the clock passed to run()).
+    sbc::base::SystemClock clock;
+    auto stream = pipeline.media().create(call_spec(), clock.monotonic());
     REQUIRE(stream.ok());
-    REQUIRE(pipeline.media().create(call_spec_v6(), 0).ok());
+    REQUIRE(pipeline.media().create(call_spec_v6(), clock.monotonic()).ok());
 
     dpdk::BackendConfig cfg;
     cfg.eal_args = eal_args("pcap");
@@ -206,7 +209,6 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     const Mac data_mac = (*backend)->data_mac(0);
     REQUIRE((*backend)->exception_mac(0));
     const Mac exception_mac = *(*backend)->exception_mac(0);
-    sbc::base::SystemClock clock;
     dpdk::StopCondition stop;
     stop.idle_polls = 20000;  // both captures exhausted
     stop.max_duration = sbc::base::seconds(20);
@@ -462,4 +464,107 @@ TEST_CASE("sbc.toml dataplane ports pair up as data and exception ports", "[conf
     CHECK_FALSE(dpdk::config_from_node({}, {"net_pcap0", "net_tap0", "net_tap1"}, 32).ok());
     CHECK_FALSE(dpdk::config_from_node({}, {"net_pcap0"}, 0).ok());
     CHECK_FALSE(dpdk::config_from_node({}, {"net_pcap0"}, 1000).ok());
+}
+
+TEST_CASE("dpdk backend applies stream and ban commands from another thread while running",
+          "[control]") {
+    const std::string dir = temp_dir();
+    const std::string in = dir + "/in.pcap";
+    // Both legs of the call, replayed endlessly (infinite_rx) while commands arrive.
+    write_pcap(in, {udp4(kSbcMac, kRouterMac, kCaller, 4000, kSbc, 30000, rtp(kSsrcA, 1, 0, 160)),
+                    udp4(kSbcMac, kRouterMac, kCallee, 6000, kSbc, 30002, rtp(kSsrcB, 1, 0, 160))});
+    // Millions of frames to a port with no stream would otherwise escalate to an automatic ban
+    // of both peers (scan protection) before the stream exists; here only our ban counts.
+    auto pc = pipeline_config();
+    pc.ban_policy.enabled = false;
+    dp::Pipeline pipeline(pc);
+    dpdk::BackendConfig cfg;
+    cfg.eal_args = eal_args("ctl");
+    cfg.ports = {{"net_pcap0,rx_pcap=" + in + ",infinite_rx=1", ""}};  // tx: the PMD frees
+    cfg.mbufs_per_port = 2047;
+    cfg.rx_descriptors = cfg.tx_descriptors = 256;
+    auto created = dpdk::Backend::create(cfg, pipeline);
+    if (!created) FAIL("DPDK backend did not start: " << created.error().message);
+    dpdk::Backend& backend = **created;
+
+    using C = dpdk::BackendCounter;
+    using R = dp::DropReason;
+    std::vector<dpdk::ControlResult> results;
+    bool controller_ok = true;
+    std::string controller_error;
+    // Waits for the result of command `tag` (the worker applies it between bursts).
+    const auto await = [&](std::uint64_t tag) -> const dpdk::ControlResult* {
+        for (int i = 0; i < 400; ++i) {
+            backend.take_results(results);
+            for (const auto& r : results)
+                if (r.tag == tag) return &r;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return nullptr;
+    };
+    const auto step = std::chrono::milliseconds(250);
+    std::thread controller([&] {
+        const auto fail = [&](const std::string& why) {
+            controller_ok = false;
+            controller_error = why;
+            backend.request_stop();
+        };
+        std::this_thread::sleep_for(step);  // no stream yet: no_session
+        dpdk::ControlCommand create;
+        create.tag = 1;
+        create.media.kind = dp::MediaCommandKind::create;
+        create.media.spec = call_spec();
+        if (!backend.post(create)) return fail("post create");
+        const auto* r1 = await(1);
+        if (!r1 || !r1->ok) return fail("create: " + (r1 ? r1->error : std::string("no result")));
+        const dp::StreamId id = r1->stream;
+        std::this_thread::sleep_for(step);  // relayed both ways
+        dpdk::ControlCommand ban;
+        ban.tag = 2;
+        ban.kind = dpdk::ControlCommand::Kind::ban;
+        ban.prefix = sbc::base::Prefix(ip(kCaller), 32);
+        ban.duration = sbc::base::seconds(60);
+        if (!backend.post(ban)) return fail("post ban");
+        const auto* r2 = await(2);
+        if (!r2 || !r2->ok) return fail("ban: " + (r2 ? r2->error : std::string("no result")));
+        std::this_thread::sleep_for(step);  // the caller's frames: banned
+        dpdk::ControlCommand remove;
+        remove.tag = 3;
+        remove.media.kind = dp::MediaCommandKind::remove;
+        remove.media.id = id;
+        if (!backend.post(remove)) return fail("post remove");
+        const auto* r3 = await(3);
+        if (!r3 || !r3->ok) return fail("remove: " + (r3 ? r3->error : std::string("no result")));
+        dpdk::ControlCommand again = remove;  // the stream is gone: an error, not a crash
+        again.tag = 4;
+        if (!backend.post(again)) return fail("post remove again");
+        const auto* r4 = await(4);
+        if (!r4 || r4->ok) return fail("second remove should fail");
+        std::this_thread::sleep_for(step);
+        backend.request_stop();
+    });
+    sbc::base::SystemClock clock;
+    dpdk::StopCondition stop;
+    stop.max_duration = sbc::base::seconds(20);  // bound: the controller stops it much earlier
+    const dpdk::RunResult r = backend.run(stop, clock);
+    controller.join();
+    std::vector<dp::MediaEvent> events;
+    backend.take_events(events);
+    created->reset();
+    dpdk::shutdown_eal();
+    std::filesystem::remove_all(dir);
+
+    INFO(controller_error);
+    REQUIRE(controller_ok);
+    CHECK(r.elapsed < sbc::base::seconds(10));  // stopped by request_stop(), not the bound
+    CHECK(r.counters[C::relayed] > 0);
+    CHECK(r.pipeline_drops[R::no_session] > 0);  // before create and after remove
+    CHECK(r.pipeline_drops[R::banned] > 0);      // the caller, once banned
+    CHECK(r.counters[C::rx] ==
+          r.counters[C::relayed] + r.counters[C::dropped] + r.counters[C::to_kernel]);
+    // Both legs latched on their first packets; the worker passed the events on.
+    std::size_t latched = 0;
+    for (const auto& e : events)
+        if (e.kind == dp::MediaEventKind::latched && e.call_id == 7) ++latched;
+    CHECK(latched == 2);
 }
