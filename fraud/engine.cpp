@@ -487,11 +487,15 @@ base::Result<void> Engine::Impl::compile() {
         denies.push_back(std::move(cd));
     }
 
-    // Lay out the slots and size the tables: the key budget is split evenly between the key
-    // kinds that rules read, so a flood of one kind cannot take another kind's room.
-    std::size_t used = 0;
-    for (auto& kt : kinds) used += kt.used ? 1 : 0;
-    for (auto& kt : kinds) {
+    // Lay out the slots and size the tables. The key budget is split between the key kinds
+    // that rules read, so a flood of one kind cannot take another kind's room: addresses and
+    // accounts (attacker-fed, unbounded) get 3 shares, source prefixes 2, tenants and
+    // destination prefixes (bounded by configuration and numbering plans) 1.
+    constexpr std::size_t kShares[kKeyKindCount] = {3, 2, 3, 1, 1};
+    std::size_t shares = 0;
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) shares += kinds[ki].used ? kShares[ki] : 0;
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        auto& kt = kinds[ki];
         if (!kt.used) continue;
         std::size_t off = sizeof(KeyHeader);
         for (auto& c : kt.comps) {
@@ -510,8 +514,7 @@ base::Result<void> Engine::Impl::compile() {
             }
         }
         kt.slot_bytes = off;
-        std::size_t cap =
-            std::max<std::size_t>(64, cfg.max_tracked_keys / std::max<std::size_t>(1, used));
+        std::size_t cap = std::max<std::size_t>(64, cfg.max_tracked_keys * kShares[ki] / shares);
         kt.table.init(cap, kt.slot_bytes);
     }
     calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry));
@@ -1236,9 +1239,11 @@ void Engine::on_end(const CallEnded& ev) {
                                                     base::kNanosPerSecond;
     if (!c.answered) {
         // RFC 3261 §9.1: 487 is the answer to a CANCEL; a caller giving up is not a failure.
+        // A short ring (Wangiri) is a caller cancelling within seconds, not a busy callee.
         c.failed = ev.status >= 300 && ev.status != 487;
-        c.short_ring = ev.now - e->start <
-                       static_cast<base::Nanos>(m.cfg.short_ring_seconds) * base::kNanosPerSecond;
+        c.short_ring = ev.status == 487 &&
+                       ev.now - e->start < static_cast<base::Nanos>(m.cfg.short_ring_seconds) *
+                                               base::kNanosPerSecond;
     }
     m.update(c);
     m.sweep(ev.now, kSweepPerEvent);

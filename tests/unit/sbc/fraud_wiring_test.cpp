@@ -1,0 +1,140 @@
+// The policy -> engine mapping is 1:1: every name of the contract reaches the engine.
+#include <catch2/catch.hpp>
+
+#include "policy/policy.hpp"
+#include "sbc/fraud_wiring.hpp"
+
+using namespace sbc;
+
+TEST_CASE("every fraud setting of the policy reaches the engine configuration", "[fraud][wiring]") {
+    const char* toml = R"(
+[numbering]
+default_country_code = "33"
+
+[scanners]
+user_agents = ["friendly-scanner"]
+
+[[prefix_lists]]
+name = "irsf"
+category = "irsf"
+prefixes = ["882"]
+countries = ["CU"]
+
+[[account_groups]]
+name = "agents"
+account_patterns = ["10*"]
+tenant = "acme"
+timezone = "Europe/Paris"
+business_hours = ["Mon-Fri 08:00-19:00"]
+allowed_source_countries = ["FR"]
+
+[fraud]
+mode = "observe"
+score_cap = 150
+flag_threshold = 20
+block_threshold = 50
+ban_threshold = 80
+ban_duration = "15m"
+max_tracked_keys = 5000
+idle_key_expiry = "30m"
+short_call_seconds = 7
+
+[[fraud.rules]]
+id = "r1"
+feature = "high_risk_attempts"
+key = "tenant"
+window = "10m"
+op = ">"
+threshold = 3
+weight = 40
+mode = "observe"
+scope.tenants = ["acme"]
+scope.account_groups = ["agents"]
+scope.destinations = "irsf"
+scope.time = "off_hours"
+lists = ["irsf"]
+min_attempts = 5
+
+[[fraud.deny]]
+id = "d1"
+destinations = "irsf"
+countries = ["KP"]
+source_countries = ["NG"]
+action = "ban"
+)";
+    auto loaded = policy::load_policy_from_string(toml, "wiring.toml");
+    for (const auto& e : loaded.errors) UNSCOPED_INFO(e.to_string());
+    REQUIRE(loaded.ok());
+    auto c = fraud_config(*loaded.value);
+    REQUIRE(c.ok());
+    CHECK(c->mode == fraud::Mode::observe);
+    CHECK(c->score_cap == 150);
+    CHECK(c->flag_threshold == 20);
+    CHECK(c->block_threshold == 50);
+    CHECK(c->ban_threshold == 80);
+    CHECK(c->ban_duration == 15 * 60 * base::kNanosPerSecond);
+    CHECK(c->max_tracked_keys == 5000);
+    CHECK(c->idle_key_expiry == 30 * 60 * base::kNanosPerSecond);
+    CHECK(c->short_call_seconds == 7);
+    CHECK(c->home_country_code == "33");
+    CHECK(c->scanner_user_agents == std::vector<std::string>{"friendly-scanner"});
+    REQUIRE(c->prefix_lists.size() == 1);
+    CHECK(c->prefix_lists[0].category == fraud::Category::irsf);
+    CHECK(std::find(c->prefix_lists[0].prefixes.begin(), c->prefix_lists[0].prefixes.end(), "53") !=
+          c->prefix_lists[0].prefixes.end());  // CU expanded to its calling code
+    REQUIRE(c->account_groups.size() == 1);
+    const auto& g = c->account_groups[0];
+    CHECK(g.account_patterns == std::vector<std::string>{"10*"});
+    CHECK(g.tenant == "acme");
+    CHECK(g.timezone == "Europe/Paris");
+    REQUIRE(g.business_hours.size() == 1);
+    CHECK(g.business_hours[0].days == 0x1f);
+    CHECK(g.business_hours[0].start_minute == 8 * 60);
+    CHECK(g.business_hours[0].end_minute == 19 * 60);
+    CHECK(g.allowed_source_countries == std::vector<std::string>{"FR"});
+    REQUIRE(c->rules.size() == 1);
+    const auto& r = c->rules[0];
+    CHECK(r.id == "r1");
+    CHECK(r.feature == fraud::Feature::high_risk_attempts);
+    CHECK(r.key == fraud::KeyKind::tenant);
+    CHECK(r.window == 600 * base::kNanosPerSecond);
+    CHECK(r.op == fraud::Op::gt);
+    CHECK(r.threshold == 3);
+    CHECK(r.weight == 40);
+    CHECK(r.mode == fraud::Mode::observe);
+    CHECK(r.scope.tenants == std::vector<std::string>{"acme"});
+    CHECK(r.scope.account_groups == std::vector<std::string>{"agents"});
+    CHECK(r.scope.destinations == "irsf");
+    CHECK(r.scope.time == fraud::TimeScope::off_hours);
+    CHECK(r.lists == std::vector<std::string>{"irsf"});
+    CHECK(r.min_attempts == 5);
+    REQUIRE(c->deny.size() == 1);
+    CHECK(c->deny[0].ban);
+    CHECK(c->deny[0].destinations == "irsf");
+    CHECK(c->deny[0].countries == std::vector<std::string>{"KP"});
+    CHECK(c->deny[0].source_countries == std::vector<std::string>{"NG"});
+    CHECK(fraud::Engine::create(*c).ok());
+}
+
+TEST_CASE("every feature, key and operator name of the policy exists in the engine",
+          "[fraud][wiring]") {
+    REQUIRE(policy::kFeatureCount == fraud::kFeatureCount);
+    for (std::size_t i = 0; i < policy::kFeatureCount; ++i)
+        CHECK(policy::kFeatureNames[i] == fraud::kFeatureNames[i]);
+    REQUIRE(policy::kRuleKeyCount == fraud::kKeyKindCount);
+    for (std::size_t i = 0; i < policy::kRuleKeyCount; ++i)
+        CHECK(policy::kRuleKeyNames[i] == fraud::kKeyKindNames[i]);
+    for (std::size_t i = 0; i < policy::kCompareOpCount; ++i)
+        CHECK(policy::kCompareOpNames[i] == fraud::kOpNames[i]);
+    for (std::size_t i = 0; i < policy::kPrefixCategoryCount; ++i)
+        CHECK(policy::kPrefixCategoryNames[i] == fraud::kCategoryNames[i]);
+}
+
+TEST_CASE("the example call-center policy compiles into an engine", "[fraud][wiring]") {
+    auto loaded = policy::load_policy({SBC_CALLCENTER_POLICY});
+    for (const auto& e : loaded.errors) UNSCOPED_INFO(e.to_string());
+    REQUIRE(loaded.ok());
+    auto e = make_fraud_engine(*loaded.value, "");
+    REQUIRE(e.ok());
+    CHECK((*e)->config().rules.size() == loaded.value->fraud.rules.size());
+}
