@@ -536,6 +536,7 @@ class SocketRelay {
     std::unique_ptr<Impl> impl_;
     std::size_t sockets_open_ = 0;
     std::uint64_t tx_errors_ = 0;
+    base::Nanos last_media_poll_ = 0;
     SignalingHandler signaling_handler_ = nullptr;
     void* signaling_ctx_ = nullptr;
 };

@@ -252,7 +252,12 @@ std::size_t SocketRelay::poll_once(int timeout_ms, const base::Clock& clock) {
             if (n < static_cast<int>(kBurst)) break;
         }
     }
-    pipeline_.media().poll(clock.monotonic());
+    // Inactivity checks are not per packet: every 10 ms at most.
+    const base::Nanos now = clock.monotonic();
+    if (now - last_media_poll_ >= base::millis(10)) {
+        pipeline_.media().poll(now);
+        last_media_poll_ = now;
+    }
     return handled;
 }
 

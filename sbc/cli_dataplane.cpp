@@ -159,6 +159,22 @@ void register_dataplane_commands(CLI::App& app) {
     auto* dp = app.add_subcommand("dataplane", "Dataplane tools");
     dp->require_subcommand(1);
 
+    auto* reasons = dp->add_subcommand("reasons", "Print the drop reasons and events as a table");
+    reasons->callback([]() {
+        std::printf("| drop reason | meaning |\n|---|---|\n");
+        for (std::size_t i = 0; i < dataplane::kDropReasonCount; ++i)
+            std::printf("| `%s` | %s |\n", std::string(dataplane::kDropReasonNames[i]).c_str(),
+                        std::string(dataplane::kDropReasonDescriptions[i]).c_str());
+        std::printf("\n| event | meaning |\n|---|---|\n");
+        for (std::size_t i = 0; i < dataplane::kPipelineEventCount; ++i)
+            std::printf("| `%s` | %s |\n", std::string(dataplane::kPipelineEventNames[i]).c_str(),
+                        std::string(dataplane::kPipelineEventDescriptions[i]).c_str());
+        std::printf("\n| traffic class | meaning |\n|---|---|\n");
+        for (std::size_t i = 0; i < dataplane::kTrafficClassCount; ++i)
+            std::printf("| `%s` | %s |\n", std::string(dataplane::kTrafficClassNames[i]).c_str(),
+                        std::string(dataplane::kTrafficClassDescriptions[i]).c_str());
+    });
+
     struct PcapOpts {
         std::string in, out, config;
         std::vector<std::string> streams;
