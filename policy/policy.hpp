@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -162,13 +163,30 @@ struct Numbering {
 // ---------------------------------------------------------------------------------------------
 // Compiled lookup structures
 
-// Longest-prefix match over E.164 digits: a digit trie in flat node arrays, with the first
-// digits resolved through a direct-indexed table.
+// Longest-prefix match over E.164 digits: a digit trie in flat, cache-line-sized node arrays,
+// with the first 4 or 6 digits resolved through one direct-indexed table.
 struct PrefixMatch {
     std::uint8_t length = 0;  // digits matched; 0 = no match
     PrefixCategory category = PrefixCategory::custom;
     std::span<const std::uint32_t> lists;  // indexes into Policy::prefix_lists
     bool matched() const { return length != 0; }
+};
+
+// Allocator giving cache-line-aligned storage (one trie node = one cache line).
+template <class T>
+struct CacheAlignedAllocator {
+    using value_type = T;
+    CacheAlignedAllocator() = default;
+    template <class U>
+    CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}  // NOLINT
+    T* allocate(std::size_t n) {
+        return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
+    }
+    void deallocate(T* p, std::size_t) { ::operator delete (p, std::align_val_t{64}); }
+    template <class U>
+    bool operator==(const CacheAlignedAllocator<U>&) const {
+        return true;
+    }
 };
 
 class PrefixTable {
@@ -184,6 +202,10 @@ class PrefixTable {
 
     // The longest prefix of `digits` present in the table. Non-digits end the walk.
     PrefixMatch lpm(std::string_view digits) const noexcept;
+    // lpm() of many numbers at once: the walks are interleaved and each next node prefetched,
+    // so memory latency overlaps (the batch form the signaling and fraud paths should use).
+    void lpm_batch(std::span<const std::string_view> numbers,
+                   std::span<PrefixMatch> out) const noexcept;
     // Every prefix of `digits` present in the table, shortest first; returns how many were
     // written to `out` (at most out.size()).
     std::size_t all_matches(std::string_view digits, std::span<PrefixMatch> out) const noexcept;
@@ -193,25 +215,30 @@ class PrefixTable {
     std::size_t memory_bytes() const;
 
   private:
-    static constexpr int kDirectDigits = 3;  // first digits resolved by one table lookup
-    static constexpr std::uint32_t kDirectSize = 1000;
+    // Digits resolved by the direct table: 4 (10k slots, 80 KB) for small tables, 6 (1M slots,
+    // 8 MB) from kLargeTable prefixes on, where it saves the deepest, most cache-missing levels.
+    static constexpr std::size_t kLargeTable = 20000;
+    static constexpr std::uint32_t kStride = 16;  // 10 children, match, padding: 64 bytes
+    static constexpr std::uint32_t kMatchSlot = 10;
     struct MatchEntry {
         std::uint32_t first_list = 0;
         std::uint16_t list_count = 0;
         std::uint8_t length = 0;
         PrefixCategory category = PrefixCategory::custom;
     };
-    struct DirectSlot {
-        std::uint32_t node = 0;   // trie node at depth kDirectDigits (0 = none)
-        std::uint32_t match = 0;  // best match of length <= kDirectDigits (1-based, 0 = none)
-    };
+    // A direct slot holds the trie node at depth direct_digits_, or, when the walk cannot go
+    // that deep, kMatchOnly | the best match (1-based, 0 = none).
+    static constexpr std::uint32_t kMatchOnly = 0x80000000u;
     PrefixMatch make_match(std::uint32_t m) const noexcept;
-    // Node n: children at nodes_[n*11 + d], match (1-based) at nodes_[n*11 + 10].
-    std::vector<std::uint32_t> nodes_;
-    std::vector<DirectSlot> direct_;
+    // Node n: children at nodes_[n*kStride + d]; at nodes_[n*kStride + 10] the best match
+    // (1-based) of the path ending at n, pushed down from ancestors so a walk only needs the
+    // last node it reaches.
+    std::vector<std::uint32_t, CacheAlignedAllocator<std::uint32_t>> nodes_;
+    std::vector<std::uint32_t> direct_;
     std::vector<MatchEntry> matches_;
     std::vector<std::uint32_t> list_ids_;
     std::size_t node_count_ = 0;
+    std::uint32_t direct_digits_ = 4;
 };
 
 // A set of IPv4/IPv6 prefixes with longest-prefix match (one hash probe per distinct length).

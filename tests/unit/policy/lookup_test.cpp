@@ -17,33 +17,63 @@ std::string random_digits(std::mt19937& rng, std::size_t len) {
 }
 }  // namespace
 
-TEST_CASE("prefix table longest match agrees with a brute-force scan", "[policy][lookup]") {
-    std::mt19937 rng(42);
+namespace {
+// Checks lpm(), lpm_batch() and all_matches() against a scan of every prefix length.
+void check_against_brute_force(std::size_t prefix_target, std::size_t max_len) {
+    std::mt19937 rng(static_cast<unsigned>(prefix_target));
     std::vector<PrefixTable::Entry> entries;
     std::set<std::string> prefixes;
-    for (int i = 0; i < 3000; ++i) {
-        std::string d = random_digits(rng, 1 + rng() % 7);
+    for (std::size_t i = 0; prefixes.size() < prefix_target; ++i) {
+        std::string d = random_digits(rng, 1 + rng() % max_len);
         if (!prefixes.insert(d).second) continue;
         entries.push_back({d, static_cast<std::uint32_t>(i % 5), PrefixCategory::custom});
     }
     auto table = PrefixTable::build(entries);
-    CHECK(table.prefix_count() == prefixes.size());
+    REQUIRE(table.prefix_count() == prefixes.size());
+    std::vector<std::string> numbers;
     for (int i = 0; i < 20000; ++i) {
-        std::string number = random_digits(rng, 1 + rng() % 12);
+        std::string n = (i % 2) ? entries[rng() % entries.size()].digits : std::string();
+        n += random_digits(rng, 1 + rng() % 12);
+        if (i % 97 == 0) n[n.size() / 2] = '#';  // non-digits end the walk
+        numbers.push_back(n);
+    }
+    std::vector<std::string_view> views(numbers.begin(), numbers.end());
+    std::vector<PrefixMatch> batch(views.size());
+    table.lpm_batch(views, batch);
+    for (std::size_t i = 0; i < numbers.size(); ++i) {
+        const std::string& number = numbers[i];
         std::size_t best = 0;
-        for (std::size_t len = 1; len <= number.size(); ++len)
+        for (std::size_t len = 1; len <= number.size(); ++len) {
+            if (number[len - 1] == '#') break;
             if (prefixes.count(number.substr(0, len))) best = len;
+        }
         auto m = table.lpm(number);
         INFO(number);
         REQUIRE(m.length == best);
+        REQUIRE(batch[i].length == best);
+        PrefixMatch all[16];
+        auto n = table.all_matches(number, all);
+        std::size_t expected_all = 0;
+        for (std::size_t len = 1; len <= std::min<std::size_t>(number.size(), 16); ++len) {
+            if (number[len - 1] == '#') break;
+            expected_all += prefixes.count(number.substr(0, len));
+        }
+        REQUIRE(n == expected_all);
         if (best) {
             REQUIRE(m.lists.size() == 1);
-            PrefixMatch all[16];
-            auto n = table.all_matches(number, all);
-            REQUIRE(n >= 1);
             CHECK(all[n - 1].length == best);
             for (std::size_t k = 1; k < n; ++k) CHECK(all[k - 1].length < all[k].length);
         }
+    }
+}
+}  // namespace
+
+TEST_CASE("prefix table longest match agrees with a brute-force scan", "[policy][lookup]") {
+    SECTION("small table (4-digit direct index)") {
+        check_against_brute_force(3000, 7);
+    }
+    SECTION("large table (6-digit direct index)") {
+        check_against_brute_force(30000, 9);
     }
 }
 
