@@ -550,6 +550,11 @@ TEST_CASE("dpdk backend applies stream and ban commands from another thread whil
     controller.join();
     std::vector<dp::MediaEvent> events;
     backend.take_events(events);
+    // A second run on the same ports, stopped by a frame count.
+    dpdk::StopCondition count;
+    count.max_rx = 5000;
+    count.max_duration = sbc::base::seconds(20);
+    const dpdk::RunResult r2 = backend.run(count, clock);
     created->reset();
     dpdk::shutdown_eal();
     std::filesystem::remove_all(dir);
@@ -562,6 +567,8 @@ TEST_CASE("dpdk backend applies stream and ban commands from another thread whil
     CHECK(r.pipeline_drops[R::banned] > 0);      // the caller, once banned
     CHECK(r.counters[C::rx] ==
           r.counters[C::relayed] + r.counters[C::dropped] + r.counters[C::to_kernel]);
+    CHECK(r2.counters[C::rx] >= 5000);
+    CHECK(r2.counters[C::rx] < 5000u + cfg.burst);  // checked after every burst
     // Both legs latched on their first packets; the worker passed the events on.
     std::size_t latched = 0;
     for (const auto& e : events)
