@@ -221,7 +221,6 @@ Backend::~Backend() {
 }
 
 RunResult Backend::run(const StopCondition& stop, const base::Clock& clock) {
-    stop_requested_.store(false, std::memory_order_relaxed);
     struct Launch {
         Impl* impl;
         const StopCondition* stop;
@@ -247,6 +246,8 @@ RunResult Backend::run(const StopCondition& stop, const base::Clock& clock) {
     } else {
         body(&launch);
     }
+    // A stop requested before or during this run ends this run only.
+    stop_requested_.store(false, std::memory_order_relaxed);
     return launch.result;
 }
 

@@ -134,6 +134,7 @@ class Backend {
     // worker lcore if the EAL has one, else on the calling thread. Blocks until it ends.
     // The pipeline is used by that lcore only while run() is in progress.
     RunResult run(const StopCondition& stop, const base::Clock& clock);
+    // Thread-safe; a stop requested before run() makes the next run() return at once.
     void request_stop() { stop_requested_.store(true, std::memory_order_relaxed); }
 
     // Thread-safe. Queued commands are applied by the worker between bursts (or at the start of
