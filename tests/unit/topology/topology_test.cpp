@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
-#include <regex>
 
 #include "topology/topology.hpp"
 
@@ -33,15 +32,48 @@ topology::HidingConfig test_config() {
     return c;
 }
 
-// Internal addresses (RFC 1918) written in a text.
+// Internal addresses (RFC 1918) written in a text: every maximal run of digits and dots that
+// is a dotted quad in 10/8, 172.16/12 or 192.168/16.
 std::vector<std::string> internal_ips(const std::string& text) {
-    static const std::regex re(
-        R"((^|[^0-9.])((10\.[0-9]{1,3}|172\.(1[6-9]|2[0-9]|3[01])|192\.168)\.[0-9]{1,3}\.[0-9]{1,3}))");
     std::vector<std::string> out;
-    for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
-         ++it)
-        out.push_back((*it)[2].str());
+    std::size_t i = 0;
+    while (i < text.size()) {
+        auto is_part = [](char c) { return (c >= '0' && c <= '9') || c == '.'; };
+        if (!is_part(text[i])) {
+            ++i;
+            continue;
+        }
+        std::size_t b = i;
+        while (i < text.size() && is_part(text[i])) ++i;
+        std::string run = text.substr(b, i - b);
+        int parts[4];
+        int n = 0;
+        std::size_t k = 0;
+        bool ok = true;
+        while (ok && k <= run.size()) {
+            std::size_t dot = run.find('.', k);
+            if (dot == std::string::npos) dot = run.size();
+            std::string part = run.substr(k, dot - k);
+            if (part.empty() || part.size() > 3 || n == 4) {
+                ok = false;
+                break;
+            }
+            parts[n++] = std::stoi(part);
+            k = dot + 1;
+        }
+        if (!ok || n != 4) continue;
+        if (parts[0] == 10 || (parts[0] == 172 && parts[1] >= 16 && parts[1] <= 31) ||
+            (parts[0] == 192 && parts[1] == 168))
+            out.push_back(run);
+    }
     return out;
+}
+
+TEST_CASE("the internal address scanner itself") {
+    CHECK(internal_ips("a 10.1.2.3 b").size() == 1);
+    CHECK(internal_ips("x@172.20.0.1:5060").size() == 1);
+    CHECK(internal_ips("192.168.255.111;branch").size() == 1);
+    CHECK(internal_ips("172.32.0.1 110.1.1.1 203.0.113.10 1.10.1.2.3").empty());
 }
 
 }  // namespace
