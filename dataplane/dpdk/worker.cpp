@@ -47,11 +47,7 @@ std::uint16_t inner_ethertype(const Frame& f, std::uint32_t& l3) {
 class Worker {
   public:
     Worker(Backend::Impl& impl, RunResult& result)
-        : impl_(impl),
-          pipeline_(*impl.pipeline),
-          burst_(impl.config.burst),
-          local_(impl.pipeline->config().local_addresses),
-          result_(result) {}
+        : impl_(impl), pipeline_(*impl.pipeline), burst_(impl.config.burst), result_(result) {}
 
     // One pass over a port pair; returns the frames received on both ports.
     unsigned poll(const PortPairState& pair, base::Nanos now) {
@@ -127,7 +123,7 @@ class Worker {
     // addresses, IP to one of our addresses, and IPv6 link-local multicast (neighbour
     // discovery, RFC 4861 §7.2.1). Anything else would be noise the kernel drops anyway.
     bool addressed_to_us(std::uint16_t i) const {
-        if (local_.empty()) return true;
+        if (pipeline_.config().local_addresses.empty()) return true;
         const Frame& f = frames_[i];
         std::uint32_t l3 = 0;
         switch (inner_ethertype(f, l3)) {
@@ -147,7 +143,8 @@ class Worker {
     }
 
     bool is_local(const base::IpAddress& a) const {
-        for (const auto& l : local_)
+        // The pipeline's current list: a reconfigure command may have changed it.
+        for (const auto& l : pipeline_.config().local_addresses)
             if (l == a) return true;
         return false;
     }
@@ -232,7 +229,6 @@ class Worker {
     Backend::Impl& impl_;
     Pipeline& pipeline_;
     const std::uint16_t burst_;
-    const std::vector<base::IpAddress> local_;
     RunResult& result_;
     ParseOptions parse_options_;
 
