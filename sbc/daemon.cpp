@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sbc/control.hpp"
+#include "sbc/dataplane_wiring.hpp"
 
 namespace sbc {
 
@@ -22,6 +23,7 @@ struct Daemon::Impl {
     int signal_fd = -1;
     int stop_pipe[2] = {-1, -1};
     base::SystemClock clock;
+    std::unique_ptr<DataplaneRuntime> dataplane;  // last: stops before the control server goes
 };
 
 namespace {
@@ -71,6 +73,7 @@ std::unique_ptr<Daemon> Daemon::create(const std::string& config_path,
     d->add_control_command("status",
                            [daemon = d.get()](std::string_view) { return daemon->status_text(); });
     d->add_control_command("version", [](std::string_view) { return std::string("sbc 0.1.0\n"); });
+    d->impl_->dataplane = DataplaneRuntime::attach(*d);  // ban, unban, bans
     return d;
 }
 

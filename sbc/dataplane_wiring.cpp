@@ -1,6 +1,13 @@
 #include "sbc/dataplane_wiring.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "sbc/daemon.hpp"
 
 namespace sbc {
 
@@ -86,6 +93,122 @@ dataplane::PipelineConfig pipeline_config_from(const policy::NodeConfig& node,
     for (const auto& t : p->access.trusted_trunks)
         c.trusted.insert(c.trusted.end(), t.cidrs.begin(), t.cidrs.end());
     return c;
+}
+
+namespace {
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
+        s.remove_suffix(1);
+    return s;
+}
+}  // namespace
+
+DataplaneRuntime::DataplaneRuntime(const dataplane::PipelineConfig& c)
+    : pipeline_(c), relay_(pipeline_) {}
+
+std::unique_ptr<DataplaneRuntime> DataplaneRuntime::attach(Daemon& daemon) {
+    auto policy = daemon.policies().current();
+    std::unique_ptr<DataplaneRuntime> rt(
+        new DataplaneRuntime(pipeline_config_from(daemon.config(), policy.get())));
+    DataplaneRuntime* self = rt.get();
+    daemon.add_control_command("ban", [self](std::string_view a) { return self->ban_command(a); });
+    daemon.add_control_command("unban",
+                               [self](std::string_view a) { return self->unban_command(a); });
+    daemon.add_control_command("bans", [self](std::string_view) { return self->bans_command(); });
+    const policy::NodeConfig node = daemon.config();
+    daemon.on_policy_change([self, node](const std::shared_ptr<const policy::Policy>& p) {
+        self->mailbox_.post_config(pipeline_config_from(node, p.get()));
+    });
+    rt->thread_ = std::thread([self] { self->loop(); });
+    return rt;
+}
+
+DataplaneRuntime::~DataplaneRuntime() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+}
+
+void DataplaneRuntime::loop() {
+    // The daemon takes these signals through a signalfd: no other thread may receive them.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+    while (!stop_.load(std::memory_order_relaxed)) {
+        relay_.poll_once(20, clock_);
+        mailbox_.apply(pipeline_, clock_.monotonic());
+    }
+}
+
+bool DataplaneRuntime::wait_applied(base::Nanos before) const {
+    for (int i = 0; i < 100; ++i) {
+        base::Nanos at = 0;
+        (void)mailbox_.bans(&at);
+        if (at != before) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+}
+
+std::string DataplaneRuntime::ban_command(std::string_view args) {
+    args = trim(args);
+    const auto sp = args.find(' ');
+    const auto target = args.substr(0, sp);
+    auto prefix = base::Prefix::parse(target);
+    if (!prefix) return "error: usage: ban ADDRESS|PREFIX [SECONDS]\n";
+    base::Nanos duration = 0;
+    if (sp != std::string_view::npos) {
+        const std::string secs(trim(args.substr(sp + 1)));
+        char* end = nullptr;
+        const double v = std::strtod(secs.c_str(), &end);
+        if (secs.empty() || *end != '\0' || v <= 0) return "error: bad duration '" + secs + "'\n";
+        duration = base::seconds(v);
+    } else if (prefix->length() != (prefix->is_v4() ? 32 : 128)) {
+        duration = base::seconds(3600);  // escalation is per address; a prefix gets an hour
+    }
+    base::Nanos before = 0;
+    (void)mailbox_.bans(&before);
+    const auto failed_before = mailbox_.failed();
+    if (!mailbox_.post({dataplane::ControlCommand::Kind::ban, *prefix, duration,
+                        dataplane::BanOrigin::control}))
+        return "error: dataplane busy, try again\n";
+    if (!wait_applied(before)) return "queued\n";
+    if (mailbox_.failed() != failed_before) return "error: ban table full\n";
+    return "ok banned " + prefix->to_string() + "\n";
+}
+
+std::string DataplaneRuntime::unban_command(std::string_view args) {
+    auto prefix = base::Prefix::parse(trim(args));
+    if (!prefix) return "error: usage: unban ADDRESS|PREFIX\n";
+    base::Nanos before = 0;
+    (void)mailbox_.bans(&before);
+    const auto failed_before = mailbox_.failed();
+    if (!mailbox_.post(
+            {dataplane::ControlCommand::Kind::unban, *prefix, 0, dataplane::BanOrigin::control}))
+        return "error: dataplane busy, try again\n";
+    if (!wait_applied(before)) return "queued\n";
+    if (mailbox_.failed() != failed_before)
+        return "error: " + prefix->to_string() + " is not banned\n";
+    return "ok unbanned " + prefix->to_string() + "\n";
+}
+
+std::string DataplaneRuntime::bans_command() const {
+    base::Nanos at = 0;
+    const auto list = mailbox_.bans(&at);
+    std::string out = "bans=" + std::to_string(list.size()) + "\n";
+    char line[256];
+    for (const auto& b : list) {
+        std::snprintf(line, sizeof line, "%s origin=%s offenses=%u remaining_s=%.0f dropped=%llu\n",
+                      b.prefix.to_string().c_str(), std::string(dataplane::name(b.origin)).c_str(),
+                      b.offenses, static_cast<double>(b.expires - at) / 1e9,
+                      static_cast<unsigned long long>(b.hits));
+        out += line;
+    }
+    return out;
 }
 
 }  // namespace sbc

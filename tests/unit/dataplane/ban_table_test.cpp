@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "frame_builder.hpp"
 
@@ -65,4 +66,36 @@ TEST_CASE("The ban table has a fixed capacity and replaces expired bans first") 
                      seconds(1000)));
     CHECK(bans.is_banned(IpAddress::v4(0x0B000002), seconds(1001)));
     CHECK(bans.memory_bytes() == mem);
+}
+
+TEST_CASE("Ban commands from another thread reach the owner through the mailbox") {
+    Pipeline p(PipelineConfig::defaults());
+    ControlMailbox mb(2);
+    std::thread control([&] {
+        CHECK(mb.post({ControlCommand::Kind::ban, *Prefix::parse("192.0.2.0/24"), seconds(60),
+                       BanOrigin::control}));
+        CHECK(mb.post(
+            {ControlCommand::Kind::ban, *Prefix::parse("198.51.100.9"), 0, BanOrigin::fraud}));
+        CHECK_FALSE(mb.post({ControlCommand::Kind::ban, *Prefix::parse("198.51.100.10"), seconds(1),
+                             BanOrigin::control}));  // full
+    });
+    control.join();
+    CHECK_FALSE(p.bans().is_banned(*IpAddress::parse("192.0.2.7"), 0));
+    mb.apply(p, seconds(1));
+    CHECK(p.bans().is_banned(*IpAddress::parse("192.0.2.7"), seconds(2)));
+    CHECK(p.bans().is_banned(*IpAddress::parse("198.51.100.9"), seconds(2)));
+    CHECK(mb.rejected() == 1);
+    sbc::base::Nanos at = 0;
+    auto list = mb.bans(&at);
+    CHECK(list.size() == 2);
+    CHECK(at == seconds(1));
+    REQUIRE(mb.post(
+        {ControlCommand::Kind::unban, *Prefix::parse("192.0.2.0/24"), 0, BanOrigin::control}));
+    auto cfg = PipelineConfig::defaults();
+    cfg.sip_udp_ports = {5999};
+    mb.post_config(cfg);
+    mb.apply(p, seconds(3));
+    CHECK_FALSE(p.bans().is_banned(*IpAddress::parse("192.0.2.7"), seconds(3)));
+    CHECK(mb.bans().size() == 1);
+    CHECK(p.config().sip_udp_ports == std::vector<std::uint16_t>{5999});
 }
