@@ -446,7 +446,8 @@ void Loader::read_numbering(const Table& t) {
         bool known = false;
         for (const auto& c : country_calling_codes())
             known = known || c.code == n.default_country_code;
-        if (!all_digits(n.default_country_code) || !known)
+        // "" is the default: national numbers are then left unnormalized.
+        if (!n.default_country_code.empty() && (!all_digits(n.default_country_code) || !known))
             t.error(where, "'numbering.default_country_code' = \"" + n.default_country_code +
                                "\" is not an E.164 country calling code (digits, e.g. \"33\")");
     }
