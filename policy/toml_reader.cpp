@@ -301,10 +301,12 @@ bool Table::choice(std::string_view key, std::span<const std::string_view> names
             return true;
         }
     }
-    std::string msg =
-        "'" + key_path(key) + "' = \"" + value + "\" is not one of: " + join_names(names);
+    // With a likely typo, the suggestion says more than the full list of values.
+    std::string msg = "'" + key_path(key) + "' = \"" + value + "\" ";
     if (auto guess = closest(value, names); !guess.empty())
-        msg += " (did you mean \"" + std::string(guess) + "\"?)";
+        msg += "is not a known value; did you mean \"" + std::string(guess) + "\"?";
+    else
+        msg += "is not one of: " + join_names(names);
     error(p, std::move(msg));
     return false;
 }

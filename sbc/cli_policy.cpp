@@ -1,6 +1,8 @@
 // sbc policy check|show|test, sbc run, sbc ctl.
 #include <CLI/CLI.hpp>
 
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <cstdio>
 #include <iostream>
@@ -120,6 +122,16 @@ int run_daemon(const std::string& config, bool check_only) {
     if (check_only) {
         std::fputs(daemon->status_text().c_str(), stdout);
         return 0;
+    }
+    // The daemon logs to stderr (or the configured file), never to stdout.
+    const auto& log_file = daemon->config().log_file;
+    try {
+        spdlog::set_default_logger(log_file.empty() ? spdlog::stderr_color_mt("sbc")
+                                                    : spdlog::basic_logger_mt("sbc", log_file));
+    } catch (const spdlog::spdlog_ex& e) {
+        std::fprintf(stderr, "sbc run: cannot open log file '%s': %s\n", log_file.c_str(),
+                     e.what());
+        return 1;
     }
     const auto& level = daemon->config().log_level;
     spdlog::set_level(spdlog::level::from_str(level == "warn" ? "warning" : level));
