@@ -567,6 +567,13 @@ class SocketRelay {
                                       void* ctx);
     // Waits up to timeout_ms for traffic and processes what is ready; returns packets handled.
     std::size_t poll_once(int timeout_ms, const base::Clock& clock);
+    // The loop step for a dedicated thread: blocks up to idle_timeout_ms while traffic is light,
+    // but does not sleep while the previous step found a busy relay (at least a burst's worth):
+    // under load, sleeping and being woken per packet costs more than polling.
+    std::size_t poll(int idle_timeout_ms, const base::Clock& clock) {
+        last_handled_ = poll_once(last_handled_ >= kBurst / 2 ? 0 : idle_timeout_ms, clock);
+        return last_handled_;
+    }
     std::size_t open_sockets() const { return sockets_open_; }
     std::uint64_t tx_errors() const { return tx_errors_; }
 
@@ -579,6 +586,7 @@ class SocketRelay {
     std::size_t sockets_open_ = 0;
     std::uint64_t tx_errors_ = 0;
     base::Nanos last_media_poll_ = 0;
+    std::size_t last_handled_ = 0;
     SignalingHandler signaling_handler_ = nullptr;
     void* signaling_ctx_ = nullptr;
 };

@@ -273,7 +273,7 @@ void register_dataplane_commands(CLI::App& app) {
             ro->duration > 0 ? clock.monotonic() + base::seconds(ro->duration) : 0;
         std::array<dataplane::MediaEvent, 64> events;
         while (!g_stop && (end == 0 || clock.monotonic() < end)) {
-            relay.poll_once(100, clock);
+            relay.poll(100, clock);
             const auto n = pipeline.media().drain_events(events);
             for (std::size_t i = 0; !ro->quiet && i < n; ++i)
                 std::printf("event %s stream=%llu leg=%c source=%s\n",

@@ -139,7 +139,7 @@ void DataplaneRuntime::loop() {
     sigaddset(&mask, SIGINT);
     pthread_sigmask(SIG_BLOCK, &mask, nullptr);
     while (!stop_.load(std::memory_order_relaxed)) {
-        relay_.poll_once(20, clock_);
+        relay_.poll(20, clock_);
         mailbox_.apply(pipeline_, clock_.monotonic());
     }
 }

@@ -104,7 +104,7 @@ pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
     }
     char c = 1;
     if (write(ready_fd, &c, 1) != 1) _exit(4);
-    while (!g_stop) relay.poll_once(50, clock);
+    while (!g_stop) relay.poll(50, clock);
     const auto& k = pipeline.counters();
     std::fprintf(stderr, "  ours: relayed=%llu tx_failed=%llu latch_rejected=%llu\n",
                  static_cast<unsigned long long>(k.events[dataplane::PipelineEvent::relayed]),
