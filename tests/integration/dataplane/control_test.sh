@@ -8,7 +8,7 @@ work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-sed "s|^socket = .*|socket = \"$work/control.sock\"|; s|\.\./policy/examples|$root/policy/examples|" \
+sed "s|^socket = .*|socket = \"$work/control.sock\"|; s|\.\./policy/examples|$root/policy/examples|; s|^port = 5060$|port = 45160|" \
   "$root/config/sbc.toml" >"$work/sbc.toml"
 "$sbc" run --config "$work/sbc.toml" >"$work/log" 2>&1 &
 pid=$!
