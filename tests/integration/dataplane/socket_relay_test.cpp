@@ -25,39 +25,58 @@ Endpoint ep(const char* a, std::uint16_t p) {
     return Endpoint{*IpAddress::parse(a), p};
 }
 
+socklen_t to_sa(const Endpoint& e, sockaddr_storage& ss) {
+    std::memset(&ss, 0, sizeof ss);
+    if (e.addr.is_v4()) {
+        auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
+        sa->sin_family = AF_INET;
+        sa->sin_port = htons(e.port);
+        std::memcpy(&sa->sin_addr, e.addr.bytes().data() + 12, 4);
+        return sizeof(sockaddr_in);
+    }
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(e.port);
+    std::memcpy(&sa->sin6_addr, e.addr.bytes().data(), 16);
+    return sizeof(sockaddr_in6);
+}
+
 struct Udp {
     int fd = -1;
     explicit Udp(const Endpoint& local) {
-        fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(local.port);
-        std::memcpy(&sa.sin_addr, local.addr.bytes().data() + 12, 4);
-        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        sockaddr_storage ss;
+        const socklen_t len = to_sa(local, ss);
+        fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0);
     }
     ~Udp() { ::close(fd); }
     void send_to(const Endpoint& to, const std::vector<std::uint8_t>& data) const {
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(to.port);
-        std::memcpy(&sa.sin_addr, to.addr.bytes().data() + 12, 4);
-        REQUIRE(::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&sa),
-                         sizeof sa) == static_cast<ssize_t>(data.size()));
+        sockaddr_storage ss;
+        const socklen_t len = to_sa(to, ss);
+        REQUIRE(::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) ==
+                static_cast<ssize_t>(data.size()));
     }
     // Receives one datagram within timeout_ms; empty if none.
     std::vector<std::uint8_t> recv(int timeout_ms, Endpoint* from = nullptr) const {
         pollfd p{fd, POLLIN, 0};
         if (::poll(&p, 1, timeout_ms) != 1) return {};
         std::vector<std::uint8_t> buf(4096);
-        sockaddr_in sa{};
-        socklen_t len = sizeof sa;
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
         const ssize_t n =
-            ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&sa), &len);
+            ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
         if (n < 0) return {};
         buf.resize(static_cast<std::size_t>(n));
         if (from) {
-            from->addr = IpAddress::v4(ntohl(sa.sin_addr.s_addr));
-            from->port = ntohs(sa.sin_port);
+            if (ss.ss_family == AF_INET) {
+                const auto* sa = reinterpret_cast<const sockaddr_in*>(&ss);
+                from->addr = IpAddress::v4(ntohl(sa->sin_addr.s_addr));
+                from->port = ntohs(sa->sin_port);
+            } else {
+                const auto* sa = reinterpret_cast<const sockaddr_in6*>(&ss);
+                from->addr = IpAddress::v6(reinterpret_cast<const std::uint8_t*>(&sa->sin6_addr));
+                from->port = ntohs(sa->sin6_port);
+            }
         }
         return buf;
     }
@@ -223,4 +242,31 @@ TEST_CASE("Socket relay: a SIP flood is limited, then banned; others still get t
     friendly.send_to(ep(kRelay, 45060), reg);
     for (int i = 0; i < 20 && sink.delivered == before; ++i) relay.poll_once(10, clock);
     CHECK(sink.delivered == before + 1);
+}
+
+TEST_CASE("Socket relay bridges an IPv4 leg and an IPv6 leg") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.media_port_min = 41000;
+    cfg.media_port_max = 41999;
+    Pipeline pipeline(cfg);
+    SocketRelay relay(pipeline);
+    sbc::base::SystemClock clock;
+    StreamSpec spec;
+    spec.a.local = ep(kRelay, 41200);
+    spec.a.remote = ep(kCaller, 42300);
+    spec.b.local = ep("::1", 41202);
+    spec.b.remote = ep("::1", 43300);
+    auto id = relay.open_stream(spec, clock.monotonic());
+    REQUIRE(id);
+    Udp caller(ep(kCaller, 42300));
+    Udp callee(ep("::1", 43300));
+    auto rtp = sbc::dataplane::test::rtp_payload(9, 1440, 60, 0x33);
+    caller.send_to(ep(kRelay, 41200), rtp);
+    Endpoint from;
+    REQUIRE(relay_until(relay, callee, clock, &from) == rtp);
+    CHECK(from == ep("::1", 41202));
+    callee.send_to(ep("::1", 41202), rtp);
+    REQUIRE(relay_until(relay, caller, clock, &from) == rtp);
+    CHECK(from == ep(kRelay, 41200));
+    CHECK(pipeline.media().stats(*id)->b.latched_rtp == ep("::1", 43300));
 }
