@@ -798,9 +798,7 @@ Status check_request(const Message& m, const CheckOptions& options) {
     // is tolerated missing for RFC 2543 peers, RFC 4475 §3.4.1).
     if (!m.from() || !m.to() || m.call_id().empty() || !m.cseq() || m.vias().empty())
         return Status::fail(400, "missing required header field");
-    if (m.count(HeaderId::from) > 1 || m.count(HeaderId::to) > 1 ||
-        m.count(HeaderId::call_id) > 1 || m.count(HeaderId::cseq) > 1 ||
-        m.count(HeaderId::max_forwards) > 1)
+    if (m.repeated_single_value_field())
         return Status::fail(400, "single-value header field repeated");
     if (m.content_length_conflict()) return Status::fail(400, "conflicting Content-Length values");
     // RFC 3261 §8.1.1.7: the branch must start with the magic cookie and have an identifier.

@@ -280,6 +280,9 @@ class Message {
     std::optional<std::uint8_t> max_forwards() const { return max_forwards_; }
     std::optional<std::uint64_t> content_length() const { return content_length_; }
     bool content_length_conflict() const { return content_length_conflict_; }
+    // From, To, Call-ID, CSeq, Max-Forwards or Content-Type seen more than once (RFC 4475
+    // §3.3.8); the typed accessors return the first.
+    bool repeated_single_value_field() const { return header_dups_ != 0; }
     std::string_view content_type() const { return content_type_; }
     const Credentials* authorization() const { return has_auth_ ? &auth_ : nullptr; }
     const Credentials* proxy_authorization() const {

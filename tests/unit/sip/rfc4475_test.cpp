@@ -298,6 +298,13 @@ TEST_CASE("sem-valid messages: fields as the RFC describes") {
     CHECK(check_request(bx->msg, opts).ok);
     auto sd = load("sdp01");
     CHECK(sd->msg.find(HeaderId::accept)->value == "text/nobodyKnowsThis");
+    auto mu = load("multi01");
+    CHECK(mu->msg.repeated_single_value_field());
+    CHECK(mu->msg.call_id() == "multi01.98asdh@192.0.2.1");  // the first one
+    CHECK(mu->msg.cseq()->number == 5);
+    CHECK(mu->msg.to()->uri.host == "example.com");
+    CHECK(mu->msg.contacts().size() == 2);
+    CHECK_FALSE(load("wsinv")->msg.repeated_single_value_field());
     auto mc = load("mcl01");
     CHECK(mc->msg.content_length_conflict());
     auto ins = load("insuf");
