@@ -72,6 +72,15 @@ TEST_CASE("3.1.1.1 wsinv: folding, odd LWS, compact forms") {
     CHECK(cp[0].value == "newvalue");
     CHECK(cp[1].name == "secondparam");
     CHECK(m.body().size() == 150);
+    // A proxy forwards unknown headers unchanged: an edit elsewhere leaves them byte-identical.
+    p->msg.set_via_received(p->msg.vias()[0], "192.0.2.200");
+    std::string out = p->msg.serialize();
+    CHECK(out.find("\r\nUnknownHeaderWithUnusualValue: ;;,,;;,;\r\n") != std::string::npos);
+    CHECK(out.find("\r\nNewFangledHeader:   newfangled value\r\n continued newfangled value\r\n") !=
+          std::string::npos);
+    Message again;
+    REQUIRE(again.parse(out).ok);
+    CHECK(again.vias()[0].received == "192.0.2.200");
 }
 
 TEST_CASE("3.1.1.2 intmeth: unusual characters, NUL in quoted To") {
