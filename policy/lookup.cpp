@@ -67,21 +67,33 @@ PrefixTable PrefixTable::build(std::vector<Entry> entries) {
                 t.nodes_[std::size_t{c} * kStride + kMatchSlot] = m;
         }
     }
-    // Resolve the first direct_digits_ digits once.
+    // Resolve the first direct_digits_ digits once, by a walk over the top of the trie: a
+    // missing child fills its whole range of slots with the best match so far.
     t.direct_digits_ = t.matches_.size() >= kLargeTable ? 6 : 4;
     const std::uint32_t direct_size = t.direct_digits_ == 6 ? 1'000'000 : 10'000;
     t.direct_.assign(direct_size, 0);
-    for (std::uint32_t idx = 0; idx < direct_size; ++idx) {
-        std::uint32_t n = 0, div = direct_size / 10;
-        std::size_t level = 0;
-        for (; level < t.direct_digits_; ++level, div /= 10) {
-            const std::uint32_t c = t.nodes_[std::size_t{n} * kStride + (idx / div) % 10];
-            if (c == 0) break;
-            n = c;
+    struct Frame {
+        std::uint32_t node, depth, index;
+    };
+    std::vector<Frame> stack{{0, 0, 0}};
+    while (!stack.empty()) {
+        const Frame f = stack.back();
+        stack.pop_back();
+        const std::uint32_t* nd = t.nodes_.data() + std::size_t{f.node} * kStride;
+        std::uint32_t span = 1;  // slots covered by one child at depth f.depth + 1
+        for (std::uint32_t k = f.depth + 1; k < t.direct_digits_; ++k) span *= 10;
+        for (std::uint32_t d = 0; d < 10; ++d) {
+            const std::uint32_t idx = f.index * 10 + d;
+            const std::uint32_t c = nd[d];
+            if (c == 0) {
+                std::fill_n(t.direct_.begin() + std::size_t{idx} * span, span,
+                            kMatchOnly | nd[kMatchSlot]);
+            } else if (f.depth + 1 == t.direct_digits_) {
+                t.direct_[idx] = c;
+            } else {
+                stack.push_back({c, f.depth + 1, idx});
+            }
         }
-        t.direct_[idx] = level == t.direct_digits_
-                             ? n
-                             : kMatchOnly | t.nodes_[std::size_t{n} * kStride + kMatchSlot];
     }
     return t;
 }
