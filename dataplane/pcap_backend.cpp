@@ -3,6 +3,7 @@
 #include <pcap/pcap.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "dataplane/dataplane.hpp"
@@ -14,6 +15,29 @@ constexpr unsigned kBurst = 32;
 constexpr std::uint32_t kMaxFrame = 262144;  // libpcap's largest snaplen
 // A burst shares one `now`; cut it when capture time moves on by more than this.
 constexpr base::Nanos kBurstSpan = base::millis(1);
+
+// The link header's protocol field says IPv4/IPv6 (SLL: offset 14, SLL2: offset 0, both
+// big-endian ethertypes; BSD loopback: host-order address family).
+bool link_carries_ip(int dlt, const Frame& f) {
+    const std::uint8_t* h = f.data;
+    std::uint16_t type = 0;
+    switch (dlt) {
+        case DLT_LINUX_SLL:
+            type = static_cast<std::uint16_t>(h[-16 + 14] << 8 | h[-16 + 15]);
+            break;
+        case DLT_LINUX_SLL2:
+            type = static_cast<std::uint16_t>(h[-20] << 8 | h[-19]);
+            break;
+        case DLT_NULL: {
+            std::uint32_t fam;
+            std::memcpy(&fam, h - 4, 4);
+            return fam == 2 || fam == 24 || fam == 28 || fam == 30;  // AF_INET, AF_INET6 (BSDs)
+        }
+        default:
+            return true;
+    }
+    return type == 0x0800 || type == 0x86DD;
+}
 
 struct PcapCloser {
     void operator()(pcap_t* p) const { pcap_close(p); }
@@ -30,9 +54,25 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
         pcap_open_offline_with_tstamp_precision(in_path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err));
     if (!in) return base::make_error(in_path + ": " + err);
     const int dlt = pcap_datalink(in.get());
-    if (dlt != DLT_EN10MB && dlt != DLT_RAW)
-        return base::make_error(in_path + ": unsupported link type " + std::to_string(dlt) +
-                                " (Ethernet and raw IP are)");
+    // Link headers in front of IP for the non-Ethernet types (`tcpdump -i any` gives SLL/SLL2).
+    std::uint32_t l2 = 0;
+    switch (dlt) {
+        case DLT_EN10MB:
+        case DLT_RAW:
+            break;
+        case DLT_LINUX_SLL:
+            l2 = 16;
+            break;
+        case DLT_LINUX_SLL2:
+            l2 = 20;
+            break;
+        case DLT_NULL:
+            l2 = 4;
+            break;
+        default:
+            return base::make_error(in_path + ": unsupported link type " + std::to_string(dlt) +
+                                    " (Ethernet, raw IP, Linux cooked and BSD loopback are)");
+    }
     std::unique_ptr<pcap_t, PcapCloser> dead;
     std::unique_ptr<pcap_dumper_t, DumperCloser> out;
     if (!out_path.empty()) {
@@ -81,7 +121,12 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
             std::uint8_t* buf = &storage[std::size_t{n} * kMaxFrame];
             std::copy(data, data + caplen, buf);
             headers[n] = *h;
-            frames[n] = Frame{buf, caplen, kMaxFrame, 0, std::max(h->len, caplen)};
+            // Frames start at the Ethernet or IP header; the link header stays in front.
+            const std::uint32_t skip = std::min(l2, caplen);
+            const std::uint32_t wire = std::max(h->len, caplen);
+            frames[n] =
+                Frame{buf + skip, caplen - skip, kMaxFrame - skip, 0, wire - std::min(l2, wire)};
+            if (caplen < l2) frames[n].wire_len = 1;  // header cut: truncated
             ++n;
             if (ts - now > kBurstSpan) break;
         }
@@ -92,7 +137,12 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
                          std::span<PacketMeta>(meta.data(), n),
                          std::span<Decision>(decisions.data(), n));
         } else {
-            for (unsigned i = 0; i < n; ++i) parse_ip_packet(frames[i], meta[i], decisions[i]);
+            for (unsigned i = 0; i < n; ++i) {
+                parse_ip_packet(frames[i], meta[i], decisions[i]);
+                if (l2 && frames[i].wire_len <= frames[i].len && !link_carries_ip(dlt, frames[i]))
+                    decisions[i] =
+                        Decision{Action::to_kernel, DropReason::not_ip, 0, TrafficClass::other};
+            }
         }
         pipeline.decide(std::span<const PacketMeta>(meta.data(), n),
                         std::span<Decision>(decisions.data(), n), now);
@@ -111,9 +161,9 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
                 write = hooks.write_signaling;
             }
             if (write && out) {
-                headers[i].caplen = frames[i].len;
-                headers[i].len = frames[i].len;
-                pcap_dump(reinterpret_cast<u_char*>(out.get()), &headers[i], frames[i].data);
+                headers[i].caplen = frames[i].len + l2;
+                headers[i].len = frames[i].len + l2;
+                pcap_dump(reinterpret_cast<u_char*>(out.get()), &headers[i], frames[i].data - l2);
                 ++result.written;
             }
         }
