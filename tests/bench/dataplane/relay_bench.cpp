@@ -261,7 +261,51 @@ std::vector<double> parse_rates(const char* s) {
 }
 }  // namespace
 
+// --fit N [--mux]: opens as many of N streams as the open-file limit allows and reports the
+// count, the sockets and the process's memory (the socket relay's capacity on this machine).
+int fit(int streams, bool mux) {
+    FILE* statm = std::fopen("/proc/self/statm", "r");  // opened before the limit is reached
+    auto cfg = dataplane::PipelineConfig::defaults();
+    cfg.media_port_min = 20000;
+    cfg.media_port_max = 60000;
+    cfg.stream_capacity = static_cast<std::uint32_t>(streams);
+    dataplane::Pipeline pipeline(cfg);
+    dataplane::SocketRelay relay(pipeline);
+    base::SystemClock clock;
+    const auto ip = *base::IpAddress::parse(kRelayAddr);
+    int opened = 0;
+    std::string why;
+    const int step = mux ? 2 : 4;
+    for (int i = 0; i < streams; ++i) {
+        dataplane::StreamSpec s;
+        s.rtcp_mux = mux;
+        s.a.local = {ip, static_cast<std::uint16_t>(20000 + step * i)};
+        s.a.remote = {*base::IpAddress::parse(kGenAddr), kGenPort};
+        s.b.local = {ip, static_cast<std::uint16_t>(20000 + step * i + step / 2)};
+        s.b.remote = {*base::IpAddress::parse(kSinkAddr), kSinkPort};
+        auto id = relay.open_stream(s, clock.monotonic());
+        if (!id) {
+            why = id.error().message;
+            break;
+        }
+        ++opened;
+    }
+    long rss = 0;
+    if (statm) {
+        long size = 0, pages = 0;
+        std::rewind(statm);
+        if (std::fscanf(statm, "%ld %ld", &size, &pages) == 2) rss = pages * 4;
+        std::fclose(statm);
+    }
+    std::printf("fit mux=%d streams_opened=%d sockets=%zu rss_kb=%ld stop=\"%s\"\n", mux ? 1 : 0,
+                opened, relay.open_sockets(), rss, why.c_str());
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::string(argv[i]) == "--fit")
+            return fit(std::atoi(argv[i + 1]), argc > i + 2 && std::string(argv[i + 2]) == "--mux");
     std::string peer = "ours";
     int streams = 100;
     std::vector<double> rates{50000, 100000, 150000, 200000};
