@@ -160,34 +160,41 @@ PolicyStore::PolicyStore(std::vector<std::string> files, LoadOptions options)
 }
 
 PolicyStore::ReloadResult PolicyStore::reload(base::UnixNanos now) {
-    std::lock_guard lock(mu_);
+    std::lock_guard reload_lock(reload_mu_);
     LoadOptions opts = options_;
     auto previous = current_.load();
     opts.version = (previous ? previous->version : 0) + 1;
-    // Compiled here, on the reloading thread; readers keep using `previous` meanwhile.
+    // Compiled here, on the reloading thread, with no lock that readers or status() need;
+    // readers keep using `previous` meanwhile.
     auto loaded = load_policy(files_, opts);
     ReloadResult result;
-    status_.last_reload_at = now;
-    if (!loaded.ok()) {
-        status_.reloads_failed++;
-        status_.last_reload_ok = false;
-        status_.last_errors = loaded.errors;
-        result.ok = false;
-        result.version = previous ? previous->version : 0;
-        result.errors = std::move(loaded.errors);
-        return result;
+    std::vector<Listener> listeners;
+    {
+        std::lock_guard lock(mu_);
+        status_.last_reload_at = now;
+        if (!loaded.ok()) {
+            status_.reloads_failed++;
+            status_.last_reload_ok = false;
+            status_.last_errors = loaded.errors;
+            result.ok = false;
+            result.version = previous ? previous->version : 0;
+            result.errors = std::move(loaded.errors);
+            return result;
+        }
+        current_.store(loaded.value);
+        status_.reloads_ok++;
+        status_.last_reload_ok = true;
+        status_.last_errors.clear();
+        status_.version = loaded.value->version;
+        status_.hash = loaded.value->hash;
+        status_.loaded_at = now;
+        status_.files = loaded.value->source_files;
+        listeners = listeners_;
     }
-    current_.store(loaded.value);
-    status_.reloads_ok++;
-    status_.last_reload_ok = true;
-    status_.last_errors.clear();
-    status_.version = loaded.value->version;
-    status_.hash = loaded.value->hash;
-    status_.loaded_at = now;
-    status_.files = loaded.value->source_files;
     result.ok = true;
     result.version = loaded.value->version;
-    for (const auto& l : listeners_) l(loaded.value);
+    // Outside mu_: a listener may call status().
+    for (const auto& l : listeners) l(loaded.value);
     return result;
 }
 
@@ -197,8 +204,9 @@ PolicyStatus PolicyStore::status() const {
 }
 
 void PolicyStore::on_change(Listener listener) {
-    std::lock_guard lock(mu_);
+    std::lock_guard reload_lock(reload_mu_);  // no reload can slip between these two steps
     if (auto p = current_.load()) listener(p);
+    std::lock_guard lock(mu_);
     listeners_.push_back(std::move(listener));
 }
 

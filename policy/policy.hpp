@@ -609,7 +609,8 @@ class PolicyStore {
     std::vector<std::string> files_;
     LoadOptions options_;
     std::atomic<std::shared_ptr<const Policy>> current_;
-    mutable std::mutex mu_;  // serializes reloads; guards status_ and listeners_
+    std::mutex reload_mu_;   // serializes reloads and listener calls
+    mutable std::mutex mu_;  // guards status_ and listeners_ (never held while compiling)
     PolicyStatus status_;
     std::vector<Listener> listeners_;
 };

@@ -73,8 +73,11 @@ TEST_CASE("a failed reload keeps the previous policy and reports every error", "
     CHECK(store.status().last_result() == "none");
 
     std::vector<std::uint64_t> seen_versions;
-    store.on_change(
-        [&](const std::shared_ptr<const Policy>& p) { seen_versions.push_back(p->version); });
+    std::vector<std::uint64_t> status_versions;
+    store.on_change([&](const std::shared_ptr<const Policy>& p) {
+        seen_versions.push_back(p->version);
+        status_versions.push_back(store.status().version);  // must not deadlock
+    });
 
     auto r1 = store.reload(1000);
     REQUIRE(r1.ok);
@@ -114,6 +117,7 @@ TEST_CASE("a failed reload keeps the previous policy and reports every error", "
     CHECK(st.last_result() == "ok");
     CHECK(st.last_errors.empty());
     CHECK(seen_versions == std::vector<std::uint64_t>{1, 2});
+    CHECK(status_versions == std::vector<std::uint64_t>{1, 2});
 }
 
 TEST_CASE("reloads under load: every evaluation sees a complete valid snapshot",
