@@ -575,3 +575,121 @@ TEST_CASE("dpdk backend applies stream and ban commands from another thread whil
         if (e.kind == dp::MediaEventKind::latched && e.call_id == 7) ++latched;
     CHECK(latched == 2);
 }
+
+namespace {
+// Runs a command and returns its standard output.
+std::string capture(const std::string& cmd) {
+    std::string out;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+        char buf[256];
+        while (std::fgets(buf, sizeof buf, p)) out += buf;
+        pclose(p);
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("dpdk backend between real kernels: af_packet data port on a veth, net_tap exception",
+          "[veth]") {
+    if (access("/dev/net/tun", R_OK | W_OK) != 0)
+        FAIL("/dev/net/tun is not usable: the net_tap exception port needs it (run as root)");
+    if (sh("command -v ip >/dev/null && command -v python3 >/dev/null && "
+           "command -v ethtool >/dev/null") != 0)
+        FAIL("needs iproute2, python3 and ethtool (scripts/setup installs them)");
+    const std::string tag = std::to_string(getpid() % 100000);
+    const std::string peer_ns = "sbcpeer" + tag, sbc_ns = "sbchost" + tag;
+    const std::string veth = "sbcv" + tag, veth_peer = "sbcp" + tag, tap = "sbct" + tag;
+    // The peer: a namespace with two addresses (caller .20 and callee .21) on one veth; the
+    // other end of the veth is the SBC's data port (net_af_packet).
+    const auto setup_ok = [&] {
+        return sh("ip netns add " + peer_ns) == 0 && sh("ip netns add " + sbc_ns) == 0 &&
+               sh("ip link add " + veth + " type veth peer name " + veth_peer) == 0 &&
+               sh("ip link set " + veth_peer + " netns " + peer_ns) == 0 &&
+               sh("sysctl -qw net.ipv6.conf." + veth + ".disable_ipv6=1") == 0 &&
+               sh("ip link set " + veth + " up") == 0 &&
+               sh("ip netns exec " + peer_ns + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1") ==
+                   0 &&
+               sh("ip netns exec " + peer_ns + " ip addr add 203.0.113.20/24 dev " + veth_peer) ==
+                   0 &&
+               sh("ip netns exec " + peer_ns + " ip addr add 203.0.113.21/24 dev " + veth_peer) ==
+                   0 &&
+               sh("ip netns exec " + peer_ns + " ip link set " + veth_peer + " up") == 0 &&
+               // A veth hands AF_PACKET frames whose UDP checksum the kernel has not filled
+               // in yet (checksum offload); a NIC's wire never carries those.
+               sh("ip netns exec " + peer_ns + " ethtool -K " + veth_peer + " tx off >/dev/null") ==
+                   0;
+    };
+    const auto cleanup = [&] {
+        sh("ip netns del " + peer_ns + " 2>/dev/null");
+        sh("ip netns del " + sbc_ns + " 2>/dev/null");
+        sh("ip link del " + veth + " 2>/dev/null");
+    };
+    if (!setup_ok()) {
+        cleanup();
+        FAIL("could not create the veth pair and namespaces (needs root and iproute2)");
+    }
+
+    auto pc = pipeline_config();
+    dp::Pipeline pipeline(pc);
+    sbc::base::SystemClock clock;
+    dp::StreamSpec spec;
+    spec.a.local = Endpoint{ip(kSbc), 30000};
+    spec.a.remote = Endpoint{ip(Ip4{203, 0, 113, 20}), 4000};
+    spec.b.local = Endpoint{ip(kSbc), 30002};
+    spec.b.remote = Endpoint{ip(Ip4{203, 0, 113, 21}), 6000};
+    REQUIRE(pipeline.media().create(spec, clock.monotonic()).ok());
+
+    dpdk::BackendConfig cfg;
+    cfg.eal_args = eal_args("veth");
+    cfg.ports = {{"net_af_packet0,iface=" + veth, "net_tap0,iface=" + tap}};
+    cfg.mbufs_per_port = 2047;
+    cfg.rx_descriptors = cfg.tx_descriptors = 256;
+    auto backend = dpdk::Backend::create(cfg, pipeline);
+    if (!backend) {
+        cleanup();
+        FAIL("DPDK backend with net_af_packet/net_tap did not start: " << backend.error().message);
+    }
+    // The SBC's host stack: the tap in a namespace with the SBC's address.
+    const bool host_ok =
+        sh("ip link set " + tap + " netns " + sbc_ns) == 0 &&
+        sh("ip netns exec " + sbc_ns + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1") == 0 &&
+        sh("ip netns exec " + sbc_ns + " ip addr add 203.0.113.10/24 dev " + tap) == 0 &&
+        sh("ip netns exec " + sbc_ns + " ip link set " + tap + " up") == 0;
+
+    // The caller sends 10 RTP packets to the SBC (after resolving its address by ARP through the
+    // exception path); the callee's socket must get them from the SBC's other media port.
+    const std::string script =
+        "import socket,time\n"
+        "b=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);b.bind(('203.0.113.21',6000));"
+        "b.settimeout(0.5)\n"
+        "a=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);a.bind(('203.0.113.20',4000))\n"
+        "got=[];t=time.time()\n"
+        "for i in range(10):\n"
+        "  a.sendto(bytes([0x80,0,0,i])+bytes(168),('203.0.113.10',30000));time.sleep(0.02)\n"
+        "while len(got)<10 and time.time()-t<3:\n"
+        "  try: d,s=b.recvfrom(2048);got.append('%s:%d'%s)\n"
+        "  except socket.timeout: pass\n"
+        "print(len(got),' '.join(sorted(set(got))))\n";
+    std::string peer_output;
+    std::thread peer([&] {
+        if (host_ok)
+            peer_output = capture("ip netns exec " + peer_ns + " timeout 10 python3 -c \"" +
+                                  script + "\" 2>&1");
+        (*backend)->request_stop();
+    });
+    dpdk::StopCondition stop;
+    stop.max_duration = sbc::base::seconds(15);
+    const dpdk::RunResult r = (*backend)->run(stop, clock);
+    peer.join();
+    backend->reset();
+    cleanup();
+    dpdk::shutdown_eal();
+    REQUIRE(host_ok);
+
+    using C = dpdk::BackendCounter;
+    INFO("peer said: " << peer_output);
+    CHECK(peer_output == "10 203.0.113.10:30002\n");
+    CHECK(r.counters[C::relayed] >= 10);
+    CHECK(r.counters[C::to_kernel] >= 1);    // the caller's ARP request
+    CHECK(r.counters[C::from_kernel] >= 1);  // the host's ARP reply
+}
