@@ -39,7 +39,7 @@ constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0
 constexpr base::Nanos kTombstone = 32 * base::kNanosPerSecond;
 constexpr std::size_t kEvictionSample = 8;
 constexpr std::size_t kEvictionScan = 64;
-constexpr std::size_t kSweepPerEvent = 2;
+constexpr std::size_t kSweepPerEvent = 1;
 
 enum class CompType : std::uint8_t { counter, distinct, sequential };
 enum class CountEvent : std::uint8_t {
@@ -87,6 +87,8 @@ struct Component {
     std::uint8_t what = 0;  // CountEvent or DistinctValue
     base::Nanos window = 0;
     base::Nanos width = 1;  // sub-bucket width of a counter
+    std::uint16_t width_idx = 0;
+    std::uint16_t scope_idx = 0;  // into Impl::scopes; 0 = no scope
     std::uint32_t window_s = 1;
     std::uint32_t capacity = 0;  // distinct sets
     std::uint32_t offset = 0;    // in the slot
@@ -106,6 +108,7 @@ struct KindTable {
 struct CompiledRule {
     const Rule* rule = nullptr;
     CompiledScope scope;
+    std::uint16_t scope_idx = 0;
     int comp_a = -1;  // feature value (numerator of a ratio)
     int comp_b = -1;  // denominator of a ratio
     bool observe = false;
@@ -148,8 +151,14 @@ struct BanEntry {
     base::Nanos until;
 };
 
+constexpr std::size_t kMaxWidths = 64;
+constexpr std::size_t kMaxScopes = 64;
+
 struct Ctx {
     EventKind kind = EventKind::invite;
+    std::uint64_t scope_bits = 1;  // bit i: Impl::scopes[i] matches this event
+    std::uint32_t epoch[kMaxWidths];
+    double into[kMaxWidths];
     base::Nanos now = 0;
     std::uint32_t now_s = 0;
     std::uint64_t key_hash[kKeyKindCount] = {};
@@ -222,6 +231,9 @@ struct Engine::Impl {
     std::array<KindTable, kKeyKindCount> kinds;
     std::vector<CompiledRule> rules;
     std::vector<CompiledDeny> denies;
+    std::vector<base::Nanos> widths;
+    std::vector<CompiledScope> scopes;  // distinct scopes; [0] matches everything
+    std::vector<std::string> scope_sigs;
     bool need_source_country = false;
     SlotTable calls;
     std::size_t calls_cursor = 0;
@@ -248,6 +260,9 @@ struct Engine::Impl {
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
     bool scope_match(const CompiledScope& s, const Ctx& c) const;
+    void prepare(Ctx& c) const;
+    base::Result<std::uint16_t> scope_index(const CompiledScope& s);
+    base::Result<std::uint16_t> width_index(base::Nanos w);
     void update(Ctx& c);
     void evaluate(Ctx& c, Verdict& out);
     void finish(Ctx& c, const Source& src, Verdict& out);
@@ -288,6 +303,39 @@ base::Result<CompiledScope> Engine::Impl::compile_scope(const Scope& s) const {
     }
     cs.time = s.time;
     return cs;
+}
+
+std::string scope_signature(const CompiledScope& s) {
+    std::string sig;
+    for (auto t : s.tenants) sig += std::to_string(t) + ",";
+    sig += "/";
+    for (auto g : s.groups) sig += g ? '1' : '0';
+    sig += "/" + std::to_string(s.dest_mask) + "/" + std::to_string(static_cast<int>(s.time));
+    return sig;
+}
+
+base::Result<std::uint16_t> Engine::Impl::scope_index(const CompiledScope& s) {
+    if (scopes.empty()) {
+        scopes.push_back(CompiledScope{});
+        scope_sigs.push_back(scope_signature(CompiledScope{}));
+    }
+    auto sig = scope_signature(s);
+    for (std::size_t i = 0; i < scope_sigs.size(); ++i)
+        if (scope_sigs[i] == sig) return static_cast<std::uint16_t>(i);
+    if (scopes.size() >= kMaxScopes)
+        return base::make_error("at most 64 distinct rule scopes are supported");
+    scopes.push_back(s);
+    scope_sigs.push_back(sig);
+    return static_cast<std::uint16_t>(scopes.size() - 1);
+}
+
+base::Result<std::uint16_t> Engine::Impl::width_index(base::Nanos w) {
+    for (std::size_t i = 0; i < widths.size(); ++i)
+        if (widths[i] == w) return static_cast<std::uint16_t>(i);
+    if (widths.size() >= kMaxWidths)
+        return base::make_error("at most 64 distinct rule windows are supported");
+    widths.push_back(w);
+    return static_cast<std::uint16_t>(widths.size() - 1);
 }
 
 int Engine::Impl::add_component(KindTable& kt, Component c) {
@@ -363,6 +411,9 @@ base::Result<void> Engine::Impl::compile() {
         auto scope = compile_scope(r.scope);
         if (!scope) return err(scope.error().message);
         cr.scope = std::move(*scope);
+        auto si = scope_index(cr.scope);
+        if (!si) return err(si.error().message);
+        cr.scope_idx = *si;
         bool windowed = !is_event_feature(r.feature) && r.feature != Feature::concurrent_calls;
         if (windowed && r.window < base::kNanosPerSecond) return err("window must be >= 1s");
         auto& kt = kinds[static_cast<std::size_t>(r.key)];
@@ -372,6 +423,10 @@ base::Result<void> Engine::Impl::compile() {
         c.width = std::max<base::Nanos>(1, r.window / (WindowCounter::kBuckets - 1));
         c.window_s = std::max<std::uint32_t>(1, to_seconds(r.window));
         c.filter = cr.scope;
+        c.scope_idx = cr.scope_idx;
+        auto wi = width_index(c.width);
+        if (!wi) return err(wi.error().message);
+        c.width_idx = *wi;
         auto counter = [&](CountEvent e, std::uint64_t mask = 0) {
             Component x = c;
             x.type = CompType::counter;
@@ -610,7 +665,7 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
         auto ki = static_cast<std::size_t>(k);
         c.key_hash[ki] = h;
         c.has_key[ki] = true;
-        if (kinds[ki].used && create) c.slot[ki] = find_or_create(k, h, c.now_s);
+        if (kinds[ki].used) kinds[ki].table.prefetch(h);
     };
     if (!src.addr.is_unspecified()) {
         set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
@@ -620,6 +675,14 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
     }
     if (!account.empty()) set(KeyKind::account, hash_string(account, kSalt[2]));
     if (!tenant.empty()) set(KeyKind::tenant, c.tenant_hash);
+    if (!create) return;
+    // Second pass, once the buckets are on their way into the cache.
+    for (std::size_t ki = 0; ki < static_cast<std::size_t>(KeyKind::destination_prefix); ++ki)
+        if (c.has_key[ki] && kinds[ki].used) {
+            c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now_s);
+            if (c.slot[ki] >= 0)
+                kinds[ki].table.prefetch_slot(static_cast<std::size_t>(c.slot[ki]));
+        }
 }
 
 void Engine::Impl::resolve_destination(Ctx& c, std::string_view callee) {
@@ -699,6 +762,17 @@ bool Engine::Impl::scope_match(const CompiledScope& s, const Ctx& c) const {
     return true;
 }
 
+// Once per event: which scopes match, and where `now` falls for every window width.
+void Engine::Impl::prepare(Ctx& c) const {
+    c.scope_bits = 1;
+    for (std::size_t i = 1; i < scopes.size(); ++i)
+        if (scope_match(scopes[i], c)) c.scope_bits |= std::uint64_t{1} << i;
+    for (std::size_t i = 0; i < widths.size(); ++i) {
+        c.epoch[i] = WindowCounter::epoch_of(c.now, widths[i]);
+        c.into[i] = WindowCounter::fraction(c.now, widths[i]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // State updates and rule evaluation
 
@@ -710,7 +784,7 @@ void Engine::Impl::update(Ctx& c) {
         auto* hdr = reinterpret_cast<KeyHeader*>(base_ptr);
         if (c.now_s > hdr->last_seen_s) hdr->last_seen_s = c.now_s;
         for (const auto& comp : kt.comps) {
-            if (!scope_match(comp.filter, c)) continue;
+            if (!(c.scope_bits >> comp.scope_idx & 1)) continue;
             void* p = base_ptr + comp.offset;
             switch (comp.type) {
                 case CompType::counter: {
@@ -744,7 +818,7 @@ void Engine::Impl::update(Ctx& c) {
                             hit = c.kind == EventKind::end && c.short_ring;
                             break;
                     }
-                    if (hit) static_cast<WindowCounter*>(p)->add(c.now, comp.width);
+                    if (hit) static_cast<WindowCounter*>(p)->add_at(c.epoch[comp.width_idx]);
                     break;
                 }
                 case CompType::distinct: {
@@ -855,7 +929,7 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
     double score = 0, shadow = 0;
     for (const auto& cr : rules) {
         if (cr.call_feature && c.kind != EventKind::invite) continue;
-        if (!scope_match(cr.scope, c)) continue;
+        if (!(c.scope_bits >> cr.scope_idx & 1)) continue;
         const Rule& r = *cr.rule;
         auto ki = static_cast<std::size_t>(r.key);
         double value = 0;
@@ -867,7 +941,7 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         auto counter = [&](int i) {
             const auto& comp = comps[static_cast<std::size_t>(i)];
             return reinterpret_cast<const WindowCounter*>(slot + comp.offset)
-                ->value(c.now, comp.width);
+                ->value_at(c.epoch[comp.width_idx], c.into[comp.width_idx]);
         };
         switch (r.feature) {
             case Feature::scanner_user_agent:
@@ -1163,6 +1237,7 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
         }
     }
     if (!a.callee.empty()) c.target_hash = static_cast<std::uint32_t>(hash_string(a.callee, 13));
+    m.prepare(c);
     m.update(c);
     m.evaluate(c, out);
     m.finish(c, a.source, out);
@@ -1197,6 +1272,32 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
         m.counters.add(Counter::events_emitted);
     }
     m.sweep(a.now, kSweepPerEvent);
+}
+
+void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out) {
+    constexpr std::size_t kAhead = 4;
+    auto& m = *impl_;
+    auto prefetch = [&](const CallAttempt& a) {
+        if (!a.source.addr.is_unspecified()) {
+            if (m.kinds[0].used) m.kinds[0].table.prefetch(mix64(a.source.addr.hash() ^ kSalt[0]));
+            if (m.kinds[1].used) {
+                auto p = base::covering_prefix(a.source.addr, m.cfg.source_prefix_v4,
+                                               m.cfg.source_prefix_v6);
+                m.kinds[1].table.prefetch(
+                    mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
+            }
+        }
+        if (m.kinds[2].used && !a.account.empty())
+            m.kinds[2].table.prefetch(hash_string(a.account, kSalt[2]));
+        if (!a.call_id.empty()) m.calls.prefetch(hash_string(a.call_id, 0xca11));
+        if (m.bans.size()) m.bans.prefetch(a.source.addr.hash());
+    };
+    std::size_t n = std::min(in.size(), out.size());
+    for (std::size_t i = 0; i < std::min(n, kAhead); ++i) prefetch(in[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i + kAhead < n) prefetch(in[i + kAhead]);
+        on_attempt(in[i], out[i]);
+    }
 }
 
 void Engine::on_answer(const CallAnswered& a) {
@@ -1245,6 +1346,7 @@ void Engine::on_end(const CallEnded& ev) {
                        ev.now - e->start < static_cast<base::Nanos>(m.cfg.short_ring_seconds) *
                                                base::kNanosPerSecond;
     }
+    m.prepare(c);
     m.update(c);
     m.sweep(ev.now, kSweepPerEvent);
 }
@@ -1268,6 +1370,7 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     c.auth_failed = !a.success;
     if (!a.success && !a.username.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(a.username, 17));
+    m.prepare(c);
     m.update(c);
     m.evaluate(c, out);
     m.finish(c, a.source, out);
@@ -1307,6 +1410,7 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     } else if (r.user_agent.empty()) {
         c.scanner = m.cfg.empty_user_agent_is_scanner;
     }
+    m.prepare(c);
     m.update(c);
     m.evaluate(c, out);
     m.finish(c, r.source, out);
@@ -1345,6 +1449,10 @@ std::size_t Engine::tracked_keys(KeyKind k) const {
 std::size_t Engine::key_capacity(KeyKind k) const {
     const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
     return kt.used ? kt.table.capacity() : 0;
+}
+std::size_t Engine::slot_bytes(KeyKind k) const {
+    const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
+    return kt.used ? kt.slot_bytes : 0;
 }
 std::size_t Engine::tracked_calls() const {
     return impl_->calls.size();

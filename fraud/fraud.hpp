@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -318,6 +319,10 @@ class Engine {
     Engine& operator=(const Engine&) = delete;
 
     void on_attempt(const CallAttempt& a, Verdict& out);
+    // A burst of attempts (out.size() >= in.size()): the same verdicts as one by one, with the
+    // state of the next attempts prefetched while the current one is scored, so the cache
+    // misses of several events overlap (per-key state is far larger than the caches).
+    void on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out);
     void on_answer(const CallAnswered& a);
     void on_end(const CallEnded& e);
     void on_auth(const AuthResult& a, Verdict& out);
@@ -338,7 +343,8 @@ class Engine {
     std::size_t key_capacity(KeyKind k) const;
     std::size_t tracked_calls() const;
     std::size_t active_bans(base::Nanos now) const;
-    std::size_t table_bytes() const;  // fixed at creation
+    std::size_t table_bytes() const;          // fixed at creation
+    std::size_t slot_bytes(KeyKind k) const;  // per-key state of a kind (0 = kind not tracked)
     // Current concurrent-call counter of a key (tests, `sbc policy test`).
     std::int64_t concurrent_calls(KeyKind k, std::string_view key_value) const;
     const EngineConfig& config() const;

@@ -1,8 +1,13 @@
 #pragma once
 // Internal to fraud/: the fixed-size per-key state components and the flat hash table that
 // holds them. Nothing here allocates after construction.
+#include <sys/mman.h>
 #include <cstdint>
+
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -46,8 +51,18 @@ struct WindowCounter {
         return static_cast<std::uint32_t>((now < 0 ? 0 : now) / width);
     }
 
-    void add(base::Nanos now, base::Nanos width) {
-        std::uint32_t e = epoch_of(now, width);
+    void add(base::Nanos now, base::Nanos width) { add_at(epoch_of(now, width)); }
+    double value(base::Nanos now, base::Nanos width) const {
+        return value_at(epoch_of(now, width), fraction(now, width));
+    }
+    // How far `now` is into its bucket, [0, 1).
+    static double fraction(base::Nanos now, base::Nanos width) {
+        return static_cast<double>((now < 0 ? 0 : now) % width) / static_cast<double>(width);
+    }
+
+    // The same with the epoch and fraction computed once per event for every counter of a
+    // width (a 64-bit division per counter would cost more than the counting).
+    void add_at(std::uint32_t e) {
         if (e > epoch) {
             std::uint32_t gap = e - epoch;
             if (gap >= kBuckets) {
@@ -63,8 +78,7 @@ struct WindowCounter {
         if (b != 0xffff) ++b;  // saturate, never wrap
     }
 
-    double value(base::Nanos now, base::Nanos width) const {
-        std::uint32_t e = epoch_of(now, width);
+    double value_at(std::uint32_t e, double into) const {
         if (e < epoch) e = epoch;
         if (e - epoch >= kBuckets) return 0;
         double sum = 0;
@@ -77,8 +91,6 @@ struct WindowCounter {
         if (e >= kBuckets - 1) {
             std::uint32_t oldest = e - (kBuckets - 1);
             if (oldest <= epoch && epoch - oldest < kBuckets) {
-                double into =
-                    static_cast<double>((now < 0 ? 0 : now) % width) / static_cast<double>(width);
                 sum += buckets[oldest % kBuckets] * (1.0 - into);
             }
         }
@@ -150,6 +162,38 @@ struct KeyHeader {
 };
 static_assert(sizeof(KeyHeader) == 16);
 
+// A zeroed array of 64-bit words. Tables of hundreds of MiB are read at random: with 4 KiB
+// pages nearly every access is also a TLB miss (two-level walks under virtualization), so
+// large arrays are 2 MiB aligned and advised to transparent huge pages before first touch.
+class HugeArray {
+  public:
+    HugeArray() = default;
+    HugeArray(const HugeArray&) = delete;
+    HugeArray& operator=(const HugeArray&) = delete;
+    ~HugeArray() { std::free(p_); }
+
+    void assign(std::size_t n, std::uint64_t zero) {
+        (void)zero;
+        std::free(p_);
+        constexpr std::size_t kHuge = 2u << 20;
+        std::size_t bytes = std::max<std::size_t>(n * 8, 64);
+        bool huge = bytes >= kHuge;
+        if (huge) bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
+        p_ = static_cast<std::uint64_t*>(std::aligned_alloc(huge ? kHuge : 64, bytes));
+        if (!p_) throw std::bad_alloc();  // start-up only
+        if (huge) madvise(p_, bytes, MADV_HUGEPAGE);
+        std::memset(p_, 0, bytes);
+        n_ = n;
+    }
+    std::uint64_t& operator[](std::size_t i) { return p_[i]; }
+    const std::uint64_t& operator[](std::size_t i) const { return p_[i]; }
+    std::size_t size() const { return n_; }
+
+  private:
+    std::uint64_t* p_ = nullptr;
+    std::size_t n_ = 0;
+};
+
 // Open addressing with linear probing over a power-of-two array, at most `capacity` entries
 // (load <= 3/4), backward-shift deletion (no tombstones, so probes stay short forever). Slots
 // are runtime-sized byte blocks; hash 0 marks an empty bucket.
@@ -170,6 +214,20 @@ class SlotTable {
     }
 
     static std::uint64_t fix(std::uint64_t h) { return h == 0 ? 1 : h; }
+
+    // Starts loading the home bucket of `h` (and its slot) before the lookup needs it: an
+    // event touches several tables, and overlapping their cache misses is most of the cost.
+    // Most keys sit in their home bucket (load <= 3/4), so the whole home slot is fetched:
+    // the memory system then serves the lines of several tables in parallel.
+    void prefetch(std::uint64_t h) const {
+        std::size_t i = fix(h) & mask_;
+        __builtin_prefetch(&hashes_[i]);
+        prefetch_slot(i);
+    }
+    void prefetch_slot(std::size_t i) const {
+        const char* p = reinterpret_cast<const char*>(&data_[i * slot_words_]);
+        for (std::size_t off = 0; off < slot_words_ * 8; off += 64) __builtin_prefetch(p + off);
+    }
 
     std::int64_t find(std::uint64_t h) const {
         h = fix(h);
@@ -216,8 +274,8 @@ class SlotTable {
     std::size_t bytes() const { return hashes_.size() * 8 + data_.size() * 8; }
 
   private:
-    std::vector<std::uint64_t> hashes_;
-    std::vector<std::uint64_t> data_;
+    HugeArray hashes_;
+    HugeArray data_;
     std::size_t slot_words_ = 1;
     std::size_t mask_ = 0;
     std::size_t size_ = 0;
