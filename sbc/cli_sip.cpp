@@ -89,7 +89,7 @@ int run_parse(const std::string& path) {
     sip::Message m;
     sip::Status s = m.parse(bytes);
     if (!s.ok) {
-        std::cout << "rejected: " << s.reason;
+        std::cout << "rejected: " << s.reason << " [" << sip::name(s.code) << "]";
         if (s.sip_status)
             std::cout << " (a server answers " << s.sip_status << ")";
         else

@@ -142,26 +142,27 @@ Status parse_params(Cursor& c, std::vector<Param>& pool, ParamRange& range, bool
     for (;;) {
         c.skip_ws();
         if (c.done() || (list && c.peek() == ',')) return Status::success();
-        if (!c.eat(';')) return Status::fail(400, "unexpected character after header value");
+        if (!c.eat(';')) return Status::fail(400, Reject::unexpected_character_after_header_value);
         c.skip_ws();
         Param p;
         p.name = c.token();
-        if (p.name.empty()) return Status::fail(400, "empty header parameter");
+        if (p.name.empty()) return Status::fail(400, Reject::empty_header_parameter);
         c.skip_ws();
         if (c.eat('=')) {
             c.skip_ws();
             p.has_value = true;
             if (!c.done() && c.peek() == '"') {
-                if (!c.quoted(p.value)) return Status::fail(400, "unterminated quoted string");
+                if (!c.quoted(p.value))
+                    return Status::fail(400, Reject::unterminated_quoted_string);
             } else {
                 const char* b = c.p;
                 while (!c.done() && (is_token(*c.p) || *c.p == ':' || *c.p == '[' || *c.p == ']'))
                     ++c.p;
                 p.value = view(b, c.p);
-                if (p.value.empty()) return Status::fail(400, "empty parameter value");
+                if (p.value.empty()) return Status::fail(400, Reject::empty_parameter_value);
             }
         }
-        if (pool.size() >= 0xffff) return Status::fail(400, "too many parameters");
+        if (pool.size() >= 0xffff) return Status::fail(400, Reject::too_many_parameters);
         pool.push_back(p);
         ++range.count;
     }
@@ -172,12 +173,12 @@ Status parse_name_addr(Cursor& c, NameAddr& a, std::vector<Param>& pool, const L
                        bool list) {
     c.skip_ws();
     const char* start = c.p;
-    if (c.done()) return Status::fail(400, "empty address");
+    if (c.done()) return Status::fail(400, Reject::empty_address);
     if (c.peek() == '"') {
-        if (!c.quoted(a.display_name)) return Status::fail(400, "unterminated quoted string");
+        if (!c.quoted(a.display_name)) return Status::fail(400, Reject::unterminated_quoted_string);
         a.display_quoted = true;
         c.skip_ws();
-        if (c.done() || c.peek() != '<') return Status::fail(400, "display name without <URI>");
+        if (c.done() || c.peek() != '<') return Status::fail(400, Reject::display_name_without_uri);
     } else if (c.peek() != '<') {
         // A token display name is followed by '<'; otherwise this is an addr-spec. RFC 4475
         // §3.1.1.6: no LWS is needed before '<'.
@@ -191,7 +192,7 @@ Status parse_name_addr(Cursor& c, NameAddr& a, std::vector<Param>& pool, const L
     std::string_view uri_text;
     if (c.eat('<')) {
         const char* gt = static_cast<const char*>(std::memchr(c.p, '>', c.end - c.p));
-        if (!gt) return Status::fail(400, "missing '>' after URI");
+        if (!gt) return Status::fail(400, Reject::missing_closing_angle_bracket);
         uri_text = view(c.p, gt);
         c.p = gt + 1;
         a.bracketed = true;
@@ -202,7 +203,7 @@ Status parse_name_addr(Cursor& c, NameAddr& a, std::vector<Param>& pool, const L
         uri_text = view(b, c.p);
         // RFC 3261 §20: a URI with ',', ';' or '?' must be enclosed in <> (RFC 4475 §3.1.2.13).
         if (uri_text.find('?') != std::string_view::npos)
-            return Status::fail(400, "URI with headers must be enclosed in <>");
+            return Status::fail(400, Reject::unbracketed_uri_with_headers);
     }
     if (Status s = parse_fresh_uri(uri_text, a.uri, pool, limits); !s) return s;
     if (Status s = parse_params(c, pool, a.params, list); !s) return s;
@@ -226,26 +227,27 @@ Status parse_via(Cursor& c, Via& v, std::vector<Param>& pool) {
     const char* start = c.p;
     v.protocol_name = c.token();
     c.skip_ws();
-    if (v.protocol_name.empty() || !c.eat('/')) return Status::fail(400, "malformed Via protocol");
+    if (v.protocol_name.empty() || !c.eat('/'))
+        return Status::fail(400, Reject::malformed_via_protocol);
     c.skip_ws();
     v.protocol_version = c.token();
     c.skip_ws();
     if (v.protocol_version.empty() || !c.eat('/'))
-        return Status::fail(400, "malformed Via protocol");
+        return Status::fail(400, Reject::malformed_via_protocol);
     c.skip_ws();
     v.transport = c.token();
-    if (v.transport.empty()) return Status::fail(400, "malformed Via transport");
-    if (c.done() || !is_ws(c.peek())) return Status::fail(400, "malformed Via sent-by");
+    if (v.transport.empty()) return Status::fail(400, Reject::malformed_via_transport);
+    if (c.done() || !is_ws(c.peek())) return Status::fail(400, Reject::malformed_via_sent_by);
     c.skip_ws();
     const char* hb = c.p;
     if (c.eat('[')) {
         while (!c.done() && (is(*c.p, kHex) || *c.p == ':' || *c.p == '.')) ++c.p;
-        if (!c.eat(']')) return Status::fail(400, "malformed IPv6 reference in Via");
+        if (!c.eat(']')) return Status::fail(400, Reject::malformed_ipv6_reference_in_via);
     } else {
         while (!c.done() && is(*c.p, kHost)) ++c.p;
     }
     v.host = view(hb, c.p);
-    if (v.host.empty()) return Status::fail(400, "Via without host");
+    if (v.host.empty()) return Status::fail(400, Reject::via_without_host);
     const char* save = c.p;
     c.skip_ws();
     if (c.eat(':')) {
@@ -254,7 +256,7 @@ Status parse_via(Cursor& c, Via& v, std::vector<Param>& pool) {
         while (!c.done() && is_digit(*c.p)) ++c.p;
         v.port_text = view(pb, c.p);
         std::uint64_t port = 0;
-        if (!parse_uint(v.port_text, 65535, port)) return Status::fail(400, "bad Via port");
+        if (!parse_uint(v.port_text, 65535, port)) return Status::fail(400, Reject::bad_via_port);
         v.port = static_cast<std::uint16_t>(port);
         v.has_port = true;
     } else {
@@ -290,7 +292,7 @@ Status parse_credentials(Cursor& c, Credentials& cr, std::vector<Param>& pool) {
     c.skip_ws();
     cr.raw = view(c.p, c.end);
     cr.scheme = c.token();
-    if (cr.scheme.empty()) return Status::fail(400, "malformed credentials");
+    if (cr.scheme.empty()) return Status::fail(400, Reject::malformed_credentials);
     cr.params.begin = static_cast<std::uint16_t>(pool.size());
     cr.params.count = 0;
     for (;;) {
@@ -298,20 +300,21 @@ Status parse_credentials(Cursor& c, Credentials& cr, std::vector<Param>& pool) {
         if (c.done()) break;
         Param p;
         p.name = c.token();
-        if (p.name.empty()) return Status::fail(400, "malformed credentials");
+        if (p.name.empty()) return Status::fail(400, Reject::malformed_credentials);
         c.skip_ws();
         if (c.eat('=')) {
             c.skip_ws();
             p.has_value = true;
             if (!c.done() && c.peek() == '"') {
-                if (!c.quoted(p.value)) return Status::fail(400, "unterminated quoted string");
+                if (!c.quoted(p.value))
+                    return Status::fail(400, Reject::unterminated_quoted_string);
             } else {
                 const char* b = c.p;
                 while (!c.done() && !is_ws(*c.p) && *c.p != ',') ++c.p;
                 p.value = view(b, c.p);
             }
         }
-        if (pool.size() >= 0xffff) return Status::fail(400, "too many parameters");
+        if (pool.size() >= 0xffff) return Status::fail(400, Reject::too_many_parameters);
         pool.push_back(p);
         ++cr.params.count;
         c.skip_ws();
@@ -487,37 +490,37 @@ Status Message::parse_owned(std::string_view datagram, const Limits& limits) {
 }
 
 Status Message::parse_impl(const Limits& limits) {
-    if (buf_.size() > limits.max_message_size) return Status::fail(513, "message too large");
+    if (buf_.size() > limits.max_message_size) return Status::fail(513, Reject::message_too_large);
     const char* p = buf_.data();
     const char* end = p + buf_.size();
     // RFC 3261 §7.5: ignore CRLFs before the start line.
     while (p < end && (*p == '\r' || *p == '\n')) ++p;
-    if (p == end) return Status::fail(0, "empty message");
+    if (p == end) return Status::fail(0, Reject::empty_message);
     const char* msg_start = p;
 
     // Start line.
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
-    if (!nl) return Status::fail(400, "no line end after start line");
+    if (!nl) return Status::fail(400, Reject::no_line_end_after_start_line);
     const char* le = (nl > p && nl[-1] == '\r') ? nl - 1 : nl;
     if (static_cast<std::size_t>(le - p) > limits.max_line_length)
-        return Status::fail(414, "start line too long");
+        return Status::fail(414, Reject::start_line_too_long);
     start_line_ = view(p, le);
     std::string_view line = start_line_;
     if (line.size() >= 4 && line.substr(0, 4) == "SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (RFC 3261 §7.2). A bad
         // response is dropped, not answered (sip_status 0).
         std::size_t sp = line.find(' ');
-        if (sp == std::string_view::npos) return Status::fail(0, "malformed status line");
+        if (sp == std::string_view::npos) return Status::fail(0, Reject::malformed_status_line);
         version_ = line.substr(0, sp);
-        if (!is_valid_version(version_)) return Status::fail(0, "malformed SIP version");
-        if (version_ != "SIP/2.0") return Status::fail(0, "unsupported SIP version");
+        if (!is_valid_version(version_)) return Status::fail(0, Reject::malformed_sip_version);
+        if (version_ != "SIP/2.0") return Status::fail(0, Reject::unsupported_sip_version);
         std::string_view rest = line.substr(sp + 1);
         if (rest.size() < 3 || !is_digit(rest[0]) || !is_digit(rest[1]) || !is_digit(rest[2]) ||
             (rest.size() > 3 && rest[3] != ' '))
-            return Status::fail(0, "status code is not three digits");
+            return Status::fail(0, Reject::status_code_not_three_digits);
         status_code_ = (rest[0] - '0') * 100 + (rest[1] - '0') * 10 + (rest[2] - '0');
         if (status_code_ < 100 || status_code_ > 699)
-            return Status::fail(0, "status code out of range");
+            return Status::fail(0, Reject::status_code_out_of_range);
         reason_ = rest.size() > 4 ? rest.substr(4) : std::string_view{};
     } else {
         // Request-Line = Method SP Request-URI SP SIP-Version (RFC 3261 §7.1): exactly one SP
@@ -525,39 +528,40 @@ Status Message::parse_impl(const Limits& limits) {
         is_request_ = true;
         std::size_t sp1 = line.find(' ');
         if (sp1 == std::string_view::npos || sp1 == 0)
-            return Status::fail(400, "malformed request line");
+            return Status::fail(400, Reject::malformed_request_line);
         method_name_ = line.substr(0, sp1);
         for (char ch : method_name_)
-            if (!is_token(ch)) return Status::fail(400, "invalid character in method");
+            if (!is_token(ch)) return Status::fail(400, Reject::invalid_character_in_method);
         std::size_t sp2 = line.find(' ', sp1 + 1);
         if (sp2 == std::string_view::npos || sp2 == sp1 + 1)
-            return Status::fail(400, "malformed request line");
+            return Status::fail(400, Reject::malformed_request_line);
         std::string_view uri = line.substr(sp1 + 1, sp2 - sp1 - 1);
         version_ = line.substr(sp2 + 1);
         if (!is_valid_version(version_))
-            return Status::fail(400, "malformed request line (SIP version)");
-        if (version_ != "SIP/2.0") return Status::fail(505, "SIP version not supported");
-        if (uri.size() > limits.max_uri_length) return Status::fail(414, "Request-URI too long");
-        if (uri[0] == '<') return Status::fail(400, "Request-URI enclosed in <>");
+            return Status::fail(400, Reject::malformed_request_version);
+        if (version_ != "SIP/2.0") return Status::fail(505, Reject::sip_version_not_supported);
+        if (uri.size() > limits.max_uri_length)
+            return Status::fail(414, Reject::request_uri_too_long);
+        if (uri[0] == '<') return Status::fail(400, Reject::bracketed_request_uri);
         if (Status s = parse_fresh_uri(uri, request_uri_, params_, limits); !s) return s;
         // RFC 3261 §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
         if (request_uri_.kind != UriScheme::other && !request_uri_.headers_text.empty())
-            return Status::fail(400, "headers in Request-URI");
+            return Status::fail(400, Reject::headers_in_request_uri);
         method_ = method_from_name(method_name_);
     }
 
     // Header fields.
     p = nl + 1;
     for (;;) {
-        if (p >= end) return Status::fail(400, "header section not terminated by an empty line");
+        if (p >= end) return Status::fail(400, Reject::unterminated_header_section);
         if (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')) {
             headers_end_ = view(p, *p == '\n' ? p + 1 : p + 2);
             p = headers_end_.data() + headers_end_.size();
             break;
         }
-        if (is_ws(*p)) return Status::fail(400, "continuation line without a header field");
+        if (is_ws(*p)) return Status::fail(400, Reject::stray_continuation_line);
         if (headers_.size() >= limits.max_headers)
-            return Status::fail(400, "too many header fields");
+            return Status::fail(400, Reject::too_many_header_fields);
         const char* line_start = p;
         const char* q = p;
         while (q < end && is_token(*q)) ++q;
@@ -565,14 +569,14 @@ Status Message::parse_impl(const Limits& limits) {
         h.name = view(p, q);
         while (q < end && (*q == ' ' || *q == '\t')) ++q;
         if (h.name.empty() || q >= end || *q != ':')
-            return Status::fail(400, "malformed header field");
+            return Status::fail(400, Reject::malformed_header_field);
         const char* vb = q + 1;
         // The field ends at a line end not followed by SP/HT (RFC 3261 §7.3.1 folding).
         const char* s = vb;
         const char* fe;
         for (;;) {
             const char* n = static_cast<const char*>(std::memchr(s, '\n', end - s));
-            if (!n) return Status::fail(400, "header section not terminated by an empty line");
+            if (!n) return Status::fail(400, Reject::unterminated_header_section);
             if (n + 1 < end && (n[1] == ' ' || n[1] == '\t')) {
                 s = n + 1;
                 continue;
@@ -581,9 +585,9 @@ Status Message::parse_impl(const Limits& limits) {
             break;
         }
         if (static_cast<std::size_t>(fe - line_start) > limits.max_line_length)
-            return Status::fail(400, "header field too long");
+            return Status::fail(400, Reject::header_field_too_long);
         if (static_cast<std::size_t>(fe - msg_start) > limits.max_header_bytes)
-            return Status::fail(400, "header section too large");
+            return Status::fail(400, Reject::header_section_too_large);
         h.line = view(line_start, fe);
         h.value = trim(view(vb, fe));
         if (h.value.empty()) h.value = view(vb, vb);  // keeps edits of an empty value in place
@@ -602,7 +606,7 @@ Status Message::parse_impl(const Limits& limits) {
     std::size_t remaining = static_cast<std::size_t>(end - p);
     if (content_length_ && !content_length_conflict_) {
         if (*content_length_ > remaining)
-            return Status::fail(400, "Content-Length larger than the message");
+            return Status::fail(400, Reject::content_length_exceeds_message);
         body_ = view(p, p + *content_length_);
     } else {
         body_ = view(p, end);
@@ -611,8 +615,8 @@ Status Message::parse_impl(const Limits& limits) {
 
     // RFC 3261 §8.2.2 / RFC 4475 §3.1.2.17-18: CSeq method must match the request method.
     if (is_request_ && has_cseq_ && cseq_.method != method_name_) {
-        if (method_ == Method::unknown) return Status::fail(501, "method not implemented");
-        return Status::fail(400, "CSeq method does not match the request method");
+        if (method_ == Method::unknown) return Status::fail(501, Reject::method_not_implemented);
+        return Status::fail(400, Reject::cseq_method_mismatch);
     }
     return Status::success();
 }
@@ -630,7 +634,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
                 v.header = index;
                 c.skip_ws();
                 if (c.done()) break;
-                if (!c.eat(',')) return Status::fail(400, "malformed Via");
+                if (!c.eat(',')) return Status::fail(400, Reject::malformed_via);
             }
             return Status::success();
         }
@@ -644,7 +648,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
             if (h.id == HeaderId::contact && !c.done() && c.peek() == '*') {
                 ++c.p;
                 c.skip_ws();
-                if (!c.done()) return Status::fail(400, "malformed Contact *");
+                if (!c.done()) return Status::fail(400, Reject::malformed_contact);
                 contact_star_ = true;
                 return Status::success();
             }
@@ -654,7 +658,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
                 a.header = index;
                 c.skip_ws();
                 if (c.done()) break;
-                if (!c.eat(',')) return Status::fail(400, "malformed address list");
+                if (!c.eat(',')) return Status::fail(400, Reject::malformed_address_list);
             }
             return Status::success();
         }
@@ -665,7 +669,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
                 if (Status s = parse_name_addr(c, a, params_, limits, false); !s) return s;
                 a.header = index;
                 c.skip_ws();
-                if (!c.done()) return Status::fail(400, "malformed From/To");
+                if (!c.done()) return Status::fail(400, Reject::malformed_from_to);
                 return Status::success();
             };
             if (has) {
@@ -680,10 +684,10 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
             return Status::success();
         }
         case HeaderId::call_id: {
-            if (h.value.empty()) return Status::fail(400, "empty Call-ID");
+            if (h.value.empty()) return Status::fail(400, Reject::empty_call_id);
             for (char ch : h.value)
                 if (static_cast<unsigned char>(ch) < 0x21)  // no whitespace or controls
-                    return Status::fail(400, "invalid Call-ID");
+                    return Status::fail(400, Reject::invalid_call_id);
             if (!call_id_.empty())
                 header_dups_ |= b;
             else
@@ -695,12 +699,12 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
             while (!c.done() && is_digit(*c.p)) ++c.p;
             std::uint64_t n = 0;
             if (!parse_uint(view(nb, c.p), 0xffffffffULL, n))
-                return Status::fail(400, "CSeq number invalid or larger than 2^32-1");
-            if (c.done() || !is_ws(c.peek())) return Status::fail(400, "malformed CSeq");
+                return Status::fail(400, Reject::bad_cseq_number);
+            if (c.done() || !is_ws(c.peek())) return Status::fail(400, Reject::malformed_cseq);
             c.skip_ws();
             std::string_view m = c.token();
             c.skip_ws();
-            if (m.empty() || !c.done()) return Status::fail(400, "malformed CSeq method");
+            if (m.empty() || !c.done()) return Status::fail(400, Reject::malformed_cseq_method);
             if (has_cseq_) {
                 header_dups_ |= b;
             } else {
@@ -712,7 +716,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
         }
         case HeaderId::max_forwards: {
             std::uint64_t n = 0;
-            if (!parse_uint(h.value, 255, n)) return Status::fail(400, "Max-Forwards not in 0-255");
+            if (!parse_uint(h.value, 255, n)) return Status::fail(400, Reject::bad_max_forwards);
             if (max_forwards_)
                 header_dups_ |= b;
             else
@@ -722,7 +726,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
         case HeaderId::content_length: {
             std::uint64_t n = 0;
             if (!parse_uint(h.value, 0xffffffffULL, n))
-                return Status::fail(400, "Content-Length is not a valid number");
+                return Status::fail(400, Reject::bad_content_length);
             if (content_length_ && *content_length_ != n) content_length_conflict_ = true;
             if (!content_length_) content_length_ = n;
             return Status::success();
@@ -730,7 +734,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
         case HeaderId::content_type: {
             std::string_view type = c.token();
             if (type.empty() || !c.eat('/') || c.token().empty())
-                return Status::fail(400, "malformed Content-Type");
+                return Status::fail(400, Reject::malformed_content_type);
             if (!content_type_.empty())
                 header_dups_ |= b;
             else
@@ -764,7 +768,7 @@ Status Message::parse_header_value(Header& h, std::uint16_t index, const Limits&
         case HeaderId::date: {
             // RFC 3261 §20.17: rfc1123-date in "GMT" only (RFC 4475 §3.1.2.12).
             if (h.value.size() < 3 || h.value.substr(h.value.size() - 3) != "GMT")
-                return Status::fail(400, "Date not in GMT");
+                return Status::fail(400, Reject::date_not_in_gmt);
             return Status::success();
         }
         default:
@@ -797,17 +801,18 @@ Status check_request(const Message& m, const CheckOptions& options) {
     // RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards and Via are mandatory (Max-Forwards
     // is tolerated missing for RFC 2543 peers, RFC 4475 §3.4.1).
     if (!m.from() || !m.to() || m.call_id().empty() || !m.cseq() || m.vias().empty())
-        return Status::fail(400, "missing required header field");
+        return Status::fail(400, Reject::missing_required_header_field);
     if (m.repeated_single_value_field())
-        return Status::fail(400, "single-value header field repeated");
-    if (m.content_length_conflict()) return Status::fail(400, "conflicting Content-Length values");
+        return Status::fail(400, Reject::single_value_header_field_repeated);
+    if (m.content_length_conflict())
+        return Status::fail(400, Reject::conflicting_content_length_values);
     // RFC 3261 §8.1.1.7: the branch must start with the magic cookie and have an identifier.
     std::string_view branch = m.vias().front().branch;
     if (branch.size() <= 7 && iequals(branch, "z9hG4bK"))
-        return Status::fail(400, "Via branch without transaction identifier");
+        return Status::fail(400, Reject::via_branch_without_transaction_identifier);
     // RFC 3261 §8.2.2.1 / RFC 4475 §3.3.2.
     if (m.request_uri().kind == UriScheme::other)
-        return Status::fail(416, "unsupported URI scheme");
+        return Status::fail(416, Reject::unsupported_uri_scheme);
     for (HeaderId id : {HeaderId::require, HeaderId::proxy_require}) {
         for (const Header& h : m.headers()) {
             if (h.id != id) continue;
@@ -815,7 +820,7 @@ Status check_request(const Message& m, const CheckOptions& options) {
                 bool known = false;
                 for (const std::string& s : options.supported_extensions)
                     if (iequals(s, tag)) known = true;
-                if (!known && !tag.empty()) return Status::fail(420, "unsupported extension");
+                if (!known && !tag.empty()) return Status::fail(420, Reject::unsupported_extension);
             }
         }
     }

@@ -56,18 +56,18 @@ Status Sdp::parse(std::string_view body) {
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (line.empty()) continue;
         if (line.size() < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z')
-            return Status::fail(400, "malformed SDP line");
+            return Status::fail(400, Reject::malformed_sdp_line);
         std::string_view v = line.substr(2);
-        if (first && line[0] != 'v') return Status::fail(400, "SDP does not start with v=");
+        if (first && line[0] != 'v') return Status::fail(400, Reject::sdp_not_starting_with_v);
         first = false;
         switch (line[0]) {
             case 'v':
                 version_ = v;
-                if (v != "0") return Status::fail(400, "unsupported SDP version");
+                if (v != "0") return Status::fail(400, Reject::unsupported_sdp_version);
                 break;
             case 'o': {
                 std::string_view f[6];
-                if (fields(v, f, 6) != 6) return Status::fail(400, "malformed SDP o= line");
+                if (fields(v, f, 6) != 6) return Status::fail(400, Reject::malformed_sdp_o_line);
                 origin_user_ = f[0];
                 origin_addrtype_ = f[4];
                 origin_addr_ = f[5];
@@ -78,7 +78,7 @@ Status Sdp::parse(std::string_view body) {
                 break;
             case 'c': {
                 std::string_view f[3];
-                if (fields(v, f, 3) != 3) return Status::fail(400, "malformed SDP c= line");
+                if (fields(v, f, 3) != 3) return Status::fail(400, Reject::malformed_sdp_c_line);
                 connections_.push_back(
                     SdpConnection{f[0], f[1], f[2], static_cast<int>(media_.size()) - 1});
                 break;
@@ -86,7 +86,7 @@ Status Sdp::parse(std::string_view body) {
             case 'm': {
                 std::string_view f[4];
                 std::size_t n = fields(v, f, 4);
-                if (n < 3) return Status::fail(400, "malformed SDP m= line");
+                if (n < 3) return Status::fail(400, Reject::malformed_sdp_m_line);
                 SdpMedia m;
                 m.line = v;
                 m.media = f[0];
@@ -97,7 +97,8 @@ Status Sdp::parse(std::string_view body) {
                     port = port.substr(0, slash);
                 }
                 std::uint64_t p = 0;
-                if (!parse_uint(port, 65535, p)) return Status::fail(400, "bad SDP media port");
+                if (!parse_uint(port, 65535, p))
+                    return Status::fail(400, Reject::bad_sdp_media_port);
                 m.port_text = port;
                 m.port = static_cast<std::uint16_t>(p);
                 m.proto = f[2];
@@ -114,7 +115,7 @@ Status Sdp::parse(std::string_view body) {
                     std::size_t n = fields(v.substr(5), f, 4);
                     std::uint64_t p = 0;
                     if (n < 1 || !parse_uint(f[0], 65535, p))
-                        return Status::fail(400, "malformed a=rtcp");
+                        return Status::fail(400, Reject::malformed_a_rtcp);
                     m.has_rtcp = true;
                     m.rtcp_port_text = f[0];
                     m.rtcp_port = static_cast<std::uint16_t>(p);
@@ -123,7 +124,7 @@ Status Sdp::parse(std::string_view body) {
                         m.rtcp_addrtype = f[2];
                         m.rtcp_address = f[3];
                     } else if (n != 1) {
-                        return Status::fail(400, "malformed a=rtcp");
+                        return Status::fail(400, Reject::malformed_a_rtcp);
                     }
                 } else if (v == "rtcp-mux") {
                     m.rtcp_mux = true;
@@ -137,7 +138,7 @@ Status Sdp::parse(std::string_view body) {
                 break;
         }
     }
-    if (version_.empty()) return Status::fail(400, "SDP without v=");
+    if (version_.empty()) return Status::fail(400, Reject::sdp_without_v);
     return Status::success();
 }
 

@@ -28,16 +28,105 @@ struct Limits {
     std::size_t max_uri_length = 2048;     // any one URI
 };
 
-// The outcome of a parse or a check. On failure `reason` is a static text and `sip_status` the
-// status a server would answer (400, 416, 501, 505, ...), or 0 when the message must just be
-// dropped (a malformed response, RFC 3261 §16.7 / RFC 4475 §3.1.2.19).
+// Why a message, URI or SDP body was refused: declared once, so each reason is also a metric
+// label (name()) and a human text (description()).
+#define SBC_SIP_REJECT_REASONS(X)                                                             \
+    X(none, "accepted")                                                                       \
+    X(unexpected_character_after_header_value, "unexpected character after header value")     \
+    X(empty_header_parameter, "empty header parameter")                                       \
+    X(unterminated_quoted_string, "unterminated quoted string")                               \
+    X(empty_parameter_value, "empty parameter value")                                         \
+    X(too_many_parameters, "too many parameters")                                             \
+    X(empty_address, "empty address")                                                         \
+    X(display_name_without_uri, "display name without <URI>")                                 \
+    X(missing_closing_angle_bracket, "missing '>' after URI")                                 \
+    X(unbracketed_uri_with_headers, "URI with headers must be enclosed in <>")                \
+    X(malformed_via_protocol, "malformed Via protocol")                                       \
+    X(malformed_via_transport, "malformed Via transport")                                     \
+    X(malformed_via_sent_by, "malformed Via sent-by")                                         \
+    X(malformed_ipv6_reference_in_via, "malformed IPv6 reference in Via")                     \
+    X(via_without_host, "Via without host")                                                   \
+    X(bad_via_port, "bad Via port")                                                           \
+    X(malformed_credentials, "malformed credentials")                                         \
+    X(message_too_large, "message too large")                                                 \
+    X(empty_message, "empty message")                                                         \
+    X(no_line_end_after_start_line, "no line end after start line")                           \
+    X(start_line_too_long, "start line too long")                                             \
+    X(malformed_status_line, "malformed status line")                                         \
+    X(malformed_sip_version, "malformed SIP version")                                         \
+    X(unsupported_sip_version, "unsupported SIP version")                                     \
+    X(status_code_not_three_digits, "status code is not three digits")                        \
+    X(status_code_out_of_range, "status code out of range")                                   \
+    X(malformed_request_line, "malformed request line")                                       \
+    X(invalid_character_in_method, "invalid character in method")                             \
+    X(malformed_request_version, "malformed request line (SIP version)")                      \
+    X(sip_version_not_supported, "SIP version not supported")                                 \
+    X(request_uri_too_long, "Request-URI too long")                                           \
+    X(bracketed_request_uri, "Request-URI enclosed in <>")                                    \
+    X(headers_in_request_uri, "headers in Request-URI")                                       \
+    X(unterminated_header_section, "header section not terminated by an empty line")          \
+    X(stray_continuation_line, "continuation line without a header field")                    \
+    X(too_many_header_fields, "too many header fields")                                       \
+    X(malformed_header_field, "malformed header field")                                       \
+    X(header_field_too_long, "header field too long")                                         \
+    X(header_section_too_large, "header section too large")                                   \
+    X(content_length_exceeds_message, "Content-Length larger than the message")               \
+    X(method_not_implemented, "method not implemented")                                       \
+    X(cseq_method_mismatch, "CSeq method does not match the request method")                  \
+    X(malformed_via, "malformed Via")                                                         \
+    X(malformed_contact, "malformed Contact *")                                               \
+    X(malformed_address_list, "malformed address list")                                       \
+    X(malformed_from_to, "malformed From/To")                                                 \
+    X(empty_call_id, "empty Call-ID")                                                         \
+    X(invalid_call_id, "invalid Call-ID")                                                     \
+    X(bad_cseq_number, "CSeq number invalid or larger than 2^32-1")                           \
+    X(malformed_cseq, "malformed CSeq")                                                       \
+    X(malformed_cseq_method, "malformed CSeq method")                                         \
+    X(bad_max_forwards, "Max-Forwards not in 0-255")                                          \
+    X(bad_content_length, "Content-Length is not a valid number")                             \
+    X(malformed_content_type, "malformed Content-Type")                                       \
+    X(date_not_in_gmt, "Date not in GMT")                                                     \
+    X(missing_required_header_field, "missing required header field")                         \
+    X(single_value_header_field_repeated, "single-value header field repeated")               \
+    X(conflicting_content_length_values, "conflicting Content-Length values")                 \
+    X(via_branch_without_transaction_identifier, "Via branch without transaction identifier") \
+    X(unsupported_uri_scheme, "unsupported URI scheme")                                       \
+    X(unsupported_extension, "unsupported extension")                                         \
+    X(malformed_sdp_line, "malformed SDP line")                                               \
+    X(sdp_not_starting_with_v, "SDP does not start with v=")                                  \
+    X(unsupported_sdp_version, "unsupported SDP version")                                     \
+    X(malformed_sdp_o_line, "malformed SDP o= line")                                          \
+    X(malformed_sdp_c_line, "malformed SDP c= line")                                          \
+    X(malformed_sdp_m_line, "malformed SDP m= line")                                          \
+    X(bad_sdp_media_port, "bad SDP media port")                                               \
+    X(malformed_a_rtcp, "malformed a=rtcp")                                                   \
+    X(sdp_without_v, "SDP without v=")                                                        \
+    X(uri_too_long, "URI too long")                                                           \
+    X(uri_without_scheme, "URI without scheme")                                               \
+    X(malformed_uri_scheme, "malformed URI scheme")                                           \
+    X(empty_uri, "empty URI")                                                                 \
+    X(invalid_character_in_uri, "invalid character in URI")                                   \
+    X(empty_telephone_number, "empty telephone number")                                       \
+    X(empty_uri_parameter, "empty URI parameter")                                             \
+    X(empty_uri_user, "empty URI user")                                                       \
+    X(malformed_ipv6_reference, "malformed IPv6 reference")                                   \
+    X(uri_without_host, "URI without host")                                                   \
+    X(bad_uri_port, "bad URI port")                                                           \
+    X(invalid_character_in_uri_host, "invalid character in URI host")                         \
+    X(empty_uri_headers, "empty URI headers")
+SBC_DECLARE_COUNTER_LIST(Reject, SBC_SIP_REJECT_REASONS)
+
+// The outcome of a parse or a check. On failure `code` says why (`reason` is its text) and
+// `sip_status` is the status a server would answer (400, 416, 501, 505, ...), or 0 when the
+// message must just be dropped (a malformed response, RFC 4475 §3.1.2.5 and §3.1.2.19).
 struct Status {
     bool ok = true;
     int sip_status = 0;
+    Reject code = Reject::none;
     std::string_view reason;
     explicit operator bool() const { return ok; }
     static Status success() { return {}; }
-    static Status fail(int status, std::string_view why) { return {false, status, why}; }
+    static Status fail(int status, Reject why) { return {false, status, why, description(why)}; }
 };
 
 enum class Method : std::uint8_t {

@@ -57,22 +57,22 @@ Status parse_uri(std::string_view text, Uri& out, std::vector<Param>& pool, cons
 Status parse_fresh_uri(std::string_view text, Uri& u, std::vector<Param>& pool,
                        const Limits& limits) {
     u.raw = text;
-    if (text.size() > limits.max_uri_length) return Status::fail(414, "URI too long");
+    if (text.size() > limits.max_uri_length) return Status::fail(414, Reject::uri_too_long);
     std::size_t colon = text.find(':');
     if (colon == std::string_view::npos || colon == 0)
-        return Status::fail(400, "URI without scheme");
+        return Status::fail(400, Reject::uri_without_scheme);
     u.scheme = text.substr(0, colon);
     if (!(u.scheme[0] >= 'a' && u.scheme[0] <= 'z') && !(u.scheme[0] >= 'A' && u.scheme[0] <= 'Z'))
-        return Status::fail(400, "malformed URI scheme");
+        return Status::fail(400, Reject::malformed_uri_scheme);
     for (char c : u.scheme)
-        if (!is(c, kSchemeCh)) return Status::fail(400, "malformed URI scheme");
+        if (!is(c, kSchemeCh)) return Status::fail(400, Reject::malformed_uri_scheme);
     std::string_view rest = text.substr(colon + 1);
-    if (rest.empty()) return Status::fail(400, "empty URI");
+    if (rest.empty()) return Status::fail(400, Reject::empty_uri);
     // One pass: validate the characters and find the end of the userinfo.
     std::size_t at = std::string_view::npos;
     for (std::size_t k = 0; k < rest.size(); ++k) {
         char c = rest[k];
-        if (!is(c, kUri)) return Status::fail(400, "invalid character in URI");
+        if (!is(c, kUri)) return Status::fail(400, Reject::invalid_character_in_uri);
         if (c == '@' && at == std::string_view::npos) at = k;
     }
 
@@ -95,11 +95,11 @@ Status parse_fresh_uri(std::string_view text, Uri& u, std::vector<Param>& pool,
         std::size_t semi = rest.find(';');
         u.user = rest.substr(0, semi);
         u.has_user = true;
-        if (u.user.empty()) return Status::fail(400, "empty telephone number");
+        if (u.user.empty()) return Status::fail(400, Reject::empty_telephone_number);
         if (semi != std::string_view::npos) {
             u.params_text = rest.substr(semi + 1);
             if (!split_uri_params(u.params_text, u.params, pool))
-                return Status::fail(400, "empty URI parameter");
+                return Status::fail(400, Reject::empty_uri_parameter);
         }
         return Status::success();
     }
@@ -119,17 +119,17 @@ Status parse_fresh_uri(std::string_view text, Uri& u, std::vector<Param>& pool,
         } else {
             u.user = userinfo;
         }
-        if (u.user.empty()) return Status::fail(400, "empty URI user");
+        if (u.user.empty()) return Status::fail(400, Reject::empty_uri_user);
     }
     std::size_t i = 0;
     if (!hostpart.empty() && hostpart[0] == '[') {
         std::size_t rb = hostpart.find(']');
         if (rb == std::string_view::npos || rb < 3)
-            return Status::fail(400, "malformed IPv6 reference");
+            return Status::fail(400, Reject::malformed_ipv6_reference);
         for (std::size_t k = 1; k < rb; ++k) {
             char c = hostpart[k];
             if (!is(c, kHex) && c != ':' && c != '.')
-                return Status::fail(400, "malformed IPv6 reference");
+                return Status::fail(400, Reject::malformed_ipv6_reference);
         }
         u.ipv6 = true;
         i = rb + 1;
@@ -137,29 +137,29 @@ Status parse_fresh_uri(std::string_view text, Uri& u, std::vector<Param>& pool,
         while (i < hostpart.size() && is(hostpart[i], kHost)) ++i;
     }
     u.host = hostpart.substr(0, i);
-    if (u.host.empty()) return Status::fail(400, "URI without host");
+    if (u.host.empty()) return Status::fail(400, Reject::uri_without_host);
     if (i < hostpart.size() && hostpart[i] == ':') {
         std::size_t b = ++i;
         while (i < hostpart.size() && is_digit(hostpart[i])) ++i;
         u.port_text = hostpart.substr(b, i - b);
         std::uint64_t port = 0;
-        if (!parse_uint(u.port_text, 65535, port)) return Status::fail(400, "bad URI port");
+        if (!parse_uint(u.port_text, 65535, port)) return Status::fail(400, Reject::bad_uri_port);
         u.port = static_cast<std::uint16_t>(port);
         u.has_port = true;
     }
     std::string_view tail = hostpart.substr(i);
     if (!tail.empty() && tail[0] != ';' && tail[0] != '?')
-        return Status::fail(400, "invalid character in URI host");
+        return Status::fail(400, Reject::invalid_character_in_uri_host);
     std::size_t q = tail.find('?');
     std::string_view ptext = tail.substr(0, q);
     if (q != std::string_view::npos) {
         u.headers_text = tail.substr(q + 1);
-        if (u.headers_text.empty()) return Status::fail(400, "empty URI headers");
+        if (u.headers_text.empty()) return Status::fail(400, Reject::empty_uri_headers);
     }
     if (!ptext.empty()) {
         u.params_text = ptext.substr(1);
         if (!split_uri_params(u.params_text, u.params, pool))
-            return Status::fail(400, "empty URI parameter");
+            return Status::fail(400, Reject::empty_uri_parameter);
     }
     return Status::success();
 }

@@ -242,6 +242,15 @@ TEST_CASE("3.1.2 invalid messages are rejected with a reason") {
     expect_rejected("bigcode", 0);  // a response: dropped
 }
 
+TEST_CASE("rejection codes are named once (metric labels)") {
+    CHECK(load("scalar02")->status.code == Reject::bad_cseq_number);
+    CHECK(load("badvers")->status.code == Reject::sip_version_not_supported);
+    CHECK(load("ltgtruri")->status.code == Reject::bracketed_request_uri);
+    CHECK(load("wsinv")->status.code == Reject::none);
+    CHECK(name(Reject::bad_cseq_number) == "bad_cseq_number");
+    CHECK(description(Reject::bad_cseq_number) == "CSeq number invalid or larger than 2^32-1");
+}
+
 TEST_CASE("specific rejection reasons") {
     CHECK(load("scalar02")->status.reason == "CSeq number invalid or larger than 2^32-1");
     CHECK(load("quotbal")->status.reason == "unterminated quoted string");
