@@ -67,3 +67,42 @@ TEST_CASE("framer errors: missing Content-Length, limits, conflicts") {
     CHECK(m.bytes.substr(m.bytes.size() - 4) == "abcd");
     CHECK(w.buffered() == 5);
 }
+
+TEST_CASE("RFC 4475 messages on a stream transport") {
+    // Only kind and error are read from these frames (their bytes die with the framer).
+    auto frame = [](const std::string& name) {
+        StreamFramer f;
+        f.feed(sbc::sip::test::read_data("rfc4475/" + name + ".dat"));
+        return f.next();
+    };
+    // §3.1.2.2: Content-Length larger than what arrived: wait for more (the transport times out).
+    CHECK(frame("clerr").kind == StreamFramer::Kind::need_more);
+    // §3.1.2.3: a negative Content-Length cannot be framed: close the connection.
+    auto ncl = frame("ncl");
+    CHECK(ncl.kind == StreamFramer::Kind::error);
+    CHECK(ncl.error == "invalid Content-Length");
+    // §3.3.9: conflicting Content-Length values.
+    CHECK(frame("mcl01").error == "conflicting Content-Length values");
+    // §3.4.1: RFC 2543 style without Content-Length is only framable on datagrams.
+    CHECK(frame("inv2543").kind == StreamFramer::Kind::error);
+    // §3.1.1.11: the binary multipart body is framed by Content-Length and then parses.
+    StreamFramer fm;
+    std::string mpart = sbc::sip::test::read_data("rfc4475/mpart01.dat");
+    fm.feed(mpart);
+    auto mp = fm.next();
+    REQUIRE(mp.kind == StreamFramer::Kind::message);
+    CHECK(mp.bytes == mpart);
+    Message m;
+    CHECK(m.parse(mp.bytes).ok);
+    // §3.1.1.8: on a stream, the "trailing" INVITE is the next message.
+    StreamFramer f;
+    f.feed(sbc::sip::test::read_data("rfc4475/dblreq.dat"));
+    auto first = f.next();
+    REQUIRE(first.kind == StreamFramer::Kind::message);
+    REQUIRE(m.parse(first.bytes).ok);
+    CHECK(m.method() == Method::register_);
+    auto second = f.next();
+    REQUIRE(second.kind == StreamFramer::Kind::message);
+    REQUIRE(m.parse(second.bytes).ok);
+    CHECK(m.method() == Method::invite);
+}
