@@ -170,19 +170,27 @@ class HugeArray {
     HugeArray() = default;
     HugeArray(const HugeArray&) = delete;
     HugeArray& operator=(const HugeArray&) = delete;
-    ~HugeArray() { std::free(p_); }
+    ~HugeArray() { release(); }
 
+    // Anonymous memory comes zeroed from the kernel and is only backed once touched, so a
+    // large configured cap costs nothing until keys arrive.
     void assign(std::size_t n, std::uint64_t zero) {
         (void)zero;
-        std::free(p_);
+        release();
         constexpr std::size_t kHuge = 2u << 20;
         std::size_t bytes = std::max<std::size_t>(n * 8, 64);
-        bool huge = bytes >= kHuge;
-        if (huge) bytes = (bytes + kHuge - 1) & ~(kHuge - 1);
-        p_ = static_cast<std::uint64_t*>(std::aligned_alloc(huge ? kHuge : 64, bytes));
-        if (!p_) throw std::bad_alloc();  // start-up only
-        if (huge) madvise(p_, bytes, MADV_HUGEPAGE);
-        std::memset(p_, 0, bytes);
+        map_bytes_ = bytes >= kHuge ? ((bytes + kHuge - 1) & ~(kHuge - 1)) + kHuge : bytes;
+        void* m =
+            mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) throw std::bad_alloc();  // start-up only
+        map_ = m;
+        auto addr = reinterpret_cast<std::uintptr_t>(m);
+        if (bytes >= kHuge) {
+            addr = (addr + kHuge - 1) & ~(kHuge - 1);
+            madvise(reinterpret_cast<void*>(addr), (bytes + kHuge - 1) & ~(kHuge - 1),
+                    MADV_HUGEPAGE);
+        }
+        p_ = reinterpret_cast<std::uint64_t*>(addr);
         n_ = n;
     }
     std::uint64_t& operator[](std::size_t i) { return p_[i]; }
@@ -190,6 +198,14 @@ class HugeArray {
     std::size_t size() const { return n_; }
 
   private:
+    void release() {
+        if (map_) munmap(map_, map_bytes_);
+        map_ = nullptr;
+        p_ = nullptr;
+        n_ = 0;
+    }
+    void* map_ = nullptr;
+    std::size_t map_bytes_ = 0;
     std::uint64_t* p_ = nullptr;
     std::size_t n_ = 0;
 };
