@@ -1,4 +1,6 @@
 // `sbc policy show`: the effective policy as TOML, defaults filled in and includes resolved.
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "policy/toml_reader.hpp"
@@ -54,10 +56,18 @@ std::string array(const Range& r, F&& f) {
 std::string strings(const std::vector<std::string>& v) {
     return array(v, quote);
 }
+// Shortest text that reads back as exactly `d` (so `show` round-trips every value).
 std::string number(double d) {
-    std::ostringstream os;
-    os << d;
-    return os.str();
+    char buf[32];
+    if (d > -1e15 && d < 1e15 && d == static_cast<double>(static_cast<long long>(d))) {
+        std::snprintf(buf, sizeof buf, "%.0f", d);  // whole numbers as integers: "60", not "6e+01"
+        return buf;
+    }
+    for (int precision = 1; precision <= 17; ++precision) {
+        std::snprintf(buf, sizeof buf, "%.*g", precision, d);
+        if (std::strtod(buf, nullptr) == d) break;
+    }
+    return buf;
 }
 std::string dur(base::Nanos d) {
     return quote(detail::format_duration(d));

@@ -257,6 +257,23 @@ TEST_CASE("show renders an effective policy that loads back to the same policy",
     }
 }
 
+TEST_CASE("show keeps every number exact", "[policy][render]") {
+    auto r = load_text(
+        "[rate_limits.invite]\nper_source = { rate = 0.1234567891, burst = 1e6 }\n"
+        "[[fraud.rules]]\nid = \"r\"\nfeature = \"short_call_ratio\"\nkey = \"account\"\n"
+        "threshold = 0.333333333333\nweight = 12.75\n");
+    REQUIRE(r.ok());
+    auto again = load_policy_from_string(render_policy(*r.value), "shown.toml");
+    REQUIRE(again.ok());
+    const auto& a = r.value->rate_limits.get(TrafficClass::sip_invite, LimitKey::source_address);
+    const auto& b =
+        again.value->rate_limits.get(TrafficClass::sip_invite, LimitKey::source_address);
+    CHECK(a.rate == b.rate);
+    CHECK(a.burst == b.burst);
+    CHECK(r.value->fraud.rules[0].threshold == again.value->fraud.rules[0].threshold);
+    CHECK(again.value->fraud.rules[0].weight == 12.75);
+}
+
 TEST_CASE("defaults are filled in", "[policy][loader]") {
     auto r = load_text("");
     REQUIRE(r.ok());
