@@ -87,14 +87,12 @@ base::Result<void> BanTable::ban(const base::Prefix& p, base::Nanos duration, Ba
         } else {
             return base::make_error("ban table full (capacity " + std::to_string(capacity()) + ")");
         }
-        --active_by_len_[mapped_len(victim->info.prefix)];
-        --live_;
+        count_len(mapped_len(victim->info.prefix), -1);
     }
     victim->hash = h;
     victim->info = BanInfo{p, expires, 1, origin, 0};
     victim->remember_until = expires + kDefaultRemember;
-    ++active_by_len_[mapped_len(p)];
-    ++live_;
+    count_len(mapped_len(p), +1);
     return {};
 }
 
@@ -120,23 +118,38 @@ base::Result<void> BanTable::ban_escalating(const base::IpAddress& a, const BanP
 bool BanTable::unban(const base::Prefix& p) {
     Slot* s = find(p, hash_of(p));
     if (!s) return false;
-    const bool was_active = true;
-    --active_by_len_[mapped_len(s->info.prefix)];
-    --live_;
+    count_len(mapped_len(s->info.prefix), -1);
     *s = Slot{};
-    return was_active;
+    return true;
+}
+
+void BanTable::count_len(unsigned len, int delta) {
+    active_by_len_[len] = static_cast<std::uint32_t>(static_cast<int>(active_by_len_[len]) + delta);
+    live_ = static_cast<std::uint32_t>(static_cast<int>(live_) + delta);
+    const std::uint64_t bit = std::uint64_t{1} << (len & 63);
+    if (active_by_len_[len])
+        len_bits_[len >> 6] |= bit;
+    else
+        len_bits_[len >> 6] &= ~bit;
 }
 
 bool BanTable::is_banned(const base::IpAddress& a, base::Nanos now) {
     if (live_ == 0) return false;
     const bool v4 = a.is_v4();
-    for (int len = 128; len >= (v4 ? 96 : 0); --len) {
-        if (active_by_len_[len] == 0) continue;
-        const base::Prefix p(a, static_cast<std::uint8_t>(v4 ? len - 96 : len));
-        Slot* s = find(p, hash_of(p));
-        if (s && s->info.expires > now) {
-            ++s->info.hits;
-            return true;
+    const int lowest = v4 ? 96 : 0;
+    // Longest prefix first, visiting only the lengths that have entries.
+    for (int word = 2; word >= 0; --word) {
+        std::uint64_t bits = len_bits_[word];
+        while (bits) {
+            const int len = word * 64 + 63 - std::countl_zero(bits);
+            bits &= ~(std::uint64_t{1} << (len & 63));
+            if (len < lowest) return false;
+            const base::Prefix p(a, static_cast<std::uint8_t>(v4 ? len - 96 : len));
+            Slot* s = find(p, hash_of(p));
+            if (s && s->info.expires > now) {
+                ++s->info.hits;
+                return true;
+            }
         }
     }
     return false;

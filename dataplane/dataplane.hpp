@@ -306,7 +306,9 @@ class BanTable {
     std::uint64_t hash_of(const base::Prefix& p) const;
     std::vector<Slot> slots_;
     std::uint32_t set_mask_ = 0;
-    std::array<std::uint32_t, 129> active_by_len_{};  // mapped prefix length -> live entries
+    void count_len(unsigned mapped_len, int delta);
+    std::array<std::uint32_t, 129> active_by_len_{};  // mapped prefix length -> entries
+    std::array<std::uint64_t, 3> len_bits_{};         // lengths with entries, for the lookup
     std::uint32_t live_ = 0;
 };
 

@@ -99,3 +99,23 @@ TEST_CASE("Ban commands from another thread reach the owner through the mailbox"
     CHECK(mb.bans().size() == 1);
     CHECK(p.config().sip_udp_ports == std::vector<std::uint16_t>{5999});
 }
+
+TEST_CASE("Lookups visit every prefix length in use, for both families") {
+    BanTable bans(256);
+    REQUIRE(bans.ban(*Prefix::parse("10.0.0.0/8"), seconds(10), BanOrigin::control, 0));
+    REQUIRE(bans.ban(*Prefix::parse("10.1.0.0/16"), seconds(100), BanOrigin::control, 0));
+    REQUIRE(bans.ban(*Prefix::parse("2001:db8::/32"), seconds(10), BanOrigin::control, 0));
+    REQUIRE(bans.ban(*Prefix::parse("2001:db8:0:1::5"), seconds(100), BanOrigin::control, 0));
+    CHECK(bans.is_banned(*IpAddress::parse("10.2.3.4"), 1));
+    CHECK(bans.is_banned(*IpAddress::parse("10.1.3.4"), 1));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("11.1.3.4"), 1));
+    CHECK(bans.is_banned(*IpAddress::parse("2001:db8:5::1"), 1));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("2001:db9::1"), 1));
+    // The /8 expired: the longer /16 still applies, the rest of the /8 is free.
+    CHECK(bans.is_banned(*IpAddress::parse("10.1.3.4"), seconds(20)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("10.2.3.4"), seconds(20)));
+    CHECK(bans.is_banned(*IpAddress::parse("2001:db8:0:1::5"), seconds(20)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("2001:db8:0:1::6"), seconds(20)));
+    REQUIRE(bans.unban(*Prefix::parse("10.1.0.0/16")));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("10.1.3.4"), seconds(20)));
+}
