@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -351,6 +352,8 @@ std::optional<toml::table> parse_toml(Context& ctx, std::uint32_t file, std::str
 }
 
 bool read_file(const std::string& path, std::string& out) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) return false;  // directories, devices
     std::ifstream in(path, std::ios::binary);
     if (!in) return false;
     std::ostringstream ss;
