@@ -561,7 +561,7 @@ base::Result<void> Engine::Impl::compile() {
                     off += sizeof(WindowCounter);
                     break;
                 case CompType::distinct:
-                    off += sizeof(DistinctEntry) * c.capacity;
+                    off += DistinctSet::bytes(c.capacity);
                     break;
                 case CompType::sequential:
                     off += sizeof(SequentialRun);
@@ -841,9 +841,7 @@ void Engine::Impl::update(Ctx& c) {
                             if (c.kind != EventKind::end) h = c.src_country;
                             break;
                     }
-                    if (h)
-                        distinct_add(static_cast<DistinctEntry*>(p), comp.capacity, h, c.now_s,
-                                     comp.window_s);
+                    if (h) distinct_add(p, comp.capacity, h, c.now_s, comp.window_s);
                     break;
                 }
                 case CompType::sequential: {
@@ -975,8 +973,7 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             case Feature::request_sweep:
             case Feature::country_change: {
                 const auto& comp = comps[static_cast<std::size_t>(cr.comp_a)];
-                value = distinct_count(reinterpret_cast<const DistinctEntry*>(slot + comp.offset),
-                                       comp.capacity, c.now_s, comp.window_s);
+                value = distinct_count(slot + comp.offset, comp.capacity, c.now_s, comp.window_s);
                 break;
             }
             default:

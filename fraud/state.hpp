@@ -99,47 +99,90 @@ struct WindowCounter {
 };
 static_assert(sizeof(WindowCounter) == 20);
 
-// A small exact distinct-count set: `capacity` (hash, last seen second) pairs. Entries older
-// than the window are free; when full, the least recently seen is replaced, so the count
-// saturates at the capacity, which is sized above the largest threshold that reads it.
-struct DistinctEntry {
-    std::uint32_t hash;
-    std::uint32_t seen_s;
-};
-
+// A small exact distinct-count set: a 32-bit header (time unit of the last insertion) and
+// `capacity` 4-byte entries (16-bit fingerprint, 16-bit time unit). Entries older than the
+// window are free; when full, the least recently seen is replaced, so the count saturates at
+// the capacity, which is sized above the largest threshold that reads it. Time units are
+// window/4096 (at least 1 s); 16-bit ages cannot wrap: every insertion clears the entries it
+// finds expired, and a set idle for 8 windows is cleared whole. Two values sharing a 16-bit
+// fingerprint count once (an undercount of about capacity/65536 per value).
 inline std::uint32_t age_of(std::uint32_t now_s, std::uint32_t seen_s) {
     return now_s > seen_s ? now_s - seen_s : 0;  // a late event is not older than the newest
 }
 
-inline void distinct_add(DistinctEntry* e, std::uint32_t cap, std::uint32_t h, std::uint32_t now_s,
+struct DistinctWindow {
+    std::uint32_t unit_s;        // seconds per time unit
+    std::uint32_t window_units;  // window in units, <= 4096
+    explicit DistinctWindow(std::uint32_t window_s)
+        : unit_s(std::max<std::uint32_t>(1, (window_s + 4095) / 4096)),
+          window_units(std::max<std::uint32_t>(1, (window_s + unit_s - 1) / unit_s)) {}
+};
+
+struct DistinctSet {
+    std::uint32_t last_unit;
+    struct Entry {
+        std::uint16_t fp;  // 0 = empty
+        std::uint16_t t;
+    } e[1];  // `capacity` entries follow the header
+
+    static constexpr std::size_t bytes(std::uint32_t capacity) { return 4 + 4 * capacity; }
+
+    static std::uint16_t fingerprint(std::uint32_t h) {
+        auto fp = static_cast<std::uint16_t>((h >> 16) ^ h);
+        return fp == 0 ? 1 : fp;
+    }
+};
+
+inline void distinct_add(void* set, std::uint32_t cap, std::uint32_t h, std::uint32_t now_s,
                          std::uint32_t window_s) {
-    if (h == 0) h = 1;
+    DistinctWindow w(window_s);
+    auto* hdr = static_cast<std::uint32_t*>(set);
+    auto* e = reinterpret_cast<DistinctSet::Entry*>(hdr + 1);
+    std::uint32_t now = now_s / w.unit_s;
+    if (now < *hdr) now = *hdr;
+    if (now - *hdr >= 8 * w.window_units) std::memset(e, 0, 4 * cap);
+    *hdr = now;
+    auto now16 = static_cast<std::uint16_t>(now);
+    std::uint16_t fp = DistinctSet::fingerprint(h);
     std::int64_t free_i = -1;
     std::uint32_t oldest_i = 0;
-    std::uint32_t oldest_age = 0;
+    std::uint16_t oldest_age = 0;
+    bool found = false;
     for (std::uint32_t i = 0; i < cap; ++i) {
-        if (e[i].hash == h) {
-            if (now_s > e[i].seen_s) e[i].seen_s = now_s;
-            return;
+        if (e[i].fp == 0) {
+            if (free_i < 0) free_i = i;
+            continue;
         }
-        std::uint32_t age = age_of(now_s, e[i].seen_s);
-        if (e[i].hash == 0 || age >= window_s) {
+        auto age = static_cast<std::uint16_t>(now16 - e[i].t);
+        if (e[i].fp == fp) {
+            e[i].t = now16;
+            found = true;
+        } else if (age >= w.window_units) {
+            e[i].fp = 0;  // expired: freed now, so no age is ever read past a wrap
             if (free_i < 0) free_i = i;
         } else if (age >= oldest_age) {
             oldest_age = age;
             oldest_i = i;
         }
     }
+    if (found) return;
     std::uint32_t v = free_i >= 0 ? static_cast<std::uint32_t>(free_i) : oldest_i;
-    e[v].hash = h;
-    e[v].seen_s = now_s;
+    e[v].fp = fp;
+    e[v].t = now16;
 }
 
-inline std::uint32_t distinct_count(const DistinctEntry* e, std::uint32_t cap, std::uint32_t now_s,
+inline std::uint32_t distinct_count(const void* set, std::uint32_t cap, std::uint32_t now_s,
                                     std::uint32_t window_s) {
+    DistinctWindow w(window_s);
+    auto* hdr = static_cast<const std::uint32_t*>(set);
+    auto* e = reinterpret_cast<const DistinctSet::Entry*>(hdr + 1);
+    std::uint32_t now = now_s / w.unit_s;
+    if (now < *hdr) now = *hdr;
+    if (now - *hdr >= 8 * w.window_units) return 0;
+    auto now16 = static_cast<std::uint16_t>(now);
     std::uint32_t n = 0;
     for (std::uint32_t i = 0; i < cap; ++i)
-        if (e[i].hash != 0 && age_of(now_s, e[i].seen_s) < window_s) ++n;
+        if (e[i].fp != 0 && static_cast<std::uint16_t>(now16 - e[i].t) < w.window_units) ++n;
     return n;
 }
 

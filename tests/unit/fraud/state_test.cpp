@@ -54,7 +54,7 @@ TEST_CASE("window counter saturates instead of wrapping", "[fraud][window]") {
 }
 
 TEST_CASE("distinct set counts within the window and saturates at capacity", "[fraud][distinct]") {
-    DistinctEntry e[8] = {};
+    std::uint64_t e[8] = {};  // 4 + 8 * 4 bytes
     for (std::uint32_t h = 1; h <= 5; ++h) distinct_add(e, 8, h, 100, 60);
     distinct_add(e, 8, 3, 101, 60);  // a repeat is not a new value
     CHECK(distinct_count(e, 8, 101, 60) == 5);
@@ -63,6 +63,29 @@ TEST_CASE("distinct set counts within the window and saturates at capacity", "[f
     CHECK(distinct_count(e, 8, 200, 60) == 8);
     distinct_add(e, 8, 0, 200, 60);  // hash 0 is remapped, not treated as empty
     CHECK(distinct_count(e, 8, 200, 60) == 8);
+}
+
+TEST_CASE("distinct set ages survive 16-bit wraps of its time units", "[fraud][distinct]") {
+    std::uint64_t e[8] = {};
+    const std::uint32_t window = 60;  // 1 s units
+    distinct_add(e, 8, 1, 1000, window);
+    distinct_add(e, 8, 2, 1030, window);
+    CHECK(distinct_count(e, 8, 1030, window) == 2);
+    // 65536 s later the 16-bit units have wrapped: an old entry must not look fresh.
+    CHECK(distinct_count(e, 8, 1030 + 65536, window) == 0);
+    distinct_add(e, 8, 3, 1030 + 65536, window);
+    CHECK(distinct_count(e, 8, 1030 + 65536, window) == 1);
+    // Insertions keep coming while one value stays old: it expires, never wraps back.
+    std::uint64_t f[8] = {};
+    distinct_add(f, 8, 7, 0, window);
+    for (std::uint32_t t = 10; t < 200000; t += 10) distinct_add(f, 8, 9, t, window);
+    CHECK(distinct_count(f, 8, 199990, window) == 1);
+    // Long windows use coarser units.
+    std::uint64_t g[8] = {};
+    distinct_add(g, 8, 1, 0, 86400);
+    distinct_add(g, 8, 2, 86000, 86400);
+    CHECK(distinct_count(g, 8, 86000, 86400) == 2);
+    CHECK(distinct_count(g, 8, 86400 + 100, 86400) == 1);
 }
 
 TEST_CASE("slot table insert/find/erase agrees with a map", "[fraud][table]") {
