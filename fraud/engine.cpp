@@ -925,6 +925,9 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
     }
 
     double score = 0, shadow = 0;
+    constexpr std::size_t kMemo = 64;
+    double memo[kKeyKindCount][kMemo];
+    std::uint64_t memo_have[kKeyKindCount] = {};
     for (const auto& cr : rules) {
         if (cr.call_feature && c.kind != EventKind::invite) continue;
         if (!(c.scope_bits >> cr.scope_idx & 1)) continue;
@@ -936,10 +939,23 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             slot = static_cast<const std::uint8_t*>(kinds[ki].table.slot(c.slot[ki]));
         if (!is_event_feature(r.feature) && !slot) continue;  // key absent or untracked
         const auto& comps = kinds[ki].comps;
+        // Rules of a ladder (same feature, key, window and scope; several thresholds) read the
+        // same component: compute each once per event.
+        auto memoized = [&](int i, auto compute) {
+            auto u = static_cast<std::size_t>(i);
+            if (u < kMemo && (memo_have[ki] >> u & 1)) return memo[ki][u];
+            double v = compute(comps[u]);
+            if (u < kMemo) {
+                memo[ki][u] = v;
+                memo_have[ki] |= std::uint64_t{1} << u;
+            }
+            return v;
+        };
         auto counter = [&](int i) {
-            const auto& comp = comps[static_cast<std::size_t>(i)];
-            return reinterpret_cast<const WindowCounter*>(slot + comp.offset)
-                ->value_at(c.epoch[comp.width_idx], c.into[comp.width_idx]);
+            return memoized(i, [&](const Component& comp) {
+                return reinterpret_cast<const WindowCounter*>(slot + comp.offset)
+                    ->value_at(c.epoch[comp.width_idx], c.into[comp.width_idx]);
+            });
         };
         switch (r.feature) {
             case Feature::scanner_user_agent:
@@ -972,8 +988,10 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             case Feature::distinct_usernames:
             case Feature::request_sweep:
             case Feature::country_change: {
-                const auto& comp = comps[static_cast<std::size_t>(cr.comp_a)];
-                value = distinct_count(slot + comp.offset, comp.capacity, c.now_s, comp.window_s);
+                value = memoized(cr.comp_a, [&](const Component& comp) {
+                    return static_cast<double>(
+                        distinct_count(slot + comp.offset, comp.capacity, c.now_s, comp.window_s));
+                });
                 break;
             }
             default:
@@ -1134,6 +1152,7 @@ void Engine::Impl::sweep(base::Nanos now, std::size_t budget) {
         auto& t = kt.table;
         for (std::size_t n = 0; n < budget && t.size() > 0; ++n) {
             std::size_t b = kt.cursor & (t.buckets() - 1);
+            __builtin_prefetch(t.slot((b + 1) & (t.buckets() - 1)));  // the next event's bucket
             if (t.hash_at(b) != 0) {
                 auto* hdr = static_cast<const KeyHeader*>(t.slot(b));
                 if (hdr->concurrent <= 0 && age_of(now_s, hdr->last_seen_s) >= idle_s) {
