@@ -48,7 +48,7 @@ inline bool is_digit(char c) {
     return is(c, kDigit);
 }
 
-inline char lower(char c) {
+constexpr char lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 inline bool iequals(std::string_view a, std::string_view b) {

@@ -1,4 +1,5 @@
 // Message parsing: start line, header fields and the typed values the SBC relies on.
+#include <array>
 #include <cstring>
 
 #include "sip/lex.hpp"
@@ -357,81 +358,38 @@ Method method_from_name(std::string_view name) {
     return Method::unknown;
 }
 
+namespace {
+
+// A 256-slot table keyed on length, first and last letter: one load and one comparison per
+// header field (the known names do not collide under this key; a unit test checks every one).
+constexpr std::size_t header_key(std::size_t len, char first, char last) {
+    return (len * 37 + static_cast<unsigned char>(first) * 11 +
+            static_cast<unsigned char>(last) * 3) &
+           255;
+}
+
+struct HeaderTable {
+    std::array<std::uint8_t, 256> slot{};  // index + 1 into kHeaders, 0 = none
+    constexpr HeaderTable() {
+        for (std::size_t i = 0; i < std::size(kHeaders); ++i) {
+            std::string_view n = kHeaders[i].name;
+            std::size_t k = header_key(n.size(), lower(n.front()), lower(n.back()));
+            slot[k] = static_cast<std::uint8_t>(i + 1);
+        }
+    }
+};
+constexpr HeaderTable kHeaderTable{};
+
+}  // namespace
+
 HeaderId header_id_from_name(std::string_view name) {
     if (name.size() == 1) return compact_form(lower(name[0]));
-    // Narrow by length and first letter before comparing: this runs for every header field.
-    char f = lower(name[0]);
-    auto is = [&](std::string_view n, HeaderId id) {
-        return iequals(n, name) ? id : HeaderId::other;
-    };
-    switch (name.size()) {
-        case 2:
-            return is("To", HeaderId::to);
-        case 3:
-            return is("Via", HeaderId::via);
-        case 4:
-            if (f == 'f') return is("From", HeaderId::from);
-            if (f == 'c') return is("CSeq", HeaderId::cseq);
-            if (f == 'd') return is("Date", HeaderId::date);
-            return HeaderId::other;
-        case 5:
-            if (f == 'r') return is("Route", HeaderId::route);
-            if (f == 'a') return is("Allow", HeaderId::allow);
-            if (f == 'e') return is("Event", HeaderId::event);
-            return HeaderId::other;
-        case 6:
-            if (f == 's') return is("Server", HeaderId::server);
-            if (f == 'a') return is("Accept", HeaderId::accept);
-            return HeaderId::other;
-        case 7:
-            if (f == 'c') {
-                if (lower(name[1]) == 'a') return is("Call-ID", HeaderId::call_id);
-                return is("Contact", HeaderId::contact);
-            }
-            if (f == 'e') return is("Expires", HeaderId::expires);
-            if (f == 's') return is("Subject", HeaderId::subject);
-            if (f == 'r') return is("Require", HeaderId::require);
-            return HeaderId::other;
-        case 8:
-            if (f == 'r') return is("Refer-To", HeaderId::refer_to);
-            if (f == 'i') return is("Identity", HeaderId::identity);
-            return HeaderId::other;
-        case 9:
-            return is("Supported", HeaderId::supported);
-        case 10:
-            return is("User-Agent", HeaderId::user_agent);
-        case 11:
-            return is("Referred-By", HeaderId::referred_by);
-        case 12:
-            if (f == 'm') return is("Max-Forwards", HeaderId::max_forwards);
-            if (f == 'c') return is("Content-Type", HeaderId::content_type);
-            if (f == 'r') return is("Record-Route", HeaderId::record_route);
-            if (f == 'a') return is("Allow-Events", HeaderId::allow_events);
-            return HeaderId::other;
-        case 13:
-            if (f == 'a') return is("Authorization", HeaderId::authorization);
-            if (f == 'p') return is("Proxy-Require", HeaderId::proxy_require);
-            if (f == 'i') return is("Identity-Info", HeaderId::identity_info);
-            return HeaderId::other;
-        case 14:
-            if (f == 'c') return is("Content-Length", HeaderId::content_length);
-            if (f == 'a') return is("Accept-Contact", HeaderId::accept_contact);
-            if (f == 'r') return is("Reject-Contact", HeaderId::reject_contact);
-            return HeaderId::other;
-        case 15:
-            return is("Session-Expires", HeaderId::session_expires);
-        case 16:
-            if (f == 'c') return is("Content-Encoding", HeaderId::content_encoding);
-            if (f == 'w') return is("WWW-Authenticate", HeaderId::www_authenticate);
-            return HeaderId::other;
-        case 18:
-            return is("Proxy-Authenticate", HeaderId::proxy_authenticate);
-        case 19:
-            if (f == 'p') return is("Proxy-Authorization", HeaderId::proxy_authorization);
-            return is("Request-Disposition", HeaderId::request_disposition);
-        default:
-            return HeaderId::other;
-    }
+    if (name.empty()) return HeaderId::other;
+    std::uint8_t i =
+        kHeaderTable.slot[header_key(name.size(), lower(name.front()), lower(name.back()))];
+    if (i == 0) return HeaderId::other;
+    const NamedHeader& h = kHeaders[i - 1];
+    return iequals(h.name, name) ? h.id : HeaderId::other;
 }
 
 std::string_view canonical_header_name(HeaderId id) {
@@ -442,9 +400,11 @@ std::string_view canonical_header_name(HeaderId id) {
 
 void Message::reset() {
     bytes_ = start_line_ = method_name_ = version_ = reason_ = {};
+    // Large records are cleared only when the last parse wrote them (a response has no
+    // Request-URI; credentials are parsed into a fresh record and copied).
+    if (is_request_) request_uri_ = Uri{};
     is_request_ = false;
     method_ = Method::unknown;
-    request_uri_ = Uri{};
     status_code_ = 0;
     headers_.clear();
     vias_.clear();
@@ -460,7 +420,6 @@ void Message::reset() {
     content_length_.reset();
     expires_.reset();
     content_length_conflict_ = false;
-    auth_ = proxy_auth_ = Credentials{};
     header_dups_ = 0;
     edits_.clear();
     new_body_.clear();

@@ -186,3 +186,24 @@ TEST_CASE("every known header name maps to its id, in any case") {
         CHECK(header_id_from_name(name) == id);
     }
 }
+
+TEST_CASE("a reused Message shows nothing from the previous parse") {
+    std::string reg = read_data("sip/register_digest.sip");
+    std::string ok = read_data("sip/ok_200_rr.sip");
+    Message m;
+    REQUIRE(m.parse(reg).ok);
+    REQUIRE(m.authorization());
+    REQUIRE(m.parse(ok).ok);
+    CHECK(m.authorization() == nullptr);
+    CHECK(m.request_uri().host.empty());
+    CHECK(m.method_name().empty());
+    CHECK_FALSE(m.expires());
+    CHECK(m.vias().size() == 1);
+    CHECK(m.record_routes().size() == 2);
+    // A failed parse leaves nothing behind either.
+    CHECK_FALSE(m.parse("INVITE sip:a@b SIP/2.0\r\nFrom: <sip:x@y>;;\r\n\r\n").ok);
+    REQUIRE(m.parse(reg).ok);
+    CHECK(m.from()->tag == "9fd2c41a");
+    CHECK(m.record_routes().empty());
+    CHECK(m.request_uri().host == "pbx.example.com");
+}
