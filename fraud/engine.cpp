@@ -1291,27 +1291,54 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
 }
 
 void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out) {
-    constexpr std::size_t kAhead = 4;
+    // A two-stage software pipeline: 8 attempts ahead, compute the keys and fetch their hash
+    // buckets; 4 ahead, find the keys (their buckets are in cache by then) and fetch the whole
+    // slot where each key actually sits (linear probing displaces many from their home).
+    constexpr std::size_t kHashAhead = 8;
+    constexpr std::size_t kSlotAhead = 4;
+    constexpr std::size_t kRing = 16;
+    constexpr std::size_t kKinds = 3;  // source_ip, source_prefix, account: the unbounded ones
     auto& m = *impl_;
-    auto prefetch = [&](const CallAttempt& a) {
+    struct Pending {
+        std::uint64_t h[kKinds];
+        bool has[kKinds];
+    };
+    std::array<Pending, kRing> ring;
+    auto stage_hash = [&](std::size_t i) {
+        const CallAttempt& a = in[i];
+        Pending& p = ring[i % kRing];
+        p = Pending{};
         if (!a.source.addr.is_unspecified()) {
-            if (m.kinds[0].used) m.kinds[0].table.prefetch(mix64(a.source.addr.hash() ^ kSalt[0]));
-            if (m.kinds[1].used) {
-                auto p = base::covering_prefix(a.source.addr, m.cfg.source_prefix_v4,
-                                               m.cfg.source_prefix_v6);
-                m.kinds[1].table.prefetch(
-                    mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
-            }
+            p.h[0] = mix64(a.source.addr.hash() ^ kSalt[0]);
+            p.has[0] = true;
+            auto pre = base::covering_prefix(a.source.addr, m.cfg.source_prefix_v4,
+                                             m.cfg.source_prefix_v6);
+            p.h[1] = mix64(pre.address().hash() ^ (std::uint64_t{pre.length()} << 8) ^ kSalt[1]);
+            p.has[1] = true;
         }
-        if (m.kinds[2].used && !a.account.empty())
-            m.kinds[2].table.prefetch(hash_string(a.account, kSalt[2]));
-        if (!a.call_id.empty()) m.calls.prefetch(hash_string(a.call_id, 0xca11));
-        if (m.bans.size()) m.bans.prefetch(a.source.addr.hash());
+        if (!a.account.empty()) {
+            p.h[2] = hash_string(a.account, kSalt[2]);
+            p.has[2] = true;
+        }
+        for (std::size_t k = 0; k < kKinds; ++k)
+            if (p.has[k] && m.kinds[k].used) m.kinds[k].table.prefetch_bucket(p.h[k]);
+        if (!a.call_id.empty()) m.calls.prefetch_bucket(hash_string(a.call_id, 0xca11));
+        if (m.bans.size()) m.bans.prefetch_bucket(a.source.addr.hash());
+    };
+    auto stage_slot = [&](std::size_t i) {
+        const Pending& p = ring[i % kRing];
+        for (std::size_t k = 0; k < kKinds; ++k) {
+            if (!p.has[k] || !m.kinds[k].used) continue;
+            std::int64_t at = m.kinds[k].table.find(p.h[k]);
+            if (at >= 0) m.kinds[k].table.prefetch_slot(static_cast<std::size_t>(at));
+        }
     };
     std::size_t n = std::min(in.size(), out.size());
-    for (std::size_t i = 0; i < std::min(n, kAhead); ++i) prefetch(in[i]);
+    for (std::size_t i = 0; i < std::min(n, kHashAhead); ++i) stage_hash(i);
+    for (std::size_t i = 0; i < std::min(n, kSlotAhead); ++i) stage_slot(i);
     for (std::size_t i = 0; i < n; ++i) {
-        if (i + kAhead < n) prefetch(in[i + kAhead]);
+        if (i + kHashAhead < n) stage_hash(i + kHashAhead);
+        if (i + kSlotAhead < n) stage_slot(i + kSlotAhead);
         on_attempt(in[i], out[i]);
     }
 }

@@ -283,6 +283,7 @@ class SlotTable {
         __builtin_prefetch(&hashes_[i]);
         prefetch_slot(i);
     }
+    void prefetch_bucket(std::uint64_t h) const { __builtin_prefetch(&hashes_[fix(h) & mask_]); }
     void prefetch_slot(std::size_t i) const {
         const char* p = reinterpret_cast<const char*>(&data_[i * slot_words_]);
         for (std::size_t off = 0; off < slot_words_ * 8; off += 64) __builtin_prefetch(p + off);
