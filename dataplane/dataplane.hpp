@@ -39,6 +39,7 @@ namespace sbc::dataplane {
     X(no_service, "no SIP/media service on the destination port")                         \
     X(no_session, "media port not allocated to any stream")                               \
     X(latch_rejected, "media from an unexpected source (anti-hijacking latch rule)")      \
+    X(peer_unknown, "media for a leg whose peer address is not known yet")                \
     X(family_mismatch, "frame backend cannot translate between IPv4 and IPv6")            \
     X(tx_failed, "send failed or no socket for the egress port")
 SBC_DECLARE_COUNTER_LIST(DropReason, SBC_DATAPLANE_DROP_REASONS)

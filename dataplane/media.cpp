@@ -363,7 +363,7 @@ DropReason MediaControl::on_packet(const PacketMeta& m, Decision& d, base::Nanos
     }
     const unsigned to = 1u - b.leg;
     const unsigned sub = to * 2 + (rtcp ? 1 : 0);
-    if (s.forwards[sub].to_peer.port == 0) return DropReason::no_session;  // peer not known yet
+    if (s.forwards[sub].to_peer.port == 0) return DropReason::peer_unknown;
     d.stream_slot = slot * 4 + sub;
     return DropReason::none;
 }

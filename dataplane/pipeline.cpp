@@ -145,6 +145,15 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
         }
         // 4. Classify by destination port.
         if (m.l4_proto == 17) {
+            // SIP ports first: a SIP port inside the media range stays SIP.
+            if (has_bit(sip_udp_, m.dst_port)) {
+                d.traffic_class = sip_method_class(m.payload, m.payload_len);
+                if (admit(m, d.traffic_class))
+                    finish(d, Action::to_signaling, DropReason::none);
+                else
+                    finish(d, Action::drop, DropReason::rate_limited);
+                continue;
+            }
             if (m.dst_port >= config_.media_port_min && m.dst_port <= config_.media_port_max) {
                 const DropReason r = media_.on_packet(m, d, now, counters_);
                 if (r == DropReason::none) {
@@ -157,14 +166,6 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
                     }
                     finish(d, Action::drop, r);
                 }
-                continue;
-            }
-            if (has_bit(sip_udp_, m.dst_port)) {
-                d.traffic_class = sip_method_class(m.payload, m.payload_len);
-                if (admit(m, d.traffic_class))
-                    finish(d, Action::to_signaling, DropReason::none);
-                else
-                    finish(d, Action::drop, DropReason::rate_limited);
                 continue;
             }
         } else if (m.l4_proto == 6 && has_bit(sip_tcp_, m.dst_port)) {

@@ -224,3 +224,21 @@ TEST_CASE("The event queue is bounded and counts what it drops") {
     CHECK(p.media().drain_events(ev) == 2);
     CHECK(p.media().events_dropped() == 2);
 }
+
+TEST_CASE("Media towards a leg whose peer is not known yet is held back without penalty") {
+    Rig r;
+    auto spec = call();
+    spec.b.remote = Endpoint{};  // the answer has not arrived
+    auto id = r.p->media().create(spec, 0);
+    REQUIRE(id);
+    for (std::uint16_t seq = 1; seq <= 500; ++seq)
+        CHECK(r.rtp("198.51.100.10", 4000, 30000, seq, seq * 160u, millis(seq)).reason ==
+              DropReason::peer_unknown);
+    CHECK(r.p->bans().active(seconds(1)).empty());
+    // The answer arrives: relaying starts, to the signaled callee.
+    spec.b.remote = ep("192.0.2.20", 6000);
+    REQUIRE(r.p->media().update(*id, spec, seconds(1)));
+    auto d = r.rtp("198.51.100.10", 4000, 30000, 501, 80160, seconds(1));
+    REQUIRE(d.action == Action::relay);
+    CHECK(r.p->forward_of(d).to_peer == ep("192.0.2.20", 6000));
+}

@@ -168,3 +168,12 @@ TEST_CASE("Reload changes limits and keeps streams") {
           DropReason::no_service);
     CHECK(p.media().spec(*id) != nullptr);
 }
+
+TEST_CASE("A SIP port inside the media range stays SIP") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.sip_udp_ports = {30500};
+    Pipeline p(cfg);
+    auto opt = text("OPTIONS sip:x SIP/2.0\r\n");
+    CHECK(decide_one(p, udp_meta("198.51.100.7", 5060, "203.0.113.1", 30500, &opt), 0).action ==
+          Action::to_signaling);
+}
