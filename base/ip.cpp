@@ -88,7 +88,9 @@ bool Prefix::contains(const IpAddress& a) const {
     return mask(a, mapped_len()) == addr_;
 }
 
-std::string Prefix::to_string() const { return addr_.to_string() + "/" + std::to_string(len_); }
+std::string Prefix::to_string() const {
+    return addr_.to_string() + "/" + std::to_string(len_);
+}
 
 Prefix covering_prefix(const IpAddress& a, std::uint8_t v4_len, std::uint8_t v6_len) {
     return Prefix(a, a.is_v4() ? v4_len : v6_len);

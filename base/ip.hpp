@@ -14,7 +14,7 @@ namespace sbc::base {
 // An IPv4 or IPv6 address. IPv4 is stored as an IPv4-mapped IPv6 address
 // (::ffff:a.b.c.d) so that one 16-byte key serves both families in tables.
 class IpAddress {
-public:
+  public:
     constexpr IpAddress() = default;
 
     static IpAddress v4(std::uint32_t host_order) {
@@ -58,7 +58,13 @@ public:
     std::string to_string() const;
 
     auto operator<=>(const IpAddress&) const = default;
-    bool operator==(const IpAddress&) const = default;
+    // Two 64-bit compares: this sits on every relay and rate-limit lookup.
+    bool operator==(const IpAddress& o) const {
+        std::uint64_t a[2], b[2];
+        std::memcpy(a, bytes_.data(), 16);
+        std::memcpy(b, o.bytes_.data(), 16);
+        return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+    }
 
     std::uint64_t hash() const {
         std::uint64_t hi, lo;
@@ -71,13 +77,13 @@ public:
         return h;
     }
 
-private:
+  private:
     std::array<std::uint8_t, 16> bytes_{};
 };
 
 // An address prefix; the length counts bits of the family (0..32 for IPv4, 0..128 for IPv6).
 class Prefix {
-public:
+  public:
     Prefix() = default;
     Prefix(IpAddress addr, std::uint8_t len);  // host bits are cleared
     // "10.0.0.0/8", "2001:db8::/32", or a bare address (full length).
@@ -87,14 +93,18 @@ public:
     std::uint8_t length() const { return len_; }  // in the family's own bits
     bool is_v4() const { return addr_.is_v4(); }
     bool contains(const IpAddress& a) const;
-    bool contains(const Prefix& p) const { return p.len_ >= len_ && p.is_v4() == is_v4() && contains(p.addr_); }
+    bool contains(const Prefix& p) const {
+        return p.len_ >= len_ && p.is_v4() == is_v4() && contains(p.addr_);
+    }
     std::string to_string() const;
 
     auto operator<=>(const Prefix&) const = default;
     bool operator==(const Prefix&) const = default;
 
-private:
-    std::uint8_t mapped_len() const { return is_v4() ? static_cast<std::uint8_t>(len_ + 96) : len_; }
+  private:
+    std::uint8_t mapped_len() const {
+        return is_v4() ? static_cast<std::uint8_t>(len_ + 96) : len_;
+    }
     IpAddress addr_;
     std::uint8_t len_ = 0;
 };

@@ -34,7 +34,7 @@ TEST_CASE("Prefixes clear host bits and test containment per family") {
     CHECK(p->to_string() == "10.0.0.0/8");
     CHECK(p->contains(*IpAddress::parse("10.200.0.1")));
     CHECK_FALSE(p->contains(*IpAddress::parse("11.0.0.1")));
-    CHECK_FALSE(p->contains(*IpAddress::parse("::ffff:0:0a00:1") ));
+    CHECK_FALSE(p->contains(*IpAddress::parse("::ffff:0:0a00:1")));
     auto p6 = Prefix::parse("2001:db8::/32");
     REQUIRE(p6);
     CHECK(p6->contains(*IpAddress::parse("2001:db8:1::5")));
