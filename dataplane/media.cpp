@@ -202,8 +202,8 @@ base::Result<StreamStats> MediaControl::stats(StreamId id) const {
         o.latched_rtp = l.latched_rtp;
         o.latched_rtcp = l.latched_rtcp;
         o.jitter = l.rtp.jitter;
-        if (l.rtp.initialized) {
-            // RFC 3550 A.3
+        if (l.rtp.initialized && l.rtp.probation == 0) {
+            // RFC 3550 A.3 (only once A.1 has validated the source: no figures in probation)
             const std::uint32_t ext_max = l.rtp.cycles + l.rtp.max_seq;
             o.expected = ext_max - l.rtp.base_seq + 1;
             o.lost = static_cast<std::int64_t>(o.expected) - l.rtp.received;

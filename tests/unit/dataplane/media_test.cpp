@@ -242,3 +242,18 @@ TEST_CASE("Media towards a leg whose peer is not known yet is held back without 
     REQUIRE(d.action == Action::relay);
     CHECK(r.p->forward_of(d).to_peer == ep("192.0.2.20", 6000));
 }
+
+TEST_CASE("No loss is reported while the RTP source is on probation") {
+    Rig r;
+    auto id = r.p->media().create(call(), 0);
+    REQUIRE(id);
+    r.rtp("198.51.100.10", 4000, 30000, 7, 160, millis(1));
+    auto st = r.p->media().stats(*id);
+    CHECK(st->a.packets == 1);
+    CHECK(st->a.lost == 0);
+    CHECK(st->a.expected == 0);
+    r.rtp("198.51.100.10", 4000, 30000, 8, 320, millis(21));
+    r.rtp("198.51.100.10", 4000, 30000, 10, 640, millis(61));
+    st = r.p->media().stats(*id);
+    CHECK(st->a.lost == 1);
+}
