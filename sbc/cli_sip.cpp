@@ -73,9 +73,10 @@ void print_addr(const sip::Message& m, const char* label, const sip::NameAddr& a
         std::cout << "display=\"" << show(sip::unquote(a.display_name)) << "\" ";
     print_uri(m, a.uri);
     if (!a.tag.empty()) std::cout << " tag=" << show(a.tag);
-    if (a.params.count) {
-        std::cout << " header-params:";
-        print_params(m, a.params);
+    for (const sip::Param& p : m.params(a.params)) {
+        if (p.name == "tag") continue;  // shown above
+        std::cout << " ;" << show(p.name);
+        if (p.has_value) std::cout << "=" << show(p.value);
     }
     std::cout << "\n";
 }
