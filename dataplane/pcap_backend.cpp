@@ -13,8 +13,9 @@ namespace sbc::dataplane {
 namespace {
 constexpr unsigned kBurst = 32;
 constexpr std::uint32_t kMaxFrame = 262144;  // libpcap's largest snaplen
-// A burst shares one `now`; cut it when capture time moves on by more than this.
-constexpr base::Nanos kBurstSpan = base::millis(1);
+// A burst shares one `now`; it is cut when capture time moves on by more than this, so a
+// packet's `now` is off by at most 20 us (jitter at 8 kHz: 0.16 timestamp units).
+constexpr base::Nanos kBurstSpan = 20'000;
 
 // The link header's protocol field says IPv4/IPv6 (SLL: offset 14, SLL2: offset 0, both
 // big-endian ethertypes; BSD loopback: host-order address family).
@@ -87,12 +88,27 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
     std::array<PacketMeta, kBurst> meta;
     std::array<Decision, kBurst> decisions;
     std::array<pcap_pkthdr, kBurst> headers;
+    std::array<base::Nanos, kBurst> stamps;
+    // A record too late for the current burst stays in its slot (outside the burst) and is moved
+    // to slot 0 to start the next one.
+    int carry = -1;
     bool started = false;
     bool eof = false;
     while (!eof) {
         // Stage 1: read a burst of records sharing (roughly) one capture time.
         unsigned n = 0;
         base::Nanos now = 0;
+        if (carry >= 0) {
+            const std::size_t off = frames[carry].data - &storage[std::size_t(carry) * kMaxFrame];
+            std::copy_n(&storage[std::size_t(carry) * kMaxFrame], headers[carry].caplen,
+                        storage.begin());
+            headers[0] = headers[carry];
+            frames[0] = frames[carry];
+            frames[0].data = storage.data() + off;
+            now = stamps[0] = stamps[carry];
+            n = 1;
+            carry = -1;
+        }
         while (n < kBurst) {
             pcap_pkthdr* h = nullptr;
             const u_char* data = nullptr;
@@ -117,6 +133,7 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
                 if (hooks.on_start) hooks.on_start(pipeline, ts, hooks.ctx);
             }
             if (n == 0) now = ts;
+            stamps[n] = ts;
             const std::uint32_t caplen = std::min(h->caplen, kMaxFrame);
             std::uint8_t* buf = &storage[std::size_t{n} * kMaxFrame];
             std::copy(data, data + caplen, buf);
@@ -126,11 +143,16 @@ base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_p
             const std::uint32_t wire = std::max(h->len, caplen);
             frames[n] =
                 Frame{buf + skip, caplen - skip, kMaxFrame - skip, 0, wire - std::min(l2, wire)};
+            headers[n].caplen = caplen;
             if (caplen < l2) frames[n].wire_len = 1;  // header cut: truncated
+            if (ts - now > kBurstSpan) {
+                carry = static_cast<int>(n);  // starts the next burst, with its own `now`
+                break;
+            }
             ++n;
-            if (ts - now > kBurstSpan) break;
         }
-        if (n == 0) break;
+        if (n == 0 && carry < 0) break;
+        if (n == 0) continue;
         // Stage 2: parse and decide.
         if (dlt == DLT_EN10MB) {
             parse_frames(std::span<const Frame>(frames.data(), n),
