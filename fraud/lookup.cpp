@@ -108,7 +108,12 @@ base::Result<TimeZone> TimeZone::load(const std::string& dir, const std::string&
     std::ifstream in(dir + "/" + name, std::ios::binary);
     if (!in)
         return base::make_error("unknown time zone '" + name + "' (no " + dir + "/" + name + ")");
-    std::vector<unsigned char> b((std::istreambuf_iterator<char>(in)), {});
+    std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), {});
+    return parse(bytes, name);
+}
+
+base::Result<TimeZone> TimeZone::parse(std::span<const unsigned char> b, const std::string& name) {
+    TimeZone tz;
     auto bad = [&] { return base::make_error("time zone '" + name + "': not a TZif file"); };
     // RFC 8536 §3.1: 44-byte header, then the version 1 data block, then (version >= 2) a
     // second header and a block with 64-bit transition times, which is the one we read.

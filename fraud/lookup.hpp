@@ -3,6 +3,7 @@
 // globs, time zones, weekly business-hour maps).
 #include <bitset>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,9 @@ bool whole_glob_match(std::string_view pattern, std::string_view text);
 class TimeZone {
   public:
     static base::Result<TimeZone> load(const std::string& zoneinfo_dir, const std::string& name);
+    // The contents of a TZif file (`name` is for messages).
+    static base::Result<TimeZone> parse(std::span<const unsigned char> bytes,
+                                        const std::string& name);
     std::int32_t offset_at(std::int64_t unix_seconds) const;
 
   private:
