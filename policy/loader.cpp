@@ -137,8 +137,10 @@ void Loader::load_path(const std::string& path, const Pos* included_from) {
         return;
     }
     if (loaded.count(canon)) {
-        Pos where = included_from ? *included_from : Pos{ctx.add_file(path), 0, 0};
-        ctx.error(where, "'" + path + "' is loaded twice");
+        // A shared file (scanner signatures, a big list) included from several policies is
+        // read once; naming the same file twice on the command line is a mistake.
+        if (included_from) return;
+        ctx.error(Pos{ctx.add_file(path), 0, 0}, "'" + path + "' is given twice");
         return;
     }
     if (include_stack.size() >= kMaxIncludeDepth) {

@@ -165,6 +165,18 @@ TEST_CASE("includes resolve relative to the including file, errors point at the 
     CHECK(cycle.errors.at(0).file.ends_with("b.toml"));
 }
 
+TEST_CASE("a file included from two policies is read once", "[policy][loader]") {
+    const std::string ex = kExamples;
+    auto r = load_policy_from_string(
+        "include = [\"" + ex + "/scanners.toml\", \"" + ex + "/scanners.toml\"]\n", "t.toml");
+    INFO(all_errors(r));
+    REQUIRE(r.ok());
+    CHECK(r.value->scanners.user_agents.size() == 10);
+    auto twice = load_policy({ex + "/lab.toml", ex + "/lab.toml"});
+    REQUIRE_FALSE(twice.ok());
+    CHECK(twice.errors.at(0).message.find("given twice") != std::string::npos);
+}
+
 TEST_CASE("includes and list files can be disabled for untrusted input", "[policy][loader]") {
     LoadOptions o;
     o.allow_includes = false;
