@@ -88,7 +88,7 @@ enum PacketFlags : std::uint8_t {
 
 // One received packet as the pipeline sees it. Frame backends (dpdk, pcap) fill `Frame` and
 // let parse_frames() fill this; the socket backend fills it directly from recvmmsg (the
-// kernel already stripped L2-L4; offsets are then relative to the UDP payload buffer).
+// kernel already stripped L2-L4: offsets stay 0 and `payload` points at the datagram).
 struct PacketMeta {
     base::IpAddress src, dst;
     std::uint16_t src_port = 0, dst_port = 0;
@@ -392,7 +392,7 @@ class MediaControl {
     std::size_t drain_events(std::span<MediaEvent> out);
     std::uint64_t events_dropped() const { return events_dropped_; }
     void set_defaults(const MediaDefaults& d) { defaults_ = d; }
-    // Hot path (used by Pipeline): the stream bound to a local port, or nullptr.
+    // Where a relayed packet goes: sent from our local endpoint of the other leg to its peer.
     struct Forward {
         base::Endpoint from_local;
         base::Endpoint to_peer;
