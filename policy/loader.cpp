@@ -1073,6 +1073,40 @@ void Loader::compile() {
     p->version = options.version;
 }
 
+void set_key_homes(Context& ctx) {
+    static constexpr std::pair<std::string_view, std::string_view> kHomes[] = {
+        {"mode", "fraud"},
+        {"score_cap", "fraud"},
+        {"flag_threshold", "fraud"},
+        {"block_threshold", "fraud"},
+        {"ban_threshold", "fraud"},
+        {"ban_duration", "fraud"},
+        {"max_tracked_keys", "fraud"},
+        {"idle_key_expiry", "fraud"},
+        {"short_call_seconds", "fraud"},
+        {"factor", "bans"},
+        {"violations", "bans"},
+        {"violation_window", "bans"},
+        {"user_agents", "scanners"},
+        {"strip_headers", "topology"},
+        {"replace_call_id", "topology"},
+        {"hide_topology", "topology"},
+        {"reason_phrases", "topology"},
+        {"default_country_code", "numbering"},
+        {"national_prefix", "numbering"},
+        {"international_prefix", "numbering"},
+        {"source_prefix_v4", "rate_limits"},
+        {"source_prefix_v6", "rate_limits"},
+        {"allow", "access"},
+        {"deny", "access"},
+        {"trusted", "access"},
+        {"business_hours", "account_groups"},
+        {"timezone", "account_groups"},
+        {"prefixes", "prefix_lists"},
+    };
+    for (const auto& [key, home] : kHomes) ctx.key_homes.emplace(key, home);
+}
+
 Loaded<Policy> finish(Loader& l) {
     Loaded<Policy> out;
     l.check_and_link();  // even after other errors: report everything at once
@@ -1097,6 +1131,7 @@ Loaded<Policy> finish(Loader& l) {
 
 Loaded<Policy> load_policy(const std::vector<std::string>& files, const LoadOptions& options) {
     Loader l;
+    set_key_homes(l.ctx);
     l.options = options;
     if (files.empty()) {
         l.ctx.error(Pos{l.ctx.add_file("<none>"), 0, 0}, "no policy file given");
@@ -1108,6 +1143,7 @@ Loaded<Policy> load_policy(const std::vector<std::string>& files, const LoadOpti
 Loaded<Policy> load_policy_from_string(std::string_view toml, const std::string& name,
                                        const LoadOptions& options) {
     Loader l;
+    set_key_homes(l.ctx);
     l.options = options;
     std::uint32_t file = l.ctx.add_file(name);
     l.p->source_files.push_back(name);

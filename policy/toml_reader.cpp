@@ -160,8 +160,11 @@ void Table::only_keys(std::span<const std::string_view> known) const {
         const auto& s = k.source();
         Pos p = s.begin.line ? Pos{file_, s.begin.line, s.begin.column} : pos_of(v);
         std::string msg = "unknown key '" + key_path(name) + "'";
+        auto home = ctx_.key_homes.find(name);
         if (auto guess = closest(name, known); !guess.empty())
             msg += "; did you mean '" + std::string(guess) + "'?";
+        else if (home != ctx_.key_homes.end() && home->second != path_)
+            msg += "; it belongs in [" + std::string(home->second) + "]";
         else
             msg += "; expected one of: " + join_names(known);
         error(p, std::move(msg));

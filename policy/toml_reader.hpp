@@ -33,6 +33,9 @@ struct Context {
     // Scalar keys set so far ("fraud.block_threshold") and where: a second setting in another
     // file is a conflict, not a silent override.
     std::map<std::string, Pos, std::less<>> scalar_keys;
+    // Where keys live ("block_threshold" -> "fraud"), to point at the right table when a key
+    // is written in the wrong one.
+    std::map<std::string_view, std::string_view> key_homes;
 
     std::uint32_t add_file(const std::string& name);
     void error(Pos p, std::string message);

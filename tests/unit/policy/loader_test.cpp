@@ -207,6 +207,10 @@ TEST_CASE("wrong types, ranges and references", "[policy][loader]") {
         auto r = load_text("[frau]\nmode = \"enforce\"\n");
         CHECK(has_error(r, 1, "did you mean 'fraud'"));
     }
+    SECTION("a key in the wrong table says where it belongs") {
+        auto r = load_text("[bans]\nblock_threshold = 50\n");
+        CHECK(has_error(r, 2, "it belongs in [fraud]"));
+    }
     SECTION("threshold above the cap") {
         auto r = load_text("[fraud]\nscore_cap = 50\n");
         CHECK(has_error(r, 1, "above score_cap"));
