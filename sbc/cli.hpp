@@ -15,6 +15,7 @@ void register_dataplane_commands(CLI::App& app);  // sbc relay ...              
 void register_sip_commands(CLI::App& app);        // sbc sip parse|rewrite ...   (cli_sip.cpp)
 
 // sbc policy test: runs call attempts through the compiled policy (cli_policy_test.cpp).
-int run_policy_test(const std::vector<std::string>& files, const std::string& call_json, const std::string& calls_file, bool json);
+int run_policy_test(const std::vector<std::string>& files, const std::string& call_json,
+                    const std::string& calls_file, bool json);
 
 }  // namespace sbc::cli
