@@ -284,42 +284,79 @@ TrafficClass sip_method_class(const std::uint8_t* p, std::size_t len) {
     return TrafficClass::sip_other;
 }
 
+namespace {
+// One's complement arithmetic is independent of byte order (RFC 1071 §2(B)): the changed
+// fields and the checksums are loaded and stored in host order, with no byte swaps.
+inline std::uint32_t ld32(const std::uint8_t* p) {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+inline std::uint16_t ld16(const std::uint8_t* p) {
+    std::uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+}
+inline void st16(std::uint8_t* p, std::uint16_t v) {
+    std::memcpy(p, &v, 2);
+}
+// Folds a 64-bit sum of 32-bit words to the 16-bit one's complement sum.
+inline std::uint16_t fold64(std::uint64_t s) {
+    s = (s & 0xffffffffu) + (s >> 32);
+    s = (s & 0xffffffffu) + (s >> 32);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    return static_cast<std::uint16_t>(s);
+}
+// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), where `delta` already holds sum(~m) + sum(m').
+inline std::uint16_t apply_delta(std::uint16_t hc, std::uint64_t delta) {
+    return static_cast<std::uint16_t>(~fold64(delta + static_cast<std::uint16_t>(~hc)));
+}
+}  // namespace
+
 bool Pipeline::rewrite_frame(Frame& f, const PacketMeta& m, const Forward& fwd) {
     const bool v6 = m.flags & kFlagV6;
     if (fwd.from_local.addr.is_v4() == v6 || fwd.to_peer.addr.is_v4() == v6) return false;
     if (m.l4_proto != 17 || (m.flags & kFlagFragment)) return false;
     std::uint8_t* ip = f.data + m.l3_offset;
     std::uint8_t* udp = f.data + m.l4_offset;
-    std::uint8_t old_hdr[36], new_hdr[36];
-    std::size_t alen = v6 ? 16 : 4;
-    std::uint8_t* addrs = v6 ? ip + 8 : ip + 12;
-    // Old and new pseudo-header words that change: source, destination, ports.
-    std::memcpy(old_hdr, addrs, 2 * alen);
-    std::memcpy(old_hdr + 2 * alen, udp, 4);
-    const auto& sb = fwd.from_local.addr.bytes();
-    const auto& db = fwd.to_peer.addr.bytes();
-    std::memcpy(new_hdr, v6 ? sb.data() : sb.data() + 12, alen);
-    std::memcpy(new_hdr + alen, v6 ? db.data() : db.data() + 12, alen);
-    new_hdr[2 * alen] = static_cast<std::uint8_t>(fwd.from_local.port >> 8);
-    new_hdr[2 * alen + 1] = static_cast<std::uint8_t>(fwd.from_local.port);
-    new_hdr[2 * alen + 2] = static_cast<std::uint8_t>(fwd.to_peer.port >> 8);
-    new_hdr[2 * alen + 3] = static_cast<std::uint8_t>(fwd.to_peer.port);
-    const std::size_t n = 2 * alen + 4;
-    std::memcpy(addrs, new_hdr, 2 * alen);
-    std::memcpy(udp, new_hdr + 2 * alen, 4);
+    const std::uint8_t* sb = fwd.from_local.addr.bytes().data();
+    const std::uint8_t* db = fwd.to_peer.addr.bytes().data();
+    // The ports, in network order, as one 32-bit word of the UDP header.
+    const std::uint8_t port_bytes[4] = {static_cast<std::uint8_t>(fwd.from_local.port >> 8),
+                                        static_cast<std::uint8_t>(fwd.from_local.port),
+                                        static_cast<std::uint8_t>(fwd.to_peer.port >> 8),
+                                        static_cast<std::uint8_t>(fwd.to_peer.port)};
+    const std::uint32_t new_ports = ld32(port_bytes);
+    const std::uint32_t old_ports = ld32(udp);
+    // Every old word is read before anything is written: no load waits on a pending store.
+    std::uint64_t addr_delta;
     if (!v6) {
-        // RFC 1624 incremental update over the two changed addresses.
-        std::uint16_t c = rd16(ip + 10);
-        c = checksum_update(c, old_hdr, new_hdr, 2 * alen);
-        ip[10] = static_cast<std::uint8_t>(c >> 8);
-        ip[11] = static_cast<std::uint8_t>(c);
+        const std::uint32_t os = ld32(ip + 12), od = ld32(ip + 16);
+        const std::uint32_t ns = ld32(sb + 12), nd = ld32(db + 12);
+        addr_delta = std::uint64_t{~os} + ~od + ns + nd;
+        std::memcpy(ip + 12, &ns, 4);
+        std::memcpy(ip + 16, &nd, 4);
+        st16(ip + 10, apply_delta(ld16(ip + 10), addr_delta));
+    } else {
+        std::uint64_t o[4], n[4];
+        std::memcpy(o, ip + 8, 32);
+        std::memcpy(n, sb, 16);
+        std::memcpy(n + 2, db, 16);
+        addr_delta = 0;
+        for (int k = 0; k < 4; ++k) {
+            // Each 64-bit word as two 32-bit halves, so that the sum cannot overflow.
+            addr_delta +=
+                (~o[k] & 0xffffffffu) + (~o[k] >> 32) + (n[k] & 0xffffffffu) + (n[k] >> 32);
+        }
+        std::memcpy(ip + 8, n, 32);
     }
-    std::uint16_t uc = rd16(udp + 6);
+    std::memcpy(udp, &new_ports, 4);
+    std::uint16_t uc = ld16(udp + 6);
     if (uc != 0) {  // IPv4 UDP without checksum stays without (RFC 768)
-        uc = checksum_update(uc, old_hdr, new_hdr, n);
+        uc = apply_delta(uc, addr_delta + std::uint64_t{~old_ports} + new_ports);
         if (uc == 0) uc = 0xffff;  // RFC 768: a computed zero is sent as all ones
-        udp[6] = static_cast<std::uint8_t>(uc >> 8);
-        udp[7] = static_cast<std::uint8_t>(uc);
+        st16(udp + 6, uc);
     }
     return true;
 }
