@@ -417,6 +417,9 @@ class MediaControl {
     };
     struct Stream {
         StreamSpec spec;
+        // RTP timestamp units per nanosecond in 0.64 fixed point (clock_rate * 2^64 / 1e9):
+        // the arrival time of RFC 3550 A.8 with one multiplication instead of a division.
+        std::uint64_t rate_q64 = 0;
         std::uint32_t generation = 0;
         bool in_use = false;
         bool inactive_reported = false;
@@ -435,6 +438,18 @@ class MediaControl {
     void unbind_ports(const StreamSpec& s);
     void refresh_forwards(Stream& s);
     void push_event(const MediaEvent& e);
+    // Brings the port binding, then the stream state a packet will touch, into the cache:
+    // called for a whole burst ahead of on_packet so that the misses overlap.
+    void prefetch_binding(const PacketMeta& m) const { __builtin_prefetch(&ports_[m.dst_port]); }
+    void prefetch_stream(const PacketMeta& m) const {
+        const PortBinding b = ports_[m.dst_port];
+        if (b.slot_plus_1 == 0) return;
+        const Stream& s = streams_[b.slot_plus_1 - 1];
+        __builtin_prefetch(b.leg ? &s.spec.b : &s.spec.a);
+        __builtin_prefetch(&s.legs[b.leg]);
+        __builtin_prefetch(&s.legs[b.leg].rtp);
+        __builtin_prefetch(&s.forwards[(1u - b.leg) * 2 + b.rtcp]);
+    }
     // Returns drop reason or none and sets decision.stream_slot.
     DropReason on_packet(const PacketMeta& m, Decision& d, base::Nanos now, Counters& counters);
 

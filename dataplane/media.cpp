@@ -28,6 +28,12 @@ bool looks_like_rtcp(const PacketMeta& m) {
            m.payload[1] <= 223;
 }
 
+// clock_rate * 2^64 / 1e9, rounded up so that whole timestamp units are not lost to rounding.
+std::uint64_t rate_q64(std::uint32_t clock_rate) {
+    const unsigned __int128 q = (static_cast<unsigned __int128>(clock_rate) << 64) + 999'999'999u;
+    return static_cast<std::uint64_t>(q / 1'000'000'000u);
+}
+
 base::Endpoint signaled_rtcp(const LegSpec& l, bool mux) {
     if (l.remote_rtcp.port != 0) return l.remote_rtcp;
     if (mux || l.remote.port == 0) return l.remote;
@@ -129,6 +135,7 @@ base::Result<StreamId> MediaControl::create(const StreamSpec& spec, base::Nanos 
     s = Stream{};
     s.generation = gen;
     s.spec = spec;
+    s.rate_q64 = rate_q64(spec.clock_rate);
     s.in_use = true;
     s.created = s.offer_at = s.last_packet = now;
     refresh_forwards(s);
@@ -149,6 +156,7 @@ base::Result<void> MediaControl::update(StreamId id, const StreamSpec& spec, bas
     const bool moved_a = !(old.a.remote == spec.a.remote);
     const bool moved_b = !(old.b.remote == spec.b.remote);
     s->spec = spec;
+    s->rate_q64 = rate_q64(spec.clock_rate);
     s->offer_at = now;
     if (moved_a) s->legs[0].latched_rtp = s->legs[0].latched_rtcp = base::Endpoint{};
     if (moved_b) s->legs[1].latched_rtp = s->legs[1].latched_rtcp = base::Endpoint{};
@@ -351,8 +359,7 @@ DropReason MediaControl::on_packet(const PacketMeta& m, Decision& d, base::Nanos
         // RFC 3550 A.8: arrival time in timestamp units; transit differences need no common
         // clock origin, so `now` (any time line) works.
         const auto arrival = static_cast<std::uint32_t>(
-            static_cast<unsigned __int128>(static_cast<std::uint64_t>(now)) * s.spec.clock_rate /
-            1'000'000'000u);
+            (static_cast<unsigned __int128>(static_cast<std::uint64_t>(now)) * s.rate_q64) >> 64);
         const std::uint32_t transit = arrival - ts;
         if (r.have_transit) {
             const auto dd = static_cast<std::int32_t>(transit - r.last_transit);

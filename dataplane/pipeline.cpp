@@ -109,6 +109,17 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
         }
         return false;
     };
+    // Media state is spread over tables larger than the cache: fetch what the burst's relay
+    // candidates will touch in two passes (bindings, then streams) so the misses overlap.
+    auto media_candidate = [&](std::size_t i) {
+        return out[i].action == Action::undecided && meta[i].l4_proto == 17 &&
+               meta[i].dst_port >= config_.media_port_min &&
+               meta[i].dst_port <= config_.media_port_max;
+    };
+    for (std::size_t i = 0; i < n; ++i)
+        if (media_candidate(i)) media_.prefetch_binding(meta[i]);
+    for (std::size_t i = 0; i < n; ++i)
+        if (media_candidate(i)) media_.prefetch_stream(meta[i]);
     for (std::size_t i = 0; i < n; ++i) {
         const PacketMeta& m = meta[i];
         Decision& d = out[i];
