@@ -94,6 +94,7 @@ struct PacketMeta {
     std::uint16_t src_port = 0, dst_port = 0;
     std::uint8_t l4_proto = 0;   // 17 UDP, 6 TCP, 1/58 ICMP
     std::uint8_t tcp_flags = 0;  // SYN detection for tcp_connect limits
+    std::uint8_t hop_limit = 0;  // IPv4 TTL / IPv6 hop limit (ND requires 255)
     std::uint16_t l3_offset = 0, l4_offset = 0, payload_offset = 0, payload_len = 0;
     std::uint16_t vlan_tci_outer = 0, vlan_tci_inner = 0;
     std::uint8_t flags = 0;                 // PacketFlags
@@ -494,6 +495,7 @@ class Pipeline {
   private:
     bool is_trusted(const base::IpAddress& a) const;
     bool is_local(const base::IpAddress& a) const;
+    bool is_neighbour_discovery_for_us(const PacketMeta& m) const;
     void finish(Decision& d, Action a, DropReason r);
 
     PipelineConfig config_;

@@ -46,11 +46,20 @@ bool bad_source_v4(const std::uint8_t* a) {
     if (a[0] == 0 || a[0] == 127 || a[0] >= 224) return true;  // this-net, loopback, mcast, bcast
     return false;
 }
+bool is_unspecified_v6(const std::uint8_t* a) {
+    static constexpr std::uint8_t kZero[16] = {};
+    return std::memcmp(a, kZero, 16) == 0;
+}
 bool bad_source_v6(const std::uint8_t* a) {
     if (a[0] == 0xff) return true;  // multicast
     static constexpr std::uint8_t kZero[15] = {};
     if (std::memcmp(a, kZero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return true;
     return false;
+}
+// RFC 4291 §2.7.1: the solicited-node multicast prefix ff02::1:ff00:0/104.
+bool is_solicited_node_v6(const std::uint8_t* a) {
+    static constexpr std::uint8_t kPrefix[13] = {0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff};
+    return std::memcmp(a, kPrefix, 13) == 0;
 }
 
 void parse_l4(const std::uint8_t* base, std::uint32_t l4_off, std::uint32_t l4_len, PacketMeta& m,
@@ -135,6 +144,7 @@ void parse_ipv4(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail
     m.dst = base::IpAddress::v4_bytes(ip + 16);
     m.l3_offset = static_cast<std::uint16_t>(off);
     m.l4_proto = ip[9];
+    m.hop_limit = ip[8];
     if (bad_source_v4(ip + 12)) return set(d, Action::drop, DropReason::bad_source);
     const std::uint32_t pseudo = checksum_add(0, ip + 12, 8);
     parse_l4(base, off + ihl, total - ihl, m, d, opt, pseudo);
@@ -153,7 +163,12 @@ void parse_ipv6(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail
     m.src = base::IpAddress::v6(ip + 8);
     m.dst = base::IpAddress::v6(ip + 24);
     m.l3_offset = static_cast<std::uint16_t>(off);
-    if (bad_source_v6(ip + 8)) return set(d, Action::drop, DropReason::bad_source);
+    m.hop_limit = ip[7];
+    // RFC 4862 §5.4.2: duplicate address detection sends neighbour solicitations from the
+    // unspecified address to a solicited-node group; that is the one use of :: accepted.
+    const bool unspecified_src = is_unspecified_v6(ip + 8);
+    if (!unspecified_src && bad_source_v6(ip + 8))
+        return set(d, Action::drop, DropReason::bad_source);
     std::uint8_t next = ip[6];
     std::uint32_t pos = off + 40;
     const std::uint32_t end = off + 40 + plen;
@@ -200,6 +215,11 @@ void parse_ipv6(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail
     m.l4_proto = next;
     const std::uint32_t pseudo = checksum_add(0, ip + 8, 32);
     parse_l4(base, pos, end - pos, m, d, opt, pseudo);
+    if (unspecified_src && d.action != Action::drop) {
+        const bool dad = next == 58 && !(m.flags & kFlagFragment) && m.payload_len >= 4 &&
+                         m.payload[0] == 135 && is_solicited_node_v6(ip + 24);
+        if (!dad) set(d, Action::drop, DropReason::bad_source);
+    }
 }
 
 }  // namespace

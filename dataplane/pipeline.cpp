@@ -1,5 +1,6 @@
 // The pipeline's decision for a burst: ban check, classify, rate limit, relay lookup/latching.
 #include <algorithm>
+#include <cstring>
 
 #include "dataplane/dataplane.hpp"
 
@@ -65,6 +66,30 @@ bool Pipeline::is_local(const base::IpAddress& a) const {
     if (config_.local_addresses.empty()) return true;
     return std::find(config_.local_addresses.begin(), config_.local_addresses.end(), a) !=
            config_.local_addresses.end();
+}
+
+// IPv6 neighbour discovery (RFC 4861 §4: router solicitation/advertisement, neighbour
+// solicitation/advertisement, redirect: types 133-137) addressed to the host: to one of its
+// addresses (checked by the caller), to all nodes (ff02::1), to the solicited-node group of one of
+// its addresses (RFC 4291 §2.7.1: ff02::1:ff plus the low 24 bits), or to a link-local unicast
+// address (the host's own fe80:: address is not in the configuration). Hop limit 255 proves the
+// sender is on the link (RFC 4861 §7.1.1); anything else is not ND the kernel would accept.
+bool Pipeline::is_neighbour_discovery_for_us(const PacketMeta& m) const {
+    if (m.l4_proto != 58 || !(m.flags & kFlagV6) || (m.flags & kFlagFragment)) return false;
+    if (m.hop_limit != 255 || m.payload_len < 4 || m.payload == nullptr) return false;
+    if (m.payload[0] < 133 || m.payload[0] > 137 || m.payload[1] != 0) return false;
+    const auto& a = m.dst.bytes();
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return true;  // fe80::/10
+    static constexpr std::uint8_t kAllNodes[16] = {0xff, 2, 0, 0, 0, 0, 0, 0,
+                                                   0,    0, 0, 0, 0, 0, 0, 1};
+    if (std::memcmp(a.data(), kAllNodes, 16) == 0) return true;
+    static constexpr std::uint8_t kSolicited[13] = {0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff};
+    if (std::memcmp(a.data(), kSolicited, 13) != 0) return false;
+    for (const auto& l : config_.local_addresses) {
+        const auto& b = l.bytes();
+        if (l.is_v6() && b[13] == a[13] && b[14] == a[14] && b[15] == a[15]) return true;
+    }
+    return false;
 }
 
 void Pipeline::finish(Decision& d, Action a, DropReason r) {
@@ -138,7 +163,7 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
             continue;
         }
         // 2. Not for us.
-        if (!is_local(m.dst)) {
+        if (!is_local(m.dst) && !is_neighbour_discovery_for_us(m)) {
             finish(d, Action::drop, DropReason::no_service);
             continue;
         }

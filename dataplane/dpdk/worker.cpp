@@ -134,8 +134,10 @@ class Worker {
             case kEtherIpv4:
                 return is_local(meta_[i].dst);
             case kEtherIpv6: {
+                // Link-local unicast too: the host's own fe80:: address answers ND.
                 const auto& b = meta_[i].dst.bytes();
-                return is_local(meta_[i].dst) || (b[0] == 0xff && (b[1] & 0x0f) == 0x02);
+                return is_local(meta_[i].dst) || (b[0] == 0xff && (b[1] & 0x0f) == 0x02) ||
+                       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80);
             }
             default:
                 return false;

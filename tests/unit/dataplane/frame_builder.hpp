@@ -35,6 +35,7 @@ struct FrameSpec {
     std::uint16_t frag_field = 0;           // IPv4 flags+offset
     std::uint8_t tcp_flags = 0x02;
     bool udp_checksum = true;
+    std::uint8_t hop_limit = 64;  // IPv4 TTL / IPv6 hop limit
 };
 
 inline void put16(std::vector<std::uint8_t>& v, std::uint16_t x) {
@@ -112,7 +113,7 @@ inline std::vector<std::uint8_t> build_ip(const FrameSpec& s) {
         put16(ip, static_cast<std::uint16_t>(ihl + l4.size()));
         put16(ip, 0x1234);
         put16(ip, s.frag_field);
-        ip.push_back(64);
+        ip.push_back(s.hop_limit);
         ip.push_back(s.proto);
         put16(ip, 0);
         ip.insert(ip.end(), sa, sa + 4);
@@ -130,7 +131,7 @@ inline std::vector<std::uint8_t> build_ip(const FrameSpec& s) {
         put16(ip, static_cast<std::uint16_t>(s.ext_headers.size() + l4.size()));
         ip.push_back(s.first_next_header >= 0 ? static_cast<std::uint8_t>(s.first_next_header)
                                               : s.proto);
-        ip.push_back(64);
+        ip.push_back(s.hop_limit);
         ip.insert(ip.end(), src.bytes().begin(), src.bytes().end());
         ip.insert(ip.end(), dst.bytes().begin(), dst.bytes().end());
         ip.insert(ip.end(), s.ext_headers.begin(), s.ext_headers.end());

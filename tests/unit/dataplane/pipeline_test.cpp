@@ -177,3 +177,79 @@ TEST_CASE("A SIP port inside the media range stays SIP") {
     CHECK(decide_one(p, udp_meta("198.51.100.7", 5060, "203.0.113.1", 30500, &opt), 0).action ==
           Action::to_signaling);
 }
+
+namespace {
+// An ICMPv6 neighbour discovery message (RFC 4861 §4): type, code 0, checksum (not verified
+// here), 4 reserved/flag bytes and a target address.
+std::vector<std::uint8_t> nd_message(std::uint8_t type) {
+    std::vector<std::uint8_t> m{type, 0, 0, 0, 0, 0, 0, 0};
+    const auto t = *IpAddress::parse("2001:db8::1");
+    m.insert(m.end(), t.bytes().begin(), t.bytes().end());
+    return m;
+}
+Decision parse_and_decide(Pipeline& p, const FrameSpec& s) {
+    auto f = build_frame(s);
+    auto parsed = parse_one(f);
+    p.decide(std::span<const PacketMeta>(&parsed.meta, 1), std::span<Decision>(&parsed.decision, 1),
+             0);
+    return parsed.decision;
+}
+FrameSpec nd_frame(std::uint8_t type, const std::string& src, const std::string& dst) {
+    FrameSpec s;
+    s.v6 = true;
+    s.proto = 58;
+    s.src = src;
+    s.dst = dst;
+    s.hop_limit = 255;
+    s.payload = nd_message(type);
+    return s;
+}
+}  // namespace
+
+TEST_CASE("IPv6 neighbour discovery for our addresses goes to the kernel") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.local_addresses = {*IpAddress::parse("2001:db8::1"), *IpAddress::parse("203.0.113.1")};
+    Pipeline p(cfg);
+    const std::string peer = "fe80::2";
+    // Neighbour solicitation to the solicited-node group of 2001:db8::1 (RFC 4291 §2.7.1).
+    CHECK(parse_and_decide(p, nd_frame(135, peer, "ff02::1:ff00:1")).action == Action::to_kernel);
+    // ... and unicast to it (reachability confirmation).
+    CHECK(parse_and_decide(p, nd_frame(135, peer, "2001:db8::1")).action == Action::to_kernel);
+    // Unsolicited neighbour and router advertisements to all nodes.
+    CHECK(parse_and_decide(p, nd_frame(136, peer, "ff02::1")).action == Action::to_kernel);
+    CHECK(parse_and_decide(p, nd_frame(134, peer, "ff02::1")).action == Action::to_kernel);
+    // A solicited advertisement answers the host's own link-local address.
+    CHECK(parse_and_decide(p, nd_frame(136, peer, "fe80::1")).action == Action::to_kernel);
+    // Duplicate address detection: a solicitation from the unspecified address (RFC 4862 §5.4.2).
+    CHECK(parse_and_decide(p, nd_frame(135, "::", "ff02::1:ff00:1")).action == Action::to_kernel);
+    CHECK(p.counters().events[PipelineEvent::to_kernel] == 6);
+
+    SECTION("ND for someone else's solicited-node group is not ours") {
+        auto d = parse_and_decide(p, nd_frame(135, peer, "ff02::1:ff00:2"));
+        CHECK(d.action == Action::drop);
+        CHECK(d.reason == DropReason::no_service);
+    }
+    SECTION("A hop limit below 255 means the sender is off-link (RFC 4861 §7.1.1)") {
+        auto s = nd_frame(135, peer, "ff02::1:ff00:1");
+        s.hop_limit = 254;
+        CHECK(parse_and_decide(p, s).reason == DropReason::no_service);
+    }
+    SECTION("Other ICMPv6 to multicast is not neighbour discovery") {
+        CHECK(parse_and_decide(p, nd_frame(128, peer, "ff02::1")).reason == DropReason::no_service);
+        auto s = nd_frame(135, peer, "ff02::1:ff00:1");
+        s.payload[1] = 1;  // code must be 0
+        CHECK(parse_and_decide(p, s).reason == DropReason::no_service);
+    }
+    SECTION("The unspecified source is accepted for DAD solicitations only") {
+        CHECK(parse_and_decide(p, nd_frame(136, "::", "ff02::1")).reason == DropReason::bad_source);
+        CHECK(parse_and_decide(p, nd_frame(135, "::", "2001:db8::1")).reason ==
+              DropReason::bad_source);
+        FrameSpec u;
+        u.v6 = true;
+        u.src = "::";
+        u.dst = "2001:db8::1";
+        u.dport = 5060;
+        u.payload = text("OPTIONS sip:x SIP/2.0\r\n");
+        CHECK(parse_and_decide(p, u).reason == DropReason::bad_source);
+    }
+}

@@ -146,7 +146,21 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     for_kernel.push_back(tcp4_syn(kSbcMac, kRouterMac, kCaller, 40000, kSbc, 5061));
     for_kernel.push_back(arp_request(kRouterMac, Ip4{203, 0, 113, 1}, kSbc));
     for_kernel.push_back(icmp4_echo(kSbcMac, kRouterMac, kCaller, kSbc));
+    // IPv6 neighbour discovery: a solicitation for our address to its solicited-node group
+    // (ff02::1:ff00:10), the same for duplicate address detection (from ::), an unsolicited
+    // advertisement to all nodes, and a solicited one to our link-local address.
+    const Ip6 router6{0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    const Ip6 sbc_link6{0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+    const Ip6 solicited6{0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0x10};
+    const Ip6 all_nodes6{0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    for_kernel.push_back(icmp6_nd(kSbcMac, kRouterMac, router6, solicited6, 135, kSbc6));
+    for_kernel.push_back(icmp6_nd(kSbcMac, kRouterMac, Ip6{}, solicited6, 135, kSbc6));
+    for_kernel.push_back(icmp6_nd(kSbcMac, kRouterMac, router6, all_nodes6, 136, router6));
+    for_kernel.push_back(icmp6_nd(kSbcMac, kRouterMac, router6, sbc_link6, 136, router6));
     frames.insert(frames.end(), for_kernel.begin(), for_kernel.end());
+    // Neighbour discovery for another host's solicited-node group: not ours.
+    const Ip6 other_solicited6{0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0x99};
+    frames.push_back(icmp6_nd(kSbcMac, kRouterMac, router6, other_solicited6, 135, kCaller6));
     // Not for us: ARP for another host on the segment, SIP to an address we do not own.
     frames.push_back(arp_request(kRouterMac, Ip4{203, 0, 113, 1}, Ip4{203, 0, 113, 99}));
     frames.push_back(udp4(kSbcMac, kRouterMac, kCaller, 5060, Ip4{203, 0, 113, 77}, 5060,
@@ -232,7 +246,7 @@ TEST_CASE("dpdk backend relays media and hands SIP/ARP/ICMP to the exception por
     CHECK(r.pipeline_drops[R::bad_checksum] == 1);
     CHECK(r.pipeline_drops[R::no_session] == 3);
     CHECK(r.pipeline_drops[R::latch_rejected] == 1);
-    CHECK(r.pipeline_drops[R::no_service] == 1);
+    CHECK(r.pipeline_drops[R::no_service] == 2);
     const std::uint64_t flood_denied =
         r.pipeline_drops[R::rate_limited] + r.pipeline_drops[R::banned];
     const std::uint64_t flood_admitted = r.counters[C::to_kernel] - for_kernel.size();

@@ -135,6 +135,33 @@ inline Bytes udp6(const Mac& dst_mac, const Mac& src_mac, const Ip6& src, std::u
     return f;
 }
 
+// Ethernet + IPv6 + an ICMPv6 neighbour discovery message (RFC 4861 §4.3/§4.4: type 135
+// solicitation or 136 advertisement for `target`), hop limit 255, to an IPv6 multicast group
+// (RFC 2464 §7: MAC 33:33 plus the group's low 32 bits) or a unicast MAC.
+inline Bytes icmp6_nd(const Mac& dst_mac, const Mac& src_mac, const Ip6& src, const Ip6& dst,
+                      std::uint8_t type, const Ip6& target) {
+    Mac mac = dst_mac;
+    if (dst[0] == 0xff) mac = Mac{0x33, 0x33, dst[12], dst[13], dst[14], dst[15]};
+    Bytes f = ethernet(mac, src_mac, 0x86DD);
+    const std::size_t ip = f.size();
+    Bytes icmp(8, 0);
+    icmp[0] = type;
+    if (type == 136) icmp[4] = 0x20;  // override flag
+    icmp.insert(icmp.end(), target.begin(), target.end());
+    const auto len = static_cast<std::uint16_t>(icmp.size());
+    f.resize(ip + 40);
+    f[ip] = 0x60;
+    put16(f, ip + 4, len);
+    f[ip + 6] = 58;
+    f[ip + 7] = 255;  // RFC 4861 §7.1.1
+    std::memcpy(&f[ip + 8], src.data(), 16);
+    std::memcpy(&f[ip + 24], dst.data(), 16);
+    const std::uint32_t pseudo = sum16(src.data(), 16) + sum16(dst.data(), 16) + 58 + len;
+    put16(icmp, 2, static_cast<std::uint16_t>(~fold(sum16(icmp.data(), icmp.size(), pseudo))));
+    f.insert(f.end(), icmp.begin(), icmp.end());
+    return f;
+}
+
 // Inserts an 802.1Q tag (RFC-less: IEEE 802.1Q) after the MAC addresses.
 inline Bytes vlan_tagged(Bytes f, std::uint16_t vid) {
     const std::uint8_t tag[4] = {0x81, 0x00, static_cast<std::uint8_t>(vid >> 8),
