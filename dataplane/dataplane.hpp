@@ -408,7 +408,7 @@ class MediaControl {
         bool initialized = false;
         std::uint32_t last_transit = 0;
         bool have_transit = false;
-        double jitter = 0;
+        std::uint32_t jitter_q4 = 0;  // RFC 3550 A.8 integer form: jitter * 16
     };
     struct Leg {
         base::Endpoint latched_rtp, latched_rtcp;  // port 0: not latched
@@ -477,7 +477,9 @@ class Pipeline {
     void decide(std::span<const PacketMeta> meta, std::span<Decision> out, base::Nanos now);
 
     using Forward = MediaControl::Forward;
-    const Forward& forward_of(const Decision& d) const;
+    const Forward& forward_of(const Decision& d) const {
+        return media_.streams_[d.stream_slot >> 2].forwards[d.stream_slot & 3];
+    }
     // Rewrites IP addresses/ports of a relayed frame in place and fixes the IPv4 header and
     // UDP checksums incrementally (RFC 1624). L2 is left to the backend. Returns false (and
     // leaves the frame alone) when the frame's family differs from the forward's.

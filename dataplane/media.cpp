@@ -209,7 +209,7 @@ base::Result<StreamStats> MediaControl::stats(StreamId id) const {
         o.clock_rate = s->spec.clock_rate;
         o.latched_rtp = l.latched_rtp;
         o.latched_rtcp = l.latched_rtcp;
-        o.jitter = l.rtp.jitter;
+        o.jitter = l.rtp.jitter_q4 / 16.0;
         if (l.rtp.initialized && l.rtp.probation == 0) {
             // RFC 3550 A.3 (only once A.1 has validated the source: no figures in probation)
             const std::uint32_t ext_max = l.rtp.cycles + l.rtp.max_seq;
@@ -314,7 +314,7 @@ DropReason MediaControl::on_packet(const PacketMeta& m, Decision& d, base::Nanos
     const std::uint32_t slot = b.slot_plus_1 - 1;
     Stream& s = streams_[slot];
     const LegSpec& ls = b.leg ? s.spec.b : s.spec.a;
-    if (!ls.local.addr.is_unspecified() && !(ls.local.addr == m.dst)) return DropReason::no_session;
+    if (!(ls.local.addr == m.dst) && !ls.local.addr.is_unspecified()) return DropReason::no_session;
     const bool rtcp = b.rtcp || (s.spec.rtcp_mux && looks_like_rtcp(m));
     Leg& leg = s.legs[b.leg];
     const base::Endpoint src{m.src, m.src_port};
@@ -362,8 +362,13 @@ DropReason MediaControl::on_packet(const PacketMeta& m, Decision& d, base::Nanos
             (static_cast<unsigned __int128>(static_cast<std::uint64_t>(now)) * s.rate_q64) >> 64);
         const std::uint32_t transit = arrival - ts;
         if (r.have_transit) {
+            // RFC 3550 A.8, in integers: J += |D| - J/16 with J kept scaled by 16.
             const auto dd = static_cast<std::int32_t>(transit - r.last_transit);
-            r.jitter += (std::fabs(static_cast<double>(dd)) - r.jitter) / 16.0;
+            // |D| capped (2^26 units: hours of RTP time) so that 16 * J cannot overflow.
+            const std::uint32_t ad = std::min<std::uint32_t>(
+                dd < 0 ? 0u - static_cast<std::uint32_t>(dd) : static_cast<std::uint32_t>(dd),
+                1u << 26);
+            r.jitter_q4 += ad - ((r.jitter_q4 + 8) >> 4);
         }
         r.last_transit = transit;
         r.have_transit = true;

@@ -62,7 +62,7 @@ bool Pipeline::is_trusted(const base::IpAddress& a) const {
     return false;
 }
 
-bool Pipeline::is_local(const base::IpAddress& a) const {
+inline bool Pipeline::is_local(const base::IpAddress& a) const {
     if (config_.local_addresses.empty()) return true;
     return std::find(config_.local_addresses.begin(), config_.local_addresses.end(), a) !=
            config_.local_addresses.end();
@@ -112,10 +112,6 @@ void Pipeline::finish(Decision& d, Action a, DropReason r) {
         case Action::undecided:
             break;
     }
-}
-
-const Pipeline::Forward& Pipeline::forward_of(const Decision& d) const {
-    return media_.streams_[d.stream_slot >> 2].forwards[d.stream_slot & 3];
 }
 
 void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out, base::Nanos now) {
