@@ -62,8 +62,9 @@ bool is_solicited_node_v6(const std::uint8_t* a) {
     return std::memcmp(a, kPrefix, 13) == 0;
 }
 
-void parse_l4(const std::uint8_t* base, std::uint32_t l4_off, std::uint32_t l4_len, PacketMeta& m,
-              Decision& d, const ParseOptions& opt, std::uint32_t pseudo_sum) {
+[[gnu::always_inline]] inline void parse_l4(const std::uint8_t* base, std::uint32_t l4_off,
+                                            std::uint32_t l4_len, PacketMeta& m, Decision& d,
+                                            const ParseOptions& opt, std::uint32_t pseudo_sum) {
     const std::uint8_t* l4 = base + l4_off;
     m.l4_offset = static_cast<std::uint16_t>(l4_off);
     if (m.flags & kFlagLaterFragment) {
@@ -121,8 +122,9 @@ void parse_l4(const std::uint8_t* base, std::uint32_t l4_off, std::uint32_t l4_l
     }
 }
 
-void parse_ipv4(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail, PacketMeta& m,
-                Decision& d, const ParseOptions& opt) {
+[[gnu::always_inline]] inline void parse_ipv4(const std::uint8_t* base, std::uint32_t off,
+                                              std::uint32_t avail, PacketMeta& m, Decision& d,
+                                              const ParseOptions& opt) {
     if (avail < 20) return set(d, Action::drop, DropReason::truncated);
     const std::uint8_t* ip = base + off;
     if ((ip[0] >> 4) != 4) return set(d, Action::drop, DropReason::bad_ip_header);
