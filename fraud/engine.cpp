@@ -1291,12 +1291,12 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
 }
 
 void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out) {
-    // A two-stage software pipeline: 8 attempts ahead, compute the keys and fetch their hash
-    // buckets; 4 ahead, find the keys (their buckets are in cache by then) and fetch the whole
+    // A two-stage software pipeline: 16 attempts ahead, compute the keys and fetch their hash
+    // buckets; 8 ahead, find the keys (their buckets are in cache by then) and fetch the whole
     // slot where each key actually sits (linear probing displaces many from their home).
-    constexpr std::size_t kHashAhead = 8;
-    constexpr std::size_t kSlotAhead = 4;
-    constexpr std::size_t kRing = 16;
+    constexpr std::size_t kHashAhead = 16;
+    constexpr std::size_t kSlotAhead = 8;
+    constexpr std::size_t kRing = 32;
     constexpr std::size_t kKinds = 3;  // source_ip, source_prefix, account: the unbounded ones
     auto& m = *impl_;
     struct Pending {
