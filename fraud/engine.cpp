@@ -164,6 +164,10 @@ struct Ctx {
     std::uint64_t key_hash[kKeyKindCount] = {};
     bool has_key[kKeyKindCount] = {};
     std::int64_t slot[kKeyKindCount] = {-1, -1, -1, -1, -1};
+    // Distinct counts left by update() for evaluate(): bit i of distinct_have[k] says
+    // distinct_val[k][i] holds component i's count (values are not initialized).
+    std::uint64_t distinct_have[kKeyKindCount] = {};
+    std::uint32_t distinct_val[kKeyKindCount][64];
     std::uint64_t tenant_hash = 0;
     int group = -1;
     char digits[32] = {};
@@ -841,7 +845,14 @@ void Engine::Impl::update(Ctx& c) {
                             if (c.kind != EventKind::end) h = c.src_country;
                             break;
                     }
-                    if (h) distinct_add(p, comp.capacity, h, c.now_s, comp.window_s);
+                    if (h) {
+                        std::uint32_t n = distinct_add(p, comp.capacity, h, c.now_s, comp.window_s);
+                        auto ci = static_cast<std::size_t>(&comp - kt.comps.data());
+                        if (ci < 64) {
+                            c.distinct_val[ki][ci] = n;
+                            c.distinct_have[ki] |= std::uint64_t{1} << ci;
+                        }
+                    }
                     break;
                 }
                 case CompType::sequential: {
@@ -989,6 +1000,9 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             case Feature::request_sweep:
             case Feature::country_change: {
                 value = memoized(cr.comp_a, [&](const Component& comp) {
+                    auto ci = static_cast<std::size_t>(cr.comp_a);
+                    if (ci < 64 && (c.distinct_have[ki] >> ci & 1))
+                        return static_cast<double>(c.distinct_val[ki][ci]);
                     return static_cast<double>(
                         distinct_count(slot + comp.offset, comp.capacity, c.now_s, comp.window_s));
                 });

@@ -133,8 +133,10 @@ struct DistinctSet {
     }
 };
 
-inline void distinct_add(void* set, std::uint32_t cap, std::uint32_t h, std::uint32_t now_s,
-                         std::uint32_t window_s) {
+// Returns the count after the insertion: what distinct_count would read next, without a
+// second pass over the entries.
+inline std::uint32_t distinct_add(void* set, std::uint32_t cap, std::uint32_t h,
+                                  std::uint32_t now_s, std::uint32_t window_s) {
     DistinctWindow w(window_s);
     auto* hdr = static_cast<std::uint32_t*>(set);
     auto* e = reinterpret_cast<DistinctSet::Entry*>(hdr + 1);
@@ -147,6 +149,7 @@ inline void distinct_add(void* set, std::uint32_t cap, std::uint32_t h, std::uin
     std::int64_t free_i = -1;
     std::uint32_t oldest_i = 0;
     std::uint16_t oldest_age = 0;
+    std::uint32_t live = 0;  // unexpired entries other than this value's
     bool found = false;
     for (std::uint32_t i = 0; i < cap; ++i) {
         if (e[i].fp == 0) {
@@ -160,15 +163,19 @@ inline void distinct_add(void* set, std::uint32_t cap, std::uint32_t h, std::uin
         } else if (age >= w.window_units) {
             e[i].fp = 0;  // expired: freed now, so no age is ever read past a wrap
             if (free_i < 0) free_i = i;
-        } else if (age >= oldest_age) {
-            oldest_age = age;
-            oldest_i = i;
+        } else {
+            ++live;
+            if (age >= oldest_age) {
+                oldest_age = age;
+                oldest_i = i;
+            }
         }
     }
-    if (found) return;
+    if (found) return live + 1;
     std::uint32_t v = free_i >= 0 ? static_cast<std::uint32_t>(free_i) : oldest_i;
     e[v].fp = fp;
     e[v].t = now16;
+    return free_i >= 0 ? live + 1 : live;  // full: the oldest live entry was replaced
 }
 
 inline std::uint32_t distinct_count(const void* set, std::uint32_t cap, std::uint32_t now_s,

@@ -111,3 +111,16 @@ TEST_CASE("slot table insert/find/erase agrees with a map", "[fraud][table]") {
         REQUIRE(t.size() <= 1000);
     }
 }
+
+TEST_CASE("distinct_add returns what distinct_count reads after it", "[fraud][distinct]") {
+    std::mt19937 rng(7);
+    alignas(8) std::uint8_t set[DistinctSet::bytes(16)] = {};
+    std::uint32_t now = 1000;
+    for (int i = 0; i < 20000; ++i) {
+        now += rng() % 3 == 0 ? rng() % 40 : 0;  // sometimes past the window, sometimes idle
+        if (rng() % 500 == 0) now += 5000;
+        auto h = static_cast<std::uint32_t>(rng() % 40) + 1;
+        std::uint32_t n = distinct_add(set, 16, h, now, 60);
+        REQUIRE(n == distinct_count(set, 16, now, 60));
+    }
+}
