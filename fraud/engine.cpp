@@ -1336,7 +1336,8 @@ void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out
         }
         for (std::size_t k = 0; k < kKinds; ++k)
             if (p.has[k] && m.kinds[k].used) m.kinds[k].table.prefetch_bucket(p.h[k]);
-        if (!a.call_id.empty()) m.calls.prefetch_bucket(hash_string(a.call_id, 0xca11));
+        // The call entry is written at the end of the attempt: fetch its home slot too.
+        if (!a.call_id.empty()) m.calls.prefetch(hash_string(a.call_id, 0xca11));
         if (m.bans.size()) m.bans.prefetch_bucket(a.source.addr.hash());
     };
     auto stage_slot = [&](std::size_t i) {
