@@ -15,6 +15,7 @@
 
 #include "sbc/control.hpp"
 #include "sbc/dataplane_wiring.hpp"
+#include "sbc/front_door.hpp"
 
 namespace sbc {
 
@@ -23,6 +24,7 @@ struct Daemon::Impl {
     int signal_fd = -1;
     int stop_pipe[2] = {-1, -1};
     base::SystemClock clock;
+    std::unique_ptr<FrontDoor> front_door;        // called by the dataplane thread: outlives it
     std::unique_ptr<DataplaneRuntime> dataplane;  // last: stops before the control server goes
 };
 
@@ -143,6 +145,13 @@ int Daemon::run() {
         spdlog::error("cannot set up signal handling: {}", std::strerror(errno));
         return 1;
     }
+    // The SIP listeners open with run(), not create(): `sbc run --check` binds nothing.
+    auto front_door = FrontDoor::attach(*this, *impl_->dataplane);  // stats, answer
+    if (!front_door) {
+        spdlog::error("{}", front_door.error().message);
+        return 1;
+    }
+    impl_->front_door = std::move(*front_door);
     if (auto r = impl_->control.open(config_.control_socket); !r) {
         spdlog::error("{}", r.error().message);
         return 1;

@@ -1,0 +1,401 @@
+#include "sbc/front_door.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+
+#include <spdlog/spdlog.h>
+
+#include "sbc/daemon.hpp"
+#include "sbc/dataplane_wiring.hpp"
+#include "sbc/fraud_wiring.hpp"
+
+namespace sbc {
+
+namespace {
+
+// Indexed by sip::Method; `unknown` counts extension methods under one label (the method
+// token is attacker-chosen: no per-name counters).
+constexpr std::string_view kMethodNames[] = {"other",   "INVITE",   "ACK",   "BYE",       "CANCEL",
+                                             "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+                                             "PUBLISH", "INFO",     "REFER", "MESSAGE",   "UPDATE"};
+constexpr std::size_t kMethodCount = sizeof kMethodNames / sizeof kMethodNames[0];
+
+std::uint64_t fnv1a(std::uint64_t h, std::string_view s) {
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return h ^ 0xff;  // separates "ab"+"c" from "a"+"bc"
+}
+
+// Everything of an EngineConfig that changes a verdict, as text: equal fingerprints mean the
+// running engine (and the state it has gathered) can stay.
+std::string fingerprint(const fraud::EngineConfig& c) {
+    std::string f;
+    auto add = [&f](const auto&... v) {
+        ((
+             f +=
+             [](const auto& x) {
+                 if constexpr (std::is_convertible_v<decltype(x), std::string_view>)
+                     return std::string(x);
+                 else
+                     return std::to_string(x);
+             }(v),
+             f += '\x1f'),
+         ...);
+    };
+    auto list = [&add](const std::vector<std::string>& v) {
+        add(v.size());
+        for (const auto& s : v) add(s);
+    };
+    add(static_cast<int>(c.mode), c.score_cap, c.flag_threshold, c.block_threshold, c.ban_threshold,
+        c.ban_duration, c.max_tracked_keys, c.idle_key_expiry, c.short_call_seconds,
+        c.short_ring_seconds, c.max_tracked_calls, c.max_call_duration, c.ban_capacity,
+        c.source_prefix_v4, c.source_prefix_v6, c.sequential_max_step, c.home_country_code,
+        c.empty_user_agent_is_scanner, c.zoneinfo_dir);
+    add(c.country_codes.size());
+    for (const auto& cc : c.country_codes) add(cc.code, cc.iso);
+    add(c.prefix_lists.size());
+    for (const auto& l : c.prefix_lists) {
+        add(l.name, static_cast<int>(l.category));
+        list(l.prefixes);
+    }
+    add(c.account_groups.size());
+    for (const auto& g : c.account_groups) {
+        add(g.name, g.tenant, g.timezone);
+        list(g.accounts);
+        list(g.account_patterns);
+        list(g.allowed_source_countries);
+        list(g.allowed_destination_countries);
+        for (const auto& h : g.business_hours) add(h.days, h.start_minute, h.end_minute);
+    }
+    list(c.scanner_user_agents);
+    add(c.rules.size());
+    for (const auto& r : c.rules) {
+        add(r.id, static_cast<int>(r.feature), static_cast<int>(r.key), r.window,
+            static_cast<int>(r.op), r.threshold, r.weight, static_cast<int>(r.mode),
+            r.scope.destinations, static_cast<int>(r.scope.time), r.min_attempts);
+        list(r.scope.tenants);
+        list(r.scope.account_groups);
+        list(r.lists);
+    }
+    add(c.deny.size());
+    for (const auto& d : c.deny) {
+        add(d.id, d.destinations, d.ban);
+        list(d.countries);
+        list(d.source_countries);
+    }
+    return f;
+}
+
+void front_door_handler(const dataplane::PacketMeta& m, void* ctx) {
+    static_cast<FrontDoor*>(ctx)->on_datagram(m);
+}
+
+bool is_kept_in_response(sip::HeaderId id) {
+    using H = sip::HeaderId;
+    return id == H::via || id == H::from || id == H::to || id == H::call_id || id == H::cseq;
+}
+
+}  // namespace
+
+std::string stateless_response(sip::Message& request, int status, std::string_view reason,
+                               const base::IpAddress& source, std::uint16_t source_port,
+                               std::uint32_t retry_after) {
+    request.clear_edits();
+    request.replace(request.start_line(),
+                    "SIP/2.0 " + std::to_string(status) + " " + std::string(reason));
+    // RFC 3261 §8.2.6.2: Via (all, in order), From, To, Call-ID and CSeq are copied; nothing
+    // else of the request (Contact, Route, User-Agent, the body) goes back.
+    for (const auto& h : request.headers())
+        if (!is_kept_in_response(h.id)) request.remove_header(h);
+    if (!request.vias().empty()) {
+        const auto& top = request.vias().front();
+        const std::string addr = source.to_string();
+        // RFC 3261 §18.2.1 received when sent-by differs from the source; RFC 3581 §4 always
+        // with rport, which also gets the source port.
+        if (top.has_rport || top.host != addr) request.set_via_received(top, addr);
+        if (top.has_rport) request.set_via_rport(top, source_port);
+    }
+    if (const auto* to = request.to(); to && to->tag.empty() && status > 100) {
+        // The same tag for every retransmission of the request: a hash of what identifies it.
+        std::uint64_t h = 1469598103934665603ull;
+        h = fnv1a(h, request.call_id());
+        if (const auto* from = request.from()) h = fnv1a(h, from->tag);
+        if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
+        char tag[24];
+        std::snprintf(tag, sizeof tag, ";tag=%016llx", static_cast<unsigned long long>(h));
+        request.insert_after(to->raw, tag);
+    }
+    if (retry_after > 0) request.add_header("Retry-After", std::to_string(retry_after));
+    request.add_header("Server", "sbc");
+    request.set_body("");
+    return request.serialize();
+}
+
+FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
+    : daemon_(daemon), rt_(rt), by_method_(kMethodCount, 0) {}
+
+FrontDoor::~FrontDoor() = default;
+
+base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, DataplaneRuntime& rt) {
+    std::unique_ptr<FrontDoor> fd(new FrontDoor(daemon, rt));
+    FrontDoor* self = fd.get();
+    self->geoip_database_ = daemon.config().geoip_database;
+    // The engine is built before any datagram can reach it; later policies are applied on the
+    // dataplane thread, between two polls, so scoring never takes a lock.
+    self->apply_policy(daemon.policies().current());
+    if (!self->engine_) return base::make_error("fraud engine could not be created");
+    std::string error = rt.call([self, &daemon]() -> std::string {
+        for (const auto& l : daemon.config().listeners) {
+            if (l.transport != policy::Transport::udp || l.realm != policy::Realm::external)
+                continue;
+            auto r = self->rt_.open_signaling(l.endpoint, front_door_handler, self);
+            if (!r) return "SIP listener udp " + l.endpoint.to_string() + ": " + r.error().message;
+            self->listeners_.push_back({l.endpoint, *r});
+            spdlog::info("SIP listener udp {} open (stateless answers until signaling exists)",
+                         l.endpoint.to_string());
+        }
+        return {};
+    });
+    if (!error.empty()) return base::make_error(error);
+    daemon.on_policy_change([self](const std::shared_ptr<const policy::Policy>& p) {
+        (void)self->rt_.post([self, p] {
+            self->apply_policy(p);
+            return std::string();
+        });
+    });
+    daemon.add_control_command("stats", [self](std::string_view) {
+        return self->rt_.call([self] { return self->rt_.stats_command() + self->stats_text(); });
+    });
+    daemon.add_control_command("answer", [self](std::string_view args) {
+        const std::string a(args);
+        return self->rt_.call([self, a] { return self->answer_command(a); });
+    });
+    return fd;
+}
+
+void FrontDoor::apply_policy(const std::shared_ptr<const policy::Policy>& p) {
+    if (!p) return;
+    policy_ = p;
+    auto cfg = fraud_config(*p);
+    if (!cfg) {
+        spdlog::error("fraud configuration: {}; the engine keeps its previous configuration",
+                      cfg.error().message);
+        return;
+    }
+    std::string fp = fingerprint(*cfg);
+    if (engine_ && fp == engine_fingerprint_) return;  // same rules: the state carries on
+    auto engine = make_fraud_engine(*p, geoip_database_);
+    if (!engine) {
+        spdlog::error("fraud engine: {}; the previous engine stays", engine.error().message);
+        return;
+    }
+    if (engine_) {
+        // fraud::Engine takes its configuration at creation only: changed rules start from
+        // empty windows (bans already in the dataplane stay).
+        spdlog::warn("fraud configuration changed: engine rebuilt, its counters start afresh");
+        events_.add(FrontDoorEvent::engine_rebuilt);
+    }
+    engine_ = std::move(*engine);
+    engine_fingerprint_ = std::move(fp);
+    // Every flag/block/ban verdict (and shadow non-allow) as one JSON line in the daemon log.
+    engine_->set_event_sink([](std::string_view line) { spdlog::warn("{}", line); });
+}
+
+void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
+    events_.add(FrontDoorEvent::datagrams);
+    const std::string_view datagram(reinterpret_cast<const char*>(m.payload), m.payload_len);
+    auto st = msg_.parse(datagram);
+    if (st && msg_.is_request()) st = sip::check_request(msg_);
+    if (!st) {
+        events_.add(FrontDoorEvent::malformed);
+        malformed_.add(st.code);
+        return;
+    }
+    if (!msg_.is_request()) {
+        events_.add(FrontDoorEvent::responses);
+        return;
+    }
+    events_.add(FrontDoorEvent::requests);
+    const auto method = msg_.method();
+    const auto mi = static_cast<std::size_t>(method);
+    ++by_method_[mi < kMethodCount ? mi : 0];
+    if (method == sip::Method::ack) {  // RFC 3261 §17.2.1: an ACK is never answered
+        events_.add(FrontDoorEvent::not_answered);
+        return;
+    }
+    fraud::Action action = fraud::Action::allow;
+    if (method == sip::Method::invite || method == sip::Method::register_) {
+        const auto v = score(msg_, m);
+        action = v.action;
+    }
+    if (action == fraud::Action::block || action == fraud::Action::ban) {
+        events_.add(FrontDoorEvent::answered_403);
+        answer(msg_, m, 403, "Forbidden", 0);
+    } else if (method == sip::Method::cancel) {
+        // No transaction can match: RFC 3261 §9.2.
+        answer(msg_, m, 481, "Call/Transaction Does Not Exist", 0);
+    } else {
+        answer(msg_, m, placeholder_.status, placeholder_.reason, placeholder_.retry_after);
+    }
+}
+
+fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::PacketMeta& meta) {
+    fraud::Verdict v;
+    if (!engine_) return v;
+    events_.add(FrontDoorEvent::fraud_events);
+    const base::Nanos now = rt_.monotonic();
+    const base::UnixNanos wall = rt_.wall();
+    fraud::Source src;
+    src.addr = meta.src;
+    src.port = meta.src_port;
+    src.transport = "udp";
+    const std::string_view from_user = msg.from() ? msg.from()->uri.user : std::string_view{};
+    const std::string_view to_user = msg.to() ? msg.to()->uri.user : std::string_view{};
+    std::string_view account = from_user;
+    if (const auto* auth = msg.authorization(); auth && !auth->username.empty())
+        account = auth->username;
+    else if (const auto* pa = msg.proxy_authorization(); pa && !pa->username.empty())
+        account = pa->username;
+    if (msg.method() == sip::Method::invite) {
+        // Dialed digits to E.164 with the policy's [numbering]; a target that is not a number
+        // is kept as is (the same rule as `sbc policy test`).
+        const std::string_view dialed = msg.request_uri().user;
+        std::string callee = policy_ ? policy_->numbering.normalize(dialed) : std::string();
+        if (callee.empty()) callee = std::string(dialed);
+        fraud::CallAttempt a;
+        a.now = now;
+        a.wall = wall;
+        a.call_id = msg.call_id();
+        a.source = src;
+        a.account = account;
+        a.caller = from_user;
+        a.callee = callee;
+        a.user_agent = msg.user_agent();
+        a.method = msg.method_name();
+        engine_->on_attempt(a, v);
+    } else {
+        fraud::Registration r;
+        r.now = now;
+        r.wall = wall;
+        r.source = src;
+        r.user = to_user.empty() ? account : to_user;
+        r.user_agent = msg.user_agent();
+        // The answer it gets: the placeholder (no registrar yet), never a success.
+        r.status = placeholder_.status;
+        engine_->on_register(r, v);
+    }
+    verdicts_.add(v.action);
+    if (v.action == fraud::Action::ban && !v.banned_source) {
+        const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
+        const base::Nanos duration =
+            v.ban_until > now ? v.ban_until - now : engine_->config().ban_duration;
+        if (rt_.mailbox().post({dataplane::ControlCommand::Kind::ban, host, duration,
+                                dataplane::BanOrigin::fraud})) {
+            events_.add(FrontDoorEvent::fraud_bans_posted);
+            spdlog::warn("fraud ban: {} for {:.0f} s", host.to_string(),
+                         static_cast<double>(duration) / 1e9);
+        } else {
+            events_.add(FrontDoorEvent::fraud_bans_rejected);
+        }
+    }
+    return v;
+}
+
+void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
+                       std::string_view reason, std::uint32_t retry_after) {
+    int fd = -1;
+    for (const auto& l : listeners_)
+        if (l.local.port == meta.dst_port && l.local.addr == meta.dst) fd = l.fd;
+    if (fd < 0) {
+        events_.add(FrontDoorEvent::send_failed);
+        return;
+    }
+    const std::string response =
+        stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
+    // Sent back to the packet's source address and port (symmetric response routing, RFC 3581
+    // §4 for every client): never to an address named inside the message, which would make
+    // the SBC a reflector.
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    const auto& b = meta.src.bytes();
+    if (meta.src.is_v4()) {
+        auto* s = reinterpret_cast<sockaddr_in*>(&ss);
+        s->sin_family = AF_INET;
+        s->sin_port = htons(meta.src_port);
+        std::memcpy(&s->sin_addr, b.data() + 12, 4);
+        len = sizeof(sockaddr_in);
+    } else {
+        auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
+        s->sin6_family = AF_INET6;
+        s->sin6_port = htons(meta.src_port);
+        std::memcpy(&s->sin6_addr, b.data(), 16);
+        len = sizeof(sockaddr_in6);
+    }
+    const auto n = ::sendto(fd, response.data(), response.size(), MSG_DONTWAIT,
+                            reinterpret_cast<sockaddr*>(&ss), len);
+    if (n != static_cast<ssize_t>(response.size())) {
+        events_.add(FrontDoorEvent::send_failed);
+        return;
+    }
+    events_.add(FrontDoorEvent::answered);
+}
+
+std::string FrontDoor::answer_command(std::string_view args) {
+    // answer [STATUS [RETRY_AFTER_S] [REASON...]]: the placeholder final response.
+    std::string a(args);
+    while (!a.empty() && (a.back() == '\n' || a.back() == ' ' || a.back() == '\r')) a.pop_back();
+    if (!a.empty()) {
+        int status = 0;
+        unsigned retry = placeholder_.retry_after;
+        char reason[128] = "";
+        const int n = std::sscanf(a.c_str(), "%d %u %127[^\n]", &status, &retry, reason);
+        // 2xx would tell a peer that a call or registration succeeded: never a fake success.
+        if (n < 1 || status < 300 || status > 699)
+            return "error: usage: answer [STATUS(300-699) [RETRY_AFTER_S] [REASON]]\n";
+        placeholder_.status = status;
+        placeholder_.retry_after = n >= 2 ? retry : 0;
+        if (n >= 3)
+            placeholder_.reason = reason;
+        else if (status == 503)
+            placeholder_.reason = "Service Unavailable";
+        else if (status == 480)
+            placeholder_.reason = "Temporarily Unavailable";
+        else
+            placeholder_.reason = "Unavailable";
+    }
+    return "answer=" + std::to_string(placeholder_.status) + " " + placeholder_.reason +
+           "\nretry_after=" + std::to_string(placeholder_.retry_after) + "\n";
+}
+
+std::string FrontDoor::stats_text() const {
+    std::string out;
+    for (std::size_t i = 0; i < kFrontDoorEventCount; ++i) {
+        const auto e = static_cast<FrontDoorEvent>(i);
+        out += "sip." + std::string(name(e)) + "=" + std::to_string(events_[e]) + "\n";
+    }
+    for (std::size_t i = 0; i < kMethodCount; ++i)
+        out += "sip.method." + std::string(kMethodNames[i]) + "=" + std::to_string(by_method_[i]) +
+               "\n";
+    for (std::size_t i = 1; i < sip::kRejectCount; ++i) {
+        const auto r = static_cast<sip::Reject>(i);
+        if (malformed_[r])
+            out += "sip.malformed." + std::string(name(r)) + "=" + std::to_string(malformed_[r]) +
+                   "\n";
+    }
+    for (std::size_t i = 0; i < fraud::kActionCount; ++i) {
+        const auto a = static_cast<fraud::Action>(i);
+        out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
+    }
+    out += "listeners=" + std::to_string(listeners_.size()) + "\n";
+    return out;
+}
+
+}  // namespace sbc

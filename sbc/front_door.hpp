@@ -1,0 +1,96 @@
+#pragma once
+// The SBC's front door inside `sbc run`: the external UDP SIP listeners, opened on the
+// dataplane so that every datagram passes the ban table and the rate limits first. What the
+// pipeline admits is parsed (sip/), counted, scored by the fraud engine (INVITE, REGISTER) and
+// answered statelessly with a final response. Requests are NOT forwarded: call flows,
+// transactions and topology hiding of live traffic come with the signaling core.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/base.hpp"
+#include "dataplane/dataplane.hpp"
+#include "fraud/fraud.hpp"
+#include "policy/policy.hpp"
+#include "sip/sip.hpp"
+
+namespace sbc {
+
+class Daemon;
+class DataplaneRuntime;
+
+#define SBC_FRONT_DOOR_EVENTS(X)                                             \
+    X(datagrams, "SIP datagrams admitted by the dataplane")                  \
+    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")  \
+    X(responses, "SIP responses received and dropped (no transactions yet)") \
+    X(requests, "well-formed requests")                                      \
+    X(answered, "stateless final responses sent")                            \
+    X(answered_403, "403 Forbidden sent for a blocked or banned request")    \
+    X(not_answered, "requests not answered (ACK)")                           \
+    X(send_failed, "responses that could not be sent")                       \
+    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")  \
+    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")     \
+    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox") \
+    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration")
+SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
+
+// The final response every admitted request gets until signaling exists (never a fake 200).
+struct PlaceholderAnswer {
+    int status = 503;
+    std::string reason = "Service Unavailable";
+    std::uint32_t retry_after = 60;  // seconds; 0: no Retry-After
+};
+
+// RFC 3261 §8.2.6: a response to `request` (parsed; its bytes still alive) with Via, From, To,
+// Call-ID and CSeq copied, a To tag added when the request had none (the same for every
+// retransmission: §8.2.6.2), RFC 3581 §4 received/rport on the top Via, and Content-Length 0.
+// Editing leaves `request` with recorded edits; parse it again before reuse.
+std::string stateless_response(sip::Message& request, int status, std::string_view reason,
+                               const base::IpAddress& source, std::uint16_t source_port,
+                               std::uint32_t retry_after);
+
+class FrontDoor {
+  public:
+    // Opens every external UDP listener of the node config on the dataplane, holds the fraud
+    // engine and follows policy reloads, and registers `stats` and `answer` on the control
+    // socket. Fails when a listener cannot be opened or the policy has no valid fraud config.
+    static base::Result<std::unique_ptr<FrontDoor>> attach(Daemon& daemon, DataplaneRuntime& rt);
+    ~FrontDoor();
+    FrontDoor(const FrontDoor&) = delete;
+    FrontDoor& operator=(const FrontDoor&) = delete;
+
+    // Dataplane thread: one admitted SIP datagram.
+    void on_datagram(const dataplane::PacketMeta& m);
+    // Dataplane thread: the front door's part of `stats`.
+    std::string stats_text() const;
+
+  private:
+    FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
+    void apply_policy(const std::shared_ptr<const policy::Policy>& p);  // dataplane thread
+    fraud::Verdict score(const sip::Message& m, const dataplane::PacketMeta& meta);
+    void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
+                std::string_view reason, std::uint32_t retry_after);
+    std::string answer_command(std::string_view args);  // dataplane thread
+
+    Daemon& daemon_;
+    DataplaneRuntime& rt_;
+    struct Listener {
+        base::Endpoint local;
+        int fd = -1;
+    };
+    std::vector<Listener> listeners_;
+    sip::Message msg_;  // reused for every datagram
+    PlaceholderAnswer placeholder_;
+    std::shared_ptr<const policy::Policy> policy_;
+    std::unique_ptr<fraud::Engine> engine_;
+    std::string engine_fingerprint_;
+    std::string geoip_database_;
+    base::CounterSet<FrontDoorEvent> events_;
+    base::CounterSet<sip::Reject> malformed_;
+    std::vector<std::uint64_t> by_method_;  // sip::Method, unknown last
+    base::CounterSet<fraud::Action> verdicts_;
+};
+
+}  // namespace sbc
