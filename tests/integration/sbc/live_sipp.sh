@@ -40,5 +40,10 @@ PY
 [ "$ok" = "9 0" ] || fail "sipp statistics (successful failed): $ok"
 echo "legit: 9 calls, 18 requests, every one answered; stats:"
 ctl stats | grep -E '^(pipeline.to_signaling|drop.rate_limited|drop.banned|sip.method.(OPTIONS|REGISTER)|sip.answered)='
+# A reload with the same fraud rules keeps the engine and its state; the bans stay.
+ctl reload | grep -q '^ok' || fail "reload"
+sleep 0.1
+[ "$(stat sip.engine_rebuilt)" = 0 ] || fail "fraud engine rebuilt by an unchanged reload"
+grep -q '^127.0.0.2/32 ' <<<"$(ctl bans)" || fail "ban lost on reload"
 stop_sbc
 echo "live sipp ok"
