@@ -3,6 +3,7 @@
 // per prefix length in use (usually only full-length).
 #include <algorithm>
 #include <bit>
+#include <cstring>
 
 #include "dataplane/dataplane.hpp"
 
@@ -88,11 +89,13 @@ base::Result<void> BanTable::ban(const base::Prefix& p, base::Nanos duration, Ba
             return base::make_error("ban table full (capacity " + std::to_string(capacity()) + ")");
         }
         count_len(mapped_len(victim->info.prefix), -1);
+        filter_removed(victim->info.prefix);
     }
     victim->hash = h;
     victim->info = BanInfo{p, expires, 1, origin, 0};
     victim->remember_until = expires + kDefaultRemember;
     count_len(mapped_len(p), +1);
+    filter_add(p);
     return {};
 }
 
@@ -119,8 +122,39 @@ bool BanTable::unban(const base::Prefix& p) {
     Slot* s = find(p, hash_of(p));
     if (!s) return false;
     count_len(mapped_len(s->info.prefix), -1);
+    const base::Prefix removed = s->info.prefix;
     *s = Slot{};
+    filter_removed(removed);
     return true;
+}
+
+void BanTable::filter_add(const base::Prefix& p) {
+    if (!p.is_v4()) return;  // an IPv6 entry never matches an IPv4 source
+    std::uint32_t w;
+    std::memcpy(&w, p.address().bytes().data() + 12, 4);
+    if (p.length() == 32) {
+        const std::uint32_t h = exact_bit(w);
+        v4_exact_[h >> 6] |= std::uint64_t{1} << (h & 63);
+    } else if (p.length() >= 16) {
+        const std::uint32_t b = w & 0xffffu;  // the first two address bytes
+        v4_by16_[b >> 6] |= std::uint64_t{1} << (b & 63);
+    } else {
+        ++v4_unfiltered_;
+    }
+}
+
+// Removal cannot clear a bit another entry may share: the bits stay (false positives, which
+// only send a source to the full lookup) until enough entries have gone to make a rebuild
+// from the live entries worth its scan of the table.
+void BanTable::filter_removed(const base::Prefix& p) {
+    if (p.is_v4() && p.length() < 16) --v4_unfiltered_;
+    if (++filter_stale_ <= std::max<std::uint32_t>(64, live_)) return;
+    filter_stale_ = 0;
+    v4_exact_.fill(0);
+    v4_by16_.fill(0);
+    v4_unfiltered_ = 0;
+    for (const Slot& s : slots_)
+        if (s.hash != 0) filter_add(s.info.prefix);
 }
 
 void BanTable::count_len(unsigned len, int delta) {

@@ -292,6 +292,19 @@ class BanTable {
     bool unban(const base::Prefix& p);
     // Hot path: whether `a` (or a banned prefix covering it) is banned at `now`.
     bool is_banned(const base::IpAddress& a, base::Nanos now);
+    // The relay fast path's ban check for an IPv4 source (its four bytes as loaded from the
+    // packet): false means certainly not banned; true means "maybe", and the caller then does
+    // the full is_banned() lookup (the fast path hands such packets to the generic pipeline).
+    // With no bans at all this is one compare; otherwise two bit tests in 8 KiB bitmaps: one
+    // bit per hashed /32 ban and one per /16 covering a ban of /16 to /31. IPv4 bans shorter
+    // than /16 (rare) make every IPv4 source "maybe". Removals leave stale bits (false
+    // positives only) until a rebuild.
+    bool may_be_banned_v4(std::uint32_t addr_word) const {
+        if (live_ == 0) return false;
+        if (v4_unfiltered_ != 0) return true;
+        const std::uint32_t h = exact_bit(addr_word), p = addr_word & 0xffffu;
+        return ((v4_exact_[h >> 6] >> (h & 63)) | (v4_by16_[p >> 6] >> (p & 63))) & 1u;
+    }
     std::vector<BanInfo> active(base::Nanos now) const;
     std::size_t capacity() const { return slots_.size(); }
     std::size_t memory_bytes() const { return slots_.size() * sizeof(Slot); }
@@ -312,6 +325,15 @@ class BanTable {
     std::array<std::uint32_t, 129> active_by_len_{};  // mapped prefix length -> entries
     std::array<std::uint64_t, 3> len_bits_{};         // lengths with entries, for the lookup
     std::uint32_t live_ = 0;
+    // may_be_banned_v4's filter.
+    static std::uint32_t exact_bit(std::uint32_t addr_word) {
+        return (addr_word * 0x9E3779B1u) >> 16;
+    }
+    void filter_add(const base::Prefix& p);
+    void filter_removed(const base::Prefix& p);
+    std::array<std::uint64_t, 1024> v4_exact_{}, v4_by16_{};
+    std::uint32_t v4_unfiltered_ = 0;  // live IPv4 entries shorter than /16
+    std::uint32_t filter_stale_ = 0;   // entries removed since the last rebuild
 };
 
 // ---------------------------------------------------------------------------------------
@@ -401,20 +423,48 @@ class MediaControl {
 
   private:
     friend class Pipeline;
-    struct RtpState {  // RFC 3550 A.1 sequence state + A.8 jitter
-        std::uint16_t max_seq = 0;
-        std::uint32_t cycles = 0, base_seq = 0, bad_seq = 0, received = 0;
-        std::uint32_t probation = 0;
-        bool initialized = false;
+    // Per-leg receive statistics (RTP and RTCP of the leg), one cache line each in an array
+    // of their own: the only line the relay writes per packet. RFC 3550 A.1 sequence state
+    // and A.8 integer jitter; `cycles` counts wraps (the RFC's cycles is wraps << 16, which
+    // a 32-bit field holds modulo 2^32 just the same).
+    struct alignas(64) LegCounters {
+        std::uint64_t packets = 0, bytes = 0, rtcp_packets = 0;
+        base::Nanos last_rx_rtp = 0, last_rx_rtcp = 0;
+        std::uint16_t max_seq = 0, base_seq = 0, cycles = 0;
+        std::uint8_t probation = 0;
+        std::uint8_t rtp_state = 0;  // dataplane/rtp_stats.hpp: initialized, have transit
+        std::uint32_t bad_seq = 0, received = 0;
         std::uint32_t last_transit = 0;
-        bool have_transit = false;
         std::uint32_t jitter_q4 = 0;  // RFC 3550 A.8 integer form: jitter * 16
     };
-    struct Leg {
+    // The relay record of one local port (a leg's RTP port, or its RTCP port without
+    // rtcp-mux), indexed by port - port_min: the port is unique across local addresses
+    // (bind_ports), so the table is a flat array with one probe. One cache line holds all the
+    // fast path reads: the identity of the packets it may forward without the generic
+    // pipeline (local address, latched source and ports as the header carries them), and the
+    // precomputed rewrite (new words and RFC 1624 checksum deltas), rebuilt whenever the
+    // stream is created, updated or latched, or the configuration changes.
+    struct alignas(64) RelayRecord {
+        std::uint32_t slot_plus_1 = 0;  // 0: unbound
+        std::uint8_t leg = 0;
+        std::uint8_t rtcp = 0;   // the leg's RTCP port (not rtcp-mux)
+        std::uint8_t flags = 0;  // kRecordFast | kRecordMux
+        std::uint8_t pad = 0;
+        // What the fast path accepts, as loaded from the header (network byte order words).
+        std::uint32_t local = 0;     // IPv4 destination
+        std::uint32_t source = 0;    // IPv4 source: the latched one
+        std::uint32_t ports_in = 0;  // UDP source and destination ports
+        // The rewrite: new source/destination address and ports; the folded one's
+        // complement deltas of RFC 1624 eqn. 3 (sum of ~old and new) for the IPv4 header
+        // checksum and the UDP checksum.
+        std::uint32_t new_src = 0, new_dst = 0, new_ports = 0;
+        std::uint32_t ip_delta = 0, udp_delta = 0;
+        std::uint32_t stats_index = 0;  // into stats_: slot * 2 + leg
+        std::uint64_t rate_q64 = 0;     // the stream's RTP clock in 0.64 units per ns
+    };
+    static constexpr std::uint8_t kRecordFast = 1, kRecordMux = 2;
+    struct LegLatch {
         base::Endpoint latched_rtp, latched_rtcp;  // port 0: not latched
-        base::Nanos last_rx_rtp = 0, last_rx_rtcp = 0;
-        std::uint64_t packets = 0, bytes = 0, rtcp_packets = 0;
-        RtpState rtp;
     };
     struct Stream {
         StreamSpec spec;
@@ -424,39 +474,54 @@ class MediaControl {
         std::uint32_t generation = 0;
         bool in_use = false;
         bool inactive_reported = false;
-        base::Nanos created = 0, offer_at = 0, last_packet = 0;
-        std::array<Leg, 2> legs;
+        base::Nanos created = 0, offer_at = 0;
+        base::Nanos reported_last = 0;  // last packet time when inactivity was reported
+        std::array<LegLatch, 2> legs;
         std::array<Forward, 4> forwards;  // [to_leg*2 + rtcp]
-    };
-    struct PortBinding {
-        std::uint32_t slot_plus_1 = 0;  // 0: unbound
-        std::uint8_t leg = 0;
-        std::uint8_t rtcp = 0;
     };
     Stream* lookup(StreamId id);
     const Stream* lookup(StreamId id) const;
     base::Result<void> bind_ports(std::uint32_t slot, const StreamSpec& s);
     void unbind_ports(const StreamSpec& s);
     void refresh_forwards(Stream& s);
+    // Rebuilds the relay records of a stream's ports from its spec, latches and forwards.
+    void refresh_records(std::uint32_t slot);
+    void refresh_all_records();
+    // What the relay may take for granted about a record's local address and port (the
+    // pipeline's local addresses and SIP ports), set by Pipeline::apply_config.
+    void set_fast_path_scope(const std::vector<base::IpAddress>& local_addresses,
+                             const std::vector<std::uint16_t>& sip_udp_ports);
+    base::Nanos last_packet(std::uint32_t slot) const;
     void push_event(const MediaEvent& e);
-    // Brings the port binding, then the stream state a packet will touch, into the cache:
-    // called for a whole burst ahead of on_packet so that the misses overlap.
-    void prefetch_binding(const PacketMeta& m) const { __builtin_prefetch(&ports_[m.dst_port]); }
+    RelayRecord* record(std::uint16_t port) {
+        return port >= port_min_ && port <= port_max_ ? &relay_[port - port_min_] : nullptr;
+    }
+    // Brings the relay record, then the leg's statistics line, into the cache: called for a
+    // whole burst ahead of on_packet so that the misses overlap.
+    void prefetch_binding(const PacketMeta& m) const {
+        if (m.dst_port >= port_min_ && m.dst_port <= port_max_)
+            __builtin_prefetch(&relay_[m.dst_port - port_min_]);
+    }
     void prefetch_stream(const PacketMeta& m) const {
-        const PortBinding b = ports_[m.dst_port];
-        if (b.slot_plus_1 == 0) return;
-        const Stream& s = streams_[b.slot_plus_1 - 1];
-        __builtin_prefetch(b.leg ? &s.spec.b : &s.spec.a);
-        __builtin_prefetch(&s.legs[b.leg]);
-        __builtin_prefetch(&s.legs[b.leg].rtp);
-        __builtin_prefetch(&s.forwards[(1u - b.leg) * 2 + b.rtcp]);
+        if (m.dst_port < port_min_ || m.dst_port > port_max_) return;
+        const RelayRecord& r = relay_[m.dst_port - port_min_];
+        if (r.slot_plus_1 == 0) return;
+        __builtin_prefetch(&stats_[r.stats_index], 1);
+        const Stream& s = streams_[r.slot_plus_1 - 1];
+        __builtin_prefetch(r.leg ? &s.spec.b : &s.spec.a);
+        __builtin_prefetch(&s.legs[r.leg]);
+        __builtin_prefetch(&s.forwards[(1u - r.leg) * 2 + r.rtcp]);
     }
     // Returns drop reason or none and sets decision.stream_slot.
     DropReason on_packet(const PacketMeta& m, Decision& d, base::Nanos now, Counters& counters);
 
     std::vector<Stream> streams_;
     std::vector<std::uint32_t> free_;
-    std::vector<PortBinding> ports_;  // indexed by local port
+    std::vector<RelayRecord> relay_;          // indexed by local port - port_min_
+    std::vector<LegCounters> stats_;          // [slot * 2 + leg]
+    std::vector<std::uint32_t> fast_locals_;  // local IPv4 addresses (network order words)
+    bool fast_any_local_ = true;              // no local addresses configured: any is ours
+    std::vector<std::uint16_t> fast_sip_ports_;
     std::vector<MediaEvent> events_;  // ring
     std::size_t ev_head_ = 0, ev_size_ = 0;
     std::uint64_t events_dropped_ = 0;
@@ -484,6 +549,18 @@ class Pipeline {
     // UDP checksums incrementally (RFC 1624). L2 is left to the backend. Returns false (and
     // leaves the frame alone) when the frame's family differs from the forward's.
     static bool rewrite_frame(Frame& frame, const PacketMeta& meta, const Forward& fwd);
+
+    // The relay fast path for a burst of Ethernet frames: the common case of an untagged
+    // IPv4/UDP frame without options or fragmentation, from a leg's latched source to its
+    // local port, is checked in a few word compares, counted in the leg's statistics and
+    // rewritten in place at L3/L4 (L2 is left to the backend), exactly as parse_frames +
+    // decide + rewrite_frame would. relayed[i] becomes 1 for those frames and 0 for every
+    // other frame, which the caller runs through the generic pipeline unchanged (VLAN, IPv6,
+    // options, fragments, SIP, unlatched or re-latching legs, sources that may be banned,
+    // RTCP on an rtcp-mux port...). Returns the number relayed. Bans still come first: a
+    // source the ban filter cannot clear is left to the generic pipeline.
+    std::size_t relay_fast(std::span<Frame> frames, std::span<std::uint8_t> relayed,
+                           base::Nanos now, const ParseOptions& options = {});
 
     MediaControl& media() { return media_; }
     BanTable& bans() { return bans_; }

@@ -52,6 +52,7 @@ void Pipeline::apply_config(const PipelineConfig& c) {
     config_.media_port_max = keep_caps.media_port_max;
     limiter_.apply_config(config_);
     media_.set_defaults(config_.media);
+    media_.set_fast_path_scope(config_.local_addresses, config_.sip_udp_ports);
     set_bits(sip_udp_, config_.sip_udp_ports);
     set_bits(sip_tcp_, config_.sip_tcp_ports);
 }

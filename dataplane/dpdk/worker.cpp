@@ -1,8 +1,12 @@
 // The DPDK fast path: one loop on one lcore, each burst walked through named stages:
 //
-//   rx_burst -> to_frames -> parse_frames -> Pipeline::decide -> split_by_action
-//     -> relay_out       (rewrite in place, tx on the data port: the same mbuf, zero copy)
-//     -> kernel_out      (tx on the exception port to the host stack)
+//   rx_burst -> to_frames
+//     -> Pipeline::relay_fast -> fast_out  (the common relay case: checked, counted and
+//                                            rewritten in one pass; L2 rewrite, tx)
+//     -> the rest through the generic pipeline:
+//        parse_frames -> Pipeline::decide -> split_by_action
+//          -> relay_out       (rewrite in place, tx on the data port: the same mbuf, zero copy)
+//          -> kernel_out      (tx on the exception port to the host stack)
 //     -> free_drops      (counted by reason)
 //   and for each exception port: rx_burst -> from_kernel_out (tx on its data port).
 //
@@ -55,12 +59,16 @@ class Worker {
         if (const std::uint16_t n = rte_eth_rx_burst(pair.data, 0, mbufs_, burst_); n > 0) {
             got += n;
             result_.counters.add(BackendCounter::rx, n);
-            const std::uint16_t kept = to_frames(n, pair.data);
-            parse_frames({frames_, kept}, {meta_, kept}, {decisions_, kept}, parse_options_);
-            pipeline_.decide({meta_, kept}, {decisions_, kept}, now);
-            split_by_action(kept);
-            relay_out(pair);
-            kernel_out(pair);
+            std::uint16_t rest = to_frames(n, pair.data);
+            if (pipeline_.relay_fast({frames_, rest}, {fast_, rest}, now, parse_options_) > 0)
+                rest = fast_out(rest, pair);
+            if (rest > 0) {
+                parse_frames({frames_, rest}, {meta_, rest}, {decisions_, rest}, parse_options_);
+                pipeline_.decide({meta_, rest}, {decisions_, rest}, now);
+                split_by_action(rest);
+                relay_out(pair);
+                kernel_out(pair);
+            }
             free_drops();
         }
         if (pair.exception != kNoPort) got += from_kernel_out(pair);
@@ -93,6 +101,24 @@ class Worker {
         // A NIC that verified every UDP checksum of the burst saves parse_frames the work.
         parse_options_.verify_udp_checksum = impl_.config.verify_udp_checksum && !l4_csum_good;
         return kept;
+    }
+
+    // Sends what relay_fast relayed (after the L2 rewrite) and moves the other frames, in
+    // order, to the front for the generic pipeline. Returns how many are left.
+    std::uint16_t fast_out(std::uint16_t n, const PortPairState& pair) {
+        std::uint16_t n_tx = 0, rest = 0;
+        for (std::uint16_t i = 0; i < n; ++i) {
+            if (fast_[i]) {
+                rewrite_l2(frames_[i].data, pair);
+                tx_[n_tx++] = mbufs_[i];
+            } else {
+                mbufs_[rest] = mbufs_[i];
+                frames_[rest] = frames_[i];
+                ++rest;
+            }
+        }
+        send(pair.data, tx_, n_tx, BackendCounter::relayed);
+        return rest;
     }
 
     void split_by_action(std::uint16_t n) {
@@ -238,6 +264,7 @@ class Worker {
     Frame frames_[kMaxBurst];
     PacketMeta meta_[kMaxBurst];
     Decision decisions_[kMaxBurst];
+    std::uint8_t fast_[kMaxBurst];
     std::uint16_t relay_idx_[kMaxBurst];
     rte_mbuf* tx_[kMaxBurst];
     rte_mbuf* kernel_[kMaxBurst];
