@@ -534,6 +534,14 @@ class MediaControl {
 // ---------------------------------------------------------------------------------------
 // The pipeline
 // ---------------------------------------------------------------------------------------
+// Pipeline::relay_fast can rewrite the Ethernet addresses of what it relays while the line is
+// hot: source = `source`, destination = `destination` (the next hop) or, when that is null, the
+// frame's own source (back to the neighbour it came from).
+struct RelayL2 {
+    const std::uint8_t* source = nullptr;       // 6 bytes; null: L2 left to the caller
+    const std::uint8_t* destination = nullptr;  // 6 bytes; null: the frame's source
+};
+
 class Pipeline {
   public:
     explicit Pipeline(const PipelineConfig& config);
@@ -553,14 +561,16 @@ class Pipeline {
     // The relay fast path for a burst of Ethernet frames: the common case of an untagged
     // IPv4/UDP frame without options or fragmentation, from a leg's latched source to its
     // local port, is checked in a few word compares, counted in the leg's statistics and
-    // rewritten in place at L3/L4 (L2 is left to the backend), exactly as parse_frames +
+    // rewritten in place at L3/L4 (and L2 if asked, below), exactly as parse_frames +
     // decide + rewrite_frame would. relayed[i] becomes 1 for those frames and 0 for every
     // other frame, which the caller runs through the generic pipeline unchanged (VLAN, IPv6,
     // options, fragments, SIP, unlatched or re-latching legs, sources that may be banned,
     // RTCP on an rtcp-mux port...). Returns the number relayed. Bans still come first: a
     // source the ban filter cannot clear is left to the generic pipeline.
+    // With `l2.source` set, the Ethernet addresses are rewritten too (RelayL2).
     std::size_t relay_fast(std::span<Frame> frames, std::span<std::uint8_t> relayed,
-                           base::Nanos now, const ParseOptions& options = {});
+                           base::Nanos now, const ParseOptions& options = {},
+                           const RelayL2& l2 = {});
 
     MediaControl& media() { return media_; }
     BanTable& bans() { return bans_; }

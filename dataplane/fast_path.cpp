@@ -112,7 +112,7 @@ constexpr std::size_t kAhead = 4;  // frames between a statistics prefetch and i
 }  // namespace
 
 std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t> relayed,
-                                 base::Nanos now, const ParseOptions& options) {
+                                 base::Nanos now, const ParseOptions& options, const RelayL2& l2) {
     const std::size_t total = std::min(frames.size(), relayed.size());
     MediaControl& mc = media_;
     const std::uint32_t port_min = mc.port_min_, port_max = mc.port_max_;
@@ -133,6 +133,7 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
             fast[i] = false;
             const std::uint8_t* e = f[i].data;
             const std::uint32_t len = f[i].len;
+            if (i + 1 < n) __builtin_prefetch(f[i + 1].data);  // a NIC's DMA is not in L1
             if (len >= 42 && f[i].wire_len <= len && (ld32(e + 12) & kEthIpMask) == kEthIpWant &&
                 (ld32(e + 20) & kFragProtoMask) == kFragProtoWant) {
                 const std::uint32_t dport = rd16(e + 36);
@@ -198,6 +199,11 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
             if (uc != 0) {  // IPv4 UDP without checksum stays without (RFC 768)
                 const std::uint16_t nc = apply_delta(uc, r->udp_delta);
                 st16(udp + 6, nc == 0 ? 0xffff : nc);  // RFC 768: computed zero sent as ones
+            }
+            if (l2.source != nullptr) {
+                std::uint8_t* eth = f[i].data;
+                std::memcpy(eth, l2.destination != nullptr ? l2.destination : eth + 6, 6);
+                std::memcpy(eth + 6, l2.source, 6);
             }
             ok[i] = 1;
             ++relayed_here;

@@ -14,7 +14,6 @@
 // and counted as tx_full.
 #include <rte_ether.h>
 #include <rte_lcore.h>
-#include <rte_prefetch.h>
 
 #include <cstring>
 
@@ -60,8 +59,17 @@ class Worker {
             got += n;
             result_.counters.add(BackendCounter::rx, n);
             std::uint16_t rest = to_frames(n, pair.data);
-            if (pipeline_.relay_fast({frames_, rest}, {fast_, rest}, now, parse_options_) > 0)
+            const RelayL2 l2{pair.data_mac.addr_bytes, impl_.config.next_hop_mac
+                                                           ? impl_.config.next_hop_mac->data()
+                                                           : nullptr};
+            const std::size_t fast =
+                pipeline_.relay_fast({frames_, rest}, {fast_, rest}, now, parse_options_, l2);
+            if (fast == rest) {  // the whole burst: as it is
+                send(pair.data, mbufs_, rest, BackendCounter::relayed);
+                rest = 0;
+            } else if (fast > 0) {
                 rest = fast_out(rest, pair);
+            }
             if (rest > 0) {
                 parse_frames({frames_, rest}, {meta_, rest}, {decisions_, rest}, parse_options_);
                 pipeline_.decide({meta_, rest}, {decisions_, rest}, now);
@@ -89,7 +97,6 @@ class Worker {
                 continue;
             }
             auto* data = rte_pktmbuf_mtod(m, std::uint8_t*);
-            rte_prefetch0(data);
             l4_csum_good &=
                 (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
             mbufs_[kept] = m;
@@ -103,13 +110,12 @@ class Worker {
         return kept;
     }
 
-    // Sends what relay_fast relayed (after the L2 rewrite) and moves the other frames, in
-    // order, to the front for the generic pipeline. Returns how many are left.
+    // Sends what relay_fast relayed (rewritten up to L2 as rewrite_l2 would) and moves the
+    // other frames, in order, to the front for the generic pipeline. Returns how many are left.
     std::uint16_t fast_out(std::uint16_t n, const PortPairState& pair) {
         std::uint16_t n_tx = 0, rest = 0;
         for (std::uint16_t i = 0; i < n; ++i) {
             if (fast_[i]) {
-                rewrite_l2(frames_[i].data, pair);
                 tx_[n_tx++] = mbufs_[i];
             } else {
                 mbufs_[rest] = mbufs_[i];
