@@ -45,23 +45,22 @@ inline void st32(std::uint8_t* p, std::uint32_t v) {
 
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), with `delta` = sum(~m) + sum(m') folded to 16 bits
 // when the record was built. Folding early gives the same result: both sums are non-zero and
-// congruent modulo 0xffff, so their folds are the same value in 1..0xffff.
+// congruent modulo 0xffff, so their folds are the same value in 1..0xffff. Both terms are at
+// most 0xffff, so one end-around carry finishes the sum.
 inline std::uint16_t apply_delta(std::uint16_t hc, std::uint32_t delta) {
-    std::uint32_t s = delta + static_cast<std::uint16_t>(~hc);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    return static_cast<std::uint16_t>(~s);
+    const std::uint32_t s = delta + static_cast<std::uint16_t>(~hc);
+    return static_cast<std::uint16_t>(~((s & 0xffff) + (s >> 16)));
 }
 
-// RFC 791 §3.1: the 20-byte header sums to all ones (32-bit words, byte-order independent).
+// RFC 791 §3.1: the 20-byte header's one's complement sum is all ones. The sum of its five
+// 32-bit words (as loaded, any byte order) is congruent modulo 0xffff to that 16-bit sum times
+// a unit (2^16 = 1 and a byte swap multiplies by 256, both invertible modulo 0xffff), and it is
+// never 0 (the first byte is 0x45): so the checksum is right exactly when the plain sum is a
+// multiple of 0xffff. One multiply-based remainder instead of four dependent folds.
 inline bool ipv4_header_ok(const std::uint8_t* ip) {
-    std::uint64_t s =
+    const std::uint64_t s =
         std::uint64_t{ld32(ip)} + ld32(ip + 4) + ld32(ip + 8) + ld32(ip + 12) + ld32(ip + 16);
-    s = (s & 0xffffffffu) + (s >> 32);
-    s = (s & 0xffffffffu) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    return s == 0xffff;
+    return s % 0xffff == 0;
 }
 
 // RFC 5761 §4: with rtcp-mux, RTCP is told apart by its packet type (192-223).
