@@ -39,7 +39,10 @@ constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0
 constexpr base::Nanos kTombstone = 32 * base::kNanosPerSecond;
 constexpr std::size_t kEvictionSample = 8;
 constexpr std::size_t kEvictionScan = 64;
-constexpr std::size_t kSweepPerEvent = 1;
+// Ended calls wait kTombstone and then for the sweep to pass: at most this much longer.
+constexpr base::Nanos kCallSweepPeriod = 64 * base::kNanosPerSecond;
+constexpr base::Nanos kBanSweepPeriod = 60 * base::kNanosPerSecond;
+constexpr std::size_t kSweepMaxPerEvent = 64;
 
 enum class CompType : std::uint8_t { counter, distinct, sequential };
 enum class CountEvent : std::uint8_t {
@@ -90,17 +93,33 @@ struct Component {
     std::uint16_t width_idx = 0;
     std::uint16_t scope_idx = 0;  // into Impl::scopes; 0 = no scope
     std::uint32_t window_s = 1;
-    std::uint32_t capacity = 0;  // distinct sets
-    std::uint32_t offset = 0;    // in the slot
+    std::uint32_t capacity = 0;  // distinct sets: values the count must reach
+    std::uint32_t lines = 0;     // distinct sets: cache lines of entries in the cold area
+    std::uint32_t offset = 0;    // in the hot slot (a distinct set's summary)
+    std::uint32_t cold_offset = 0;
+    bool narrow = false;       // counter in 8-bit buckets
+    bool ratio = false;        // read by a ratio rule
+    double max_threshold = 0;  // largest threshold of the rules reading it
     std::uint64_t list_mask = 0;
     CompiledScope filter;
     std::string signature;
 };
 
+// A ring in a hot slot, advanced with the slot's epoch.
+struct RingRef {
+    std::uint32_t offset = 0;
+    std::uint16_t width_idx = 0;
+    bool narrow = false;
+};
+
 struct KindTable {
     bool used = false;
     std::vector<Component> comps;
-    std::size_t slot_bytes = sizeof(KeyHeader);
+    std::vector<RingRef> rings;
+    std::vector<std::uint16_t> widths;           // widths of the rings (indexes into Impl::widths)
+    std::size_t slot_bytes = sizeof(KeyHeader);  // hot
+    std::size_t cold_bytes = 0;
+    std::vector<std::size_t> distinct_comps;  // their cold lines are prefetched ahead
     SlotTable table;
     std::size_t cursor = 0;
 };
@@ -158,20 +177,18 @@ struct Ctx {
     EventKind kind = EventKind::invite;
     std::uint64_t scope_bits = 1;  // bit i: Impl::scopes[i] matches this event
     std::uint32_t epoch[kMaxWidths];
+    base::Nanos epoch_start[kMaxWidths];
     double into[kMaxWidths];
     base::Nanos now = 0;
     std::uint32_t now_s = 0;
     std::uint64_t key_hash[kKeyKindCount] = {};
     bool has_key[kKeyKindCount] = {};
     std::int64_t slot[kKeyKindCount] = {-1, -1, -1, -1, -1};
-    // Distinct counts left by update() for evaluate(): bit i of distinct_have[k] says
-    // distinct_val[k][i] holds component i's count (values are not initialized).
-    std::uint64_t distinct_have[kKeyKindCount] = {};
-    std::uint32_t distinct_val[kKeyKindCount][64];
     std::uint64_t tenant_hash = 0;
     int group = -1;
     char digits[32] = {};
     std::size_t ndigits = 0;
+    std::uint32_t dest_hash = 0;  // of the digits, once per event
     std::uint64_t dest_mask = 0;
     std::uint16_t dest_country = 0;
     bool international = false;
@@ -188,6 +205,21 @@ struct Ctx {
     bool failed = false;
     bool short_ring = false;
     std::string_view digits_view() const { return {digits, ndigits}; }
+};
+
+// What an attempt's strings and addresses hash to, computed once (ahead of the attempt in a
+// burst, to prefetch its state) and used by its evaluation.
+struct AttemptKeys {
+    bool invite = true;
+    std::uint64_t call_hash = 0;     // 0 = no Call-ID to count
+    std::uint64_t key_hash[3] = {};  // source_ip, source_prefix, account
+    std::uint64_t addr_hash = 0;     // the ban table's key
+    bool has_key[3] = {};
+    char digits[32];
+    std::uint8_t ndigits = 0;
+    std::uint32_t dest_hash = 0;    // of the digits
+    std::uint32_t target_hash = 0;  // of the callee as sent (request sweeps)
+    std::uint16_t src_country = 0;  // from the event (GeoIP is looked up later, if needed)
 };
 
 struct StrHash {
@@ -243,6 +275,11 @@ struct Engine::Impl {
     std::size_t calls_cursor = 0;
     SlotTable bans;
     std::size_t bans_cursor = 0;
+    struct SweepPace {
+        double debt = 0;  // buckets owed to the sweep
+    };
+    SweepPace key_pace[kKeyKindCount], call_pace, ban_pace;
+    base::Nanos sweep_last = 0;
     std::uint32_t idle_s = 1;
     base::CounterSet<Counter> counters;
     std::function<void(std::string_view)> sink;
@@ -257,10 +294,16 @@ struct Engine::Impl {
         if (c.slot[static_cast<std::size_t>(k)] < 0) return nullptr;
         return static_cast<KeyHeader*>(kt.table.slot(c.slot[static_cast<std::size_t>(k)]));
     }
-    std::int64_t find_or_create(KeyKind k, std::uint64_t h, std::uint32_t now_s);
+    std::int64_t find_or_create(KeyKind k, std::uint64_t h, base::Nanos now);
+    void advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c) const;
+    std::uint32_t slot_epoch(const std::uint8_t* slot, std::uint16_t w, const Ctx& c) const;
     void resolve_keys(Ctx& c, const Source& src, std::string_view account, std::string_view tenant,
-                      bool create);
-    void resolve_destination(Ctx& c, std::string_view callee);
+                      bool create, const AttemptKeys* pre = nullptr);
+    void resolve_destination(Ctx& c, const AttemptKeys& k);
+    void attempt_keys(const CallAttempt& a, AttemptKeys& k) const;
+    void prefetch_keys(const AttemptKeys& k) const;
+    void prefetch_state(const AttemptKeys& k) const;
+    void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
     bool scope_match(const CompiledScope& s, const Ctx& c) const;
@@ -274,6 +317,9 @@ struct Engine::Impl {
     bool source_banned(const base::IpAddress& a, base::Nanos now, base::Nanos* until) const;
     void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now);
     void sweep(base::Nanos now, std::size_t budget);
+    void housekeep(base::Nanos now);
+    void sweep_some(base::Nanos now, const std::size_t (&key_budget)[kKeyKindCount],
+                    std::size_t call_budget, std::size_t ban_budget);
     CallEntry* call(std::int64_t i) { return static_cast<CallEntry*>(calls.slot(i)); }
     std::int64_t insert_call(std::uint64_t h, base::Nanos now);
     std::uint64_t key_hash_of(KeyKind k, std::string_view value) const;
@@ -353,6 +399,8 @@ int Engine::Impl::add_component(KindTable& kt, Component c) {
     for (std::size_t i = 0; i < kt.comps.size(); ++i) {
         if (kt.comps[i].signature == c.signature) {
             kt.comps[i].capacity = std::max(kt.comps[i].capacity, c.capacity);
+            kt.comps[i].max_threshold = std::max(kt.comps[i].max_threshold, c.max_threshold);
+            kt.comps[i].ratio = kt.comps[i].ratio || c.ratio;
             return static_cast<int>(i);
         }
     }
@@ -424,7 +472,9 @@ base::Result<void> Engine::Impl::compile() {
         kt.used = true;
         Component c;
         c.window = r.window;
-        c.width = std::max<base::Nanos>(1, r.window / (WindowCounter::kBuckets - 1));
+        c.width = std::max<base::Nanos>(1, r.window / (kRingBuckets - 1));
+        c.max_threshold = r.threshold;
+        c.ratio = r.feature == Feature::short_call_ratio || r.feature == Feature::failed_call_ratio;
         c.window_s = std::max<std::uint32_t>(1, to_seconds(r.window));
         c.filter = cr.scope;
         c.scope_idx = cr.scope_idx;
@@ -553,31 +603,58 @@ base::Result<void> Engine::Impl::compile() {
     constexpr std::size_t kShares[kKeyKindCount] = {3, 2, 3, 1, 1};
     std::size_t shares = 0;
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) shares += kinds[ki].used ? kShares[ki] : 0;
+    //
+    // The hot slot holds what every event of the key reads: the header, sequential runs,
+    // counters (8-bit buckets when no rule reading them is a ratio or has a threshold above
+    // 254: a sub-bucket then saturates only after its rules have fired) and the summaries of
+    // distinct sets, largest alignment first, rounded up to whole cache lines. The entries of
+    // distinct sets go to the cold area.
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
         auto& kt = kinds[ki];
         if (!kt.used) continue;
         std::size_t off = sizeof(KeyHeader);
+        std::size_t cold = 0;
         for (auto& c : kt.comps) {
-            off = (off + 7) & ~std::size_t{7};
-            c.offset = static_cast<std::uint32_t>(off);
-            switch (c.type) {
-                case CompType::counter:
-                    off += sizeof(WindowCounter);
-                    break;
-                case CompType::distinct:
-                    off += DistinctSet::bytes(c.capacity);
-                    break;
-                case CompType::sequential:
-                    off += sizeof(SequentialRun);
-                    break;
-            }
+            if (c.type == CompType::counter) c.narrow = !c.ratio && c.max_threshold < 255;
+            if (c.type == CompType::distinct) c.lines = distinct_lines(c.capacity);
         }
-        kt.slot_bytes = off;
+        auto place = [&](auto pred, std::size_t bytes) {
+            for (auto& c : kt.comps) {
+                if (!pred(c)) continue;
+                c.offset = static_cast<std::uint32_t>(off);
+                off += bytes;
+                if (c.type == CompType::counter || c.type == CompType::distinct)
+                    kt.rings.push_back(
+                        {c.type == CompType::distinct
+                             ? static_cast<std::uint32_t>(c.offset + offsetof(DistinctSummary, n))
+                             : c.offset,
+                         c.width_idx, c.narrow || c.type == CompType::distinct});
+                if (c.type == CompType::distinct) {
+                    c.cold_offset = static_cast<std::uint32_t>(cold);
+                    cold += std::size_t{c.lines} * 64;
+                }
+            }
+        };
+        place([](const Component& c) { return c.type == CompType::sequential; },
+              sizeof(SequentialRun));
+        place([](const Component& c) { return c.type == CompType::counter && !c.narrow; },
+              kRingBuckets * 2);
+        place([](const Component& c) { return c.type == CompType::distinct; },
+              sizeof(DistinctSummary));
+        place([](const Component& c) { return c.type == CompType::counter && c.narrow; },
+              kRingBuckets);
+        for (const auto& r : kt.rings)
+            if (std::find(kt.widths.begin(), kt.widths.end(), r.width_idx) == kt.widths.end())
+                kt.widths.push_back(r.width_idx);
+        for (std::size_t i = 0; i < kt.comps.size(); ++i)
+            if (kt.comps[i].type == CompType::distinct) kt.distinct_comps.push_back(i);
+        kt.slot_bytes = (off + 63) & ~std::size_t{63};
+        kt.cold_bytes = cold;
         std::size_t cap = std::max<std::size_t>(64, cfg.max_tracked_keys * kShares[ki] / shares);
-        kt.table.init(cap, kt.slot_bytes);
+        kt.table.init(cap, kt.slot_bytes, kt.cold_bytes);
     }
-    calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry));
-    bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry));
+    calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
+    bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
     return {};
 }
 
@@ -601,7 +678,8 @@ std::uint64_t Engine::Impl::key_hash_of(KeyKind k, std::string_view v) const {
     }
 }
 
-std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, std::uint32_t now_s) {
+std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, base::Nanos now) {
+    std::uint32_t now_s = to_seconds(now);
     auto& kt = kinds[static_cast<std::size_t>(k)];
     auto& t = kt.table;
     std::int64_t i = t.find(h);
@@ -611,24 +689,24 @@ std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, std::uint3
         // hash. Idle keys go first; then the least recently seen key that carries no
         // evidence (no rule fired on it lately, no call in progress). Keys with evidence are
         // never evicted by newcomers: if every candidate has some, the new key is not tracked.
-        std::size_t pos = static_cast<std::size_t>(mix64(h)) & (t.buckets() - 1);
+        std::size_t pos = t.home(mix64(h));
         std::int64_t victim = -1;
         std::uint32_t victim_seen = 0xffffffffu;
         bool idle = false;
         std::size_t seen = 0;
         for (std::size_t n = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
-            std::size_t b = (pos + n) & (t.buckets() - 1);
+            std::size_t b = (pos + n) % t.buckets();
             if (t.hash_at(b) == 0) continue;
             ++seen;
             auto* hdr = static_cast<const KeyHeader*>(t.slot(b));
             if (hdr->concurrent > 0 || hdr->evidence_until_s > now_s) continue;
-            if (age_of(now_s, hdr->last_seen_s) >= idle_s) {
+            if (age_of(now_s, hdr->last_seen_s()) >= idle_s) {
                 victim = static_cast<std::int64_t>(b);
                 idle = true;
                 break;
             }
-            if (hdr->last_seen_s < victim_seen) {
-                victim_seen = hdr->last_seen_s;
+            if (hdr->last_seen_s() < victim_seen) {
+                victim_seen = hdr->last_seen_s();
                 victim = static_cast<std::int64_t>(b);
             }
         }
@@ -641,13 +719,13 @@ std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, std::uint3
     }
     std::size_t j = t.insert(h);
     auto* hdr = static_cast<KeyHeader*>(t.slot(j));
-    hdr->last_seen_s = now_s;
+    hdr->last_seen = now;
     counters.add(Counter::keys_created);
     return static_cast<std::int64_t>(j);
 }
 
 void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view account,
-                                std::string_view tenant, bool create) {
+                                std::string_view tenant, bool create, const AttemptKeys* pre) {
     // Account group: the first group (in configuration order) that contains the account.
     c.group = -1;
     if (!account.empty()) {
@@ -671,37 +749,113 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
         c.has_key[ki] = true;
         if (kinds[ki].used) kinds[ki].table.prefetch(h);
     };
-    if (!src.addr.is_unspecified()) {
-        set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
-        auto p = base::covering_prefix(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
-        set(KeyKind::source_prefix,
-            mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
+    if (pre) {
+        for (std::size_t ki = 0; ki < 3; ++ki)
+            if (pre->has_key[ki]) set(static_cast<KeyKind>(ki), pre->key_hash[ki]);
+    } else {
+        if (!src.addr.is_unspecified()) {
+            set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
+            auto p = base::covering_prefix(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+            set(KeyKind::source_prefix,
+                mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
+        }
+        if (!account.empty()) set(KeyKind::account, hash_string(account, kSalt[2]));
     }
-    if (!account.empty()) set(KeyKind::account, hash_string(account, kSalt[2]));
     if (!tenant.empty()) set(KeyKind::tenant, c.tenant_hash);
     if (!create) return;
     // Second pass, once the buckets are on their way into the cache.
     for (std::size_t ki = 0; ki < static_cast<std::size_t>(KeyKind::destination_prefix); ++ki)
         if (c.has_key[ki] && kinds[ki].used) {
-            c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now_s);
+            c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now);
             if (c.slot[ki] >= 0)
                 kinds[ki].table.prefetch_slot(static_cast<std::size_t>(c.slot[ki]));
         }
 }
 
-void Engine::Impl::resolve_destination(Ctx& c, std::string_view callee) {
-    c.ndigits = 0;
-    for (char ch : callee) {
-        if (ch >= '0' && ch <= '9') {
-            if (c.ndigits < sizeof(c.digits)) c.digits[c.ndigits++] = ch;
-        } else if (ch == '+' || ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')') {
-            continue;  // visual separators
-        } else {
-            break;  // "@host", ";params": end of the number
+void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
+    k.invite = a.method.empty() || a.method == "INVITE";
+    k.call_hash = k.invite && !a.call_id.empty() ? hash_string(a.call_id, 0xca11) : 0;
+    if (!a.source.addr.is_unspecified()) {
+        k.addr_hash = a.source.addr.hash();
+        k.key_hash[0] = mix64(k.addr_hash ^ kSalt[0]);
+        auto p = base::covering_prefix(a.source.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+        k.key_hash[1] = mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]);
+        k.has_key[0] = k.has_key[1] = true;
+    }
+    if (!a.account.empty()) {
+        k.key_hash[2] = hash_string(a.account, kSalt[2]);
+        k.has_key[2] = true;
+    }
+    k.ndigits = 0;
+    if (k.invite) {
+        for (char ch : a.callee) {
+            if (ch >= '0' && ch <= '9') {
+                if (k.ndigits < sizeof(k.digits)) k.digits[k.ndigits++] = ch;
+            } else if (ch == '+' || ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')') {
+                continue;  // visual separators
+            } else {
+                break;  // "@host", ";params": end of the number
+            }
+        }
+        if (k.ndigits)
+            k.dest_hash = static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, 11));
+    }
+    if (!a.callee.empty()) k.target_hash = static_cast<std::uint32_t>(hash_string(a.callee, 13));
+    k.src_country = country_code16(a.source.country);
+}
+
+// Stage 1 of the burst pipeline: the hash buckets of the attempt's keys and its call entry.
+void Engine::Impl::prefetch_keys(const AttemptKeys& k) const {
+    for (std::size_t ki = 0; ki < 3; ++ki)
+        if (k.has_key[ki] && kinds[ki].used) kinds[ki].table.prefetch_bucket(k.key_hash[ki]);
+    if (k.call_hash) calls.prefetch(k.call_hash);
+    if (bans.size() && k.addr_hash) bans.prefetch_bucket(k.addr_hash);
+}
+
+// Stage 2, once the buckets are in: the hot slots of the keys found, and the cold line a
+// distinct-set insertion of this attempt will touch.
+void Engine::Impl::prefetch_state(const AttemptKeys& k) const {
+    for (std::size_t ki = 0; ki < 3; ++ki) {
+        if (!k.has_key[ki] || !kinds[ki].used) continue;
+        const auto& kt = kinds[ki];
+        std::int64_t at = kt.table.find(k.key_hash[ki]);
+        if (at < 0) continue;
+        auto i = static_cast<std::size_t>(at);
+        kt.table.prefetch_slot(i);
+        for (auto ci : kt.distinct_comps) {
+            const auto& comp = kt.comps[ci];
+            std::uint32_t h = 0;
+            switch (static_cast<DistinctValue>(comp.what)) {
+                case DistinctValue::destination:
+                    h = k.invite && k.ndigits ? k.dest_hash : 0;
+                    break;
+                case DistinctValue::destination_country:
+                    if (k.invite && k.ndigits) {
+                        auto cw = countries.walk({k.digits, k.ndigits});
+                        h = cw.deepest ? country_iso[cw.deepest - 1] : 0;
+                    }
+                    break;
+                case DistinctValue::request_target:
+                    h = k.target_hash;
+                    break;
+                case DistinctValue::source_country:
+                    h = k.src_country;
+                    break;
+                case DistinctValue::failed_username:
+                    break;
+            }
+            if (h)
+                kt.table.prefetch_cold(i, comp.cold_offset + distinct_line_offset(h, comp.lines));
         }
     }
+}
+
+void Engine::Impl::resolve_destination(Ctx& c, const AttemptKeys& k) {
+    c.ndigits = k.ndigits;
     if (c.ndigits == 0) return;
+    std::memcpy(c.digits, k.digits, c.ndigits);
     auto d = c.digits_view();
+    c.dest_hash = k.dest_hash;
     auto lw = lists.walk(d);
     c.dest_mask = lw.mask;
     auto cw = countries.walk(d);
@@ -721,7 +875,7 @@ void Engine::Impl::resolve_destination(Ctx& c, std::string_view callee) {
     c.key_hash[ki] = hash_string(d.substr(0, klen), kSalt[ki]);
     c.has_key[ki] = true;
     if (kinds[ki].used)
-        c.slot[ki] = find_or_create(KeyKind::destination_prefix, c.key_hash[ki], c.now_s);
+        c.slot[ki] = find_or_create(KeyKind::destination_prefix, c.key_hash[ki], c.now);
 }
 
 void Engine::Impl::resolve_source(Ctx& c, const Source& src, Verdict& out) {
@@ -772,21 +926,60 @@ void Engine::Impl::prepare(Ctx& c) const {
     for (std::size_t i = 1; i < scopes.size(); ++i)
         if (scope_match(scopes[i], c)) c.scope_bits |= std::uint64_t{1} << i;
     for (std::size_t i = 0; i < widths.size(); ++i) {
-        c.epoch[i] = WindowCounter::epoch_of(c.now, widths[i]);
-        c.into[i] = WindowCounter::fraction(c.now, widths[i]);
+        c.epoch[i] = epoch_of(c.now, widths[i]);
+        c.epoch_start[i] = static_cast<base::Nanos>(c.epoch[i]) * widths[i];
+        c.into[i] = fraction_of(c.now, widths[i]);
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // State updates and rule evaluation
 
+// Moves every ring of a slot to the event's epoch (the slot's epoch for a width is that of
+// its newest event), clearing the sub-buckets skipped since.
+void Engine::Impl::advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c) const {
+    auto* hdr = reinterpret_cast<KeyHeader*>(slot);
+    base::Nanos last = hdr->last_seen;
+    if (c.now <= last) return;  // the rings are at this epoch already (or a later one)
+    std::uint32_t from[kMaxWidths];
+    std::uint64_t moved = 0;
+    for (auto w : kt.widths) {
+        base::Nanos width = widths[w];
+        base::Nanos start = c.epoch_start[w];
+        if (last >= start) continue;  // same sub-bucket
+        moved |= std::uint64_t{1} << w;
+        // The sub-bucket of `last`, counting back from the event's (no division).
+        std::uint32_t e = c.epoch[w] - 1;
+        for (start -= width; last < start && c.epoch[w] - e < kRingBuckets; start -= width) --e;
+        from[w] = e;
+    }
+    if (moved) {
+        for (const auto& r : kt.rings) {
+            if (!(moved >> r.width_idx & 1)) continue;
+            if (r.narrow)
+                ring_advance(slot + r.offset, from[r.width_idx], c.epoch[r.width_idx]);
+            else
+                ring_advance(reinterpret_cast<std::uint16_t*>(slot + r.offset), from[r.width_idx],
+                             c.epoch[r.width_idx]);
+        }
+    }
+    hdr->last_seen = c.now;
+}
+
+// The epoch the slot's rings of width `w` are at (after advance): the event's, or a later
+// one for an event that arrives late.
+std::uint32_t Engine::Impl::slot_epoch(const std::uint8_t* slot, std::uint16_t w,
+                                       const Ctx& c) const {
+    base::Nanos last = reinterpret_cast<const KeyHeader*>(slot)->last_seen;
+    return c.now >= last ? c.epoch[w] : epoch_of(last, widths[w]);
+}
+
 void Engine::Impl::update(Ctx& c) {
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
         if (c.slot[ki] < 0) continue;
         auto& kt = kinds[ki];
         auto* base_ptr = static_cast<std::uint8_t*>(kt.table.slot(c.slot[ki]));
-        auto* hdr = reinterpret_cast<KeyHeader*>(base_ptr);
-        if (c.now_s > hdr->last_seen_s) hdr->last_seen_s = c.now_s;
+        advance(kt, base_ptr, c);
         for (const auto& comp : kt.comps) {
             if (!(c.scope_bits >> comp.scope_idx & 1)) continue;
             void* p = base_ptr + comp.offset;
@@ -822,15 +1015,19 @@ void Engine::Impl::update(Ctx& c) {
                             hit = c.kind == EventKind::end && c.short_ring;
                             break;
                     }
-                    if (hit) static_cast<WindowCounter*>(p)->add_at(c.epoch[comp.width_idx]);
+                    if (!hit) break;
+                    std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
+                    if (comp.narrow)
+                        ring_add(static_cast<std::uint8_t*>(p), e);
+                    else
+                        ring_add(static_cast<std::uint16_t*>(p), e);
                     break;
                 }
                 case CompType::distinct: {
                     std::uint32_t h = 0;
                     switch (static_cast<DistinctValue>(comp.what)) {
                         case DistinctValue::destination:
-                            if (c.kind == EventKind::invite && c.ndigits)
-                                h = static_cast<std::uint32_t>(hash_string(c.digits_view(), 11));
+                            if (c.kind == EventKind::invite && c.ndigits) h = c.dest_hash;
                             break;
                         case DistinctValue::destination_country:
                             if (c.kind == EventKind::invite) h = c.dest_country;
@@ -846,12 +1043,10 @@ void Engine::Impl::update(Ctx& c) {
                             break;
                     }
                     if (h) {
-                        std::uint32_t n = distinct_add(p, comp.capacity, h, c.now_s, comp.window_s);
-                        auto ci = static_cast<std::size_t>(&comp - kt.comps.data());
-                        if (ci < 64) {
-                            c.distinct_val[ki][ci] = n;
-                            c.distinct_have[ki] |= std::uint64_t{1} << ci;
-                        }
+                        auto* cold = static_cast<std::uint8_t*>(kt.table.cold(c.slot[ki]));
+                        distinct_insert(*static_cast<DistinctSummary*>(p),
+                                        reinterpret_cast<DistinctEntry*>(cold + comp.cold_offset),
+                                        comp.lines, h, slot_epoch(base_ptr, comp.width_idx, c));
                     }
                     break;
                 }
@@ -964,8 +1159,11 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         };
         auto counter = [&](int i) {
             return memoized(i, [&](const Component& comp) {
-                return reinterpret_cast<const WindowCounter*>(slot + comp.offset)
-                    ->value_at(c.epoch[comp.width_idx], c.into[comp.width_idx]);
+                std::uint32_t e = slot_epoch(slot, comp.width_idx, c);
+                double into = c.into[comp.width_idx];
+                if (comp.narrow) return ring_value(slot + comp.offset, e, into);
+                return ring_value(reinterpret_cast<const std::uint16_t*>(slot + comp.offset), e,
+                                  into);
             });
         };
         switch (r.feature) {
@@ -1000,11 +1198,9 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             case Feature::request_sweep:
             case Feature::country_change: {
                 value = memoized(cr.comp_a, [&](const Component& comp) {
-                    auto ci = static_cast<std::size_t>(cr.comp_a);
-                    if (ci < 64 && (c.distinct_have[ki] >> ci & 1))
-                        return static_cast<double>(c.distinct_val[ki][ci]);
-                    return static_cast<double>(
-                        distinct_count(slot + comp.offset, comp.capacity, c.now_s, comp.window_s));
+                    const auto* sum = reinterpret_cast<const DistinctSummary*>(slot + comp.offset);
+                    return ring_value(sum->n, slot_epoch(slot, comp.width_idx, c),
+                                      c.into[comp.width_idx]);
                 });
                 break;
             }
@@ -1089,11 +1285,11 @@ void Engine::Impl::ban(const base::IpAddress& a, base::Nanos until, base::Nanos 
     if (i < 0) {
         if (bans.full()) {
             // Full: drop an expired ban, else the one that would end soonest.
-            std::size_t pos = static_cast<std::size_t>(mix64(h)) & (bans.buckets() - 1);
+            std::size_t pos = bans.home(mix64(h));
             std::int64_t victim = -1;
             base::Nanos soonest = 0;
             for (std::size_t n = 0, seen = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
-                std::size_t b = (pos + n) & (bans.buckets() - 1);
+                std::size_t b = (pos + n) % bans.buckets();
                 if (bans.hash_at(b) == 0) continue;
                 ++seen;
                 auto u = static_cast<const BanEntry*>(bans.slot(b))->until;
@@ -1113,12 +1309,12 @@ std::int64_t Engine::Impl::insert_call(std::uint64_t h, base::Nanos now) {
     if (calls.full()) {
         // Prefer an ended call (tombstone); else the oldest call, whose counters are released
         // so that no concurrent counter is left stuck.
-        std::size_t pos = static_cast<std::size_t>(mix64(h)) & (calls.buckets() - 1);
+        std::size_t pos = calls.home(mix64(h));
         std::int64_t victim = -1;
         base::Nanos oldest = 0;
         bool tomb = false;
         for (std::size_t n = 0, seen = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
-            std::size_t b = (pos + n) & (calls.buckets() - 1);
+            std::size_t b = (pos + n) % calls.buckets();
             if (calls.hash_at(b) == 0) continue;
             ++seen;
             auto* e = call(static_cast<std::int64_t>(b));
@@ -1160,16 +1356,49 @@ void Engine::Impl::release(CallEntry& e, Ctx* end_ctx) {
 }
 
 void Engine::Impl::sweep(base::Nanos now, std::size_t budget) {
+    std::size_t keys[kKeyKindCount];
+    std::fill(std::begin(keys), std::end(keys), budget);
+    sweep_some(now, keys, budget, budget);
+}
+
+// The per-event share of the sweep, paced by time rather than by events: each table is
+// walked whole once per period (idle keys within idle_key_expiry/4, ended calls within
+// kCallSweepPeriod, bans within kBanSweepPeriod) whatever the event rate, so a busy engine
+// does not spend a cache miss per table and per event on keys that cannot have expired yet.
+void Engine::Impl::housekeep(base::Nanos now) {
+    base::Nanos dt = now - sweep_last;
+    if (dt <= 0) return;
+    sweep_last = now;
+    auto share = [&](SweepPace& p, std::size_t buckets, base::Nanos period) -> std::size_t {
+        p.debt += static_cast<double>(buckets) * static_cast<double>(std::min(dt, period)) /
+                  static_cast<double>(period);
+        auto n = static_cast<std::size_t>(p.debt);
+        p.debt -= static_cast<double>(n);
+        return std::min<std::size_t>(n, kSweepMaxPerEvent);
+    };
+    base::Nanos key_period = std::max<base::Nanos>(base::kNanosPerSecond, cfg.idle_key_expiry / 4);
+    std::size_t keys[kKeyKindCount] = {};
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        if (kinds[ki].used) keys[ki] = share(key_pace[ki], kinds[ki].table.buckets(), key_period);
+    std::size_t nc = share(call_pace, calls.buckets(), kCallSweepPeriod);
+    std::size_t nb = bans.size() ? share(ban_pace, bans.buckets(), kBanSweepPeriod) : 0;
+    sweep_some(now, keys, nc, nb);
+}
+
+void Engine::Impl::sweep_some(base::Nanos now, const std::size_t (&key_budget)[kKeyKindCount],
+                              std::size_t call_budget, std::size_t ban_budget) {
     std::uint32_t now_s = to_seconds(now);
-    for (auto& kt : kinds) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        auto& kt = kinds[ki];
         if (!kt.used) continue;
         auto& t = kt.table;
-        for (std::size_t n = 0; n < budget && t.size() > 0; ++n) {
-            std::size_t b = kt.cursor & (t.buckets() - 1);
-            __builtin_prefetch(t.slot((b + 1) & (t.buckets() - 1)));  // the next event's bucket
+        for (std::size_t n = 0; n < key_budget[ki] && t.size() > 0; ++n) {
+            if (kt.cursor >= t.buckets()) kt.cursor = 0;
+            std::size_t b = kt.cursor;
+            __builtin_prefetch(t.slot(t.next(b)));  // the next event's bucket
             if (t.hash_at(b) != 0) {
                 auto* hdr = static_cast<const KeyHeader*>(t.slot(b));
-                if (hdr->concurrent <= 0 && age_of(now_s, hdr->last_seen_s) >= idle_s) {
+                if (hdr->concurrent <= 0 && age_of(now_s, hdr->last_seen_s()) >= idle_s) {
                     t.erase(b);  // the next entry may shift into b: look at b again
                     counters.add(Counter::keys_expired);
                     continue;
@@ -1178,8 +1407,9 @@ void Engine::Impl::sweep(base::Nanos now, std::size_t budget) {
             ++kt.cursor;
         }
     }
-    for (std::size_t n = 0; n < budget && calls.size() > 0; ++n) {
-        std::size_t b = calls_cursor & (calls.buckets() - 1);
+    for (std::size_t n = 0; n < call_budget && calls.size() > 0; ++n) {
+        if (calls_cursor >= calls.buckets()) calls_cursor = 0;
+        std::size_t b = calls_cursor;
         if (calls.hash_at(b) != 0) {
             auto* e = call(static_cast<std::int64_t>(b));
             if (e->ended && now - e->ended >= kTombstone) {
@@ -1195,8 +1425,9 @@ void Engine::Impl::sweep(base::Nanos now, std::size_t budget) {
         }
         ++calls_cursor;
     }
-    for (std::size_t n = 0; n < budget && bans.size() > 0; ++n) {
-        std::size_t b = bans_cursor & (bans.buckets() - 1);
+    for (std::size_t n = 0; n < ban_budget && bans.size() > 0; ++n) {
+        if (bans_cursor >= bans.buckets()) bans_cursor = 0;
+        std::size_t b = bans_cursor;
         if (bans.hash_at(b) != 0 && static_cast<const BanEntry*>(bans.slot(b))->until <= now) {
             bans.erase(b);
             continue;
@@ -1220,9 +1451,15 @@ base::Result<std::unique_ptr<Engine>> Engine::create(EngineConfig config) {
 }
 
 void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
-    auto& m = *impl_;
+    AttemptKeys k;
+    impl_->attempt_keys(a, k);
+    impl_->attempt(a, k, out);
+}
+
+void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out) {
+    auto& m = *this;
     out.reset();
-    bool invite = a.method.empty() || a.method == "INVITE";
+    bool invite = k.invite;
     m.counters.add(invite ? Counter::attempts : Counter::requests);
     if (m.source_banned(a.source.addr, a.now, &out.ban_until)) {
         out.action = out.shadow_action = Action::ban;
@@ -1230,10 +1467,9 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
         m.counters.add(Counter::banned_source_drops);
         return;
     }
-    std::uint64_t call_hash = 0;
-    if (invite && !a.call_id.empty()) {
+    std::uint64_t call_hash = k.call_hash;
+    if (call_hash) {
         // Count each Call-ID once: retransmissions and forked INVITEs repeat the verdict.
-        call_hash = hash_string(a.call_id, 0xca11);
         std::int64_t i = m.calls.find(call_hash);
         if (i >= 0) {
             out.action = out.shadow_action = static_cast<Action>(m.call(i)->action);
@@ -1246,9 +1482,9 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
     c.kind = invite ? EventKind::invite : EventKind::request;
     c.now = a.now;
     c.now_s = to_seconds(a.now);
-    m.resolve_keys(c, a.source, a.account, a.tenant, true);
+    m.resolve_keys(c, a.source, a.account, a.tenant, true, &k);
     if (invite) {
-        m.resolve_destination(c, a.callee);
+        m.resolve_destination(c, k);
         put_country(out.destination_country, c.dest_country);
     }
     m.resolve_source(c, a.source, out);
@@ -1266,13 +1502,13 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
                 if (g.matches({buf, n})) c.scanner = true;
         }
     }
-    if (!a.callee.empty()) c.target_hash = static_cast<std::uint32_t>(hash_string(a.callee, 13));
+    c.target_hash = k.target_hash;
     m.prepare(c);
     m.update(c);
     m.evaluate(c, out);
     m.finish(c, a.source, out);
 
-    if (invite && call_hash) {
+    if (call_hash) {
         std::int64_t i = m.insert_call(call_hash, a.now);
         if (i >= 0) {
             auto* e = m.call(i);
@@ -1301,60 +1537,35 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
         m.sink(to_json(out, a));
         m.counters.add(Counter::events_emitted);
     }
-    m.sweep(a.now, kSweepPerEvent);
+    m.housekeep(a.now);
 }
 
 void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out) {
-    // A two-stage software pipeline: 16 attempts ahead, compute the keys and fetch their hash
-    // buckets; 8 ahead, find the keys (their buckets are in cache by then) and fetch the whole
-    // slot where each key actually sits (linear probing displaces many from their home).
-    constexpr std::size_t kHashAhead = 16;
-    constexpr std::size_t kSlotAhead = 8;
+    // A software pipeline over the burst: kKeysAhead attempts ahead, hash the attempt's keys
+    // once and fetch their hash buckets and its call entry; kStateAhead ahead, find the keys
+    // (their buckets have arrived) and fetch their hot slots and the cold lines the attempt's
+    // distinct-set insertions will touch; then score the attempt with everything in cache.
+    // An attempt asks for about 8 lines in all, so the attempts in flight fit the core's
+    // outstanding misses.
+    constexpr std::size_t kKeysAhead = 20;
+    constexpr std::size_t kStateAhead = 10;
     constexpr std::size_t kRing = 32;
-    constexpr std::size_t kKinds = 3;  // source_ip, source_prefix, account: the unbounded ones
+    static_assert(kKeysAhead < kRing);
     auto& m = *impl_;
-    struct Pending {
-        std::uint64_t h[kKinds];
-        bool has[kKinds];
-    };
-    std::array<Pending, kRing> ring;
-    auto stage_hash = [&](std::size_t i) {
-        const CallAttempt& a = in[i];
-        Pending& p = ring[i % kRing];
-        p = Pending{};
-        if (!a.source.addr.is_unspecified()) {
-            p.h[0] = mix64(a.source.addr.hash() ^ kSalt[0]);
-            p.has[0] = true;
-            auto pre = base::covering_prefix(a.source.addr, m.cfg.source_prefix_v4,
-                                             m.cfg.source_prefix_v6);
-            p.h[1] = mix64(pre.address().hash() ^ (std::uint64_t{pre.length()} << 8) ^ kSalt[1]);
-            p.has[1] = true;
-        }
-        if (!a.account.empty()) {
-            p.h[2] = hash_string(a.account, kSalt[2]);
-            p.has[2] = true;
-        }
-        for (std::size_t k = 0; k < kKinds; ++k)
-            if (p.has[k] && m.kinds[k].used) m.kinds[k].table.prefetch_bucket(p.h[k]);
-        // The call entry is written at the end of the attempt: fetch its home slot too.
-        if (!a.call_id.empty()) m.calls.prefetch(hash_string(a.call_id, 0xca11));
-        if (m.bans.size()) m.bans.prefetch_bucket(a.source.addr.hash());
-    };
-    auto stage_slot = [&](std::size_t i) {
-        const Pending& p = ring[i % kRing];
-        for (std::size_t k = 0; k < kKinds; ++k) {
-            if (!p.has[k] || !m.kinds[k].used) continue;
-            std::int64_t at = m.kinds[k].table.find(p.h[k]);
-            if (at >= 0) m.kinds[k].table.prefetch_slot(static_cast<std::size_t>(at));
-        }
-    };
+    std::array<AttemptKeys, kRing> ring;
     std::size_t n = std::min(in.size(), out.size());
-    for (std::size_t i = 0; i < std::min(n, kHashAhead); ++i) stage_hash(i);
-    for (std::size_t i = 0; i < std::min(n, kSlotAhead); ++i) stage_slot(i);
+    auto stage_keys = [&](std::size_t i) {
+        AttemptKeys& k = ring[i % kRing];
+        k = AttemptKeys{};
+        m.attempt_keys(in[i], k);
+        m.prefetch_keys(k);
+    };
+    for (std::size_t i = 0; i < std::min(n, kKeysAhead); ++i) stage_keys(i);
+    for (std::size_t i = 0; i < std::min(n, kStateAhead); ++i) m.prefetch_state(ring[i % kRing]);
     for (std::size_t i = 0; i < n; ++i) {
-        if (i + kHashAhead < n) stage_hash(i + kHashAhead);
-        if (i + kSlotAhead < n) stage_slot(i + kSlotAhead);
-        on_attempt(in[i], out[i]);
+        if (i + kKeysAhead < n) stage_keys(i + kKeysAhead);
+        if (i + kStateAhead < n) m.prefetch_state(ring[(i + kStateAhead) % kRing]);
+        m.attempt(in[i], ring[i % kRing], out[i]);
     }
 }
 
@@ -1406,7 +1617,7 @@ void Engine::on_end(const CallEnded& ev) {
     }
     m.prepare(c);
     m.update(c);
-    m.sweep(ev.now, kSweepPerEvent);
+    m.housekeep(ev.now);
 }
 
 void Engine::on_auth(const AuthResult& a, Verdict& out) {
@@ -1436,7 +1647,7 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
         m.sink(to_json(out, a));
         m.counters.add(Counter::events_emitted);
     }
-    m.sweep(a.now, kSweepPerEvent);
+    m.housekeep(a.now);
 }
 
 void Engine::on_register(const Registration& r, Verdict& out) {
@@ -1476,7 +1687,7 @@ void Engine::on_register(const Registration& r, Verdict& out) {
         m.sink(to_json(out, r));
         m.counters.add(Counter::events_emitted);
     }
-    m.sweep(r.now, kSweepPerEvent);
+    m.housekeep(r.now);
 }
 
 bool Engine::is_banned(const base::IpAddress& a, base::Nanos now) const {

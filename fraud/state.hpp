@@ -38,159 +38,181 @@ inline std::uint32_t to_seconds(base::Nanos now) {
     return static_cast<std::uint32_t>(now / base::kNanosPerSecond);
 }
 
-// A sliding-window counter: kBuckets sub-buckets of window/(kBuckets-1) each, in a ring. The
-// estimate sums the full recent buckets plus the oldest one weighted by how much of it is
+// Sliding windows are rings of kRingBuckets sub-buckets of window/(kRingBuckets-1) each. A
+// key's rings of one width all share one epoch: the sub-bucket of the key's newest event
+// (KeyHeader::last_seen), so a ring is only its buckets (8 or 16 bytes) and a key's whole
+// window state fits a cache line or three. Every event that touches a key first advances all
+// of its rings to the event's epoch (ring_advance), then counts.
+//
+// The estimate sums the full recent buckets plus the oldest one weighted by how much of it is
 // still inside the window, so the count never resets at a boundary (a fixed window would let
 // twice the limit through across one). Error is at most one sub-bucket's worth of events.
+constexpr std::uint32_t kRingBuckets = 8;
+
+inline std::uint32_t epoch_of(base::Nanos now, base::Nanos width) {
+    return static_cast<std::uint32_t>((now < 0 ? 0 : now) / width);
+}
+// How far `now` is into its sub-bucket, [0, 1).
+inline double fraction_of(base::Nanos now, base::Nanos width) {
+    return static_cast<double>((now < 0 ? 0 : now) % width) / static_cast<double>(width);
+}
+
+// Clears the buckets a ring skips when its epoch moves from `from` to `to`.
+template <class T>
+void ring_advance(T* b, std::uint32_t from, std::uint32_t to) {
+    if (to <= from) return;
+    if (to - from >= kRingBuckets) {
+        std::memset(b, 0, sizeof(T) * kRingBuckets);
+        return;
+    }
+    for (std::uint32_t x = from + 1; x <= to; ++x) b[x % kRingBuckets] = 0;
+}
+
+template <class T>
+void ring_add(T* b, std::uint32_t e) {
+    T& x = b[e % kRingBuckets];
+    if (x != static_cast<T>(~T{0})) ++x;  // saturate, never wrap
+}
+
+// Buckets of epochs before the ring's first event are zero (slots start zeroed), so the
+// unsigned wrap of e - i for small e reads zeros.
+template <class T>
+double ring_value(const T* b, std::uint32_t e, double into) {
+    std::uint32_t sum = 0;
+    for (std::uint32_t i = 0; i + 1 < kRingBuckets; ++i) sum += b[(e - i) % kRingBuckets];
+    return sum + b[(e - (kRingBuckets - 1)) % kRingBuckets] * (1.0 - into);
+}
+
+// A ring of 16-bit buckets with its own epoch: the reference the shared-epoch rings are
+// tested against, and the shape of one counter in isolation.
 struct WindowCounter {
-    static constexpr std::uint32_t kBuckets = 8;
-    std::uint32_t epoch = 0;  // index of the newest bucket (now / bucket width)
+    static constexpr std::uint32_t kBuckets = kRingBuckets;
+    std::uint32_t epoch = 0;
     std::uint16_t buckets[kBuckets] = {};
-
-    static std::uint32_t epoch_of(base::Nanos now, base::Nanos width) {
-        return static_cast<std::uint32_t>((now < 0 ? 0 : now) / width);
+    void add(base::Nanos now, base::Nanos width) {
+        std::uint32_t e = epoch_of(now, width);
+        if (e > epoch) ring_advance(buckets, epoch, e), epoch = e;
+        ring_add(buckets, std::max(e, epoch));
     }
-
-    void add(base::Nanos now, base::Nanos width) { add_at(epoch_of(now, width)); }
     double value(base::Nanos now, base::Nanos width) const {
-        return value_at(epoch_of(now, width), fraction(now, width));
-    }
-    // How far `now` is into its bucket, [0, 1).
-    static double fraction(base::Nanos now, base::Nanos width) {
-        return static_cast<double>((now < 0 ? 0 : now) % width) / static_cast<double>(width);
-    }
-
-    // The same with the epoch and fraction computed once per event for every counter of a
-    // width (a 64-bit division per counter would cost more than the counting).
-    void add_at(std::uint32_t e) {
-        if (e > epoch) {
-            std::uint32_t gap = e - epoch;
-            if (gap >= kBuckets) {
-                std::memset(buckets, 0, sizeof(buckets));
-            } else {
-                for (std::uint32_t x = epoch + 1; x <= e; ++x) buckets[x % kBuckets] = 0;
-            }
-            epoch = e;
-        } else if (e < epoch) {
-            e = epoch;  // a late event counts in the newest bucket
-        }
-        std::uint16_t& b = buckets[e % kBuckets];
-        if (b != 0xffff) ++b;  // saturate, never wrap
-    }
-
-    double value_at(std::uint32_t e, double into) const {
+        std::uint32_t e = epoch_of(now, width);
         if (e < epoch) e = epoch;
         if (e - epoch >= kBuckets) return 0;
-        double sum = 0;
-        // Full buckets e-(kBuckets-2) .. e; buckets newer than `epoch` are logically empty.
-        for (std::uint32_t i = 0; i + 1 < kBuckets; ++i) {
-            if (i > e) break;
-            std::uint32_t x = e - i;
-            if (x <= epoch && epoch - x < kBuckets) sum += buckets[x % kBuckets];
-        }
-        if (e >= kBuckets - 1) {
-            std::uint32_t oldest = e - (kBuckets - 1);
-            if (oldest <= epoch && epoch - oldest < kBuckets) {
-                sum += buckets[oldest % kBuckets] * (1.0 - into);
-            }
-        }
-        return sum;
+        std::uint16_t b[kBuckets];
+        std::memcpy(b, buckets, sizeof(b));
+        ring_advance(b, epoch, e);
+        return ring_value(b, e, fraction_of(now, width));
     }
 };
-static_assert(sizeof(WindowCounter) == 20);
 
-// A small exact distinct-count set: a 32-bit header (time unit of the last insertion) and
-// `capacity` 4-byte entries (16-bit fingerprint, 16-bit time unit). Entries older than the
-// window are free; when full, the least recently seen is replaced, so the count saturates at
-// the capacity, which is sized above the largest threshold that reads it. Time units are
-// window/4096 (at least 1 s); 16-bit ages cannot wrap: every insertion clears the entries it
-// finds expired, and a set idle for 8 windows is cleared whole. Two values sharing a 16-bit
-// fingerprint count once (an undercount of about capacity/65536 per value).
 inline std::uint32_t age_of(std::uint32_t now_s, std::uint32_t seen_s) {
     return now_s > seen_s ? now_s - seen_s : 0;  // a late event is not older than the newest
 }
 
-struct DistinctWindow {
-    std::uint32_t unit_s;        // seconds per time unit
-    std::uint32_t window_units;  // window in units, <= 4096
-    explicit DistinctWindow(std::uint32_t window_s)
-        : unit_s(std::max<std::uint32_t>(1, (window_s + 4095) / 4096)),
-          window_units(std::max<std::uint32_t>(1, (window_s + unit_s - 1) / unit_s)) {}
+// A distinct-count set in two parts. In the hot slot, a DistinctSummary: a ring of 8-bit
+// buckets (same width and epoch as the key's counters) counting the set's values by the
+// sub-bucket they were last seen in, so the distinct count is read like a counter without
+// touching the entries; and the last value inserted, so a value repeated within a sub-bucket
+// (the same destination country, the same source country) costs nothing more. In the key's
+// cold area, the entries: 4 bytes each (16-bit fingerprint, low 16 bits of the sub-bucket
+// epoch last seen), 16 to a cache line. A value hashes to one line and is looked up and
+// inserted there only, so an insertion touches one cache line; an entry last seen 8 or more
+// sub-buckets ago is free. A line full of live values replaces its oldest (the count then
+// misses one value), so sets of more than 16 entries get twice the entries the largest
+// threshold needs: the count reaches any threshold unless one line draws more than 16 of the
+// first threshold+1 values.
+struct DistinctSummary {
+    std::uint8_t n[kRingBuckets];  // values by sub-bucket last seen
+    std::uint16_t last_fp;         // last value inserted (0 = none) ...
+    std::uint16_t last_t;          // ... and its epoch (low 16 bits)
+    std::uint16_t clean;           // bit per line: cleared since the set was last empty
+    std::uint16_t pad;
 };
+static_assert(sizeof(DistinctSummary) == 16);
 
-struct DistinctSet {
-    std::uint32_t last_unit;
-    struct Entry {
-        std::uint16_t fp;  // 0 = empty
-        std::uint16_t t;
-    } e[1];  // `capacity` entries follow the header
-
-    static constexpr std::size_t bytes(std::uint32_t capacity) { return 4 + 4 * capacity; }
-
-    static std::uint16_t fingerprint(std::uint32_t h) {
-        auto fp = static_cast<std::uint16_t>((h >> 16) ^ h);
-        return fp == 0 ? 1 : fp;
-    }
+struct DistinctEntry {
+    std::uint16_t fp;  // 0 = empty
+    std::uint16_t t;
 };
+constexpr std::uint32_t kEntriesPerLine = 64 / sizeof(DistinctEntry);
 
-// Returns the count after the insertion: what distinct_count would read next, without a
-// second pass over the entries.
-inline std::uint32_t distinct_add(void* set, std::uint32_t cap, std::uint32_t h,
-                                  std::uint32_t now_s, std::uint32_t window_s) {
-    DistinctWindow w(window_s);
-    auto* hdr = static_cast<std::uint32_t*>(set);
-    auto* e = reinterpret_cast<DistinctSet::Entry*>(hdr + 1);
-    std::uint32_t now = now_s / w.unit_s;
-    if (now < *hdr) now = *hdr;
-    if (now - *hdr >= 8 * w.window_units) std::memset(e, 0, 4 * cap);
-    *hdr = now;
-    auto now16 = static_cast<std::uint16_t>(now);
-    std::uint16_t fp = DistinctSet::fingerprint(h);
-    std::int64_t free_i = -1;
-    std::uint32_t oldest_i = 0;
-    std::uint16_t oldest_age = 0;
-    std::uint32_t live = 0;  // unexpired entries other than this value's
-    bool found = false;
-    for (std::uint32_t i = 0; i < cap; ++i) {
-        if (e[i].fp == 0) {
-            if (free_i < 0) free_i = i;
-            continue;
-        }
-        auto age = static_cast<std::uint16_t>(now16 - e[i].t);
-        if (e[i].fp == fp) {
-            e[i].t = now16;
-            found = true;
-        } else if (age >= w.window_units) {
-            e[i].fp = 0;  // expired: freed now, so no age is ever read past a wrap
-            if (free_i < 0) free_i = i;
-        } else {
-            ++live;
-            if (age >= oldest_age) {
-                oldest_age = age;
-                oldest_i = i;
-            }
-        }
-    }
-    if (found) return live + 1;
-    std::uint32_t v = free_i >= 0 ? static_cast<std::uint32_t>(free_i) : oldest_i;
-    e[v].fp = fp;
-    e[v].t = now16;
-    return free_i >= 0 ? live + 1 : live;  // full: the oldest live entry was replaced
+// Cache lines of entries for a set that must count up to `needed` values.
+constexpr std::uint32_t distinct_lines(std::uint32_t needed) {
+    return needed <= kEntriesPerLine
+               ? 1
+               : std::min<std::uint32_t>(15, (2 * needed + kEntriesPerLine - 1) / kEntriesPerLine);
 }
 
-inline std::uint32_t distinct_count(const void* set, std::uint32_t cap, std::uint32_t now_s,
-                                    std::uint32_t window_s) {
-    DistinctWindow w(window_s);
-    auto* hdr = static_cast<const std::uint32_t*>(set);
-    auto* e = reinterpret_cast<const DistinctSet::Entry*>(hdr + 1);
-    std::uint32_t now = now_s / w.unit_s;
-    if (now < *hdr) now = *hdr;
-    if (now - *hdr >= 8 * w.window_units) return 0;
-    auto now16 = static_cast<std::uint16_t>(now);
-    std::uint32_t n = 0;
-    for (std::uint32_t i = 0; i < cap; ++i)
-        if (e[i].fp != 0 && static_cast<std::uint16_t>(now16 - e[i].t) < w.window_units) ++n;
-    return n;
+// Values can be small (country codes): spread them over both halves (fingerprint, line).
+inline std::uint32_t distinct_mix(std::uint32_t h) {
+    return static_cast<std::uint32_t>(mix64(h));
+}
+inline std::uint16_t distinct_fingerprint(std::uint32_t h) {
+    auto fp = static_cast<std::uint16_t>(h >> 16);
+    return fp == 0 ? 1 : fp;
+}
+inline std::uint32_t distinct_line_of(std::uint32_t h, std::uint32_t lines) {
+    return static_cast<std::uint32_t>((std::uint64_t{h & 0xffff} * lines) >> 16);
+}
+
+// Counts value `h` (non-zero) seen at epoch `e` (the summary's ring is already advanced to
+// e). `entries` holds lines * 16 entries.
+inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uint32_t lines,
+                            std::uint32_t h, std::uint32_t e) {
+    h = distinct_mix(h);
+    std::uint16_t fp = distinct_fingerprint(h);
+    auto now16 = static_cast<std::uint16_t>(e);
+    std::uint32_t live = 0;
+    for (auto x : s.n) live += x;
+    if (live && s.last_fp == fp && s.last_t == now16) return;  // counted in this sub-bucket
+    // Entries left from an earlier life of the set (or of an evicted key that had this slot)
+    // must not be read: once the set is empty (nothing seen for 8 sub-buckets, or a new key),
+    // each line is cleared before its first use, so no old epoch can alias a current one.
+    if (live == 0) s.clean = 0;
+    std::uint32_t li = distinct_line_of(h, lines);
+    DistinctEntry* line = entries + li * kEntriesPerLine;
+    if (!(s.clean >> li & 1)) {
+        std::memset(line, 0, 64);
+        s.clean = static_cast<std::uint16_t>(s.clean | (1u << li));
+    }
+    int free_i = -1, oldest_i = 0;
+    std::uint16_t oldest_age = 0;
+    for (std::uint32_t i = 0; i < kEntriesPerLine; ++i) {
+        DistinctEntry& x = line[i];
+        auto age = static_cast<std::uint16_t>(now16 - x.t);
+        bool is_live = x.fp != 0 && age < kRingBuckets;
+        if (is_live && x.fp == fp) {
+            if (age != 0) {
+                if (s.n[x.t % kRingBuckets]) --s.n[x.t % kRingBuckets];
+                ring_add(s.n, e);
+                x.t = now16;
+            }
+            s.last_fp = fp;
+            s.last_t = now16;
+            return;
+        }
+        if (!is_live) {
+            if (free_i < 0) free_i = static_cast<int>(i);
+        } else if (age >= oldest_age) {
+            oldest_age = age;
+            oldest_i = static_cast<int>(i);
+        }
+    }
+    if (free_i < 0) {
+        // A full line: the least recently seen value leaves the set.
+        free_i = oldest_i;
+        std::uint16_t t = line[free_i].t;
+        if (s.n[t % kRingBuckets]) --s.n[t % kRingBuckets];
+    }
+    line[free_i] = {fp, now16};
+    ring_add(s.n, e);
+    s.last_fp = fp;
+    s.last_t = now16;
+}
+
+// The cold line an insertion of `h` will touch (to prefetch it).
+inline std::uint32_t distinct_line_offset(std::uint32_t h, std::uint32_t lines) {
+    return distinct_line_of(distinct_mix(h), lines) * 64;
 }
 
 // Run of consecutive dialed numbers differing by small steps (sequential range dialing).
@@ -203,12 +225,12 @@ struct SequentialRun {
 };
 static_assert(sizeof(SequentialRun) == 16);
 
-// Common header of every key slot.
+// Common header of every hot slot.
 struct KeyHeader {
-    std::uint32_t last_seen_s = 0;
+    base::Nanos last_seen = 0;           // newest event: the epoch of every ring in the slot
     std::uint32_t evidence_until_s = 0;  // a rule fired on this key: kept through floods
     std::int32_t concurrent = 0;
-    std::uint32_t flags = 0;
+    std::uint32_t last_seen_s() const { return to_seconds(last_seen); }
 };
 static_assert(sizeof(KeyHeader) == 16);
 
@@ -260,55 +282,78 @@ class HugeArray {
     std::size_t n_ = 0;
 };
 
-// Open addressing with linear probing over a power-of-two array, at most `capacity` entries
-// (load <= 3/4), backward-shift deletion (no tombstones, so probes stay short forever). Slots
-// are runtime-sized byte blocks; hash 0 marks an empty bucket.
+// Open addressing with linear probing, at most `capacity` entries at a load of 3/4 (the
+// bucket count is not rounded to a power of two: a key's home is the high part of hash *
+// buckets), backward-shift deletion (no tombstones, so probes stay short forever). Three
+// parallel arrays: the 64-bit hashes (0 = empty bucket; a lookup reads 8 per cache line), the
+// hot slots (a multiple of 64 bytes, line aligned: what every event of the key reads) and the
+// cold areas (what only some events touch, e.g. the entries of distinct sets).
 class SlotTable {
   public:
     SlotTable() = default;
-    SlotTable(std::size_t capacity, std::size_t slot_bytes) { init(capacity, slot_bytes); }
+    SlotTable(std::size_t capacity, std::size_t slot_bytes, std::size_t cold_bytes = 0) {
+        init(capacity, slot_bytes, cold_bytes);
+    }
 
-    void init(std::size_t capacity, std::size_t slot_bytes) {
+    // `sparse`: twice as many buckets as entries, for tables whose entries linger until a
+    // sweep passes (the call table's ended calls): the swept part of the table is then empty
+    // and the part ahead of the sweep dense, and linear probing needs the slack there.
+    void init(std::size_t capacity, std::size_t slot_bytes, std::size_t cold_bytes = 0,
+              bool sparse = false) {
         capacity_ = capacity;
         slot_words_ = (slot_bytes + 7) / 8;
-        std::size_t buckets = 16;
-        while (buckets * 3 < capacity * 4 + 4) buckets <<= 1;
-        mask_ = buckets - 1;
-        hashes_.assign(buckets, 0);
-        data_.assign(buckets * slot_words_, 0);
+        cold_words_ = (cold_bytes + 7) / 8;
+        buckets_ = std::max<std::size_t>(16, sparse ? capacity * 2 : (capacity * 4 + 2) / 3 + 1);
+        hashes_.assign(buckets_, 0);
+        data_.assign(buckets_ * slot_words_, 0);
+        if (cold_words_) cold_.assign(buckets_ * cold_words_, 0);
         size_ = 0;
     }
 
     static std::uint64_t fix(std::uint64_t h) { return h == 0 ? 1 : h; }
+    // The high bits pick the bucket: multiplied first, so that hashes whose entropy sits in
+    // their low bits (an IPv4 address's hash) still spread.
+    std::size_t home(std::uint64_t h) const {
+        h *= 0x9e3779b97f4a7c15ULL;
+        return static_cast<std::size_t>((static_cast<unsigned __int128>(h) * buckets_) >> 64);
+    }
+    std::size_t next(std::size_t i) const { return i + 1 == buckets_ ? 0 : i + 1; }
+    // (a + n) within the table, n < buckets.
+    std::size_t advance(std::size_t a, std::size_t n) const {
+        a += n;
+        return a >= buckets_ ? a - buckets_ : a;
+    }
 
     // Starts loading the home bucket of `h` (and its slot) before the lookup needs it: an
     // event touches several tables, and overlapping their cache misses is most of the cost.
-    // Most keys sit in their home bucket (load <= 3/4), so the whole home slot is fetched:
-    // the memory system then serves the lines of several tables in parallel.
     void prefetch(std::uint64_t h) const {
-        std::size_t i = fix(h) & mask_;
+        std::size_t i = home(fix(h));
         __builtin_prefetch(&hashes_[i]);
         prefetch_slot(i);
     }
-    void prefetch_bucket(std::uint64_t h) const { __builtin_prefetch(&hashes_[fix(h) & mask_]); }
+    void prefetch_bucket(std::uint64_t h) const { __builtin_prefetch(&hashes_[home(fix(h))]); }
     void prefetch_slot(std::size_t i) const {
         const char* p = reinterpret_cast<const char*>(&data_[i * slot_words_]);
         for (std::size_t off = 0; off < slot_words_ * 8; off += 64) __builtin_prefetch(p + off);
     }
+    void prefetch_cold(std::size_t i, std::size_t offset) const {
+        __builtin_prefetch(reinterpret_cast<const char*>(&cold_[i * cold_words_]) + offset);
+    }
 
     std::int64_t find(std::uint64_t h) const {
         h = fix(h);
-        for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+        for (std::size_t i = home(h);; i = next(i)) {
             std::uint64_t x = hashes_[i];
             if (x == h) return static_cast<std::int64_t>(i);
             if (x == 0) return -1;
         }
     }
-    // Caller checks full() first and that h is absent.
+    // Caller checks full() first and that h is absent. The hot slot is zeroed; the cold area
+    // is left as it is (its users tell stale entries apart, see distinct_insert).
     std::size_t insert(std::uint64_t h) {
         h = fix(h);
-        std::size_t i = h & mask_;
-        while (hashes_[i] != 0) i = (i + 1) & mask_;
+        std::size_t i = home(h);
+        while (hashes_[i] != 0) i = next(i);
         hashes_[i] = h;
         std::memset(slot(i), 0, slot_words_ * 8);
         ++size_;
@@ -317,14 +362,15 @@ class SlotTable {
     void erase(std::size_t i) {
         std::size_t j = i;
         for (;;) {
-            j = (j + 1) & mask_;
+            j = next(j);
             if (hashes_[j] == 0) break;
-            std::size_t home = hashes_[j] & mask_;
+            std::size_t h = home(hashes_[j]);
             // Leave j where it is if its home lies cyclically in (i, j].
-            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
             if (stays) continue;
             hashes_[i] = hashes_[j];
             std::memcpy(slot(i), slot(j), slot_words_ * 8);
+            if (cold_words_) std::memcpy(cold(i), cold(j), cold_words_ * 8);
             i = j;
         }
         hashes_[i] = 0;
@@ -333,18 +379,21 @@ class SlotTable {
 
     void* slot(std::size_t i) { return &data_[i * slot_words_]; }
     const void* slot(std::size_t i) const { return &data_[i * slot_words_]; }
+    void* cold(std::size_t i) { return &cold_[i * cold_words_]; }
     std::uint64_t hash_at(std::size_t i) const { return hashes_[i]; }
-    std::size_t buckets() const { return mask_ + 1; }
+    std::size_t buckets() const { return buckets_; }
     std::size_t size() const { return size_; }
     std::size_t capacity() const { return capacity_; }
     bool full() const { return size_ >= capacity_; }
-    std::size_t bytes() const { return hashes_.size() * 8 + data_.size() * 8; }
+    std::size_t bytes() const { return (hashes_.size() + data_.size() + cold_.size()) * 8; }
 
   private:
     HugeArray hashes_;
     HugeArray data_;
+    HugeArray cold_;
     std::size_t slot_words_ = 1;
-    std::size_t mask_ = 0;
+    std::size_t cold_words_ = 0;
+    std::size_t buckets_ = 16;
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;
 };

@@ -53,39 +53,111 @@ TEST_CASE("window counter saturates instead of wrapping", "[fraud][window]") {
     CHECK(w.value(0, kNanosPerSecond) == Approx(65535));
 }
 
-TEST_CASE("distinct set counts within the window and saturates at capacity", "[fraud][distinct]") {
-    std::uint64_t e[8] = {};  // 4 + 8 * 4 bytes
-    for (std::uint32_t h = 1; h <= 5; ++h) distinct_add(e, 8, h, 100, 60);
-    distinct_add(e, 8, 3, 101, 60);  // a repeat is not a new value
-    CHECK(distinct_count(e, 8, 101, 60) == 5);
-    CHECK(distinct_count(e, 8, 165, 60) == 0);  // all older than the window
-    for (std::uint32_t h = 100; h < 200; ++h) distinct_add(e, 8, h, 200, 60);
-    CHECK(distinct_count(e, 8, 200, 60) == 8);
-    distinct_add(e, 8, 0, 200, 60);  // hash 0 is remapped, not treated as empty
-    CHECK(distinct_count(e, 8, 200, 60) == 8);
+namespace {
+
+// A distinct set as a slot holds it: the summary (hot) advanced with the slot's epoch, and
+// its entries (cold).
+struct TestSet {
+    DistinctSummary sum{};
+    std::vector<DistinctEntry> entries;
+    std::uint32_t lines;
+    std::uint32_t epoch = 0;
+    explicit TestSet(std::uint32_t needed)
+        : entries(distinct_lines(needed) * kEntriesPerLine), lines(distinct_lines(needed)) {}
+    void at(std::uint32_t e) {
+        if (e > epoch) ring_advance(sum.n, epoch, e), epoch = e;
+    }
+    void add(std::uint32_t h, std::uint32_t e) {
+        at(e);
+        distinct_insert(sum, entries.data(), lines, h, epoch);
+    }
+    // Values last seen in the newest 7 sub-buckets plus those of the oldest (into = 0).
+    double count(std::uint32_t e) {
+        at(e);
+        return ring_value(sum.n, epoch, 0.0);
+    }
+};
+
+std::uint32_t spread(std::uint32_t v) {
+    return v * 2654435761u;
 }
 
-TEST_CASE("distinct set ages survive 16-bit wraps of its time units", "[fraud][distinct]") {
-    std::uint64_t e[8] = {};
-    const std::uint32_t window = 60;  // 1 s units
-    distinct_add(e, 8, 1, 1000, window);
-    distinct_add(e, 8, 2, 1030, window);
-    CHECK(distinct_count(e, 8, 1030, window) == 2);
-    // 65536 s later the 16-bit units have wrapped: an old entry must not look fresh.
-    CHECK(distinct_count(e, 8, 1030 + 65536, window) == 0);
-    distinct_add(e, 8, 3, 1030 + 65536, window);
-    CHECK(distinct_count(e, 8, 1030 + 65536, window) == 1);
-    // Insertions keep coming while one value stays old: it expires, never wraps back.
-    std::uint64_t f[8] = {};
-    distinct_add(f, 8, 7, 0, window);
-    for (std::uint32_t t = 10; t < 200000; t += 10) distinct_add(f, 8, 9, t, window);
-    CHECK(distinct_count(f, 8, 199990, window) == 1);
-    // Long windows use coarser units.
-    std::uint64_t g[8] = {};
-    distinct_add(g, 8, 1, 0, 86400);
-    distinct_add(g, 8, 2, 86000, 86400);
-    CHECK(distinct_count(g, 8, 86000, 86400) == 2);
-    CHECK(distinct_count(g, 8, 86400 + 100, 86400) == 1);
+}  // namespace
+
+TEST_CASE("distinct set counts the values of the window and forgets older ones",
+          "[fraud][distinct]") {
+    TestSet s(8);
+    for (std::uint32_t v = 1; v <= 5; ++v) s.add(spread(v), 10);
+    s.add(spread(3), 11);  // a repeat is not a new value...
+    CHECK(s.count(11) == 5);
+    s.add(spread(3), 16);  // ...and moves it to its newest sub-bucket
+    CHECK(s.count(17) == 5);
+    CHECK(s.count(18) == 1);  // the others were last seen 8 sub-buckets ago
+    CHECK(s.count(24) == 0);
+    s.add(spread(9), 24);
+    CHECK(s.count(24) == 1);
+}
+
+TEST_CASE("distinct set agrees with an exact model while no line overflows", "[fraud][distinct]") {
+    std::mt19937 rng(7);
+    TestSet s(41);
+    REQUIRE(s.lines == 6);                                  // twice what 41 values need: 96 entries
+    std::unordered_map<std::uint32_t, std::uint32_t> last;  // value -> epoch last seen
+    std::uint32_t e = 0;
+    for (int i = 0; i < 20000; ++i) {
+        if (rng() % 4 == 0) e += rng() % 3;
+        if (rng() % 500 == 0) e += 20;  // idle past the window
+        std::uint32_t v = rng() % 40 + 1;
+        s.add(spread(v), e);
+        last[v] = e;
+        std::uint32_t exact = 0;
+        for (auto [value, seen] : last)
+            if (e - seen < kRingBuckets) ++exact;
+        REQUIRE(s.count(e) == exact);
+    }
+}
+
+TEST_CASE("distinct set saturates at a full line instead of growing", "[fraud][distinct]") {
+    TestSet s(16);
+    REQUIRE(s.lines == 1);
+    for (std::uint32_t v = 1; v <= 100; ++v) s.add(spread(v), 5);
+    CHECK(s.count(5) == kEntriesPerLine);
+    s.add(0, 5);  // a zero hash is a value like another (its fingerprint is remapped)
+    CHECK(s.count(5) == kEntriesPerLine);
+}
+
+TEST_CASE("distinct set entries cannot alias across 16-bit epoch wraps", "[fraud][distinct]") {
+    TestSet s(8);
+    s.add(spread(7), 3);
+    CHECK(s.count(3) == 1);
+    // 65536 sub-buckets later the entry's 16-bit epoch equals the current one again: the set
+    // has been empty since, so the entry was cleared and 7 counts as a new value.
+    s.add(spread(7), 3 + 65536);
+    CHECK(s.count(3 + 65536) == 1);
+    s.add(spread(8), 3 + 65536);
+    CHECK(s.count(3 + 65536) == 2);
+    // An active set whose values keep expiring never reads an expired entry as live.
+    TestSet t(8);
+    t.add(spread(1), 0);
+    for (std::uint32_t e = 1; e < 200000; e += 3) t.add(spread(2), e);
+    CHECK(t.count(199999) == 1);
+}
+
+TEST_CASE("8-bit rings saturate instead of wrapping and slide like 16-bit ones",
+          "[fraud][window]") {
+    std::uint8_t n[kRingBuckets] = {};
+    std::uint16_t w[kRingBuckets] = {};
+    for (int i = 0; i < 300; ++i) ring_add(n, 3), ring_add(w, 3);
+    CHECK(ring_value(n, 3, 0.5) == 255);
+    CHECK(ring_value(w, 3, 0.5) == 300);
+    for (int i = 0; i < 100; ++i) ring_add(n, 5), ring_add(w, 5);
+    ring_advance(n, 5, 10), ring_advance(w, 5, 10);
+    CHECK(ring_value(n, 10, 0.25) == Approx(100 + 255 * 0.75));
+    CHECK(ring_value(w, 10, 0.25) == Approx(100 + 300 * 0.75));
+    ring_advance(n, 10, 11), ring_advance(w, 10, 11);
+    CHECK(ring_value(n, 11, 0.0) == 100);
+    ring_advance(n, 11, 40);
+    CHECK(ring_value(n, 40, 0.0) == 0);
 }
 
 TEST_CASE("slot table insert/find/erase agrees with a map", "[fraud][table]") {
@@ -109,18 +181,5 @@ TEST_CASE("slot table insert/find/erase agrees with a map", "[fraud][table]") {
         }
         REQUIRE(t.size() == ref.size());
         REQUIRE(t.size() <= 1000);
-    }
-}
-
-TEST_CASE("distinct_add returns what distinct_count reads after it", "[fraud][distinct]") {
-    std::mt19937 rng(7);
-    alignas(8) std::uint8_t set[DistinctSet::bytes(16)] = {};
-    std::uint32_t now = 1000;
-    for (int i = 0; i < 20000; ++i) {
-        now += rng() % 3 == 0 ? rng() % 40 : 0;  // sometimes past the window, sometimes idle
-        if (rng() % 500 == 0) now += 5000;
-        auto h = static_cast<std::uint32_t>(rng() % 40) + 1;
-        std::uint32_t n = distinct_add(set, 16, h, now, 60);
-        REQUIRE(n == distinct_count(set, 16, now, 60));
     }
 }
