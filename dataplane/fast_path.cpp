@@ -115,6 +115,21 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
     const std::size_t total = std::min(frames.size(), relayed.size());
     MediaControl& mc = media_;
     const std::uint32_t port_min = mc.port_min_, port_max = mc.port_max_;
+    // The new Ethernet addresses as two words (bytes 0-7 and 8-11), stored whole per frame; when
+    // the frame goes back where it came from, its old source (bytes 6-11, loaded as bytes 6-13)
+    // is merged into the first.
+    std::uint64_t l2_first = 0, l2_back_mask = 0;
+    std::uint32_t l2_second = 0;
+    const bool l2_back = l2.destination == nullptr;
+    if (l2.source != nullptr) {
+        std::uint8_t b[12] = {};
+        if (!l2_back) std::memcpy(b, l2.destination, 6);
+        std::memcpy(b + 6, l2.source, 6);
+        std::memcpy(&l2_first, b, 8);
+        std::memcpy(&l2_second, b + 8, 4);
+        const std::uint8_t m[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0};
+        std::memcpy(&l2_back_mask, m, 8);
+    }
     std::size_t done = 0;
     for (std::size_t base = 0; base < total; base += kChunk) {
         const std::size_t n = std::min(kChunk, total - base);
@@ -201,8 +216,14 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
             }
             if (l2.source != nullptr) {
                 std::uint8_t* eth = f[i].data;
-                std::memcpy(eth, l2.destination != nullptr ? l2.destination : eth + 6, 6);
-                std::memcpy(eth + 6, l2.source, 6);
+                std::uint64_t first = l2_first;
+                if (l2_back) {
+                    std::uint64_t old;
+                    std::memcpy(&old, eth + 6, 8);
+                    first |= old & l2_back_mask;
+                }
+                std::memcpy(eth, &first, 8);
+                std::memcpy(eth + 8, &l2_second, 4);
             }
             ok[i] = 1;
             ++relayed_here;

@@ -52,6 +52,15 @@ std::vector<std::uint8_t> rtcp_payload() {
     return p;
 }
 
+const std::uint8_t kOurMac[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x10};
+const std::uint8_t kNextHop[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x99};
+
+// What the DPDK worker does to a frame the generic pipeline relays (rewrite_l2).
+void rewrite_l2(std::uint8_t* eth, const std::uint8_t* next_hop) {
+    std::memcpy(eth, next_hop != nullptr ? next_hop : eth + 6, 6);
+    std::memcpy(eth + 6, kOurMac, 6);
+}
+
 struct Output {
     std::vector<std::vector<std::uint8_t>> frames;  // after the pipeline (rewritten if relayed)
     std::vector<Action> actions;
@@ -59,7 +68,8 @@ struct Output {
 };
 
 // The generic pipeline only, as every backend ran it before the fast path.
-Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now) {
+Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now,
+                   const std::uint8_t* next_hop) {
     const std::size_t n = in.size();
     std::vector<Frame> frames(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -71,9 +81,12 @@ Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos
     p.decide(meta, d, now);
     Output out;
     for (std::size_t i = 0; i < n; ++i) {
-        if (d[i].action == Action::relay &&
-            !Pipeline::rewrite_frame(frames[i], meta[i], p.forward_of(d[i])))
-            d[i].action = Action::drop;
+        if (d[i].action == Action::relay) {
+            if (Pipeline::rewrite_frame(frames[i], meta[i], p.forward_of(d[i])))
+                rewrite_l2(frames[i].data, next_hop);
+            else
+                d[i].action = Action::drop;
+        }
         out.actions.push_back(d[i].action);
     }
     out.frames = std::move(in);
@@ -81,7 +94,8 @@ Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos
 }
 
 // The fast path first, then the generic pipeline on what it left, in order (the DPDK worker).
-Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now) {
+Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now,
+                const std::uint8_t* next_hop = nullptr) {
     const std::size_t n = in.size();
     std::vector<Frame> frames(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -89,7 +103,7 @@ Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos no
                           static_cast<std::uint32_t>(in[i].size()), 0, 0};
     std::vector<std::uint8_t> relayed(n, 0xee);
     Output out;
-    out.fast = p.relay_fast(frames, relayed, now);
+    out.fast = p.relay_fast(frames, relayed, now, {}, RelayL2{kOurMac, next_hop});
     std::vector<Frame> rest;
     std::vector<std::size_t> at;
     for (std::size_t i = 0; i < n; ++i) {
@@ -105,9 +119,12 @@ Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos no
     p.decide(meta, d, now);
     out.actions.assign(n, Action::relay);
     for (std::size_t k = 0; k < rest.size(); ++k) {
-        if (d[k].action == Action::relay &&
-            !Pipeline::rewrite_frame(rest[k], meta[k], p.forward_of(d[k])))
-            d[k].action = Action::drop;
+        if (d[k].action == Action::relay) {
+            if (Pipeline::rewrite_frame(rest[k], meta[k], p.forward_of(d[k])))
+                rewrite_l2(rest[k].data, next_hop);
+            else
+                d[k].action = Action::drop;
+        }
         out.actions[at[k]] = d[k].action;
     }
     out.frames = std::move(in);
@@ -252,8 +269,10 @@ TEST_CASE("The fast path relays exactly what the generic pipeline relays, byte f
             if (kind == 99) bytes.insert(bytes.end(), {0, 0, 0, 0, 0, 0});  // Ethernet padding
             frames.push_back(std::move(bytes));
         }
-        auto g = run_generic(generic, frames, now);
-        auto f = run_fast(fast, frames, now);
+        // L2: back to the sender, or (odd bursts) to a configured next hop.
+        const std::uint8_t* next_hop = burst % 2 ? kNextHop : nullptr;
+        auto g = run_generic(generic, frames, now, next_hop);
+        auto f = run_fast(fast, frames, now, next_hop);
         INFO("burst " << burst);
         // The generic pipeline rewrites a burst after deciding all of it, so its frames take
         // the forward as it stands at the end of the burst; the fast path takes it as it is
