@@ -124,8 +124,23 @@ struct KindTable {
     std::size_t cursor = 0;
 };
 
+// Where a rule's value comes from, decided at compile time.
+enum class ValueSource : std::uint8_t {
+    component,
+    ratio,
+    concurrent,
+    scanner,
+    off_hours,
+    src_not_allowed
+};
+
 struct CompiledRule {
     const Rule* rule = nullptr;
+    ValueSource source = ValueSource::component;
+    std::uint8_t key_index = 0;
+    Op op = Op::ge;
+    double threshold = 0;
+    double min_den = 1;  // ratio rules: samples needed
     CompiledScope scope;
     std::uint16_t scope_idx = 0;
     int comp_a = -1;  // feature value (numerator of a ratio)
@@ -307,7 +322,12 @@ struct Engine::Impl {
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
     bool scope_match(const CompiledScope& s, const Ctx& c) const;
-    void prepare(Ctx& c) const;
+    void prepare(Ctx& c);
+    struct EpochCache {
+        std::uint32_t epoch = 0;
+        base::Nanos start = 0;
+    };
+    EpochCache epoch_cache[kMaxWidths];
     base::Result<std::uint16_t> scope_index(const CompiledScope& s);
     base::Result<std::uint16_t> width_index(base::Nanos w);
     void update(Ctx& c);
@@ -574,6 +594,31 @@ base::Result<void> Engine::Impl::compile() {
             case Feature::scanner_user_agent:
             case Feature::off_hours:
             case Feature::count_:
+                break;
+        }
+        cr.key_index = static_cast<std::uint8_t>(r.key);
+        cr.op = r.op;
+        cr.threshold = r.threshold;
+        cr.min_den = std::max<double>(1, r.min_attempts);
+        switch (r.feature) {
+            case Feature::scanner_user_agent:
+                cr.source = ValueSource::scanner;
+                break;
+            case Feature::off_hours:
+                cr.source = ValueSource::off_hours;
+                break;
+            case Feature::source_country_not_allowed:
+                cr.source = ValueSource::src_not_allowed;
+                break;
+            case Feature::concurrent_calls:
+                cr.source = ValueSource::concurrent;
+                break;
+            case Feature::short_call_ratio:
+            case Feature::failed_call_ratio:
+                cr.source = ValueSource::ratio;
+                break;
+            default:
+                cr.source = ValueSource::component;
                 break;
         }
         rules.push_back(std::move(cr));
@@ -921,14 +966,26 @@ bool Engine::Impl::scope_match(const CompiledScope& s, const Ctx& c) const {
 }
 
 // Once per event: which scopes match, and where `now` falls for every window width.
-void Engine::Impl::prepare(Ctx& c) const {
+void Engine::Impl::prepare(Ctx& c) {
     c.scope_bits = 1;
     for (std::size_t i = 1; i < scopes.size(); ++i)
         if (scope_match(scopes[i], c)) c.scope_bits |= std::uint64_t{1} << i;
+    // Events come in time order: the sub-bucket of the previous event (or the next one) is
+    // found without the two 64-bit divisions per width.
     for (std::size_t i = 0; i < widths.size(); ++i) {
-        c.epoch[i] = epoch_of(c.now, widths[i]);
-        c.epoch_start[i] = static_cast<base::Nanos>(c.epoch[i]) * widths[i];
-        c.into[i] = fraction_of(c.now, widths[i]);
+        base::Nanos w = widths[i];
+        auto& cache = epoch_cache[i];
+        if (c.now >= cache.start + w && c.now < cache.start + 2 * w) {
+            ++cache.epoch;
+            cache.start += w;
+        } else if (c.now < cache.start || c.now >= cache.start + w) {
+            cache.epoch = epoch_of(c.now, w);
+            cache.start = static_cast<base::Nanos>(cache.epoch) * w;
+        }
+        c.epoch[i] = cache.epoch;
+        c.epoch_start[i] = cache.start;
+        c.into[i] = static_cast<double>(std::max<base::Nanos>(0, c.now - cache.start)) /
+                    static_cast<double>(w);
     }
 }
 
@@ -1131,84 +1188,96 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
     }
 
     double score = 0, shadow = 0;
+    // Rules of a ladder (same feature, key, window and scope; several thresholds) read the
+    // same component: each component's value is computed once per event, when a rule first
+    // needs it.
     constexpr std::size_t kMemo = 64;
     double memo[kKeyKindCount][kMemo];
     std::uint64_t memo_have[kKeyKindCount] = {};
+    const std::uint8_t* slots[kKeyKindCount];
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        slots[ki] = c.slot[ki] >= 0
+                        ? static_cast<const std::uint8_t*>(kinds[ki].table.slot(c.slot[ki]))
+                        : nullptr;
+    auto component = [&](std::size_t ki, int i) -> double {
+        auto u = static_cast<std::size_t>(i);
+        if (u < kMemo && (memo_have[ki] >> u & 1)) return memo[ki][u];
+        const Component& comp = kinds[ki].comps[u];
+        const std::uint8_t* slot = slots[ki];
+        double v;
+        if (comp.type == CompType::sequential) {
+            auto* run = reinterpret_cast<const SequentialRun*>(slot + comp.offset);
+            v = age_of(c.now_s, run->last_s) < comp.window_s ? run->run : 0;
+        } else {
+            std::uint32_t e = slot_epoch(slot, comp.width_idx, c);
+            double into = c.into[comp.width_idx];
+            if (comp.type == CompType::distinct)
+                v = ring_value(reinterpret_cast<const DistinctSummary*>(slot + comp.offset)->n, e,
+                               into);
+            else if (comp.narrow)
+                v = ring_value(slot + comp.offset, e, into);
+            else
+                v = ring_value(reinterpret_cast<const std::uint16_t*>(slot + comp.offset), e, into);
+        }
+        if (u < kMemo) {
+            memo[ki][u] = v;
+            memo_have[ki] |= std::uint64_t{1} << u;
+        }
+        return v;
+    };
+    const bool invite = c.kind == EventKind::invite;
     for (const auto& cr : rules) {
-        if (cr.call_feature && c.kind != EventKind::invite) continue;
+        if (cr.call_feature && !invite) continue;
         if (!(c.scope_bits >> cr.scope_idx & 1)) continue;
-        const Rule& r = *cr.rule;
-        auto ki = static_cast<std::size_t>(r.key);
-        double value = 0;
-        const std::uint8_t* slot = nullptr;
-        if (c.slot[ki] >= 0)
-            slot = static_cast<const std::uint8_t*>(kinds[ki].table.slot(c.slot[ki]));
-        if (!is_event_feature(r.feature) && !slot) continue;  // key absent or untracked
-        const auto& comps = kinds[ki].comps;
-        // Rules of a ladder (same feature, key, window and scope; several thresholds) read the
-        // same component: compute each once per event.
-        auto memoized = [&](int i, auto compute) {
-            auto u = static_cast<std::size_t>(i);
-            if (u < kMemo && (memo_have[ki] >> u & 1)) return memo[ki][u];
-            double v = compute(comps[u]);
-            if (u < kMemo) {
-                memo[ki][u] = v;
-                memo_have[ki] |= std::uint64_t{1} << u;
-            }
-            return v;
-        };
-        auto counter = [&](int i) {
-            return memoized(i, [&](const Component& comp) {
-                std::uint32_t e = slot_epoch(slot, comp.width_idx, c);
-                double into = c.into[comp.width_idx];
-                if (comp.narrow) return ring_value(slot + comp.offset, e, into);
-                return ring_value(reinterpret_cast<const std::uint16_t*>(slot + comp.offset), e,
-                                  into);
-            });
-        };
-        switch (r.feature) {
-            case Feature::scanner_user_agent:
+        const std::size_t ki = cr.key_index;
+        const std::uint8_t* slot = slots[ki];
+        double value;
+        switch (cr.source) {
+            case ValueSource::scanner:
                 value = c.scanner ? 1 : 0;
                 break;
-            case Feature::off_hours:
+            case ValueSource::off_hours:
                 value = c.off_hours ? 1 : 0;
                 break;
-            case Feature::source_country_not_allowed:
+            case ValueSource::src_not_allowed:
                 value = c.src_not_allowed ? 1 : 0;
                 break;
-            case Feature::concurrent_calls:
-                value = reinterpret_cast<const KeyHeader*>(slot)->concurrent + 1;  // with this call
+            case ValueSource::concurrent:
+                if (!slot) continue;  // key absent or untracked
+                value = reinterpret_cast<const KeyHeader*>(slot)->concurrent + 1;  // this call
                 break;
-            case Feature::short_call_ratio:
-            case Feature::failed_call_ratio: {
-                double den = counter(cr.comp_b);
-                if (den < std::max<double>(1, r.min_attempts)) continue;
-                value = counter(cr.comp_a) / den;
-                break;
-            }
-            case Feature::sequential_dialing: {
-                const auto& comp = comps[static_cast<std::size_t>(cr.comp_a)];
-                auto* run = reinterpret_cast<const SequentialRun*>(slot + comp.offset);
-                value = age_of(c.now_s, run->last_s) < comp.window_s ? run->run : 0;
-                break;
-            }
-            case Feature::distinct_destinations:
-            case Feature::distinct_destination_countries:
-            case Feature::distinct_usernames:
-            case Feature::request_sweep:
-            case Feature::country_change: {
-                value = memoized(cr.comp_a, [&](const Component& comp) {
-                    const auto* sum = reinterpret_cast<const DistinctSummary*>(slot + comp.offset);
-                    return ring_value(sum->n, slot_epoch(slot, comp.width_idx, c),
-                                      c.into[comp.width_idx]);
-                });
+            case ValueSource::ratio: {
+                if (!slot) continue;
+                double den = component(ki, cr.comp_b);
+                if (den < cr.min_den) continue;
+                value = component(ki, cr.comp_a) / den;
                 break;
             }
             default:
-                value = counter(cr.comp_a);
+                if (!slot) continue;
+                value = component(ki, cr.comp_a);
                 break;
         }
-        if (!compare(r.op, value, r.threshold)) continue;
+        bool hit;
+        switch (cr.op) {
+            case Op::gt:
+                hit = value > cr.threshold;
+                break;
+            case Op::ge:
+                hit = value >= cr.threshold;
+                break;
+            case Op::lt:
+                hit = value < cr.threshold;
+                break;
+            case Op::le:
+                hit = value <= cr.threshold;
+                break;
+            default:
+                hit = value == cr.threshold;
+                break;
+        }
+        if (!hit) continue;
+        const Rule& r = *cr.rule;
         Reason reason;
         reason.rule_id = r.id;
         reason.feature = r.feature;
@@ -1395,7 +1464,7 @@ void Engine::Impl::sweep_some(base::Nanos now, const std::size_t (&key_budget)[k
         for (std::size_t n = 0; n < key_budget[ki] && t.size() > 0; ++n) {
             if (kt.cursor >= t.buckets()) kt.cursor = 0;
             std::size_t b = kt.cursor;
-            __builtin_prefetch(t.slot(t.next(b)));  // the next event's bucket
+            t.prefetch_at(b + 4);
             if (t.hash_at(b) != 0) {
                 auto* hdr = static_cast<const KeyHeader*>(t.slot(b));
                 if (hdr->concurrent <= 0 && age_of(now_s, hdr->last_seen_s()) >= idle_s) {
@@ -1410,6 +1479,7 @@ void Engine::Impl::sweep_some(base::Nanos now, const std::size_t (&key_budget)[k
     for (std::size_t n = 0; n < call_budget && calls.size() > 0; ++n) {
         if (calls_cursor >= calls.buckets()) calls_cursor = 0;
         std::size_t b = calls_cursor;
+        calls.prefetch_at(b + 16);
         if (calls.hash_at(b) != 0) {
             auto* e = call(static_cast<std::int64_t>(b));
             if (e->ended && now - e->ended >= kTombstone) {

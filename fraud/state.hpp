@@ -331,6 +331,12 @@ class SlotTable {
         __builtin_prefetch(&hashes_[i]);
         prefetch_slot(i);
     }
+    // A sweep's next buckets: its hash and the first line of its slot.
+    void prefetch_at(std::size_t i) const {
+        i = i >= buckets_ ? i - buckets_ : i;
+        __builtin_prefetch(&hashes_[i]);
+        __builtin_prefetch(&data_[i * slot_words_]);
+    }
     void prefetch_bucket(std::uint64_t h) const { __builtin_prefetch(&hashes_[home(fix(h))]); }
     void prefetch_slot(std::size_t i) const {
         const char* p = reinterpret_cast<const char*>(&data_[i * slot_words_]);
