@@ -88,6 +88,8 @@ class Worker {
     // not for the fast path: set aside as drops. Returns the frames kept (compacted).
     std::uint16_t to_frames(std::uint16_t n, std::uint16_t port) {
         std::uint16_t kept = 0;
+        // The NIC's checksum flags matter only when UDP checksums are verified at all.
+        const bool verify = impl_.config.verify_udp_checksum;
         bool l4_csum_good = true;
         n_drop_ = 0;
         for (std::uint16_t i = 0; i < n; ++i) {
@@ -96,17 +98,17 @@ class Worker {
                 drop_backend(m, BackendDrop::multi_segment);
                 continue;
             }
-            auto* data = rte_pktmbuf_mtod(m, std::uint8_t*);
-            l4_csum_good &=
-                (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+            if (verify)
+                l4_csum_good &=
+                    (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
             mbufs_[kept] = m;
-            frames_[kept] =
-                Frame{data, m->data_len,
-                      static_cast<std::uint32_t>(m->data_len) + rte_pktmbuf_tailroom(m), port, 0};
+            // Capacity: from the data to the end of the buffer (data_len + tailroom).
+            frames_[kept] = Frame{rte_pktmbuf_mtod(m, std::uint8_t*), m->data_len,
+                                  static_cast<std::uint32_t>(m->buf_len - m->data_off), port, 0};
             ++kept;
         }
         // A NIC that verified every UDP checksum of the burst saves parse_frames the work.
-        parse_options_.verify_udp_checksum = impl_.config.verify_udp_checksum && !l4_csum_good;
+        parse_options_.verify_udp_checksum = verify && !l4_csum_good;
         return kept;
     }
 
