@@ -1791,6 +1791,10 @@ std::size_t Engine::key_capacity(KeyKind k) const {
 }
 std::size_t Engine::slot_bytes(KeyKind k) const {
     const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
+    return kt.used ? kt.slot_bytes + kt.cold_bytes : 0;
+}
+std::size_t Engine::hot_slot_bytes(KeyKind k) const {
+    const auto& kt = impl_->kinds[static_cast<std::size_t>(k)];
     return kt.used ? kt.slot_bytes : 0;
 }
 std::size_t Engine::tracked_calls() const {

@@ -281,7 +281,18 @@ struct Verdict {
     std::uint16_t reasons_dropped = 0;  // more reasons fired than kMaxReasons
     std::array<Reason, kMaxReasons> reasons{};
 
-    void reset() { *this = Verdict{}; }
+    // Everything but the reasons past reason_count (which are not read): a verdict is reset
+    // once per event, and the whole array is 1.5 KiB.
+    void reset() {
+        action = shadow_action = Action::allow;
+        score = shadow_score = 0;
+        duplicate = banned_source = false;
+        ban_until = 0;
+        source_country = {};
+        destination_country = {};
+        reason_count = 0;
+        reasons_dropped = 0;
+    }
 };
 
 // The JSON event line for a verdict (one line, no trailing newline). `event` is "attempt",
@@ -343,8 +354,9 @@ class Engine {
     std::size_t key_capacity(KeyKind k) const;
     std::size_t tracked_calls() const;
     std::size_t active_bans(base::Nanos now) const;
-    std::size_t table_bytes() const;          // fixed at creation
-    std::size_t slot_bytes(KeyKind k) const;  // per-key state of a kind (0 = kind not tracked)
+    std::size_t table_bytes() const;              // fixed at creation
+    std::size_t slot_bytes(KeyKind k) const;      // per-key state of a kind (0 = kind not tracked)
+    std::size_t hot_slot_bytes(KeyKind k) const;  // the part every event of the key reads
     // Current concurrent-call counter of a key (tests, `sbc policy test`).
     std::int64_t concurrent_calls(KeyKind k, std::string_view key_value) const;
     const EngineConfig& config() const;

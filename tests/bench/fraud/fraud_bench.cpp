@@ -148,11 +148,14 @@ int main(int argc, char** argv) {
         e.key_capacity(KeyKind::destination_prefix), e.table_bytes() / 1048576.0);
 
     std::printf(
-        "per-key state: source_ip %zu B, source_prefix %zu B, account %zu B, tenant %zu B, "
-        "destination_prefix %zu B\n",
-        e.slot_bytes(KeyKind::source_ip), e.slot_bytes(KeyKind::source_prefix),
-        e.slot_bytes(KeyKind::account), e.slot_bytes(KeyKind::tenant),
-        e.slot_bytes(KeyKind::destination_prefix));
+        "per-key state (hot slot read by every event / total): source_ip %zu/%zu B, "
+        "source_prefix %zu/%zu B, account %zu/%zu B, tenant %zu/%zu B, destination_prefix "
+        "%zu/%zu B\n",
+        e.hot_slot_bytes(KeyKind::source_ip), e.slot_bytes(KeyKind::source_ip),
+        e.hot_slot_bytes(KeyKind::source_prefix), e.slot_bytes(KeyKind::source_prefix),
+        e.hot_slot_bytes(KeyKind::account), e.slot_bytes(KeyKind::account),
+        e.hot_slot_bytes(KeyKind::tenant), e.slot_bytes(KeyKind::tenant),
+        e.hot_slot_bytes(KeyKind::destination_prefix), e.slot_bytes(KeyKind::destination_prefix));
 
     // Populations: as many sources and accounts as their tables hold.
     std::mt19937_64 rng(1);
