@@ -147,7 +147,7 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
             fast[i] = false;
             const std::uint8_t* e = f[i].data;
             const std::uint32_t len = f[i].len;
-            if (i + 1 < n) __builtin_prefetch(f[i + 1].data);  // a NIC's DMA is not in L1
+            if (i + 2 < n) __builtin_prefetch(f[i + 2].data);  // a NIC's DMA is not in L1
             if (len >= 42 && f[i].wire_len <= len && (ld32(e + 12) & kEthIpMask) == kEthIpWant &&
                 (ld32(e + 20) & kFragProtoMask) == kFragProtoWant) {
                 const std::uint32_t dport = rd16(e + 36);
