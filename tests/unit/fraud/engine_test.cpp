@@ -257,6 +257,38 @@ TEST_CASE("idle keys are freed", "[fraud][engine][failure-mode]") {
     CHECK(e->counters()[Counter::keys_expired] == 1000);
 }
 
+TEST_CASE("events alone free idle keys and ended calls, paced by time not by event count",
+          "[fraud][engine][failure-mode]") {
+    auto cfg = base_config();
+    cfg.idle_key_expiry = 600 * kSec;
+    cfg.rules.push_back(rule("per-src", Feature::attempts, KeyKind::source_ip, 3, 20));
+    cfg.rules.push_back(rule("per-acct", Feature::attempts, KeyKind::account, 3, 20));
+    auto e = make(cfg);
+    Call c;
+    for (int i = 0; i < 500; ++i) {
+        c.src = "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250);
+        c.account = "u" + std::to_string(i);
+        c.call_id = "c" + std::to_string(i);
+        run(*e, c, i * kSec / 10);
+        e->on_end({i * kSec / 10 + kSec, 0, c.call_id, 486});
+    }
+    CHECK(e->tracked_keys() == 1000);
+    CHECK(e->tracked_calls() > 400);  // a few ended more than 32 s ago are already swept
+    // One source and account keep calling, once every 10 s: the sweep walks each table once
+    // per idle_key_expiry/4 (ended calls once per 64 s) however few events come.
+    c.src = "192.0.2.1";
+    c.account = "steady";
+    sbc::base::Nanos t = 60 * kSec;
+    for (int i = 0; t < 1500 * kSec; ++i, t += 10 * kSec) {
+        c.call_id = "s" + std::to_string(i);
+        run(*e, c, t);
+        e->on_end({t + kSec, 0, c.call_id, 200});
+    }
+    CHECK(e->tracked_keys() == 2);  // the steady source and account
+    CHECK(e->counters()[Counter::keys_expired] == 1000);
+    CHECK(e->tracked_calls() < 20);  // only the last ~96 s of ended calls are remembered
+}
+
 TEST_CASE("windows do not reset at a day boundary (no 2x burst at midnight)",
           "[fraud][engine][failure-mode]") {
     auto cfg = base_config();
