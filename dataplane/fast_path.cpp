@@ -12,6 +12,7 @@
 // too. Frames that cannot touch a fast stream need no mark: IPv6 ones (a fast record's local
 // address is IPv4, so the generic path drops them as no_session without touching the stream),
 // fragments and non-UDP (never relayed).
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -114,6 +115,10 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
                                  base::Nanos now, const ParseOptions& options, const RelayL2& l2) {
     const std::size_t total = std::min(frames.size(), relayed.size());
     MediaControl& mc = media_;
+    if (mc.relay_.empty()) {  // no media port range (max below min): nothing to relay
+        std::fill(relayed.begin(), relayed.begin() + static_cast<std::ptrdiff_t>(total), 0);
+        return 0;
+    }
     const std::uint32_t port_min = mc.port_min_, port_max = mc.port_max_;
     // The new Ethernet addresses as two words (bytes 0-7 and 8-11), stored whole per frame; when
     // the frame goes back where it came from, its old source (bytes 6-11, loaded as bytes 6-13)

@@ -414,3 +414,21 @@ TEST_CASE("The ban filter clears sources quickly and never misses a ban") {
     REQUIRE(t.ban(*sbc::base::Prefix::parse("10.0.0.0/8"), seconds(60), BanOrigin::control, 0));
     CHECK(t.may_be_banned_v4(word("10.200.1.1")));
 }
+
+TEST_CASE("The fast path relays nothing without a media port range") {
+    auto c = config();
+    c.media_port_min = 40000;
+    c.media_port_max = 30000;
+    Pipeline p(c);
+    for (std::uint16_t port : {20000, 29999, 30000, 35000, 40000, 65535}) {
+        FrameSpec fs;
+        fs.src = "198.51.100.2";
+        fs.sport = 4000;
+        fs.dst = kLocal;
+        fs.dport = port;
+        fs.payload = rtp_payload(1, 160);
+        auto o = run_fast(p, {build_frame(fs), build_frame(fs)}, millis(1));
+        CHECK(o.fast == 0);
+        CHECK(o.actions[0] == Action::drop);
+    }
+}
