@@ -235,6 +235,7 @@ struct AttemptKeys {
     std::uint32_t dest_hash = 0;    // of the digits
     std::uint32_t target_hash = 0;  // of the callee as sent (request sweeps)
     std::uint16_t src_country = 0;  // from the event (GeoIP is looked up later, if needed)
+    std::uint16_t dest_country = 0;
 };
 
 struct StrHash {
@@ -317,7 +318,8 @@ struct Engine::Impl {
     void resolve_destination(Ctx& c, const AttemptKeys& k);
     void attempt_keys(const CallAttempt& a, AttemptKeys& k) const;
     void prefetch_keys(const AttemptKeys& k) const;
-    void prefetch_state(const AttemptKeys& k) const;
+    template <bool kTouch>
+    std::uint64_t state_lines(const AttemptKeys& k) const;
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
@@ -842,8 +844,11 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
                 break;  // "@host", ";params": end of the number
             }
         }
-        if (k.ndigits)
+        if (k.ndigits) {
             k.dest_hash = static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, 11));
+            auto cw = countries.walk({k.digits, k.ndigits});
+            k.dest_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
+        }
     }
     if (!a.callee.empty()) k.target_hash = static_cast<std::uint32_t>(hash_string(a.callee, 13));
     k.src_country = country_code16(a.source.country);
@@ -859,14 +864,31 @@ void Engine::Impl::prefetch_keys(const AttemptKeys& k) const {
 
 // Stage 2, once the buckets are in: the hot slots of the keys found, and the cold line a
 // distinct-set insertion of this attempt will touch.
-void Engine::Impl::prefetch_state(const AttemptKeys& k) const {
+// The lines an attempt reads beyond its hash buckets: its keys' hot slots and the cold lines
+// its distinct-set insertions will touch. Stage 2 of the burst pipeline prefetches them; just
+// before the attempt is scored they are all read once more, independently of each other: on
+// this VM the first access to each of these random lines costs far more than its transfer
+// even when the line was prefetched (see docs/fraud.md, "Speed"), and independent loads issued
+// together overlap those costs where the scoring code, reaching them one after the other,
+// would pay them in turn.
+template <bool kTouch>
+std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
+    std::uint64_t acc = 0;
+    auto line = [&](const void* p) {
+        if constexpr (kTouch)
+            acc += *static_cast<const volatile std::uint8_t*>(p);
+        else
+            __builtin_prefetch(p);
+    };
     for (std::size_t ki = 0; ki < 3; ++ki) {
         if (!k.has_key[ki] || !kinds[ki].used) continue;
         const auto& kt = kinds[ki];
         std::int64_t at = kt.table.find(k.key_hash[ki]);
         if (at < 0) continue;
         auto i = static_cast<std::size_t>(at);
-        kt.table.prefetch_slot(i);
+        const auto* slot = static_cast<const std::uint8_t*>(kt.table.slot(i));
+        for (std::size_t off = 0; off < kt.slot_bytes; off += 64) line(slot + off);
+        const auto* cold = static_cast<const std::uint8_t*>(kt.table.cold(i));
         for (auto ci : kt.distinct_comps) {
             const auto& comp = kt.comps[ci];
             std::uint32_t h = 0;
@@ -875,10 +897,7 @@ void Engine::Impl::prefetch_state(const AttemptKeys& k) const {
                     h = k.invite && k.ndigits ? k.dest_hash : 0;
                     break;
                 case DistinctValue::destination_country:
-                    if (k.invite && k.ndigits) {
-                        auto cw = countries.walk({k.digits, k.ndigits});
-                        h = cw.deepest ? country_iso[cw.deepest - 1] : 0;
-                    }
+                    h = k.invite ? k.dest_country : 0;
                     break;
                 case DistinctValue::request_target:
                     h = k.target_hash;
@@ -889,10 +908,21 @@ void Engine::Impl::prefetch_state(const AttemptKeys& k) const {
                 case DistinctValue::failed_username:
                     break;
             }
-            if (h)
-                kt.table.prefetch_cold(i, comp.cold_offset + distinct_line_offset(h, comp.lines));
+            if (h) line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
         }
     }
+    if constexpr (kTouch) {
+        if (k.call_hash) {
+            // The call entry is looked up, then written where its hash lands.
+            acc += calls.find(k.call_hash) >= 0;
+            const auto* e = static_cast<const std::uint8_t*>(
+                calls.slot(calls.home(SlotTable::fix(k.call_hash))));
+            line(e);
+            line(e + sizeof(CallEntry) - 1);
+        }
+        if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
+    }
+    return acc;
 }
 
 void Engine::Impl::resolve_destination(Ctx& c, const AttemptKeys& k) {
@@ -1631,10 +1661,13 @@ void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out
         m.prefetch_keys(k);
     };
     for (std::size_t i = 0; i < std::min(n, kKeysAhead); ++i) stage_keys(i);
-    for (std::size_t i = 0; i < std::min(n, kStateAhead); ++i) m.prefetch_state(ring[i % kRing]);
+    for (std::size_t i = 0; i < std::min(n, kStateAhead); ++i)
+        m.state_lines<false>(ring[i % kRing]);
     for (std::size_t i = 0; i < n; ++i) {
         if (i + kKeysAhead < n) stage_keys(i + kKeysAhead);
-        if (i + kStateAhead < n) m.prefetch_state(ring[(i + kStateAhead) % kRing]);
+        if (i + kStateAhead < n) m.state_lines<false>(ring[(i + kStateAhead) % kRing]);
+        std::uint64_t touched = m.state_lines<true>(ring[i % kRing]);
+        asm volatile("" ::"r"(touched));
         m.attempt(in[i], ring[i % kRing], out[i]);
     }
 }

@@ -386,6 +386,8 @@ class SlotTable {
     void* slot(std::size_t i) { return &data_[i * slot_words_]; }
     const void* slot(std::size_t i) const { return &data_[i * slot_words_]; }
     void* cold(std::size_t i) { return &cold_[i * cold_words_]; }
+    const void* cold(std::size_t i) const { return &cold_[i * cold_words_]; }
+    std::size_t slot_bytes() const { return slot_words_ * 8; }
     std::uint64_t hash_at(std::size_t i) const { return hashes_[i]; }
     std::size_t buckets() const { return buckets_; }
     std::size_t size() const { return size_; }
