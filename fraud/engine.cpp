@@ -321,6 +321,14 @@ struct Engine::Impl {
     template <bool kTouch>
     std::uint64_t state_lines(const AttemptKeys& k) const;
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);
+    bool scanner_ua(std::string_view ua);
+    // User-Agents repeat (a fleet of phones sends the same few strings): the glob verdict of
+    // each is remembered by its 64-bit hash in a small direct-mapped cache.
+    struct UaMemo {
+        std::uint64_t hash = 0;  // 0 = empty
+        bool scanner = false;
+    };
+    std::array<UaMemo, 64> ua_memo{};
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
     bool scope_match(const CompiledScope& s, const Ctx& c) const;
@@ -923,6 +931,21 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
     }
     return acc;
+}
+
+bool Engine::Impl::scanner_ua(std::string_view ua) {
+    std::uint64_t h = SlotTable::fix(hash_string(ua, 0x5ca7));
+    UaMemo& memo = ua_memo[h % ua_memo.size()];
+    if (memo.hash == h) return memo.scanner;
+    char buf[256];
+    std::size_t n = std::min(ua.size(), sizeof(buf));
+    for (std::size_t i = 0; i < n; ++i)
+        buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(ua[i])));
+    bool scanner = false;
+    for (const auto& g : scanner_globs)
+        if (g.matches({buf, n})) scanner = true;
+    memo = {h, scanner};
+    return scanner;
 }
 
 void Engine::Impl::resolve_destination(Ctx& c, const AttemptKeys& k) {
@@ -1593,13 +1616,7 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
         if (a.user_agent.empty()) {
             c.scanner = m.cfg.empty_user_agent_is_scanner;
         } else {
-            char buf[256];
-            std::size_t n = std::min(a.user_agent.size(), sizeof(buf));
-            for (std::size_t i = 0; i < n; ++i)
-                buf[i] =
-                    static_cast<char>(std::tolower(static_cast<unsigned char>(a.user_agent[i])));
-            for (const auto& g : m.scanner_globs)
-                if (g.matches({buf, n})) c.scanner = true;
+            c.scanner = m.scanner_ua(a.user_agent);
         }
     }
     c.target_hash = k.target_hash;
@@ -1774,11 +1791,7 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     if ((r.status == 403 || r.status == 404) && !r.user.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(r.user, 17));
     if (!m.scanner_globs.empty() && !r.user_agent.empty()) {
-        std::string lowered(r.user_agent.substr(0, 256));
-        for (auto& ch : lowered)
-            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        for (const auto& g : m.scanner_globs)
-            if (g.matches(lowered)) c.scanner = true;
+        c.scanner = m.scanner_ua(r.user_agent);
     } else if (r.user_agent.empty()) {
         c.scanner = m.cfg.empty_user_agent_is_scanner;
     }

@@ -24,12 +24,25 @@ inline std::uint64_t mix64(std::uint64_t h) {
     return h;
 }
 
-// FNV-1a then a finalizer: good enough spread for table keys, cheap for short strings.
+// Eight bytes at a time, each word folded in with a multiply, then a finalizer: good enough
+// spread for table keys, and a few cycles for the short strings hashed per event (account,
+// Call-ID, dialed number, User-Agent).
 inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
-    std::uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 0x100000001b3ULL;
+    std::uint64_t h = 0xcbf29ce484222325ULL ^ seed ^ (s.size() * 0x9e3779b97f4a7c15ULL);
+    const char* p = s.data();
+    std::size_t n = s.size();
+    for (; n >= 8; p += 8, n -= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    if (n) {
+        std::uint64_t w = 0;
+        for (std::size_t i = 0; i < n; ++i)
+            w |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
     }
     return mix64(h);
 }
