@@ -167,12 +167,13 @@ struct Group {
 };
 
 struct CallEntry {
-    std::uint64_t key_hash[kKeyKindCount];
-    std::uint64_t tenant_hash;
-    std::uint64_t dest_mask;
+    // First: what the sweep reads, in the entry's first cache line.
     base::Nanos start;
     base::Nanos answer;  // 0 = not answered
     base::Nanos ended;   // 0 = in progress; else tombstone since
+    std::uint64_t key_hash[kKeyKindCount];
+    std::uint64_t tenant_hash;
+    std::uint64_t dest_mask;
     std::int16_t group;
     std::uint8_t keys;  // bit per KeyKind present
     std::uint8_t counted;
@@ -282,6 +283,8 @@ struct Engine::Impl {
     std::vector<UaGlob> scanner_globs;
     std::array<KindTable, kKeyKindCount> kinds;
     std::vector<CompiledRule> rules;
+    std::vector<std::uint16_t> invite_rules;  // indexes of the rules an INVITE evaluates
+    std::vector<std::uint16_t> other_rules;   // and every other event
     std::vector<CompiledDeny> denies;
     std::vector<base::Nanos> widths;
     std::vector<CompiledScope> scopes;  // distinct scopes; [0] matches everything
@@ -633,6 +636,11 @@ base::Result<void> Engine::Impl::compile() {
         }
         rules.push_back(std::move(cr));
     }
+    if (rules.size() > 0xffff) return base::make_error("at most 65535 fraud rules are supported");
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+        invite_rules.push_back(static_cast<std::uint16_t>(i));
+        if (!rules[i].call_feature) other_rules.push_back(static_cast<std::uint16_t>(i));
+    }
     for (const auto& d : cfg.deny) {
         if (d.id.empty()) return base::make_error("a fraud deny rule has no id");
         if (std::find(ids.begin(), ids.end(), d.id) != ids.end())
@@ -858,7 +866,12 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
             k.dest_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
         }
     }
-    if (!a.callee.empty()) k.target_hash = static_cast<std::uint32_t>(hash_string(a.callee, 13));
+    // A callee that is all digits (the usual case) is its own digit string: one hash serves
+    // both the destination and the request-target sets.
+    if (!a.callee.empty())
+        k.target_hash = k.invite && k.ndigits == a.callee.size()
+                            ? k.dest_hash
+                            : static_cast<std::uint32_t>(hash_string(a.callee, 11));
     k.src_country = country_code16(a.source.country);
 }
 
@@ -1252,7 +1265,7 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         slots[ki] = c.slot[ki] >= 0
                         ? static_cast<const std::uint8_t*>(kinds[ki].table.slot(c.slot[ki]))
                         : nullptr;
-    auto component = [&](std::size_t ki, int i) -> double {
+    auto component = [&](std::size_t ki, int i) __attribute__((always_inline))->double {
         auto u = static_cast<std::size_t>(i);
         if (u < kMemo && (memo_have[ki] >> u & 1)) return memo[ki][u];
         const Component& comp = kinds[ki].comps[u];
@@ -1279,8 +1292,8 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         return v;
     };
     const bool invite = c.kind == EventKind::invite;
-    for (const auto& cr : rules) {
-        if (cr.call_feature && !invite) continue;
+    for (auto ri : invite ? invite_rules : other_rules) {
+        const CompiledRule& cr = rules[ri];
         if (!(c.scope_bits >> cr.scope_idx & 1)) continue;
         const std::size_t ki = cr.key_index;
         const std::uint8_t* slot = slots[ki];
