@@ -562,10 +562,12 @@ class Pipeline {
     // IPv4/UDP frame without options or fragmentation, from a leg's latched source to its
     // local port, is checked in a few word compares, counted in the leg's statistics and
     // rewritten in place at L3/L4 (and L2 if asked, below), exactly as parse_frames +
-    // decide + rewrite_frame would. relayed[i] becomes 1 for those frames and 0 for every
-    // other frame, which the caller runs through the generic pipeline unchanged (VLAN, IPv6,
-    // options, fragments, SIP, unlatched or re-latching legs, sources that may be banned,
-    // RTCP on an rtcp-mux port...). Returns the number relayed. Bans still come first: a
+    // decide + rewrite_frame would (but for one documented case: a frame takes the forward
+    // as it is when it comes, not as a latch later in the same burst leaves it; see
+    // docs/dataplane.md, "The relay fast path"). relayed[i] becomes 1 for those frames and 0
+    // for every other frame, which the caller runs through the generic pipeline unchanged
+    // (VLAN, IPv6, options, fragments, SIP, unlatched or re-latching legs, sources that may be
+    // banned, RTCP on an rtcp-mux port...). Returns the number relayed. Bans still come first: a
     // source the ban filter cannot clear is left to the generic pipeline.
     // With `l2.source` set, the Ethernet addresses are rewritten too (RelayL2).
     std::size_t relay_fast(std::span<Frame> frames, std::span<std::uint8_t> relayed,
