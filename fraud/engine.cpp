@@ -910,6 +910,7 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         auto i = static_cast<std::size_t>(at);
         const auto* slot = static_cast<const std::uint8_t*>(kt.table.slot(i));
         for (std::size_t off = 0; off < kt.slot_bytes; off += 64) line(slot + off);
+        if (kt.distinct_comps.empty()) continue;
         const auto* cold = static_cast<const std::uint8_t*>(kt.table.cold(i));
         for (auto ci : kt.distinct_comps) {
             const auto& comp = kt.comps[ci];

@@ -135,8 +135,10 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
             (*many)->on_end({now, kFriday + now, calls[i].call_id, status});
         }
         if (rng() % 5 == 0) {
-            auto ev = auth("198.51.0." + std::to_string(rng() % 40),
-                           "u" + std::to_string(rng() % 30), false, now);
+            // The event holds views: the strings must outlive it.
+            std::string src = "198.51.0." + std::to_string(rng() % 40);
+            std::string user = "u" + std::to_string(rng() % 30);
+            auto ev = auth(src, user, false, now);
             Verdict x, y;
             (*one)->on_auth(ev, x);
             (*many)->on_auth(ev, y);
