@@ -150,6 +150,19 @@ struct CompiledRule {
     bool call_feature = false;  // evaluated on INVITE attempts only
 };
 
+// Rules that read the same value (same source, key, components, scope: a ladder of thresholds
+// and weights) are evaluated together: the value once, then each rule's comparison.
+struct Ladder {
+    ValueSource source = ValueSource::component;
+    std::uint8_t key_index = 0;
+    int comp_a = -1;
+    int comp_b = -1;
+    std::uint16_t scope_idx = 0;
+    double min_den = 1;
+    bool call_feature = false;
+    std::vector<std::uint16_t> rules;
+};
+
 struct CompiledDeny {
     const DenyRule* rule = nullptr;
     std::uint64_t dest_mask = 0;
@@ -284,8 +297,12 @@ struct Engine::Impl {
     std::vector<UaGlob> scanner_globs;
     std::array<KindTable, kKeyKindCount> kinds;
     std::vector<CompiledRule> rules;
-    std::vector<std::uint16_t> invite_rules;  // indexes of the rules an INVITE evaluates
-    std::vector<std::uint16_t> other_rules;   // and every other event
+    std::vector<Ladder> ladders;
+    std::vector<std::uint16_t> rule_ladder;     // rule -> its ladder
+    std::vector<std::uint16_t> invite_ladders;  // the ladders an INVITE evaluates
+    std::vector<std::uint16_t> other_ladders;   // and every other event
+    std::vector<double> ladder_value;           // per event: the value each ladder read
+    std::vector<std::uint16_t> fired;           // per event: rules that fired (capacity reserved)
     std::vector<CompiledDeny> denies;
     std::vector<base::Nanos> widths;
     std::vector<CompiledScope> scopes;  // distinct scopes; [0] matches everything
@@ -639,9 +656,35 @@ base::Result<void> Engine::Impl::compile() {
     }
     if (rules.size() > 0xffff) return base::make_error("at most 65535 fraud rules are supported");
     for (std::size_t i = 0; i < rules.size(); ++i) {
-        invite_rules.push_back(static_cast<std::uint16_t>(i));
-        if (!rules[i].call_feature) other_rules.push_back(static_cast<std::uint16_t>(i));
+        const auto& cr = rules[i];
+        std::size_t li = 0;
+        for (; li < ladders.size(); ++li) {
+            const auto& l = ladders[li];
+            if (l.source == cr.source && l.key_index == cr.key_index && l.comp_a == cr.comp_a &&
+                l.comp_b == cr.comp_b && l.scope_idx == cr.scope_idx && l.min_den == cr.min_den &&
+                l.call_feature == cr.call_feature)
+                break;
+        }
+        if (li == ladders.size()) {
+            Ladder l;
+            l.source = cr.source;
+            l.key_index = cr.key_index;
+            l.comp_a = cr.comp_a;
+            l.comp_b = cr.comp_b;
+            l.scope_idx = cr.scope_idx;
+            l.min_den = cr.min_den;
+            l.call_feature = cr.call_feature;
+            ladders.push_back(std::move(l));
+        }
+        ladders[li].rules.push_back(static_cast<std::uint16_t>(i));
+        rule_ladder.push_back(static_cast<std::uint16_t>(li));
     }
+    for (std::size_t li = 0; li < ladders.size(); ++li) {
+        invite_ladders.push_back(static_cast<std::uint16_t>(li));
+        if (!ladders[li].call_feature) other_ladders.push_back(static_cast<std::uint16_t>(li));
+    }
+    ladder_value.assign(ladders.size(), 0);
+    fired.reserve(rules.size());
     for (const auto& d : cfg.deny) {
         if (d.id.empty()) return base::make_error("a fraud deny rule has no id");
         if (std::find(ids.begin(), ids.end(), d.id) != ids.end())
@@ -1294,13 +1337,14 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         return v;
     };
     const bool invite = c.kind == EventKind::invite;
-    for (auto ri : invite ? invite_rules : other_rules) {
-        const CompiledRule& cr = rules[ri];
-        if (!(c.scope_bits >> cr.scope_idx & 1)) continue;
-        const std::size_t ki = cr.key_index;
+    fired.clear();
+    for (auto li : invite ? invite_ladders : other_ladders) {
+        const Ladder& l = ladders[li];
+        if (!(c.scope_bits >> l.scope_idx & 1)) continue;
+        const std::size_t ki = l.key_index;
         const std::uint8_t* slot = slots[ki];
         double value;
-        switch (cr.source) {
+        switch (l.source) {
             case ValueSource::scanner:
                 value = c.scanner ? 1 : 0;
                 break;
@@ -1316,41 +1360,51 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
                 break;
             case ValueSource::ratio: {
                 if (!slot) continue;
-                double den = component(ki, cr.comp_b);
-                if (den < cr.min_den) continue;
-                value = component(ki, cr.comp_a) / den;
+                double den = component(ki, l.comp_b);
+                if (den < l.min_den) continue;
+                value = component(ki, l.comp_a) / den;
                 break;
             }
             default:
                 if (!slot) continue;
-                value = component(ki, cr.comp_a);
+                value = component(ki, l.comp_a);
                 break;
         }
-        bool hit;
-        switch (cr.op) {
-            case Op::gt:
-                hit = value > cr.threshold;
-                break;
-            case Op::ge:
-                hit = value >= cr.threshold;
-                break;
-            case Op::lt:
-                hit = value < cr.threshold;
-                break;
-            case Op::le:
-                hit = value <= cr.threshold;
-                break;
-            default:
-                hit = value == cr.threshold;
-                break;
+        ladder_value[li] = value;
+        for (auto ri : l.rules) {
+            const CompiledRule& cr = rules[ri];
+            bool hit;
+            switch (cr.op) {
+                case Op::gt:
+                    hit = value > cr.threshold;
+                    break;
+                case Op::ge:
+                    hit = value >= cr.threshold;
+                    break;
+                case Op::lt:
+                    hit = value < cr.threshold;
+                    break;
+                case Op::le:
+                    hit = value <= cr.threshold;
+                    break;
+                default:
+                    hit = value == cr.threshold;
+                    break;
+            }
+            if (hit) fired.push_back(ri);
         }
-        if (!hit) continue;
+    }
+    // Reasons in rule order, as the policy lists them.
+    std::sort(fired.begin(), fired.end());
+    for (auto ri : fired) {
+        const CompiledRule& cr = rules[ri];
         const Rule& r = *cr.rule;
+        const std::size_t ki = cr.key_index;
         Reason reason;
         reason.rule_id = r.id;
         reason.feature = r.feature;
         reason.key = r.key;
-        reason.value = value;
+        reason.value = ladder_value[rule_ladder[ri]];
         reason.op = r.op;
         reason.threshold = r.threshold;
         reason.weight = r.weight;
@@ -1358,7 +1412,7 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         push(reason);
         shadow += r.weight;
         if (!cr.observe) score += r.weight;
-        if (slot) {
+        if (slots[ki]) {
             // Evidence: this key now survives floods of new keys until it goes idle.
             auto* hdr = static_cast<KeyHeader*>(kinds[ki].table.slot(c.slot[ki]));
             hdr->evidence_until_s = c.now_s + idle_s;
