@@ -659,11 +659,26 @@ struct PcapRunHooks {
 base::Result<PcapRunResult> run_pcap(Pipeline& pipeline, const std::string& in_path,
                                      const std::string& out_path, const PcapRunHooks& hooks = {});
 
+// How SocketRelay moves packets. `uring`: a multishot recvmsg per socket into a provided
+// buffer ring, one sendmsg per relayed packet, all submitted and reaped with one io_uring_enter
+// per burst. `mmsg`: epoll + recvmmsg/sendmmsg (runs anywhere). `automatic`: uring when the
+// kernel allows it (io_uring_queue_init succeeds, kernel.io_uring_disabled is 0), else mmsg.
+enum class SocketIo : std::uint8_t { automatic, uring, mmsg };
+const char* socket_io_name(SocketIo io);
+
+struct SocketRelayConfig {
+    SocketIo io = SocketIo::automatic;
+    // uring only: receive buffers shared by all sockets (a power of two). Packets received but
+    // not yet sent hold one each; when none is free a socket's receive pauses (counted in
+    // rx_buffer_shortages) and the datagrams wait in its socket queue.
+    unsigned uring_buffers = 4096;
+};
+
 // socket backend: one UDP socket per local media port (RTP, and RTCP unless rtcp-mux),
-// epoll for readiness, recvmmsg/sendmmsg in bursts.
+// io_uring or epoll + recvmmsg/sendmmsg (SocketRelayConfig::io).
 class SocketRelay {
   public:
-    explicit SocketRelay(Pipeline& pipeline);
+    explicit SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config = {});
     ~SocketRelay();
     SocketRelay(const SocketRelay&) = delete;
     SocketRelay& operator=(const SocketRelay&) = delete;
@@ -687,15 +702,25 @@ class SocketRelay {
     }
     std::size_t open_sockets() const { return sockets_open_; }
     std::uint64_t tx_errors() const { return tx_errors_; }
+    // The I/O mode running (never `automatic`).
+    SocketIo io_mode() const { return io_; }
+    // uring: times a socket's multishot receive stopped for want of a free buffer.
+    std::uint64_t rx_buffer_shortages() const { return rx_buffer_shortages_; }
 
     static constexpr unsigned kBurst = 64;
 
   private:
     struct Impl;
+    std::size_t poll_mmsg(int timeout_ms, const base::Clock& clock);
+    std::size_t poll_uring(int timeout_ms, const base::Clock& clock);
+    base::Result<void> watch(int fd, std::uint16_t port);
+    void unwatch(std::uint16_t port);
     Pipeline& pipeline_;
     std::unique_ptr<Impl> impl_;
     std::size_t sockets_open_ = 0;
     std::uint64_t tx_errors_ = 0;
+    std::uint64_t rx_buffer_shortages_ = 0;
+    SocketIo io_ = SocketIo::mmsg;
     base::Nanos last_media_poll_ = 0;
     std::size_t last_handled_ = 0;
     SignalingHandler signaling_handler_ = nullptr;

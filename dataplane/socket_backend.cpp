@@ -1,6 +1,13 @@
 // socket backend: media relay over kernel UDP sockets. One socket per local media port (RTP,
-// and RTCP on port+1 unless rtcp-mux), readiness from epoll, bursts in and out with
-// recvmmsg/sendmmsg. The packets are relayed from the receive buffers (no copy).
+// and RTCP on port+1 unless rtcp-mux). Two ways to move packets (SocketRelayConfig::io):
+// - uring: every socket has a multishot recvmsg into a shared provided-buffer ring; a poll
+//   reaps up to a burst of datagrams across all sockets, decides them together and queues one
+//   sendmsg per relayed packet from its receive buffer; those sends go to the kernel with the
+//   next wait in one io_uring_enter. With many streams each wake-up finds ~1 datagram per
+//   socket, so per-socket batching (below) costs two syscalls per packet; this costs one per
+//   burst.
+// - mmsg: readiness from epoll, bursts in and out with recvmmsg/sendmmsg per socket.
+// Either way packets are relayed from the receive buffers (no copy).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -12,6 +19,11 @@
 #include <cstring>
 
 #include "dataplane/dataplane.hpp"
+
+#if SBC_HAVE_LIBURING
+#include <liburing.h>
+#include <sys/mman.h>
+#endif
 
 namespace sbc::dataplane {
 
@@ -49,11 +61,23 @@ void from_sockaddr(const sockaddr_storage& ss, base::IpAddress& a, std::uint16_t
 }
 }  // namespace
 
+#if SBC_HAVE_LIBURING
+namespace {
+constexpr std::uint16_t kBufGroup = 0;
+constexpr unsigned kSqEntries = 256;
+enum : std::uint64_t { kTagRecv = 1, kTagSend = 2, kTagCancel = 3 };
+// user_data: kind (8 bits) | generation of the port's socket (24 bits) | port or buffer id.
+std::uint64_t tag(std::uint64_t kind, std::uint32_t gen, std::uint32_t value) {
+    return kind << 56 | (std::uint64_t{gen & 0xffffffu} << 32) | value;
+}
+}  // namespace
+#endif
+
 struct SocketRelay::Impl {
     int epfd = -1;
     std::vector<int> fd_by_port = std::vector<int>(65536, -1);
     std::vector<base::Endpoint> local_by_port = std::vector<base::Endpoint>(65536);
-    std::vector<std::uint8_t> bufs = std::vector<std::uint8_t>(std::size_t{kBurst} * kBufSize);
+    std::vector<std::uint8_t> bufs;
     std::array<mmsghdr, kBurst> rx{};
     std::array<iovec, kBurst> rx_iov{};
     std::array<sockaddr_storage, kBurst> rx_names{};
@@ -63,28 +87,199 @@ struct SocketRelay::Impl {
     std::array<int, kBurst> tx_fd{};
     std::array<PacketMeta, kBurst> meta{};
     std::array<Decision, kBurst> decisions{};
+    std::string io_error;  // why the requested mode is not available
+
+#if SBC_HAVE_LIBURING
+    bool ring_up = false;
+    io_uring ring{};
+    io_uring_buf_ring* br = nullptr;
+    std::size_t br_bytes = 0;
+    unsigned nbufs = 0;
+    int mask = 0;
+    unsigned returned = 0;  // buffers added to the ring, not yet published
+    // Per buffer id: the sendmsg that relays the packet it holds.
+    std::vector<msghdr> send_msg;
+    std::vector<iovec> send_iov;
+    std::vector<sockaddr_storage> send_name;
+    msghdr recv_layout{};  // multishot recvmsg: room for the source address, no control data
+    std::vector<std::uint32_t> gen_by_port = std::vector<std::uint32_t>(65536, 0);
+    std::vector<std::uint16_t> rearm;
+    std::array<std::uint16_t, kBurst> burst_bid{};
+
+    bool start_uring(unsigned buffers) {
+        unsigned n = 1;
+        while (n < buffers && n < 32768) n <<= 1;
+        io_uring_params p{};
+        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+        p.cq_entries = std::max(4 * n, 1024u);
+        int r = io_uring_queue_init_params(kSqEntries, &ring, &p);
+        if (r < 0) {
+            p = io_uring_params{};
+            p.flags = IORING_SETUP_CQSIZE;
+            p.cq_entries = std::max(4 * n, 1024u);
+            r = io_uring_queue_init_params(kSqEntries, &ring, &p);
+        }
+        if (r < 0) {
+            io_error = std::string("io_uring_queue_init: ") + std::strerror(-r);
+            return false;
+        }
+        const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+        br_bytes = (n * sizeof(io_uring_buf) + page - 1) / page * page;
+        void* mem =
+            mmap(nullptr, br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED) {
+            io_error = std::string("mmap: ") + std::strerror(errno);
+            io_uring_queue_exit(&ring);
+            return false;
+        }
+        io_uring_buf_reg reg{};
+        reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
+        reg.ring_entries = n;
+        reg.bgid = kBufGroup;
+        r = io_uring_register_buf_ring(&ring, &reg, 0);
+        if (r != 0) {
+            io_error = std::string("io_uring_register_buf_ring: ") + std::strerror(-r);
+            munmap(mem, br_bytes);
+            io_uring_queue_exit(&ring);
+            return false;
+        }
+        br = static_cast<io_uring_buf_ring*>(mem);
+        io_uring_buf_ring_init(br);
+        nbufs = n;
+        mask = io_uring_buf_ring_mask(n);
+        bufs.assign(std::size_t{n} * kBufSize, 0);
+        send_msg.assign(n, msghdr{});
+        send_iov.assign(n, iovec{});
+        send_name.assign(n, sockaddr_storage{});
+        for (unsigned b = 0; b < n; ++b) give_back(static_cast<std::uint16_t>(b));
+        publish();
+        recv_layout.msg_namelen = sizeof(sockaddr_in6);
+        ring_up = true;
+        return true;
+    }
+    void give_back(std::uint16_t bid) {
+        io_uring_buf_ring_add(br, &bufs[std::size_t{bid} * kBufSize], kBufSize, bid, mask,
+                              static_cast<int>(returned++));
+    }
+    void publish() {
+        if (returned == 0) return;
+        io_uring_buf_ring_advance(br, static_cast<int>(returned));
+        returned = 0;
+    }
+    // An SQE, submitting what is queued if the submission queue is full.
+    io_uring_sqe* sqe() {
+        io_uring_sqe* e = io_uring_get_sqe(&ring);
+        if (!e) {
+            io_uring_submit(&ring);
+            e = io_uring_get_sqe(&ring);
+        }
+        return e;
+    }
+    bool arm(std::uint16_t port) {
+        io_uring_sqe* e = sqe();
+        if (!e) return false;
+        io_uring_prep_recvmsg_multishot(e, fd_by_port[port], &recv_layout, 0);
+        e->flags |= IOSQE_BUFFER_SELECT;
+        e->buf_group = kBufGroup;
+        io_uring_sqe_set_data64(e, tag(kTagRecv, gen_by_port[port], port));
+        return true;
+    }
+    // Stops the port's receive; its socket may be closed after this (queued sends go first).
+    void disarm(std::uint16_t port) {
+        if (io_uring_sqe* e = sqe()) {
+            io_uring_prep_cancel64(e, tag(kTagRecv, gen_by_port[port], port), 0);
+            io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
+        }
+        ++gen_by_port[port];
+        io_uring_submit(&ring);
+    }
+    void stop_uring() {
+        if (!ring_up) return;
+        // The ring's own teardown runs later in a kernel worker and keeps the sockets (and their
+        // ports) until then: cancel the receives now so that closing the sockets frees the ports.
+        for (std::size_t p = 0; p < fd_by_port.size(); ++p)
+            if (fd_by_port[p] >= 0) disarm(static_cast<std::uint16_t>(p));
+        io_uring_queue_exit(&ring);
+        munmap(br, br_bytes);
+        ring_up = false;
+    }
+#endif
 };
 
-SocketRelay::SocketRelay(Pipeline& pipeline)
+const char* socket_io_name(SocketIo io) {
+    switch (io) {
+        case SocketIo::automatic:
+            return "auto";
+        case SocketIo::uring:
+            return "uring";
+        case SocketIo::mmsg:
+            return "mmsg";
+    }
+    return "?";
+}
+
+SocketRelay::SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config)
     : pipeline_(pipeline), impl_(std::make_unique<Impl>()) {
-    impl_->epfd = epoll_create1(EPOLL_CLOEXEC);
+    io_ = SocketIo::mmsg;
+#if SBC_HAVE_LIBURING
+    if (config.io != SocketIo::mmsg && impl_->start_uring(config.uring_buffers))
+        io_ = SocketIo::uring;
+#else
+    impl_->io_error = "built without liburing";
+#endif
+    if (config.io == SocketIo::uring && io_ != SocketIo::uring) return;  // open_stream fails
+    if (io_ == SocketIo::mmsg) {
+        impl_->bufs.assign(std::size_t{kBurst} * kBufSize, 0);
+        impl_->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (impl_->epfd < 0) impl_->io_error = std::string("epoll: ") + std::strerror(errno);
+    }
 }
 
 SocketRelay::~SocketRelay() {
+#if SBC_HAVE_LIBURING
+    impl_->stop_uring();  // drops the kernel's references to the sockets
+#endif
     for (int fd : impl_->fd_by_port)
         if (fd >= 0) ::close(fd);
     if (impl_->epfd >= 0) ::close(impl_->epfd);
 }
 
+base::Result<void> SocketRelay::watch(int fd, std::uint16_t port) {
+    impl_->fd_by_port[port] = fd;
+#if SBC_HAVE_LIBURING
+    if (io_ == SocketIo::uring) {
+        if (impl_->arm(port)) return {};
+        impl_->fd_by_port[port] = -1;
+        return base::make_error("io_uring: submission queue full");
+    }
+#endif
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = port;
+    if (epoll_ctl(impl_->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        impl_->fd_by_port[port] = -1;
+        return base::make_error(std::string("epoll_ctl: ") + std::strerror(errno));
+    }
+    return {};
+}
+
+void SocketRelay::unwatch(std::uint16_t port) {
+#if SBC_HAVE_LIBURING
+    if (io_ == SocketIo::uring) impl_->disarm(port);
+#endif
+    ::close(impl_->fd_by_port[port]);  // also leaves the epoll set
+    impl_->fd_by_port[port] = -1;
+}
+
 base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Nanos now) {
-    if (impl_->epfd < 0) return base::make_error("epoll unavailable");
+    if (io_ != SocketIo::uring && impl_->epfd < 0)
+        return base::make_error("socket relay unavailable: " + impl_->io_error);
     auto id = pipeline_.media().create(spec, now);
     if (!id) return id;
     std::vector<std::uint16_t> opened;
     auto fail = [&](const std::string& why) -> base::Result<StreamId> {
         for (auto p : opened) {
-            ::close(impl_->fd_by_port[p]);
-            impl_->fd_by_port[p] = -1;
+            unwatch(p);
             --sockets_open_;
         }
         (void)pipeline_.media().remove(*id);
@@ -103,15 +298,11 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
                 ::close(fd);
                 return fail("bind " + local.to_string() + ": " + std::strerror(e));
             }
-            epoll_event ev{};
-            ev.events = EPOLLIN;
-            ev.data.u32 = local.port;
-            if (epoll_ctl(impl_->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-                ::close(fd);
-                return fail(std::string("epoll_ctl: ") + std::strerror(errno));
-            }
-            impl_->fd_by_port[local.port] = fd;
             impl_->local_by_port[local.port] = local;
+            if (auto w = watch(fd, local.port); !w) {
+                ::close(fd);
+                return fail(w.error().message);
+            }
             opened.push_back(local.port);
             ++sockets_open_;
         }
@@ -121,6 +312,8 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
 
 base::Result<void> SocketRelay::open_signaling(const base::Endpoint& local,
                                                SignalingHandler handler, void* ctx) {
+    if (io_ != SocketIo::uring && impl_->epfd < 0)
+        return base::make_error("socket relay unavailable: " + impl_->io_error);
     if (impl_->fd_by_port[local.port] >= 0) return base::make_error("port already open");
     const auto& sip = pipeline_.config().sip_udp_ports;
     if (std::find(sip.begin(), sip.end(), local.port) == sip.end())
@@ -135,15 +328,11 @@ base::Result<void> SocketRelay::open_signaling(const base::Endpoint& local,
         ::close(fd);
         return base::make_error("bind " + local.to_string() + ": " + std::strerror(e));
     }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u32 = local.port;
-    if (epoll_ctl(impl_->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        ::close(fd);
-        return base::make_error(std::string("epoll_ctl: ") + std::strerror(errno));
-    }
-    impl_->fd_by_port[local.port] = fd;
     impl_->local_by_port[local.port] = local;
+    if (auto w = watch(fd, local.port); !w) {
+        ::close(fd);
+        return w;
+    }
     ++sockets_open_;
     signaling_handler_ = handler;
     signaling_ctx_ = ctx;
@@ -157,8 +346,7 @@ base::Result<void> SocketRelay::close_stream(StreamId id) {
         for (unsigned k = 0; k < (spec->rtcp_mux ? 1u : 2u); ++k) {
             const std::uint16_t p = static_cast<std::uint16_t>(leg->local.port + k);
             if (impl_->fd_by_port[p] >= 0) {
-                ::close(impl_->fd_by_port[p]);  // also leaves the epoll set
-                impl_->fd_by_port[p] = -1;
+                unwatch(p);
                 --sockets_open_;
             }
         }
@@ -167,6 +355,130 @@ base::Result<void> SocketRelay::close_stream(StreamId id) {
 }
 
 std::size_t SocketRelay::poll_once(int timeout_ms, const base::Clock& clock) {
+    std::size_t handled = 0;
+    if (io_ == SocketIo::uring)
+        handled = poll_uring(timeout_ms, clock);
+    else if (impl_->epfd >= 0)
+        handled = poll_mmsg(timeout_ms, clock);
+    // Inactivity checks are not per packet: every 10 ms at most.
+    const base::Nanos now = clock.monotonic();
+    if (now - last_media_poll_ >= base::millis(10)) {
+        pipeline_.media().poll(now);
+        last_media_poll_ = now;
+    }
+    return handled;
+}
+
+std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
+                                    [[maybe_unused]] const base::Clock& clock) {
+#if SBC_HAVE_LIBURING
+    Impl& s = *impl_;
+    for (std::uint16_t port : s.rearm)
+        if (s.fd_by_port[port] >= 0) s.arm(port);
+    s.rearm.clear();
+    // Stage 1: the sends queued by the last poll and any re-arms go to the kernel with the wait.
+    io_uring_cqe* first = nullptr;
+    __kernel_timespec ts{timeout_ms / 1000, static_cast<long long>(timeout_ms % 1000) * 1000000};
+    io_uring_submit_and_wait_timeout(&s.ring, &first, 1, timeout_ms < 0 ? nullptr : &ts, nullptr);
+    // Stage 2: reap completions across all sockets: finished sends give their buffer back,
+    // received datagrams join the burst.
+    unsigned n = 0, seen = 0, head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&s.ring, head, cqe) {
+        if (n == kBurst) break;
+        ++seen;
+        const std::uint64_t ud = io_uring_cqe_get_data64(cqe);
+        const std::uint64_t kind = ud >> 56;
+        const std::uint32_t value = static_cast<std::uint32_t>(ud);
+        if (kind == kTagSend) {
+            if (cqe->res < 0) {
+                pipeline_.counters().drops.add(DropReason::tx_failed);
+                ++tx_errors_;
+            }
+            s.give_back(static_cast<std::uint16_t>(value));
+            continue;
+        }
+        if (kind != kTagRecv) continue;
+        const std::uint16_t port = static_cast<std::uint16_t>(value);
+        const bool live = s.fd_by_port[port] >= 0 &&
+                          ((ud >> 32) & 0xffffffu) == (s.gen_by_port[port] & 0xffffffu);
+        if (!(cqe->flags & IORING_CQE_F_MORE) && live) {
+            if (cqe->res == -ENOBUFS) ++rx_buffer_shortages_;
+            if (cqe->res >= 0 || cqe->res == -ENOBUFS || cqe->res == -EINTR || cqe->res == -EAGAIN)
+                s.rearm.push_back(port);
+        }
+        if (cqe->res < 0 || !(cqe->flags & IORING_CQE_F_BUFFER)) continue;
+        const auto bid = static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        std::uint8_t* buf = &s.bufs[std::size_t{bid} * kBufSize];
+        io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buf, cqe->res, &s.recv_layout);
+        if (!live || !out) {
+            s.give_back(bid);
+            continue;
+        }
+        PacketMeta& m = s.meta[n];
+        m = PacketMeta{};
+        sockaddr_storage src{};
+        std::memcpy(&src, io_uring_recvmsg_name(out),
+                    std::min<std::size_t>(out->namelen, sizeof(sockaddr_in6)));
+        from_sockaddr(src, m.src, m.src_port);
+        m.dst = s.local_by_port[port].addr;
+        m.dst_port = port;
+        m.l4_proto = 17;
+        m.payload = static_cast<const std::uint8_t*>(io_uring_recvmsg_payload(out, &s.recv_layout));
+        m.payload_len = static_cast<std::uint16_t>(
+            io_uring_recvmsg_payload_length(out, cqe->res, &s.recv_layout));
+        if (!m.src.is_v4()) m.flags |= kFlagV6;
+        s.decisions[n] = Decision{};
+        if (out->flags & MSG_TRUNC)
+            s.decisions[n] = Decision{Action::drop, DropReason::truncated, 0, TrafficClass::other};
+        s.burst_bid[n] = bid;
+        ++n;
+    }
+    io_uring_cq_advance(&s.ring, seen);
+    if (n > 0) {
+        // Stage 3: bans, limits, relay lookup, latching, once for the whole burst.
+        const base::Nanos now = clock.monotonic();
+        pipeline_.decide(std::span<const PacketMeta>(s.meta.data(), n),
+                         std::span<Decision>(s.decisions.data(), n), now);
+        // Stage 4: admitted SIP to signaling; one sendmsg per relayed packet from its receive
+        // buffer (submitted with the next wait); every other buffer goes straight back.
+        for (unsigned i = 0; i < n; ++i) {
+            const std::uint16_t bid = s.burst_bid[i];
+            if (s.decisions[i].action == Action::to_signaling && signaling_handler_)
+                signaling_handler_(s.meta[i], signaling_ctx_);
+            if (s.decisions[i].action != Action::relay) {
+                s.give_back(bid);
+                continue;
+            }
+            const auto& fwd = pipeline_.forward_of(s.decisions[i]);
+            const int out = s.fd_by_port[fwd.from_local.port];
+            io_uring_sqe* e = out >= 0 ? s.sqe() : nullptr;
+            if (!e) {
+                pipeline_.counters().drops.add(DropReason::tx_failed);
+                ++tx_errors_;
+                s.give_back(bid);
+                continue;
+            }
+            s.send_iov[bid] =
+                iovec{const_cast<std::uint8_t*>(s.meta[i].payload), s.meta[i].payload_len};
+            msghdr& h = s.send_msg[bid];
+            h = msghdr{};
+            h.msg_name = &s.send_name[bid];
+            h.msg_namelen = to_sockaddr(fwd.to_peer, s.send_name[bid]);
+            h.msg_iov = &s.send_iov[bid];
+            h.msg_iovlen = 1;
+            io_uring_prep_sendmsg(e, out, &h, MSG_DONTWAIT);
+            io_uring_sqe_set_data64(e, tag(kTagSend, 0, bid));
+        }
+    }
+    s.publish();
+    return n;
+#else
+    return 0;
+#endif
+}
+
+std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
     Impl& s = *impl_;
     epoll_event events[kMaxEvents];
     const int ready = epoll_wait(s.epfd, events, kMaxEvents, timeout_ms);
@@ -251,12 +563,6 @@ std::size_t SocketRelay::poll_once(int timeout_ms, const base::Clock& clock) {
             handled += static_cast<std::size_t>(n);
             if (n < static_cast<int>(kBurst)) break;
         }
-    }
-    // Inactivity checks are not per packet: every 10 ms at most.
-    const base::Nanos now = clock.monotonic();
-    if (now - last_media_poll_ >= base::millis(10)) {
-        pipeline_.media().poll(now);
-        last_media_poll_ = now;
     }
     return handled;
 }

@@ -102,7 +102,8 @@ pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
         s.b.remote = {*base::IpAddress::parse(kSinkAddr), kSinkPort};
         if (!relay.open_stream(s, clock.monotonic())) _exit(3);
     }
-    char c = 1;
+    // Ready, and which I/O mode the default (auto) picked: 'u' io_uring, 'm' recvmmsg.
+    char c = relay.io_mode() == dataplane::SocketIo::uring ? 'u' : 'm';
     if (write(ready_fd, &c, 1) != 1) _exit(4);
     while (!g_stop) relay.poll(50, clock);
     const auto& k = pipeline.counters();
@@ -332,6 +333,7 @@ int main(int argc, char** argv) {
     int failures = 0;
     for (double rate : rates) {
         pid_t child = -1;
+        const char* io_note = "";  // ours: the socket relay's I/O mode
         std::vector<sockaddr_in> targets;
         const int gen_fd = udp_socket(kGenAddr, kGenPort, 8 << 20);
         const int sink_fd = udp_socket(kSinkAddr, kSinkPort, 32 << 20);
@@ -344,6 +346,7 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "relay failed to start\n");
                 return 1;
             }
+            io_note = c == 'u' ? " io=uring" : " io=mmsg";
             close(pfd[0]);
             close(pfd[1]);
             for (int i = 0; i < streams; ++i)
@@ -378,11 +381,11 @@ int main(int argc, char** argv) {
         const bool gen_limited = offered < 0.98 * rate;
         std::printf(
             "peer=%s streams=%d rate=%.0f offered=%.0f sent=%llu received=%llu loss=%.4f%% "
-            "send_errors=%llu%s\n",
+            "send_errors=%llu%s%s\n",
             peer.c_str(), streams, rate, offered, static_cast<unsigned long long>(p.sent),
             static_cast<unsigned long long>(p.received), loss * 100,
             static_cast<unsigned long long>(p.send_errors),
-            gen_limited ? " (generator-limited)" : "");
+            gen_limited ? " (generator-limited)" : "", io_note);
         std::fflush(stdout);
         if (child > 0) {
             kill(child, SIGTERM);
