@@ -23,6 +23,8 @@
 #if SBC_HAVE_LIBURING
 #include <liburing.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
+#include <cstdio>
 #endif
 
 namespace sbc::dataplane {
@@ -107,6 +109,15 @@ struct SocketRelay::Impl {
     std::array<std::uint16_t, kBurst> burst_bid{};
 
     bool start_uring(unsigned buffers) {
+        // Multishot recvmsg (IORING_RECV_MULTISHOT) came with Linux 6.0; an older kernel
+        // that has io_uring and buffer rings would fail every receive, so it gets the
+        // recvmmsg mode instead.
+        utsname u{};
+        int major = 0, minor = 0;
+        if (uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2 || major < 6) {
+            io_error = std::string("kernel ") + u.release + " lacks multishot recvmsg (needs 6.0)";
+            return false;
+        }
         unsigned n = 1;
         while (n < buffers && n < 32768) n <<= 1;
         io_uring_params p{};
