@@ -2,8 +2,31 @@
 // Internet checksum helpers (RFC 1071) and the incremental update of RFC 1624.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace sbc::dataplane {
+
+// Unaligned loads and stores of header fields. ld*/st* keep network byte order (one's
+// complement sums do not depend on it, RFC 1071 §2(B)); rd16 reads a big-endian field.
+inline std::uint16_t rd16(const std::uint8_t* p) {
+    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
+inline std::uint32_t ld32(const std::uint8_t* p) {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+inline std::uint16_t ld16(const std::uint8_t* p) {
+    std::uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+}
+inline void st16(std::uint8_t* p, std::uint16_t v) {
+    std::memcpy(p, &v, 2);
+}
+inline void st32(std::uint8_t* p, std::uint32_t v) {
+    std::memcpy(p, &v, 4);
+}
 
 // Adds the 16-bit big-endian words of [p, p+len) to a 32-bit accumulator (odd tail padded).
 inline std::uint32_t checksum_add(std::uint32_t sum, const std::uint8_t* p, std::size_t len) {

@@ -24,26 +24,6 @@ namespace sbc::dataplane {
 
 namespace {
 
-inline std::uint16_t rd16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-inline std::uint32_t ld32(const std::uint8_t* p) {
-    std::uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
-inline std::uint16_t ld16(const std::uint8_t* p) {
-    std::uint16_t v;
-    std::memcpy(&v, p, 2);
-    return v;
-}
-inline void st16(std::uint8_t* p, std::uint16_t v) {
-    std::memcpy(p, &v, 2);
-}
-inline void st32(std::uint8_t* p, std::uint32_t v) {
-    std::memcpy(p, &v, 4);
-}
-
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), with `delta` = sum(~m) + sum(m') folded to 16 bits
 // when the record was built. Folding early gives the same result: both sums are non-zero and
 // congruent modulo 0xffff, so their folds are the same value in 1..0xffff. Both terms are at

@@ -16,10 +16,6 @@ constexpr std::uint16_t kEtherVlan = 0x8100;      // IEEE 802.1Q
 constexpr std::uint16_t kEtherQinQ = 0x88A8;      // IEEE 802.1ad
 constexpr std::uint16_t kEtherQinQ9100 = 0x9100;  // pre-standard QinQ, still seen
 
-inline std::uint16_t rd16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-
 inline void set(Decision& d, Action a, DropReason r) {
     d.action = a;
     d.reason = r;
@@ -324,19 +320,6 @@ TrafficClass sip_method_class(const std::uint8_t* p, std::size_t len) {
 namespace {
 // One's complement arithmetic is independent of byte order (RFC 1071 §2(B)): the changed
 // fields and the checksums are loaded and stored in host order, with no byte swaps.
-inline std::uint32_t ld32(const std::uint8_t* p) {
-    std::uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
-inline std::uint16_t ld16(const std::uint8_t* p) {
-    std::uint16_t v;
-    std::memcpy(&v, p, 2);
-    return v;
-}
-inline void st16(std::uint8_t* p, std::uint16_t v) {
-    std::memcpy(p, &v, 2);
-}
 // Folds a 64-bit sum of 32-bit words to the 16-bit one's complement sum.
 inline std::uint16_t fold64(std::uint64_t s) {
     s = (s & 0xffffffffu) + (s >> 32);
