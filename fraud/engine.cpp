@@ -977,6 +977,22 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
             if (h) line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
         }
     }
+    if constexpr (!kTouch) {
+        // The call entry and the ban bucket. Stage 1's prefetches of them alone do not bring
+        // them in on the reference VM (each still cost a full miss when the attempt is
+        // scored, while the key slots prefetched here hit): the call's hash bucket is read
+        // with a load here, as the keys' buckets are, and every line of the entry (88 bytes
+        // may straddle three lines) and the ban bucket prefetched again.
+        if (k.call_hash) {
+            std::size_t home = calls.home(SlotTable::fix(k.call_hash));
+            acc += calls.find(k.call_hash) >= 0;
+            const auto* e = static_cast<const std::uint8_t*>(calls.slot(home));
+            line(e);
+            line(e + 64);
+            line(e + sizeof(CallEntry) - 1);
+        }
+        if (bans.size() && k.addr_hash) bans.prefetch_bucket(k.addr_hash);
+    }
     if constexpr (kTouch) {
         if (k.call_hash) {
             // The call entry is looked up, then written where its hash lands.
