@@ -61,6 +61,23 @@ void from_sockaddr(const sockaddr_storage& ss, base::IpAddress& a, std::uint16_t
         port = ntohs(s->sin6_port);
     }
 }
+
+// A received datagram as pipeline metadata: the kernel stripped the headers, so the addresses
+// and ports come from the socket (source) and the port it arrived on (destination).
+void datagram_meta(const sockaddr_storage& src, const base::Endpoint& local,
+                   const std::uint8_t* payload, std::size_t len, bool truncated, PacketMeta& m,
+                   Decision& d) {
+    m = PacketMeta{};
+    from_sockaddr(src, m.src, m.src_port);
+    m.dst = local.addr;
+    m.dst_port = local.port;
+    m.l4_proto = 17;
+    m.payload = payload;
+    m.payload_len = static_cast<std::uint16_t>(len);
+    if (!m.src.is_v4()) m.flags |= kFlagV6;
+    d = truncated ? Decision{Action::drop, DropReason::truncated, 0, TrafficClass::other}
+                  : Decision{};
+}
 }  // namespace
 
 #if SBC_HAVE_LIBURING
@@ -426,22 +443,14 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
             s.give_back(bid);
             continue;
         }
-        PacketMeta& m = s.meta[n];
-        m = PacketMeta{};
         sockaddr_storage src{};
         std::memcpy(&src, io_uring_recvmsg_name(out),
                     std::min<std::size_t>(out->namelen, sizeof(sockaddr_in6)));
-        from_sockaddr(src, m.src, m.src_port);
-        m.dst = s.local_by_port[port].addr;
-        m.dst_port = port;
-        m.l4_proto = 17;
-        m.payload = static_cast<const std::uint8_t*>(io_uring_recvmsg_payload(out, &s.recv_layout));
-        m.payload_len = static_cast<std::uint16_t>(
-            io_uring_recvmsg_payload_length(out, cqe->res, &s.recv_layout));
-        if (!m.src.is_v4()) m.flags |= kFlagV6;
-        s.decisions[n] = Decision{};
-        if (out->flags & MSG_TRUNC)
-            s.decisions[n] = Decision{Action::drop, DropReason::truncated, 0, TrafficClass::other};
+        datagram_meta(
+            src, s.local_by_port[port],
+            static_cast<const std::uint8_t*>(io_uring_recvmsg_payload(out, &s.recv_layout)),
+            io_uring_recvmsg_payload_length(out, cqe->res, &s.recv_layout), out->flags & MSG_TRUNC,
+            s.meta[n], s.decisions[n]);
         s.burst_bid[n] = bid;
         ++n;
     }
@@ -513,21 +522,9 @@ std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
             const base::Nanos now = clock.monotonic();
             // Stage 2: what the kernel stripped, as pipeline metadata.
             const base::Endpoint& local = s.local_by_port[port];
-            for (int i = 0; i < n; ++i) {
-                PacketMeta& m = s.meta[i];
-                m = PacketMeta{};
-                from_sockaddr(s.rx_names[i], m.src, m.src_port);
-                m.dst = local.addr;
-                m.dst_port = port;
-                m.l4_proto = 17;
-                m.payload = &s.bufs[i * kBufSize];
-                m.payload_len = static_cast<std::uint16_t>(s.rx[i].msg_len);
-                if (!m.src.is_v4()) m.flags |= kFlagV6;
-                s.decisions[i] = Decision{};
-                if (s.rx[i].msg_hdr.msg_flags & MSG_TRUNC)
-                    s.decisions[i] =
-                        Decision{Action::drop, DropReason::truncated, 0, TrafficClass::other};
-            }
+            for (int i = 0; i < n; ++i)
+                datagram_meta(s.rx_names[i], local, &s.bufs[i * kBufSize], s.rx[i].msg_len,
+                              s.rx[i].msg_hdr.msg_flags & MSG_TRUNC, s.meta[i], s.decisions[i]);
             // Stage 3: bans, limits, relay lookup, latching.
             pipeline_.decide(std::span<const PacketMeta>(s.meta.data(), n),
                              std::span<Decision>(s.decisions.data(), n), now);

@@ -135,31 +135,29 @@ enum class ValueSource : std::uint8_t {
     src_not_allowed
 };
 
-struct CompiledRule {
-    const Rule* rule = nullptr;
+// What a rule reads. Rules that read the same value (same source, key, components, scope: a
+// ladder of thresholds and weights) are evaluated together: the value once, then each rule's
+// comparison.
+struct RuleValue {
     ValueSource source = ValueSource::component;
     std::uint8_t key_index = 0;
-    Op op = Op::ge;
-    double threshold = 0;
     double min_den = 1;  // ratio rules: samples needed
-    CompiledScope scope;
     std::uint16_t scope_idx = 0;
-    int comp_a = -1;  // feature value (numerator of a ratio)
-    int comp_b = -1;  // denominator of a ratio
-    bool observe = false;
+    int comp_a = -1;            // feature value (numerator of a ratio)
+    int comp_b = -1;            // denominator of a ratio
     bool call_feature = false;  // evaluated on INVITE attempts only
+    bool operator==(const RuleValue&) const = default;
 };
 
-// Rules that read the same value (same source, key, components, scope: a ladder of thresholds
-// and weights) are evaluated together: the value once, then each rule's comparison.
-struct Ladder {
-    ValueSource source = ValueSource::component;
-    std::uint8_t key_index = 0;
-    int comp_a = -1;
-    int comp_b = -1;
-    std::uint16_t scope_idx = 0;
-    double min_den = 1;
-    bool call_feature = false;
+struct CompiledRule : RuleValue {
+    const Rule* rule = nullptr;
+    Op op = Op::ge;
+    double threshold = 0;
+    CompiledScope scope;
+    bool observe = false;
+};
+
+struct Ladder : RuleValue {
     std::vector<std::uint16_t> rules;
 };
 
@@ -657,25 +655,12 @@ base::Result<void> Engine::Impl::compile() {
     if (rules.size() > 0xffff) return base::make_error("at most 65535 fraud rules are supported");
     for (std::size_t i = 0; i < rules.size(); ++i) {
         const auto& cr = rules[i];
-        std::size_t li = 0;
-        for (; li < ladders.size(); ++li) {
-            const auto& l = ladders[li];
-            if (l.source == cr.source && l.key_index == cr.key_index && l.comp_a == cr.comp_a &&
-                l.comp_b == cr.comp_b && l.scope_idx == cr.scope_idx && l.min_den == cr.min_den &&
-                l.call_feature == cr.call_feature)
-                break;
-        }
-        if (li == ladders.size()) {
-            Ladder l;
-            l.source = cr.source;
-            l.key_index = cr.key_index;
-            l.comp_a = cr.comp_a;
-            l.comp_b = cr.comp_b;
-            l.scope_idx = cr.scope_idx;
-            l.min_den = cr.min_den;
-            l.call_feature = cr.call_feature;
-            ladders.push_back(std::move(l));
-        }
+        const RuleValue& value = cr;
+        const auto same = std::find_if(ladders.begin(), ladders.end(), [&](const Ladder& l) {
+            return static_cast<const RuleValue&>(l) == value;
+        });
+        const auto li = static_cast<std::size_t>(same - ladders.begin());
+        if (same == ladders.end()) ladders.push_back(Ladder{value, {}});
         ladders[li].rules.push_back(static_cast<std::uint16_t>(i));
         rule_ladder.push_back(static_cast<std::uint16_t>(li));
     }

@@ -26,6 +26,25 @@ Endpoint ep(const char* a, std::uint16_t p) {
     return Endpoint{*IpAddress::parse(a), p};
 }
 
+// Every test relays through media ports 41000-41999.
+PipelineConfig media_config() {
+    auto cfg = PipelineConfig::defaults();
+    cfg.media_port_min = 41000;
+    cfg.media_port_max = 41999;
+    return cfg;
+}
+
+// An rtcp-mux stream: relay ports `local` (caller's leg) and `local + 1` (callee's leg).
+StreamSpec mux_stream(std::uint16_t local, std::uint16_t caller_port, std::uint16_t callee_port) {
+    StreamSpec spec;
+    spec.rtcp_mux = true;
+    spec.a.local = ep(kRelay, local);
+    spec.a.remote = ep(kCaller, caller_port);
+    spec.b.local = ep(kRelay, static_cast<std::uint16_t>(local + 1));
+    spec.b.remote = ep(kCallee, callee_port);
+    return spec;
+}
+
 socklen_t to_sa(const Endpoint& e, sockaddr_storage& ss) {
     std::memset(&ss, 0, sizeof ss);
     if (e.addr.is_v4()) {
@@ -96,10 +115,7 @@ std::vector<std::uint8_t> relay_until(SocketRelay& relay, const Udp& dst,
 }  // namespace
 
 TEST_CASE("Socket relay: RTP both ways with latching, RTCP, stats") {
-    auto cfg = PipelineConfig::defaults();
-    cfg.media_port_min = 41000;
-    cfg.media_port_max = 41999;
-    Pipeline pipeline(cfg);
+    Pipeline pipeline(media_config());
     const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);  // each test in both modes
     INFO("io=" << socket_io_name(io));
     SocketRelay relay(pipeline, SocketRelayConfig{io});
@@ -170,21 +186,13 @@ TEST_CASE("Socket relay: RTP both ways with latching, RTCP, stats") {
 }
 
 TEST_CASE("Socket relay with rtcp-mux uses one socket per leg") {
-    auto cfg = PipelineConfig::defaults();
-    cfg.media_port_min = 41000;
-    cfg.media_port_max = 41999;
-    Pipeline pipeline(cfg);
+    Pipeline pipeline(media_config());
     const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);  // each test in both modes
     INFO("io=" << socket_io_name(io));
     SocketRelay relay(pipeline, SocketRelayConfig{io});
     REQUIRE(relay.io_mode() == io);
     sbc::base::SystemClock clock;
-    StreamSpec spec;
-    spec.rtcp_mux = true;
-    spec.a.local = ep(kRelay, 41100);
-    spec.a.remote = ep(kCaller, 42200);
-    spec.b.local = ep(kRelay, 41101);
-    spec.b.remote = ep(kCallee, 43200);
+    const StreamSpec spec = mux_stream(41100, 42200, 43200);
     auto id = relay.open_stream(spec, clock.monotonic());
     REQUIRE(id);
     CHECK(relay.open_sockets() == 2);
@@ -255,10 +263,7 @@ TEST_CASE("Socket relay: a SIP flood is limited, then banned; others still get t
 }
 
 TEST_CASE("Socket relay bridges an IPv4 leg and an IPv6 leg") {
-    auto cfg = PipelineConfig::defaults();
-    cfg.media_port_min = 41000;
-    cfg.media_port_max = 41999;
-    Pipeline pipeline(cfg);
+    Pipeline pipeline(media_config());
     const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);  // each test in both modes
     INFO("io=" << socket_io_name(io));
     SocketRelay relay(pipeline, SocketRelayConfig{io});
@@ -285,20 +290,12 @@ TEST_CASE("Socket relay bridges an IPv4 leg and an IPv6 leg") {
 }
 
 TEST_CASE("Socket relay io_uring: more datagrams in flight than ring buffers, truncation, reuse") {
-    auto cfg = PipelineConfig::defaults();
-    cfg.media_port_min = 41000;
-    cfg.media_port_max = 41999;
-    Pipeline pipeline(cfg);
+    Pipeline pipeline(media_config());
     SocketRelayConfig rc;
     rc.io = SocketIo::uring;
     rc.uring_buffers = 8;
     sbc::base::SystemClock clock;
-    StreamSpec spec;
-    spec.rtcp_mux = true;
-    spec.a.local = ep(kRelay, 41300);
-    spec.a.remote = ep(kCaller, 42400);
-    spec.b.local = ep(kRelay, 41301);
-    spec.b.remote = ep(kCallee, 43400);
+    StreamSpec spec = mux_stream(41300, 42400, 43400);
     Udp caller(ep(kCaller, 42400));
     Udp callee(ep(kCallee, 43400));
     for (int round = 0; round < 2; ++round) {  // the second round reopens the same ports

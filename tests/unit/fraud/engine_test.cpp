@@ -237,7 +237,9 @@ TEST_CASE("key memory is bounded; a flood of new keys does not evict keys with e
     CHECK(find_reason(v, "per-src")->value == Approx(4));
 }
 
-TEST_CASE("idle keys are freed", "[fraud][engine][failure-mode]") {
+// An engine whose keys expire after 600 s, with 500 sources and 500 accounts that each made
+// one call in the first 50 s (1000 tracked keys).
+static std::unique_ptr<Engine> engine_with_500_idle_callers() {
     auto cfg = base_config();
     cfg.idle_key_expiry = 600 * kSec;
     cfg.rules.push_back(rule("per-src", Feature::attempts, KeyKind::source_ip, 3, 20));
@@ -251,6 +253,11 @@ TEST_CASE("idle keys are freed", "[fraud][engine][failure-mode]") {
         run(*e, c, i * kSec / 10);
         e->on_end({i * kSec / 10 + kSec, 0, c.call_id, 486});
     }
+    return e;
+}
+
+TEST_CASE("idle keys are freed", "[fraud][engine][failure-mode]") {
+    auto e = engine_with_500_idle_callers();
     CHECK(e->tracked_keys() == 1000);
     e->expire(700 * kSec, 1 << 20);
     CHECK(e->tracked_keys() == 0);
@@ -259,21 +266,10 @@ TEST_CASE("idle keys are freed", "[fraud][engine][failure-mode]") {
 
 TEST_CASE("events alone free idle keys and ended calls, paced by time not by event count",
           "[fraud][engine][failure-mode]") {
-    auto cfg = base_config();
-    cfg.idle_key_expiry = 600 * kSec;
-    cfg.rules.push_back(rule("per-src", Feature::attempts, KeyKind::source_ip, 3, 20));
-    cfg.rules.push_back(rule("per-acct", Feature::attempts, KeyKind::account, 3, 20));
-    auto e = make(cfg);
-    Call c;
-    for (int i = 0; i < 500; ++i) {
-        c.src = "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250);
-        c.account = "u" + std::to_string(i);
-        c.call_id = "c" + std::to_string(i);
-        run(*e, c, i * kSec / 10);
-        e->on_end({i * kSec / 10 + kSec, 0, c.call_id, 486});
-    }
+    auto e = engine_with_500_idle_callers();
     CHECK(e->tracked_keys() == 1000);
     CHECK(e->tracked_calls() > 400);  // a few ended more than 32 s ago are already swept
+    Call c;
     // One source and account keep calling, once every 10 s: the sweep walks each table once
     // per idle_key_expiry/4 (ended calls once per 64 s) however few events come.
     c.src = "192.0.2.1";
