@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 
 #include "fraud/fraud.hpp"
@@ -65,6 +66,7 @@ enum class DistinctValue : std::uint8_t {
     source_country,
 };
 enum class EventKind : std::uint8_t { invite, request, auth, reg, end };
+constexpr std::size_t kEventKinds = 5;
 
 std::uint16_t country_code16(std::string_view iso) {
     if (iso.size() != 2) return 0;
@@ -121,6 +123,9 @@ struct KindTable {
     std::size_t slot_bytes = sizeof(KeyHeader);  // hot
     std::size_t cold_bytes = 0;
     std::vector<std::size_t> distinct_comps;  // their cold lines are prefetched ahead
+    // By event kind: the components an event of that kind can count in (a call end never
+    // counts an attempt, an INVITE never an auth failure), so `update` skips the others.
+    std::vector<std::uint16_t> by_event[kEventKinds];
     SlotTable table;
     std::size_t cursor = 0;
 };
@@ -157,8 +162,22 @@ struct CompiledRule : RuleValue {
     bool observe = false;
 };
 
+// Where a component's value is read in a hot slot: copied out of the key kind's component at
+// compile time, so a ladder reads its value without going through the component list.
+struct Probe {
+    CompType type = CompType::counter;
+    bool narrow = false;  // counter in 8-bit buckets (distinct summaries always are)
+    std::uint16_t width_idx = 0;
+    std::uint32_t offset = 0;
+    std::uint32_t window_s = 1;
+};
+
 struct Ladder : RuleValue {
     std::vector<std::uint16_t> rules;
+    Probe a, b;  // comp_a, comp_b
+    // When every rule of the ladder fires on a value above its threshold (>, >=), a value
+    // below the smallest threshold fires none: one compare instead of the ladder walk.
+    double fire_floor = -std::numeric_limits<double>::infinity();
 };
 
 struct CompiledDeny {
@@ -277,6 +296,45 @@ bool is_event_feature(Feature f) {
 
 std::string format_window(base::Nanos w) {
     return std::to_string(w / base::kNanosPerSecond);
+}
+
+// Whether an event of kind `k` can count in a component of this type and value: the event
+// kinds each case of `update` accepts.
+bool counts_on(CompType type, std::uint8_t what, EventKind k) {
+    switch (type) {
+        case CompType::sequential:
+            return k == EventKind::invite;
+        case CompType::counter:
+            switch (static_cast<CountEvent>(what)) {
+                case CountEvent::attempt:
+                case CountEvent::international:
+                case CountEvent::list_hit:
+                    return k == EventKind::invite;
+                case CountEvent::answered:
+                case CountEvent::short_answered:
+                case CountEvent::ended:
+                case CountEvent::failed:
+                case CountEvent::short_ring:
+                    return k == EventKind::end;
+                case CountEvent::auth_failure:
+                    return k == EventKind::auth;
+            }
+            return true;
+        case CompType::distinct:
+            switch (static_cast<DistinctValue>(what)) {
+                case DistinctValue::destination:
+                case DistinctValue::destination_country:
+                    return k == EventKind::invite;
+                case DistinctValue::failed_username:
+                    return k == EventKind::auth || k == EventKind::reg;
+                case DistinctValue::request_target:
+                    return k == EventKind::invite || k == EventKind::request || k == EventKind::reg;
+                case DistinctValue::source_country:
+                    return k != EventKind::end;
+            }
+            return true;
+    }
+    return true;
 }
 
 }  // namespace
@@ -660,7 +718,11 @@ base::Result<void> Engine::Impl::compile() {
             return static_cast<const RuleValue&>(l) == value;
         });
         const auto li = static_cast<std::size_t>(same - ladders.begin());
-        if (same == ladders.end()) ladders.push_back(Ladder{value, {}});
+        if (same == ladders.end()) {
+            Ladder l;
+            static_cast<RuleValue&>(l) = value;
+            ladders.push_back(std::move(l));
+        }
         ladders[li].rules.push_back(static_cast<std::uint16_t>(i));
         rule_ladder.push_back(static_cast<std::uint16_t>(li));
     }
@@ -740,10 +802,40 @@ base::Result<void> Engine::Impl::compile() {
                 kt.widths.push_back(r.width_idx);
         for (std::size_t i = 0; i < kt.comps.size(); ++i)
             if (kt.comps[i].type == CompType::distinct) kt.distinct_comps.push_back(i);
+        for (std::size_t k = 0; k < kEventKinds; ++k)
+            for (std::size_t i = 0; i < kt.comps.size(); ++i)
+                if (counts_on(kt.comps[i].type, kt.comps[i].what, static_cast<EventKind>(k)))
+                    kt.by_event[k].push_back(static_cast<std::uint16_t>(i));
         kt.slot_bytes = (off + 63) & ~std::size_t{63};
         kt.cold_bytes = cold;
         std::size_t cap = std::max<std::size_t>(64, cfg.max_tracked_keys * kShares[ki] / shares);
         kt.table.init(cap, kt.slot_bytes, kt.cold_bytes);
+    }
+    for (auto& l : ladders) {
+        const auto& kt = kinds[l.key_index];
+        auto probe = [&](int ci) {
+            Probe p;
+            if (ci < 0) return p;
+            const Component& comp = kt.comps[static_cast<std::size_t>(ci)];
+            p.type = comp.type;
+            p.narrow = comp.narrow || comp.type == CompType::distinct;
+            p.width_idx = comp.width_idx;
+            p.offset = comp.type == CompType::distinct
+                           ? static_cast<std::uint32_t>(comp.offset + offsetof(DistinctSummary, n))
+                           : comp.offset;
+            p.window_s = comp.window_s;
+            return p;
+        };
+        l.a = probe(l.comp_a);
+        l.b = probe(l.comp_b);
+        bool rising = true;
+        double floor = std::numeric_limits<double>::infinity();
+        for (auto ri : l.rules) {
+            const auto& cr = rules[ri];
+            rising = rising && (cr.op == Op::ge || cr.op == Op::gt);
+            floor = std::min(floor, cr.threshold);
+        }
+        if (rising && !l.rules.empty()) l.fire_floor = floor;
     }
     calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
     bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
@@ -1110,7 +1202,8 @@ void Engine::Impl::advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c
     auto* hdr = reinterpret_cast<KeyHeader*>(slot);
     base::Nanos last = hdr->last_seen;
     if (c.now <= last) return;  // the rings are at this epoch already (or a later one)
-    std::uint32_t from[kMaxWidths];
+    std::uint64_t keep8[kMaxWidths];
+    unsigned __int128 keep16[kMaxWidths];
     std::uint64_t moved = 0;
     for (auto w : kt.widths) {
         base::Nanos width = widths[w];
@@ -1120,16 +1213,16 @@ void Engine::Impl::advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c
         // The sub-bucket of `last`, counting back from the event's (no division).
         std::uint32_t e = c.epoch[w] - 1;
         for (start -= width; last < start && c.epoch[w] - e < kRingBuckets; start -= width) --e;
-        from[w] = e;
+        keep8[w] = ring_keep8(e, c.epoch[w]);
+        keep16[w] = ring_keep16(e, c.epoch[w]);
     }
     if (moved) {
         for (const auto& r : kt.rings) {
             if (!(moved >> r.width_idx & 1)) continue;
             if (r.narrow)
-                ring_advance(slot + r.offset, from[r.width_idx], c.epoch[r.width_idx]);
+                ring_keep(slot + r.offset, keep8[r.width_idx]);
             else
-                ring_advance(reinterpret_cast<std::uint16_t*>(slot + r.offset), from[r.width_idx],
-                             c.epoch[r.width_idx]);
+                ring_keep(reinterpret_cast<std::uint16_t*>(slot + r.offset), keep16[r.width_idx]);
         }
     }
     hdr->last_seen = c.now;
@@ -1149,7 +1242,8 @@ void Engine::Impl::update(Ctx& c) {
         auto& kt = kinds[ki];
         auto* base_ptr = static_cast<std::uint8_t*>(kt.table.slot(c.slot[ki]));
         advance(kt, base_ptr, c);
-        for (const auto& comp : kt.comps) {
+        for (auto ci : kt.by_event[static_cast<std::size_t>(c.kind)]) {
+            const Component& comp = kt.comps[ci];
             if (!(c.scope_bits >> comp.scope_idx & 1)) continue;
             void* p = base_ptr + comp.offset;
             switch (comp.type) {
@@ -1300,42 +1394,22 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
     }
 
     double score = 0, shadow = 0;
-    // Rules of a ladder (same feature, key, window and scope; several thresholds) read the
-    // same component: each component's value is computed once per event, when a rule first
-    // needs it.
-    constexpr std::size_t kMemo = 64;
-    double memo[kKeyKindCount][kMemo];
-    std::uint64_t memo_have[kKeyKindCount] = {};
     const std::uint8_t* slots[kKeyKindCount];
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
         slots[ki] = c.slot[ki] >= 0
                         ? static_cast<const std::uint8_t*>(kinds[ki].table.slot(c.slot[ki]))
                         : nullptr;
-    auto component = [&](std::size_t ki, int i) __attribute__((always_inline))->double {
-        auto u = static_cast<std::size_t>(i);
-        if (u < kMemo && (memo_have[ki] >> u & 1)) return memo[ki][u];
-        const Component& comp = kinds[ki].comps[u];
-        const std::uint8_t* slot = slots[ki];
-        double v;
-        if (comp.type == CompType::sequential) {
-            auto* run = reinterpret_cast<const SequentialRun*>(slot + comp.offset);
-            v = age_of(c.now_s, run->last_s) < comp.window_s ? run->run : 0;
-        } else {
-            std::uint32_t e = slot_epoch(slot, comp.width_idx, c);
-            double into = c.into[comp.width_idx];
-            if (comp.type == CompType::distinct)
-                v = ring_value(reinterpret_cast<const DistinctSummary*>(slot + comp.offset)->n, e,
-                               into);
-            else if (comp.narrow)
-                v = ring_value(slot + comp.offset, e, into);
-            else
-                v = ring_value(reinterpret_cast<const std::uint16_t*>(slot + comp.offset), e, into);
+    // A component's value, from the ladder's copy of where it sits in the slot.
+    auto component = [&](const std::uint8_t* slot, const Probe& p) __attribute__((always_inline))
+                         ->double {
+        if (p.type == CompType::sequential) {
+            auto* run = reinterpret_cast<const SequentialRun*>(slot + p.offset);
+            return age_of(c.now_s, run->last_s) < p.window_s ? run->run : 0;
         }
-        if (u < kMemo) {
-            memo[ki][u] = v;
-            memo_have[ki] |= std::uint64_t{1} << u;
-        }
-        return v;
+        std::uint32_t e = slot_epoch(slot, p.width_idx, c);
+        double into = c.into[p.width_idx];
+        if (p.narrow) return ring_value(slot + p.offset, e, into);
+        return ring_value(reinterpret_cast<const std::uint16_t*>(slot + p.offset), e, into);
     };
     const bool invite = c.kind == EventKind::invite;
     fired.clear();
@@ -1361,16 +1435,17 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
                 break;
             case ValueSource::ratio: {
                 if (!slot) continue;
-                double den = component(ki, l.comp_b);
+                double den = component(slot, l.b);
                 if (den < l.min_den) continue;
-                value = component(ki, l.comp_a) / den;
+                value = component(slot, l.a) / den;
                 break;
             }
             default:
                 if (!slot) continue;
-                value = component(ki, l.comp_a);
+                value = component(slot, l.a);
                 break;
         }
+        if (value < l.fire_floor) continue;
         ladder_value[li] = value;
         for (auto ri : l.rules) {
             const CompiledRule& cr = rules[ri];

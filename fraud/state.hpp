@@ -38,9 +38,24 @@ inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
         h ^= h >> 32;
     }
     if (n) {
-        std::uint64_t w = 0;
-        for (std::size_t i = 0; i < n; ++i)
-            w |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+        // The last n bytes as a little-endian word, read without a byte loop: overlapping
+        // loads (the bytes they share are the same), or the word ending at the string's end
+        // shifted down when the string is at least 8 bytes long.
+        std::uint64_t w;
+        if (s.size() >= 8) {
+            std::memcpy(&w, p + n - 8, 8);
+            w >>= 8 * (8 - n);
+        } else if (n >= 4) {
+            std::uint32_t lo, hi;
+            std::memcpy(&lo, p, 4);
+            std::memcpy(&hi, p + n - 4, 4);
+            w = lo | std::uint64_t{hi} << (8 * (n - 4));
+        } else {
+            auto byte = [&](std::size_t i) {
+                return std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+            };
+            w = byte(0) | byte(n / 2) | byte(n - 1);
+        }
         h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
         h ^= h >> 29;
     }
@@ -70,15 +85,46 @@ inline double fraction_of(base::Nanos now, base::Nanos width) {
     return static_cast<double>((now < 0 ? 0 : now) % width) / static_cast<double>(width);
 }
 
+// The buckets a ring skips when its epoch moves from `from` to `to` (the sub-buckets from+1
+// .. to, modulo kRingBuckets), as masks of the bits to keep: a ring of 8-bit buckets is one
+// 64-bit word and a ring of 16-bit buckets two, so clearing the skipped buckets is an AND per
+// word instead of a loop with a modulo per bucket. One mask serves every ring of a width.
+inline std::uint64_t ring_keep8(std::uint32_t from, std::uint32_t to) {
+    if (to <= from) return ~std::uint64_t{0};
+    std::uint32_t n = to - from;
+    if (n >= kRingBuckets) return 0;
+    std::uint64_t run = (std::uint64_t{1} << (8 * n)) - 1;
+    unsigned shift = 8 * ((from + 1) % kRingBuckets);
+    return ~((run << shift) | (shift ? run >> (64 - shift) : 0));
+}
+inline unsigned __int128 ring_keep16(std::uint32_t from, std::uint32_t to) {
+    using U = unsigned __int128;
+    if (to <= from) return ~U{0};
+    std::uint32_t n = to - from;
+    if (n >= kRingBuckets) return 0;
+    U run = (U{1} << (16 * n)) - 1;
+    unsigned shift = 16 * ((from + 1) % kRingBuckets);
+    return ~((run << shift) | (shift ? run >> (128 - shift) : 0));
+}
+inline void ring_keep(std::uint8_t* b, std::uint64_t keep) {
+    std::uint64_t x;
+    std::memcpy(&x, b, 8);
+    x &= keep;
+    std::memcpy(b, &x, 8);
+}
+inline void ring_keep(std::uint16_t* b, unsigned __int128 keep) {
+    unsigned __int128 x;
+    std::memcpy(&x, b, 16);
+    x &= keep;
+    std::memcpy(b, &x, 16);
+}
+
 // Clears the buckets a ring skips when its epoch moves from `from` to `to`.
-template <class T>
-void ring_advance(T* b, std::uint32_t from, std::uint32_t to) {
-    if (to <= from) return;
-    if (to - from >= kRingBuckets) {
-        std::memset(b, 0, sizeof(T) * kRingBuckets);
-        return;
-    }
-    for (std::uint32_t x = from + 1; x <= to; ++x) b[x % kRingBuckets] = 0;
+inline void ring_advance(std::uint8_t* b, std::uint32_t from, std::uint32_t to) {
+    ring_keep(b, ring_keep8(from, to));
+}
+inline void ring_advance(std::uint16_t* b, std::uint32_t from, std::uint32_t to) {
+    ring_keep(b, ring_keep16(from, to));
 }
 
 template <class T>
@@ -87,13 +133,33 @@ void ring_add(T* b, std::uint32_t e) {
     if (x != static_cast<T>(~T{0})) ++x;  // saturate, never wrap
 }
 
+// Sum of a ring's buckets, all lanes of its words added at once (SWAR): 8-bit lanes summed in
+// pairs into 16-bit lanes, then the four folded by one multiply into the top lane (at most
+// 8 * 255, no carry out); 16-bit lanes summed into 32-bit lanes, then the two added.
+inline std::uint32_t ring_sum(const std::uint8_t* b) {
+    std::uint64_t x;
+    std::memcpy(&x, b, 8);
+    constexpr std::uint64_t kLow = 0x00ff00ff00ff00ffULL;
+    std::uint64_t pairs = (x & kLow) + ((x >> 8) & kLow);
+    return static_cast<std::uint32_t>((pairs * 0x0001000100010001ULL) >> 48);
+}
+inline std::uint32_t ring_sum(const std::uint16_t* b) {
+    std::uint64_t x[2];
+    std::memcpy(x, b, 16);
+    constexpr std::uint64_t kLow = 0x0000ffff0000ffffULL;
+    std::uint64_t quads =
+        (x[0] & kLow) + ((x[0] >> 16) & kLow) + (x[1] & kLow) + ((x[1] >> 16) & kLow);
+    return static_cast<std::uint32_t>(quads) + static_cast<std::uint32_t>(quads >> 32);
+}
+
 // Buckets of epochs before the ring's first event are zero (slots start zeroed), so the
-// unsigned wrap of e - i for small e reads zeros.
+// unsigned wrap of e - i for small e reads zeros. The oldest bucket, e - (kRingBuckets - 1),
+// is e + 1 modulo kRingBuckets.
 template <class T>
 double ring_value(const T* b, std::uint32_t e, double into) {
-    std::uint32_t sum = 0;
-    for (std::uint32_t i = 0; i + 1 < kRingBuckets; ++i) sum += b[(e - i) % kRingBuckets];
-    return sum + b[(e - (kRingBuckets - 1)) % kRingBuckets] * (1.0 - into);
+    std::uint32_t oldest = b[(e + 1) % kRingBuckets];
+    std::uint32_t recent = ring_sum(b) - oldest;
+    return recent + oldest * (1.0 - into);
 }
 
 // A ring of 16-bit buckets with its own epoch: the reference the shared-epoch rings are
