@@ -7,9 +7,20 @@
 // arrives on one socket (every stream's far end). `--peer direct` sends straight to the sink and
 // measures the generator/sink ceiling.
 //
+// Two sinks. `--sink socket` (default): a UDP socket on loopback, counted with recvmmsg; on
+// loopback the sink's whole receive path (netif_rx, process_backlog, ip_rcv, udp_rcv) runs on the
+// sending core, so the relay core also pays the sink's receive work. `--sink wire` models a NIC:
+// the sink address is routed to a network device whose driver counts and frees what it is given
+// (`--sink-dev`, set up by scripts/bench.d/relay-socket inside its own network namespace), and
+// what reached the sink is the growth of the device's counters over the measured phase.
+//
 //   bench_relay_socket --peer ours|rtpengine|direct --streams 100 --rates 50000,100000 --seconds 3
+//       [--sink socket|wire] [--sink-dev sink0]
+//       [--relay-addr A --rtpengine-addr A --gen-addr A --sink-addr A]
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/if_link.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,10 +43,10 @@
 using namespace sbc;
 
 namespace {
-constexpr const char* kRelayAddr = "127.0.88.1";
-constexpr const char* kRtpengineAddr = "127.0.88.2";
-constexpr const char* kGenAddr = "127.0.88.3";
-constexpr const char* kSinkAddr = "127.0.88.4";
+constexpr const char* kDefaultRelayAddr = "127.0.88.1";
+constexpr const char* kDefaultRtpengineAddr = "127.0.88.2";
+constexpr const char* kDefaultGenAddr = "127.0.88.3";
+constexpr const char* kDefaultSinkAddr = "127.0.88.4";
 constexpr std::uint16_t kGenPort = 40000, kSinkPort = 40002, kNgPort = 22223;
 constexpr std::uint16_t kOurPortBase = 50000;
 
@@ -74,6 +86,48 @@ int udp_socket(const char* ip, std::uint16_t port, int buf) {
     return fd;
 }
 
+// Where each party lives; outside loopback only inside a network namespace the script creates.
+struct BenchAddrs {
+    std::string relay = kDefaultRelayAddr;
+    std::string rtpengine = kDefaultRtpengineAddr;
+    std::string gen = kDefaultGenAddr;
+    std::string sink = kDefaultSinkAddr;
+};
+BenchAddrs g_addr;
+
+// Packets the wire sink's driver has taken from the stack. A dummy device counts them as
+// tx_packets; an ifb device (what this kernel has when dummy is not built) counts a packet
+// transmitted to it without a tc redirect as received and dropped (ifb_xmit), so it shows up in
+// rx_dropped. Nothing else sends on or receives from the sink device, so the sum counts exactly
+// the packets that reached it. The 32-bit rtnl_link_stats are enough: callers take differences
+// modulo 2^32 over a few seconds.
+std::uint32_t wire_sink_packets(const std::string& dev) {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) {
+        std::perror("getifaddrs");
+        std::exit(1);
+    }
+    bool found = false;
+    std::uint32_t packets = 0;
+    for (const ifaddrs* a = list; a; a = a->ifa_next) {
+        if (!a->ifa_addr || a->ifa_addr->sa_family != AF_PACKET || !a->ifa_data ||
+            dev != a->ifa_name)
+            continue;
+        const auto* st = static_cast<const rtnl_link_stats*>(a->ifa_data);
+        packets = st->tx_packets + st->rx_dropped;
+        found = true;
+    }
+    freeifaddrs(list);
+    if (!found) {
+        std::fprintf(stderr,
+                     "sink device %s not found (run through scripts/bench.d/relay-socket "
+                     "with SINK=wire)\n",
+                     dev.c_str());
+        std::exit(1);
+    }
+    return packets;
+}
+
 volatile sig_atomic_t g_stop = 0;
 void on_term(int) {
     g_stop = 1;
@@ -92,14 +146,14 @@ pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
     dataplane::Pipeline pipeline(cfg);
     dataplane::SocketRelay relay(pipeline);
     base::SystemClock clock;
-    const auto relay_ip = *base::IpAddress::parse(kRelayAddr);
+    const auto relay_ip = *base::IpAddress::parse(g_addr.relay);
     for (int i = 0; i < streams; ++i) {
         dataplane::StreamSpec s;
         s.call_id = static_cast<std::uint64_t>(i);
         s.a.local = {relay_ip, static_cast<std::uint16_t>(kOurPortBase + 4 * i)};
-        s.a.remote = {*base::IpAddress::parse(kGenAddr), kGenPort};
+        s.a.remote = {*base::IpAddress::parse(g_addr.gen), kGenPort};
         s.b.local = {relay_ip, static_cast<std::uint16_t>(kOurPortBase + 4 * i + 2)};
-        s.b.remote = {*base::IpAddress::parse(kSinkAddr), kSinkPort};
+        s.b.remote = {*base::IpAddress::parse(g_addr.sink), kSinkPort};
         if (!relay.open_stream(s, clock.monotonic())) _exit(3);
     }
     // Ready, and which I/O mode the default (auto) picked: 'u' io_uring, 'm' recvmmsg.
@@ -119,9 +173,8 @@ pid_t start_rtpengine(int relay_cpu) {
     const pid_t pid = fork();
     if (pid != 0) return pid;
     pin(relay_cpu);
-    const std::string iface = std::string("--interface=") + kRtpengineAddr;
-    const std::string ng =
-        std::string("--listen-ng=") + kRtpengineAddr + ":" + std::to_string(kNgPort);
+    const std::string iface = "--interface=" + g_addr.rtpengine;
+    const std::string ng = "--listen-ng=" + g_addr.rtpengine + ":" + std::to_string(kNgPort);
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 1);
     dup2(devnull, 2);
@@ -138,7 +191,7 @@ std::string bstr(const std::string& s) {
 // One ng request (bencode over UDP, "cookie <dict>"); returns the RTP port in the reply's SDP.
 int ng_request(int fd, const std::string& cookie, const std::string& dict) {
     const std::string msg = cookie + " " + dict;
-    auto to = sa_of(kRtpengineAddr, kNgPort);
+    auto to = sa_of(g_addr.rtpengine.c_str(), kNgPort);
     for (int attempt = 0; attempt < 50; ++attempt) {
         sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
         char buf[4096];
@@ -161,20 +214,32 @@ int ng_request(int fd, const std::string& cookie, const std::string& dict) {
 }
 
 // offer (caller = generator) and answer (callee = sink); returns the port the caller sends to.
+// Messages are built by appending: GCC 12 warns falsely (-Wrestrict) on `"d" + std::string`.
 int rtpengine_session(int ng_fd, int i) {
-    const std::string call = "bench-" + std::to_string(i);
-    auto sdp = [](const char* ip, int port) {
-        return std::string("v=0\r\no=- 1 1 IN IP4 ") + ip + "\r\ns=-\r\nc=IN IP4 " + ip +
-               "\r\nt=0 0\r\nm=audio " + std::to_string(port) + " RTP/AVP 0\r\n";
+    const std::string index = std::to_string(i);
+    const std::string call = std::string("bench-").append(index);
+    auto sdp = [](const std::string& ip, int port) {
+        std::string s = "v=0\r\no=- 1 1 IN IP4 ";
+        s += ip;
+        s += "\r\ns=-\r\nc=IN IP4 ";
+        s += ip;
+        s += "\r\nt=0 0\r\nm=audio ";
+        s += std::to_string(port);
+        s += " RTP/AVP 0\r\n";
+        return s;
     };
-    const std::string offer = "d" + bstr("command") + bstr("offer") + bstr("call-id") + bstr(call) +
-                              bstr("from-tag") + bstr("caller") + bstr("sdp") +
-                              bstr(sdp(kGenAddr, kGenPort)) + "e";
-    if (ng_request(ng_fd, "o" + std::to_string(i), offer) < 0) return -1;
-    const std::string answer = "d" + bstr("command") + bstr("answer") + bstr("call-id") +
-                               bstr(call) + bstr("from-tag") + bstr("caller") + bstr("to-tag") +
-                               bstr("callee") + bstr("sdp") + bstr(sdp(kSinkAddr, kSinkPort)) + "e";
-    return ng_request(ng_fd, "a" + std::to_string(i), answer);
+    auto dict = [](std::initializer_list<std::string> items) {
+        std::string d = "d";
+        for (const auto& item : items) d += bstr(item);
+        d += "e";
+        return d;
+    };
+    const std::string offer = dict({"command", "offer", "call-id", call, "from-tag", "caller",
+                                    "sdp", sdp(g_addr.gen, kGenPort)});
+    if (ng_request(ng_fd, std::string("o").append(index), offer) < 0) return -1;
+    const std::string answer = dict({"command", "answer", "call-id", call, "from-tag", "caller",
+                                     "to-tag", "callee", "sdp", sdp(g_addr.sink, kSinkPort)});
+    return ng_request(ng_fd, std::string("a").append(index), answer);
 }
 
 struct Point {
@@ -182,9 +247,11 @@ struct Point {
     double seconds = 0;
 };
 
-// Paced generator + sink on this core.
-Point run_load(int gen_fd, int sink_fd, const std::vector<sockaddr_in>& targets, double rate,
-               double seconds) {
+// Paced generator + sink on this core. The sink is either a socket (sink_fd >= 0, drained here)
+// or the device `wire_dev` (sink_fd < 0), whose counter is read before the load and after the
+// drain.
+Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev,
+               const std::vector<sockaddr_in>& targets, double rate, double seconds) {
     constexpr int kBurst = 64;
     static std::vector<std::vector<std::uint8_t>> pkts;
     if (pkts.empty()) {
@@ -211,7 +278,9 @@ Point run_load(int gen_fd, int sink_fd, const std::vector<sockaddr_in>& targets,
     std::size_t next = 0;
     const double start = now_s();
     double t = 0;
+    const std::uint32_t wire_before = sink_fd < 0 ? wire_sink_packets(wire_dev) : 0;
     auto drain = [&]() {
+        if (sink_fd < 0) return;
         for (;;) {
             const int n = recvmmsg(sink_fd, rx, kBurst, MSG_DONTWAIT, nullptr);
             if (n <= 0) break;
@@ -246,7 +315,12 @@ Point run_load(int gen_fd, int sink_fd, const std::vector<sockaddr_in>& targets,
     }
     pt.seconds = now_s() - start;
     const double end = now_s() + 0.3;
-    while (now_s() < end) drain();
+    if (sink_fd >= 0) {
+        while (now_s() < end) drain();
+    } else {
+        std::this_thread::sleep_for(std::chrono::duration<double>(end - now_s()));
+        pt.received = static_cast<std::uint32_t>(wire_sink_packets(wire_dev) - wire_before);
+    }
     return pt;
 }
 
@@ -273,7 +347,7 @@ int fit(int streams, bool mux) {
     dataplane::Pipeline pipeline(cfg);
     dataplane::SocketRelay relay(pipeline);
     base::SystemClock clock;
-    const auto ip = *base::IpAddress::parse(kRelayAddr);
+    const auto ip = *base::IpAddress::parse(kDefaultRelayAddr);
     int opened = 0;
     std::string why;
     const int step = mux ? 2 : 4;
@@ -281,9 +355,9 @@ int fit(int streams, bool mux) {
         dataplane::StreamSpec s;
         s.rtcp_mux = mux;
         s.a.local = {ip, static_cast<std::uint16_t>(20000 + step * i)};
-        s.a.remote = {*base::IpAddress::parse(kGenAddr), kGenPort};
+        s.a.remote = {*base::IpAddress::parse(kDefaultGenAddr), kGenPort};
         s.b.local = {ip, static_cast<std::uint16_t>(20000 + step * i + step / 2)};
-        s.b.remote = {*base::IpAddress::parse(kSinkAddr), kSinkPort};
+        s.b.remote = {*base::IpAddress::parse(kDefaultSinkAddr), kSinkPort};
         auto id = relay.open_stream(s, clock.monotonic());
         if (!id) {
             why = id.error().message;
@@ -312,6 +386,7 @@ int main(int argc, char** argv) {
     std::vector<double> rates{50000, 100000, 150000, 200000};
     double seconds = 3;
     int relay_cpu = 0, load_cpu = 1;
+    std::string sink = "socket", sink_dev = "sink0";
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i];
         if (k == "--peer")
@@ -326,7 +401,25 @@ int main(int argc, char** argv) {
             relay_cpu = std::atoi(argv[i + 1]);
         else if (k == "--load-cpu")
             load_cpu = std::atoi(argv[i + 1]);
+        else if (k == "--sink")
+            sink = argv[i + 1];
+        else if (k == "--sink-dev")
+            sink_dev = argv[i + 1];
+        else if (k == "--relay-addr")
+            g_addr.relay = argv[i + 1];
+        else if (k == "--rtpengine-addr")
+            g_addr.rtpengine = argv[i + 1];
+        else if (k == "--gen-addr")
+            g_addr.gen = argv[i + 1];
+        else if (k == "--sink-addr")
+            g_addr.sink = argv[i + 1];
     }
+    if (sink != "socket" && sink != "wire") {
+        std::fprintf(stderr, "--sink socket|wire\n");
+        return 2;
+    }
+    const bool wire = sink == "wire";
+    if (wire) wire_sink_packets(sink_dev);  // fails early when the device is missing
     pin(load_cpu);
     signal(SIGPIPE, SIG_IGN);
     double best = 0;
@@ -335,8 +428,8 @@ int main(int argc, char** argv) {
         pid_t child = -1;
         const char* io_note = "";  // ours: the socket relay's I/O mode
         std::vector<sockaddr_in> targets;
-        const int gen_fd = udp_socket(kGenAddr, kGenPort, 8 << 20);
-        const int sink_fd = udp_socket(kSinkAddr, kSinkPort, 32 << 20);
+        const int gen_fd = udp_socket(g_addr.gen.c_str(), kGenPort, 8 << 20);
+        const int sink_fd = wire ? -1 : udp_socket(g_addr.sink.c_str(), kSinkPort, 32 << 20);
         if (peer == "ours") {
             int pfd[2];
             if (pipe(pfd) != 0) return 1;
@@ -351,7 +444,7 @@ int main(int argc, char** argv) {
             close(pfd[1]);
             for (int i = 0; i < streams; ++i)
                 targets.push_back(
-                    sa_of(kRelayAddr, static_cast<std::uint16_t>(kOurPortBase + 4 * i)));
+                    sa_of(g_addr.relay.c_str(), static_cast<std::uint16_t>(kOurPortBase + 4 * i)));
         } else if (peer == "rtpengine") {
             child = start_rtpengine(relay_cpu);
             const int ng_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -366,25 +459,27 @@ int main(int argc, char** argv) {
                     waitpid(child, nullptr, 0);
                     return 2;
                 }
-                targets.push_back(sa_of(kRtpengineAddr, static_cast<std::uint16_t>(port)));
+                targets.push_back(
+                    sa_of(g_addr.rtpengine.c_str(), static_cast<std::uint16_t>(port)));
             }
             close(ng_fd);
         } else {
-            for (int i = 0; i < streams; ++i) targets.push_back(sa_of(kSinkAddr, kSinkPort));
+            for (int i = 0; i < streams; ++i)
+                targets.push_back(sa_of(g_addr.sink.c_str(), kSinkPort));
         }
         // Warm up slowly (rtpengine drops a stream for good after repeated overflows).
-        run_load(gen_fd, sink_fd, targets, std::min(rate / 4, 20000.0), 1.0);
-        const Point p = run_load(gen_fd, sink_fd, targets, rate, seconds);
+        run_load(gen_fd, sink_fd, sink_dev, targets, std::min(rate / 4, 20000.0), 1.0);
+        const Point p = run_load(gen_fd, sink_fd, sink_dev, targets, rate, seconds);
         const double loss =
             p.sent ? 1.0 - static_cast<double>(p.received) / static_cast<double>(p.sent) : 1.0;
         const double offered = static_cast<double>(p.sent) / p.seconds;
         const bool gen_limited = offered < 0.98 * rate;
         std::printf(
             "peer=%s streams=%d rate=%.0f offered=%.0f sent=%llu received=%llu loss=%.4f%% "
-            "send_errors=%llu%s%s\n",
+            "send_errors=%llu sink=%s%s%s\n",
             peer.c_str(), streams, rate, offered, static_cast<unsigned long long>(p.sent),
             static_cast<unsigned long long>(p.received), loss * 100,
-            static_cast<unsigned long long>(p.send_errors),
+            static_cast<unsigned long long>(p.send_errors), sink.c_str(),
             gen_limited ? " (generator-limited)" : "", io_note);
         std::fflush(stdout);
         if (child > 0) {
@@ -392,7 +487,7 @@ int main(int argc, char** argv) {
             waitpid(child, nullptr, 0);
         }
         close(gen_fd);
-        close(sink_fd);
+        if (sink_fd >= 0) close(sink_fd);
         // The figure is what got through at < 0.1% loss, whether or not the generator reached
         // the target (a generator-limited point is flagged in the line above).
         if (loss < 0.001) {
