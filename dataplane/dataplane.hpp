@@ -672,6 +672,13 @@ struct SocketRelayConfig {
     // not yet sent hold one each; when none is free a socket's receive pauses (counted in
     // rx_buffer_shortages) and the datagrams wait in its socket queue.
     unsigned uring_buffers = 4096;
+    // uring only: a port that sends to a peer gets a second socket on the same port connected to
+    // that peer, which carries the port's packets to it (no route lookup or address per send)
+    // and receives the peer's; the port's own socket keeps receiving everyone else's, so
+    // latching and re-latching are unchanged. Costs one file descriptor per sending port while
+    // the relay's sockets stay well below the open-file limit (by an eighth of it, at most
+    // 1024); at the limit, new media ports close twins to make room.
+    bool connected_egress = true;
 };
 
 // socket backend: one UDP socket per local media port (RTP, and RTCP unless rtcp-mux),
@@ -706,6 +713,10 @@ class SocketRelay {
     SocketIo io_mode() const { return io_; }
     // uring: times a socket's multishot receive stopped for want of a free buffer.
     std::uint64_t rx_buffer_shortages() const { return rx_buffer_shortages_; }
+    // uring with connected_egress: ports sending through a connected twin socket, and the
+    // packets sent that way.
+    std::size_t connected_sockets() const;
+    std::uint64_t connected_sends() const { return connected_sends_; }
 
     static constexpr unsigned kBurst = 64;
 
@@ -720,6 +731,7 @@ class SocketRelay {
     std::size_t sockets_open_ = 0;
     std::uint64_t tx_errors_ = 0;
     std::uint64_t rx_buffer_shortages_ = 0;
+    std::uint64_t connected_sends_ = 0;
     SocketIo io_ = SocketIo::mmsg;
     base::Nanos last_media_poll_ = 0;
     std::size_t last_handled_ = 0;

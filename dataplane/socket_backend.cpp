@@ -6,11 +6,28 @@
 //   next wait in one io_uring_enter. With many streams each wake-up finds ~1 datagram per
 //   socket, so per-socket batching (below) costs two syscalls per packet; this costs one per
 //   burst.
+//   Once a port sends to a peer, a second socket on the same port, connected to that peer,
+//   carries the port's packets to it (see "connected egress" below).
 // - mmsg: readiness from epoll, bursts in and out with recvmmsg/sendmmsg per socket.
 // Either way packets are relayed from the receive buffers (no copy).
+//
+// Connected egress (uring): a send on an unconnected UDP socket pays a route lookup, a check
+// that the source address is ours and a copy of the msghdr per packet (~12% of the relay core's
+// time at 260 kpps); a connected socket keeps its route and takes a plain send. A media port
+// cannot simply be connected: it would stop receiving from anyone but that peer, and a NAT
+// rebinding (a new source address, RFC 4787 section 4.3) must still reach the pipeline to be
+// re-latched. So the port's own socket stays unconnected and a twin joins it (SO_REUSEPORT,
+// same address and port) connected to the peer: the kernel delivers the peer's datagrams to the
+// connected twin (an exact 4-tuple match outranks the wildcard), everyone else's to the port's
+// socket, and both feed the same pipeline. When the peer changes (re-latch), the twin is
+// re-connected (at most once a second per port). Twins need file descriptors, and media ports
+// come first: a twin is only opened while the relay's sockets stay twin_fd_reserve() below the
+// open-file limit, and a new media port that finds the limit reached closes twins to make room
+// (their ports send unconnected again). So the stream capacity is what it was without twins.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,7 +101,13 @@ void datagram_meta(const sockaddr_storage& src, const base::Endpoint& local,
 namespace {
 constexpr std::uint16_t kBufGroup = 0;
 constexpr unsigned kSqEntries = 256;
-enum : std::uint64_t { kTagRecv = 1, kTagSend = 2, kTagCancel = 3 };
+enum : std::uint64_t { kTagRecv = 1, kTagSend = 2, kTagCancel = 3, kTagRecvTwin = 4 };
+// Below the open-file limit kept free of twins (signaling, TLS, control and new streams): an
+// eighth of the limit, at most 1024.
+std::uint64_t twin_fd_reserve(std::uint64_t limit) {
+    return std::min<std::uint64_t>(1024, limit / 8);
+}
+constexpr base::Nanos kTwinReconnectGap = 1'000'000'000;
 // user_data: kind (8 bits) | generation of the port's socket (24 bits) | port or buffer id.
 std::uint64_t tag(std::uint64_t kind, std::uint32_t gen, std::uint32_t value) {
     return kind << 56 | (std::uint64_t{gen & 0xffffffu} << 32) | value;
@@ -122,7 +145,21 @@ struct SocketRelay::Impl {
     std::vector<sockaddr_storage> send_name;
     msghdr recv_layout{};  // multishot recvmsg: room for the source address, no control data
     std::vector<std::uint32_t> gen_by_port = std::vector<std::uint32_t>(65536, 0);
-    std::vector<std::uint16_t> rearm;
+    std::vector<std::uint32_t> rearm;  // port, | kRearmTwin for the port's twin
+    static constexpr std::uint32_t kRearmTwin = 1u << 16;
+    // Connected egress (see the top of the file), per local port.
+    struct Twin {
+        int fd = -1;
+        bool tried = false;       // `changed` is set
+        std::uint32_t gen = 0;    // generation of its receive, as gen_by_port
+        base::Nanos changed = 0;  // last open, re-connect or failed attempt
+        base::Endpoint peer;      // what it is connected to
+    };
+    bool twins_enabled = false;
+    std::vector<Twin> twins;
+    std::size_t twins_open = 0;
+    std::uint16_t shed_cursor = 0;
+    std::uint64_t fd_limit = 0;  // RLIMIT_NOFILE when the relay started
     std::array<std::uint16_t, kBurst> burst_bid{};
 
     bool start_uring(unsigned buffers) {
@@ -203,14 +240,81 @@ struct SocketRelay::Impl {
         }
         return e;
     }
-    bool arm(std::uint16_t port) {
+    bool arm(std::uint16_t port, bool twin = false) {
         io_uring_sqe* e = sqe();
         if (!e) return false;
-        io_uring_prep_recvmsg_multishot(e, fd_by_port[port], &recv_layout, 0);
+        io_uring_prep_recvmsg_multishot(e, twin ? twins[port].fd : fd_by_port[port], &recv_layout,
+                                        0);
         e->flags |= IOSQE_BUFFER_SELECT;
         e->buf_group = kBufGroup;
-        io_uring_sqe_set_data64(e, tag(kTagRecv, gen_by_port[port], port));
+        io_uring_sqe_set_data64(e, twin ? tag(kTagRecvTwin, twins[port].gen, port)
+                                        : tag(kTagRecv, gen_by_port[port], port));
         return true;
+    }
+    // Opens port's twin connected to `peer`, or re-connects it; false if there is none (yet).
+    // Syscalls, so at most once per kTwinReconnectGap per port, whatever the outcome.
+    bool join_twin(std::uint16_t port, const base::Endpoint& peer, std::size_t sockets_open,
+                   base::Nanos now) {
+        Twin& t = twins[port];
+        if (t.tried && now - t.changed < kTwinReconnectGap) return false;
+        t.tried = true;
+        t.changed = now;
+        sockaddr_storage to;
+        const socklen_t to_len = to_sockaddr(peer, to);
+        if (t.fd >= 0) {
+            if (::connect(t.fd, reinterpret_cast<sockaddr*>(&to), to_len) != 0) return false;
+            t.peer = peer;
+            return true;
+        }
+        if (sockets_open + twins_open + twin_fd_reserve(fd_limit) >= fd_limit) return false;
+        sockaddr_storage local;
+        const socklen_t local_len = to_sockaddr(local_by_port[port], local);
+        if (local.ss_family != to.ss_family) return false;
+        const int fd = ::socket(local.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return false;
+        const int one = 1;
+        if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+            ::bind(fd, reinterpret_cast<sockaddr*>(&local), local_len) != 0 ||
+            ::connect(fd, reinterpret_cast<sockaddr*>(&to), to_len) != 0) {
+            ::close(fd);
+            return false;
+        }
+        t.fd = fd;
+        t.peer = peer;
+        if (!arm(port, true)) {
+            ::close(fd);
+            t.fd = -1;
+            return false;
+        }
+        ++twins_open;
+        return true;
+    }
+    // Frees descriptors for new media ports: closes up to `n` twins (their ports send
+    // unconnected again). Returns how many it closed.
+    std::size_t shed_twins(std::size_t n) {
+        std::size_t shed = 0;
+        for (std::size_t k = 0; k < twins.size() && shed < n && twins_open > 0; ++k) {
+            shed_cursor = static_cast<std::uint16_t>(shed_cursor + 1);
+            if (twins[shed_cursor].fd < 0) continue;
+            close_twin(shed_cursor);
+            ++shed;
+        }
+        return shed;
+    }
+    void close_twin(std::uint16_t port) {
+        Twin& t = twins[port];
+        if (t.fd < 0) return;
+        if (io_uring_sqe* e = sqe()) {
+            io_uring_prep_cancel64(e, tag(kTagRecvTwin, t.gen, port), 0);
+            io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
+        }
+        ++t.gen;
+        io_uring_submit(&ring);
+        ::close(t.fd);
+        const std::uint32_t gen = t.gen;
+        t = Twin{};
+        t.gen = gen;
+        --twins_open;
     }
     // Stops the port's receive; its socket may be closed after this (queued sends go first).
     void disarm(std::uint16_t port) {
@@ -225,8 +329,10 @@ struct SocketRelay::Impl {
         if (!ring_up) return;
         // The ring's own teardown runs later in a kernel worker and keeps the sockets (and their
         // ports) until then: cancel the receives now so that closing the sockets frees the ports.
-        for (std::size_t p = 0; p < fd_by_port.size(); ++p)
+        for (std::size_t p = 0; p < fd_by_port.size(); ++p) {
+            if (!twins.empty()) close_twin(static_cast<std::uint16_t>(p));
             if (fd_by_port[p] >= 0) disarm(static_cast<std::uint16_t>(p));
+        }
         io_uring_queue_exit(&ring);
         munmap(br, br_bytes);
         ring_up = false;
@@ -250,8 +356,17 @@ SocketRelay::SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config)
     : pipeline_(pipeline), impl_(std::make_unique<Impl>()) {
     io_ = SocketIo::mmsg;
 #if SBC_HAVE_LIBURING
-    if (config.io != SocketIo::mmsg && impl_->start_uring(config.uring_buffers))
+    if (config.io != SocketIo::mmsg && impl_->start_uring(config.uring_buffers)) {
         io_ = SocketIo::uring;
+        if (config.connected_egress) {
+            rlimit rl{};
+            if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+                impl_->twins_enabled = true;
+                impl_->twins.assign(65536, Impl::Twin{});
+                impl_->fd_limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : rl.rlim_cur;
+            }
+        }
+    }
 #else
     impl_->io_error = "built without liburing";
 #endif
@@ -270,6 +385,14 @@ SocketRelay::~SocketRelay() {
     for (int fd : impl_->fd_by_port)
         if (fd >= 0) ::close(fd);
     if (impl_->epfd >= 0) ::close(impl_->epfd);
+}
+
+std::size_t SocketRelay::connected_sockets() const {
+#if SBC_HAVE_LIBURING
+    return impl_->twins_open;
+#else
+    return 0;
+#endif
 }
 
 base::Result<void> SocketRelay::watch(int fd, std::uint16_t port) {
@@ -293,7 +416,10 @@ base::Result<void> SocketRelay::watch(int fd, std::uint16_t port) {
 
 void SocketRelay::unwatch(std::uint16_t port) {
 #if SBC_HAVE_LIBURING
-    if (io_ == SocketIo::uring) impl_->disarm(port);
+    if (io_ == SocketIo::uring) {
+        if (impl_->twins_enabled) impl_->close_twin(port);
+        impl_->disarm(port);
+    }
 #endif
     ::close(impl_->fd_by_port[port]);  // also leaves the epoll set
     impl_->fd_by_port[port] = -1;
@@ -319,8 +445,20 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
                                        static_cast<std::uint16_t>(leg->local.port + k)};
             sockaddr_storage ss;
             const socklen_t len = to_sockaddr(local, ss);
-            const int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#if SBC_HAVE_LIBURING
+            // Media ports come first: at the open-file limit, twins make room.
+            if (fd < 0 && errno == EMFILE && impl_->twins_enabled && impl_->shed_twins(16) > 0)
+                fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#endif
             if (fd < 0) return fail(std::string("socket: ") + std::strerror(errno));
+#if SBC_HAVE_LIBURING
+            // The port's connected twin will join it (same user only: the kernel refuses
+            // SO_REUSEPORT sharing across users).
+            const int one = 1;
+            if (impl_->twins_enabled)
+                (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+#endif
             if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
                 const int e = errno;
                 ::close(fd);
@@ -401,8 +539,14 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
                                     [[maybe_unused]] const base::Clock& clock) {
 #if SBC_HAVE_LIBURING
     Impl& s = *impl_;
-    for (std::uint16_t port : s.rearm)
-        if (s.fd_by_port[port] >= 0) s.arm(port);
+    for (std::uint32_t r : s.rearm) {
+        const auto port = static_cast<std::uint16_t>(r);
+        if (r & Impl::kRearmTwin) {
+            if (s.twins[port].fd >= 0) s.arm(port, true);
+        } else if (s.fd_by_port[port] >= 0) {
+            s.arm(port);
+        }
+    }
     s.rearm.clear();
     // Stage 1: the sends queued by the last poll and any re-arms go to the kernel with the wait.
     io_uring_cqe* first = nullptr;
@@ -426,14 +570,20 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
             s.give_back(static_cast<std::uint16_t>(value));
             continue;
         }
-        if (kind != kTagRecv) continue;
+        if (kind != kTagRecv && kind != kTagRecvTwin) continue;
         const std::uint16_t port = static_cast<std::uint16_t>(value);
-        const bool live = s.fd_by_port[port] >= 0 &&
-                          ((ud >> 32) & 0xffffffu) == (s.gen_by_port[port] & 0xffffffu);
+        const bool twin = kind == kTagRecvTwin;
+        const bool live = twin ? s.twins[port].fd >= 0 &&
+                                     ((ud >> 32) & 0xffffffu) == (s.twins[port].gen & 0xffffffu)
+                               : s.fd_by_port[port] >= 0 &&
+                                     ((ud >> 32) & 0xffffffu) == (s.gen_by_port[port] & 0xffffffu);
         if (!(cqe->flags & IORING_CQE_F_MORE) && live) {
             if (cqe->res == -ENOBUFS) ++rx_buffer_shortages_;
-            if (cqe->res >= 0 || cqe->res == -ENOBUFS || cqe->res == -EINTR || cqe->res == -EAGAIN)
-                s.rearm.push_back(port);
+            // A connected socket also reports its peer's ICMP errors (ECONNREFUSED...) on the
+            // receive, which ends the multishot: a twin is re-armed whatever the error.
+            if (cqe->res >= 0 || cqe->res == -ENOBUFS || cqe->res == -EINTR ||
+                cqe->res == -EAGAIN || (twin && cqe->res != -ECANCELED))
+                s.rearm.push_back(port | (twin ? Impl::kRearmTwin : 0u));
         }
         if (cqe->res < 0 || !(cqe->flags & IORING_CQE_F_BUFFER)) continue;
         const auto bid = static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
@@ -471,12 +621,21 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
                 continue;
             }
             const auto& fwd = pipeline_.forward_of(s.decisions[i]);
-            const int out = s.fd_by_port[fwd.from_local.port];
+            const std::uint16_t from = fwd.from_local.port;
+            const int out = s.fd_by_port[from];
             io_uring_sqe* e = out >= 0 ? s.sqe() : nullptr;
             if (!e) {
                 pipeline_.counters().drops.add(DropReason::tx_failed);
                 ++tx_errors_;
                 s.give_back(bid);
+                continue;
+            }
+            if (s.twins_enabled && ((s.twins[from].fd >= 0 && s.twins[from].peer == fwd.to_peer) ||
+                                    s.join_twin(from, fwd.to_peer, sockets_open_, now))) {
+                io_uring_prep_send(e, s.twins[from].fd, s.meta[i].payload, s.meta[i].payload_len,
+                                   MSG_DONTWAIT);
+                io_uring_sqe_set_data64(e, tag(kTagSend, 0, bid));
+                ++connected_sends_;
                 continue;
             }
             s.send_iov[bid] =

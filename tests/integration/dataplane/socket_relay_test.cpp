@@ -5,11 +5,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
+#include <vector>
 
 #include "frame_builder.hpp"
 
@@ -332,4 +335,158 @@ TEST_CASE("Socket relay io_uring: more datagrams in flight than ring buffers, tr
         CHECK(relay.open_sockets() == 0);
         spec.call_id += 1;
     }
+}
+
+TEST_CASE("Socket relay io_uring: connected egress follows the latched peer through a rebinding") {
+    auto cfg = media_config();
+    cfg.media.relatch_silence = sbc::base::millis(100);
+    Pipeline pipeline(cfg);
+    SocketRelayConfig rc;
+    rc.io = SocketIo::uring;
+    sbc::base::SystemClock clock;
+    SocketRelay relay(pipeline, rc);
+    REQUIRE(relay.io_mode() == SocketIo::uring);
+    const StreamSpec spec = mux_stream(41400, 42500, 43500);
+    auto id = relay.open_stream(spec, clock.monotonic());
+    REQUIRE(id);
+    Udp caller(ep(kCaller, 42500));
+    Udp callee(ep(kCallee, 43500));
+    auto pkt = [](std::uint16_t seq) { return sbc::dataplane::test::rtp_payload(seq, seq * 160u); };
+
+    // Each leg's first send opens its port's twin, connected to the peer, and goes through it.
+    caller.send_to(ep(kRelay, 41400), pkt(1));
+    Endpoint from;
+    REQUIRE(relay_until(relay, callee, clock, &from) == pkt(1));
+    CHECK(from == ep(kRelay, 41401));
+    callee.send_to(ep(kRelay, 41401), pkt(2));  // delivered to 41401's twin by the kernel
+    REQUIRE(relay_until(relay, caller, clock, &from) == pkt(2));
+    CHECK(from == ep(kRelay, 41400));
+    CHECK(relay.connected_sockets() == 2);
+    CHECK(relay.connected_sends() == 2);
+    CHECK(relay.open_sockets() == 2);  // the twins are not media ports
+    const auto opened = clock.monotonic();
+
+    // The caller's NAT rebinds to 42501: its packets reach the port's own socket (the twin only
+    // takes 42500's), and after 100 ms of silence from 42500 the leg re-latches.
+    Udp rebound(ep(kCaller, 42501));
+    usleep(150'000);
+    rebound.send_to(ep(kRelay, 41400), pkt(3));
+    REQUIRE(relay_until(relay, callee, clock) == pkt(3));
+    CHECK(pipeline.counters().events[PipelineEvent::relatched] == 1);
+    // Media to the caller now goes to 42501, at first unconnected (the twin is re-connected
+    // at most once a second) ...
+    callee.send_to(ep(kRelay, 41401), pkt(4));
+    REQUIRE(relay_until(relay, rebound, clock, &from) == pkt(4));
+    CHECK(from == ep(kRelay, 41400));
+    CHECK(caller.recv(20).empty());
+    // ... then through the twin, re-connected to 42501.
+    while (clock.monotonic() - opened < sbc::base::millis(1100)) usleep(20'000);
+    const auto sends = relay.connected_sends();
+    callee.send_to(ep(kRelay, 41401), pkt(5));
+    REQUIRE(relay_until(relay, rebound, clock, &from) == pkt(5));
+    CHECK(from == ep(kRelay, 41400));
+    CHECK(relay.connected_sends() == sends + 1);
+    CHECK(relay.connected_sockets() == 2);
+    // The new mapping's packets reach the twin and are relayed; the old mapping is now a
+    // stranger while the new one is active: its packets reach the port's own socket and are
+    // refused by the latch rule.
+    rebound.send_to(ep(kRelay, 41400), pkt(6));
+    REQUIRE(relay_until(relay, callee, clock) == pkt(6));
+    caller.send_to(ep(kRelay, 41400), pkt(7));
+    for (int i = 0; i < 5; ++i) relay.poll_once(5, clock);
+    CHECK(callee.recv(20).empty());
+    CHECK(pipeline.counters().drops[DropReason::latch_rejected] == 1);
+    CHECK(relay.tx_errors() == 0);
+
+    // Closing the stream closes the twins: the ports can be bound again.
+    REQUIRE(relay.close_stream(*id));
+    CHECK(relay.connected_sockets() == 0);
+    CHECK(relay.open_sockets() == 0);
+    Udp reuse_a(ep(kRelay, 41400));
+    Udp reuse_b(ep(kRelay, 41401));
+}
+
+TEST_CASE("Socket relay io_uring without connected egress sends from the port's own socket") {
+    Pipeline pipeline(media_config());
+    SocketRelayConfig rc;
+    rc.io = SocketIo::uring;
+    rc.connected_egress = false;
+    sbc::base::SystemClock clock;
+    SocketRelay relay(pipeline, rc);
+    REQUIRE(relay.io_mode() == SocketIo::uring);
+    auto id = relay.open_stream(mux_stream(41500, 42600, 43600), clock.monotonic());
+    REQUIRE(id);
+    Udp caller(ep(kCaller, 42600));
+    Udp callee(ep(kCallee, 43600));
+    const auto p = sbc::dataplane::test::rtp_payload(1, 160);
+    caller.send_to(ep(kRelay, 41500), p);
+    REQUIRE(relay_until(relay, callee, clock) == p);
+    CHECK(relay.connected_sockets() == 0);
+    CHECK(relay.connected_sends() == 0);
+    REQUIRE(relay.close_stream(*id));
+}
+
+TEST_CASE(
+    "Socket relay io_uring: at the open-file limit, media ports take the twins' descriptors") {
+    auto open_fds = [] {
+        std::size_t n = 0;
+        for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+            ++n;
+        return n - 1;  // the iterator's own descriptor
+    };
+    rlimit saved{};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    const rlim_t limit = open_fds() + 64;
+    rlimit low = saved;
+    low.rlim_cur = limit;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    std::size_t opened = 0, before = 0, twins_before_full = 0;
+    bool relayed_after = false;
+    {
+        Pipeline pipeline(media_config());
+        SocketRelayConfig rc;
+        rc.io = SocketIo::uring;
+        sbc::base::SystemClock clock;
+        SocketRelay relay(pipeline, rc);
+        REQUIRE(relay.io_mode() == SocketIo::uring);
+        Udp caller(ep(kCaller, 42700));
+        Udp callee(ep(kCallee, 43700));
+        before = open_fds();
+        // Four streams relaying both ways: eight twins.
+        std::vector<StreamId> ids;
+        for (std::uint16_t k = 0; k < 4; ++k) {
+            auto id = relay.open_stream(
+                mux_stream(static_cast<std::uint16_t>(41600 + 2 * k), 42700, 43700),
+                clock.monotonic());
+            REQUIRE(id);
+            ids.push_back(*id);
+            const auto p = sbc::dataplane::test::rtp_payload(1, 160);
+            caller.send_to(ep(kRelay, static_cast<std::uint16_t>(41600 + 2 * k)), p);
+            REQUIRE(relay_until(relay, callee, clock) == p);
+            callee.send_to(ep(kRelay, static_cast<std::uint16_t>(41601 + 2 * k)), p);
+            REQUIRE(relay_until(relay, caller, clock) == p);
+        }
+        twins_before_full = relay.connected_sockets();
+        opened = ids.size();
+        // Then streams until the limit: every descriptor ends up a media port.
+        for (std::uint16_t k = 4; k < 200; ++k) {
+            auto id = relay.open_stream(
+                mux_stream(static_cast<std::uint16_t>(41600 + 2 * k), 42700, 43700),
+                clock.monotonic());
+            if (!id) break;
+            ++opened;
+        }
+        CHECK(relay.connected_sockets() == 0);
+        CHECK(relay.open_sockets() == 2 * opened);
+        // The first stream still relays, unconnected.
+        const auto p = sbc::dataplane::test::rtp_payload(2, 320);
+        caller.send_to(ep(kRelay, 41600), p);
+        relayed_after = relay_until(relay, callee, clock) == p;
+    }
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    CHECK(twins_before_full == 8);
+    // As many streams as without twins: every free descriptor became a media port (within one,
+    // the count's own); had the eight twins stayed, four streams fewer would fit.
+    CHECK(2 * opened + 2 >= limit - before);
+    CHECK(relayed_after);
 }
