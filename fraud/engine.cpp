@@ -394,7 +394,7 @@ struct Engine::Impl {
                       bool create, const AttemptKeys* pre = nullptr);
     void resolve_destination(Ctx& c, const AttemptKeys& k);
     void attempt_keys(const CallAttempt& a, AttemptKeys& k) const;
-    void prefetch_keys(const AttemptKeys& k) const;
+    std::uint64_t load_buckets(const AttemptKeys& k) const;
     template <bool kTouch>
     std::uint64_t state_lines(const AttemptKeys& k) const;
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);
@@ -996,18 +996,20 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     k.src_country = country_code16(a.source.country);
 }
 
-// Stage 1 of the burst pipeline: the hash buckets of the attempt's keys and its call entry.
-void Engine::Impl::prefetch_keys(const AttemptKeys& k) const {
+// Reads the hash buckets of an attempt's keys, its call and its source's ban entry (and the
+// probe beyond them): the first step of the burst pipeline, see on_attempts.
+std::uint64_t Engine::Impl::load_buckets(const AttemptKeys& k) const {
+    std::uint64_t acc = 0;
     for (std::size_t ki = 0; ki < 3; ++ki)
-        if (k.has_key[ki] && kinds[ki].used) kinds[ki].table.prefetch_bucket(k.key_hash[ki]);
-    if (k.call_hash) calls.prefetch(k.call_hash);
-    if (bans.size() && k.addr_hash) bans.prefetch_bucket(k.addr_hash);
+        if (k.has_key[ki] && kinds[ki].used)
+            acc += static_cast<std::uint64_t>(kinds[ki].table.find(k.key_hash[ki]));
+    if (k.call_hash) acc += static_cast<std::uint64_t>(calls.find(k.call_hash));
+    if (bans.size() && k.addr_hash) acc += static_cast<std::uint64_t>(bans.find(k.addr_hash));
+    return acc;
 }
 
-// Stage 2, once the buckets are in: the hot slots of the keys found, and the cold line a
-// distinct-set insertion of this attempt will touch.
 // The lines an attempt reads beyond its hash buckets: its keys' hot slots and the cold lines
-// its distinct-set insertions will touch. Stage 2 of the burst pipeline prefetches them; just
+// its distinct-set insertions will touch. The burst pipeline prefetches them; just
 // before the attempt is scored they are all read once more, independently of each other: on
 // this VM the first access to each of these random lines costs far more than its transfer
 // even when the line was prefetched (see docs/fraud.md, "Speed"), and independent loads issued
@@ -1055,11 +1057,8 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         }
     }
     if constexpr (!kTouch) {
-        // The call entry and the ban bucket. Stage 1's prefetches of them alone do not bring
-        // them in on the reference VM (each still cost a full miss when the attempt is
-        // scored, while the key slots prefetched here hit): the call's hash bucket is read
-        // with a load here, as the keys' buckets are, and every line of the entry (88 bytes
-        // may straddle three lines) and the ban bucket prefetched again.
+        // The call entry: every line of it (88 bytes may straddle three lines), found from
+        // its hash bucket, which load_buckets has brought in.
         if (k.call_hash) {
             std::size_t home = calls.home(SlotTable::fix(k.call_hash));
             acc += calls.find(k.call_hash) >= 0;
@@ -1068,7 +1067,6 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
             line(e + 64);
             line(e + sizeof(CallEntry) - 1);
         }
-        if (bans.size() && k.addr_hash) bans.prefetch_bucket(k.addr_hash);
     }
     if constexpr (kTouch) {
         if (k.call_hash) {
@@ -1077,6 +1075,7 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
             const auto* e = static_cast<const std::uint8_t*>(
                 calls.slot(calls.home(SlotTable::fix(k.call_hash))));
             line(e);
+            line(e + 64);
             line(e + sizeof(CallEntry) - 1);
         }
         if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
@@ -1806,34 +1805,37 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
 }
 
 void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out) {
-    // A software pipeline over the burst: kKeysAhead attempts ahead, hash the attempt's keys
-    // once and fetch their hash buckets and its call entry; kStateAhead ahead, find the keys
-    // (their buckets have arrived) and fetch their hot slots and the cold lines the attempt's
-    // distinct-set insertions will touch; then score the attempt with everything in cache.
-    // An attempt asks for about 8 lines in all, so the attempts in flight fit the core's
-    // outstanding misses.
-    constexpr std::size_t kKeysAhead = 20;
+    // In chunks of kBatch attempts: first hash every attempt's strings and keys, then read the
+    // hash buckets of all of them (its keys', its call's and its source's ban bucket) in one
+    // tight loop of independent loads; then, kStateAhead attempts ahead, find the keys (their
+    // buckets are in) and prefetch their hot slots, the cold lines the attempt's distinct-set
+    // insertions will touch and its call entry; read those lines together just before the
+    // attempt is scored. On the reference VM a software prefetch of a hash bucket does not
+    // bring it in (the lookup 10-20 attempts later still paid a full miss, ~780 cycles), and a
+    // load of it between the scoring of two attempts stalls as long; loads issued back to back,
+    // with nothing else in between, overlap (~330 cycles per attempt for its 5 buckets). The
+    // slot prefetches issued once the buckets are in do arrive in time.
+    constexpr std::size_t kBatch = 32;
     constexpr std::size_t kStateAhead = 10;
-    constexpr std::size_t kRing = 32;
-    static_assert(kKeysAhead < kRing);
     auto& m = *impl_;
-    std::array<AttemptKeys, kRing> ring;
+    std::array<AttemptKeys, kBatch> keys;
     std::size_t n = std::min(in.size(), out.size());
-    auto stage_keys = [&](std::size_t i) {
-        AttemptKeys& k = ring[i % kRing];
-        k = AttemptKeys{};
-        m.attempt_keys(in[i], k);
-        m.prefetch_keys(k);
-    };
-    for (std::size_t i = 0; i < std::min(n, kKeysAhead); ++i) stage_keys(i);
-    for (std::size_t i = 0; i < std::min(n, kStateAhead); ++i)
-        m.state_lines<false>(ring[i % kRing]);
-    for (std::size_t i = 0; i < n; ++i) {
-        if (i + kKeysAhead < n) stage_keys(i + kKeysAhead);
-        if (i + kStateAhead < n) m.state_lines<false>(ring[(i + kStateAhead) % kRing]);
-        std::uint64_t touched = m.state_lines<true>(ring[i % kRing]);
-        asm volatile("" ::"r"(touched));
-        m.attempt(in[i], ring[i % kRing], out[i]);
+    for (std::size_t base = 0; base < n; base += kBatch) {
+        std::size_t len = std::min(kBatch, n - base);
+        std::uint64_t acc = 0;
+        for (std::size_t j = 0; j < len; ++j) {
+            keys[j] = AttemptKeys{};
+            m.attempt_keys(in[base + j], keys[j]);
+        }
+        for (std::size_t j = 0; j < len; ++j) acc += m.load_buckets(keys[j]);
+        asm volatile("" ::"r"(acc));
+        for (std::size_t j = 0; j < std::min(len, kStateAhead); ++j) m.state_lines<false>(keys[j]);
+        for (std::size_t j = 0; j < len; ++j) {
+            if (j + kStateAhead < len) m.state_lines<false>(keys[j + kStateAhead]);
+            std::uint64_t touched = m.state_lines<true>(keys[j]);
+            asm volatile("" ::"r"(touched));
+            m.attempt(in[base + j], keys[j], out[base + j]);
+        }
     }
 }
 
