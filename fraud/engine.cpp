@@ -268,6 +268,7 @@ struct AttemptKeys {
     std::uint32_t target_hash = 0;  // of the callee as sent (request sweeps)
     std::uint16_t src_country = 0;  // from the event (GeoIP is looked up later, if needed)
     std::uint16_t dest_country = 0;
+    std::uint8_t code_len = 0;  // digits of the destination's calling code (0 = none)
 };
 
 struct StrHash {
@@ -361,6 +362,7 @@ struct Engine::Impl {
     std::vector<std::uint16_t> fired;           // per event: rules that fired (capacity reserved)
     std::vector<CompiledDeny> denies;
     std::vector<base::Nanos> widths;
+    base::Nanos span[kMaxWidths] = {};  // (kRingBuckets - 1) sub-buckets of each width
     std::vector<CompiledScope> scopes;  // distinct scopes; [0] matches everything
     std::vector<std::string> scope_sigs;
     bool need_source_country = false;
@@ -406,6 +408,10 @@ struct Engine::Impl {
         bool scanner = false;
     };
     std::array<UaMemo, 64> ua_memo{};
+    char last_ua[64];
+    std::size_t last_ua_len = ~std::size_t{0};  // none yet
+    bool last_ua_scanner = false;
+    bool scanner_ua_memo(std::string_view ua);
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
     bool scope_match(const CompiledScope& s, const Ctx& c) const;
@@ -491,6 +497,7 @@ base::Result<std::uint16_t> Engine::Impl::width_index(base::Nanos w) {
         if (widths[i] == w) return static_cast<std::uint16_t>(i);
     if (widths.size() >= kMaxWidths)
         return base::make_error("at most 64 distinct rule windows are supported");
+    span[widths.size()] = w * (kRingBuckets - 1);
     widths.push_back(w);
     return static_cast<std::uint16_t>(widths.size() - 1);
 }
@@ -913,8 +920,11 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
     // Account group: the first group (in configuration order) that contains the account.
     c.group = -1;
     if (!account.empty()) {
-        auto it = exact_accounts.find(account);
-        int g = it == exact_accounts.end() ? -1 : it->second;
+        int g = -1;
+        if (!exact_accounts.empty()) {
+            auto it = exact_accounts.find(account);
+            if (it != exact_accounts.end()) g = it->second;
+        }
         for (const auto& [pattern, gi] : account_patterns) {
             if (g >= 0 && gi >= g) break;
             if (whole_glob_match(pattern, account)) {
@@ -985,6 +995,7 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
             k.dest_hash = static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, 11));
             auto cw = countries.walk({k.digits, k.ndigits});
             k.dest_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
+            k.code_len = cw.deepest ? cw.deepest_len : 0;
         }
     }
     // A callee that is all digits (the usual case) is its own digit string: one hash serves
@@ -1084,6 +1095,20 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
 }
 
 bool Engine::Impl::scanner_ua(std::string_view ua) {
+    // The same User-Agent as the previous event (a fleet sends one string): compared, not
+    // hashed.
+    if (ua.size() == last_ua_len && std::memcmp(ua.data(), last_ua, ua.size()) == 0)
+        return last_ua_scanner;
+    bool scanner = scanner_ua_memo(ua);
+    if (ua.size() <= sizeof(last_ua)) {
+        std::memcpy(last_ua, ua.data(), ua.size());
+        last_ua_len = ua.size();
+        last_ua_scanner = scanner;
+    }
+    return scanner;
+}
+
+bool Engine::Impl::scanner_ua_memo(std::string_view ua) {
     std::uint64_t h = SlotTable::fix(hash_string(ua, 0x5ca7));
     UaMemo& memo = ua_memo[h % ua_memo.size()];
     if (memo.hash == h) return memo.scanner;
@@ -1106,12 +1131,8 @@ void Engine::Impl::resolve_destination(Ctx& c, const AttemptKeys& k) {
     c.dest_hash = k.dest_hash;
     auto lw = lists.walk(d);
     c.dest_mask = lw.mask;
-    auto cw = countries.walk(d);
-    std::size_t code_len = 0;
-    if (cw.deepest != 0) {
-        c.dest_country = country_iso[cw.deepest - 1];
-        code_len = cw.deepest_len;
-    }
+    std::size_t code_len = k.code_len;
+    c.dest_country = k.dest_country;
     if (!home_code.empty()) {
         c.international = code_len ? d.substr(0, code_len) != home_code : !d.starts_with(home_code);
     }
@@ -1209,6 +1230,12 @@ void Engine::Impl::advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c
         base::Nanos start = c.epoch_start[w];
         if (last >= start) continue;  // same sub-bucket
         moved |= std::uint64_t{1} << w;
+        if (last < start - span[w]) {
+            // Older than the whole ring (a key idle for a window): every bucket goes.
+            keep8[w] = 0;
+            keep16[w] = 0;
+            continue;
+        }
         // The sub-bucket of `last`, counting back from the event's (no division).
         std::uint32_t e = c.epoch[w] - 1;
         for (start -= width; last < start && c.epoch[w] - e < kRingBuckets; start -= width) --e;
@@ -1804,6 +1831,26 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
     m.housekeep(a.now);
 }
 
+namespace {
+// Reads the first and last byte of each string an attempt's keys are hashed from, so that the
+// burst's strings (wherever the caller keeps them) are brought in by independent loads issued
+// together rather than one miss at a time in the middle of the hashing.
+std::uint64_t string_lines(const CallAttempt& a) {
+    std::uint64_t acc = 0;
+    auto touch = [&](std::string_view s) {
+        if (s.empty()) return;
+        acc += static_cast<const volatile char*>(s.data())[0];
+        acc += static_cast<const volatile char*>(s.data())[s.size() - 1];
+    };
+    touch(a.call_id);
+    touch(a.account);
+    touch(a.callee);
+    touch(a.tenant);
+    touch(a.user_agent);
+    return acc;
+}
+}  // namespace
+
 void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out) {
     // In chunks of kBatch attempts: first hash every attempt's strings and keys, then read the
     // hash buckets of all of them (its keys', its call's and its source's ban bucket) in one
@@ -1823,6 +1870,8 @@ void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out
     for (std::size_t base = 0; base < n; base += kBatch) {
         std::size_t len = std::min(kBatch, n - base);
         std::uint64_t acc = 0;
+        for (std::size_t j = 0; j < len; ++j) acc += string_lines(in[base + j]);
+        asm volatile("" ::"r"(acc));
         for (std::size_t j = 0; j < len; ++j) {
             keys[j] = AttemptKeys{};
             m.attempt_keys(in[base + j], keys[j]);
