@@ -452,18 +452,19 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
                 fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 #endif
             if (fd < 0) return fail(std::string("socket: ") + std::strerror(errno));
-#if SBC_HAVE_LIBURING
-            // The port's connected twin will join it (same user only: the kernel refuses
-            // SO_REUSEPORT sharing across users).
-            const int one = 1;
-            if (impl_->twins_enabled)
-                (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-#endif
             if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
                 const int e = errno;
                 ::close(fd);
                 return fail("bind " + local.to_string() + ": " + std::strerror(e));
             }
+#if SBC_HAVE_LIBURING
+            // The port's connected twin will join it. Set after the bind, so that the bind
+            // itself stays exclusive: a port that another socket (say, a second instance with
+            // the same port range) holds fails here with EADDRINUSE instead of being shared.
+            const int one = 1;
+            if (impl_->twins_enabled)
+                (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+#endif
             impl_->local_by_port[local.port] = local;
             if (auto w = watch(fd, local.port); !w) {
                 ::close(fd);

@@ -365,6 +365,14 @@ TEST_CASE("Socket relay io_uring: connected egress follows the latched peer thro
     CHECK(relay.connected_sends() == 2);
     CHECK(relay.open_sockets() == 2);  // the twins are not media ports
     const auto opened = clock.monotonic();
+    {
+        // The ports stay exclusive: another relay cannot bind them (nor join their twins).
+        Pipeline other_pipeline(media_config());
+        SocketRelay other(other_pipeline, rc);
+        auto clash = other.open_stream(spec, clock.monotonic());
+        REQUIRE_FALSE(clash);
+        CHECK(clash.error().message.find("Address already in use") != std::string::npos);
+    }
 
     // The caller's NAT rebinds to 42501: its packets reach the port's own socket (the twin only
     // takes 42500's), and after 100 ms of silence from 42500 the leg re-latches.
