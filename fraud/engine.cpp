@@ -1703,10 +1703,19 @@ void Engine::Impl::sweep_some(base::Nanos now, const std::size_t (&key_budget)[k
             ++kt.cursor;
         }
     }
+    if (call_budget && calls.size() > 0) {
+        // The run's buckets and the first line of their entries (where `ended` and `start`
+        // are), read by independent loads before the walk: the walk's own reads, one after
+        // the other, each paid a miss (prefetches ahead of it did not bring them in).
+        std::uint64_t acc = 0;
+        std::size_t b = calls_cursor >= calls.buckets() ? 0 : calls_cursor;
+        for (std::size_t n = 0; n < call_budget; ++n, b = calls.next(b))
+            acc += calls.hash_at(b) + call(static_cast<std::int64_t>(b))->ended;
+        asm volatile("" ::"r"(acc));
+    }
     for (std::size_t n = 0; n < call_budget && calls.size() > 0; ++n) {
         if (calls_cursor >= calls.buckets()) calls_cursor = 0;
         std::size_t b = calls_cursor;
-        calls.prefetch_at(b + 16);
         if (calls.hash_at(b) != 0) {
             auto* e = call(static_cast<std::int64_t>(b));
             if (e->ended && now - e->ended >= kTombstone) {
