@@ -462,6 +462,10 @@ int main(int argc, char** argv) {
         return 2;
     }
     const bool wire = sink == "wire";
+    // `direct` into the wire sink has no relay delivery to pay for, so it needs no segmentation;
+    // and a segmented send handed straight to the sink device is split by the device's
+    // software GSO on a path whose queue overflows silently, which would count as loss.
+    if (wire && peer == "direct") g_gen_segments = 1;
     if (wire) wire_sink_packets(sink_dev);  // fails early when the device is missing
     pin(load_cpu);
     signal(SIGPIPE, SIG_IGN);
