@@ -108,6 +108,21 @@ struct Component {
     std::string signature;
 };
 
+// What `update` needs of a component, packed (the component itself carries its compile-time
+// signature and scope): one per component an event kind can count in.
+struct UpdateOp {
+    CompType type = CompType::counter;
+    std::uint8_t what = 0;
+    bool narrow = false;
+    std::uint16_t width_idx = 0;
+    std::uint16_t scope_idx = 0;
+    std::uint32_t offset = 0;
+    std::uint32_t cold_offset = 0;
+    std::uint32_t lines = 0;
+    std::uint32_t window_s = 1;
+    std::uint64_t list_mask = 0;
+};
+
 // A ring in a hot slot, advanced with the slot's epoch.
 struct RingRef {
     std::uint32_t offset = 0;
@@ -125,7 +140,7 @@ struct KindTable {
     std::vector<std::size_t> distinct_comps;  // their cold lines are prefetched ahead
     // By event kind: the components an event of that kind can count in (a call end never
     // counts an attempt, an INVITE never an auth failure), so `update` skips the others.
-    std::vector<std::uint16_t> by_event[kEventKinds];
+    std::vector<UpdateOp> by_event[kEventKinds];
     SlotTable table;
     std::size_t cursor = 0;
 };
@@ -811,8 +826,12 @@ base::Result<void> Engine::Impl::compile() {
             if (kt.comps[i].type == CompType::distinct) kt.distinct_comps.push_back(i);
         for (std::size_t k = 0; k < kEventKinds; ++k)
             for (std::size_t i = 0; i < kt.comps.size(); ++i)
-                if (counts_on(kt.comps[i].type, kt.comps[i].what, static_cast<EventKind>(k)))
-                    kt.by_event[k].push_back(static_cast<std::uint16_t>(i));
+                if (counts_on(kt.comps[i].type, kt.comps[i].what, static_cast<EventKind>(k))) {
+                    const Component& x = kt.comps[i];
+                    kt.by_event[k].push_back({x.type, x.what, x.narrow, x.width_idx, x.scope_idx,
+                                              x.offset, x.cold_offset, x.lines, x.window_s,
+                                              x.list_mask});
+                }
         kt.slot_bytes = (off + 63) & ~std::size_t{63};
         kt.cold_bytes = cold;
         std::size_t cap = std::max<std::size_t>(64, cfg.max_tracked_keys * kShares[ki] / shares);
@@ -1268,8 +1287,7 @@ void Engine::Impl::update(Ctx& c) {
         auto& kt = kinds[ki];
         auto* base_ptr = static_cast<std::uint8_t*>(kt.table.slot(c.slot[ki]));
         advance(kt, base_ptr, c);
-        for (auto ci : kt.by_event[static_cast<std::size_t>(c.kind)]) {
-            const Component& comp = kt.comps[ci];
+        for (const UpdateOp& comp : kt.by_event[static_cast<std::size_t>(c.kind)]) {
             if (!(c.scope_bits >> comp.scope_idx & 1)) continue;
             void* p = base_ptr + comp.offset;
             switch (comp.type) {

@@ -1,6 +1,7 @@
 #pragma once
 // Internal to fraud/: the fixed-size per-key state components and the flat hash table that
 // holds them. Nothing here allocates after construction.
+#include <emmintrin.h>
 #include <sys/mman.h>
 #include <cstdint>
 
@@ -241,8 +242,7 @@ inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uin
     h = distinct_mix(h);
     std::uint16_t fp = distinct_fingerprint(h);
     auto now16 = static_cast<std::uint16_t>(e);
-    std::uint32_t live = 0;
-    for (auto x : s.n) live += x;
+    std::uint32_t live = ring_sum(s.n);
     if (live && s.last_fp == fp && s.last_t == now16) return;  // counted in this sub-bucket
     // Entries left from an earlier life of the set (or of an evicted key that had this slot)
     // must not be read: once the set is empty (nothing seen for 8 sub-buckets, or a new key),
@@ -253,6 +253,48 @@ inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uin
     if (!(s.clean >> li & 1)) {
         std::memset(line, 0, 64);
         s.clean = static_cast<std::uint16_t>(s.clean | (1u << li));
+    }
+    // The line's 16 entries compared at once (SSE2, 4 entries per register): which are live
+    // (fingerprint set, seen within the ring) and which of those hold `fp`.
+    std::uint32_t live_mask = 0, match_mask = 0;
+    {
+        const __m128i fpv = _mm_set1_epi32(fp);
+        const __m128i nowv = _mm_set1_epi32(static_cast<std::int32_t>(std::uint32_t{now16} << 16));
+        const __m128i lo16 = _mm_set1_epi32(0xffff);
+        const __m128i zero = _mm_setzero_si128();
+        const __m128i stale = _mm_set1_epi32(static_cast<std::int32_t>(0xfff8u << 16));
+        for (int q = 0; q < 4; ++q) {
+            __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(line) + q);
+            __m128i f = _mm_and_si128(v, lo16);  // fp in the low half of each entry
+            // (now16 - t) in the high half; live when it is below kRingBuckets (8).
+            __m128i age = _mm_sub_epi32(nowv, _mm_andnot_si128(lo16, v));
+            __m128i young = _mm_cmpeq_epi32(_mm_and_si128(age, stale), zero);
+            __m128i live = _mm_andnot_si128(_mm_cmpeq_epi32(f, zero), young);
+            __m128i match = _mm_and_si128(live, _mm_cmpeq_epi32(f, fpv));
+            live_mask |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(live)))
+                         << (4 * q);
+            match_mask |= static_cast<std::uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(match)))
+                          << (4 * q);
+        }
+    }
+    if (match_mask) {
+        DistinctEntry& x = line[__builtin_ctz(match_mask)];
+        if (x.t != now16) {
+            if (s.n[x.t % kRingBuckets]) --s.n[x.t % kRingBuckets];
+            ring_add(s.n, e);
+            x.t = now16;
+        }
+        s.last_fp = fp;
+        s.last_t = now16;
+        return;
+    }
+    std::uint32_t free_mask = ~live_mask & 0xffffu;
+    if (free_mask) {
+        line[__builtin_ctz(free_mask)] = {fp, now16};
+        ring_add(s.n, e);
+        s.last_fp = fp;
+        s.last_t = now16;
+        return;
     }
     int free_i = -1, oldest_i = 0;
     std::uint16_t oldest_age = 0;
