@@ -373,8 +373,19 @@ struct Engine::Impl {
     std::vector<std::uint16_t> rule_ladder;     // rule -> its ladder
     std::vector<std::uint16_t> invite_ladders;  // the ladders an INVITE evaluates
     std::vector<std::uint16_t> other_ladders;   // and every other event
-    std::vector<double> ladder_value;           // per event: the value each ladder read
-    std::vector<std::uint16_t> fired;           // per event: rules that fired (capacity reserved)
+    // The ladders that read one counter in 8-bit buckets (most of them), packed, evaluated
+    // in their own loop without the generic dispatch; the lists above then hold the others.
+    struct CounterLadder {
+        std::uint16_t ladder = 0;
+        std::uint8_t key_index = 0;
+        std::uint16_t scope_idx = 0;
+        std::uint16_t width_idx = 0;
+        std::uint32_t offset = 0;
+        double fire_floor = 0;
+    };
+    std::vector<CounterLadder> invite_counters, other_counters;
+    std::vector<double> ladder_value;  // per event: the value each ladder read
+    std::vector<std::uint16_t> fired;  // per event: rules that fired (capacity reserved)
     std::vector<CompiledDeny> denies;
     std::vector<base::Nanos> widths;
     base::Nanos span[kMaxWidths] = {};  // (kRingBuckets - 1) sub-buckets of each width
@@ -862,6 +873,20 @@ base::Result<void> Engine::Impl::compile() {
             floor = std::min(floor, cr.threshold);
         }
         if (rising && !l.rules.empty()) l.fire_floor = floor;
+    }
+    invite_ladders.clear();
+    other_ladders.clear();
+    for (std::size_t li = 0; li < ladders.size(); ++li) {
+        const Ladder& l = ladders[li];
+        const auto i = static_cast<std::uint16_t>(li);
+        if (l.source == ValueSource::component && l.a.type != CompType::sequential && l.a.narrow) {
+            CounterLadder cl{i, l.key_index, l.scope_idx, l.a.width_idx, l.a.offset, l.fire_floor};
+            invite_counters.push_back(cl);
+            if (!l.call_feature) other_counters.push_back(cl);
+        } else {
+            invite_ladders.push_back(i);
+            if (!l.call_feature) other_ladders.push_back(i);
+        }
     }
     calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
     bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
@@ -1457,6 +1482,40 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
     };
     const bool invite = c.kind == EventKind::invite;
     fired.clear();
+    auto fire = [&](std::uint16_t li, double value) {
+        ladder_value[li] = value;
+        for (auto ri : ladders[li].rules) {
+            const CompiledRule& cr = rules[ri];
+            bool hit;
+            switch (cr.op) {
+                case Op::gt:
+                    hit = value > cr.threshold;
+                    break;
+                case Op::ge:
+                    hit = value >= cr.threshold;
+                    break;
+                case Op::lt:
+                    hit = value < cr.threshold;
+                    break;
+                case Op::le:
+                    hit = value <= cr.threshold;
+                    break;
+                default:
+                    hit = value == cr.threshold;
+                    break;
+            }
+            if (hit) fired.push_back(ri);
+        }
+    };
+    for (const auto& l : invite ? invite_counters : other_counters) {
+        if (!(c.scope_bits >> l.scope_idx & 1)) continue;
+        const std::uint8_t* slot = slots[l.key_index];
+        if (!slot) continue;
+        double value =
+            ring_value(slot + l.offset, slot_epoch(slot, l.width_idx, c), c.into[l.width_idx]);
+        if (value < l.fire_floor) continue;
+        fire(l.ladder, value);
+    }
     for (auto li : invite ? invite_ladders : other_ladders) {
         const Ladder& l = ladders[li];
         if (!(c.scope_bits >> l.scope_idx & 1)) continue;
@@ -1490,29 +1549,7 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
                 break;
         }
         if (value < l.fire_floor) continue;
-        ladder_value[li] = value;
-        for (auto ri : l.rules) {
-            const CompiledRule& cr = rules[ri];
-            bool hit;
-            switch (cr.op) {
-                case Op::gt:
-                    hit = value > cr.threshold;
-                    break;
-                case Op::ge:
-                    hit = value >= cr.threshold;
-                    break;
-                case Op::lt:
-                    hit = value < cr.threshold;
-                    break;
-                case Op::le:
-                    hit = value <= cr.threshold;
-                    break;
-                default:
-                    hit = value == cr.threshold;
-                    break;
-            }
-            if (hit) fired.push_back(ri);
-        }
+        fire(li, value);
     }
     // Reasons in rule order, as the policy lists them.
     std::sort(fired.begin(), fired.end());
