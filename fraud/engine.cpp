@@ -284,6 +284,9 @@ struct AttemptKeys {
     std::uint16_t src_country = 0;  // from the event (GeoIP is looked up later, if needed)
     std::uint16_t dest_country = 0;
     std::uint8_t code_len = 0;  // digits of the destination's calling code (0 = none)
+    // Where the pipeline last found each key: a hint, trusted only while that bucket still
+    // holds the key's hash (attempts scored in between may have moved it).
+    mutable std::int64_t hint[3] = {-1, -1, -1};
 };
 
 struct StrHash {
@@ -415,7 +418,8 @@ struct Engine::Impl {
         if (c.slot[static_cast<std::size_t>(k)] < 0) return nullptr;
         return static_cast<KeyHeader*>(kt.table.slot(c.slot[static_cast<std::size_t>(k)]));
     }
-    std::int64_t find_or_create(KeyKind k, std::uint64_t h, base::Nanos now);
+    std::int64_t find_or_create(KeyKind k, std::uint64_t h, base::Nanos now,
+                                std::int64_t hint = -1);
     void advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c) const;
     std::uint32_t slot_epoch(const std::uint8_t* slot, std::uint16_t w, const Ctx& c) const;
     void resolve_keys(Ctx& c, const Source& src, std::string_view account, std::string_view tenant,
@@ -913,11 +917,12 @@ std::uint64_t Engine::Impl::key_hash_of(KeyKind k, std::string_view v) const {
     }
 }
 
-std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, base::Nanos now) {
+std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, base::Nanos now,
+                                          std::int64_t hint) {
     std::uint32_t now_s = to_seconds(now);
     auto& kt = kinds[static_cast<std::size_t>(k)];
     auto& t = kt.table;
-    std::int64_t i = t.find(h);
+    std::int64_t i = t.find_hinted(h, hint);
     if (i >= 0) return i;
     if (t.full()) {
         // Eviction: sample a few occupied buckets from a position picked by the new key's
@@ -985,7 +990,7 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
         auto ki = static_cast<std::size_t>(k);
         c.key_hash[ki] = h;
         c.has_key[ki] = true;
-        if (kinds[ki].used) kinds[ki].table.prefetch(h);
+        if (kinds[ki].used && !pre) kinds[ki].table.prefetch(h);
     };
     if (pre) {
         for (std::size_t ki = 0; ki < 3; ++ki)
@@ -1004,6 +1009,11 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
     // Second pass, once the buckets are on their way into the cache.
     for (std::size_t ki = 0; ki < static_cast<std::size_t>(KeyKind::destination_prefix); ++ki)
         if (c.has_key[ki] && kinds[ki].used) {
+            if (pre) {
+                c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now,
+                                            ki < 3 ? pre->hint[ki] : -1);
+                continue;  // its lines were read by the pipeline
+            }
             c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now);
             if (c.slot[ki] >= 0)
                 kinds[ki].table.prefetch_slot(static_cast<std::size_t>(c.slot[ki]));
@@ -1082,7 +1092,8 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
     for (std::size_t ki = 0; ki < 3; ++ki) {
         if (!k.has_key[ki] || !kinds[ki].used) continue;
         const auto& kt = kinds[ki];
-        std::int64_t at = kt.table.find(k.key_hash[ki]);
+        std::int64_t at = kt.table.find_hinted(k.key_hash[ki], k.hint[ki]);
+        k.hint[ki] = at;
         if (at < 0) continue;
         auto i = static_cast<std::size_t>(at);
         const auto* slot = static_cast<const std::uint8_t*>(kt.table.slot(i));

@@ -475,6 +475,12 @@ class SlotTable {
             if (x == 0) return -1;
         }
     }
+    // find(h), first trying bucket `hint` (< 0: none): exact, since a hash is in at most one
+    // bucket.
+    std::int64_t find_hinted(std::uint64_t h, std::int64_t hint) const {
+        if (hint >= 0 && hashes_[static_cast<std::size_t>(hint)] == fix(h)) return hint;
+        return find(h);
+    }
     // Caller checks full() first and that h is absent. The hot slot is zeroed; the cold area
     // is left as it is (its users tell stale entries apart, see distinct_insert).
     std::size_t insert(std::uint64_t h) {
