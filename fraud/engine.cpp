@@ -134,7 +134,13 @@ struct KindTable {
     bool used = false;
     std::vector<Component> comps;
     std::vector<RingRef> rings;
-    std::vector<std::uint16_t> widths;           // widths of the rings (indexes into Impl::widths)
+    std::vector<std::uint16_t> widths;  // widths of the rings (indexes into Impl::widths)
+    // The rings of each of those widths (same order), by bucket size: the offsets a move of
+    // that width's epoch clears.
+    struct WidthRings {
+        std::vector<std::uint32_t> narrow, wide;
+    };
+    std::vector<WidthRings> width_rings;
     std::size_t slot_bytes = sizeof(KeyHeader);  // hot
     std::size_t cold_bytes = 0;
     std::vector<std::size_t> distinct_comps;  // their cold lines are prefetched ahead
@@ -837,6 +843,12 @@ base::Result<void> Engine::Impl::compile() {
         for (const auto& r : kt.rings)
             if (std::find(kt.widths.begin(), kt.widths.end(), r.width_idx) == kt.widths.end())
                 kt.widths.push_back(r.width_idx);
+        kt.width_rings.resize(kt.widths.size());
+        for (const auto& r : kt.rings) {
+            auto wi = static_cast<std::size_t>(
+                std::find(kt.widths.begin(), kt.widths.end(), r.width_idx) - kt.widths.begin());
+            (r.narrow ? kt.width_rings[wi].narrow : kt.width_rings[wi].wide).push_back(r.offset);
+        }
         for (std::size_t i = 0; i < kt.comps.size(); ++i)
             if (kt.comps[i].type == CompType::distinct) kt.distinct_comps.push_back(i);
         for (std::size_t k = 0; k < kEventKinds; ++k)
@@ -1277,33 +1289,29 @@ void Engine::Impl::advance(const KindTable& kt, std::uint8_t* slot, const Ctx& c
     auto* hdr = reinterpret_cast<KeyHeader*>(slot);
     base::Nanos last = hdr->last_seen;
     if (c.now <= last) return;  // the rings are at this epoch already (or a later one)
-    std::uint64_t keep8[kMaxWidths];
-    unsigned __int128 keep16[kMaxWidths];
-    std::uint64_t moved = 0;
-    for (auto w : kt.widths) {
-        base::Nanos width = widths[w];
+    for (std::size_t wi = 0; wi < kt.widths.size(); ++wi) {
+        const auto w = kt.widths[wi];
         base::Nanos start = c.epoch_start[w];
         if (last >= start) continue;  // same sub-bucket
-        moved |= std::uint64_t{1} << w;
+        const auto& rings = kt.width_rings[wi];
         if (last < start - span[w]) {
             // Older than the whole ring (a key idle for a window): every bucket goes.
-            keep8[w] = 0;
-            keep16[w] = 0;
+            for (auto off : rings.narrow) std::memset(slot + off, 0, kRingBuckets);
+            for (auto off : rings.wide) std::memset(slot + off, 0, 2 * kRingBuckets);
             continue;
         }
         // The sub-bucket of `last`, counting back from the event's (no division).
+        base::Nanos width = widths[w];
         std::uint32_t e = c.epoch[w] - 1;
         for (start -= width; last < start && c.epoch[w] - e < kRingBuckets; start -= width) --e;
-        keep8[w] = ring_keep8(e, c.epoch[w]);
-        keep16[w] = ring_keep16(e, c.epoch[w]);
-    }
-    if (moved) {
-        for (const auto& r : kt.rings) {
-            if (!(moved >> r.width_idx & 1)) continue;
-            if (r.narrow)
-                ring_keep(slot + r.offset, keep8[r.width_idx]);
-            else
-                ring_keep(reinterpret_cast<std::uint16_t*>(slot + r.offset), keep16[r.width_idx]);
+        if (!rings.narrow.empty()) {
+            const std::uint64_t keep = ring_keep8(e, c.epoch[w]);
+            for (auto off : rings.narrow) ring_keep(slot + off, keep);
+        }
+        if (!rings.wide.empty()) {
+            const unsigned __int128 keep = ring_keep16(e, c.epoch[w]);
+            for (auto off : rings.wide)
+                ring_keep(reinterpret_cast<std::uint16_t*>(slot + off), keep);
         }
     }
     hdr->last_seen = c.now;
