@@ -262,6 +262,9 @@ struct SocketRelay::Impl {
         sockaddr_storage to;
         const socklen_t to_len = to_sockaddr(peer, to);
         if (t.fd >= 0) {
+            // Sends still queued through the twin are for the old peer: issue them first (a
+            // UDP send completes inline unless its socket buffer is full).
+            io_uring_submit(&ring);
             if (::connect(t.fd, reinterpret_cast<sockaddr*>(&to), to_len) != 0) return false;
             t.peer = peer;
             return true;
