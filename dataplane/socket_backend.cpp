@@ -627,6 +627,12 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
             const auto& fwd = pipeline_.forward_of(s.decisions[i]);
             const std::uint16_t from = fwd.from_local.port;
             const int out = s.fd_by_port[from];
+            // Whether the twin carries it is settled before this packet's SQE is taken:
+            // join_twin may submit (queued sends, its receive's arming), which must never see
+            // an SQE that is taken but not yet prepared.
+            const bool connected = out >= 0 && s.twins_enabled &&
+                                   ((s.twins[from].fd >= 0 && s.twins[from].peer == fwd.to_peer) ||
+                                    s.join_twin(from, fwd.to_peer, sockets_open_, now));
             io_uring_sqe* e = out >= 0 ? s.sqe() : nullptr;
             if (!e) {
                 pipeline_.counters().drops.add(DropReason::tx_failed);
@@ -634,8 +640,7 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
                 s.give_back(bid);
                 continue;
             }
-            if (s.twins_enabled && ((s.twins[from].fd >= 0 && s.twins[from].peer == fwd.to_peer) ||
-                                    s.join_twin(from, fwd.to_peer, sockets_open_, now))) {
+            if (connected) {
                 io_uring_prep_send(e, s.twins[from].fd, s.meta[i].payload, s.meta[i].payload_len,
                                    MSG_DONTWAIT);
                 io_uring_sqe_set_data64(e, tag(kTagSend, 0, bid));

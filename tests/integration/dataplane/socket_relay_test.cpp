@@ -339,7 +339,7 @@ TEST_CASE("Socket relay io_uring: more datagrams in flight than ring buffers, tr
 
 TEST_CASE("Socket relay io_uring: connected egress follows the latched peer through a rebinding") {
     auto cfg = media_config();
-    cfg.media.relatch_silence = sbc::base::millis(100);
+    cfg.media.relatch_silence = sbc::base::millis(300);
     Pipeline pipeline(cfg);
     SocketRelayConfig rc;
     rc.io = SocketIo::uring;
@@ -375,9 +375,9 @@ TEST_CASE("Socket relay io_uring: connected egress follows the latched peer thro
     }
 
     // The caller's NAT rebinds to 42501: its packets reach the port's own socket (the twin only
-    // takes 42500's), and after 100 ms of silence from 42500 the leg re-latches.
+    // takes 42500's), and after 300 ms of silence from 42500 the leg re-latches.
     Udp rebound(ep(kCaller, 42501));
-    usleep(150'000);
+    usleep(350'000);
     rebound.send_to(ep(kRelay, 41400), pkt(3));
     REQUIRE(relay_until(relay, callee, clock) == pkt(3));
     CHECK(pipeline.counters().events[PipelineEvent::relatched] == 1);
