@@ -415,6 +415,8 @@ struct Engine::Impl {
     std::function<void(std::string_view)> sink;
 
     base::Result<void> compile();
+    bool same_state_layout(const Impl& running) const;
+    void take_state(Impl& running);
     base::Result<std::uint64_t> list_bit(const std::string& name) const;
     base::Result<CompiledScope> compile_scope(const Scope& s) const;
     int add_component(KindTable& kt, Component c);
@@ -907,6 +909,69 @@ base::Result<void> Engine::Impl::compile() {
     calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
     bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
     return {};
+}
+
+// Whether the state the running engine holds means the same under this compiled
+// configuration, so that it can be carried over as it is. Keys must hash alike (source
+// prefix lengths) into tables of the same sizes; each key kind must hold the same components
+// at the same places of its slots, each counting the same events (the signature: type, value,
+// window, lists and scope counted in) in buckets of the same size; what makes an event count
+// must be defined alike (short calls and rings, sequential steps, the home country); and the
+// calls in progress hold prefix lists and account groups by position, so both keep their
+// names and order. Thresholds, weights, modes, score thresholds, ban duration, deny rules and
+// the contents of lists, groups and country codes are read when events are scored: they may
+// change.
+bool Engine::Impl::same_state_layout(const Impl& running) const {
+    const EngineConfig& o = running.cfg;
+    if (cfg.source_prefix_v4 != o.source_prefix_v4 || cfg.source_prefix_v6 != o.source_prefix_v6 ||
+        cfg.short_call_seconds != o.short_call_seconds ||
+        cfg.short_ring_seconds != o.short_ring_seconds ||
+        cfg.sequential_max_step != o.sequential_max_step ||
+        cfg.home_country_code != o.home_country_code)
+        return false;
+    if (list_names != running.list_names) return false;
+    if (cfg.account_groups.size() != o.account_groups.size()) return false;
+    for (std::size_t i = 0; i < cfg.account_groups.size(); ++i)
+        if (cfg.account_groups[i].name != o.account_groups[i].name) return false;
+    if (calls.capacity() != running.calls.capacity() || bans.capacity() != running.bans.capacity())
+        return false;
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        const KindTable& a = kinds[ki];
+        const KindTable& b = running.kinds[ki];
+        if (a.used != b.used) return false;
+        if (!a.used) continue;
+        if (a.slot_bytes != b.slot_bytes || a.cold_bytes != b.cold_bytes ||
+            a.table.capacity() != b.table.capacity() || a.comps.size() != b.comps.size())
+            return false;
+        for (std::size_t i = 0; i < a.comps.size(); ++i) {
+            const Component& x = a.comps[i];
+            const Component& y = b.comps[i];
+            if (x.signature != y.signature || x.width != y.width || x.narrow != y.narrow ||
+                x.offset != y.offset || x.cold_offset != y.cold_offset || x.lines != y.lines)
+                return false;
+        }
+    }
+    return true;
+}
+
+// Takes over the running engine's state (tables, sweep positions, counters, event sink);
+// `running` is left with this engine's empty tables and is discarded by the caller.
+void Engine::Impl::take_state(Impl& running) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        if (!kinds[ki].used) continue;
+        kinds[ki].table.swap(running.kinds[ki].table);
+        kinds[ki].cursor = running.kinds[ki].cursor;
+        key_pace[ki] = running.key_pace[ki];
+    }
+    calls.swap(running.calls);
+    calls_cursor = running.calls_cursor;
+    bans.swap(running.bans);
+    bans_cursor = running.bans_cursor;
+    call_pace = running.call_pace;
+    ban_pace = running.ban_pace;
+    sweep_last = running.sweep_last;
+    counters = running.counters;
+    sink = std::move(running.sink);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1828,6 +1893,18 @@ base::Result<std::unique_ptr<Engine>> Engine::create(EngineConfig config) {
     auto r = e->impl_->compile();
     if (!r) return r.error();
     return e;
+}
+
+base::Result<bool> Engine::reconfigure(EngineConfig config) {
+    // Compiled aside: an invalid configuration or another layout leaves the engine untouched.
+    auto next = std::make_unique<Impl>();
+    next->cfg = std::move(config);
+    auto r = next->compile();
+    if (!r) return r.error();
+    if (!next->same_state_layout(*impl_)) return false;
+    next->take_state(*impl_);
+    impl_ = std::move(next);
+    return true;
 }
 
 void Engine::on_attempt(const CallAttempt& a, Verdict& out) {

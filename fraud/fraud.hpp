@@ -325,6 +325,14 @@ class GeoIp {
 class Engine {
   public:
     static base::Result<std::unique_ptr<Engine>> create(EngineConfig config);
+    // Applies a new configuration to the running engine without losing what it has gathered:
+    // when the per-key state keeps its layout and meaning (the same key kinds, features,
+    // windows, scopes counted in, table sizes; see docs/fraud.md, "Reloads"), the new rules,
+    // thresholds, weights, modes, score thresholds, ban duration, deny rules and lists take
+    // over and every key, window, call in progress and ban stays: true. Otherwise nothing
+    // changes: false (build a new engine instead), or the error of an invalid configuration.
+    // Reasons of earlier verdicts point into the previous configuration: read them before.
+    base::Result<bool> reconfigure(EngineConfig config);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;

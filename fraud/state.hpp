@@ -10,6 +10,7 @@
 #include <cstring>
 #include <new>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/base.hpp"
@@ -389,6 +390,12 @@ class HugeArray {
     std::uint64_t& operator[](std::size_t i) { return p_[i]; }
     const std::uint64_t& operator[](std::size_t i) const { return p_[i]; }
     std::size_t size() const { return n_; }
+    void swap(HugeArray& o) noexcept {
+        std::swap(map_, o.map_);
+        std::swap(map_bytes_, o.map_bytes_);
+        std::swap(p_, o.p_);
+        std::swap(n_, o.n_);
+    }
 
   private:
     void release() {
@@ -429,6 +436,19 @@ class SlotTable {
         data_.assign(buckets_ * slot_words_, 0);
         if (cold_words_) cold_.assign(buckets_ * cold_words_, 0);
         size_ = 0;
+    }
+
+    // Hands the whole table over (a reconfigured engine keeps its predecessor's keys): the
+    // arrays change owners, nothing is copied.
+    void swap(SlotTable& o) noexcept {
+        hashes_.swap(o.hashes_);
+        data_.swap(o.data_);
+        cold_.swap(o.cold_);
+        std::swap(slot_words_, o.slot_words_);
+        std::swap(cold_words_, o.cold_words_);
+        std::swap(buckets_, o.buckets_);
+        std::swap(size_, o.size_);
+        std::swap(capacity_, o.capacity_);
     }
 
     static std::uint64_t fix(std::uint64_t h) { return h == 0 ? 1 : h; }

@@ -616,3 +616,158 @@ TEST_CASE("JSON event lines escape what attackers send", "[fraud][json]") {
     CHECK(l.back() == '}');
     CHECK(l.find('\n') == std::string::npos);
 }
+
+namespace {
+
+EngineConfig attempts_config(double threshold, sbc::base::Nanos window = 600 * kSec) {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("burst", Feature::attempts, KeyKind::account, threshold, 70, window));
+    return cfg;
+}
+
+// `n` attempts of account 1001, one a second from `from`, all expected to be allowed.
+void feed_allowed(Engine& e, int from, int n) {
+    Call c;
+    for (int i = from; i < from + n; ++i) {
+        c.call_id = "a" + std::to_string(i);
+        REQUIRE(run(e, c, i * kSec).action == Action::allow);
+    }
+}
+
+Verdict next_attempt(Engine& e, int i) {
+    Call c;
+    c.call_id = "a" + std::to_string(i);
+    return run(e, c, i * kSec);
+}
+
+}  // namespace
+
+TEST_CASE("a reconfigure keeping the state layout keeps every window", "[fraud][engine][reload]") {
+    auto e = make(attempts_config(10));
+    std::vector<std::string> lines;
+    e->set_event_sink([&](std::string_view l) { lines.emplace_back(l); });
+    feed_allowed(*e, 0, 6);
+    const auto keys = e->tracked_keys();
+    const auto attempts = e->counters()[Counter::attempts];
+
+    auto kept = e->reconfigure(attempts_config(5));
+    REQUIRE(kept.ok());
+    CHECK(*kept);
+    CHECK(e->config().rules[0].threshold == 5);
+    CHECK(e->tracked_keys() == keys);
+    CHECK(e->counters()[Counter::attempts] == attempts);
+    // The 7th attempt is read against the new threshold with the six already counted.
+    auto v = next_attempt(*e, 6);
+    CHECK(v.action == Action::block);
+    const Reason* r = find_reason(v, "burst");
+    REQUIRE(r);
+    CHECK(r->value == Approx(7));
+    CHECK(r->threshold == 5);
+    CHECK(lines.size() == 1);  // the event sink stays attached
+}
+
+TEST_CASE("calls in progress and bans survive a reconfigure", "[fraud][engine][reload]") {
+    auto config = [](double conc_threshold) {
+        auto cfg = base_config();
+        cfg.rules.push_back(rule("conc", Feature::concurrent_calls, KeyKind::account,
+                                 conc_threshold, 70, 0, Op::gt));
+        cfg.deny.push_back({"deny-irsf", "irsf", {}, {}, true});
+        return cfg;
+    };
+    auto e = make(config(100));
+    Call c;
+    for (int i = 0; i < 3; ++i) {
+        c.call_id = "c" + std::to_string(i);
+        REQUIRE(run(*e, c, i * kSec).action == Action::allow);
+    }
+    Call attacker;
+    attacker.call_id = "x";
+    attacker.src = "198.51.100.7";
+    attacker.account = "2002";
+    attacker.callee = "88216001";
+    REQUIRE(run(*e, attacker, 5 * kSec).action == Action::ban);
+    const auto attacker_addr = *IpAddress::parse(attacker.src);
+    REQUIRE(e->is_banned(attacker_addr, 6 * kSec));
+
+    auto cfg = config(2);
+    cfg.ban_duration = 7200 * kSec;
+    auto kept = e->reconfigure(cfg);
+    REQUIRE(kept.ok());
+    CHECK(*kept);
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 3);
+    CHECK(e->is_banned(attacker_addr, 7 * kSec));
+    CHECK(e->active_bans(7 * kSec) == 1);
+    CHECK(e->counters()[Counter::bans_issued] == 1);
+    // The three calls in progress (and this one) count against the lowered limit at once ...
+    c.call_id = "c3";
+    auto v = run(*e, c, 8 * kSec);
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "conc"));
+    CHECK(find_reason(v, "conc")->value == Approx(4));
+    // ... and their ends, found in the kept call table, release them.
+    e->on_end({9 * kSec, 0, "c0", 200});
+    CHECK(e->concurrent_calls(KeyKind::account, "1001") == 2);
+    CHECK(e->counters()[Counter::end_unknown_call] == 0);
+}
+
+TEST_CASE("a reconfigure needing another state layout changes nothing", "[fraud][engine][reload]") {
+    auto e = make(attempts_config(10));
+    feed_allowed(*e, 0, 6);
+
+    SECTION("another window") {
+        auto kept = e->reconfigure(attempts_config(5, 300 * kSec));
+        REQUIRE(kept.ok());
+        CHECK_FALSE(*kept);
+    }
+    SECTION("a feature needing new state") {
+        auto cfg = attempts_config(5);
+        cfg.rules.push_back(
+            rule("spread", Feature::distinct_destinations, KeyKind::account, 20, 30));
+        auto kept = e->reconfigure(cfg);
+        REQUIRE(kept.ok());
+        CHECK_FALSE(*kept);
+    }
+    SECTION("another key kind") {
+        auto cfg = attempts_config(5);
+        cfg.rules.push_back(rule("ip", Feature::attempts, KeyKind::source_ip, 50, 30));
+        auto kept = e->reconfigure(cfg);
+        REQUIRE(kept.ok());
+        CHECK_FALSE(*kept);
+    }
+    SECTION("an invalid configuration") {
+        auto cfg = attempts_config(5);
+        cfg.rules.push_back(rule("burst", Feature::attempts, KeyKind::account, 1, 1));
+        auto kept = e->reconfigure(cfg);
+        REQUIRE_FALSE(kept.ok());
+        CHECK(kept.error().message.find("duplicate") != std::string::npos);
+    }
+    // The old threshold still holds, over the same counts.
+    CHECK(e->config().rules.size() == 1);
+    CHECK(e->config().rules[0].threshold == 10);
+    feed_allowed(*e, 6, 3);
+    auto v = next_attempt(*e, 9);
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "burst"));
+    CHECK(find_reason(v, "burst")->value == Approx(10));
+}
+
+TEST_CASE("a rule switched from observe to enforce in place acts on the next attempt",
+          "[fraud][engine][reload][observe]") {
+    auto cfg = attempts_config(3);
+    cfg.rules[0].mode = Mode::observe;
+    auto e = make(cfg);
+    feed_allowed(*e, 0, 2);
+    auto v = next_attempt(*e, 2);
+    CHECK(v.action == Action::allow);
+    CHECK(v.shadow_action == Action::block);
+
+    cfg.rules[0].mode = Mode::enforce;
+    auto kept = e->reconfigure(cfg);
+    REQUIRE(kept.ok());
+    CHECK(*kept);
+    v = next_attempt(*e, 3);
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "burst"));
+    CHECK_FALSE(find_reason(v, "burst")->observe);
+    CHECK(find_reason(v, "burst")->value == Approx(4));
+}
