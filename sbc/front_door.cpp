@@ -192,14 +192,30 @@ void FrontDoor::apply_policy(const std::shared_ptr<const policy::Policy>& p) {
     }
     std::string fp = fingerprint(*cfg);
     if (engine_ && fp == engine_fingerprint_) return;  // same rules: the state carries on
+    if (engine_) {
+        // Retuned rules (thresholds, weights, modes, lists) are applied to the running engine:
+        // a rebuild would give every key, an ongoing attack's included, a fresh budget.
+        cfg->geoip = engine_->config().geoip;  // the node's database, opened once
+        auto kept = engine_->reconfigure(std::move(*cfg));
+        if (!kept) {
+            spdlog::error("fraud engine: {}; the previous engine stays", kept.error().message);
+            return;
+        }
+        if (*kept) {
+            spdlog::info("fraud rules updated in place, state kept");
+            events_.add(FrontDoorEvent::engine_reconfigured);
+            engine_fingerprint_ = std::move(fp);
+            return;
+        }
+    }
     auto engine = make_fraud_engine(*p, geoip_database_);
     if (!engine) {
         spdlog::error("fraud engine: {}; the previous engine stays", engine.error().message);
         return;
     }
     if (engine_) {
-        // fraud::Engine takes its configuration at creation only: changed rules start from
-        // empty windows (bans already in the dataplane stay).
+        // A new feature, window, scope or key kind needs another state layout: those rules
+        // start from empty windows (bans already in the dataplane stay).
         spdlog::warn("fraud configuration changed: engine rebuilt, its counters start afresh");
         events_.add(FrontDoorEvent::engine_rebuilt);
     }

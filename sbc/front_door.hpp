@@ -21,19 +21,20 @@ namespace sbc {
 class Daemon;
 class DataplaneRuntime;
 
-#define SBC_FRONT_DOOR_EVENTS(X)                                             \
-    X(datagrams, "SIP datagrams admitted by the dataplane")                  \
-    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")  \
-    X(responses, "SIP responses received and dropped (no transactions yet)") \
-    X(requests, "well-formed requests")                                      \
-    X(answered, "stateless final responses sent")                            \
-    X(answered_403, "403 Forbidden sent for a blocked or banned request")    \
-    X(not_answered, "requests not answered (ACK)")                           \
-    X(send_failed, "responses that could not be sent")                       \
-    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")  \
-    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")     \
-    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox") \
-    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration")
+#define SBC_FRONT_DOOR_EVENTS(X)                                                 \
+    X(datagrams, "SIP datagrams admitted by the dataplane")                      \
+    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")      \
+    X(responses, "SIP responses received and dropped (no transactions yet)")     \
+    X(requests, "well-formed requests")                                          \
+    X(answered, "stateless final responses sent")                                \
+    X(answered_403, "403 Forbidden sent for a blocked or banned request")        \
+    X(not_answered, "requests not answered (ACK)")                               \
+    X(send_failed, "responses that could not be sent")                           \
+    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")      \
+    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")         \
+    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")     \
+    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration") \
+    X(engine_reconfigured, "changed fraud rules applied in place, the engine's state kept")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
 
 // The final response every admitted request gets until signaling exists (never a fake 200).

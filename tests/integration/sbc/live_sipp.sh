@@ -6,6 +6,11 @@
 source "$(dirname "$0")/lib.sh" "$1" "$2" 45260
 need sipp sip-tester
 write_config
+# The policy from a copy the test edits (with the files it includes), for the reloads at the
+# end.
+cp -r "$ROOT/policy/examples" "$WORK/policy"
+sed -i "s|$ROOT/policy/examples/|$WORK/policy/|" "$WORK/sbc.toml"
+grep -q "$WORK/policy/callcenter.toml" "$WORK/sbc.toml" || fail "policy path not rewritten"
 start_sbc
 grep -q "SIP listener udp 127.0.0.1:$SIP_PORT open" "$WORK/sbc.log" || fail "listener not open"
 
@@ -45,5 +50,44 @@ ctl reload | grep -q '^ok' || fail "reload"
 sleep 0.1
 [ "$(stat sip.engine_rebuilt)" = 0 ] || fail "fraud engine rebuilt by an unchanged reload"
 grep -q '^127.0.0.2/32 ' <<<"$(ctl bans)" || fail "ban lost on reload"
+
+# 3. Retuning a threshold keeps the engine's state. Two calls of account 5550 to IRSF
+# numbers stay under irsf-burst (>= 3 in 10m); with the threshold lowered to 2 in place, the
+# third call fires it with all three counted (a rebuilt engine would count 1: allowed).
+irsf_calls() {  # irsf_calls NAME FIRST COUNT
+  { echo SEQUENTIAL; for i in $(seq "$2" $(($2 + $3 - 1))); do echo "+8821600200$i;"; done; } \
+    >"$WORK/$1.csv"
+  (cd "$WORK" && timeout 30 sipp "127.0.0.1:$SIP_PORT" -nostdin -default_behaviors all,-abortunexp \
+    -sf "$HERE/scenarios/irsf_invite.xml" -inf "$WORK/$1.csv" -i 127.0.0.5 -p 45263 -r 5 -m "$3" \
+    -timeout 15s -recv_timeout 1000 >"$WORK/$1.out" 2>&1) || true
+}
+irsf_events() {  # JSON event lines naming irsf-burst, as "action:value" words
+  python3 - "$WORK/sbc.log" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    if '{"event"' not in l:
+        continue
+    e = json.loads(l[l.index('{"'):])
+    for r in e["reasons"]:
+        if r["rule"] == "irsf-burst":
+            print("%s:%g" % (e["action"], r["value"]))
+PY
+}
+irsf_calls irsf-before 1 2
+[ "$(stat sip.method.INVITE)" -ge 2 ] || fail "IRSF INVITEs not received: $(ctl stats)"
+[ -z "$(irsf_events)" ] || fail "irsf-burst fired before the reload: $(irsf_events)"
+sed -i '/^id = "irsf-burst"/,/^weight/ s/^threshold = 3$/threshold = 2/' "$WORK/policy/callcenter.toml"
+grep -q '^threshold = 2$' "$WORK/policy/callcenter.toml" || fail "threshold not edited"
+ctl reload | grep -q '^ok' || fail "reload with a new threshold"
+sleep 0.1
+[ "$(stat sip.engine_reconfigured)" = 1 ] || fail "threshold change not applied in place: $(ctl stats)"
+[ "$(stat sip.engine_rebuilt)" = 0 ] || fail "fraud engine rebuilt for a threshold change"
+grep -q "fraud rules updated in place, state kept" "$WORK/sbc.log" || fail "no log line for the in-place update"
+irsf_calls irsf-after 3 1
+events=$(irsf_events)
+echo "irsf-burst after the threshold reload: $events"
+[ "$events" = "flag:3" ] || [ "$events" = "block:3" ] ||
+  fail "the third IRSF call was not scored with the two before the reload: '$events'"
+grep -q '^127.0.0.2/32 ' <<<"$(ctl bans)" || fail "ban lost on the threshold reload"
 stop_sbc
 echo "live sipp ok"
