@@ -734,6 +734,11 @@ TEST_CASE("a reconfigure needing another state layout changes nothing", "[fraud]
         REQUIRE(kept.ok());
         CHECK_FALSE(*kept);
     }
+    SECTION("a threshold that needs wider counter buckets") {
+        auto kept = e->reconfigure(attempts_config(300));
+        REQUIRE(kept.ok());
+        CHECK_FALSE(*kept);
+    }
     SECTION("an invalid configuration") {
         auto cfg = attempts_config(5);
         cfg.rules.push_back(rule("burst", Feature::attempts, KeyKind::account, 1, 1));
@@ -770,4 +775,30 @@ TEST_CASE("a rule switched from observe to enforce in place acts on the next att
     REQUIRE(find_reason(v, "burst"));
     CHECK_FALSE(find_reason(v, "burst")->observe);
     CHECK(find_reason(v, "burst")->value == Approx(4));
+}
+
+TEST_CASE("a distinct-count threshold retuned in place keeps the set's values",
+          "[fraud][engine][reload]") {
+    auto config = [](double threshold) {
+        auto cfg = base_config();
+        cfg.rules.push_back(
+            rule("spread", Feature::distinct_destinations, KeyKind::account, threshold, 70));
+        return cfg;
+    };
+    auto e = make(config(10));
+    Call c;
+    for (int i = 0; i < 6; ++i) {
+        c.call_id = "d" + std::to_string(i);
+        c.callee = "3361234560" + std::to_string(i);
+        REQUIRE(run(*e, c, i * kSec).action == Action::allow);
+    }
+    auto kept = e->reconfigure(config(5));
+    REQUIRE(kept.ok());
+    CHECK(*kept);
+    c.call_id = "d6";
+    c.callee = "33612345606";
+    auto v = run(*e, c, 6 * kSec);
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "spread"));
+    CHECK(find_reason(v, "spread")->value == Approx(7));
 }
