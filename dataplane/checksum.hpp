@@ -16,6 +16,11 @@ inline std::uint32_t ld32(const std::uint8_t* p) {
     std::memcpy(&v, p, 4);
     return v;
 }
+inline std::uint64_t ld64(const void* p) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
 inline std::uint16_t ld16(const std::uint8_t* p) {
     std::uint16_t v;
     std::memcpy(&v, p, 2);

@@ -450,9 +450,10 @@ class MediaControl {
         std::uint8_t rtcp = 0;   // the leg's RTCP port (not rtcp-mux)
         std::uint8_t flags = 0;  // kRecordFast | kRecordMux
         std::uint8_t pad = 0;
-        // What the fast path accepts, as loaded from the header (network byte order words).
-        std::uint32_t local = 0;     // IPv4 destination
+        // What the fast path accepts, as loaded from the header (network byte order words), in
+        // the header's order (IPv4 bytes 12-19, UDP bytes 0-3): compared in two loads.
         std::uint32_t source = 0;    // IPv4 source: the latched one
+        std::uint32_t local = 0;     // IPv4 destination
         std::uint32_t ports_in = 0;  // UDP source and destination ports
         // The rewrite: new source/destination address and ports; the folded one's
         // complement deltas of RFC 1624 eqn. 3 (sum of ~old and new) for the IPv4 header

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <type_traits>
 
 #include "dataplane/checksum.hpp"
 #include "dataplane/dataplane.hpp"
@@ -67,7 +68,10 @@ constexpr std::uint32_t kFragProtoMask = word(0xbf, 0xff, 0, 0xff);
 constexpr std::uint32_t kFragProtoWant = word(0, 0, 0, 17);
 
 constexpr std::size_t kChunk = 64;
-constexpr std::size_t kAhead = 4;  // frames between a statistics prefetch and its use
+
+// How relay_fast rewrites the Ethernet header: not at all (the caller does), towards a fixed
+// next hop, or back to the sender.
+enum class L2Mode { none, fixed, back };
 
 // The destination port of a frame the fast case does not cover, if it is a complete IPv4/UDP
 // datagram that the generic path may hand to a stream (tags skipped, options allowed); 0 if not.
@@ -115,6 +119,12 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
         const std::uint8_t m[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0};
         std::memcpy(&l2_back_mask, m, 8);
     }
+    // Read once: the frame stores below are byte stores, which may alias anything, and would
+    // otherwise make the compiler reload these for every frame.
+    const bool l2_rewrite = l2.source != nullptr;
+    const bool verify_udp = options.verify_udp_checksum;
+    MediaControl::RelayRecord* const relay = mc.relay_.data();
+    MediaControl::LegCounters* const stats = mc.stats_.data();
     std::size_t done = 0;
     for (std::size_t base = 0; base < total; base += kChunk) {
         const std::size_t n = std::min(kChunk, total - base);
@@ -122,12 +132,11 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
         std::uint8_t* ok = relayed.data() + base;
         // Per frame: the record of its destination port (nullptr: not a relay candidate at
         // all), and whether its headers are the fast case.
-        MediaControl::RelayRecord* rec[kChunk];
+        const MediaControl::RelayRecord* rec[kChunk];
         bool fast[kChunk];
         // Stage 1: headers. A media-port frame that is not the fast case keeps its record (with
         // fast[i] false) so that its stream can be marked (see the order note at the top).
         for (std::size_t i = 0; i < n; ++i) {
-            ok[i] = 0;
             rec[i] = nullptr;
             fast[i] = false;
             const std::uint8_t* e = f[i].data;
@@ -137,7 +146,7 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
                 (ld32(e + 20) & kFragProtoMask) == kFragProtoWant) {
                 const std::uint32_t dport = rd16(e + 36);
                 if (dport - port_min > port_max - port_min) continue;
-                rec[i] = &mc.relay_[dport - port_min];
+                rec[i] = &relay[dport - port_min];
                 __builtin_prefetch(rec[i]);
                 // Lengths consistent (Ethernet padding after the datagram allowed), a source
                 // that can be a sender (RFC 1122 §3.2.1.3), and one the ban filter clears.
@@ -147,12 +156,12 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
                           s0 != 0 && s0 != 127 && s0 < 224 && !bans_.may_be_banned_v4(ld32(e + 26));
             } else if (const std::uint32_t dport = generic_udp4_port(f[i]);
                        dport - port_min <= port_max - port_min) {
-                rec[i] = &mc.relay_[dport - port_min];
+                rec[i] = &relay[dport - port_min];
             }
         }
         // Stage 2, in burst order: the record's identity check (marking streams that go the
-        // generic way), the leg's statistics and the rewrite. The statistics line of the frame
-        // kAhead places on is fetched meanwhile (its record came in during stage 1).
+        // generic way), the leg's statistics and the rewrite. The statistics lines of the whole
+        // chunk are fetched first (the records came in during stage 1).
         std::uint32_t marked[kChunk];
         std::size_t n_marked = 0;
         auto is_marked = [&](std::uint32_t slot_plus_1) {
@@ -160,59 +169,81 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
                 if (marked[k] == slot_plus_1) return true;
             return false;
         };
-        std::size_t relayed_here = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            if (i + kAhead < n && fast[i + kAhead])
-                __builtin_prefetch(&mc.stats_[rec[i + kAhead]->stats_index], 1);
-            const MediaControl::RelayRecord* r = rec[i];
-            if (r == nullptr) continue;
-            std::uint8_t* ip = f[i].data + 14;
-            std::uint8_t* udp = ip + 20;
-            bool go = fast[i] && (r->flags & MediaControl::kRecordFast) &&
-                      ld32(ip + 12) == r->source && ld32(ip + 16) == r->local &&
-                      ld32(udp) == r->ports_in && !(n_marked && is_marked(r->slot_plus_1));
-            const std::uint32_t payload_len = rd16(udp + 4) - 8u;
-            if (go && (r->flags & MediaControl::kRecordMux))
-                go = !looks_like_rtcp(udp + 8, payload_len);
-            if (go) go = ipv4_header_ok(ip);
-            if (go && options.verify_udp_checksum && ld16(udp + 6) != 0) {
-                const std::uint32_t ulen = payload_len + 8;
-                std::uint32_t sum = checksum_add(0, ip + 12, 8) + 17 + ulen;
-                sum = checksum_add(sum, udp, ulen);
-                go = checksum_fold(sum) == 0xffff;
-            }
-            if (!go) {
-                if (r->slot_plus_1 != 0 && !is_marked(r->slot_plus_1))
-                    marked[n_marked++] = r->slot_plus_1;
-                continue;
-            }
-            rtp_stats::count_packet(mc.stats_[r->stats_index], r->rtcp != 0, udp + 8, payload_len,
-                                    now, r->rate_q64);
-            // The old words are the record's (the frame matched them): only new words are
-            // stored, and each checksum takes one precomputed RFC 1624 delta.
-            st32(ip + 12, r->new_src);
-            st32(ip + 16, r->new_dst);
-            st16(ip + 10, apply_delta(ld16(ip + 10), r->ip_delta));
-            st32(udp, r->new_ports);
-            const std::uint16_t uc = ld16(udp + 6);
-            if (uc != 0) {  // IPv4 UDP without checksum stays without (RFC 768)
-                const std::uint16_t nc = apply_delta(uc, r->udp_delta);
-                st16(udp + 6, nc == 0 ? 0xffff : nc);  // RFC 768: computed zero sent as ones
-            }
-            if (l2.source != nullptr) {
-                std::uint8_t* eth = f[i].data;
-                std::uint64_t first = l2_first;
-                if (l2_back) {
-                    std::uint64_t old;
-                    std::memcpy(&old, eth + 6, 8);
-                    first |= old & l2_back_mask;
+        // Stage 2 is instantiated per L2 rewrite (none, to a fixed next hop, back to the sender):
+        // fewer branches and live values per frame.
+        auto stage2 = [&](auto l2_mode) {
+            constexpr L2Mode kL2 = decltype(l2_mode)::value;
+            std::size_t relayed_here = 0;
+            for (std::size_t i = 0; i < n; ++i)
+                if (fast[i]) __builtin_prefetch(&stats[rec[i]->stats_index], 1);
+            for (std::size_t i = 0; i < n; ++i) {
+                const MediaControl::RelayRecord* r = rec[i];
+                ok[i] = 0;
+                if (r == nullptr) continue;
+                std::uint8_t* ip = f[i].data + 14;
+                std::uint8_t* udp = ip + 20;
+                // Source, destination and ports (12 header bytes) against the record's copy of
+                // them in the same order: two loads and one branch.
+                const bool same =
+                    ((ld64(ip + 12) ^ ld64(&r->source)) | (ld32(udp) ^ r->ports_in)) == 0;
+                bool go = fast[i] && same && (r->flags & MediaControl::kRecordFast) &&
+                          !(n_marked && is_marked(r->slot_plus_1));
+                const std::uint32_t payload_len = rd16(udp + 4) - 8u;
+                if (go && (r->flags & MediaControl::kRecordMux)) [[unlikely]]
+                    go = !looks_like_rtcp(udp + 8, payload_len);
+                if (go) go = ipv4_header_ok(ip);
+                if (go && verify_udp && ld16(udp + 6) != 0) {
+                    const std::uint32_t ulen = payload_len + 8;
+                    std::uint32_t sum = checksum_add(0, ip + 12, 8) + 17 + ulen;
+                    sum = checksum_add(sum, udp, ulen);
+                    go = checksum_fold(sum) == 0xffff;
                 }
-                std::memcpy(eth, &first, 8);
-                std::memcpy(eth + 8, &l2_second, 4);
+                if (!go) [[unlikely]] {
+                    if (r->slot_plus_1 != 0 && !is_marked(r->slot_plus_1))
+                        marked[n_marked++] = r->slot_plus_1;
+                    continue;
+                }
+                // The record's words are read before the first store into the frame (which may
+                // alias them as far as the compiler knows).
+                const std::uint32_t new_src = r->new_src, new_dst = r->new_dst,
+                                    new_ports = r->new_ports, ip_delta = r->ip_delta,
+                                    udp_delta = r->udp_delta;
+                rtp_stats::count_packet(stats[r->stats_index], r->rtcp != 0, udp + 8, payload_len,
+                                        now, r->rate_q64);
+                // The old words are the record's (the frame matched them): only new words are
+                // stored, and each checksum takes one precomputed RFC 1624 delta.
+                st32(ip + 12, new_src);
+                st32(ip + 16, new_dst);
+                st16(ip + 10, apply_delta(ld16(ip + 10), ip_delta));
+                st32(udp, new_ports);
+                const std::uint16_t uc = ld16(udp + 6);
+                if (uc != 0) {  // IPv4 UDP without checksum stays without (RFC 768)
+                    const std::uint16_t nc = apply_delta(uc, udp_delta);
+                    st16(udp + 6, nc == 0 ? 0xffff : nc);  // RFC 768: computed zero sent as ones
+                }
+                if constexpr (kL2 != L2Mode::none) {
+                    std::uint8_t* eth = f[i].data;
+                    std::uint64_t first = l2_first;
+                    if constexpr (kL2 == L2Mode::back) {
+                        std::uint64_t old;
+                        std::memcpy(&old, eth + 6, 8);
+                        first |= old & l2_back_mask;
+                    }
+                    std::memcpy(eth, &first, 8);
+                    std::memcpy(eth + 8, &l2_second, 4);
+                }
+                ok[i] = 1;
+                ++relayed_here;
             }
-            ok[i] = 1;
-            ++relayed_here;
-        }
+            return relayed_here;
+        };
+        std::size_t relayed_here;
+        if (!l2_rewrite)
+            relayed_here = stage2(std::integral_constant<L2Mode, L2Mode::none>{});
+        else if (l2_back)
+            relayed_here = stage2(std::integral_constant<L2Mode, L2Mode::back>{});
+        else
+            relayed_here = stage2(std::integral_constant<L2Mode, L2Mode::fixed>{});
         done += relayed_here;
     }
     counters_.events.add(PipelineEvent::rx, done);

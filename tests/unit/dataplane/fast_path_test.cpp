@@ -69,7 +69,7 @@ struct Output {
 
 // The generic pipeline only, as every backend ran it before the fast path.
 Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now,
-                   const std::uint8_t* next_hop) {
+                   const std::uint8_t* next_hop, bool ethernet = true) {
     const std::size_t n = in.size();
     std::vector<Frame> frames(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -82,9 +82,9 @@ Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos
     Output out;
     for (std::size_t i = 0; i < n; ++i) {
         if (d[i].action == Action::relay) {
-            if (Pipeline::rewrite_frame(frames[i], meta[i], p.forward_of(d[i])))
-                rewrite_l2(frames[i].data, next_hop);
-            else
+            if (Pipeline::rewrite_frame(frames[i], meta[i], p.forward_of(d[i]))) {
+                if (ethernet) rewrite_l2(frames[i].data, next_hop);
+            } else
                 d[i].action = Action::drop;
         }
         out.actions.push_back(d[i].action);
@@ -94,8 +94,9 @@ Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos
 }
 
 // The fast path first, then the generic pipeline on what it left, in order (the DPDK worker).
+// `ethernet` false: the caller rewrites the Ethernet header itself (RelayL2 empty).
 Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now,
-                const std::uint8_t* next_hop = nullptr) {
+                const std::uint8_t* next_hop = nullptr, bool ethernet = true) {
     const std::size_t n = in.size();
     std::vector<Frame> frames(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -103,7 +104,8 @@ Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos no
                           static_cast<std::uint32_t>(in[i].size()), 0, 0};
     std::vector<std::uint8_t> relayed(n, 0xee);
     Output out;
-    out.fast = p.relay_fast(frames, relayed, now, {}, RelayL2{kOurMac, next_hop});
+    out.fast =
+        p.relay_fast(frames, relayed, now, {}, ethernet ? RelayL2{kOurMac, next_hop} : RelayL2{});
     std::vector<Frame> rest;
     std::vector<std::size_t> at;
     for (std::size_t i = 0; i < n; ++i) {
@@ -120,9 +122,9 @@ Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos no
     out.actions.assign(n, Action::relay);
     for (std::size_t k = 0; k < rest.size(); ++k) {
         if (d[k].action == Action::relay) {
-            if (Pipeline::rewrite_frame(rest[k], meta[k], p.forward_of(d[k])))
-                rewrite_l2(rest[k].data, next_hop);
-            else
+            if (Pipeline::rewrite_frame(rest[k], meta[k], p.forward_of(d[k]))) {
+                if (ethernet) rewrite_l2(rest[k].data, next_hop);
+            } else
                 d[k].action = Action::drop;
         }
         out.actions[at[k]] = d[k].action;
@@ -269,10 +271,12 @@ TEST_CASE("The fast path relays exactly what the generic pipeline relays, byte f
             if (kind == 99) bytes.insert(bytes.end(), {0, 0, 0, 0, 0, 0});  // Ethernet padding
             frames.push_back(std::move(bytes));
         }
-        // L2: back to the sender, or (odd bursts) to a configured next hop.
+        // L2: back to the sender, or (odd bursts) to a configured next hop; every fifth
+        // burst left to the caller (no Ethernet rewrite by either).
         const std::uint8_t* next_hop = burst % 2 ? kNextHop : nullptr;
-        auto g = run_generic(generic, frames, now, next_hop);
-        auto f = run_fast(fast, frames, now, next_hop);
+        const bool ethernet = burst % 5 != 4;
+        auto g = run_generic(generic, frames, now, next_hop, ethernet);
+        auto f = run_fast(fast, frames, now, next_hop, ethernet);
         INFO("burst " << burst);
         // The generic pipeline rewrites a burst after deciding all of it, so its frames take
         // the forward as it stands at the end of the burst; the fast path takes it as it is
