@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "dataplane/rtp_stats.hpp"
 #include "frame_builder.hpp"
 
 using namespace sbc::dataplane;
@@ -434,5 +435,46 @@ TEST_CASE("The fast path relays nothing without a media port range") {
         auto o = run_fast(p, {build_frame(fs), build_frame(fs)}, millis(1));
         CHECK(o.fast == 0);
         CHECK(o.actions[0] == Action::drop);
+    }
+}
+
+TEST_CASE("The RTP sequence update's shortcuts agree with the full RFC 3550 A.1 update") {
+    struct SeqState {
+        std::uint16_t max_seq = 0, base_seq = 0, cycles = 0;
+        std::uint8_t probation = 0, rtp_state = 0;
+        std::uint32_t bad_seq = 0, received = 0;
+    };
+    std::mt19937 rng(99);
+    for (int run = 0; run < 50; ++run) {
+        SeqState quick, full;
+        std::uint16_t seq = static_cast<std::uint16_t>(rng());
+        for (int i = 0; i < 2000; ++i) {
+            // In order mostly; repeats and late packets (also while in probation, as a source
+            // repeating its sequence number keeps it), jumps, and the packet after a jump (a
+            // restarted source).
+            const unsigned kind = rng() % 100;
+            if (kind < 60)
+                ++seq;
+            else if (kind < 70)
+                ;  // repeated
+            else if (kind < 80)
+                seq = static_cast<std::uint16_t>(seq - 1 - rng() % 150);
+            else if (kind < 90)
+                seq = static_cast<std::uint16_t>(seq + 2000 + rng() % 60000);
+            else if (kind < 95)
+                seq = static_cast<std::uint16_t>(full.bad_seq);
+            else
+                seq = static_cast<std::uint16_t>(seq + 2 + rng() % 10);
+            sbc::dataplane::rtp_stats::update_seq(quick, seq);
+            sbc::dataplane::rtp_stats::update_seq_full(full, seq);
+            INFO("run " << run << " packet " << i << " seq " << seq);
+            REQUIRE(quick.max_seq == full.max_seq);
+            REQUIRE(quick.base_seq == full.base_seq);
+            REQUIRE(quick.cycles == full.cycles);
+            REQUIRE(quick.probation == full.probation);
+            REQUIRE(quick.rtp_state == full.rtp_state);
+            REQUIRE(quick.bad_seq == full.bad_seq);
+            REQUIRE(quick.received == full.received);
+        }
     }
 }
