@@ -152,8 +152,10 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
                 // that can be a sender (RFC 1122 §3.2.1.3), and one the ban filter clears.
                 const std::uint32_t ip_total = rd16(e + 16);
                 const std::uint8_t s0 = e[26];
+                // The IPv4 header checksum is checked here too, while the record is on its way.
                 fast[i] = ip_total >= 28 && ip_total <= len - 14 && rd16(e + 38) == ip_total - 20 &&
-                          s0 != 0 && s0 != 127 && s0 < 224 && !bans_.may_be_banned_v4(ld32(e + 26));
+                          s0 != 0 && s0 != 127 && s0 < 224 &&
+                          !bans_.may_be_banned_v4(ld32(e + 26)) && ipv4_header_ok(e + 14);
             } else if (const std::uint32_t dport = generic_udp4_port(f[i]);
                        dport - port_min <= port_max - port_min) {
                 rec[i] = &relay[dport - port_min];
@@ -191,7 +193,6 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
                 const std::uint32_t payload_len = rd16(udp + 4) - 8u;
                 if (go && (r->flags & MediaControl::kRecordMux)) [[unlikely]]
                     go = !looks_like_rtcp(udp + 8, payload_len);
-                if (go) go = ipv4_header_ok(ip);
                 if (go && verify_udp && ld16(udp + 6) != 0) {
                     const std::uint32_t ulen = payload_len + 8;
                     std::uint32_t sum = checksum_add(0, ip + 12, 8) + 17 + ulen;
