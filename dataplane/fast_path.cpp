@@ -68,6 +68,7 @@ constexpr std::uint32_t kFragProtoMask = word(0xbf, 0xff, 0, 0xff);
 constexpr std::uint32_t kFragProtoWant = word(0, 0, 0, 17);
 
 constexpr std::size_t kChunk = 64;
+constexpr std::size_t kStatsLag = 8;  // frames between a record's prefetch and its use
 
 // How relay_fast rewrites the Ethernet header: not at all (the caller does), towards a fixed
 // next hop, or back to the sender.
@@ -137,6 +138,10 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
         // Stage 1: headers. A media-port frame that is not the fast case keeps its record (with
         // fast[i] false) so that its stream can be marked (see the order note at the top).
         for (std::size_t i = 0; i < n; ++i) {
+            // The statistics line of a frame kStatsLag places back, whose record has had time
+            // to come in.
+            if (i >= kStatsLag && fast[i - kStatsLag])
+                __builtin_prefetch(&stats[rec[i - kStatsLag]->stats_index], 1);
             rec[i] = nullptr;
             fast[i] = false;
             const std::uint8_t* e = f[i].data;
@@ -162,8 +167,8 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
             }
         }
         // Stage 2, in burst order: the record's identity check (marking streams that go the
-        // generic way), the leg's statistics and the rewrite. The statistics lines of the whole
-        // chunk are fetched first (the records came in during stage 1).
+        // generic way), the leg's statistics and the rewrite. Stage 1 fetched the statistics
+        // lines of all but the last kStatsLag frames; those are fetched first.
         std::uint32_t marked[kChunk];
         std::size_t n_marked = 0;
         auto is_marked = [&](std::uint32_t slot_plus_1) {
@@ -176,7 +181,7 @@ std::size_t Pipeline::relay_fast(std::span<Frame> frames, std::span<std::uint8_t
         auto stage2 = [&](auto l2_mode) {
             constexpr L2Mode kL2 = decltype(l2_mode)::value;
             std::size_t relayed_here = 0;
-            for (std::size_t i = 0; i < n; ++i)
+            for (std::size_t i = n > kStatsLag ? n - kStatsLag : 0; i < n; ++i)
                 if (fast[i]) __builtin_prefetch(&stats[rec[i]->stats_index], 1);
             for (std::size_t i = 0; i < n; ++i) {
                 const MediaControl::RelayRecord* r = rec[i];
