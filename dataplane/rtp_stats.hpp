@@ -88,10 +88,13 @@ inline void update_seq(S& s, std::uint16_t seq) {
 }
 
 // Counts one accepted packet of a leg: packets, bytes, last arrival, and for RTP (RFC 3550
-// §5.1: version 2, 12-byte fixed header) the sequence state and the A.8 jitter.
+// §5.1: version 2, 12-byte fixed header) the sequence state and the A.8 jitter. Always
+// inlined: the relay fast path is instantiated per Ethernet rewrite mode, and GCC's size
+// limits would otherwise leave a call per packet.
 template <class S>
-inline void count_packet(S& c, bool rtcp, const std::uint8_t* payload, std::uint32_t len,
-                         base::Nanos now, std::uint64_t rate_q64) {
+[[gnu::always_inline]] inline void count_packet(S& c, bool rtcp, const std::uint8_t* payload,
+                                                std::uint32_t len, base::Nanos now,
+                                                std::uint64_t rate_q64) {
     ++c.packets;
     c.bytes += len;
     if (rtcp) {
