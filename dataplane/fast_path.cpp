@@ -1,9 +1,9 @@
 // The relay fast path (Pipeline::relay_fast): the common case of a relay, an untagged IPv4/UDP
-// frame from a leg's latched source to one of our media ports, handled in one pass over the
-// burst with one flat record per port (MediaControl::RelayRecord) and one statistics line per
-// leg (MediaControl::LegCounters). Everything else is left untouched for the generic pipeline
-// (parse_frames -> Pipeline::decide -> rewrite_frame), which stays the reference: for every
-// frame the fast path relays, it writes the same bytes and counts the same statistics.
+// frame from a leg's latched source to one of our media ports, handled in two passes over the
+// burst (headers, then relay) with one flat record per port (MediaControl::RelayRecord) and one
+// statistics line per leg (MediaControl::LegCounters). Everything else is left untouched for the
+// generic pipeline (parse_frames -> Pipeline::decide -> rewrite_frame), which stays the reference:
+// for every frame the fast path relays, it writes the same bytes and counts the same statistics.
 //
 // Order: the generic pipeline runs after the fast pass, on the frames left over. So that no
 // stream sees its packets out of order (RFC 3550 sequence and jitter state, latching and
