@@ -278,10 +278,15 @@ inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uin
                           << (4 * q);
         }
     }
+    auto forget = [&s](std::uint16_t t) {
+        if (s.n[t % kRingBuckets]) --s.n[t % kRingBuckets];
+    };
+    int slot;
     if (match_mask) {
+        // Seen before: it moves to the current sub-bucket.
         DistinctEntry& x = line[__builtin_ctz(match_mask)];
         if (x.t != now16) {
-            if (s.n[x.t % kRingBuckets]) --s.n[x.t % kRingBuckets];
+            forget(x.t);
             ring_add(s.n, e);
             x.t = now16;
         }
@@ -289,44 +294,22 @@ inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uin
         s.last_t = now16;
         return;
     }
-    std::uint32_t free_mask = ~live_mask & 0xffffu;
-    if (free_mask) {
-        line[__builtin_ctz(free_mask)] = {fp, now16};
-        ring_add(s.n, e);
-        s.last_fp = fp;
-        s.last_t = now16;
-        return;
-    }
-    int free_i = -1, oldest_i = 0;
-    std::uint16_t oldest_age = 0;
-    for (std::uint32_t i = 0; i < kEntriesPerLine; ++i) {
-        DistinctEntry& x = line[i];
-        auto age = static_cast<std::uint16_t>(now16 - x.t);
-        bool is_live = x.fp != 0 && age < kRingBuckets;
-        if (is_live && x.fp == fp) {
-            if (age != 0) {
-                if (s.n[x.t % kRingBuckets]) --s.n[x.t % kRingBuckets];
-                ring_add(s.n, e);
-                x.t = now16;
+    if (std::uint32_t free_mask = ~live_mask & 0xffffu) {
+        slot = __builtin_ctz(free_mask);
+    } else {
+        // A full line (all 16 live, none `fp`): the least recently seen value leaves the set.
+        slot = 0;
+        std::uint16_t oldest_age = 0;
+        for (std::uint32_t i = 0; i < kEntriesPerLine; ++i) {
+            auto age = static_cast<std::uint16_t>(now16 - line[i].t);
+            if (age >= oldest_age) {
+                oldest_age = age;
+                slot = static_cast<int>(i);
             }
-            s.last_fp = fp;
-            s.last_t = now16;
-            return;
         }
-        if (!is_live) {
-            if (free_i < 0) free_i = static_cast<int>(i);
-        } else if (age >= oldest_age) {
-            oldest_age = age;
-            oldest_i = static_cast<int>(i);
-        }
+        forget(line[slot].t);
     }
-    if (free_i < 0) {
-        // A full line: the least recently seen value leaves the set.
-        free_i = oldest_i;
-        std::uint16_t t = line[free_i].t;
-        if (s.n[t % kRingBuckets]) --s.n[t % kRingBuckets];
-    }
-    line[free_i] = {fp, now16};
+    line[slot] = {fp, now16};
     ring_add(s.n, e);
     s.last_fp = fp;
     s.last_t = now16;
