@@ -552,6 +552,9 @@ class Sdp {
     // Rewrites every c= address and the o= address (and their address type: IP4/IP6).
     void set_connection_address(std::string_view address);
     void set_media_port(std::size_t media_index, std::uint16_t port);
+    // The o= username and the s= text (they often name a product or a host).
+    void set_origin_username(std::string_view username);
+    void set_session_name(std::string_view name);
     // Rewrites an existing a=rtcp (port, and address when it has one).
     void set_rtcp(std::size_t media_index, std::uint16_t port, std::string_view address);
     void clear_edits() { edits_.clear(); }
