@@ -414,7 +414,15 @@ struct Engine::Impl {
     base::CounterSet<Counter> counters;
     std::function<void(std::string_view)> sink;
 
-    base::Result<void> compile();
+    // `with_tables` false: every check, but the key, call and ban tables stay unallocated.
+    base::Result<void> compile(bool with_tables = true);
+    // What compile() was reading when it failed.
+    ConfigError::Subject compiling = ConfigError::Subject::engine;
+    std::size_t compiling_index = 0;
+    void at(ConfigError::Subject s, std::size_t i = 0) {
+        compiling = s;
+        compiling_index = i;
+    }
     bool same_state_layout(const Impl& running) const;
     void take_state(Impl& running);
     base::Result<std::uint64_t> list_bit(const std::string& name) const;
@@ -560,10 +568,14 @@ int Engine::Impl::add_component(KindTable& kt, Component c) {
     return static_cast<int>(kt.comps.size() - 1);
 }
 
-base::Result<void> Engine::Impl::compile() {
+base::Result<void> Engine::Impl::compile(bool with_tables) {
+    using S = ConfigError::Subject;
+    at(S::engine);
     if (cfg.max_tracked_keys == 0) return base::make_error("max_tracked_keys must be > 0");
-    if (cfg.prefix_lists.size() > 64)
+    if (cfg.prefix_lists.size() > 64) {
+        at(S::prefix_list, 64);
         return base::make_error("at most 64 prefix lists are supported by the fraud engine");
+    }
     idle_s = std::max<std::uint32_t>(1, to_seconds(cfg.idle_key_expiry));
 
     for (std::size_t i = 0; i < cfg.prefix_lists.size(); ++i) {
@@ -580,6 +592,7 @@ base::Result<void> Engine::Impl::compile() {
 
     for (std::size_t gi = 0; gi < cfg.account_groups.size(); ++gi) {
         const auto& g = cfg.account_groups[gi];
+        at(S::account_group, gi);
         Group cg;
         auto tz = TimeZone::load(cfg.zoneinfo_dir, g.timezone.empty() ? "UTC" : g.timezone);
         if (!tz) return base::make_error("account group '" + g.name + "': " + tz.error().message);
@@ -598,10 +611,12 @@ base::Result<void> Engine::Impl::compile() {
         for (const auto& p : g.account_patterns)
             account_patterns.emplace_back(p, static_cast<int>(gi));
     }
+    at(S::engine);
     for (const auto& ua : cfg.scanner_user_agents) scanner_globs.emplace_back(ua);
 
     std::vector<std::string> ids;
     for (const auto& r : cfg.rules) {
+        at(S::rule, static_cast<std::size_t>(&r - cfg.rules.data()));
         auto err = [&](const std::string& m) {
             return base::make_error("rule '" + r.id + "': " + m);
         };
@@ -755,6 +770,7 @@ base::Result<void> Engine::Impl::compile() {
         }
         rules.push_back(std::move(cr));
     }
+    at(S::engine);
     if (rules.size() > 0xffff) return base::make_error("at most 65535 fraud rules are supported");
     for (std::size_t i = 0; i < rules.size(); ++i) {
         const auto& cr = rules[i];
@@ -778,6 +794,7 @@ base::Result<void> Engine::Impl::compile() {
     ladder_value.assign(ladders.size(), 0);
     fired.reserve(rules.size());
     for (const auto& d : cfg.deny) {
+        at(S::deny_rule, static_cast<std::size_t>(&d - cfg.deny.data()));
         if (d.id.empty()) return base::make_error("a fraud deny rule has no id");
         if (std::find(ids.begin(), ids.end(), d.id) != ids.end())
             return base::make_error("deny rule '" + d.id + "': duplicate id");
@@ -794,6 +811,7 @@ base::Result<void> Engine::Impl::compile() {
         if (!cd.source_countries.empty()) need_source_country = true;
         denies.push_back(std::move(cd));
     }
+    at(S::engine);
 
     // Lay out the slots and size the tables. The key budget is split between the key kinds
     // that rules read, so a flood of one kind cannot take another kind's room: addresses and
@@ -864,7 +882,7 @@ base::Result<void> Engine::Impl::compile() {
         kt.slot_bytes = (off + 63) & ~std::size_t{63};
         kt.cold_bytes = cold;
         std::size_t cap = std::max<std::size_t>(64, cfg.max_tracked_keys * kShares[ki] / shares);
-        kt.table.init(cap, kt.slot_bytes, kt.cold_bytes);
+        if (with_tables) kt.table.init(cap, kt.slot_bytes, kt.cold_bytes);
     }
     for (auto& l : ladders) {
         const auto& kt = kinds[l.key_index];
@@ -906,8 +924,10 @@ base::Result<void> Engine::Impl::compile() {
             if (!l.call_feature) other_ladders.push_back(i);
         }
     }
-    calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
-    bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
+    if (with_tables) {
+        calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
+        bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
+    }
     return {};
 }
 
@@ -1905,6 +1925,21 @@ base::Result<bool> Engine::reconfigure(EngineConfig config) {
     next->take_state(*impl_);
     impl_ = std::move(next);
     return true;
+}
+
+bool Engine::hand_over_state(Engine& next) noexcept {
+    if (!next.impl_->same_state_layout(*impl_)) return false;
+    next.impl_->take_state(*impl_);
+    return true;
+}
+
+std::optional<ConfigError> validate(const EngineConfig& config) {
+    // The configuration is copied: compile() keeps pointers into its own.
+    Engine::Impl probe;
+    probe.cfg = config;
+    auto r = probe.compile(false);
+    if (r) return std::nullopt;
+    return ConfigError{probe.compiling, probe.compiling_index, r.error().message};
 }
 
 void Engine::on_attempt(const CallAttempt& a, Verdict& out) {

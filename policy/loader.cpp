@@ -497,6 +497,8 @@ void Loader::read_prefix_list(const Table& t, const std::string& dir) {
     RawPrefixList raw;
     raw.pos = t.pos();
     list.file = ctx.files[t.file()];
+    list.line = raw.pos.line;
+    list.column = raw.pos.column;
     if (!t.string("name", list.name, &raw.name_pos) && !t.has("name"))
         t.error(t.pos(), "prefix list needs a 'name'");
     raw.name_pos = t.has("name") ? t.key_pos("name") : t.pos();
@@ -641,6 +643,9 @@ void Loader::read_group(const Table& t) {
     AccountGroup g;
     RawGroup raw;
     raw.pos = t.pos();
+    g.file = ctx.files[t.file()];
+    g.line = raw.pos.line;
+    g.column = raw.pos.column;
     if (!t.string("name", g.name) && !t.has("name"))
         t.error(t.pos(), "account group needs a 'name'");
     raw.name_pos = t.has("name") ? t.key_pos("name") : t.pos();
@@ -759,6 +764,7 @@ void Loader::read_rule(const Table& t) {
     raw.pos = t.pos();
     r.file = ctx.files[t.file()];
     r.line = raw.pos.line;
+    r.column = raw.pos.column;
     if (!t.string("id", r.id) && !t.has("id")) t.error(t.pos(), "fraud rule needs an 'id'");
     raw.id_pos = t.has("id") ? t.key_pos("id") : t.pos();
     t.string("description", r.description);
@@ -841,6 +847,7 @@ void Loader::read_deny(const Table& t) {
     raw.pos = t.pos();
     d.file = ctx.files[t.file()];
     d.line = raw.pos.line;
+    d.column = raw.pos.column;
     if (!t.string("id", d.id) && !t.has("id")) t.error(t.pos(), "fraud deny rule needs an 'id'");
     raw.id_pos = t.has("id") ? t.key_pos("id") : t.pos();
     t.string("destinations", d.destinations, &raw.dest_pos);

@@ -11,6 +11,7 @@
 #include "policy/policy.hpp"
 #include "sbc/cli.hpp"
 #include "sbc/daemon.hpp"
+#include "sbc/fraud_wiring.hpp"
 
 // The fraud engine implements `sbc policy test` in cli_policy_test.cpp; register it only when
 // that file is part of the build.
@@ -73,20 +74,22 @@ int run_check(const CheckOptions& o) {
     auto results = nlohmann::json::array();
     for (const auto& set : sets) {
         auto loaded = policy::load_policy(set);
-        all_ok = all_ok && loaded.ok();
+        // A valid policy must also fit the fraud engine's limits, checked as the daemon
+        // checks them at start-up and reload (its tables are not allocated).
+        auto errors = loaded.ok() ? check_fraud_engine(*loaded.value) : std::move(loaded.errors);
+        const bool ok = errors.empty();
+        all_ok = all_ok && ok;
         if (o.json) {
-            nlohmann::json r = {
-                {"files", set}, {"ok", loaded.ok()}, {"errors", diagnostics_json(loaded.errors)}};
-            if (loaded.ok()) r["summary"] = summary_json(*loaded.value);
+            nlohmann::json r = {{"files", set}, {"ok", ok}, {"errors", diagnostics_json(errors)}};
+            if (ok) r["summary"] = summary_json(*loaded.value);
             results.push_back(std::move(r));
             continue;
         }
-        if (loaded.ok()) {
+        if (ok) {
             print_summary(set, *loaded.value);
         } else {
-            for (const auto& e : loaded.errors) std::printf("%s\n", e.to_string().c_str());
-            std::printf("%zu error%s\n", loaded.errors.size(),
-                        loaded.errors.size() == 1 ? "" : "s");
+            for (const auto& e : errors) std::printf("%s\n", e.to_string().c_str());
+            std::printf("%zu error%s\n", errors.size(), errors.size() == 1 ? "" : "s");
         }
     }
     if (o.json) {
@@ -223,8 +226,11 @@ void register_policy_commands(CLI::App& app) {
             return;
         }
         std::fputs(reply->c_str(), stdout);
-        // A refused command (unknown, failed reload) is a failure for scripts.
-        finish(reply->starts_with("error") || reply->starts_with("failed") ? 1 : 0);
+        // A refused command (unknown, failed or refused reload) is a failure for scripts.
+        finish(reply->starts_with("error") || reply->starts_with("failed") ||
+                       reply->starts_with("refused")
+                   ? 1
+                   : 0);
     });
 }
 

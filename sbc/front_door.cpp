@@ -133,11 +133,23 @@ FrontDoor::~FrontDoor() = default;
 base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, DataplaneRuntime& rt) {
     std::unique_ptr<FrontDoor> fd(new FrontDoor(daemon, rt));
     FrontDoor* self = fd.get();
-    self->geoip_database_ = daemon.config().geoip_database;
-    // The engine is built before any datagram can reach it; later policies are applied on the
-    // dataplane thread, between two polls, so scoring never takes a lock.
-    self->apply_policy(daemon.policies().current());
-    if (!self->engine_) return base::make_error("fraud engine could not be created");
+    if (const auto& path = daemon.config().geoip_database; !path.empty()) {
+        auto geo = fraud::GeoIp::open(path);
+        if (!geo) return base::make_error("fraud engine: " + geo.error().message);
+        self->geoip_ = *geo;
+    }
+    // Joining builds the engine before any datagram can reach it. Reloads install theirs on
+    // the dataplane thread, between two polls, so scoring never takes a lock. (A failed
+    // attach ends run(): no reload can reach the participant afterwards.)
+    auto refused = daemon.add_policy_participant(
+        {"fraud_engine", [self](const std::shared_ptr<const policy::Policy>& p) {
+             return self->prepare_policy(p);
+         }});
+    if (!refused.empty()) {
+        std::string why;
+        for (const auto& d : refused) why += (why.empty() ? "" : "; ") + d.to_string();
+        return base::make_error(why);
+    }
     std::string error = rt.call([self, &daemon]() -> std::string {
         for (const auto& l : daemon.config().listeners) {
             if (l.transport != policy::Transport::udp || l.realm != policy::Realm::external)
@@ -151,12 +163,6 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         return {};
     });
     if (!error.empty()) return base::make_error(error);
-    daemon.on_policy_change([self](const std::shared_ptr<const policy::Policy>& p) {
-        (void)self->rt_.post([self, p] {
-            self->apply_policy(p);
-            return std::string();
-        });
-    });
     daemon.add_control_command("stats", [self](std::string_view) {
         return self->rt_.call([self] { return self->rt_.stats_command() + self->stats_text(); });
     });
@@ -167,48 +173,57 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
     return fd;
 }
 
-void FrontDoor::apply_policy(const std::shared_ptr<const policy::Policy>& p) {
-    if (!p) return;
-    policy_ = p;
+policy::PolicyChange FrontDoor::prepare_policy(const std::shared_ptr<const policy::Policy>& p) {
     auto cfg = fraud_config(*p);
-    if (!cfg) {
-        spdlog::error("fraud configuration: {}; the engine keeps its previous configuration",
-                      cfg.error().message);
-        return;
-    }
+    if (!cfg)
+        return policy::PolicyChange::refuse(
+            {policy_diagnostic(*p, "fraud engine: " + cfg.error().message)});
     std::string fp = fingerprint(*cfg);
-    if (engine_ && fp == engine_fingerprint_) return;  // same rules: the state carries on
-    if (engine_) {
-        // Retuned rules (thresholds, weights, modes, lists) are applied to the running engine:
-        // a rebuild would give every key, an ongoing attack's included, a fresh budget.
-        cfg->geoip = engine_->config().geoip;  // the node's database, opened once
-        auto kept = engine_->reconfigure(std::move(*cfg));
-        if (!kept) {
-            spdlog::error("fraud engine: {}; the previous engine stays", kept.error().message);
-            return;
+    // std::function needs copyable captures: the engine travels in a shared holder.
+    auto next = std::make_shared<std::unique_ptr<fraud::Engine>>();
+    if (fp != engine_fingerprint_) {
+        cfg->geoip = geoip_;
+        auto engine = fraud::Engine::create(std::move(*cfg));
+        if (!engine) {
+            auto why = check_fraud_engine(*p);  // the same refusal, at the rule's position
+            if (why.empty()) why.push_back(policy_diagnostic(*p, engine.error().message));
+            return policy::PolicyChange::refuse(std::move(why));
         }
-        if (*kept) {
-            spdlog::info("fraud rules updated in place, state kept");
-            events_.add(FrontDoorEvent::engine_reconfigured);
-            engine_fingerprint_ = std::move(fp);
-            return;
+        *next = std::move(*engine);
+    }
+    return policy::PolicyChange::ready([this, p, next, fp = std::move(fp)] {
+        std::unique_ptr<fraud::Engine> retired;
+        (void)rt_.call([&] {
+            retired = commit_policy(p, std::move(*next));
+            engine_fingerprint_ = fp;
+            return std::string();
+        });
+        // `retired` (and its tables) is freed here, on the reloading thread.
+    });
+}
+
+std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
+                                                        std::unique_ptr<fraud::Engine> next) {
+    policy_ = std::move(p);
+    if (!next) return nullptr;  // same fraud configuration: the engine and its state carry on
+    if (engine_ && engine_->hand_over_state(*next)) {
+        // Retuned rules (thresholds, weights, modes, lists) keep the gathered state: a rebuild
+        // would give every key, an ongoing attack's included, a fresh budget.
+        spdlog::info("fraud rules updated in place, state kept");
+        events_.add(FrontDoorEvent::engine_reconfigured);
+    } else {
+        if (engine_) {
+            // A new feature, window, scope or key kind needs another state layout: those rules
+            // start from empty windows (bans already in the dataplane stay).
+            spdlog::warn("fraud configuration changed: engine rebuilt, its counters start afresh");
+            events_.add(FrontDoorEvent::engine_rebuilt);
         }
+        // Every flag/block/ban verdict (and shadow non-allow) as one JSON line in the daemon
+        // log. (A handed-over state brings its sink along.)
+        next->set_event_sink([](std::string_view line) { spdlog::warn("{}", line); });
     }
-    auto engine = make_fraud_engine(*p, geoip_database_);
-    if (!engine) {
-        spdlog::error("fraud engine: {}; the previous engine stays", engine.error().message);
-        return;
-    }
-    if (engine_) {
-        // A new feature, window, scope or key kind needs another state layout: those rules
-        // start from empty windows (bans already in the dataplane stay).
-        spdlog::warn("fraud configuration changed: engine rebuilt, its counters start afresh");
-        events_.add(FrontDoorEvent::engine_rebuilt);
-    }
-    engine_ = std::move(*engine);
-    engine_fingerprint_ = std::move(fp);
-    // Every flag/block/ban verdict (and shadow non-allow) as one JSON line in the daemon log.
-    engine_->set_event_sink([](std::string_view line) { spdlog::warn("{}", line); });
+    std::swap(engine_, next);
+    return next;
 }
 
 void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {

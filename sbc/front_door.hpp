@@ -55,8 +55,9 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
 class FrontDoor {
   public:
     // Opens every external UDP listener of the node config on the dataplane, holds the fraud
-    // engine and follows policy reloads, and registers `stats` and `answer` on the control
-    // socket. Fails when a listener cannot be opened or the policy has no valid fraud config.
+    // engine and takes part in policy reloads (as "fraud_engine"), and registers `stats` and
+    // `answer` on the control socket. Fails when a listener cannot be opened or the fraud
+    // engine refuses the policy.
     static base::Result<std::unique_ptr<FrontDoor>> attach(Daemon& daemon, DataplaneRuntime& rt);
     ~FrontDoor();
     FrontDoor(const FrontDoor&) = delete;
@@ -69,7 +70,15 @@ class FrontDoor {
 
   private:
     FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
-    void apply_policy(const std::shared_ptr<const policy::Policy>& p);  // dataplane thread
+    // A policy reload in two steps. prepare (the reloading thread) compiles the new fraud
+    // engine aside, its tables allocated there, or refuses the policy with the engine's
+    // reasons; the running engine is not touched. commit (the dataplane thread) installs it:
+    // the running engine's state moves over when its layout is unchanged, else the new engine
+    // starts afresh; neither can fail.
+    policy::PolicyChange prepare_policy(const std::shared_ptr<const policy::Policy>& p);
+    // Returns the engine it replaced, for the caller to free off the dataplane thread.
+    std::unique_ptr<fraud::Engine> commit_policy(std::shared_ptr<const policy::Policy> p,
+                                                 std::unique_ptr<fraud::Engine> next);
     fraud::Verdict score(const sip::Message& m, const dataplane::PacketMeta& meta);
     void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
                 std::string_view reason, std::uint32_t retry_after);
@@ -86,8 +95,8 @@ class FrontDoor {
     PlaceholderAnswer placeholder_;
     std::shared_ptr<const policy::Policy> policy_;
     std::unique_ptr<fraud::Engine> engine_;
-    std::string engine_fingerprint_;
-    std::string geoip_database_;
+    std::string engine_fingerprint_;  // of engine_'s config; read and written by reloads only
+    std::shared_ptr<const fraud::GeoIp> geoip_;  // the node's database, opened once
     base::CounterSet<FrontDoorEvent> events_;
     base::CounterSet<sip::Reject> malformed_;
     std::vector<std::uint64_t> by_method_;  // sip::Method, unknown last
