@@ -35,6 +35,10 @@ bool compare(Op op, double value, double threshold) {
 namespace {
 
 constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0x7e4a47, 0xd35f1c};
+// Dialed numbers and request targets (INVITE/OPTIONS callee, REGISTER user) hash with one seed:
+// a user swept by several methods is one value of the request-target set, and an all-digit
+// callee's destination hash is its target hash.
+constexpr std::uint64_t kTargetSeed = 11;
 // RFC 3261 §17.1.1.2: a client transaction lives 64*T1 = 32 s; an ended call is remembered
 // that long so a late retransmitted INVITE is still recognised as a duplicate.
 constexpr base::Nanos kTombstone = 32 * base::kNanosPerSecond;
@@ -447,6 +451,7 @@ struct Engine::Impl {
     std::uint64_t state_lines(const AttemptKeys& k) const;
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);
     bool scanner_ua(std::string_view ua);
+    void resolve_scanner(Ctx& c, std::string_view ua);
     // User-Agents repeat (a fleet of phones sends the same few strings): the glob verdict of
     // each is remembered by its 64-bit hash in a small direct-mapped cache.
     struct UaMemo {
@@ -655,12 +660,13 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
             x.list_mask = mask;
             return add_component(kt, x);
         };
-        auto distinct = [&](DistinctValue v) -> base::Result<int> {
+        auto distinct = [&](DistinctValue v, std::uint64_t mask = 0) -> base::Result<int> {
             if (r.threshold > 127)
                 return err("distinct-count thresholds above 127 are not supported");
             Component x = c;
             x.type = CompType::distinct;
             x.what = static_cast<std::uint8_t>(v);
+            x.list_mask = mask;
             x.capacity = std::clamp<std::uint32_t>(
                 static_cast<std::uint32_t>(std::max(0.0, std::floor(r.threshold))) + 1, 4, 128);
             return add_component(kt, x);
@@ -680,9 +686,26 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
             }
             return m;
         };
+        // `lists` restricts what a destination feature counts to attempts whose destination
+        // is on one of them; other features have no destination to restrict.
+        const bool takes_lists =
+            r.feature == Feature::attempts || r.feature == Feature::high_risk_attempts ||
+            r.feature == Feature::premium_attempts || r.feature == Feature::distinct_destinations;
+        if (!r.lists.empty() && !takes_lists)
+            return err(
+                "lists apply only to attempts, high_risk_attempts, premium_attempts and "
+                "distinct_destinations");
         switch (r.feature) {
             case Feature::attempts:
-                cr.comp_a = counter(CountEvent::attempt);
+                if (r.lists.empty()) {
+                    cr.comp_a = counter(CountEvent::attempt);
+                } else {
+                    // INVITEs to the lists: the count high_risk_attempts keeps for the same
+                    // lists (the two rules share it).
+                    auto m = lists_mask({});
+                    if (!m) return err(m.error().message);
+                    cr.comp_a = counter(CountEvent::list_hit, *m);
+                }
                 break;
             case Feature::international_attempts:
                 cr.comp_a = counter(CountEvent::international);
@@ -708,7 +731,13 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
                     : r.feature == Feature::distinct_usernames ? DistinctValue::failed_username
                     : r.feature == Feature::request_sweep      ? DistinctValue::request_target
                                                                : DistinctValue::source_country;
-                auto i = distinct(v);
+                std::uint64_t mask = 0;
+                if (v == DistinctValue::destination && !r.lists.empty()) {
+                    auto m = lists_mask({});
+                    if (!m) return err(m.error().message);
+                    mask = *m;
+                }
+                auto i = distinct(v, mask);
                 if (!i) return i.error();
                 cr.comp_a = *i;
                 if (v == DistinctValue::source_country) need_source_country = true;
@@ -1143,7 +1172,8 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
             }
         }
         if (k.ndigits) {
-            k.dest_hash = static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, 11));
+            k.dest_hash =
+                static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, kTargetSeed));
             auto cw = countries.walk({k.digits, k.ndigits});
             k.dest_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
             k.code_len = cw.deepest ? cw.deepest_len : 0;
@@ -1154,7 +1184,7 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     if (!a.callee.empty())
         k.target_hash = k.invite && k.ndigits == a.callee.size()
                             ? k.dest_hash
-                            : static_cast<std::uint32_t>(hash_string(a.callee, 11));
+                            : static_cast<std::uint32_t>(hash_string(a.callee, kTargetSeed));
     k.src_country = country_code16(a.source.country);
 }
 
@@ -1202,6 +1232,8 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
             std::uint32_t h = 0;
             switch (static_cast<DistinctValue>(comp.what)) {
                 case DistinctValue::destination:
+                    // A set restricted to lists may not take it (the lists are matched when
+                    // the attempt is scored): one line read for nothing, never a wrong count.
                     h = k.invite && k.ndigits ? k.dest_hash : 0;
                     break;
                 case DistinctValue::destination_country:
@@ -1258,6 +1290,15 @@ bool Engine::Impl::scanner_ua(std::string_view ua) {
         last_ua_scanner = scanner;
     }
     return scanner;
+}
+
+// scanner_user_agent, for every event that is scored (attempts, other requests, authentication
+// results, registrations): a signature is proof whatever the request.
+void Engine::Impl::resolve_scanner(Ctx& c, std::string_view ua) {
+    if (ua.empty())
+        c.scanner = cfg.empty_user_agent_is_scanner;
+    else if (!scanner_globs.empty())
+        c.scanner = scanner_ua(ua);
 }
 
 bool Engine::Impl::scanner_ua_memo(std::string_view ua) {
@@ -1463,7 +1504,9 @@ void Engine::Impl::update(Ctx& c) {
                     std::uint32_t h = 0;
                     switch (static_cast<DistinctValue>(comp.what)) {
                         case DistinctValue::destination:
-                            if (c.kind == EventKind::invite && c.ndigits) h = c.dest_hash;
+                            if (c.kind == EventKind::invite && c.ndigits &&
+                                (!comp.list_mask || (c.dest_mask & comp.list_mask)))
+                                h = c.dest_hash;
                             break;
                         case DistinctValue::destination_country:
                             if (c.kind == EventKind::invite) h = c.dest_country;
@@ -1981,13 +2024,7 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
     }
     m.resolve_source(c, a.source, out);
     m.resolve_time(c, a.wall);
-    if (!m.scanner_globs.empty() || m.cfg.empty_user_agent_is_scanner) {
-        if (a.user_agent.empty()) {
-            c.scanner = m.cfg.empty_user_agent_is_scanner;
-        } else {
-            c.scanner = m.scanner_ua(a.user_agent);
-        }
-    }
+    m.resolve_scanner(c, a.user_agent);
     c.target_hash = k.target_hash;
     m.prepare(c);
     m.update(c);
@@ -2150,6 +2187,7 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     c.now_s = to_seconds(a.now);
     m.resolve_keys(c, a.source, a.username, a.tenant, true);
     m.resolve_source(c, a.source, out);
+    m.resolve_scanner(c, a.user_agent);
     c.auth_failed = !a.success;
     if (!a.success && !a.username.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(a.username, 17));
@@ -2180,15 +2218,12 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     c.now_s = to_seconds(r.now);
     m.resolve_keys(c, r.source, r.user, r.tenant, true);
     m.resolve_source(c, r.source, out);
-    if (!r.user.empty()) c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, 13));
+    if (!r.user.empty())
+        c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, kTargetSeed));
     // 403/404 to a REGISTER: wrong credentials or no such user (enumeration).
     if ((r.status == 403 || r.status == 404) && !r.user.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(r.user, 17));
-    if (!m.scanner_globs.empty() && !r.user_agent.empty()) {
-        c.scanner = m.scanner_ua(r.user_agent);
-    } else if (r.user_agent.empty()) {
-        c.scanner = m.cfg.empty_user_agent_is_scanner;
-    }
+    m.resolve_scanner(c, r.user_agent);
     m.prepare(c);
     m.update(c);
     m.evaluate(c, out);

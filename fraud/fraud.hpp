@@ -24,11 +24,11 @@ namespace sbc::fraud {
 // Vocabulary (names are the policy language's spelling; see the contract in docs/fraud.md)
 
 #define SBC_FRAUD_FEATURES(X)                                                        \
-    X(attempts, "call attempts")                                                     \
+    X(attempts, "call attempts (to `lists` when given)")                             \
     X(international_attempts, "attempts to another country")                         \
     X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
-    X(premium_attempts, "attempts to premium lists")                                 \
-    X(distinct_destinations, "distinct dialed numbers")                              \
+    X(premium_attempts, "attempts to premium lists (or `lists`)")                    \
+    X(distinct_destinations, "distinct dialed numbers (on `lists` when given)")      \
     X(distinct_destination_countries, "distinct destination countries")              \
     X(sequential_dialing, "longest run of destinations differing by small steps")    \
     X(concurrent_calls, "calls in progress now (no window)")                         \
@@ -41,7 +41,7 @@ namespace sbc::fraud {
     X(off_hours, "1 if outside the account group's business hours")                  \
     X(source_country_not_allowed, "1 if the source country is not allowed")          \
     X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls ended unanswered within short_ring_seconds (Wangiri)")
+    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")
 SBC_DECLARE_COUNTER_LIST(Feature, SBC_FRAUD_FEATURES)
 
 #define SBC_FRAUD_KEYS(X)                  \

@@ -48,8 +48,11 @@ struct Loaded {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Enumerations shared with the dataplane and fraud engines. The X-macro lists give the enum,
-// the TOML spelling (`name(e)`) and a description, so they cannot drift apart.
+// Enumerations of the policy language. The X-macro lists give the enum, the TOML spelling
+// (`name(e)`) and a description. They are not shared: the dataplane and the fraud engine keep
+// their own copies (fraud/ and dataplane/ do not depend on policy/), sbc/'s wiring converts
+// between them by name, and the wiring tests check that the features, rule keys, operators and
+// categories here and in fraud/ have the same names and descriptions.
 
 #define SBC_POLICY_PREFIX_CATEGORIES(X)                        \
     X(irsf, "International revenue share fraud ranges")        \
@@ -81,32 +84,32 @@ SBC_DECLARE_COUNTER_LIST(LimitKey, SBC_POLICY_LIMIT_KEYS)
 std::string_view toml_name(LimitKey k);
 
 #define SBC_POLICY_FRAUD_FEATURES(X)                                                 \
-    X(attempts, "call attempts")                                                     \
+    X(attempts, "call attempts (to `lists` when given)")                             \
     X(international_attempts, "attempts to another country")                         \
     X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
-    X(premium_attempts, "attempts to premium lists")                                 \
-    X(distinct_destinations, "distinct dialed numbers")                              \
+    X(premium_attempts, "attempts to premium lists (or `lists`)")                    \
+    X(distinct_destinations, "distinct dialed numbers (on `lists` when given)")      \
     X(distinct_destination_countries, "distinct destination countries")              \
     X(sequential_dialing, "longest run of destinations differing by small steps")    \
     X(concurrent_calls, "calls in progress now (no window)")                         \
     X(short_call_ratio, "answered calls shorter than short_call_seconds / answered") \
-    X(failed_call_ratio, "failed attempts / attempts")                               \
+    X(failed_call_ratio, "failed calls / ended calls")                               \
     X(auth_failures, "authentication failures")                                      \
-    X(distinct_usernames, "distinct usernames tried in auth/register")               \
+    X(distinct_usernames, "distinct usernames that failed auth/register")            \
     X(scanner_user_agent, "1 if the User-Agent matches a scanner signature")         \
     X(request_sweep, "distinct target users of OPTIONS/REGISTER/INVITE")             \
     X(off_hours, "1 if outside the account group's business hours")                  \
     X(source_country_not_allowed, "1 if the source country is not allowed")          \
     X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls cancelled or ended unanswered within a few seconds")
+    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")
 SBC_DECLARE_COUNTER_LIST(Feature, SBC_POLICY_FRAUD_FEATURES)
 
-#define SBC_POLICY_RULE_KEYS(X)                  \
-    X(source_ip, "the source IP address")        \
-    X(source_prefix, "the source prefix")        \
-    X(account, "the calling account")            \
-    X(tenant, "the tenant of the account group") \
-    X(destination_prefix, "the matched destination prefix")
+#define SBC_POLICY_RULE_KEYS(X)            \
+    X(source_ip, "the source IP address")  \
+    X(source_prefix, "the source prefix")  \
+    X(account, "the calling account")      \
+    X(tenant, "the tenant of the account") \
+    X(destination_prefix, "the matched destination prefix (else its country code)")
 SBC_DECLARE_COUNTER_LIST(RuleKey, SBC_POLICY_RULE_KEYS)
 
 #define SBC_POLICY_COMPARE_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")

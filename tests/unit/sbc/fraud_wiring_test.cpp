@@ -133,6 +133,21 @@ TEST_CASE("every feature, key and operator name of the policy exists in the engi
         CHECK(policy::kPrefixCategoryNames[i] == fraud::kCategoryNames[i]);
 }
 
+TEST_CASE("the policy and the engine define every feature and key alike", "[fraud][wiring]") {
+    // The two vocabularies are separate copies: their one-line definitions must not drift
+    // (failed_call_ratio once meant "failed attempts / attempts" on the policy side).
+    REQUIRE(policy::kFeatureCount == fraud::kFeatureCount);
+    for (std::size_t i = 0; i < policy::kFeatureCount; ++i) {
+        INFO(policy::kFeatureNames[i]);
+        CHECK(policy::kFeatureDescriptions[i] == fraud::kFeatureDescriptions[i]);
+    }
+    REQUIRE(policy::kRuleKeyCount == fraud::kKeyKindCount);
+    for (std::size_t i = 0; i < policy::kRuleKeyCount; ++i) {
+        INFO(policy::kRuleKeyNames[i]);
+        CHECK(policy::kRuleKeyDescriptions[i] == fraud::kKeyKindDescriptions[i]);
+    }
+}
+
 TEST_CASE("the example call-center policy compiles into an engine", "[fraud][wiring]") {
     auto loaded = policy::load_policy({SBC_CALLCENTER_POLICY});
     for (const auto& e : loaded.errors) UNSCOPED_INFO(e.to_string());
