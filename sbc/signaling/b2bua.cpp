@@ -165,7 +165,71 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
       wire_(wire),
       media_(media),
       hooks_(hooks),
-      tx_(*this, timers, limits) {}
+      tx_(*this, timers, limits) {
+    hops_.resize(config_.internal.next_hops.size());
+    if (!config_.health.enabled)
+        for (auto& h : hops_) h.up = h.ever_up = true;
+}
+
+bool B2bua::hop_usable(std::size_t hop) const {
+    return hop >= hops_.size() || hops_[hop].up;
+}
+
+void B2bua::hop_result(std::size_t hop, bool ok) {
+    if (hop >= hops_.size() || !config_.health.enabled) return;
+    HopState& h = hops_[hop];
+    if (ok) {
+        h.failures = 0;
+        ++h.successes;
+        if (!h.up && (!h.ever_up || h.successes >= config_.health.successes_before_up)) {
+            h.up = h.ever_up = true;
+            counters_.add(B2buaCounter::hops_up);
+        }
+    } else {
+        h.successes = 0;
+        ++h.failures;
+        if (h.up && h.failures >= config_.health.failures_before_down) {
+            h.up = false;
+            counters_.add(B2buaCounter::hops_down);
+        }
+    }
+}
+
+void B2bua::probe_hops(base::Nanos now) {
+    if (!config_.health.enabled) return;
+    const SideConfig& in = config_.internal;
+    for (std::size_t i = 0; i < hops_.size(); ++i) {
+        HopState& h = hops_[i];
+        if (h.probe && now - h.probe_sent >= config_.health.timeout) {
+            pending_.erase(pack(h.probe));  // a late answer no longer counts
+            h.probe = {};
+            counters_.add(B2buaCounter::probes_failed);
+            hop_result(i, false);
+        }
+        if (h.probe || now < h.next_probe) continue;
+        h.next_probe = now + config_.health.interval;
+        const base::Endpoint& to = in.next_hops[i];
+        std::string req = "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
+                          std::string(transport_name(in.transport)) + " " + host_port(in) +
+                          ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
+                          "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
+                          "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
+                          "\r\nCSeq: 1 OPTIONS\r\nUser-Agent: " + config_.user_agent +
+                          "\r\nContent-Length: 0\r\n\r\n";
+        Flow f;
+        f.transport = in.transport;
+        f.listener = in.listener;
+        f.remote = to;
+        const TxId t = tx_.request(f, std::move(req), now);
+        if (!t) continue;
+        counters_.add(B2buaCounter::probes_sent);
+        h.probe = t;
+        h.probe_sent = now;
+        Pending p;
+        p.probe = static_cast<int>(i);
+        pending_[pack(t)] = p;
+    }
+}
 
 B2bua::~B2bua() {
     for (auto& [id, call] : calls_)
@@ -204,6 +268,7 @@ void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Na
 void B2bua::advance(base::Nanos now) {
     now_ = now;
     tx_.advance(now);
+    probe_hops(now);
     if (config_.max_call_duration > 0) {
         std::vector<std::uint64_t> due;
         for (const auto& [id, c] : calls_)
@@ -221,6 +286,9 @@ void B2bua::advance(base::Nanos now) {
 
 base::Nanos B2bua::next_deadline() const {
     base::Nanos next = tx_.next_deadline();
+    if (config_.health.enabled)
+        for (const HopState& h : hops_)
+            next = std::min(next, h.probe ? h.probe_sent + config_.health.timeout : h.next_probe);
     if (config_.max_call_duration > 0)
         for (const auto& [id, c] : calls_)
             if (!c->ended && c->answered) next = std::min(next, c->deadline);
@@ -587,6 +655,10 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         std::optional<base::Endpoint> dest;
         std::string ruri;
         if (c.hop < there.next_hops.size()) {
+            if (b.side == Side::internal && !hop_usable(c.hop)) {
+                ++c.hop;
+                continue;
+            }
             dest = there.next_hops[c.hop];
             ruri = "sip:";
             if (inv->request_uri().has_user) {
@@ -629,6 +701,7 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         p.server_leg = 0;
         p.method = sip::Method::invite;
         p.initial = true;
+        p.hop = c.hop - 1;
         pending_[pack(t)] = p;
         return true;
     }
@@ -752,6 +825,16 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
     auto pit = pending_.find(pack(tx));
     if (pit == pending_.end()) return;
     const Pending p = pit->second;
+    if (p.probe >= 0) {
+        if (r.status_code() < 200) return;
+        HopState& h = hops_[static_cast<std::size_t>(p.probe)];
+        if (h.probe == tx) {
+            h.probe = {};
+            counters_.add(B2buaCounter::probes_answered);
+            hop_result(static_cast<std::size_t>(p.probe), true);
+        }
+        return;
+    }
     auto cit = calls_.find(p.call);
     if (cit == calls_.end()) return;
     Call& c = *cit->second;
@@ -894,11 +977,19 @@ void B2bua::send_bye(Call& c, int li, base::Nanos now) {
 void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
     if (auto pit = pending_.find(pack(tx)); pit != pending_.end()) {
         const Pending p = pit->second;
+        if (p.probe >= 0) return;  // judged by the health check's own timeout
         auto cit = calls_.find(p.call);
         if (cit == calls_.end()) return;
         Call& c = *cit->second;
         if (p.initial) {
             if (c.cancelled || c.ended || c.answered) return;
+            // A next hop that lets an INVITE time out takes no more calls until probes say so.
+            if (kind == TimeoutKind::no_response && config_.health.enabled &&
+                p.hop < hops_.size() && hops_[p.hop].up) {
+                hops_[p.hop].up = false;
+                hops_[p.hop].successes = 0;
+                counters_.add(B2buaCounter::hops_down);
+            }
             if (kind != TimeoutKind::no_final_after_cancel && c.leg[1].remote_tag.empty() &&
                 try_next_hop(c, now_)) {
                 counters_.add(B2buaCounter::failovers);

@@ -38,8 +38,22 @@ struct SideConfig {
     std::vector<base::Endpoint> next_hops;
 };
 
+// OPTIONS probes of the next hops (RFC 3261 §11). Any response is a sign of life; a probe
+// without a response within `timeout` is a failure. A hop takes calls only while it is up: it
+// comes up on its first answered probe after start, and after `successes_before_up` answered
+// probes once it was down; it goes down after `failures_before_down` failed probes in a row,
+// and at once when a call to it times out. With no hop up, a new call gets 503 at once.
+struct HealthCheck {
+    bool enabled = true;
+    base::Nanos interval = base::seconds(5);
+    base::Nanos timeout = base::seconds(2);
+    std::uint32_t failures_before_down = 3;
+    std::uint32_t successes_before_up = 2;
+};
+
 struct B2buaConfig {
     SideConfig external, internal;
+    HealthCheck health;
     // Header fields never relayed (on top of the hop-by-hop ones the B2BUA rebuilds).
     std::vector<std::string> strip_headers = {"Server", "User-Agent", "Organization", "Warning"};
     // The header that carries a flag verdict to the inside; removed when it comes from outside.
@@ -127,7 +141,12 @@ class CallHooks {
     X(sdp_rewritten, "SDP bodies anchored on the relay")               \
     X(sdp_refused, "SDP bodies that could not be anchored (488)")      \
     X(loops, "requests refused for Max-Forwards 0 (483)")              \
-    X(in_dialog_relayed, "in-dialog requests relayed")
+    X(in_dialog_relayed, "in-dialog requests relayed")                 \
+    X(probes_sent, "OPTIONS probes sent to next hops")                 \
+    X(probes_answered, "OPTIONS probes answered")                      \
+    X(probes_failed, "OPTIONS probes without an answer in time")       \
+    X(hops_down, "next hops marked down")                              \
+    X(hops_up, "next hops marked up")
 SBC_DECLARE_COUNTER_LIST(B2buaCounter, SBC_SIGNALING_B2BUA_COUNTERS)
 
 class B2bua final : private TransactionUser {
@@ -145,6 +164,8 @@ class B2bua final : private TransactionUser {
     std::vector<std::uint64_t> calls() const;
 
     std::size_t active_calls() const { return calls_.size(); }
+    // Whether next hop i of the internal side takes calls now.
+    bool hop_up(std::size_t i) const { return i < hops_.size() && hops_[i].up; }
     const base::CounterSet<B2buaCounter>& counters() const { return counters_; }
     const TransactionLayer& transactions() const { return tx_; }
     const B2buaConfig& config() const { return config_; }
@@ -159,6 +180,8 @@ class B2bua final : private TransactionUser {
         int server_leg = 0;
         sip::Method method = sip::Method::unknown;
         bool initial = false;  // the call's first INVITE
+        int probe = -1;        // an OPTIONS probe of this next hop
+        std::size_t hop = 0;   // initial INVITE: the next hop it went to
     };
     // TransactionUser
     bool send(const Flow& flow, std::string_view bytes) override;
@@ -186,7 +209,20 @@ class B2bua final : private TransactionUser {
     std::string reason_for(int status) const;
     Flow leg_destination(const Call& call, int leg) const;
 
+    struct HopState {
+        bool up = false;
+        bool ever_up = false;
+        std::uint32_t successes = 0, failures = 0;
+        base::Nanos next_probe = 0;
+        TxId probe;
+        base::Nanos probe_sent = 0;
+    };
+    void probe_hops(base::Nanos now);
+    void hop_result(std::size_t hop, bool ok);
+    bool hop_usable(std::size_t hop) const;
+
     B2buaConfig config_;
+    std::vector<HopState> hops_;  // the internal side's next hops
     Wire& wire_;
     MediaAnchor& media_;
     CallHooks& hooks_;

@@ -76,6 +76,7 @@ B2buaConfig config(std::vector<std::uint16_t> hops = {kProxyPort}) {
     c.internal.media_host = "10.0.0.1";
     c.internal.listener = 1;
     for (auto p : hops) c.internal.next_hops.push_back({*base::IpAddress::parse("10.0.0.2"), p});
+    c.health.enabled = false;  // hops always up, except in the health check's own test
     return c;
 }
 
@@ -496,4 +497,42 @@ TEST_CASE("OPTIONS to the SBC is answered locally; no next hop gives 503 with Re
     CHECK(r.status_code() == 503);
     CHECK(r.find("Retry-After") != nullptr);
     CHECK(h.media.released[1] == 1);  // the offer's streams were freed
+}
+
+TEST_CASE("health checks: calls go only to hops that answer OPTIONS") {
+    B2buaConfig c = config({kProxyPort, kProxy2Port});
+    c.health.enabled = true;
+    c.health.interval = seconds(5);
+    c.health.timeout = seconds(2);
+    c.health.failures_before_down = 2;
+    c.health.successes_before_up = 2;
+    Harness h(c);
+    // Before any probe is answered no hop is up: 503 at once, nothing sent inside.
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 503);
+    CHECK(h.b2b.counters()[B2buaCounter::no_next_hop] == 1);
+    h.b2b.advance(millis(1));
+    auto probes1 = h.wire.to(kProxyPort);
+    auto probes2 = h.wire.to(kProxy2Port);
+    REQUIRE(probes1.size() == 1);
+    REQUIRE(probes2.size() == 1);
+    CHECK(parse(probes1[0]).method() == sip::Method::options);
+    // Only the second hop answers: the call goes there.
+    feed(h.b2b, inside_response(probes2[0], 200), proxy_flow(kProxy2Port), Side::internal,
+         millis(5));
+    CHECK_FALSE(h.b2b.hop_up(0));
+    CHECK(h.b2b.hop_up(1));
+    feed(h.b2b, invite("z9hG4bKcaller2"), caller_flow(), Side::external, millis(10));
+    CHECK(h.wire.to(kProxyPort).size() == 1);
+    REQUIRE(h.wire.to(kProxy2Port).size() == 2);
+    CHECK(parse(h.wire.to(kProxy2Port).back()).method() == sip::Method::invite);
+    // The second hop stops answering: down after two failed probes.
+    h.b2b.advance(seconds(5) + millis(1));
+    h.b2b.advance(seconds(7) + millis(2));
+    CHECK(h.b2b.hop_up(1));
+    h.b2b.advance(seconds(10) + millis(1));
+    h.b2b.advance(seconds(12) + millis(2));
+    CHECK_FALSE(h.b2b.hop_up(1));
+    CHECK(h.b2b.counters()[B2buaCounter::hops_down] == 1);
+    CHECK(h.b2b.counters()[B2buaCounter::probes_failed] >= 2);
 }
