@@ -99,11 +99,6 @@ void front_door_handler(const dataplane::PacketMeta& m, void* ctx) {
     static_cast<FrontDoor*>(ctx)->on_datagram(m);
 }
 
-bool is_kept_in_response(sip::HeaderId id) {
-    using H = sip::HeaderId;
-    return id == H::via || id == H::from || id == H::to || id == H::call_id || id == H::cseq;
-}
-
 }  // namespace
 
 std::string_view request_account(const sip::Message& msg) {
@@ -131,35 +126,26 @@ std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s
 std::string stateless_response(sip::Message& request, int status, std::string_view reason,
                                const base::IpAddress& source, std::uint16_t source_port,
                                std::uint32_t retry_after) {
-    request.clear_edits();
-    request.replace(request.start_line(),
-                    "SIP/2.0 " + std::to_string(status) + " " + std::string(reason));
-    // RFC 3261 §8.2.6.2: Via (all, in order), From, To, Call-ID and CSeq are copied; nothing
-    // else of the request (Contact, Route, User-Agent, the body) goes back.
-    for (const auto& h : request.headers())
-        if (!is_kept_in_response(h.id)) request.remove_header(h);
-    if (!request.vias().empty()) {
-        const auto& top = request.vias().front();
-        const std::string addr = source.to_string();
-        // RFC 3261 §18.2.1 received when sent-by differs from the source; RFC 3581 §4 always
-        // with rport, which also gets the source port.
-        if (top.has_rport || top.host != addr) request.set_via_received(top, addr);
-        if (top.has_rport) request.set_via_rport(top, source_port);
-    }
-    if (const auto* to = request.to(); to && to->tag.empty() && status > 100) {
-        // The same tag for every retransmission of the request: a hash of what identifies it.
-        std::uint64_t h = 1469598103934665603ull;
-        h = fnv1a(h, request.call_id());
-        if (const auto* from = request.from()) h = fnv1a(h, from->tag);
-        if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
-        char tag[24];
-        std::snprintf(tag, sizeof tag, ";tag=%016llx", static_cast<unsigned long long>(h));
-        request.insert_after(to->raw, tag);
-    }
-    if (retry_after > 0) request.add_header("Retry-After", std::to_string(retry_after));
-    request.add_header("Server", "sbc");
-    request.set_body("");
-    return request.serialize();
+    // Stateless: the same tag for every retransmission of the request, a hash of what
+    // identifies it (RFC 3261 §8.2.6.2).
+    std::uint64_t h = 1469598103934665603ull;
+    h = fnv1a(h, request.call_id());
+    if (const auto* from = request.from()) h = fnv1a(h, from->tag);
+    if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
+    char tag[24];
+    std::snprintf(tag, sizeof tag, "%016llx", static_cast<unsigned long long>(h));
+    const std::string addr = source.to_string();
+    const std::string retry = std::to_string(retry_after);
+    std::pair<std::string_view, std::string_view> extra[2];
+    std::size_t n = 0;
+    if (retry_after > 0) extra[n++] = {"Retry-After", retry};
+    extra[n++] = {"Server", "sbc"};
+    sip::ResponseOptions o;
+    o.to_tag = tag;
+    o.source_address = addr;
+    o.source_port = source_port;
+    o.headers = std::span(extra, n);
+    return sip::build_response(request, status, reason, o);
 }
 
 FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
