@@ -9,6 +9,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "policy/key_status.hpp"
 #include "policy/toml_reader.hpp"
 
 namespace sbc::policy {
@@ -78,6 +79,7 @@ struct Loader {
     std::vector<RawDeny> raw_deny;
     std::vector<RawCidr> allow, deny, trusted;
     std::vector<Located<std::string>> scanner_patterns;
+    std::vector<Diagnostic> notices;  // keys accepted but not enforced yet
     Pos fraud_pos{};
     bool block_set = false;
     Pos thresholds_pos{};
@@ -168,6 +170,7 @@ void Loader::load_text(std::uint32_t file, std::string_view text, const std::str
     hash_bytes(text);
     auto doc = detail::parse_toml(ctx, file, text);
     if (!doc) return;
+    detail::collect_key_notices(ctx, file, *doc, policy_key_status(), notices);
     Table top(ctx, file, *doc, "");
     read_document(top, dir);
 }
@@ -1117,6 +1120,8 @@ void set_key_homes(Context& ctx) {
 Loaded<Policy> finish(Loader& l) {
     Loaded<Policy> out;
     l.check_and_link();  // even after other errors: report everything at once
+    detail::finish_notices(l.ctx, l.notices);
+    out.notices = l.notices;
     if (!l.ctx.errors.empty()) {
         // Report in reading order: file by file, then line and column.
         std::map<std::string, std::size_t> order;
@@ -1130,6 +1135,7 @@ Loaded<Policy> finish(Loader& l) {
         return out;
     }
     l.compile();
+    l.p->notices = std::move(l.notices);
     out.value = std::move(l.p);
     return out;
 }

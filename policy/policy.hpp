@@ -39,13 +39,34 @@ struct Diagnostic {
     std::string to_string() const;  // "file:line:column: message"
 };
 
-// A loaded value or every error found (never just the first).
+// A loaded value or every error found (never just the first). `notices` are warnings that
+// leave the value valid: keys present in the file that are accepted but not enforced yet.
 template <class T>
 struct Loaded {
     std::shared_ptr<const T> value;
     std::vector<Diagnostic> errors;
+    std::vector<Diagnostic> notices;
     bool ok() const { return value != nullptr; }
 };
+
+// ---------------------------------------------------------------------------------------------
+// Where each configuration key takes effect in `sbc run`, in one list per file kind
+// (policy/key_status.cpp). A key is written as its dotted path, an array of tables as `name[]`
+// ("fraud.rules[].weight"), `*` stands for any one segment ("rate_limits.*.per_account").
+// A key the running daemon does not act on yet gives a notice at its file:line:column when it
+// is present; the test over docs/policy.md keeps this list and the documentation in step.
+
+struct KeyStatus {
+    std::string_view key;
+    bool enforced = false;
+    std::string_view where;  // enforced: where it takes effect; otherwise what it waits for
+    // Non-empty: enforced only for these values (comma-separated); other values get a notice.
+    std::string_view enforced_values = {};
+};
+std::span<const KeyStatus> policy_key_status();
+std::span<const KeyStatus> node_key_status();
+// The entry whose pattern is `path` ("listeners[].transport"), or nullptr.
+const KeyStatus* find_key_status(std::span<const KeyStatus> table, std::string_view path);
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations of the policy language. The X-macro lists give the enum, the TOML spelling
@@ -473,6 +494,8 @@ struct Policy {
     PrefixTable prefixes;  // every prefix of every list
     std::vector<AccountGroup> account_groups;
     FraudSettings fraud;
+    // Keys present in the files that `sbc run` accepts but does not enforce yet.
+    std::vector<Diagnostic> notices;
 
     SourceVerdict classify_source(const base::IpAddress& a) const;
     const PrefixList* find_prefix_list(std::string_view name) const;
@@ -570,6 +593,8 @@ struct NodeConfig {
     std::string state_url;
     std::string geoip_database;
     std::vector<std::string> policy_files;  // resolved relative to the config file
+    // Keys present in the file that `sbc run` accepts but does not enforce yet.
+    std::vector<Diagnostic> notices;
 };
 
 Loaded<NodeConfig> load_node_config(const std::string& path);

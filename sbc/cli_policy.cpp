@@ -51,6 +51,16 @@ nlohmann::json summary_json(const policy::Policy& p) {
             {"scanner_signatures", p.scanners.user_agents.size()}};
 }
 
+// A key that is accepted but not enforced yet: a warning, the configuration stays valid.
+std::string notice_line(const policy::Diagnostic& n) {
+    return n.file + ":" + std::to_string(n.line) + ":" + std::to_string(n.column) +
+           ": warning: " + n.message;
+}
+
+void print_notices(const std::vector<policy::Diagnostic>& notices, std::FILE* to) {
+    for (const auto& n : notices) std::fprintf(to, "%s\n", notice_line(n).c_str());
+}
+
 void print_summary(const std::vector<std::string>& files, const policy::Policy& p) {
     std::size_t prefixes = 0;
     for (const auto& l : p.prefix_lists) prefixes += l.prefixes.size();
@@ -80,11 +90,15 @@ int run_check(const CheckOptions& o) {
         const bool ok = errors.empty();
         all_ok = all_ok && ok;
         if (o.json) {
-            nlohmann::json r = {{"files", set}, {"ok", ok}, {"errors", diagnostics_json(errors)}};
+            nlohmann::json r = {{"files", set},
+                                {"ok", ok},
+                                {"errors", diagnostics_json(errors)},
+                                {"notices", diagnostics_json(loaded.notices)}};
             if (ok) r["summary"] = summary_json(*loaded.value);
             results.push_back(std::move(r));
             continue;
         }
+        print_notices(loaded.notices, stdout);
         if (ok) {
             print_summary(set, *loaded.value);
         } else {
@@ -123,6 +137,8 @@ int run_daemon(const std::string& config, bool check_only) {
         return 1;
     }
     if (check_only) {
+        print_notices(daemon->config().notices, stderr);
+        if (auto p = daemon->policies().current()) print_notices(p->notices, stderr);
         std::fputs(daemon->status_text().c_str(), stdout);
         return 0;
     }
@@ -138,6 +154,12 @@ int run_daemon(const std::string& config, bool check_only) {
     }
     const auto& level = daemon->config().log_level;
     spdlog::set_level(spdlog::level::from_str(level == "warn" ? "warning" : level));
+    for (const auto& n : daemon->config().notices) spdlog::warn("{}", notice_line(n));
+    // Every policy version in force says which of its keys are not enforced yet.
+    daemon->on_policy_change([](const std::shared_ptr<const policy::Policy>& p) {
+        if (p)
+            for (const auto& n : p->notices) spdlog::warn("{}", notice_line(n));
+    });
     return daemon->run();
 }
 

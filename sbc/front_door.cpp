@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <type_traits>
 
 #include <spdlog/spdlog.h>
@@ -100,6 +101,28 @@ void front_door_handler(const dataplane::PacketMeta& m, void* ctx) {
 
 }  // namespace
 
+std::string_view request_account(const sip::Message& msg) {
+    if (const auto* auth = msg.authorization(); auth && !auth->username.empty())
+        return auth->username;
+    if (const auto* pa = msg.proxy_authorization(); pa && !pa->username.empty())
+        return pa->username;
+    return msg.from() ? msg.from()->uri.user : std::string_view{};
+}
+
+policy::TrafficClass limit_class(sip::Method method) {
+    if (method == sip::Method::invite) return policy::TrafficClass::sip_invite;
+    if (method == sip::Method::register_) return policy::TrafficClass::sip_register;
+    return policy::TrafficClass::sip_other;
+}
+
+std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s,
+                                              std::string_view user_agent) {
+    if (user_agent.empty())
+        return s.empty_user_agent_is_scanner ? std::optional<std::string_view>("") : std::nullopt;
+    if (const auto* g = s.match(user_agent)) return std::string_view(g->pattern());
+    return std::nullopt;
+}
+
 std::string stateless_response(sip::Message& request, int status, std::string_view reason,
                                const base::IpAddress& source, std::uint16_t source_port,
                                std::uint32_t retry_after) {
@@ -126,7 +149,10 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
 }
 
 FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
-    : daemon_(daemon), rt_(rt), by_method_(kMethodCount, 0) {}
+    : daemon_(daemon),
+      rt_(rt),
+      by_method_(kMethodCount, 0),
+      account_limits_(kAccountLimiterCapacity, std::random_device{}()) {}
 
 FrontDoor::~FrontDoor() = default;
 
@@ -248,6 +274,11 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         events_.add(FrontDoorEvent::not_answered);
         return;
     }
+    // Trusted trunks bypass the signature and per-account checks as they bypass the
+    // dataplane's rate limits. A refused request is not scored.
+    if (policy_ && policy_->classify_source(m.src) != policy::SourceVerdict::trusted &&
+        (refuse_scanner(msg_, m) || refuse_over_account_limit(msg_, m)))
+        return;
     fraud::Action action = fraud::Action::allow;
     if (method == sip::Method::invite || method == sip::Method::register_) {
         const auto v = score(msg_, m);
@@ -264,6 +295,42 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     }
 }
 
+bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& meta) {
+    const auto& s = policy_->scanners;
+    if (s.user_agents.empty() && !s.empty_user_agent_is_scanner) return false;
+    const auto sig = scanner_match(s, msg.user_agent());
+    if (!sig) return false;
+    events_.add(FrontDoorEvent::refused_scanner);
+    if (s.action == policy::DenyAction::ban) {
+        // Duration 0: the dataplane escalates per [bans] (base, factor, max), as for floods.
+        const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
+        if (rt_.mailbox().post(
+                {dataplane::ControlCommand::Kind::ban, host, 0, dataplane::BanOrigin::signaling})) {
+            events_.add(FrontDoorEvent::scanner_bans_posted);
+            spdlog::warn("scanner ban: {} (User-Agent matches \"{}\")", host.to_string(), *sig);
+        } else {
+            events_.add(FrontDoorEvent::scanner_bans_rejected);
+        }
+    }
+    events_.add(FrontDoorEvent::answered_403);
+    answer(msg, meta, 403, "Forbidden", 0);
+    return true;
+}
+
+bool FrontDoor::refuse_over_account_limit(sip::Message& msg, const dataplane::PacketMeta& meta) {
+    const auto cls = limit_class(msg.method());
+    const auto& limit = policy_->rate_limits.get(cls, policy::LimitKey::account);
+    if (!limit.enabled) return false;
+    // No account (no username, no From user): the per-source limits of the dataplane apply.
+    const std::string_view account = request_account(msg);
+    if (account.empty() || account_limits_.admit(account, cls, limit, rt_.monotonic()))
+        return false;
+    events_.add(FrontDoorEvent::refused_account_limit);
+    events_.add(FrontDoorEvent::answered_403);
+    answer(msg, meta, 403, "Forbidden", 0);
+    return true;
+}
+
 fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::PacketMeta& meta) {
     fraud::Verdict v;
     if (!engine_) return v;
@@ -276,11 +343,7 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
     src.transport = "udp";
     const std::string_view from_user = msg.from() ? msg.from()->uri.user : std::string_view{};
     const std::string_view to_user = msg.to() ? msg.to()->uri.user : std::string_view{};
-    std::string_view account = from_user;
-    if (const auto* auth = msg.authorization(); auth && !auth->username.empty())
-        account = auth->username;
-    else if (const auto* pa = msg.proxy_authorization(); pa && !pa->username.empty())
-        account = pa->username;
+    const std::string_view account = request_account(msg);
     if (msg.method() == sip::Method::invite) {
         // Dialed digits to E.164 with the policy's [numbering]; a target that is not a number
         // is kept as is (the same rule as `sbc policy test`).
@@ -412,6 +475,11 @@ std::string FrontDoor::stats_text() const {
         out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
     }
     out += "listeners=" + std::to_string(listeners_.size()) + "\n";
+    out += "account_limits.used=" + std::to_string(account_limits_.used()) + "\n";
+    out += "account_limits.capacity=" + std::to_string(account_limits_.capacity()) + "\n";
+    out += "account_limits.evicted_idle=" + std::to_string(account_limits_.evicted_idle()) + "\n";
+    out +=
+        "account_limits.evicted_active=" + std::to_string(account_limits_.evicted_active()) + "\n";
     return out;
 }
 
