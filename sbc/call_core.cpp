@@ -53,7 +53,10 @@ CallCore::CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admi
         free_ports_.push_back(static_cast<std::uint16_t>(p));
         if (p < 2) break;
     }
-    b2bua_ = std::make_unique<signaling::B2bua>(setup_.b2bua, *this, *this, *this);
+    signaling::Wire& wire = *this;
+    signaling::MediaAnchor& media = *this;
+    signaling::CallHooks& hooks = *this;
+    b2bua_ = std::make_unique<signaling::B2bua>(setup_.b2bua, wire, media, hooks);
 }
 
 CallCore::~CallCore() {

@@ -156,10 +156,14 @@ int run_daemon(const std::string& config, bool check_only) {
     spdlog::set_level(spdlog::level::from_str(level == "warn" ? "warning" : level));
     for (const auto& n : daemon->config().notices) spdlog::warn("{}", notice_line(n));
     // Every policy version in force says which of its keys are not enforced yet.
-    daemon->on_policy_change([](const std::shared_ptr<const policy::Policy>& p) {
-        if (p)
-            for (const auto& n : p->notices) spdlog::warn("{}", notice_line(n));
-    });
+    auto refused = daemon->add_policy_participant(
+        {"notices", [](const std::shared_ptr<const policy::Policy>& p) {
+             return policy::PolicyChange::ready([p] {
+                 if (p)
+                     for (const auto& n : p->notices) spdlog::warn("{}", notice_line(n));
+             });
+         }});
+    (void)refused;  // never refuses
     return daemon->run();
 }
 

@@ -341,6 +341,21 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
         auto d = by_dialog_.find(dialog_key(m));
         if (d != by_dialog_.end()) {
             Tx& tx = *slots_[d->second];
+            if (tx.state == TxState::completed || tx.state == TxState::confirmed) {
+                // The ACK of a non-2xx final with a branch of its own (clients that number
+                // every message's branch): matched by dialog instead, as RFC 2543 did.
+                if (tx.state == TxState::confirmed) {
+                    counters_.add(TxCounter::request_retransmissions_absorbed);
+                    return Received::ack;
+                }
+                tx.state = TxState::confirmed;
+                tx.retransmit_serial = 0;
+                if (is_reliable(tx.flow.transport))
+                    terminate(tx);
+                else
+                    arm(tx, false, now + timers_.t4);
+                return Received::ack;
+            }
             if (tx.acked) {
                 counters_.add(TxCounter::request_retransmissions_absorbed);
                 return Received::ack;
@@ -493,6 +508,8 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
     }
 
     tx.state = TxState::completed;
+    tx.dialog_key = dialog_key(tx.request);
+    by_dialog_[tx.dialog_key] = tx.index;
     if (!transmit(tx, tx.last_response)) {
         fail(tx, TimeoutKind::transport_error);
         return false;

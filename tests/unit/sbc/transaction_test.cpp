@@ -422,3 +422,17 @@ TEST_CASE("random tokens are lowercase alphanumerics and do not repeat") {
     CHECK(b.rfind("z9hG4bK", 0) == 0);
     CHECK(b.size() == 31);
 }
+
+TEST_CASE("the ACK of a non-2xx final with a branch of its own is matched by dialog") {
+    User u;
+    TransactionLayer layer(u);
+    feed(layer, request("INVITE", "z9hG4bKfirst"), 0);
+    const TxId tx = u.events[0].tx;
+    REQUIRE(layer.respond(tx, 503, {}, {}, 0));
+    feed(layer, request("ACK", "z9hG4bKsecond", {}, "x"), millis(100));
+    CHECK(layer.state(tx) == TxState::confirmed);
+    CHECK(u.count("ack") == 0);
+    const std::size_t sent = u.sent.size();
+    layer.advance(seconds(3));
+    CHECK(u.sent.size() == sent);  // no more retransmissions of the 503
+}
