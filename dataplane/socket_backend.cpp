@@ -480,8 +480,8 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
     return id;
 }
 
-base::Result<void> SocketRelay::open_signaling(const base::Endpoint& local,
-                                               SignalingHandler handler, void* ctx) {
+base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                              void* ctx) {
     if (io_ != SocketIo::uring && impl_->epfd < 0)
         return base::make_error("socket relay unavailable: " + impl_->io_error);
     if (impl_->fd_by_port[local.port] >= 0) return base::make_error("port already open");
@@ -501,12 +501,12 @@ base::Result<void> SocketRelay::open_signaling(const base::Endpoint& local,
     impl_->local_by_port[local.port] = local;
     if (auto w = watch(fd, local.port); !w) {
         ::close(fd);
-        return w;
+        return w.error();
     }
     ++sockets_open_;
     signaling_handler_ = handler;
     signaling_ctx_ = ctx;
-    return {};
+    return fd;
 }
 
 base::Result<void> SocketRelay::close_stream(StreamId id) {

@@ -313,8 +313,7 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
         const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
         const base::Nanos duration =
             v.ban_until > now ? v.ban_until - now : engine_->config().ban_duration;
-        if (rt_.mailbox().post({dataplane::ControlCommand::Kind::ban, host, duration,
-                                dataplane::BanOrigin::fraud})) {
+        if (rt_.post_ban(host, duration, dataplane::BanOrigin::fraud)) {
             events_.add(FrontDoorEvent::fraud_bans_posted);
             spdlog::warn("fraud ban: {} for {:.0f} s", host.to_string(),
                          static_cast<double>(duration) / 1e9);
