@@ -225,5 +225,4 @@ std::size_t SocketRelay::poll_once(int timeout_ms, const base::Clock& clock) {
     return handled;
 }
 
-
 }  // namespace sbc::dataplane

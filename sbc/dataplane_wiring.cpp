@@ -656,6 +656,7 @@ class DpdkRuntime final : public DataplaneRuntime {
     std::string stats_command() override {
         using dataplane::dpdk::BackendCounter;
         using dataplane::dpdk::BackendDrop;
+        wait_published();  // what the worker did up to this command
         const auto snap = backend_->snapshot();
         std::string out = "dataplane.backend=dpdk\n";
         out += "dpdk.running=" + std::string(snap.running ? "1" : "0") + "\n";
