@@ -78,8 +78,9 @@ std::unique_ptr<Daemon> Daemon::create(const std::string& config_path,
     if (d->config_.dataplane.backend == policy::DataplaneBackend::pcap) {
         // Never a silent fallback to sockets: the capture backend has no live traffic.
         errors.push_back({d->config_.file, 0, 0,
-                          "[dataplane] backend = \"pcap\" is for offline use: `sbc dataplane "
-                          "pcap`/replay; `sbc run` needs \"socket\" or \"dpdk\""});
+                          "[dataplane] backend = \"pcap\" has no live traffic (a capture in, a "
+                          "capture out: `sbc dataplane pcap`); `sbc run` needs \"socket\" or "
+                          "\"dpdk\""});
         return nullptr;
     }
     // The dataplane starts with run(), not here: `sbc run --check` brings up no EAL, opens no
