@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `sbc run` on the DPDK backend between two network namespaces joined by a veth pair:
-#   peer namespace: the callers, 203.0.113.20 (SIP client, RTP leg a), .21 (RTP leg b) and
-#                   .66 (a flooder), on one end of the veth;
+#   peer namespace: the callers, 203.0.113.20 (SIP client, RTP leg a), .21 (RTP leg b), .44
+#                   (an IRSF dialer) and .66 (a flooder), on one end of the veth;
 #   sbc namespace:  `sbc run` with the veth's other end as its data port (net_af_packet) and a
 #                   net_tap exception port that sbc itself gives 203.0.113.10/24.
 # SIP requests from the peer are answered by the front door through the exception port, a
-# flood from one source is rate limited and banned in the fast path, `sbc ctl ban` reaches the
-# worker, and RTP is relayed on the worker lcore through streams added with `sbc ctl media add`.
+# flood from one source is rate limited and banned in the fast path, the fraud engine's ban of
+# an IRSF dialer and `sbc ctl ban` reach the worker, and RTP is relayed on the worker lcore through streams added with `sbc ctl media add`.
 # Exits 77 (skipped) only when the namespaces or the veth pair cannot be created.
 #   dpdk_run.sh SBC_BINARY REPO_ROOT
 source "$(dirname "$0")/lib.sh" "$1" "$2" 5060
@@ -46,7 +46,7 @@ ip netns exec "$NS_SBC" ip rule del pref 0
 ip netns exec "$NS_SBC" ip rule add pref 5 iif "$VETH" blackhole
 peer sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 peer ip link set lo up
-for a in 20 21 66; do peer ip addr add "203.0.113.$a/24" dev "$VPEER"; done
+for a in 20 21 44 66; do peer ip addr add "203.0.113.$a/24" dev "$VPEER"; done
 peer ip link set "$VPEER" up
 # A veth hands AF_PACKET frames whose UDP checksum the kernel has not filled in yet (checksum
 # offload); a NIC's wire never carries those.
@@ -139,6 +139,17 @@ grep -q '^203.0.113.20/' <<<"$bans" && fail "legitimate client banned: $bans"
 [ "$(stat sip.datagrams)" -le "$(stat dpdk.to_kernel)" ] ||
   fail "the front door got datagrams around the fast path: $(ctl stats)"
 echo "flood: 800 OPTIONS, rate_limited=$limited banned_drops=$banned, $passed reached the kernel"
+
+# 2b. An IRSF burst from 203.0.113.44 (account 5550 dialing +88216001...): the fraud engine on
+#     the signaling thread bans it, and the ban lands in the worker's ban table.
+{ echo SEQUENTIAL; for i in $(seq -w 1 25); do echo "+8821600100$i;"; done; } >"$WORK/numbers.csv"
+sipp_run irsf -sf "$HERE/scenarios/irsf_invite.xml" -inf "$WORK/numbers.csv" -i 203.0.113.44 \
+  -p 45363 -r 10 -m 25 || true
+bans=$(ctl bans)
+grep -q '^203.0.113.44/32 origin=fraud offenses=[0-9]* remaining_s=[0-9]* dropped=[1-9]' <<<"$bans" ||
+  fail "IRSF dialer not banned in the fast path: $bans"
+[ "$(stat fraud.verdict.ban)" -ge 1 ] || fail "no ban verdict: $(ctl stats)"
+echo "irsf: $(stat sip.answered_403) INVITEs answered 403, then banned: $(grep '^203.0.113.44/' <<<"$bans")"
 
 # 3. RTP relayed on the worker lcore through a stream added with `sbc ctl media add`.
 out=$(ctl media add 30000 203.0.113.20:4000 30002 203.0.113.21:6000)
