@@ -870,9 +870,10 @@ class DpdkRuntime final : public DataplaneRuntime {
         wait_published();
         const auto s = backend_->snapshot();
         std::string out = "streams=" + std::to_string(streams_.size()) + "\n";
-        for (const auto& [n, id] : streams_) {
+        for (const auto& [n, stream] : streams_) {
+            const dataplane::StreamId id = stream;  // clang 14 captures no structured binding
             const auto it = std::find_if(s.streams.begin(), s.streams.end(),
-                                         [&](const auto& x) { return x.id == id; });
+                                         [id](const auto& x) { return x.id == id; });
             if (it == s.streams.end())
                 out += std::to_string(n) + " gone\n";
             else
