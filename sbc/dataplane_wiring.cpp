@@ -281,11 +281,11 @@ void block_daemon_signals() {
 // Work handed to the signaling thread by other threads; it runs them between two polls.
 class TaskQueue {
   public:
-    std::future<std::string> post(std::function<std::string()> task, bool stopped) {
+    std::future<std::string> post(std::function<std::string()> task) {
         std::packaged_task<std::string()> t(std::move(task));
         auto f = t.get_future();
         std::lock_guard lock(mu_);
-        if (stopped) {
+        if (closed_) {
             std::promise<std::string> p;
             p.set_value("error: dataplane stopped\n");
             return p.get_future();
@@ -295,6 +295,15 @@ class TaskQueue {
         return f;
     }
     bool pending() const { return pending_.load(std::memory_order_acquire); }
+    // The owner stops: later posts get an error at once, and what is queued runs now, so that
+    // nobody waits forever on a task posted during shutdown.
+    void close() {
+        {
+            std::lock_guard lock(mu_);
+            closed_ = true;
+        }
+        run();
+    }
     void run() {
         std::deque<std::packaged_task<std::string()>> ready;
         {
@@ -309,6 +318,7 @@ class TaskQueue {
     std::mutex mu_;
     std::deque<std::packaged_task<std::string()>> tasks_;
     std::atomic<bool> pending_{false};
+    bool closed_ = false;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -342,7 +352,7 @@ class SocketRuntime final : public DataplaneRuntime {
 
     std::string_view backend() const override { return "socket"; }
     std::future<std::string> post(std::function<std::string()> task) override {
-        return tasks_.post(std::move(task), stop_.load());
+        return tasks_.post(std::move(task));
     }
     base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
                                      void* ctx) override {
@@ -366,7 +376,7 @@ class SocketRuntime final : public DataplaneRuntime {
             mailbox_.apply(pipeline_, clock_.monotonic());
             if (tasks_.pending()) tasks_.run();
         }
-        tasks_.run();  // nobody waits forever on a task posted during shutdown
+        tasks_.close();
     }
 
     std::string media_command(std::string_view args) {
@@ -605,7 +615,7 @@ class DpdkRuntime final : public DataplaneRuntime {
 
     std::string_view backend() const override { return "dpdk"; }
     std::future<std::string> post(std::function<std::string()> task) override {
-        auto f = tasks_.post(std::move(task), stop_.load());
+        auto f = tasks_.post(std::move(task));
         const std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
         return f;
@@ -712,7 +722,7 @@ class DpdkRuntime final : public DataplaneRuntime {
             media_events_ += backend_->take_events(events);
             collect_results();
         }
-        tasks_.run();  // nobody waits forever on a task posted during shutdown
+        tasks_.close();
     }
 
     // Up to a bounded batch per wake-up, so one busy listener cannot starve the others.

@@ -87,6 +87,15 @@ EOF
 "$SBC" run --check --config "$WORK/sbc.toml" >"$WORK/check.out" 2>&1 ||
   { cat "$WORK/check.out"; fail "config refused"; }
 
+# A port the EAL cannot bring up stops the start with the step named (and a non-zero exit).
+sed 's|^ports = .*|ports = ["net_nosuchdriver0"]|; s|^tap_addresses = .*||' "$WORK/sbc.toml" >"$WORK/bad.toml"
+if ip netns exec "$NS_SBC" timeout 30 "$SBC" run --config "$WORK/bad.toml" >"$WORK/bad.log" 2>&1; then
+  fail "sbc run started with a port that does not exist"
+fi
+grep -q "DPDK backend: .*net_nosuchdriver0" "$WORK/bad.log" ||
+  { cat "$WORK/bad.log"; fail "no clear error for a bad DPDK port"; }
+[ -S "$WORK/control.sock" ] && fail "control socket opened by a failed start"
+
 ip netns exec "$NS_SBC" "$SBC" run --config "$WORK/sbc.toml" >"$WORK/sbc.log" 2>&1 &
 SBC_PID=$!
 for _ in $(seq 100); do
