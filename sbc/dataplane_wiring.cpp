@@ -344,9 +344,13 @@ class SocketRuntime final : public DataplaneRuntime {
         daemon.add_control_command("media",
                                    [this](std::string_view a) { return media_command(a); });
         const policy::NodeConfig node = daemon.config();
-        daemon.on_policy_change([this, node](const std::shared_ptr<const policy::Policy>& p) {
-            mailbox_.post_config(pipeline_config_from(node, p.get()));
-        });
+        // The pipeline config is built when a reload prepares (it cannot refuse one) and posted
+        // when it commits.
+        (void)daemon.add_policy_participant(
+            {"dataplane", [this, node](const std::shared_ptr<const policy::Policy>& p) {
+                 auto c = pipeline_config_from(node, p.get());
+                 return policy::PolicyChange::ready([this, c] { mailbox_.post_config(c); });
+             }});
         thread_ = std::thread([this] { loop(); });
     }
 
@@ -595,14 +599,20 @@ class DpdkRuntime final : public DataplaneRuntime {
         daemon.add_control_command("media",
                                    [this](std::string_view a) { return media_command(a); });
         const policy::NodeConfig node = daemon.config();
-        daemon.on_policy_change([this, node](const std::shared_ptr<const policy::Policy>& p) {
-            dataplane::dpdk::ControlCommand c;
-            c.kind = dataplane::dpdk::ControlCommand::Kind::reconfigure;
-            c.config = std::make_shared<const dataplane::PipelineConfig>(
-                pipeline_config_from(node, p.get()));
-            if (!backend_->post(std::move(c)))
-                spdlog::error("DPDK: control queue full, policy not applied to the fast path");
-        });
+        // Built when a reload prepares, posted to the worker when it commits.
+        (void)daemon.add_policy_participant(
+            {"dataplane", [this, node](const std::shared_ptr<const policy::Policy>& p) {
+                 auto config = std::make_shared<const dataplane::PipelineConfig>(
+                     pipeline_config_from(node, p.get()));
+                 return policy::PolicyChange::ready([this, config] {
+                     dataplane::dpdk::ControlCommand c;
+                     c.kind = dataplane::dpdk::ControlCommand::Kind::reconfigure;
+                     c.config = config;
+                     if (!backend_->post(std::move(c)))
+                         spdlog::error(
+                             "DPDK: control queue full, policy not applied to the fast path");
+                 });
+             }});
         worker_ = std::thread([this] {
             block_daemon_signals();
             const auto r = backend_->run({}, clock_);

@@ -152,8 +152,10 @@ echo "flood: 800 OPTIONS, rate_limited=$limited banned_drops=$banned, $passed re
 # 2b. An IRSF burst from 203.0.113.44 (account 5550 dialing +88216001...): the fraud engine on
 #     the signaling thread bans it, and the ban lands in the worker's ban table.
 { echo SEQUENTIAL; for i in $(seq -w 1 25); do echo "+8821600100$i;"; done; } >"$WORK/numbers.csv"
-sipp_run irsf -sf "$HERE/scenarios/irsf_invite.xml" -inf "$WORK/numbers.csv" -i 203.0.113.44 \
-  -p 45363 -r 10 -m 25 || true
+# 2 per second: the policy's per-account INVITE limit (rate 2, burst 6) admits every one.
+(cd "$WORK" && peer timeout 45 sipp 203.0.113.10:5060 -nostdin -default_behaviors all,-abortunexp \
+  -sf "$HERE/scenarios/irsf_invite.xml" -inf "$WORK/numbers.csv" -i 203.0.113.44 -p 45363 \
+  -r 2 -m 25 -timeout 30s -recv_timeout 1000 >"$WORK/irsf.out" 2>&1) || true
 bans=$(ctl bans)
 grep -q '^203.0.113.44/32 origin=fraud offenses=[0-9]* remaining_s=[0-9]* dropped=[1-9]' <<<"$bans" ||
   fail "IRSF dialer not banned in the fast path: $bans"
