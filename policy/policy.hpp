@@ -570,6 +570,13 @@ struct DataplaneConfig {
     DataplaneBackend backend = DataplaneBackend::socket;
     std::vector<std::string> dpdk_eal_args;
     std::vector<std::string> dpdk_ports;  // PCI addresses or vdev names
+    struct HostAddress {
+        base::IpAddress addr;
+        std::uint8_t prefix_len = 0;
+    };
+    // Given to the exception port's kernel interface (the tap) at start; empty: the operator
+    // assigns the node's addresses to it.
+    std::vector<HostAddress> dpdk_tap_addresses;
     std::string pcap_input;
     std::string pcap_output;
     std::uint32_t burst_size = 32;

@@ -86,7 +86,16 @@ std::unique_ptr<Daemon> Daemon::create(const std::string& config_path,
     d->add_control_command("status",
                            [daemon = d.get()](std::string_view) { return daemon->status_text(); });
     d->add_control_command("version", [](std::string_view) { return std::string("sbc 0.1.0\n"); });
-    d->impl_->dataplane = DataplaneRuntime::attach(*d);  // ban, unban, bans
+    if (d->config_.dataplane.backend == policy::DataplaneBackend::pcap) {
+        // Never a silent fallback to sockets: the capture backend has no live traffic.
+        errors.push_back({d->config_.file, 0, 0,
+                          "[dataplane] backend = \"pcap\" has no live traffic (a capture in, a "
+                          "capture out: `sbc dataplane pcap`); `sbc run` needs \"socket\" or "
+                          "\"dpdk\""});
+        return nullptr;
+    }
+    // The dataplane starts with run(), not here: `sbc run --check` brings up no EAL, opens no
+    // socket.
     return d;
 }
 
@@ -163,7 +172,15 @@ int Daemon::run() {
         spdlog::error("cannot set up signal handling: {}", std::strerror(errno));
         return 1;
     }
-    // The SIP listeners open with run(), not create(): `sbc run --check` binds nothing.
+    // The dataplane and the SIP listeners open with run(), not create(): `sbc run --check`
+    // binds nothing. Threads started from here on inherit the blocked signals.
+    auto dataplane = DataplaneRuntime::start(*this);  // ban, unban, bans, media
+    if (!dataplane) {
+        spdlog::error("{}", dataplane.error().message);
+        return 1;
+    }
+    impl_->dataplane = std::move(*dataplane);
+    spdlog::info("dataplane backend: {}", impl_->dataplane->backend());
     auto front_door = FrontDoor::attach(*this, *impl_->dataplane);  // stats, answer
     if (!front_door) {
         spdlog::error("{}", front_door.error().message);

@@ -304,8 +304,7 @@ bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& m
     if (s.action == policy::DenyAction::ban) {
         // Duration 0: the dataplane escalates per [bans] (base, factor, max), as for floods.
         const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
-        if (rt_.mailbox().post(
-                {dataplane::ControlCommand::Kind::ban, host, 0, dataplane::BanOrigin::signaling})) {
+        if (rt_.post_ban(host, 0, dataplane::BanOrigin::signaling)) {
             events_.add(FrontDoorEvent::scanner_bans_posted);
             spdlog::warn("scanner ban: {} (User-Agent matches \"{}\")", host.to_string(), *sig);
         } else {
@@ -377,8 +376,7 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
         const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
         const base::Nanos duration =
             v.ban_until > now ? v.ban_until - now : engine_->config().ban_duration;
-        if (rt_.mailbox().post({dataplane::ControlCommand::Kind::ban, host, duration,
-                                dataplane::BanOrigin::fraud})) {
+        if (rt_.post_ban(host, duration, dataplane::BanOrigin::fraud)) {
             events_.add(FrontDoorEvent::fraud_bans_posted);
             spdlog::warn("fraud ban: {} for {:.0f} s", host.to_string(),
                          static_cast<double>(duration) / 1e9);

@@ -1,6 +1,7 @@
 #pragma once
-// The SBC's front door inside `sbc run`: the external UDP SIP listeners, opened on the
-// dataplane so that every datagram passes the ban table and the rate limits first. What the
+// The SBC's front door inside `sbc run`: the external UDP SIP listeners, opened through the
+// DataplaneRuntime so that every datagram passes the ban table and the rate limits first (the
+// socket relay's pipeline, or the DPDK fast path before the exception port). What the
 // pipeline admits is parsed (sip/), counted, scored by the fraud engine (INVITE, REGISTER) and
 // answered statelessly with a final response. Requests are NOT forwarded: call flows,
 // transactions and topology hiding of live traffic come with the signaling core.
@@ -79,7 +80,7 @@ class FrontDoor {
     FrontDoor(const FrontDoor&) = delete;
     FrontDoor& operator=(const FrontDoor&) = delete;
 
-    // Dataplane thread: one admitted SIP datagram.
+    // Signaling thread (DataplaneRuntime): one admitted SIP datagram.
     void on_datagram(const dataplane::PacketMeta& m);
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
