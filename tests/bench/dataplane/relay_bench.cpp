@@ -49,7 +49,8 @@
 #include <thread>
 #include <vector>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/pipeline.hpp"
+#include "dataplane/socket_backend.hpp"
 
 using namespace sbc;
 

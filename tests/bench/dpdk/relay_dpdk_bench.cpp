@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "base/base.hpp"
-#include "dataplane/dataplane.hpp"
 #include "dataplane/dpdk/dpdk.hpp"
+#include "dataplane/pipeline.hpp"
 #include "tests/integration/dataplane/dpdk/frames.hpp"
 
 namespace dp = sbc::dataplane;

@@ -27,6 +27,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "fraud/fraud.hpp"
@@ -99,19 +100,23 @@ double thread_cpu_seconds() {
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
-
-// Operations per CPU-second of one thread (= per core), median of kRuns.
-template <class F>
-double median_rate(F&& run, std::size_t ops) {
-    std::vector<double> rates;
-    for (int r = 0; r < kRuns; ++r) {
-        double t0 = thread_cpu_seconds();
+// Operations per CPU-second of one thread (= per core), median of kRuns, of two loops run
+// alternately (a, b, a, b, ...), so that the machine's load changes hit both alike.
+template <class A, class B>
+std::pair<double, double> median_rates_alternated(A&& run_a, B&& run_b, std::size_t ops) {
+    std::vector<double> ra, rb;
+    auto rate = [&](auto& run) {
+        const double t0 = thread_cpu_seconds();
         run();
-        double secs = thread_cpu_seconds() - t0;
-        rates.push_back(static_cast<double>(ops) / secs);
+        return static_cast<double>(ops) / (thread_cpu_seconds() - t0);
+    };
+    for (int r = 0; r < kRuns; ++r) {
+        ra.push_back(rate(run_a));
+        rb.push_back(rate(run_b));
     }
-    std::sort(rates.begin(), rates.end());
-    return rates[rates.size() / 2];
+    std::sort(ra.begin(), ra.end());
+    std::sort(rb.begin(), rb.end());
+    return {ra[ra.size() / 2], rb[rb.size() / 2]};
 }
 
 struct Millis {
@@ -179,26 +184,23 @@ int main() {
     }
 
     volatile std::uint64_t sink = 0;
-    double ours = median_rate(
-        [&] {
-            std::uint64_t s = 0;
-            for (auto n : views) {
-                const auto w = trie.walk(n);
-                s += w.mask + w.deepest_len;
-            }
-            sink = sink + s;
-        },
-        views.size());
-    double base = median_rate(
-        [&] {
-            std::uint64_t s = 0;
-            for (auto n : views) {
-                const auto a = baseline.lookup(n);
-                s += a.mask + a.length;
-            }
-            sink = sink + s;
-        },
-        views.size());
+    auto run_ours = [&] {
+        std::uint64_t s = 0;
+        for (auto n : views) {
+            const auto w = trie.walk(n);
+            s += w.mask + w.deepest_len;
+        }
+        sink = sink + s;
+    };
+    auto run_base = [&] {
+        std::uint64_t s = 0;
+        for (auto n : views) {
+            const auto a = baseline.lookup(n);
+            s += a.mask + a.length;
+        }
+        sink = sink + s;
+    };
+    const auto [ours, base] = median_rates_alternated(run_ours, run_base, views.size());
 
     // The builds a reload with 100k prefixes goes through: the policy (from a prefix-list file
     // and inline), then the fraud engine that holds the tries.
@@ -244,7 +246,7 @@ int main() {
                 prefixes.size(), kLists, trie.bytes() / 1048576.0, build_ms);
     std::printf(
         "lookups: %zu 12-digit numbers per run (%.0f%% in a listed range), one at a time, median "
-        "of %d runs, one thread, per CPU-second\n",
+        "of %d runs alternated with the baseline, one thread, per CPU-second\n",
         views.size(), 100.0 * static_cast<double>(hits) / static_cast<double>(views.size()), kRuns);
     std::printf("ours (fraud DigitTrie::walk, as resolve_destination calls it): %.2f M lookups/s\n",
                 ours / 1e6);
