@@ -178,10 +178,14 @@ pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
     if (write(ready_fd, &c, 1) != 1) _exit(4);
     while (!g_stop) relay.poll(50, clock);
     const auto& k = pipeline.counters();
-    std::fprintf(stderr, "  ours: relayed=%llu tx_failed=%llu latch_rejected=%llu\n",
+    std::fprintf(stderr,
+                 "  ours: relayed=%llu tx_failed=%llu latch_rejected=%llu sockets=%zu "
+                 "rx_buffer_shortages=%llu\n",
                  static_cast<unsigned long long>(k.events[dataplane::PipelineEvent::relayed]),
                  static_cast<unsigned long long>(k.drops[dataplane::DropReason::tx_failed]),
-                 static_cast<unsigned long long>(k.drops[dataplane::DropReason::latch_rejected]));
+                 static_cast<unsigned long long>(k.drops[dataplane::DropReason::latch_rejected]),
+                 relay.open_sockets(),
+                 static_cast<unsigned long long>(relay.rx_buffer_shortages()));
     _exit(0);
 }
 
