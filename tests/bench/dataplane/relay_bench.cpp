@@ -327,12 +327,12 @@ struct Streams {
     }
 };
 
-// Paced generator + sink on this core: every stream sends one packet per `ptime`, the streams
-// spread evenly over it (packet k at start + k / rate goes to stream k mod n). With `ramp_s` > 0
-// stream i starts only at i / n * ramp_s (its slots before that are skipped, not sent), so the
-// load grows from 0 to the full rate over the ramp. The sink is either a socket (sink_fd >= 0,
-// drained here) or the device `wire_dev` (sink_fd < 0), whose counter is read before the load
-// and after the drain.
+// Paced generator + sink on this core (sent/received: this phase's, for the phases' sum): every
+// stream sends one packet per `ptime`, the streams spread evenly over it (packet k at start + k /
+// rate goes to stream k mod n). With `ramp_s` > 0 stream i starts only at i / n * ramp_s (its slots
+// before that are skipped, not sent), so the load grows from 0 to the full rate over the ramp. The
+// sink is either a socket (sink_fd >= 0, drained here) or the device `wire_dev` (sink_fd < 0),
+// whose counter is read before the load and after the drain.
 Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev, Streams& st, double ptime_s,
                double seconds, double ramp_s) {
     constexpr int kBurst = 64;
@@ -580,10 +580,16 @@ int main(int argc, char** argv) {
         }
         Streams st(std::move(targets));
         // The streams start one after the other over 1 s, then all run 0.5 s before measuring.
-        run_load(gen_fd, sink_fd, sink_dev, st, ptime_s, 1.5, 1.0);
+        // Loss is counted over both phases: when a relay falls behind, packets sent during the
+        // ramp still arrive in the measured phase, and counting phases apart would credit them
+        // to it.
+        const Point ramp = run_load(gen_fd, sink_fd, sink_dev, st, ptime_s, 1.5, 1.0);
         const Point p = run_load(gen_fd, sink_fd, sink_dev, st, ptime_s, seconds, 0);
+        const std::uint64_t sent_all = ramp.sent + p.sent;
+        const std::uint64_t received_all = ramp.received + p.received;
         const double loss =
-            p.sent ? 1.0 - static_cast<double>(p.received) / static_cast<double>(p.sent) : 1.0;
+            sent_all ? 1.0 - static_cast<double>(received_all) / static_cast<double>(sent_all)
+                     : 1.0;
         const double offered = static_cast<double>(p.sent) / p.seconds;
         const bool gen_limited = offered < 0.98 * rate;
         std::printf(
