@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/rate_limiter.hpp"
 
 using namespace sbc;
 

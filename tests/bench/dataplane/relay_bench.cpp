@@ -1,11 +1,19 @@
 // relay-socket benchmark: packets per second one relay core forwards at < 0.1% loss.
 //
-// The relay under test (ours: SocketRelay in a child process; peer: rtpengine in userspace mode,
-// sessions set up through its ng control protocol) is pinned to one CPU; the generator and the
-// sink share the other. The generator sends pre-built RTP packets with sendmmsg from one socket
-// to every stream's ingress port, round robin, paced to the target rate; the sink counts what
-// arrives on one socket (every stream's far end). `--peer direct` sends straight to the sink and
-// measures the generator/sink ceiling.
+// The relay under test is pinned to one CPU; the generator and the sink share the other. Relays:
+// ours (SocketRelay in a child process), rtpengine in userspace mode (sessions set up through
+// its ng control protocol), and `bare` (tests/bench/dataplane/bare_relay.cpp: epoll +
+// recvmmsg/sendmmsg and a flat table, nothing else: the ceiling a userspace relay can reach on
+// this kernel). `--peer direct` sends straight to the sink: the generator/sink ceiling.
+//
+// The load is real RTP streams: each stream has its own SSRC, its sequence number goes up by
+// one and its timestamp by 160 per packet, and it sends one packet every `--ptime-ms` (20 ms,
+// G.711), so a rate point of R packets/s is R * ptime streams (100 kpps = 2000 streams). The
+// generator sends the streams round robin from one socket with sendmmsg (each stream's packet
+// pre-built; only its sequence number and timestamp are written per packet), paced so that
+// every stream is exactly one ptime apart. Before each point the streams start one after the
+// other over one second (calls arriving, not a step: rtpengine drops a stream for good after
+// repeated socket overflows).
 //
 // Two sinks. `--sink socket` (default): a UDP socket on loopback, counted with recvmmsg; on
 // loopback the sink's whole receive path (netif_rx, process_backlog, ip_rcv, udp_rcv) runs on the
@@ -14,23 +22,15 @@
 // (`--sink-dev`, set up by scripts/bench.d/relay-socket inside its own network namespace), and
 // what reached the sink is the growth of the device's counters over the measured phase.
 //
-// `--gen-segments N` (default 1): the generator hands the kernel N packets of a stream at a
-// time as one UDP segmentation-offload send (UDP_SEGMENT, 172-byte segments): its own send path
-// runs once per N packets, and the kernel splits them at the relay's socket, so the relays
-// still receive ordinary 172-byte datagrams, each stream's in runs of N back to back. Why: with
-// a relay in the path the generator core also pays the loopback delivery into the relay's
-// sockets, which caps what it offers (~300 kpps here, with the relay idle part of the time);
-// segmentation lifts that cap so the relay, not the generator, is what the point measures.
-//
-//   bench_relay_socket --peer ours|rtpengine|direct --streams 100 --rates 50000,100000 --seconds 3
-//       [--sink socket|wire] [--sink-dev sink0] [--gen-segments N]
+//   bench_relay_socket --peer ours|rtpengine|bare|direct --rates 100000,200000 --seconds 3
+//       [--ptime-ms 20] [--sink socket|wire] [--sink-dev sink0] [--bare PATH]
 //       [--relay-addr A --rtpengine-addr A --gen-addr A --sink-addr A]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <linux/if_link.h>
-#include <linux/udp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -40,6 +40,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -48,7 +49,8 @@
 #include <thread>
 #include <vector>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/pipeline.hpp"
+#include "dataplane/socket_backend.hpp"
 
 using namespace sbc;
 
@@ -58,7 +60,11 @@ constexpr const char* kDefaultRtpengineAddr = "127.0.88.2";
 constexpr const char* kDefaultGenAddr = "127.0.88.3";
 constexpr const char* kDefaultSinkAddr = "127.0.88.4";
 constexpr std::uint16_t kGenPort = 40000, kSinkPort = 40002, kNgPort = 22223;
-constexpr std::uint16_t kOurPortBase = 50000;
+// Ours and bare: stream i on ports base+4i (from the generator) and base+4i+2 (to the sink),
+// RTCP multiplexed (RFC 5761), so a stream costs two sockets and ~9,900 streams fit in the
+// open-file limit of 20,000.
+constexpr std::uint16_t kOurPortBase = 20000;
+constexpr int kMaxStreams = 9800;
 
 double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
@@ -139,7 +145,6 @@ std::uint32_t wire_sink_packets(const std::string& dev) {
 }
 
 volatile sig_atomic_t g_stop = 0;
-int g_gen_segments = 1;  // --gen-segments
 void on_term(int) {
     g_stop = 1;
 }
@@ -161,6 +166,7 @@ pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
     for (int i = 0; i < streams; ++i) {
         dataplane::StreamSpec s;
         s.call_id = static_cast<std::uint64_t>(i);
+        s.rtcp_mux = true;
         s.a.local = {relay_ip, static_cast<std::uint16_t>(kOurPortBase + 4 * i)};
         s.a.remote = {*base::IpAddress::parse(g_addr.gen), kGenPort};
         s.b.local = {relay_ip, static_cast<std::uint16_t>(kOurPortBase + 4 * i + 2)};
@@ -172,11 +178,30 @@ pid_t start_ours(int streams, int relay_cpu, int ready_fd) {
     if (write(ready_fd, &c, 1) != 1) _exit(4);
     while (!g_stop) relay.poll(50, clock);
     const auto& k = pipeline.counters();
-    std::fprintf(stderr, "  ours: relayed=%llu tx_failed=%llu latch_rejected=%llu\n",
+    std::fprintf(stderr,
+                 "  ours: relayed=%llu tx_failed=%llu latch_rejected=%llu sockets=%zu "
+                 "rx_buffer_shortages=%llu\n",
                  static_cast<unsigned long long>(k.events[dataplane::PipelineEvent::relayed]),
                  static_cast<unsigned long long>(k.drops[dataplane::DropReason::tx_failed]),
-                 static_cast<unsigned long long>(k.drops[dataplane::DropReason::latch_rejected]));
+                 static_cast<unsigned long long>(k.drops[dataplane::DropReason::latch_rejected]),
+                 relay.open_sockets(),
+                 static_cast<unsigned long long>(relay.rx_buffer_shortages()));
     _exit(0);
+}
+
+// The bare relay (bare_relay.cpp), pinned like the others; it writes one byte to ready_fd once
+// its sockets are bound.
+pid_t start_bare(const std::string& path, int streams, int relay_cpu, int ready_fd) {
+    const pid_t pid = fork();
+    if (pid != 0) return pid;
+    pin(relay_cpu);
+    const std::string n = std::to_string(streams), base = std::to_string(kOurPortBase),
+                      sink_port = std::to_string(kSinkPort), fd = std::to_string(ready_fd);
+    execl(path.c_str(), path.c_str(), "--addr", g_addr.relay.c_str(), "--port-base", base.c_str(),
+          "--streams", n.c_str(), "--dest", g_addr.sink.c_str(), "--dest-port", sink_port.c_str(),
+          "--ready-fd", fd.c_str(), static_cast<char*>(nullptr));
+    std::perror("exec bare_relay");
+    _exit(127);
 }
 
 // rtpengine as Debian ships it, in userspace mode, pinned (PEERS.md).
@@ -190,7 +215,7 @@ pid_t start_rtpengine(int relay_cpu) {
     dup2(devnull, 1);
     dup2(devnull, 2);
     execlp("rtpengine", "rtpengine", "--table=-1", "--num-threads=1", "--config-file=none",
-           "--delete-delay=0", iface.c_str(), ng.c_str(), "--port-min=51000", "--port-max=59999",
+           "--delete-delay=0", iface.c_str(), ng.c_str(), "--port-min=20000", "--port-max=65000",
            "--foreground", "--log-stderr", "--log-level=3", static_cast<char*>(nullptr));
     _exit(127);
 }
@@ -207,6 +232,8 @@ int ng_request(int fd, const std::string& cookie, const std::string& dict) {
         sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
         char buf[4096];
         for (int wait = 0; wait < 20; ++wait) {
+            pollfd pf{fd, POLLIN, 0};
+            if (poll(&pf, 1, 10) <= 0) continue;
             const ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
             if (n > 0) {
                 buf[n] = 0;
@@ -218,7 +245,6 @@ int ng_request(int fd, const std::string& cookie, const std::string& dict) {
                 }
                 return std::atoi(m + 8);
             }
-            usleep(5000);
         }
     }
     return -1;
@@ -236,7 +262,7 @@ int rtpengine_session(int ng_fd, int i) {
         s += ip;
         s += "\r\nt=0 0\r\nm=audio ";
         s += std::to_string(port);
-        s += " RTP/AVP 0\r\n";
+        s += " RTP/AVP 0\r\na=rtcp-mux\r\n";
         return s;
     };
     auto dict = [](std::initializer_list<std::string> items) {
@@ -258,42 +284,62 @@ struct Point {
     double seconds = 0;
 };
 
-// Paced generator + sink on this core. The sink is either a socket (sink_fd >= 0, drained here)
-// or the device `wire_dev` (sink_fd < 0), whose counter is read before the load and after the
-// drain.
-Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev,
-               const std::vector<sockaddr_in>& targets, double rate, double seconds) {
-    constexpr int kBurst = 64;
-    static std::vector<std::vector<std::uint8_t>> pkts;
-    if (pkts.empty()) {
-        for (int i = 0; i < kBurst; ++i) {
-            std::vector<std::uint8_t> p(172, static_cast<std::uint8_t>(i));
+// The streams the generator plays: one pre-built 172-byte RTP packet per stream (version 2,
+// PT 0, its own SSRC, 160 bytes of payload), whose sequence number and timestamp are advanced
+// in place for every packet sent.
+struct Streams {
+    static constexpr std::size_t kPacket = 172;
+    std::vector<std::uint8_t> packets;  // stream i at i * kPacket
+    std::vector<std::uint16_t> seq;
+    std::vector<std::uint32_t> ts;
+    std::vector<sockaddr_in> targets;
+
+    explicit Streams(std::vector<sockaddr_in> to) : targets(std::move(to)) {
+        const std::size_t n = targets.size();
+        packets.assign(n * kPacket, 0xd5);
+        seq.resize(n);
+        ts.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::uint8_t* p = &packets[i * kPacket];
             p[0] = 0x80;
             p[1] = 0;
-            p[3] = static_cast<std::uint8_t>(i);
-            pkts.push_back(p);
+            const auto ssrc = static_cast<std::uint32_t>(0x5bc00000u + i);
+            p[8] = static_cast<std::uint8_t>(ssrc >> 24);
+            p[9] = static_cast<std::uint8_t>(ssrc >> 16);
+            p[10] = static_cast<std::uint8_t>(ssrc >> 8);
+            p[11] = static_cast<std::uint8_t>(ssrc);
+            seq[i] = static_cast<std::uint16_t>(1000 + 7 * i);  // random-looking start (RFC 3550)
+            ts[i] = static_cast<std::uint32_t>(160000u * i);
         }
     }
-    // The burst's packets back to back (a segmentation-offload send takes one buffer), and a
-    // UDP_SEGMENT control message per message.
-    static std::vector<std::uint8_t> train;
-    if (train.empty())
-        for (const auto& p : pkts) train.insert(train.end(), p.begin(), p.end());
-    static std::vector<std::vector<std::uint8_t>> seg_cmsg(kBurst);
-    for (auto& c : seg_cmsg) {
-        if (!c.empty()) break;
-        c.assign(CMSG_SPACE(sizeof(std::uint16_t)), 0);
-        msghdr h{};
-        h.msg_control = c.data();
-        h.msg_controllen = c.size();
-        cmsghdr* cm = CMSG_FIRSTHDR(&h);
-        cm->cmsg_level = IPPROTO_UDP;
-        cm->cmsg_type = UDP_SEGMENT;
-        cm->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
-        const std::uint16_t segment = 172;
-        std::memcpy(CMSG_DATA(cm), &segment, sizeof segment);
+    // The next packet of stream i: sequence and timestamp written, then advanced.
+    std::uint8_t* next(std::size_t i) {
+        std::uint8_t* p = &packets[i * kPacket];
+        p[2] = static_cast<std::uint8_t>(seq[i] >> 8);
+        p[3] = static_cast<std::uint8_t>(seq[i]);
+        p[4] = static_cast<std::uint8_t>(ts[i] >> 24);
+        p[5] = static_cast<std::uint8_t>(ts[i] >> 16);
+        p[6] = static_cast<std::uint8_t>(ts[i] >> 8);
+        p[7] = static_cast<std::uint8_t>(ts[i]);
+        ++seq[i];
+        ts[i] += 160;
+        return p;
     }
-    int msg_packets[kBurst];
+};
+
+// Paced generator + sink on this core (sent/received: this phase's, for the phases' sum): every
+// stream sends one packet per `ptime`, the streams spread evenly over it (packet k at start + k /
+// rate goes to stream k mod n). With `ramp_s` > 0 stream i starts only at i / n * ramp_s (its slots
+// before that are skipped, not sent), so the load grows from 0 to the full rate over the ramp. The
+// sink is either a socket (sink_fd >= 0, drained here) or the device `wire_dev` (sink_fd < 0),
+// whose counter is read before the load and after the drain.
+Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev, Streams& st, double ptime_s,
+               double seconds, double ramp_s) {
+    constexpr int kBurst = 64;
+    const std::size_t n_streams = st.targets.size();
+    const double rate = static_cast<double>(n_streams) / ptime_s;
+    // A burst must not hold two packets of one stream (they share the stream's buffer).
+    const auto burst = static_cast<int>(std::min<std::size_t>(kBurst, n_streams));
     mmsghdr tx[kBurst];
     iovec tx_iov[kBurst];
     mmsghdr rx[kBurst];
@@ -306,7 +352,7 @@ Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev,
         rx[i].msg_hdr.msg_iovlen = 1;
     }
     Point pt;
-    std::size_t next = 0;
+    std::uint64_t slot = 0;  // next slot k: stream k mod n, due at k / rate
     const double start = now_s();
     double t = 0;
     const std::uint32_t wire_before = sink_fd < 0 ? wire_sink_packets(wire_dev) : 0;
@@ -320,36 +366,36 @@ Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev,
     };
     while ((t = now_s() - start) < seconds) {
         const auto due = static_cast<std::uint64_t>(rate * t);
-        while (pt.sent + pt.send_errors < due) {
-            const int n =
-                static_cast<int>(std::min<std::uint64_t>(kBurst, due - pt.sent - pt.send_errors));
-            // n packets in messages of up to g_gen_segments packets each, one stream per message.
+        bool full = false;
+        while (slot < due && !full) {
             int msgs = 0;
-            for (int done = 0; done < n; ++msgs) {
-                const int k = std::min(g_gen_segments, n - done);
-                tx_iov[msgs] = {&train[static_cast<std::size_t>(done) * 172],
-                                static_cast<std::size_t>(k) * 172};
+            std::uint64_t k = slot;
+            for (; k < due && msgs < burst; ++k) {
+                const std::size_t i = k % n_streams;
+                if (ramp_s > 0 &&
+                    t < ramp_s * static_cast<double>(i) / static_cast<double>(n_streams))
+                    continue;  // not started yet
+                tx_iov[msgs] = {st.next(i), Streams::kPacket};
                 tx[msgs] = {};
                 tx[msgs].msg_hdr.msg_iov = &tx_iov[msgs];
                 tx[msgs].msg_hdr.msg_iovlen = 1;
-                tx[msgs].msg_hdr.msg_name = const_cast<sockaddr_in*>(&targets[next]);
+                tx[msgs].msg_hdr.msg_name = &st.targets[i];
                 tx[msgs].msg_hdr.msg_namelen = sizeof(sockaddr_in);
-                if (k > 1) {
-                    tx[msgs].msg_hdr.msg_control = seg_cmsg[msgs].data();
-                    tx[msgs].msg_hdr.msg_controllen = seg_cmsg[msgs].size();
-                }
-                msg_packets[msgs] = k;
-                done += k;
-                next = (next + 1) % targets.size();
+                ++msgs;
             }
-            const int r = sendmmsg(gen_fd, tx, static_cast<unsigned>(msgs), 0);
-            if (r <= 0) {
-                // A full send buffer: retry on the next round; anything else is counted.
+            slot = k;
+            if (msgs == 0) continue;
+            int r = sendmmsg(gen_fd, tx, static_cast<unsigned>(msgs), 0);
+            if (r < 0) {
                 if (errno != EAGAIN && errno != ENOBUFS)
-                    pt.send_errors += static_cast<std::uint64_t>(n);
-                break;
+                    pt.send_errors += static_cast<std::uint64_t>(msgs);
+                r = 0;
             }
-            for (int m = 0; m < r; ++m) pt.sent += static_cast<std::uint64_t>(msg_packets[m]);
+            // What the kernel did not take (a full send buffer) is not offered: those slots
+            // are skipped, as packets lost before the relay would be, and the offered rate
+            // falls short of the target (reported as generator-limited).
+            if (r < msgs) full = true;
+            pt.sent += static_cast<std::uint64_t>(r);
             drain();
         }
         drain();
@@ -423,21 +469,23 @@ int main(int argc, char** argv) {
         if (std::string(argv[i]) == "--fit")
             return fit(std::atoi(argv[i + 1]), argc > i + 2 && std::string(argv[i + 2]) == "--mux");
     std::string peer = "ours";
-    int streams = 100;
     std::vector<double> rates{50000, 100000, 150000, 200000};
-    double seconds = 3;
+    double seconds = 3, ptime_ms = 20;
     int relay_cpu = 0, load_cpu = 1;
     std::string sink = "socket", sink_dev = "sink0";
+    // bare_relay is built next to this program.
+    std::string bare_path = std::string(argv[0]);
+    bare_path = bare_path.substr(0, bare_path.find_last_of('/') + 1) + "bare_relay";
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i];
         if (k == "--peer")
             peer = argv[i + 1];
-        else if (k == "--streams")
-            streams = std::atoi(argv[i + 1]);
         else if (k == "--rates")
             rates = parse_rates(argv[i + 1]);
         else if (k == "--seconds")
             seconds = std::atof(argv[i + 1]);
+        else if (k == "--ptime-ms")
+            ptime_ms = std::atof(argv[i + 1]);
         else if (k == "--relay-cpu")
             relay_cpu = std::atoi(argv[i + 1]);
         else if (k == "--load-cpu")
@@ -446,8 +494,8 @@ int main(int argc, char** argv) {
             sink = argv[i + 1];
         else if (k == "--sink-dev")
             sink_dev = argv[i + 1];
-        else if (k == "--gen-segments")
-            g_gen_segments = std::clamp(std::atoi(argv[i + 1]), 1, 64);
+        else if (k == "--bare")
+            bare_path = argv[i + 1];
         else if (k == "--relay-addr")
             g_addr.relay = argv[i + 1];
         else if (k == "--rtpengine-addr")
@@ -456,39 +504,55 @@ int main(int argc, char** argv) {
             g_addr.gen = argv[i + 1];
         else if (k == "--sink-addr")
             g_addr.sink = argv[i + 1];
+        else {
+            std::fprintf(stderr, "unknown option %s\n", k.c_str());
+            return 2;
+        }
     }
     if (sink != "socket" && sink != "wire") {
         std::fprintf(stderr, "--sink socket|wire\n");
         return 2;
     }
+    if (peer != "ours" && peer != "rtpengine" && peer != "bare" && peer != "direct") {
+        std::fprintf(stderr, "--peer ours|rtpengine|bare|direct\n");
+        return 2;
+    }
+    if (ptime_ms < 1 || ptime_ms > 1000) {
+        std::fprintf(stderr, "--ptime-ms 1..1000\n");
+        return 2;
+    }
+    const double ptime_s = ptime_ms / 1000;
     const bool wire = sink == "wire";
-    // `direct` into the wire sink has no relay delivery to pay for, so it needs no segmentation;
-    // and a segmented send handed straight to the sink device is split by the device's
-    // software GSO on a path whose queue overflows silently, which would count as loss.
-    if (wire && peer == "direct") g_gen_segments = 1;
     if (wire) wire_sink_packets(sink_dev);  // fails early when the device is missing
     pin(load_cpu);
     signal(SIGPIPE, SIG_IGN);
     double best = 0;
     int failures = 0;
     for (double rate : rates) {
+        const int streams = static_cast<int>(rate * ptime_s + 0.5);
+        if (streams < 1 || streams > kMaxStreams) {
+            std::fprintf(stderr, "rate %.0f: %d streams of %.0f ms, must be 1..%d\n", rate, streams,
+                         ptime_ms, kMaxStreams);
+            return 2;
+        }
         pid_t child = -1;
         const char* io_note = "";  // ours: the socket relay's I/O mode
         std::vector<sockaddr_in> targets;
         const int gen_fd = udp_socket(g_addr.gen.c_str(), kGenPort, 8 << 20);
         const int sink_fd = wire ? -1 : udp_socket(g_addr.sink.c_str(), kSinkPort, 32 << 20);
-        if (peer == "ours") {
+        if (peer == "ours" || peer == "bare") {
             int pfd[2];
             if (pipe(pfd) != 0) return 1;
-            child = start_ours(streams, relay_cpu, pfd[1]);
+            child = peer == "ours" ? start_ours(streams, relay_cpu, pfd[1])
+                                   : start_bare(bare_path, streams, relay_cpu, pfd[1]);
+            close(pfd[1]);
             char c;
             if (read(pfd[0], &c, 1) != 1) {
-                std::fprintf(stderr, "relay failed to start\n");
+                std::fprintf(stderr, "%s relay failed to start\n", peer.c_str());
                 return 1;
             }
-            io_note = c == 'u' ? " io=uring" : " io=mmsg";
+            if (peer == "ours") io_note = c == 'u' ? " io=uring" : " io=mmsg";
             close(pfd[0]);
-            close(pfd[1]);
             for (int i = 0; i < streams; ++i)
                 targets.push_back(
                     sa_of(g_addr.relay.c_str(), static_cast<std::uint16_t>(kOurPortBase + 4 * i)));
@@ -514,19 +578,26 @@ int main(int argc, char** argv) {
             for (int i = 0; i < streams; ++i)
                 targets.push_back(sa_of(g_addr.sink.c_str(), kSinkPort));
         }
-        // Warm up slowly (rtpengine drops a stream for good after repeated overflows).
-        run_load(gen_fd, sink_fd, sink_dev, targets, std::min(rate / 4, 20000.0), 1.0);
-        const Point p = run_load(gen_fd, sink_fd, sink_dev, targets, rate, seconds);
+        Streams st(std::move(targets));
+        // The streams start one after the other over 1 s, then all run 0.5 s before measuring.
+        // Loss is counted over both phases: when a relay falls behind, packets sent during the
+        // ramp still arrive in the measured phase, and counting phases apart would credit them
+        // to it.
+        const Point ramp = run_load(gen_fd, sink_fd, sink_dev, st, ptime_s, 1.5, 1.0);
+        const Point p = run_load(gen_fd, sink_fd, sink_dev, st, ptime_s, seconds, 0);
+        const std::uint64_t sent_all = ramp.sent + p.sent;
+        const std::uint64_t received_all = ramp.received + p.received;
         const double loss =
-            p.sent ? 1.0 - static_cast<double>(p.received) / static_cast<double>(p.sent) : 1.0;
+            sent_all ? 1.0 - static_cast<double>(received_all) / static_cast<double>(sent_all)
+                     : 1.0;
         const double offered = static_cast<double>(p.sent) / p.seconds;
         const bool gen_limited = offered < 0.98 * rate;
         std::printf(
-            "peer=%s streams=%d rate=%.0f offered=%.0f sent=%llu received=%llu loss=%.4f%% "
-            "send_errors=%llu sink=%s gen_segments=%d%s%s\n",
-            peer.c_str(), streams, rate, offered, static_cast<unsigned long long>(p.sent),
+            "peer=%s streams=%d ptime_ms=%.0f rate=%.0f offered=%.0f sent=%llu received=%llu "
+            "loss=%.4f%% send_errors=%llu sink=%s%s%s\n",
+            peer.c_str(), streams, ptime_ms, rate, offered, static_cast<unsigned long long>(p.sent),
             static_cast<unsigned long long>(p.received), loss * 100,
-            static_cast<unsigned long long>(p.send_errors), sink.c_str(), g_gen_segments,
+            static_cast<unsigned long long>(p.send_errors), sink.c_str(),
             gen_limited ? " (generator-limited)" : "", io_note);
         std::fflush(stdout);
         if (child > 0) {

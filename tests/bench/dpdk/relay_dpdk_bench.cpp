@@ -2,7 +2,9 @@
 // realistic number of media streams (relay lookup, latching, RTP statistics, rewrite and
 // checksum update for every frame).
 //
-//   relay_dpdk_bench --write-pcap FILE [--streams N]        writes the RTP frames (both legs)
+//   relay_dpdk_bench --write-pcap FILE [--streams N] [--packets-per-stream K]
+//       writes the RTP frames: K packets per leg of every stream, in time order (each stream's
+//       sequence numbers 1..K and timestamps 160..160K, one 20 ms G.711 frame apart)
 //   relay_dpdk_bench --pcap FILE [--streams N] [--seconds S] [--warmup S] [--burst B]
 //       replays FILE forever (net_pcap infinite_rx: each frame is copied into an mbuf, as a NIC
 //       would), relays every frame, and sends it out of the same vdev (net_pcap tx with no
@@ -17,8 +19,8 @@
 #include <vector>
 
 #include "base/base.hpp"
-#include "dataplane/dataplane.hpp"
 #include "dataplane/dpdk/dpdk.hpp"
+#include "dataplane/pipeline.hpp"
 #include "tests/integration/dataplane/dpdk/frames.hpp"
 
 namespace dp = sbc::dataplane;
@@ -49,21 +51,34 @@ sbc::base::IpAddress ip(const Ip4& a) {
     return sbc::base::IpAddress::v4_bytes(a.data());
 }
 
-// One G.711 packet (20 ms, 160 bytes) per leg and stream, streams interleaved.
-std::vector<Bytes> frames(unsigned streams) {
+// Real streams: one SSRC per leg, K G.711 packets (20 ms, 160 bytes) per leg with increasing
+// sequence numbers and timestamps, streams interleaved in time order. net_pcap's infinite_rx
+// replays the file in a loop, so each leg's sequence goes back from K to 1 once per loop: with
+// K - 1 > 100 (RFC 3550 A.1 MAX_MISORDER) that is a "very large jump", which the statistics
+// resolve by resynchronising on the next packet; the other K - 2 packets of the loop take the
+// in-order path, as a live stream does. (A shorter file would leave every packet after the first
+// loop counted as reordered.)
+constexpr unsigned kDefaultPacketsPerStream = 120;
+std::vector<Bytes> frames(unsigned streams, unsigned per_stream) {
     std::vector<Bytes> out;
-    for (unsigned i = 0; i < streams; ++i) {
-        out.push_back(udp4(kSbcMac, kRouterMac, caller(i), 4000, kSbc, port_a(i),
-                           rtp(0x10000 + i, 1, 160, 160)));
-        out.push_back(udp4(kSbcMac, kRouterMac, callee(i), 6000, kSbc, port_b(i),
-                           rtp(0x20000 + i, 1, 160, 160)));
+    out.reserve(2ull * streams * per_stream);
+    for (unsigned k = 1; k <= per_stream; ++k) {
+        const auto seq = static_cast<std::uint16_t>(k);
+        const std::uint32_t ts = 160u * k;
+        for (unsigned i = 0; i < streams; ++i) {
+            out.push_back(udp4(kSbcMac, kRouterMac, caller(i), 4000, kSbc, port_a(i),
+                               rtp(0x10000 + i, seq, ts, 160)));
+            out.push_back(udp4(kSbcMac, kRouterMac, callee(i), 6000, kSbc, port_b(i),
+                               rtp(0x20000 + i, seq, ts, 160)));
+        }
     }
     return out;
 }
 
 [[noreturn]] void usage() {
     std::fprintf(stderr,
-                 "usage: relay_dpdk_bench --write-pcap FILE [--streams N]\n"
+                 "usage: relay_dpdk_bench --write-pcap FILE [--streams N] "
+                 "[--packets-per-stream K]\n"
                  "       relay_dpdk_bench --pcap FILE [--streams N] [--seconds S] [--warmup S] "
                  "[--burst B]\n");
     std::exit(2);
@@ -73,7 +88,8 @@ std::vector<Bytes> frames(unsigned streams) {
 
 int main(int argc, char** argv) {
     std::string write_path, pcap;
-    unsigned streams = 1000, burst = 32;
+    unsigned streams = 1000, burst = 32, per_stream = kDefaultPacketsPerStream;
+    unsigned mbufs = 32767;
     double seconds = 10, warmup = 2;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -91,6 +107,10 @@ int main(int argc, char** argv) {
             warmup = std::stod(v);
         else if (a == "--burst")
             burst = static_cast<unsigned>(std::stoul(v));
+        else if (a == "--packets-per-stream")
+            per_stream = static_cast<unsigned>(std::stoul(v));
+        else if (a == "--mbufs")
+            mbufs = static_cast<unsigned>(std::stoul(v));
         else
             usage();
     }
@@ -98,8 +118,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "--streams must be 1..8000 (media ports 30000..61999)\n");
         return 2;
     }
+    if (per_stream == 0 || per_stream > 60000) {
+        std::fprintf(stderr, "--packets-per-stream must be 1..60000\n");
+        return 2;
+    }
     if (!write_path.empty()) {
-        write_pcap(write_path, frames(streams));
+        write_pcap(write_path, frames(streams, per_stream));
         return 0;
     }
     if (pcap.empty()) usage();
@@ -111,6 +135,7 @@ int main(int argc, char** argv) {
     pc.stream_capacity = streams + 16;
     dp::Pipeline pipeline(pc);
     sbc::base::SystemClock clock;
+    std::vector<dp::StreamId> ids;
     for (unsigned i = 0; i < streams; ++i) {
         dp::StreamSpec s;
         s.call_id = i;
@@ -118,10 +143,12 @@ int main(int argc, char** argv) {
         s.a.remote = {ip(caller(i)), 4000};
         s.b.local = {ip(kSbc), port_b(i)};
         s.b.remote = {ip(callee(i)), 6000};
-        if (auto r = pipeline.media().create(s, clock.monotonic()); !r) {
+        auto r = pipeline.media().create(s, clock.monotonic());
+        if (!r) {
             std::fprintf(stderr, "stream %u: %s\n", i, r.error().message.c_str());
             return 1;
         }
+        ids.push_back(*r);
     }
 
     dpdk::BackendConfig cfg;
@@ -130,14 +157,14 @@ int main(int argc, char** argv) {
                     "--no-huge",
                     "--no-pci",
                     "-m",
-                    "1024",
+                    "1536",
                     "--no-shconf",
                     "--file-prefix=sbc_bench" + std::to_string(getpid()),
                     "--log-level=*:warning",
                     "--vdev=net_pcap0,rx_pcap=" + pcap + ",infinite_rx=1"};
     cfg.ports = {{"net_pcap0", ""}};
     cfg.burst = static_cast<std::uint16_t>(burst);
-    cfg.mbufs_per_port = 32767;  // infinite_rx keeps a copy of every frame of the file
+    cfg.mbufs_per_port = mbufs;  // infinite_rx keeps a copy of every frame of the file
     auto backend = dpdk::Backend::create(cfg, pipeline);
     if (!backend) {
         std::fprintf(stderr, "DPDK backend did not start: %s\n", backend.error().message.c_str());
@@ -158,6 +185,23 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(r.counters[C::relayed]),
         static_cast<unsigned long long>(r.counters[C::dropped]),
         static_cast<unsigned long long>(r.drops[dpdk::BackendDrop::tx_full]), r.lcore, pps);
+    // What the RTP statistics made of the streams: `expected` counts from each leg's last
+    // resynchronisation (at most K per leg, the file's length), `lost` stays at 0 when every
+    // packet took the in-order path; the same sequence number over and over would leave
+    // expected at 1 per leg.
+    std::uint64_t packets = 0, expected = 0;
+    std::int64_t lost = 0;
+    for (const auto& id : ids)
+        if (auto st = pipeline.media().stats(id)) {
+            for (const auto* leg : {&st->a, &st->b}) {
+                packets += leg->packets;
+                expected += leg->expected;
+                lost += leg->lost;
+            }
+        }
+    std::printf("rtp_stats legs=%zu packets=%llu expected=%llu lost=%lld\n", 2 * ids.size(),
+                static_cast<unsigned long long>(packets), static_cast<unsigned long long>(expected),
+                static_cast<long long>(lost));
     backend->reset();
     dpdk::shutdown_eal();
     // Every frame is media of a known stream: anything not relayed is a bug, not a figure.

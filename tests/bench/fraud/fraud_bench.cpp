@@ -1,7 +1,11 @@
 // fraud_bench: call-attempt evaluations per second through the fraud engine with 100 rules
-// and over a million tracked keys. Prints the table memory (fixed at creation) and RSS, and
-// ends with the RESULT line of CONVENTIONS.md.
-//   fraud_bench [--keys N] [--evals N] [--rules N]
+// and over a million tracked keys. Two paths over the same workload, each on a fresh engine:
+//   single: Engine::on_attempt, one attempt per call: what the daemon runs (sbc/front_door.cpp
+//           scores each INVITE as it arrives);
+//   burst:  Engine::on_attempts in bursts of 32 (not called by the daemon today).
+// Prints the table memory (fixed at creation) and RSS, a labeled line for the burst path, and
+// ends with the RESULT line of the single path (path=single).
+//   fraud_bench [--keys N] [--evals N] [--rules N] [--path single|burst|both]
 #include <time.h>
 #include <algorithm>
 
@@ -122,41 +126,50 @@ EngineConfig config(std::size_t max_keys, int nrules) {
     return c;
 }
 
-}  // namespace
+struct Run {
+    double rate = 0;  // evaluations per CPU-second of this thread
+    double cpu_secs = 0, wall_secs = 0;
+    std::uint64_t non_allow = 0;
+    std::size_t table_bytes = 0, tracked_keys = 0;
+    long rss_kib = 0;
+    std::map<std::string, std::uint64_t> fired;
+};
 
-int main(int argc, char** argv) {
-    std::size_t keys = 2'000'000;  // key budget
-    std::size_t evals = 3'000'000;
-    int nrules = 100;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--keys")) keys = std::strtoull(argv[i + 1], nullptr, 10);
-        if (!std::strcmp(argv[i], "--evals")) evals = std::strtoull(argv[i + 1], nullptr, 10);
-        if (!std::strcmp(argv[i], "--rules")) nrules = std::atoi(argv[i + 1]);
-    }
+enum class Path { single, burst };
+
+const char* path_name(Path p) {
+    return p == Path::single ? "single" : "burst";
+}
+
+// One engine, filled, then `evals` attempts through `path`. The attempts, their times and the
+// call ends are the same for both paths.
+bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool describe, Run& out) {
     long rss0 = rss_kib();
     auto created = Engine::create(config(keys, nrules));
     if (!created) {
         std::fprintf(stderr, "fraud_bench: %s\n", created.error().message.c_str());
-        return 1;
+        return false;
     }
     auto& e = **created;
-    std::printf(
-        "engine: %d rules, key budget %zu (source_ip %zu, source_prefix %zu, account %zu, "
-        "tenant %zu, destination_prefix %zu), tables %.1f MiB\n",
-        nrules, keys, e.key_capacity(KeyKind::source_ip), e.key_capacity(KeyKind::source_prefix),
-        e.key_capacity(KeyKind::account), e.key_capacity(KeyKind::tenant),
-        e.key_capacity(KeyKind::destination_prefix), e.table_bytes() / 1048576.0);
-
-    std::printf(
-        "per-key state (hot slot read by every event / total): source_ip %zu/%zu B, "
-        "source_prefix %zu/%zu B, account %zu/%zu B, tenant %zu/%zu B, destination_prefix "
-        "%zu/%zu B\n",
-        e.hot_slot_bytes(KeyKind::source_ip), e.slot_bytes(KeyKind::source_ip),
-        e.hot_slot_bytes(KeyKind::source_prefix), e.slot_bytes(KeyKind::source_prefix),
-        e.hot_slot_bytes(KeyKind::account), e.slot_bytes(KeyKind::account),
-        e.hot_slot_bytes(KeyKind::tenant), e.slot_bytes(KeyKind::tenant),
-        e.hot_slot_bytes(KeyKind::destination_prefix), e.slot_bytes(KeyKind::destination_prefix));
-
+    if (describe) {
+        std::printf(
+            "engine: %d rules, key budget %zu (source_ip %zu, source_prefix %zu, account %zu, "
+            "tenant %zu, destination_prefix %zu), tables %.1f MiB\n",
+            nrules, keys, e.key_capacity(KeyKind::source_ip),
+            e.key_capacity(KeyKind::source_prefix), e.key_capacity(KeyKind::account),
+            e.key_capacity(KeyKind::tenant), e.key_capacity(KeyKind::destination_prefix),
+            e.table_bytes() / 1048576.0);
+        std::printf(
+            "per-key state (hot slot read by every event / total): source_ip %zu/%zu B, "
+            "source_prefix %zu/%zu B, account %zu/%zu B, tenant %zu/%zu B, destination_prefix "
+            "%zu/%zu B\n",
+            e.hot_slot_bytes(KeyKind::source_ip), e.slot_bytes(KeyKind::source_ip),
+            e.hot_slot_bytes(KeyKind::source_prefix), e.slot_bytes(KeyKind::source_prefix),
+            e.hot_slot_bytes(KeyKind::account), e.slot_bytes(KeyKind::account),
+            e.hot_slot_bytes(KeyKind::tenant), e.slot_bytes(KeyKind::tenant),
+            e.hot_slot_bytes(KeyKind::destination_prefix),
+            e.slot_bytes(KeyKind::destination_prefix));
+    }
     // Populations: as many sources and accounts as their tables hold.
     std::mt19937_64 rng(1);
     std::size_t nsrc = e.key_capacity(KeyKind::source_ip);
@@ -212,19 +225,20 @@ int main(int argc, char** argv) {
         a.call_id = {};
         e.on_attempt(a, v);
     }
-    std::printf("tracked keys after fill: %zu (source_ip %zu, source_prefix %zu, account %zu)\n",
-                e.tracked_keys(), e.tracked_keys(KeyKind::source_ip),
-                e.tracked_keys(KeyKind::source_prefix), e.tracked_keys(KeyKind::account));
+    if (describe)
+        std::printf(
+            "tracked keys after fill: %zu (source_ip %zu, source_prefix %zu, account %zu)\n",
+            e.tracked_keys(), e.tracked_keys(KeyKind::source_ip),
+            e.tracked_keys(KeyKind::source_prefix), e.tracked_keys(KeyKind::account));
 
     // Measured: attempts (with Call-IDs, so the call table and concurrency are exercised) and
     // the end of each call 64 attempts later; only attempts are counted as evaluations.
-    // Attempts arrive in bursts of 32 (as a signaling worker drains its queue); each burst is
-    // followed by the ends of the calls of the burst before.
+    // Attempts come in groups of 32 (as a signaling worker drains its queue); each group is
+    // followed by the ends of the calls of the group before. The single path scores the group
+    // one attempt per on_attempt call, the burst path with one on_attempts call.
     constexpr std::size_t kBurst = 32;
     std::vector<CallAttempt> burst(kBurst);
     std::vector<Verdict> verdicts(kBurst);
-    std::uint64_t non_allow = 0;
-    std::map<std::string, std::uint64_t> fired;
     // Per core: CPU time of this thread (the machine is shared; wall time is shown too).
     double c0 = cpu_seconds();
     auto t0 = std::chrono::steady_clock::now();
@@ -235,11 +249,15 @@ int main(int argc, char** argv) {
             burst[j] = make((fill + i + j) * 104729, now);
             burst[j].call_id = call_ids[(i + j) & (call_ids.size() - 1)];
         }
-        e.on_attempts({burst.data(), n}, {verdicts.data(), n});
+        if (path == Path::single) {
+            for (std::size_t j = 0; j < n; ++j) e.on_attempt(burst[j], verdicts[j]);
+        } else {
+            e.on_attempts({burst.data(), n}, {verdicts.data(), n});
+        }
         for (std::size_t j = 0; j < n; ++j) {
-            non_allow += verdicts[j].action != Action::allow;
+            out.non_allow += verdicts[j].action != Action::allow;
             for (std::size_t r = 0; r < verdicts[j].reason_count; ++r)
-                ++fired[std::string(verdicts[j].reasons[r].rule_id)];
+                ++out.fired[std::string(verdicts[j].reasons[r].rule_id)];
         }
         if (i >= kBurst)
             for (std::size_t j = 0; j < kBurst; ++j)
@@ -247,22 +265,74 @@ int main(int argc, char** argv) {
                     {now, wall + now, call_ids[(i - kBurst + j) & (call_ids.size() - 1)], 200});
     }
     auto t1 = std::chrono::steady_clock::now();
-    double secs = cpu_seconds() - c0;
-    double wall_secs = std::chrono::duration<double>(t1 - t0).count();
-    double rate = evals / secs;
+    out.cpu_secs = cpu_seconds() - c0;
+    out.wall_secs = std::chrono::duration<double>(t1 - t0).count();
+    out.rate = static_cast<double>(evals) / out.cpu_secs;
+    out.tracked_keys = e.tracked_keys();
+    out.table_bytes = e.table_bytes();
+    out.rss_kib = rss_kib();
     std::printf(
-        "evaluated %zu attempts in %.3f s of CPU (%.3f s wall): %.0f evals/s per core "
-        "(%.0f ns each, call ends included), %lu non-allow verdicts\n",
-        evals, secs, wall_secs, rate, secs * 1e9 / evals, static_cast<unsigned long>(non_allow));
-    std::printf(
-        "tracked keys at the end: %zu; table bytes %zu (%.1f MiB, fixed); RSS %.1f MiB "
-        "(%.1f MiB before the engine)\n",
-        e.tracked_keys(), e.table_bytes(), e.table_bytes() / 1048576.0, rss_kib() / 1024.0,
+        "path=%s: evaluated %zu attempts in %.3f s of CPU (%.3f s wall): %.0f evals/s per core "
+        "(%.0f ns each, call ends included), %lu non-allow verdicts; tracked keys at the end: "
+        "%zu; table bytes %zu (%.1f MiB, fixed); RSS %.1f MiB (%.1f MiB before the engine)\n",
+        path_name(path), evals, out.cpu_secs, out.wall_secs, out.rate,
+        out.cpu_secs * 1e9 / static_cast<double>(evals), static_cast<unsigned long>(out.non_allow),
+        out.tracked_keys, out.table_bytes, out.table_bytes / 1048576.0, out.rss_kib / 1024.0,
         rss0 / 1024.0);
-    for (const auto& [id, count] : fired)
+    std::fflush(stdout);
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::size_t keys = 2'000'000;  // key budget
+    std::size_t evals = 3'000'000;
+    int nrules = 100;
+    std::string paths = "both";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!std::strcmp(argv[i], "--keys")) keys = std::strtoull(argv[i + 1], nullptr, 10);
+        if (!std::strcmp(argv[i], "--evals")) evals = std::strtoull(argv[i + 1], nullptr, 10);
+        if (!std::strcmp(argv[i], "--rules")) nrules = std::atoi(argv[i + 1]);
+        if (!std::strcmp(argv[i], "--path")) paths = argv[i + 1];
+    }
+    if (paths != "both" && paths != "single" && paths != "burst") {
+        std::fprintf(stderr, "fraud_bench: --path single|burst|both\n");
+        return 2;
+    }
+    constexpr double kTarget = 1e6;  // evaluations/s per core
+    Run single, burst;
+    const bool do_single = paths != "burst", do_burst = paths != "single";
+    // Each path on its own engine (created after the previous one is freed): same workload,
+    // same starting state.
+    if (do_single && !run(Path::single, keys, evals, nrules, true, single)) return 1;
+    if (do_burst && !run(Path::burst, keys, evals, nrules, !do_single, burst)) return 1;
+    const Run& shown = do_single ? single : burst;
+    for (const auto& [id, count] : shown.fired)
         if (count * 100 >= evals)
             std::printf("  rule %s fired on %.1f%% of attempts\n", id.c_str(),
-                        100.0 * count / evals);
-    std::printf("RESULT case=fraud metric=evals_per_s ours=%.0f\n", rate);
+                        100.0 * static_cast<double>(count) / static_cast<double>(evals));
+    if (do_single && do_burst && single.non_allow != burst.non_allow) {
+        // on_attempts promises the verdicts of on_attempt one by one: a difference is a bug.
+        std::fprintf(stderr,
+                     "fraud_bench: the paths disagree: %lu non-allow (single) vs %lu (burst)\n",
+                     static_cast<unsigned long>(single.non_allow),
+                     static_cast<unsigned long>(burst.non_allow));
+        return 1;
+    }
+    if (do_burst) {
+        char vs[64] = "";
+        if (do_single && single.rate > 0)
+            std::snprintf(vs, sizeof vs, " (%.2fx the single path)", burst.rate / single.rate);
+        std::printf(
+            "burst path (Engine::on_attempts, 32 per call; not what the daemon calls): %.0f "
+            "evals/s per core%s\n",
+            burst.rate, vs);
+    }
+    const Run& r = do_single ? single : burst;
+    const Path p = do_single ? Path::single : Path::burst;
+    std::printf("target %.0f evals/s per core on the %s path: %s\n", kTarget, path_name(p),
+                r.rate >= kTarget ? "met" : "NOT met");
+    std::printf("RESULT case=fraud metric=evals_per_s path=%s ours=%.0f\n", path_name(p), r.rate);
     return 0;
 }
