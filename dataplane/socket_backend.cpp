@@ -170,7 +170,10 @@ base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, Signa
                                               void* ctx) {
     if (io_ != SocketIo::uring && impl_->epfd < 0)
         return base::make_error("socket relay unavailable: " + impl_->io_error);
-    if (impl_->fd_by_port[local.port] >= 0) return base::make_error("port already open");
+    if (impl_->fd_by_port[local.port] >= 0)
+        return base::make_error("port " + std::to_string(local.port) +
+                                " already open (the socket backend indexes its sockets by port: "
+                                "give each listener a port of its own)");
     const auto& sip = pipeline_.config().sip_udp_ports;
     if (std::find(sip.begin(), sip.end(), local.port) == sip.end())
         return base::make_error("port " + std::to_string(local.port) +

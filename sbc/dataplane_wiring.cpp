@@ -379,6 +379,7 @@ class SocketRuntime final : public DataplaneRuntime {
             relay_.poll(20, clock_);
             mailbox_.apply(pipeline_, clock_.monotonic());
             if (tasks_.pending()) tasks_.run();
+            tick();
         }
         tasks_.close();
     }
@@ -393,6 +394,26 @@ class SocketRuntime final : public DataplaneRuntime {
         if (verb == "list") return call([this] { return media_list(); });
         return kMediaUsage;
     }
+    MediaStreams* media_streams() override { return &streams_for_calls_; }
+
+    // The call core's streams: opened and closed on the relay's own sockets, re-addressed in
+    // the pipeline's media table (same local ports).
+    struct CallStreams final : MediaStreams {
+        SocketRuntime& rt;
+        explicit CallStreams(SocketRuntime& r) : rt(r) {}
+        base::Result<dataplane::StreamId> open(const dataplane::StreamSpec& spec) override {
+            return rt.relay_.open_stream(spec, rt.clock_.monotonic());
+        }
+        base::Result<void> update(dataplane::StreamId id,
+                                  const dataplane::StreamSpec& spec) override {
+            return rt.pipeline_.media().update(id, spec, rt.clock_.monotonic());
+        }
+        base::Result<void> close(dataplane::StreamId id) override {
+            return rt.relay_.close_stream(id);
+        }
+    };
+    CallStreams streams_for_calls_{*this};
+
     std::string media_add(std::string_view args) {
         auto spec = parse_media_add(args, media_a_addr_, media_b_addr_);
         if (!spec)
@@ -728,6 +749,7 @@ class DpdkRuntime final : public DataplaneRuntime {
                     if (fds[i].revents & POLLIN) receive(listeners_[i - 1], buf);
             }
             if (tasks_.pending()) tasks_.run();
+            tick();
             events.clear();
             media_events_ += backend_->take_events(events);
             collect_results();
@@ -853,6 +875,7 @@ class DpdkRuntime final : public DataplaneRuntime {
         if (verb == "list") return media_list();
         return kMediaUsage;
     }
+
     std::string media_add(std::string_view args) {
         auto spec = parse_media_add(args, media_a_addr_, media_b_addr_);
         if (!spec)

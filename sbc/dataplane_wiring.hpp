@@ -17,6 +17,7 @@
 
 #include "dataplane/dataplane.hpp"
 #include "policy/policy.hpp"
+#include "sbc/call_core.hpp"
 
 namespace sbc {
 
@@ -54,12 +55,23 @@ class DataplaneRuntime {
     // Signaling thread: the dataplane's counters for `stats` (key=value lines).
     virtual std::string stats_command() = 0;
 
+    // Signaling thread: `tick` runs after every poll of the signaling loop (at most ~20 ms
+    // apart) with the monotonic time: the call core's timers.
+    void set_tick(std::function<void(base::Nanos)> tick) { tick_ = std::move(tick); }
+    // Signaling thread: the relay's streams for the call core, or nullptr when this backend
+    // does not offer them to signaling yet.
+    virtual MediaStreams* media_streams() { return nullptr; }
+
     base::Nanos monotonic() const { return clock_.monotonic(); }
     base::UnixNanos wall() const { return clock_.wall(); }
 
   protected:
     DataplaneRuntime() = default;
+    void tick() {
+        if (tick_) tick_(clock_.monotonic());
+    }
     base::SystemClock clock_;
+    std::function<void(base::Nanos)> tick_;
 };
 
 }  // namespace sbc

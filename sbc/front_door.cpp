@@ -177,15 +177,59 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         return base::make_error(why);
     }
     std::string error = rt.call([self, &daemon]() -> std::string {
+        // Calls go through when the node has an internal listener, a next hop and a backend
+        // that offers relay streams to signaling; otherwise requests get the placeholder.
+        std::uint32_t ext = 0, in = 0;
+        bool have_ext = false, have_in = false;
         for (const auto& l : daemon.config().listeners) {
-            if (l.transport != policy::Transport::udp || l.realm != policy::Realm::external)
+            if (l.transport != policy::Transport::udp) continue;
+            if (l.realm == policy::Realm::external && !have_ext) {
+                ext = static_cast<std::uint32_t>(self->listeners_.size()), have_ext = true;
+            } else if (l.realm == policy::Realm::internal && !have_in) {
+                in = static_cast<std::uint32_t>(self->listeners_.size()), have_in = true;
+            } else if (l.realm == policy::Realm::internal) {
                 continue;
+            }
             auto r = self->rt_.open_signaling(l.endpoint, front_door_handler, self);
             if (!r) return "SIP listener udp " + l.endpoint.to_string() + ": " + r.error().message;
-            self->listeners_.push_back({l.endpoint, *r});
-            spdlog::info("SIP listener udp {} open (stateless answers until signaling exists)",
-                         l.endpoint.to_string());
+            self->listeners_.push_back({l.endpoint, *r,
+                                        l.realm == policy::Realm::internal
+                                            ? signaling::Side::internal
+                                            : signaling::Side::external});
+            spdlog::info("SIP listener udp {} open ({})", l.endpoint.to_string(),
+                         l.realm == policy::Realm::internal ? "internal" : "external");
         }
+        auto setup = CallCore::setup_from(daemon.config(), ext, in);
+        MediaStreams* streams = self->rt_.media_streams();
+        if (!setup || !streams) {
+            spdlog::warn("calls are not forwarded ({}): requests get the placeholder answer",
+                         !setup ? setup.error().message
+                                : std::string(self->rt_.backend()) +
+                                      " backend: relay streams not offered to signaling yet");
+            return {};
+        }
+        const auto& hc = daemon.config().health_check;
+        setup->b2bua.health.enabled = hc.enabled;
+        setup->b2bua.health.interval = hc.interval;
+        setup->b2bua.health.timeout = hc.timeout;
+        setup->b2bua.health.failures_before_down = hc.failures_before_down;
+        setup->b2bua.health.successes_before_up = hc.successes_before_up;
+        self->apply_topology(setup->b2bua);
+        self->core_ = std::make_unique<CallCore>(
+            std::move(*setup), *streams,
+            [self](std::uint32_t l, const base::Endpoint& to, std::string_view bytes) {
+                return self->send_to(l, to, bytes);
+            },
+            [self](const sip::Message&, const signaling::Flow&, signaling::Side) {
+                return self->admission_;
+            },
+            [self](const signaling::CallInfo& c, signaling::CallEnd) { self->call_answered(c); },
+            [self](const signaling::CallInfo& c, signaling::CallEnd e) { self->call_ended(c, e); });
+        self->rt_.set_tick([self](base::Nanos now) {
+            if (self->core_) self->core_->advance(now);
+        });
+        self->core_->advance(self->rt_.monotonic());  // the first health probes go now
+        spdlog::info("calls: external -> internal next hops through the B2BUA");
         return {};
     });
     if (!error.empty()) return base::make_error(error);
@@ -262,16 +306,32 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         malformed_.add(st.code);
         return;
     }
+    const std::size_t li = listener_of(m);
+    const signaling::Side side =
+        li < listeners_.size() ? listeners_[li].side : signaling::Side::external;
+    const bool to_core = core_ && li < listeners_.size();
     if (!msg_.is_request()) {
         events_.add(FrontDoorEvent::responses);
+        if (to_core)
+            core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
+                           rt_.monotonic());
         return;
     }
     events_.add(FrontDoorEvent::requests);
     const auto method = msg_.method();
     const auto mi = static_cast<std::size_t>(method);
     ++by_method_[mi < kMethodCount ? mi : 0];
+    if (to_core && side == signaling::Side::internal) {
+        // The inside: in-dialog requests of calls and calls going out. Not scored.
+        core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
+                       rt_.monotonic());
+        return;
+    }
     if (method == sip::Method::ack) {  // RFC 3261 §17.2.1: an ACK is never answered
         events_.add(FrontDoorEvent::not_answered);
+        if (to_core)
+            core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
+                           rt_.monotonic());
         return;
     }
     // Trusted trunks bypass the signature and per-account checks as they bypass the
@@ -280,13 +340,23 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         (refuse_scanner(msg_, m) || refuse_over_account_limit(msg_, m)))
         return;
     fraud::Action action = fraud::Action::allow;
-    if (method == sip::Method::invite || method == sip::Method::register_) {
-        const auto v = score(msg_, m);
+    const bool in_dialog = msg_.to() && !msg_.to()->tag.empty();
+    admission_ = {};
+    if ((method == sip::Method::invite && !(to_core && in_dialog)) ||
+        method == sip::Method::register_) {
+        const auto& v = score(msg_, m);
         action = v.action;
+        if (action == fraud::Action::flag) {
+            admission_.kind = signaling::Admission::Kind::flag;
+            admission_.flag_value = flag_text(v);
+        }
     }
     if (action == fraud::Action::block || action == fraud::Action::ban) {
         events_.add(FrontDoorEvent::answered_403);
         answer(msg_, m, 403, "Forbidden", 0);
+    } else if (to_core) {
+        core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
+                       rt_.monotonic());
     } else if (method == sip::Method::cancel) {
         // No transaction can match: RFC 3261 §9.2.
         answer(msg_, m, 481, "Call/Transaction Does Not Exist", 0);
@@ -387,43 +457,94 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
     return v;
 }
 
-void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
-                       std::string_view reason, std::uint32_t retry_after) {
-    int fd = -1;
-    for (const auto& l : listeners_)
-        if (l.local.port == meta.dst_port && l.local.addr == meta.dst) fd = l.fd;
-    if (fd < 0) {
-        events_.add(FrontDoorEvent::send_failed);
-        return;
+std::string FrontDoor::flag_text(const fraud::Verdict& v) {
+    char score[32];
+    std::snprintf(score, sizeof score, "score=%.0f", v.score);
+    std::string out = score;
+    out += "; rules=";
+    for (std::size_t i = 0; i < v.reason_count; ++i) {
+        if (i) out += ',';
+        out += v.reasons[i].rule_id;
     }
-    const std::string response =
-        stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
-    // Sent back to the packet's source address and port (symmetric response routing, RFC 3581
-    // §4 for every client): never to an address named inside the message, which would make
-    // the SBC a reflector.
+    return out;
+}
+
+void FrontDoor::call_answered(const signaling::CallInfo& c) {
+    if (!engine_ || c.from != signaling::Side::external) return;
+    fraud::CallAnswered a;
+    a.now = rt_.monotonic();
+    a.wall = rt_.wall();
+    a.call_id = c.call_id;
+    engine_->on_answer(a);
+}
+
+void FrontDoor::call_ended(const signaling::CallInfo& c, signaling::CallEnd how) {
+    events_.add(FrontDoorEvent::calls_ended);
+    if (!engine_ || c.from != signaling::Side::external || how == signaling::CallEnd::blocked)
+        return;
+    fraud::CallEnded e;
+    e.now = rt_.monotonic();
+    e.wall = rt_.wall();
+    e.call_id = c.call_id;
+    e.status = c.answered > 0 ? 200 : (c.final_status ? c.final_status : 487);
+    engine_->on_end(e);
+}
+
+void FrontDoor::apply_topology(signaling::B2buaConfig& b) const {
+    if (!policy_) return;
+    const auto& t = policy_->topology;
+    for (const auto& h : t.strip_headers) b.strip_headers.push_back(h);
+    for (const auto& [code, phrase] : t.reason_phrases) b.reason_phrases.emplace_back(code, phrase);
+    if (!t.server_header.empty()) b.user_agent = t.server_header;
+}
+
+bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes) {
+    if (listener >= listeners_.size()) return false;
+    // Always to the packet's source address and port for answers (symmetric response routing,
+    // RFC 3581 §4 for every client): never to an address named inside a message, which would
+    // make the SBC a reflector.
     sockaddr_storage ss{};
     socklen_t len = 0;
-    const auto& b = meta.src.bytes();
-    if (meta.src.is_v4()) {
+    const auto& b = to.addr.bytes();
+    if (to.addr.is_v4()) {
         auto* s = reinterpret_cast<sockaddr_in*>(&ss);
         s->sin_family = AF_INET;
-        s->sin_port = htons(meta.src_port);
+        s->sin_port = htons(to.port);
         std::memcpy(&s->sin_addr, b.data() + 12, 4);
         len = sizeof(sockaddr_in);
     } else {
         auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
         s->sin6_family = AF_INET6;
-        s->sin6_port = htons(meta.src_port);
+        s->sin6_port = htons(to.port);
         std::memcpy(&s->sin6_addr, b.data(), 16);
         len = sizeof(sockaddr_in6);
     }
-    const auto n = ::sendto(fd, response.data(), response.size(), MSG_DONTWAIT,
+    const auto n = ::sendto(listeners_[listener].fd, bytes.data(), bytes.size(), MSG_DONTWAIT,
                             reinterpret_cast<sockaddr*>(&ss), len);
-    if (n != static_cast<ssize_t>(response.size())) {
+    if (n != static_cast<ssize_t>(bytes.size())) {
+        events_.add(FrontDoorEvent::send_failed);
+        return false;
+    }
+    return true;
+}
+
+std::size_t FrontDoor::listener_of(const dataplane::PacketMeta& meta) const {
+    for (std::size_t i = 0; i < listeners_.size(); ++i)
+        if (listeners_[i].local.port == meta.dst_port && listeners_[i].local.addr == meta.dst)
+            return i;
+    return listeners_.size();
+}
+
+void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
+                       std::string_view reason, std::uint32_t retry_after) {
+    const std::size_t l = listener_of(meta);
+    if (l >= listeners_.size()) {
         events_.add(FrontDoorEvent::send_failed);
         return;
     }
-    events_.add(FrontDoorEvent::answered);
+    const std::string response =
+        stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
+    if (send_to(l, {meta.src, meta.src_port}, response)) events_.add(FrontDoorEvent::answered);
 }
 
 std::string FrontDoor::answer_command(std::string_view args) {
@@ -473,6 +594,7 @@ std::string FrontDoor::stats_text() const {
         out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
     }
     out += "listeners=" + std::to_string(listeners_.size()) + "\n";
+    if (core_) out += core_->stats_text();
     out += "account_limits.used=" + std::to_string(account_limits_.used()) + "\n";
     out += "account_limits.capacity=" + std::to_string(account_limits_.capacity()) + "\n";
     out += "account_limits.evicted_idle=" + std::to_string(account_limits_.evicted_idle()) + "\n";

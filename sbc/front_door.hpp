@@ -17,6 +17,7 @@
 #include "fraud/fraud.hpp"
 #include "policy/policy.hpp"
 #include "sbc/account_limiter.hpp"
+#include "sbc/call_core.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -33,6 +34,7 @@ class DataplaneRuntime;
     X(answered_403, "403 Forbidden sent for a blocked or banned request")                   \
     X(not_answered, "requests not answered (ACK)")                                          \
     X(send_failed, "responses that could not be sent")                                      \
+    X(calls_ended, "calls through the B2BUA ended (fed to the fraud engine)")               \
     X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")                 \
     X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")                    \
     X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")                \
@@ -102,6 +104,12 @@ class FrontDoor {
     bool refuse_over_account_limit(sip::Message& m, const dataplane::PacketMeta& meta);
     void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
                 std::string_view reason, std::uint32_t retry_after);
+    bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes);
+    std::size_t listener_of(const dataplane::PacketMeta& meta) const;  // size(): none
+    static std::string flag_text(const fraud::Verdict& v);
+    void call_answered(const signaling::CallInfo& c);
+    void call_ended(const signaling::CallInfo& c, signaling::CallEnd how);
+    void apply_topology(signaling::B2buaConfig& b) const;
     std::string answer_command(std::string_view args);  // dataplane thread
 
     Daemon& daemon_;
@@ -109,6 +117,7 @@ class FrontDoor {
     struct Listener {
         base::Endpoint local;
         int fd = -1;
+        signaling::Side side = signaling::Side::external;
     };
     std::vector<Listener> listeners_;
     sip::Message msg_;  // reused for every datagram
@@ -124,6 +133,9 @@ class FrontDoor {
     // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
     static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
     AccountLimiter account_limits_;
+    // The signaling core; null when calls are not forwarded (no next hop or internal listener).
+    std::unique_ptr<CallCore> core_;
+    signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
 };
 
 }  // namespace sbc

@@ -29,7 +29,7 @@ grep -q "SIP/2.0 503" "$WORK/nohop.msg" || { cat "$WORK/nohop.out"; fail "no 503
 [ "$(stat calls.no_next_hop)" -ge 1 ] || fail "calls.no_next_hop: $(ctl stats)"
 
 # 2. The inside comes up: the SBC's probes find it within a second or two.
-(cd "$WORK" && timeout 60 sipp -nostdin -sf "$HERE/scenarios/uas_call.xml" -i 127.0.0.3 \
+(cd "$WORK" && exec timeout 60 sipp -nostdin -sf "$HERE/scenarios/uas_call.xml" -i 127.0.0.3 \
   -p "$UAS_PORT" -mi 127.0.0.3 -mp 46000 -timeout 50s >"$WORK/uas.out" 2>&1) &
 PEER_PIDS+=($!)
 for _ in $(seq 50); do
@@ -82,7 +82,7 @@ cat >"$WORK/forged.xml" <<'XML'
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       From: <sip:x@[local_ip]>;tag=forged1
       To: <sip:y@[remote_ip]>;tag=guessedtag
-      Call-ID: forged-[call_id]
+      Call-ID: [call_id]
       CSeq: 2 BYE
       Max-Forwards: 70
       Content-Length: 0

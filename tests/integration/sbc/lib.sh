@@ -33,7 +33,7 @@ need() {  # need TOOL DEBIAN_PACKAGE
 # The default node config with our control socket, absolute policy paths and SIP_PORT for
 # every listener (the TCP and internal ones are not opened by the UDP front door).
 write_config() {
-  sed "s|^socket = .*|socket = \"$WORK/control.sock\"|; s|\.\./policy/examples|$ROOT/policy/examples|; s|^port = 5060$|port = $SIP_PORT|" \
+  sed "s|^socket = .*|socket = \"$WORK/control.sock\"|; s|\.\./policy/examples|$ROOT/policy/examples|; s|^port = 5060$|port = $SIP_PORT|; s|^port = 5070$|port = $((SIP_PORT + 1000))|" \
     "$ROOT/config/sbc.toml" >"$WORK/sbc.toml"
 }
 
