@@ -1,6 +1,6 @@
 // fraud_bench: call-attempt evaluations per second through the fraud engine with 100 rules
 // and over a million tracked keys. Prints the table memory (fixed at creation) and RSS, and
-// ends with the RESULT line of CONVENTIONS.md.
+// ends with the RESULT line that scripts/bench describes.
 //   fraud_bench [--keys N] [--evals N] [--rules N]
 #include <time.h>
 #include <algorithm>
