@@ -23,10 +23,7 @@ bool read_address(const Table& t, std::string_view key, base::IpAddress& out) {
     if (!t.string(key, text, &where)) return false;
     auto a = base::IpAddress::parse(text);
     if (!a) {
-        // A named string, not a temporary, after the literal: GCC 12 -O3 reports a false
-        // -Wrestrict overlap for `"..." + temporary`.
-        const std::string name = t.key_path(key);
-        t.error(where, "'" + name + "' = \"" + text + "\" is not an IP address");
+        t.error(where, t.quoted_path(key) + " = \"" + text + "\" is not an IP address");
         return false;
     }
     out = *a;
