@@ -166,8 +166,8 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
     return id;
 }
 
-base::Result<void> SocketRelay::open_signaling(const base::Endpoint& local,
-                                               SignalingHandler handler, void* ctx) {
+base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                              void* ctx) {
     if (io_ != SocketIo::uring && impl_->epfd < 0)
         return base::make_error("socket relay unavailable: " + impl_->io_error);
     if (impl_->fd_by_port[local.port] >= 0) return base::make_error("port already open");
@@ -187,12 +187,12 @@ base::Result<void> SocketRelay::open_signaling(const base::Endpoint& local,
     impl_->local_by_port[local.port] = local;
     if (auto w = watch(fd, local.port); !w) {
         ::close(fd);
-        return w;
+        return w.error();
     }
     ++sockets_open_;
     signaling_handler_ = handler;
     signaling_ctx_ = ctx;
-    return {};
+    return fd;
 }
 
 base::Result<void> SocketRelay::close_stream(StreamId id) {
@@ -224,6 +224,5 @@ std::size_t SocketRelay::poll_once(int timeout_ms, const base::Clock& clock) {
     }
     return handled;
 }
-
 
 }  // namespace sbc::dataplane

@@ -45,8 +45,11 @@ class SocketRelay {
     // A UDP SIP listener fronted by the pipeline: what it admits is handed to `handler` (the
     // signaling layer); banned and over-limit sources are dropped before signaling sees them.
     using SignalingHandler = void (*)(const PacketMeta& meta, void* ctx);
-    base::Result<void> open_signaling(const base::Endpoint& local, SignalingHandler handler,
-                                      void* ctx);
+    // Returns the listener's socket, which stays the relay's (open while the relay lives):
+    // signaling sends its answers from it (RFC 3581 §4: a client behind NAT only takes the
+    // response from where it sent the request).
+    base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                     void* ctx);
     // Waits up to timeout_ms for traffic and processes what is ready; returns packets handled.
     std::size_t poll_once(int timeout_ms, const base::Clock& clock);
     // The loop step for a dedicated thread: blocks up to idle_timeout_ms while traffic is light,

@@ -1,5 +1,6 @@
 // sbc.toml: the node configuration (listeners, TLS, next hops, media, dataplane, logging,
 // metrics, control socket, state, GeoIP, policy files).
+#include "policy/key_status.hpp"
 #include "policy/toml_reader.hpp"
 
 namespace sbc::policy {
@@ -64,6 +65,7 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
         return out;
     }
     const std::string dir = detail::dirname_of(path);
+    detail::collect_key_notices(ctx, file, *doc, node_key_status(), out.notices);
     Table top(ctx, file, *doc, "");
     static constexpr std::string_view kTop[] = {
         "node",    "listeners", "tls",     "next_hops", "health_check", "media", "dataplane",
@@ -172,7 +174,7 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             cfg->dataplane.burst_size = static_cast<std::uint32_t>(v);
         if (auto dt = d.table("dpdk")) {
             Table dd(ctx, file, *dt, "dataplane.dpdk");
-            static constexpr std::string_view kd[] = {"eal_args", "ports"};
+            static constexpr std::string_view kd[] = {"eal_args", "ports", "tap_addresses"};
             dd.only_keys(kd);
             std::vector<Located<std::string>> items;
             dd.strings("eal_args", items);
@@ -180,6 +182,31 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             items.clear();
             dd.strings("ports", items);
             for (auto& x : items) cfg->dataplane.dpdk_ports.push_back(x.value);
+            items.clear();
+            // ADDRESS/LENGTH: given to the exception port's kernel interface at start.
+            dd.strings("tap_addresses", items);
+            for (auto& x : items) {
+                const auto slash = x.value.find('/');
+                const auto addr = base::IpAddress::parse(std::string_view(x.value).substr(
+                    0, slash == std::string::npos ? x.value.size() : slash));
+                unsigned len = 0;
+                bool ok = addr && !addr->is_unspecified() && slash != std::string::npos &&
+                          slash + 1 < x.value.size() && x.value.size() - slash <= 4;
+                for (std::size_t i = slash + 1; ok && i < x.value.size(); ++i) {
+                    ok = x.value[i] >= '0' && x.value[i] <= '9';
+                    len = len * 10 + static_cast<unsigned>(x.value[i] - '0');
+                }
+                if (ok) ok = len >= 1 && len <= (addr->is_v4() ? 32u : 128u);
+                if (!ok) {
+                    dd.error(x.pos,
+                             "'dataplane.dpdk.tap_addresses': expected ADDRESS/LENGTH "
+                             "(e.g. \"192.0.2.10/24\"), got '" +
+                                 x.value + "'");
+                    continue;
+                }
+                cfg->dataplane.dpdk_tap_addresses.push_back(
+                    {*addr, static_cast<std::uint8_t>(len)});
+            }
         }
         if (auto pt = d.table("pcap")) {
             Table pp(ctx, file, *pt, "dataplane.pcap");
@@ -194,6 +221,25 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             d.error(d.pos(), "backend \"pcap\" needs [dataplane.pcap] input");
         if (cfg->dataplane.backend == DataplaneBackend::dpdk && cfg->dataplane.dpdk_ports.empty())
             d.error(d.pos(), "backend \"dpdk\" needs [dataplane.dpdk] ports");
+        // The host stack answers ARP and SIP for the node's addresses: each must be one of the
+        // tap's when sbc gives the tap its addresses.
+        const auto& tap = cfg->dataplane.dpdk_tap_addresses;
+        auto on_tap = [&tap](const base::IpAddress& a) {
+            if (a.is_unspecified()) return true;
+            for (const auto& t : tap)
+                if (t.addr == a) return true;
+            return false;
+        };
+        if (cfg->dataplane.backend == DataplaneBackend::dpdk && !tap.empty()) {
+            for (const auto& l : cfg->listeners)
+                if (!on_tap(l.endpoint.addr))
+                    d.error(d.pos(), "listener address " + l.endpoint.addr.to_string() +
+                                         " is not in [dataplane.dpdk] tap_addresses");
+            for (const auto* a : {&cfg->media.external_address, &cfg->media.internal_address})
+                if (!on_tap(*a))
+                    d.error(d.pos(), "media address " + a->to_string() +
+                                         " is not in [dataplane.dpdk] tap_addresses");
+        }
     }
     if (auto t = top.table("logging")) {
         Table l(ctx, file, *t, "logging");
@@ -251,10 +297,12 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     }
     if (cfg->policy_files.empty())
         top.error(top.pos(), "no policy to load: set [policy] files = [\"policy.toml\"]");
+    detail::finish_notices(ctx, out.notices);
     if (!ctx.errors.empty()) {
         out.errors = std::move(ctx.errors);
         return out;
     }
+    cfg->notices = out.notices;
     out.value = std::move(cfg);
     return out;
 }

@@ -1,18 +1,32 @@
 #include "sbc/dataplane_wiring.hpp"
 
-#include <dirent.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+
+#include <spdlog/spdlog.h>
 
 #include "sbc/daemon.hpp"
+#ifdef SBC_HAVE_DPDK
+#include "dataplane/dpdk/dpdk.hpp"
+#endif
 
 namespace sbc {
 
@@ -110,149 +124,6 @@ std::string_view trim(std::string_view s) {
 }
 }  // namespace
 
-DataplaneRuntime::DataplaneRuntime(const dataplane::PipelineConfig& c,
-                                   const policy::NodeConfig& node)
-    : pipeline_(c),
-      relay_(pipeline_),
-      media_a_addr_(node.media.external_address),
-      media_b_addr_(node.media.internal_address) {}
-
-std::unique_ptr<DataplaneRuntime> DataplaneRuntime::attach(Daemon& daemon) {
-    auto policy = daemon.policies().current();
-    std::unique_ptr<DataplaneRuntime> rt(
-        new DataplaneRuntime(pipeline_config_from(daemon.config(), policy.get()), daemon.config()));
-    DataplaneRuntime* self = rt.get();
-    daemon.add_control_command("ban", [self](std::string_view a) { return self->ban_command(a); });
-    daemon.add_control_command("unban",
-                               [self](std::string_view a) { return self->unban_command(a); });
-    daemon.add_control_command("bans", [self](std::string_view) { return self->bans_command(); });
-    daemon.add_control_command("media",
-                               [self](std::string_view a) { return self->media_command(a); });
-    const policy::NodeConfig node = daemon.config();
-    daemon.on_policy_change([self, node](const std::shared_ptr<const policy::Policy>& p) {
-        self->mailbox_.post_config(pipeline_config_from(node, p.get()));
-    });
-    rt->thread_ = std::thread([self] { self->loop(); });
-    return rt;
-}
-
-DataplaneRuntime::~DataplaneRuntime() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-}
-
-void DataplaneRuntime::loop() {
-    // The daemon takes these signals through a signalfd: no other thread may receive them.
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-    while (!stop_.load(std::memory_order_relaxed)) {
-        relay_.poll(20, clock_);
-        mailbox_.apply(pipeline_, clock_.monotonic());
-        if (tasks_pending_.load(std::memory_order_acquire)) run_tasks();
-    }
-    run_tasks();  // nobody waits forever on a task posted during shutdown
-}
-
-std::future<std::string> DataplaneRuntime::post(std::function<std::string()> task) {
-    std::packaged_task<std::string()> t(std::move(task));
-    auto f = t.get_future();
-    {
-        std::lock_guard lock(tasks_mu_);
-        if (stop_.load()) {
-            std::promise<std::string> p;
-            p.set_value("error: dataplane stopped\n");
-            return p.get_future();
-        }
-        tasks_.push_back(std::move(t));
-        tasks_pending_.store(true, std::memory_order_release);
-    }
-    return f;
-}
-
-void DataplaneRuntime::run_tasks() {
-    std::deque<std::packaged_task<std::string()>> ready;
-    {
-        std::lock_guard lock(tasks_mu_);
-        ready.swap(tasks_);
-        tasks_pending_.store(false, std::memory_order_relaxed);
-    }
-    for (auto& t : ready) t();
-}
-
-namespace {
-// The socket backend keeps its sockets to itself; the stateless answers of the front door
-// leave from the listener's own socket (RFC 3581 §4: a client behind NAT only accepts the
-// response from where it sent the request), found by the address it is bound to.
-int find_bound_udp_socket(const base::Endpoint& local) {
-    DIR* dir = ::opendir("/proc/self/fd");
-    if (!dir) return -1;
-    int found = -1;
-    while (dirent* e = ::readdir(dir)) {
-        char* end = nullptr;
-        const long fd = std::strtol(e->d_name, &end, 10);
-        if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
-        int type = 0;
-        socklen_t tl = sizeof type;
-        if (::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
-            type != SOCK_DGRAM)
-            continue;
-        sockaddr_storage ss{};
-        socklen_t len = sizeof ss;
-        if (::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
-            continue;
-        base::Endpoint bound;
-        if (ss.ss_family == AF_INET) {
-            const auto* s = reinterpret_cast<const sockaddr_in*>(&ss);
-            bound.addr =
-                base::IpAddress::v4_bytes(reinterpret_cast<const std::uint8_t*>(&s->sin_addr));
-            bound.port = ntohs(s->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            const auto* s = reinterpret_cast<const sockaddr_in6*>(&ss);
-            bound.addr = base::IpAddress::v6(reinterpret_cast<const std::uint8_t*>(&s->sin6_addr));
-            bound.port = ntohs(s->sin6_port);
-        } else {
-            continue;
-        }
-        if (bound == local) {
-            found = static_cast<int>(fd);
-            break;
-        }
-    }
-    ::closedir(dir);
-    return found;
-}
-}  // namespace
-
-base::Result<int> DataplaneRuntime::open_signaling(const base::Endpoint& local,
-                                                   dataplane::SocketRelay::SignalingHandler handler,
-                                                   void* ctx) {
-    if (auto r = relay_.open_signaling(local, handler, ctx); !r) return r.error();
-    const int fd = find_bound_udp_socket(local);
-    if (fd < 0) return base::make_error("listener " + local.to_string() + " has no socket");
-    return fd;
-}
-
-std::string DataplaneRuntime::stats_command() {
-    const auto& c = pipeline_.counters();
-    std::string out;
-    for (std::size_t i = 0; i < dataplane::kPipelineEventCount; ++i) {
-        const auto e = static_cast<dataplane::PipelineEvent>(i);
-        out += "pipeline." + std::string(dataplane::name(e)) + "=" + std::to_string(c.events[e]) +
-               "\n";
-    }
-    for (std::size_t i = 1; i < dataplane::kDropReasonCount; ++i) {
-        const auto r = static_cast<dataplane::DropReason>(i);
-        out += "drop." + std::string(dataplane::name(r)) + "=" + std::to_string(c.drops[r]) + "\n";
-    }
-    out += "media.streams=" + std::to_string(pipeline_.media().active()) + "\n";
-    out += "sockets=" + std::to_string(relay_.open_sockets()) + "\n";
-    return out;
-}
-
 namespace {
 std::optional<std::uint16_t> parse_port(std::string_view t) {
     if (t.empty() || t.size() > 5) return std::nullopt;
@@ -305,129 +176,72 @@ std::string leg_text(const char* name, const dataplane::LegSpec& spec,
                   static_cast<long long>(st.lost), name, st.jitter_ms());
     return line;
 }
-}  // namespace
 
-std::string DataplaneRuntime::media_command(std::string_view args) {
-    const auto w = words(args);
-    const std::string rest(w.empty() ? std::string_view{}
-                                     : trim(args.substr(args.find(w[0]) + w[0].size())));
-    if (!w.empty() && w[0] == "add") return call([this, rest] { return media_add(rest); });
-    if (!w.empty() && w[0] == "del") return call([this, rest] { return media_del(rest); });
-    if (!w.empty() && w[0] == "list") return call([this] { return media_list(); });
-    return "error: usage: media add LOCAL_A_PORT PEER_A_IP:PORT LOCAL_B_PORT PEER_B_IP:PORT "
-           "[rtcp-mux] | media del ID | media list\n";
-}
-
-std::string DataplaneRuntime::media_add(std::string_view args) {
-    const auto w = words(args);
-    const char* usage =
-        "error: usage: media add LOCAL_A_PORT PEER_A_IP:PORT LOCAL_B_PORT PEER_B_IP:PORT "
-        "[rtcp-mux]\n";
-    if (w.size() != 4 && !(w.size() == 5 && w[4] == "rtcp-mux")) return usage;
-    const auto a_port = parse_port(w[0]);
-    const auto a_peer = parse_endpoint(w[1]);
-    const auto b_port = parse_port(w[2]);
-    const auto b_peer = parse_endpoint(w[3]);
-    if (!a_port || !a_peer || !b_port || !b_peer) return usage;
-    dataplane::StreamSpec spec;
-    spec.call_id = next_stream_;
-    spec.rtcp_mux = w.size() == 5;
-    spec.a.local = {media_a_addr_, *a_port};
-    spec.a.remote = *a_peer;
-    spec.b.local = {media_b_addr_, *b_port};
-    spec.b.remote = *b_peer;
-    auto id = relay_.open_stream(spec, clock_.monotonic());
-    if (!id) return "error: " + id.error().message + "\n";
-    const std::uint32_t n = next_stream_++;
-    streams_[n] = *id;
-    return "ok media " + std::to_string(n) + " a=" + spec.a.local.to_string() +
-           " b=" + spec.b.local.to_string() + "\n";
-}
-
-std::string DataplaneRuntime::media_del(std::string_view args) {
-    const auto w = words(args);
-    char* end = nullptr;
-    const std::string t(w.empty() ? "" : std::string(w[0]));
-    const unsigned long n = std::strtoul(t.c_str(), &end, 10);
-    if (w.size() != 1 || t.empty() || *end != '\0') return "error: usage: media del ID\n";
-    const auto it = streams_.find(static_cast<std::uint32_t>(n));
-    if (it == streams_.end()) return "error: no media stream " + t + "\n";
-    auto r = relay_.close_stream(it->second);
-    streams_.erase(it);
-    if (!r) return "error: " + r.error().message + "\n";
-    return "ok media " + t + " removed\n";
-}
-
-std::string DataplaneRuntime::media_list() {
-    std::string out = "streams=" + std::to_string(streams_.size()) + "\n";
-    for (const auto& [n, id] : streams_) {
-        const auto* spec = pipeline_.media().spec(id);
-        auto st = pipeline_.media().stats(id);
-        if (!spec || !st) {
-            out += std::to_string(n) + " gone\n";
-            continue;
-        }
-        out += std::to_string(n) + (spec->rtcp_mux ? " rtcp-mux" : "") +
-               leg_text("a", spec->a, st->a) + leg_text("b", spec->b, st->b) + "\n";
-    }
-    return out;
-}
-
-bool DataplaneRuntime::wait_applied(base::Nanos before) const {
-    for (int i = 0; i < 100; ++i) {
-        base::Nanos at = 0;
-        (void)mailbox_.bans(&at);
-        if (at != before) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
-}
-
-std::string DataplaneRuntime::ban_command(std::string_view args) {
+struct BanArgs {
+    base::Prefix prefix;
+    base::Nanos duration = 0;
+};
+// "ADDRESS|PREFIX [SECONDS]"; an error is the reply to send.
+base::Result<BanArgs> parse_ban(std::string_view args) {
     args = trim(args);
     const auto sp = args.find(' ');
-    const auto target = args.substr(0, sp);
-    auto prefix = base::Prefix::parse(target);
-    if (!prefix) return "error: usage: ban ADDRESS|PREFIX [SECONDS]\n";
-    base::Nanos duration = 0;
+    auto prefix = base::Prefix::parse(args.substr(0, sp));
+    if (!prefix) return base::make_error("error: usage: ban ADDRESS|PREFIX [SECONDS]\n");
+    BanArgs b{*prefix, 0};
     if (sp != std::string_view::npos) {
         const std::string secs(trim(args.substr(sp + 1)));
         char* end = nullptr;
         const double v = std::strtod(secs.c_str(), &end);
-        if (secs.empty() || *end != '\0' || v <= 0) return "error: bad duration '" + secs + "'\n";
-        duration = base::seconds(v);
+        if (secs.empty() || *end != '\0' || v <= 0)
+            return base::make_error("error: bad duration '" + secs + "'\n");
+        b.duration = base::seconds(v);
     } else if (prefix->length() != (prefix->is_v4() ? 32 : 128)) {
-        duration = base::seconds(3600);  // escalation is per address; a prefix gets an hour
+        b.duration = base::seconds(3600);  // escalation is per address; a prefix gets an hour
     }
-    base::Nanos before = 0;
-    (void)mailbox_.bans(&before);
-    const auto failed_before = mailbox_.failed();
-    if (!mailbox_.post({dataplane::ControlCommand::Kind::ban, *prefix, duration,
-                        dataplane::BanOrigin::control}))
-        return "error: dataplane busy, try again\n";
-    if (!wait_applied(before)) return "queued\n";
-    if (mailbox_.failed() != failed_before) return "error: ban table full\n";
-    return "ok banned " + prefix->to_string() + "\n";
+    return b;
 }
 
-std::string DataplaneRuntime::unban_command(std::string_view args) {
-    auto prefix = base::Prefix::parse(trim(args));
-    if (!prefix) return "error: usage: unban ADDRESS|PREFIX\n";
-    base::Nanos before = 0;
-    (void)mailbox_.bans(&before);
-    const auto failed_before = mailbox_.failed();
-    if (!mailbox_.post(
-            {dataplane::ControlCommand::Kind::unban, *prefix, 0, dataplane::BanOrigin::control}))
-        return "error: dataplane busy, try again\n";
-    if (!wait_applied(before)) return "queued\n";
-    if (mailbox_.failed() != failed_before)
-        return "error: " + prefix->to_string() + " is not banned\n";
-    return "ok unbanned " + prefix->to_string() + "\n";
+constexpr const char* kMediaUsage =
+    "error: usage: media add LOCAL_A_PORT PEER_A_IP:PORT LOCAL_B_PORT PEER_B_IP:PORT "
+    "[rtcp-mux] | media del ID | media list\n";
+
+// "LOCAL_A_PORT PEER_A_IP:PORT LOCAL_B_PORT PEER_B_IP:PORT [rtcp-mux]" on our two addresses.
+std::optional<dataplane::StreamSpec> parse_media_add(std::string_view args,
+                                                     const base::IpAddress& a_addr,
+                                                     const base::IpAddress& b_addr) {
+    const auto w = words(args);
+    if (w.size() != 4 && !(w.size() == 5 && w[4] == "rtcp-mux")) return std::nullopt;
+    const auto a_port = parse_port(w[0]);
+    const auto a_peer = parse_endpoint(w[1]);
+    const auto b_port = parse_port(w[2]);
+    const auto b_peer = parse_endpoint(w[3]);
+    if (!a_port || !a_peer || !b_port || !b_peer) return std::nullopt;
+    dataplane::StreamSpec spec;
+    spec.rtcp_mux = w.size() == 5;
+    spec.a.local = {a_addr, *a_port};
+    spec.a.remote = *a_peer;
+    spec.b.local = {b_addr, *b_port};
+    spec.b.remote = *b_peer;
+    return spec;
 }
 
-std::string DataplaneRuntime::bans_command() const {
-    base::Nanos at = 0;
-    const auto list = mailbox_.bans(&at);
+std::optional<std::uint32_t> parse_media_id(std::string_view args) {
+    const auto w = words(args);
+    if (w.size() != 1) return std::nullopt;
+    const std::string t(w[0]);
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(t.c_str(), &end, 10);
+    if (t.empty() || *end != '\0' || n == 0 || n > 0xffffffffUL) return std::nullopt;
+    return static_cast<std::uint32_t>(n);
+}
+
+std::string stream_text(std::uint32_t n, const dataplane::StreamSpec& spec,
+                        const dataplane::StreamStats& st) {
+    return std::to_string(n) + (spec.rtcp_mux ? " rtcp-mux" : "") + leg_text("a", spec.a, st.a) +
+           leg_text("b", spec.b, st.b) + "\n";
+}
+
+std::string bans_text(const std::vector<dataplane::BanInfo>& list, base::Nanos at) {
     std::string out = "bans=" + std::to_string(list.size()) + "\n";
     char line[256];
     for (const auto& b : list) {
@@ -438,6 +252,704 @@ std::string DataplaneRuntime::bans_command() const {
         out += line;
     }
     return out;
+}
+
+std::string pipeline_text(const dataplane::Counters& c) {
+    std::string out;
+    for (std::size_t i = 0; i < dataplane::kPipelineEventCount; ++i) {
+        const auto e = static_cast<dataplane::PipelineEvent>(i);
+        out += "pipeline." + std::string(dataplane::name(e)) + "=" + std::to_string(c.events[e]) +
+               "\n";
+    }
+    for (std::size_t i = 1; i < dataplane::kDropReasonCount; ++i) {
+        const auto r = static_cast<dataplane::DropReason>(i);
+        out += "drop." + std::string(dataplane::name(r)) + "=" + std::to_string(c.drops[r]) + "\n";
+    }
+    return out;
+}
+
+void block_daemon_signals() {
+    // The daemon takes these signals through a signalfd: no other thread may receive them.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+}
+
+// Work handed to the signaling thread by other threads; it runs them between two polls.
+class TaskQueue {
+  public:
+    std::future<std::string> post(std::function<std::string()> task) {
+        std::packaged_task<std::string()> t(std::move(task));
+        auto f = t.get_future();
+        std::lock_guard lock(mu_);
+        if (closed_) {
+            std::promise<std::string> p;
+            p.set_value("error: dataplane stopped\n");
+            return p.get_future();
+        }
+        tasks_.push_back(std::move(t));
+        pending_.store(true, std::memory_order_release);
+        return f;
+    }
+    bool pending() const { return pending_.load(std::memory_order_acquire); }
+    // The owner stops: later posts get an error at once, and what is queued runs now, so that
+    // nobody waits forever on a task posted during shutdown.
+    void close() {
+        {
+            std::lock_guard lock(mu_);
+            closed_ = true;
+        }
+        run();
+    }
+    void run() {
+        std::deque<std::packaged_task<std::string()>> ready;
+        {
+            std::lock_guard lock(mu_);
+            ready.swap(tasks_);
+            pending_.store(false, std::memory_order_relaxed);
+        }
+        for (auto& t : ready) t();
+    }
+
+  private:
+    std::mutex mu_;
+    std::deque<std::packaged_task<std::string()>> tasks_;
+    std::atomic<bool> pending_{false};
+    bool closed_ = false;
+};
+
+// ---------------------------------------------------------------------------------------
+// socket backend: the relay's poll loop is the signaling thread.
+// ---------------------------------------------------------------------------------------
+class SocketRuntime final : public DataplaneRuntime {
+  public:
+    SocketRuntime(const dataplane::PipelineConfig& c, const policy::NodeConfig& node)
+        : pipeline_(c),
+          relay_(pipeline_),
+          media_a_addr_(node.media.external_address),
+          media_b_addr_(node.media.internal_address) {}
+    ~SocketRuntime() override {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+
+    void start(Daemon& daemon) {
+        daemon.add_control_command("ban", [this](std::string_view a) { return ban_command(a); });
+        daemon.add_control_command("unban",
+                                   [this](std::string_view a) { return unban_command(a); });
+        daemon.add_control_command("bans", [this](std::string_view) { return bans_command(); });
+        daemon.add_control_command("media",
+                                   [this](std::string_view a) { return media_command(a); });
+        const policy::NodeConfig node = daemon.config();
+        // The pipeline config is built when a reload prepares (it cannot refuse one) and posted
+        // when it commits.
+        (void)daemon.add_policy_participant(
+            {"dataplane", [this, node](const std::shared_ptr<const policy::Policy>& p) {
+                 auto c = pipeline_config_from(node, p.get());
+                 return policy::PolicyChange::ready([this, c] { mailbox_.post_config(c); });
+             }});
+        thread_ = std::thread([this] { loop(); });
+    }
+
+    std::string_view backend() const override { return "socket"; }
+    std::future<std::string> post(std::function<std::string()> task) override {
+        return tasks_.post(std::move(task));
+    }
+    base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                     void* ctx) override {
+        return relay_.open_signaling(local, handler, ctx);
+    }
+    bool post_ban(const base::Prefix& prefix, base::Nanos duration,
+                  dataplane::BanOrigin origin) override {
+        return mailbox_.post({dataplane::ControlCommand::Kind::ban, prefix, duration, origin});
+    }
+    std::string stats_command() override {
+        return "dataplane.backend=socket\n" + pipeline_text(pipeline_.counters()) +
+               "media.streams=" + std::to_string(pipeline_.media().active()) + "\n" +
+               "sockets=" + std::to_string(relay_.open_sockets()) + "\n";
+    }
+
+  private:
+    void loop() {
+        block_daemon_signals();
+        while (!stop_.load(std::memory_order_relaxed)) {
+            relay_.poll(20, clock_);
+            mailbox_.apply(pipeline_, clock_.monotonic());
+            if (tasks_.pending()) tasks_.run();
+        }
+        tasks_.close();
+    }
+
+    std::string media_command(std::string_view args) {
+        args = trim(args);
+        const auto sp = args.find(' ');
+        const auto verb = args.substr(0, sp);
+        const std::string rest(sp == std::string_view::npos ? "" : args.substr(sp + 1));
+        if (verb == "add") return call([this, rest] { return media_add(rest); });
+        if (verb == "del") return call([this, rest] { return media_del(rest); });
+        if (verb == "list") return call([this] { return media_list(); });
+        return kMediaUsage;
+    }
+    std::string media_add(std::string_view args) {
+        auto spec = parse_media_add(args, media_a_addr_, media_b_addr_);
+        if (!spec)
+            return "error: usage: media add LOCAL_A_PORT PEER_A_IP:PORT LOCAL_B_PORT "
+                   "PEER_B_IP:PORT [rtcp-mux]\n";
+        spec->call_id = next_stream_;
+        auto id = relay_.open_stream(*spec, clock_.monotonic());
+        if (!id) return "error: " + id.error().message + "\n";
+        const std::uint32_t n = next_stream_++;
+        streams_[n] = *id;
+        return "ok media " + std::to_string(n) + " a=" + spec->a.local.to_string() +
+               " b=" + spec->b.local.to_string() + "\n";
+    }
+    std::string media_del(std::string_view args) {
+        const auto n = parse_media_id(args);
+        if (!n) return "error: usage: media del ID\n";
+        const auto it = streams_.find(*n);
+        if (it == streams_.end()) return "error: no media stream " + std::to_string(*n) + "\n";
+        auto r = relay_.close_stream(it->second);
+        streams_.erase(it);
+        if (!r) return "error: " + r.error().message + "\n";
+        return "ok media " + std::to_string(*n) + " removed\n";
+    }
+    std::string media_list() {
+        std::string out = "streams=" + std::to_string(streams_.size()) + "\n";
+        for (const auto& [n, id] : streams_) {
+            const auto* spec = pipeline_.media().spec(id);
+            auto st = pipeline_.media().stats(id);
+            if (!spec || !st)
+                out += std::to_string(n) + " gone\n";
+            else
+                out += stream_text(n, *spec, *st);
+        }
+        return out;
+    }
+
+    bool wait_applied(base::Nanos before) const {
+        for (int i = 0; i < 100; ++i) {
+            base::Nanos at = 0;
+            (void)mailbox_.bans(&at);
+            if (at != before) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return false;
+    }
+    std::string ban_command(std::string_view args) {
+        auto b = parse_ban(args);
+        if (!b) return b.error().message;
+        base::Nanos before = 0;
+        (void)mailbox_.bans(&before);
+        const auto failed_before = mailbox_.failed();
+        if (!mailbox_.post({dataplane::ControlCommand::Kind::ban, b->prefix, b->duration,
+                            dataplane::BanOrigin::control}))
+            return "error: dataplane busy, try again\n";
+        if (!wait_applied(before)) return "queued\n";
+        if (mailbox_.failed() != failed_before) return "error: ban table full\n";
+        return "ok banned " + b->prefix.to_string() + "\n";
+    }
+    std::string unban_command(std::string_view args) {
+        auto prefix = base::Prefix::parse(trim(args));
+        if (!prefix) return "error: usage: unban ADDRESS|PREFIX\n";
+        base::Nanos before = 0;
+        (void)mailbox_.bans(&before);
+        const auto failed_before = mailbox_.failed();
+        if (!mailbox_.post({dataplane::ControlCommand::Kind::unban, *prefix, 0,
+                            dataplane::BanOrigin::control}))
+            return "error: dataplane busy, try again\n";
+        if (!wait_applied(before)) return "queued\n";
+        if (mailbox_.failed() != failed_before)
+            return "error: " + prefix->to_string() + " is not banned\n";
+        return "ok unbanned " + prefix->to_string() + "\n";
+    }
+    std::string bans_command() const {
+        base::Nanos at = 0;
+        const auto list = mailbox_.bans(&at);
+        return bans_text(list, at);
+    }
+
+    dataplane::Pipeline pipeline_;
+    dataplane::SocketRelay relay_;
+    dataplane::ControlMailbox mailbox_;
+    std::atomic<bool> stop_{false};
+    TaskQueue tasks_;
+    base::IpAddress media_a_addr_, media_b_addr_;           // our addresses for leg a / leg b
+    std::map<std::uint32_t, dataplane::StreamId> streams_;  // `media` ids (dataplane thread)
+    std::uint32_t next_stream_ = 1;
+    std::thread thread_;
+};
+
+#ifdef SBC_HAVE_DPDK
+// ---------------------------------------------------------------------------------------
+// dpdk backend: the fast path on the EAL's worker lcore, the front door on kernel sockets.
+// ---------------------------------------------------------------------------------------
+
+// Gives the exception port's kernel interface the node's addresses and brings it up, so the
+// host stack answers ARP, ICMP and SIP for them (ioctl: no netlink library needed).
+base::Result<void> configure_host_interface(
+    const std::string& ifname, const std::vector<policy::DataplaneConfig::HostAddress>& addrs) {
+    if (ifname.size() >= IFNAMSIZ) return base::make_error("interface name too long: " + ifname);
+    const int s4 = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s4 < 0) return base::make_error(std::string("socket: ") + std::strerror(errno));
+    auto fail = [&](const std::string& what) {
+        const int e = errno;
+        ::close(s4);
+        return base::make_error(what + " on " + ifname + ": " + std::strerror(e));
+    };
+    unsigned v4 = 0;
+    for (const auto& a : addrs) {
+        if (a.addr.is_v4()) {
+            // The first IPv4 address is the interface's own, the others are labelled aliases.
+            const std::string label = v4 == 0 ? ifname : ifname + ":" + std::to_string(v4);
+            ++v4;
+            if (label.size() >= IFNAMSIZ) return fail("too many IPv4 addresses");
+            ifreq r{};
+            std::memcpy(r.ifr_name, label.c_str(), label.size());
+            auto* sin = reinterpret_cast<sockaddr_in*>(&r.ifr_addr);
+            sin->sin_family = AF_INET;
+            std::memcpy(&sin->sin_addr, a.addr.bytes().data() + 12, 4);
+            if (::ioctl(s4, SIOCSIFADDR, &r) != 0) return fail("add " + a.addr.to_string());
+            const std::uint32_t mask =
+                a.prefix_len == 0 ? 0 : htonl(~std::uint32_t{0} << (32 - a.prefix_len));
+            std::memcpy(&sin->sin_addr, &mask, 4);
+            if (::ioctl(s4, SIOCSIFNETMASK, &r) != 0) return fail("netmask " + a.addr.to_string());
+        } else {
+            // struct in6_ifreq of <linux/ipv6.h>, which clashes with <netinet/in.h>.
+            struct {
+                in6_addr addr;
+                std::uint32_t prefix_len;
+                int ifindex;
+            } r6{};
+            std::memcpy(&r6.addr, a.addr.bytes().data(), 16);
+            r6.prefix_len = a.prefix_len;
+            r6.ifindex = static_cast<int>(::if_nametoindex(ifname.c_str()));
+            const int s6 = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            const bool ok = s6 >= 0 && r6.ifindex != 0 && ::ioctl(s6, SIOCSIFADDR, &r6) == 0;
+            if (s6 >= 0) ::close(s6);
+            if (!ok) return fail("add " + a.addr.to_string());
+        }
+    }
+    ifreq r{};
+    std::memcpy(r.ifr_name, ifname.c_str(), ifname.size());
+    if (::ioctl(s4, SIOCGIFFLAGS, &r) != 0) return fail("read flags");
+    r.ifr_flags = static_cast<short>(r.ifr_flags | IFF_UP);
+    if (::ioctl(s4, SIOCSIFFLAGS, &r) != 0) return fail("set up");
+    ::close(s4);
+    return {};
+}
+
+class DpdkRuntime final : public DataplaneRuntime {
+  public:
+    DpdkRuntime(const dataplane::PipelineConfig& c, const policy::NodeConfig& node)
+        : pipeline_(c),
+          media_a_addr_(node.media.external_address),
+          media_b_addr_(node.media.internal_address) {}
+
+    ~DpdkRuntime() override {
+        stop_ = true;
+        if (wake_fd_ >= 0) {
+            const std::uint64_t one = 1;
+            [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+        }
+        if (signaling_.joinable()) signaling_.join();
+        if (backend_) backend_->request_stop();
+        if (worker_.joinable()) worker_.join();
+        for (const auto& l : listeners_) ::close(l.fd);
+        if (wake_fd_ >= 0) ::close(wake_fd_);
+        backend_.reset();  // stops and closes the ports (the tap goes away)
+        dataplane::dpdk::shutdown_eal();
+    }
+
+    base::Result<void> start(Daemon& daemon) {
+        const auto& dp = daemon.config().dataplane;
+        auto cfg =
+            dataplane::dpdk::config_from_node(dp.dpdk_eal_args, dp.dpdk_ports, dp.burst_size);
+        if (!cfg) return base::make_error("[dataplane.dpdk]: " + cfg.error().message);
+        auto backend = dataplane::dpdk::Backend::create(*cfg, pipeline_);
+        if (!backend) return base::make_error("DPDK backend: " + backend.error().message);
+        backend_ = std::move(*backend);
+        tap_ = backend_->port_pairs() > 0 ? backend_->exception_interface(0) : std::string();
+        if (tap_.empty()) {
+            if (!dp.dpdk_tap_addresses.empty())
+                return base::make_error(
+                    "[dataplane.dpdk] tap_addresses needs an exception port with a kernel "
+                    "interface (net_tap) in ports");
+            spdlog::warn(
+                "DPDK: no exception port with a kernel interface: SIP, ARP and ICMP "
+                "for our addresses are dropped");
+        } else {
+            if (auto r = configure_host_interface(tap_, dp.dpdk_tap_addresses); !r)
+                return base::make_error("exception interface: " + r.error().message);
+            std::string list;
+            for (const auto& a : dp.dpdk_tap_addresses)
+                list += " " + a.addr.to_string() + "/" + std::to_string(a.prefix_len);
+            spdlog::info("DPDK exception interface {} up{}", tap_,
+                         list.empty() ? " (addresses left to the operator)" : list);
+        }
+        wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (wake_fd_ < 0) return base::make_error(std::string("eventfd: ") + std::strerror(errno));
+
+        daemon.add_control_command("ban", [this](std::string_view a) { return ban_command(a); });
+        daemon.add_control_command("unban",
+                                   [this](std::string_view a) { return unban_command(a); });
+        daemon.add_control_command("bans", [this](std::string_view) { return bans_command(); });
+        daemon.add_control_command("media",
+                                   [this](std::string_view a) { return media_command(a); });
+        const policy::NodeConfig node = daemon.config();
+        // Built when a reload prepares, posted to the worker when it commits.
+        (void)daemon.add_policy_participant(
+            {"dataplane", [this, node](const std::shared_ptr<const policy::Policy>& p) {
+                 auto config = std::make_shared<const dataplane::PipelineConfig>(
+                     pipeline_config_from(node, p.get()));
+                 return policy::PolicyChange::ready([this, config] {
+                     dataplane::dpdk::ControlCommand c;
+                     c.kind = dataplane::dpdk::ControlCommand::Kind::reconfigure;
+                     c.config = config;
+                     if (!backend_->post(std::move(c)))
+                         spdlog::error(
+                             "DPDK: control queue full, policy not applied to the fast path");
+                 });
+             }});
+        worker_ = std::thread([this] {
+            block_daemon_signals();
+            const auto r = backend_->run({}, clock_);
+            spdlog::info("DPDK worker stopped on lcore {} after {} frames", r.lcore,
+                         r.counters[dataplane::dpdk::BackendCounter::rx]);
+        });
+        signaling_ = std::thread([this] { signaling_loop(); });
+        return {};
+    }
+
+    std::string_view backend() const override { return "dpdk"; }
+    std::future<std::string> post(std::function<std::string()> task) override {
+        auto f = tasks_.post(std::move(task));
+        const std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+        return f;
+    }
+
+    base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                     void* ctx) override {
+        sockaddr_storage ss{};
+        socklen_t len = 0;
+        const auto& b = local.addr.bytes();
+        if (local.addr.is_v4()) {
+            auto* s = reinterpret_cast<sockaddr_in*>(&ss);
+            s->sin_family = AF_INET;
+            s->sin_port = htons(local.port);
+            std::memcpy(&s->sin_addr, b.data() + 12, 4);
+            len = sizeof(sockaddr_in);
+        } else {
+            auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
+            s->sin6_family = AF_INET6;
+            s->sin6_port = htons(local.port);
+            std::memcpy(&s->sin6_addr, b.data(), 16);
+            len = sizeof(sockaddr_in6);
+        }
+        const int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return base::make_error(std::string("socket: ") + std::strerror(errno));
+        // The address may reach the tap after we start (an operator's script, IPv6 DAD).
+        const int one = 1;
+        (void)::setsockopt(fd, SOL_IP, IP_FREEBIND, &one, sizeof one);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+            const int e = errno;
+            ::close(fd);
+            return base::make_error("bind " + local.to_string() + ": " + std::strerror(e));
+        }
+        listeners_.push_back({local, fd, handler, ctx});
+        return fd;
+    }
+
+    bool post_ban(const base::Prefix& prefix, base::Nanos duration,
+                  dataplane::BanOrigin origin) override {
+        dataplane::dpdk::ControlCommand c;
+        c.kind = dataplane::dpdk::ControlCommand::Kind::ban;
+        c.prefix = prefix;
+        c.duration = duration;
+        c.origin = origin;
+        return backend_->post(std::move(c));  // tag 0: nobody waits for the result
+    }
+
+    std::string stats_command() override {
+        using dataplane::dpdk::BackendCounter;
+        using dataplane::dpdk::BackendDrop;
+        wait_published();  // what the worker did up to this command
+        const auto snap = backend_->snapshot();
+        std::string out = "dataplane.backend=dpdk\n";
+        out += "dpdk.running=" + std::string(snap.running ? "1" : "0") + "\n";
+        out += "dpdk.lcore=" + std::to_string(snap.run.lcore) + "\n";
+        for (std::size_t i = 0; i < dataplane::dpdk::kBackendCounterCount; ++i) {
+            const auto c = static_cast<BackendCounter>(i);
+            out +=
+                "dpdk." + std::string(name(c)) + "=" + std::to_string(snap.run.counters[c]) + "\n";
+        }
+        for (std::size_t i = 0; i < dataplane::dpdk::kBackendDropCount; ++i) {
+            const auto d = static_cast<BackendDrop>(i);
+            out += "dpdk.drop." + std::string(name(d)) + "=" + std::to_string(snap.run.drops[d]) +
+                   "\n";
+        }
+        out += "dpdk.exception_interface=" + (tap_.empty() ? std::string("-") : tap_) + "\n";
+        out += "dpdk.media_events=" + std::to_string(media_events_.load()) + "\n";
+        out += "dpdk.commands_failed=" + std::to_string(commands_failed_.load()) + "\n";
+        out += pipeline_text(snap.pipeline);
+        out += "media.streams=" + std::to_string(snap.media_active) + "\n";
+        out += "bans.active=" + std::to_string(snap.bans.size()) + "\n";
+        return out;
+    }
+
+  private:
+    struct Listener {
+        base::Endpoint local;
+        int fd = -1;
+        SignalingHandler handler = nullptr;
+        void* ctx = nullptr;
+    };
+
+    void signaling_loop() {
+        block_daemon_signals();
+        static constexpr int kMaxListeners = 15;
+        std::vector<std::uint8_t> buf(65536);
+        std::vector<dataplane::MediaEvent> events;
+        while (!stop_.load(std::memory_order_relaxed)) {
+            pollfd fds[1 + kMaxListeners];
+            fds[0] = {wake_fd_, POLLIN, 0};
+            int n = 1;
+            for (const auto& l : listeners_)
+                if (n < 1 + kMaxListeners) fds[n++] = {l.fd, POLLIN, 0};
+            if (::poll(fds, static_cast<nfds_t>(n), 20) > 0) {
+                if (fds[0].revents & POLLIN) {
+                    std::uint64_t v;
+                    [[maybe_unused]] auto r = ::read(wake_fd_, &v, sizeof v);
+                }
+                for (int i = 1; i < n; ++i)
+                    if (fds[i].revents & POLLIN) receive(listeners_[i - 1], buf);
+            }
+            if (tasks_.pending()) tasks_.run();
+            events.clear();
+            media_events_ += backend_->take_events(events);
+            collect_results();
+        }
+        tasks_.close();
+    }
+
+    // Up to a bounded batch per wake-up, so one busy listener cannot starve the others.
+    void receive(const Listener& l, std::vector<std::uint8_t>& buf) {
+        for (int k = 0; k < 64; ++k) {
+            sockaddr_storage ss{};
+            socklen_t len = sizeof ss;
+            const auto got = ::recvfrom(l.fd, buf.data(), buf.size(), MSG_DONTWAIT,
+                                        reinterpret_cast<sockaddr*>(&ss), &len);
+            if (got < 0) return;
+            dataplane::PacketMeta m;
+            if (ss.ss_family == AF_INET) {
+                const auto* s = reinterpret_cast<const sockaddr_in*>(&ss);
+                m.src =
+                    base::IpAddress::v4_bytes(reinterpret_cast<const std::uint8_t*>(&s->sin_addr));
+                m.src_port = ntohs(s->sin_port);
+            } else if (ss.ss_family == AF_INET6) {
+                const auto* s = reinterpret_cast<const sockaddr_in6*>(&ss);
+                m.src = base::IpAddress::v6(reinterpret_cast<const std::uint8_t*>(&s->sin6_addr));
+                m.src_port = ntohs(s->sin6_port);
+            } else {
+                continue;
+            }
+            m.dst = l.local.addr;
+            m.dst_port = l.local.port;
+            m.l4_proto = 17;
+            m.payload = buf.data();
+            m.payload_len = static_cast<std::uint16_t>(std::min<ssize_t>(got, 65535));
+            l.handler(m, l.ctx);
+        }
+    }
+
+    // Results of tagged commands are kept for their waiter; untagged ones (fraud bans) only
+    // count their failures.
+    void collect_results() {
+        std::vector<dataplane::dpdk::ControlResult> got;
+        if (backend_->take_results(got) == 0) return;
+        std::lock_guard lock(results_mu_);
+        for (auto& r : got) {
+            if (r.tag == 0) {
+                if (!r.ok) ++commands_failed_;
+                continue;
+            }
+            if (results_.size() >= 1024) results_.erase(results_.begin());  // waiter gone
+            results_[r.tag] = std::move(r);
+        }
+    }
+
+    // Control socket thread: posts `c` and waits (up to 1 s) for the worker's result.
+    base::Result<dataplane::dpdk::ControlResult> command(dataplane::dpdk::ControlCommand c) {
+        c.tag = next_tag_++;
+        if (!backend_->post(c)) return base::make_error("error: dataplane busy, try again\n");
+        for (int i = 0; i < 200; ++i) {
+            collect_results();
+            {
+                std::lock_guard lock(results_mu_);
+                if (auto it = results_.find(c.tag); it != results_.end()) {
+                    auto r = std::move(it->second);
+                    results_.erase(it);
+                    return r;
+                }
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return base::make_error("queued\n");
+    }
+
+    // After a command: wait until the worker published a snapshot that includes it, so that
+    // `bans`/`media list` right after show it.
+    void wait_published() {
+        const base::Nanos since = clock_.monotonic();
+        for (int i = 0; i < 100; ++i) {
+            const auto s = backend_->snapshot();
+            if (!s.running || s.at > since) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+    std::string ban_command(std::string_view args) {
+        auto b = parse_ban(args);
+        if (!b) return b.error().message;
+        dataplane::dpdk::ControlCommand c;
+        c.kind = dataplane::dpdk::ControlCommand::Kind::ban;
+        c.prefix = b->prefix;
+        c.duration = b->duration;
+        c.origin = dataplane::BanOrigin::control;
+        auto r = command(std::move(c));
+        if (!r) return r.error().message;
+        if (!r->ok) return "error: " + r->error + "\n";
+        wait_published();
+        return "ok banned " + b->prefix.to_string() + "\n";
+    }
+    std::string unban_command(std::string_view args) {
+        auto prefix = base::Prefix::parse(trim(args));
+        if (!prefix) return "error: usage: unban ADDRESS|PREFIX\n";
+        dataplane::dpdk::ControlCommand c;
+        c.kind = dataplane::dpdk::ControlCommand::Kind::unban;
+        c.prefix = *prefix;
+        auto r = command(std::move(c));
+        if (!r) return r.error().message;
+        if (!r->ok) return "error: " + prefix->to_string() + " is not banned\n";
+        wait_published();
+        return "ok unbanned " + prefix->to_string() + "\n";
+    }
+    std::string bans_command() const {
+        const auto s = backend_->snapshot();
+        return bans_text(s.bans, s.at);
+    }
+
+    std::string media_command(std::string_view args) {
+        args = trim(args);
+        const auto sp = args.find(' ');
+        const auto verb = args.substr(0, sp);
+        const std::string_view rest = sp == std::string_view::npos ? "" : args.substr(sp + 1);
+        std::lock_guard lock(streams_mu_);  // one media command at a time
+        if (verb == "add") return media_add(rest);
+        if (verb == "del") return media_del(rest);
+        if (verb == "list") return media_list();
+        return kMediaUsage;
+    }
+    std::string media_add(std::string_view args) {
+        auto spec = parse_media_add(args, media_a_addr_, media_b_addr_);
+        if (!spec)
+            return "error: usage: media add LOCAL_A_PORT PEER_A_IP:PORT LOCAL_B_PORT "
+                   "PEER_B_IP:PORT [rtcp-mux]\n";
+        spec->call_id = next_stream_;
+        dataplane::dpdk::ControlCommand c;
+        c.kind = dataplane::dpdk::ControlCommand::Kind::media;
+        c.media.kind = dataplane::MediaCommandKind::create;
+        c.media.spec = *spec;
+        auto r = command(std::move(c));
+        if (!r) return r.error().message;
+        if (!r->ok) return "error: " + r->error + "\n";
+        const std::uint32_t n = next_stream_++;
+        streams_[n] = r->stream;
+        return "ok media " + std::to_string(n) + " a=" + spec->a.local.to_string() +
+               " b=" + spec->b.local.to_string() + "\n";
+    }
+    std::string media_del(std::string_view args) {
+        const auto n = parse_media_id(args);
+        if (!n) return "error: usage: media del ID\n";
+        const auto it = streams_.find(*n);
+        if (it == streams_.end()) return "error: no media stream " + std::to_string(*n) + "\n";
+        dataplane::dpdk::ControlCommand c;
+        c.kind = dataplane::dpdk::ControlCommand::Kind::media;
+        c.media.kind = dataplane::MediaCommandKind::remove;
+        c.media.id = it->second;
+        auto r = command(std::move(c));
+        if (!r) return r.error().message;
+        streams_.erase(it);
+        if (!r->ok) return "error: " + r->error + "\n";
+        return "ok media " + std::to_string(*n) + " removed\n";
+    }
+    std::string media_list() {
+        wait_published();
+        const auto s = backend_->snapshot();
+        std::string out = "streams=" + std::to_string(streams_.size()) + "\n";
+        for (const auto& [n, stream] : streams_) {
+            const dataplane::StreamId id = stream;  // clang 14 captures no structured binding
+            const auto it = std::find_if(s.streams.begin(), s.streams.end(),
+                                         [id](const auto& x) { return x.id == id; });
+            if (it == s.streams.end())
+                out += std::to_string(n) + " gone\n";
+            else
+                out += stream_text(n, it->spec, it->stats);
+        }
+        return out;
+    }
+
+    dataplane::Pipeline pipeline_;  // the worker's while it runs
+    std::unique_ptr<dataplane::dpdk::Backend> backend_;
+    std::string tap_;
+    base::IpAddress media_a_addr_, media_b_addr_;
+    std::atomic<bool> stop_{false};
+    int wake_fd_ = -1;
+    TaskQueue tasks_;
+    std::vector<Listener> listeners_;  // signaling thread
+    std::mutex results_mu_;
+    std::map<std::uint64_t, dataplane::dpdk::ControlResult> results_;
+    std::atomic<std::uint64_t> next_tag_{1};
+    std::mutex streams_mu_;
+    std::map<std::uint32_t, dataplane::StreamId> streams_;
+    std::uint32_t next_stream_ = 1;
+    std::atomic<std::uint64_t> media_events_{0}, commands_failed_{0};
+    std::thread worker_, signaling_;
+};
+#endif  // SBC_HAVE_DPDK
+
+}  // namespace
+
+base::Result<std::unique_ptr<DataplaneRuntime>> DataplaneRuntime::start(Daemon& daemon) {
+    const auto& node = daemon.config();
+    const auto policy = daemon.policies().current();
+    const auto config = pipeline_config_from(node, policy.get());
+    switch (node.dataplane.backend) {
+        case policy::DataplaneBackend::socket: {
+            auto rt = std::make_unique<SocketRuntime>(config, node);
+            rt->start(daemon);
+            return std::unique_ptr<DataplaneRuntime>(std::move(rt));
+        }
+        case policy::DataplaneBackend::dpdk: {
+#ifdef SBC_HAVE_DPDK
+            auto rt = std::make_unique<DpdkRuntime>(config, node);
+            if (auto r = rt->start(daemon); !r) return r.error();
+            return std::unique_ptr<DataplaneRuntime>(std::move(rt));
+#else
+            return base::make_error(
+                "[dataplane] backend = \"dpdk\": this sbc was built without DPDK "
+                "(install libdpdk-dev and rebuild)");
+#endif
+        }
+        case policy::DataplaneBackend::pcap:
+            break;
+    }
+    return base::make_error(
+        "[dataplane] backend = \"pcap\" is for offline use: `sbc dataplane pcap`/replay; "
+        "`sbc run` needs \"socket\" or \"dpdk\"");
 }
 
 }  // namespace sbc

@@ -1,16 +1,19 @@
 #pragma once
 // Maps the node configuration (sbc.toml) and the compiled policy to the dataplane's
-// PipelineConfig, and runs the dataplane inside `sbc run` (its own thread, the ban/unban/bans
-// control commands, policy reloads applied through the pipeline's mailbox).
-#include <atomic>
-#include <deque>
+// PipelineConfig, and runs the dataplane inside `sbc run`: one DataplaneRuntime, chosen by
+// `[dataplane] backend`, gives the rest of sbc/ the same few operations (a signaling thread to
+// run work on, UDP SIP listeners with a socket to answer from, bans, stats) and registers the
+// `ban`, `unban`, `bans` and `media` control commands and follows policy reloads.
+//
+//   socket: one thread runs the socket relay; SIP listeners are sockets of the relay, fronted
+//           by the pipeline (bans and rate limits before the front door sees a datagram).
+//   dpdk:   the EAL's worker lcore runs the fast path (relay, bans, limits); SIP, ARP and ICMP
+//           for our addresses reach the kernel through the exception port (a tap), and the
+//           signaling thread reads the front door's plain kernel UDP sockets.
 #include <functional>
 #include <future>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "dataplane/dataplane.hpp"
 #include "policy/policy.hpp"
@@ -24,55 +27,39 @@ dataplane::PipelineConfig pipeline_config_from(const policy::NodeConfig& node,
 
 class DataplaneRuntime {
   public:
-    // Starts the socket backend's loop on its own thread with the node's configuration and the
-    // current policy, registers `ban`, `unban` and `bans` on the control socket and follows
-    // policy reloads.
-    static std::unique_ptr<DataplaneRuntime> attach(Daemon& daemon);
-    ~DataplaneRuntime();
-    dataplane::ControlMailbox& mailbox() { return mailbox_; }
+    // Starts the backend named by the node config ("socket" or "dpdk"; "pcap" is refused: it is
+    // for offline use) with the current policy, registers the control commands and follows
+    // policy reloads. Fails with a message naming the step (EAL arguments, a port, the tap).
+    static base::Result<std::unique_ptr<DataplaneRuntime>> start(Daemon& daemon);
+    virtual ~DataplaneRuntime() = default;
 
-    // The relay, the pipeline's tables and its counters belong to the dataplane thread: other
-    // threads hand it work that it runs between two polls (within ~20 ms).
-    std::future<std::string> post(std::function<std::string()> task);
+    virtual std::string_view backend() const = 0;
+
+    // The signaling thread owns the front door's state. Other threads hand it work that it runs
+    // between two polls (within ~20 ms).
+    virtual std::future<std::string> post(std::function<std::string()> task) = 0;
     std::string call(std::function<std::string()> task) { return post(std::move(task)).get(); }
 
-    // Dataplane thread only. Opens a UDP SIP listener fronted by the pipeline (bans and rate
-    // limits first) and returns the listener's socket, for stateless answers from it.
-    base::Result<int> open_signaling(const base::Endpoint& local,
-                                     dataplane::SocketRelay::SignalingHandler handler, void* ctx);
+    using SignalingHandler = dataplane::SocketRelay::SignalingHandler;
+    // Signaling thread. Opens a UDP SIP listener whose datagrams `handler` gets on the
+    // signaling thread (after the dataplane's bans and rate limits) and returns its socket, for
+    // answers sent from the listener's own address and port. The socket stays the runtime's.
+    virtual base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                             void* ctx) = 0;
+
+    // Any thread: a ban for the dataplane's ban table; false when its queue is full.
+    virtual bool post_ban(const base::Prefix& prefix, base::Nanos duration,
+                          dataplane::BanOrigin origin) = 0;
+
+    // Signaling thread: the dataplane's counters for `stats` (key=value lines).
+    virtual std::string stats_command() = 0;
+
     base::Nanos monotonic() const { return clock_.monotonic(); }
     base::UnixNanos wall() const { return clock_.wall(); }
 
-    // Control command handlers (also used by tests).
-    std::string stats_command();  // pipeline counters: events and drops by reason
-    std::string media_command(std::string_view args);
-
-    // Control command handlers (also used by tests).
-    std::string ban_command(std::string_view args);
-    std::string unban_command(std::string_view args);
-    std::string bans_command() const;
-
-  private:
-    DataplaneRuntime(const dataplane::PipelineConfig& c, const policy::NodeConfig& node);
-    void loop();
-    void run_tasks();
-    std::string media_add(std::string_view args);
-    std::string media_del(std::string_view args);
-    std::string media_list();
-    bool wait_applied(base::Nanos before) const;
-
-    dataplane::Pipeline pipeline_;
-    dataplane::SocketRelay relay_;
-    dataplane::ControlMailbox mailbox_;
+  protected:
+    DataplaneRuntime() = default;
     base::SystemClock clock_;
-    std::atomic<bool> stop_{false};
-    std::mutex tasks_mu_;
-    std::deque<std::packaged_task<std::string()>> tasks_;
-    std::atomic<bool> tasks_pending_{false};
-    base::IpAddress media_a_addr_, media_b_addr_;           // our addresses for leg a / leg b
-    std::map<std::uint32_t, dataplane::StreamId> streams_;  // `media` ids (dataplane thread)
-    std::uint32_t next_stream_ = 1;
-    std::thread thread_;
 };
 
 }  // namespace sbc

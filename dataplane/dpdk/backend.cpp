@@ -1,5 +1,6 @@
 // Start-up and tear-down of the DPDK backend: EAL, mbuf pool, ports. Runs once, off the fast
 // path, so it reports every failure as a Result naming the step.
+#include <net/if.h>
 #include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
@@ -263,6 +264,16 @@ std::optional<MacAddress> Backend::exception_mac(std::size_t pair) const {
     MacAddress m{};
     std::memcpy(m.data(), st.exception_mac.addr_bytes, m.size());
     return m;
+}
+
+std::string Backend::exception_interface(std::size_t pair) const {
+    const auto& st = impl_->pairs.at(pair);
+    if (st.exception == kNoPort) return {};
+    rte_eth_dev_info info{};
+    if (rte_eth_dev_info_get(st.exception, &info) != 0 || info.if_index == 0) return {};
+    char name[IF_NAMESIZE] = {};
+    if (::if_indextoname(info.if_index, name) == nullptr) return {};
+    return name;
 }
 
 std::size_t Backend::port_pairs() const {

@@ -46,7 +46,14 @@ struct Backend::Impl {
     std::vector<std::uint16_t> started;  // every port we configured, to stop and close
     std::vector<std::string> probed;     // vdevs we hot-plugged, to remove
     ControlChannel control;
+    // Streams created through post(), reported in the snapshot (worker only).
+    std::vector<StreamId> reported;
+    mutable std::mutex snapshot_mutex;
+    Snapshot published;
 };
+
+// Publishes the worker's counters, bans and reported streams (control.cpp).
+void publish_snapshot(Backend::Impl& impl, const RunResult& result, base::Nanos now, bool running);
 
 // Applies queued control commands to the pipeline (control.cpp); called by the worker.
 void apply_control(Backend::Impl& impl, base::Nanos now);

@@ -86,12 +86,45 @@ void apply_control(Backend::Impl& impl, base::Nanos now) {
     }
     std::vector<ControlResult> done;
     done.reserve(batch.size());
-    for (const auto& c : batch) done.push_back(apply_one(*impl.pipeline, c, now));
+    for (const auto& c : batch) {
+        done.push_back(apply_one(*impl.pipeline, c, now));
+        if (c.kind != ControlCommand::Kind::media || !done.back().ok) continue;
+        auto& rep = impl.reported;
+        if (c.media.kind == MediaCommandKind::create) {
+            if (rep.size() < Backend::kReportedStreams) rep.push_back(done.back().stream);
+        } else if (c.media.kind == MediaCommandKind::remove) {
+            rep.erase(std::remove(rep.begin(), rep.end(), c.media.id), rep.end());
+        }
+    }
     std::lock_guard lock(ch.mutex);
     for (auto& r : done) {
         if (ch.results.size() >= ControlChannel::kMaxOutbox) break;
         ch.results.push_back(std::move(r));
     }
+}
+
+void publish_snapshot(Backend::Impl& impl, const RunResult& result, base::Nanos now, bool running) {
+    Snapshot s;
+    s.run = result;
+    s.pipeline = impl.pipeline->counters();
+    s.bans = impl.pipeline->bans().active(now);
+    const auto& media = impl.pipeline->media();
+    s.media_active = media.active();
+    s.streams.reserve(impl.reported.size());
+    for (const auto& id : impl.reported) {
+        const StreamSpec* spec = media.spec(id);
+        auto st = media.stats(id);
+        if (spec && st) s.streams.push_back({id, *spec, *st});
+    }
+    s.at = now;
+    s.running = running;
+    std::lock_guard lock(impl.snapshot_mutex);
+    impl.published = std::move(s);
+}
+
+Snapshot Backend::snapshot() const {
+    std::lock_guard lock(impl_->snapshot_mutex);
+    return impl_->published;
 }
 
 void media_housekeeping(Backend::Impl& impl, base::Nanos now) {

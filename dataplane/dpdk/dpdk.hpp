@@ -113,6 +113,25 @@ struct ControlCommand {
     BanOrigin origin = BanOrigin::control;
     std::shared_ptr<const PipelineConfig> config;  // reconfigure (a policy reload)
 };
+// What the worker publishes for other threads while run() is in progress (every
+// kSnapshotPeriod of worker time and when the run ends): its counters so far, the pipeline's
+// counters, the active bans and the statistics of the streams created through post() (up to
+// kReportedStreams of them, oldest first).
+struct Snapshot {
+    RunResult run;
+    Counters pipeline;
+    std::vector<BanInfo> bans;
+    std::size_t media_active = 0;
+    struct Stream {
+        StreamId id;
+        StreamSpec spec;
+        StreamStats stats;
+    };
+    std::vector<Stream> streams;
+    base::Nanos at = 0;  // the worker's `now` when it was taken (0: never published)
+    bool running = false;
+};
+
 struct ControlResult {
     std::uint64_t tag = 0;
     bool ok = true;
@@ -148,6 +167,15 @@ class Backend {
     std::uint64_t events_dropped() const;
 
     static constexpr std::size_t kControlCapacity = 4096;
+
+    // Thread-safe: the worker's last published Snapshot.
+    Snapshot snapshot() const;
+    static constexpr base::Nanos kSnapshotPeriod = 50 * base::kNanosPerMilli;
+    static constexpr std::size_t kReportedStreams = 256;
+
+    // The host-stack interface behind a pair's exception port (net_tap: the `iface=` name),
+    // empty when the pair has none or its driver has no kernel interface.
+    std::string exception_interface(std::size_t pair) const;
 
     // The data port's MAC address (relayed frames leave with it as their source).
     MacAddress data_mac(std::size_t pair) const;

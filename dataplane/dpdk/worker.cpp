@@ -289,6 +289,7 @@ RunResult run_worker(Backend::Impl& impl, const StopCondition& stop, const base:
     Worker worker(impl, result);
     const base::Nanos start = clock.monotonic();
     base::Nanos next_housekeeping = start;
+    base::Nanos next_snapshot = start;
     std::uint32_t idle = 0;
     std::uint64_t polls = 0, empty = 0;
     // Reading the clock costs about as much as relaying a frame. While every poll brings full
@@ -310,6 +311,10 @@ RunResult run_worker(Backend::Impl& impl, const StopCondition& stop, const base:
         if (now >= next_housekeeping) {
             media_housekeeping(impl, now);
             next_housekeeping = now + kHousekeepingPeriod;
+            if (now >= next_snapshot) {
+                publish_snapshot(impl, result, now, true);
+                next_snapshot = now + Backend::kSnapshotPeriod;
+            }
         }
         unsigned got = 0;
         for (const auto& pair : impl.pairs) got += worker.poll(pair, now);
@@ -326,6 +331,7 @@ RunResult run_worker(Backend::Impl& impl, const StopCondition& stop, const base:
     result.counters.add(BackendCounter::polls, polls);
     result.counters.add(BackendCounter::empty_polls, empty);
     result.elapsed = clock.monotonic() - start;
+    publish_snapshot(impl, result, clock.monotonic(), false);
     return result;
 }
 

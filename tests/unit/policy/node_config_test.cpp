@@ -58,3 +58,48 @@ TEST_CASE("node config errors are all reported with positions", "[policy][node]"
     CHECK(tls);
     CHECK(policy);
 }
+
+TEST_CASE("dpdk tap_addresses: parsed, checked, and must hold the node's addresses",
+          "[policy][node]") {
+    const std::string head =
+        "[[listeners]]\nrealm = \"external\"\naddress = \"203.0.113.10\"\nport = 5060\n"
+        "transport = \"udp\"\n[media]\nexternal_address = \"203.0.113.10\"\n"
+        "internal_address = \"%INTERNAL%\"\n[dataplane]\nbackend = \"dpdk\"\n[dataplane.dpdk]\n"
+        "ports = [\"net_af_packet0,iface=v0\", \"net_tap0,iface=t0\"]\n";
+    const std::string policy = "[policy]\nfiles = [\"" + std::string(SBC_SOURCE_DIR) +
+                               "/policy/examples/callcenter.toml\"]\n";
+    auto load = [&](const std::string& internal, const std::string& taps) {
+        std::string text = head;
+        text.replace(text.find("%INTERNAL%"), 10, internal);
+        auto path = write_temp("tap_node.toml", text + "tap_addresses = [" + taps + "]\n" + policy);
+        auto r = load_node_config(path);
+        std::remove(path.c_str());
+        return r;
+    };
+    auto message = [](const auto& r, const std::string& text) {
+        for (const auto& e : r.errors)
+            if (e.message.find(text) != std::string::npos) return true;
+        return false;
+    };
+    {
+        auto r =
+            load("198.51.100.10", "\"203.0.113.10/24\", \"198.51.100.10/32\", \"2001:db8::a/64\"");
+        for (const auto& e : r.errors) INFO(e.to_string());
+        REQUIRE(r.ok());
+        const auto& t = r.value->dataplane.dpdk_tap_addresses;
+        REQUIRE(t.size() == 3);
+        CHECK(t[0].addr.to_string() == "203.0.113.10");
+        CHECK(t[0].prefix_len == 24);
+        CHECK(t[1].prefix_len == 32);
+        CHECK(t[2].addr.is_v6());
+        CHECK(t[2].prefix_len == 64);
+    }
+    for (const char* bad : {"\"203.0.113.10\"", "\"203.0.113.10/33\"", "\"203.0.113.10/0\"",
+                            "\"nothing/24\"", "\"203.0.113.10/2x\"", "\"0.0.0.0/8\""}) {
+        INFO(bad);
+        CHECK(message(load("203.0.113.10", bad), "expected ADDRESS/LENGTH"));
+    }
+    // The internal media address is not on the tap: the host stack would not answer ARP for it.
+    CHECK(message(load("198.51.100.10", "\"203.0.113.10/24\""),
+                  "media address 198.51.100.10 is not in [dataplane.dpdk] tap_addresses"));
+}
