@@ -296,8 +296,8 @@ void Loader::read_rate_limits(const Table& t) {
             if (lk == LimitKey::account &&
                 (cls == TrafficClass::tcp_connect || cls == TrafficClass::media_unallocated)) {
                 ctab.error(ctab.key_pos(toml_name(lk)),
-                           "'" + ctab.key_path(toml_name(lk)) +
-                               "': there is no account at this level (only SIP requests "
+                           ctab.quoted_path(toml_name(lk)) +
+                               ": there is no account at this level (only SIP requests "
                                "carry one); use per_source or per_prefix");
                 continue;
             }
@@ -788,12 +788,12 @@ void Loader::read_rule(const Table& t) {
     else if (t.number("threshold", r.threshold, -1e12, 1e12)) {
         raw.threshold_pos = t.pos_of(*t.get("threshold"));
         if (is_ratio(r.feature) && (r.threshold < 0 || r.threshold > 1))
-            t.error(raw.threshold_pos, "'" + t.key_path("threshold") +
-                                           "': " + std::string(name(r.feature)) +
+            t.error(raw.threshold_pos, t.quoted_path("threshold") + ": " +
+                                           std::string(name(r.feature)) +
                                            " is a ratio; the threshold must be within [0, 1]");
         if (is_binary(r.feature) && (r.threshold < 0 || r.threshold > 1))
-            t.error(raw.threshold_pos, "'" + t.key_path("threshold") +
-                                           "': " + std::string(name(r.feature)) +
+            t.error(raw.threshold_pos, t.quoted_path("threshold") + ": " +
+                                           std::string(name(r.feature)) +
                                            " is 0 or 1; the threshold must be within [0, 1]");
     }
     if (!t.has("weight"))
@@ -1034,14 +1034,23 @@ void Loader::check_and_link() {
     auto check_against_deny = [&](const std::vector<RawCidr>& list, std::string_view what) {
         for (const auto& a : list) {
             for (const auto& d : deny) {
-                if (a.prefix == d.prefix)
-                    ctx.error(a.pos, "'" + a.prefix.to_string() + "' is both " + std::string(what) +
-                                         " and denied (at " + ctx.where(d.pos) + ")");
-                else if (d.prefix.contains(a.prefix))
+                if (a.prefix == d.prefix) {
+                    // Appended in order: GCC 12 at -O3 reports a false -Wrestrict overlap for
+                    // `"'" + a.prefix.to_string()` (literal + temporary).
+                    std::string msg = "'";
+                    msg += a.prefix.to_string();
+                    msg += "' is both ";
+                    msg += what;
+                    msg += " and denied (at ";
+                    msg += ctx.where(d.pos);
+                    msg += ')';
+                    ctx.error(a.pos, std::move(msg));
+                } else if (d.prefix.contains(a.prefix)) {
                     ctx.error(a.pos, std::string(what) + " '" + a.prefix.to_string() +
                                          "' lies inside denied '" + d.prefix.to_string() +
                                          "' (at " + ctx.where(d.pos) +
                                          ") and would never apply: deny wins");
+                }
             }
         }
     };

@@ -24,7 +24,7 @@ bool read_address(const Table& t, std::string_view key, base::IpAddress& out) {
     if (!t.string(key, text, &where)) return false;
     auto a = base::IpAddress::parse(text);
     if (!a) {
-        t.error(where, "'" + t.key_path(key) + "' = \"" + text + "\" is not an IP address");
+        t.error(where, t.quoted_path(key) + " = \"" + text + "\" is not an IP address");
         return false;
     }
     out = *a;

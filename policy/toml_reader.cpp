@@ -153,6 +153,19 @@ std::string Table::key_path(std::string_view key) const {
     return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
 }
 
+std::string Table::quoted_path(std::string_view key) const {
+    std::string q;
+    q.reserve(path_.size() + key.size() + 3);
+    q += '\'';
+    if (!path_.empty()) {
+        q += path_;
+        q += '.';
+    }
+    q += key;
+    q += '\'';
+    return q;
+}
+
 void Table::only_keys(std::span<const std::string_view> known) const {
     for (auto&& [k, v] : t_) {
         std::string_view name = k.str();
@@ -189,8 +202,7 @@ bool Table::string(std::string_view key, std::string& out, Pos* where) const {
         out = s->get();
         return true;
     }
-    error(pos_of(*n),
-          "'" + key_path(key) + "' must be a string, not " + std::string(type_name(*n)));
+    error(pos_of(*n), quoted_path(key) + " must be a string, not " + std::string(type_name(*n)));
     return false;
 }
 
@@ -201,11 +213,11 @@ bool Table::integer(std::string_view key, std::int64_t& out, std::int64_t lo,
     auto v = n->as_integer();
     if (!v) {
         error(pos_of(*n),
-              "'" + key_path(key) + "' must be an integer, not " + std::string(type_name(*n)));
+              quoted_path(key) + " must be an integer, not " + std::string(type_name(*n)));
         return false;
     }
     if (v->get() < lo || v->get() > hi) {
-        error(pos_of(*n), "'" + key_path(key) + "' = " + std::to_string(v->get()) +
+        error(pos_of(*n), quoted_path(key) + " = " + std::to_string(v->get()) +
                               " is out of range [" + std::to_string(lo) + ", " +
                               std::to_string(hi) + "]");
         return false;
@@ -224,7 +236,7 @@ bool Table::number(std::string_view key, double& out, double lo, double hi) cons
         d = f->get();
     } else {
         error(pos_of(*n),
-              "'" + key_path(key) + "' must be a number, not " + std::string(type_name(*n)));
+              quoted_path(key) + " must be a number, not " + std::string(type_name(*n)));
         return false;
     }
     if (!std::isfinite(d) || d < lo || d > hi) {
@@ -246,7 +258,7 @@ bool Table::boolean(std::string_view key, bool& out) const {
         return true;
     }
     error(pos_of(*n),
-          "'" + key_path(key) + "' must be true or false, not " + std::string(type_name(*n)));
+          quoted_path(key) + " must be true or false, not " + std::string(type_name(*n)));
     return false;
 }
 
@@ -256,13 +268,13 @@ bool Table::duration(std::string_view key, base::Nanos& out, base::Nanos lo, bas
     auto s = n->as_string();
     base::Nanos d = 0;
     if (!s || !parse_duration(s->get(), d)) {
-        error(pos_of(*n), "'" + key_path(key) +
-                              "' must be a duration string such as \"30s\", \"15m\", \"1h\", "
+        error(pos_of(*n), quoted_path(key) +
+                              " must be a duration string such as \"30s\", \"15m\", \"1h\", "
                               "\"2d\" (or \"500ms\")");
         return false;
     }
     if (d < lo || d > hi) {
-        error(pos_of(*n), "'" + key_path(key) + "' = \"" + std::string(s->get()) +
+        error(pos_of(*n), quoted_path(key) + " = \"" + std::string(s->get()) +
                               "\" is out of range [" + format_duration(lo) + ", " +
                               format_duration(hi) + "]");
         return false;
@@ -276,8 +288,8 @@ bool Table::strings(std::string_view key, std::vector<Located<std::string>>& out
     if (!n) return false;
     auto arr = n->as_array();
     if (!arr) {
-        error(pos_of(*n), "'" + key_path(key) + "' must be an array of strings, not " +
-                              std::string(type_name(*n)));
+        error(pos_of(*n),
+              quoted_path(key) + " must be an array of strings, not " + std::string(type_name(*n)));
         return false;
     }
     bool ok = true;
@@ -286,7 +298,7 @@ bool Table::strings(std::string_view key, std::vector<Located<std::string>>& out
             out.push_back({s->get(), pos_of(el)});
         } else {
             error(pos_of(el),
-                  "'" + key_path(key) + "' must hold strings, not " + std::string(type_name(el)));
+                  quoted_path(key) + " must hold strings, not " + std::string(type_name(el)));
             ok = false;
         }
     }
@@ -306,7 +318,7 @@ bool Table::choice(std::string_view key, std::span<const std::string_view> names
         }
     }
     // With a likely typo, the suggestion says more than the full list of values.
-    std::string msg = "'" + key_path(key) + "' = \"" + value + "\" ";
+    std::string msg = quoted_path(key) + " = \"" + value + "\" ";
     if (auto guess = closest(value, names); !guess.empty())
         msg += "is not a known value; did you mean \"" + std::string(guess) + "\"?";
     else
@@ -319,7 +331,7 @@ const toml::table* Table::table(std::string_view key) const {
     const toml::node* n = t_.get(key);
     if (!n) return nullptr;
     if (auto t = n->as_table()) return t;
-    error(pos_of(*n), "'" + key_path(key) + "' must be a table, not " + std::string(type_name(*n)));
+    error(pos_of(*n), quoted_path(key) + " must be a table, not " + std::string(type_name(*n)));
     return nullptr;
 }
 
@@ -329,7 +341,7 @@ std::vector<const toml::table*> Table::tables(std::string_view key) const {
     if (!n) return out;
     auto arr = n->as_array();
     if (!arr) {
-        error(pos_of(*n), "'" + key_path(key) + "' must be an array of tables ([[" + key_path(key) +
+        error(pos_of(*n), quoted_path(key) + " must be an array of tables ([[" + key_path(key) +
                               "]]), not " + std::string(type_name(*n)));
         return out;
     }
@@ -338,7 +350,7 @@ std::vector<const toml::table*> Table::tables(std::string_view key) const {
             out.push_back(t);
         else
             error(pos_of(el),
-                  "'" + key_path(key) + "' must hold tables, not " + std::string(type_name(el)));
+                  quoted_path(key) + " must hold tables, not " + std::string(type_name(el)));
     }
     return out;
 }

@@ -204,7 +204,7 @@ pid_t start_bare(const std::string& path, int streams, int relay_cpu, int ready_
     _exit(127);
 }
 
-// rtpengine as Debian ships it, in userspace mode, pinned (PEERS.md).
+// rtpengine as Debian ships it, in userspace mode, pinned (docs/peers.md).
 pid_t start_rtpengine(int relay_cpu) {
     const pid_t pid = fork();
     if (pid != 0) return pid;

@@ -201,7 +201,7 @@ TEST_CASE("syntax errors carry their position", "[policy][loader]") {
 TEST_CASE("wrong types, ranges and references", "[policy][loader]") {
     SECTION("wrong type") {
         auto r = load_text("[fraud]\nscore_cap = \"100\"\n");
-        CHECK(has_error(r, 2, "must be a number, not a string"));
+        CHECK(has_error(r, 2, "'fraud.score_cap' must be a number, not a string"));
     }
     SECTION("unknown top-level key with suggestion") {
         auto r = load_text("[frau]\nmode = \"enforce\"\n");
