@@ -45,11 +45,7 @@ class Replayer final : public FraudEventSink {
   public:
     Replayer(const policy::Policy& p, const dataplane::PipelineConfig& config,
              fraud::Engine& engine, ReplayResult& out)
-        : policy_(p),
-          pipeline_(config),
-          engine_(engine),
-          observer_(*this, &p.numbering),
-          out_(out) {
+        : pipeline_(config), engine_(engine), observer_(*this, &p.numbering), out_(out) {
         engine_.set_event_sink(
             [this](std::string_view line) { out_.security_events.emplace_back(line); });
         for (auto port : pipeline_.config().sip_udp_ports) sip_udp_[port] = true;
@@ -356,7 +352,6 @@ class Replayer final : public FraudEventSink {
         return it == call_index_.end() ? nullptr : &out_.calls[it->second];
     }
 
-    const policy::Policy& policy_;
     dataplane::CaptureDecoder decoder_;
     dataplane::Pipeline pipeline_;
     fraud::Engine& engine_;
