@@ -5,7 +5,7 @@
 #include <bit>
 #include <cstring>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/ban_table.hpp"
 
 namespace sbc::dataplane {
 

@@ -1,5 +1,5 @@
 // Cross-thread commands for a pipeline's owner thread (see ControlMailbox in dataplane.hpp).
-#include "dataplane/dataplane.hpp"
+#include "dataplane/mailbox.hpp"
 
 namespace sbc::dataplane {
 

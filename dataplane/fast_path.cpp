@@ -18,7 +18,8 @@
 #include <type_traits>
 
 #include "dataplane/checksum.hpp"
-#include "dataplane/dataplane.hpp"
+#include "dataplane/pipeline.hpp"
+#include "dataplane/media_layout.hpp"
 #include "dataplane/rtp_stats.hpp"
 
 namespace sbc::dataplane {

@@ -4,7 +4,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/media.hpp"
+#include "dataplane/media_layout.hpp"
 #include "dataplane/rtp_stats.hpp"
 
 namespace sbc::dataplane {
@@ -59,6 +60,10 @@ MediaControl::MediaControl(std::uint32_t capacity, std::uint32_t event_capacity,
     free_.reserve(capacity);
     for (std::uint32_t i = capacity; i > 0; --i) free_.push_back(i - 1);
 }
+
+MediaControl::~MediaControl() = default;
+
+std::size_t MediaControl::capacity() const { return streams_.size(); }
 
 MediaControl::Stream* MediaControl::lookup(StreamId id) {
     if (id.slot >= streams_.size()) return nullptr;

@@ -4,7 +4,8 @@
 #include <cstring>
 
 #include "dataplane/checksum.hpp"
-#include "dataplane/dataplane.hpp"
+#include "dataplane/parse.hpp"
+#include "dataplane/pipeline.hpp"
 
 namespace sbc::dataplane {
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <memory>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/pcap_backend.hpp"
 
 namespace sbc::dataplane {
 

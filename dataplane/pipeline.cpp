@@ -2,7 +2,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/pipeline.hpp"
+#include "dataplane/media_layout.hpp"
 
 namespace sbc::dataplane {
 
@@ -38,6 +39,10 @@ Pipeline::Pipeline(const PipelineConfig& config)
       media_(config.stream_capacity, config.event_capacity, config.media, config.media_port_min,
              config.media_port_max) {
     apply_config(config);
+}
+
+const Pipeline::Forward& Pipeline::forward_of(const Decision& d) const {
+    return media_.streams_[d.stream_slot >> 2].forwards[d.stream_slot & 3];
 }
 
 void Pipeline::apply_config(const PipelineConfig& c) {

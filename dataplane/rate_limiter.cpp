@@ -17,7 +17,7 @@
 #include <algorithm>
 #include <bit>
 
-#include "dataplane/dataplane.hpp"
+#include "dataplane/rate_limiter.hpp"
 
 namespace sbc::dataplane {
 

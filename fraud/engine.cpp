@@ -35,6 +35,10 @@ bool compare(Op op, double value, double threshold) {
 namespace {
 
 constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0x7e4a47, 0xd35f1c};
+// Dialed numbers and request targets (INVITE/OPTIONS callee, REGISTER user) hash with one seed:
+// a user swept by several methods is one value of the request-target set, and an all-digit
+// callee's destination hash is its target hash.
+constexpr std::uint64_t kTargetSeed = 11;
 // RFC 3261 §17.1.1.2: a client transaction lives 64*T1 = 32 s; an ended call is remembered
 // that long so a late retransmitted INVITE is still recognised as a duplicate.
 constexpr base::Nanos kTombstone = 32 * base::kNanosPerSecond;
@@ -414,7 +418,15 @@ struct Engine::Impl {
     base::CounterSet<Counter> counters;
     std::function<void(std::string_view)> sink;
 
-    base::Result<void> compile();
+    // `with_tables` false: every check, but the key, call and ban tables stay unallocated.
+    base::Result<void> compile(bool with_tables = true);
+    // What compile() was reading when it failed.
+    ConfigError::Subject compiling = ConfigError::Subject::engine;
+    std::size_t compiling_index = 0;
+    void at(ConfigError::Subject s, std::size_t i = 0) {
+        compiling = s;
+        compiling_index = i;
+    }
     bool same_state_layout(const Impl& running) const;
     void take_state(Impl& running);
     base::Result<std::uint64_t> list_bit(const std::string& name) const;
@@ -439,6 +451,7 @@ struct Engine::Impl {
     std::uint64_t state_lines(const AttemptKeys& k) const;
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);
     bool scanner_ua(std::string_view ua);
+    void resolve_scanner(Ctx& c, std::string_view ua);
     // User-Agents repeat (a fleet of phones sends the same few strings): the glob verdict of
     // each is remembered by its 64-bit hash in a small direct-mapped cache.
     struct UaMemo {
@@ -560,10 +573,14 @@ int Engine::Impl::add_component(KindTable& kt, Component c) {
     return static_cast<int>(kt.comps.size() - 1);
 }
 
-base::Result<void> Engine::Impl::compile() {
+base::Result<void> Engine::Impl::compile(bool with_tables) {
+    using S = ConfigError::Subject;
+    at(S::engine);
     if (cfg.max_tracked_keys == 0) return base::make_error("max_tracked_keys must be > 0");
-    if (cfg.prefix_lists.size() > 64)
+    if (cfg.prefix_lists.size() > 64) {
+        at(S::prefix_list, 64);
         return base::make_error("at most 64 prefix lists are supported by the fraud engine");
+    }
     idle_s = std::max<std::uint32_t>(1, to_seconds(cfg.idle_key_expiry));
 
     for (std::size_t i = 0; i < cfg.prefix_lists.size(); ++i) {
@@ -580,6 +597,7 @@ base::Result<void> Engine::Impl::compile() {
 
     for (std::size_t gi = 0; gi < cfg.account_groups.size(); ++gi) {
         const auto& g = cfg.account_groups[gi];
+        at(S::account_group, gi);
         Group cg;
         auto tz = TimeZone::load(cfg.zoneinfo_dir, g.timezone.empty() ? "UTC" : g.timezone);
         if (!tz) return base::make_error("account group '" + g.name + "': " + tz.error().message);
@@ -598,10 +616,12 @@ base::Result<void> Engine::Impl::compile() {
         for (const auto& p : g.account_patterns)
             account_patterns.emplace_back(p, static_cast<int>(gi));
     }
+    at(S::engine);
     for (const auto& ua : cfg.scanner_user_agents) scanner_globs.emplace_back(ua);
 
     std::vector<std::string> ids;
     for (const auto& r : cfg.rules) {
+        at(S::rule, static_cast<std::size_t>(&r - cfg.rules.data()));
         auto err = [&](const std::string& m) {
             return base::make_error("rule '" + r.id + "': " + m);
         };
@@ -640,12 +660,13 @@ base::Result<void> Engine::Impl::compile() {
             x.list_mask = mask;
             return add_component(kt, x);
         };
-        auto distinct = [&](DistinctValue v) -> base::Result<int> {
+        auto distinct = [&](DistinctValue v, std::uint64_t mask = 0) -> base::Result<int> {
             if (r.threshold > 127)
                 return err("distinct-count thresholds above 127 are not supported");
             Component x = c;
             x.type = CompType::distinct;
             x.what = static_cast<std::uint8_t>(v);
+            x.list_mask = mask;
             x.capacity = std::clamp<std::uint32_t>(
                 static_cast<std::uint32_t>(std::max(0.0, std::floor(r.threshold))) + 1, 4, 128);
             return add_component(kt, x);
@@ -665,9 +686,26 @@ base::Result<void> Engine::Impl::compile() {
             }
             return m;
         };
+        // `lists` restricts what a destination feature counts to attempts whose destination
+        // is on one of them; other features have no destination to restrict.
+        const bool takes_lists =
+            r.feature == Feature::attempts || r.feature == Feature::high_risk_attempts ||
+            r.feature == Feature::premium_attempts || r.feature == Feature::distinct_destinations;
+        if (!r.lists.empty() && !takes_lists)
+            return err(
+                "lists apply only to attempts, high_risk_attempts, premium_attempts and "
+                "distinct_destinations");
         switch (r.feature) {
             case Feature::attempts:
-                cr.comp_a = counter(CountEvent::attempt);
+                if (r.lists.empty()) {
+                    cr.comp_a = counter(CountEvent::attempt);
+                } else {
+                    // INVITEs to the lists: the count high_risk_attempts keeps for the same
+                    // lists (the two rules share it).
+                    auto m = lists_mask({});
+                    if (!m) return err(m.error().message);
+                    cr.comp_a = counter(CountEvent::list_hit, *m);
+                }
                 break;
             case Feature::international_attempts:
                 cr.comp_a = counter(CountEvent::international);
@@ -693,7 +731,13 @@ base::Result<void> Engine::Impl::compile() {
                     : r.feature == Feature::distinct_usernames ? DistinctValue::failed_username
                     : r.feature == Feature::request_sweep      ? DistinctValue::request_target
                                                                : DistinctValue::source_country;
-                auto i = distinct(v);
+                std::uint64_t mask = 0;
+                if (v == DistinctValue::destination && !r.lists.empty()) {
+                    auto m = lists_mask({});
+                    if (!m) return err(m.error().message);
+                    mask = *m;
+                }
+                auto i = distinct(v, mask);
                 if (!i) return i.error();
                 cr.comp_a = *i;
                 if (v == DistinctValue::source_country) need_source_country = true;
@@ -755,6 +799,7 @@ base::Result<void> Engine::Impl::compile() {
         }
         rules.push_back(std::move(cr));
     }
+    at(S::engine);
     if (rules.size() > 0xffff) return base::make_error("at most 65535 fraud rules are supported");
     for (std::size_t i = 0; i < rules.size(); ++i) {
         const auto& cr = rules[i];
@@ -778,6 +823,7 @@ base::Result<void> Engine::Impl::compile() {
     ladder_value.assign(ladders.size(), 0);
     fired.reserve(rules.size());
     for (const auto& d : cfg.deny) {
+        at(S::deny_rule, static_cast<std::size_t>(&d - cfg.deny.data()));
         if (d.id.empty()) return base::make_error("a fraud deny rule has no id");
         if (std::find(ids.begin(), ids.end(), d.id) != ids.end())
             return base::make_error("deny rule '" + d.id + "': duplicate id");
@@ -794,6 +840,7 @@ base::Result<void> Engine::Impl::compile() {
         if (!cd.source_countries.empty()) need_source_country = true;
         denies.push_back(std::move(cd));
     }
+    at(S::engine);
 
     // Lay out the slots and size the tables. The key budget is split between the key kinds
     // that rules read, so a flood of one kind cannot take another kind's room: addresses and
@@ -864,7 +911,7 @@ base::Result<void> Engine::Impl::compile() {
         kt.slot_bytes = (off + 63) & ~std::size_t{63};
         kt.cold_bytes = cold;
         std::size_t cap = std::max<std::size_t>(64, cfg.max_tracked_keys * kShares[ki] / shares);
-        kt.table.init(cap, kt.slot_bytes, kt.cold_bytes);
+        if (with_tables) kt.table.init(cap, kt.slot_bytes, kt.cold_bytes);
     }
     for (auto& l : ladders) {
         const auto& kt = kinds[l.key_index];
@@ -906,8 +953,10 @@ base::Result<void> Engine::Impl::compile() {
             if (!l.call_feature) other_ladders.push_back(i);
         }
     }
-    calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
-    bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
+    if (with_tables) {
+        calls.init(std::max<std::uint64_t>(64, cfg.max_tracked_calls), sizeof(CallEntry), 0, true);
+        bans.init(std::max<std::uint32_t>(64, cfg.ban_capacity), sizeof(BanEntry), 0, true);
+    }
     return {};
 }
 
@@ -1123,7 +1172,8 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
             }
         }
         if (k.ndigits) {
-            k.dest_hash = static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, 11));
+            k.dest_hash =
+                static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, kTargetSeed));
             auto cw = countries.walk({k.digits, k.ndigits});
             k.dest_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
             k.code_len = cw.deepest ? cw.deepest_len : 0;
@@ -1134,7 +1184,7 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     if (!a.callee.empty())
         k.target_hash = k.invite && k.ndigits == a.callee.size()
                             ? k.dest_hash
-                            : static_cast<std::uint32_t>(hash_string(a.callee, 11));
+                            : static_cast<std::uint32_t>(hash_string(a.callee, kTargetSeed));
     k.src_country = country_code16(a.source.country);
 }
 
@@ -1182,6 +1232,8 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
             std::uint32_t h = 0;
             switch (static_cast<DistinctValue>(comp.what)) {
                 case DistinctValue::destination:
+                    // A set restricted to lists may not take it (the lists are matched when
+                    // the attempt is scored): one line read for nothing, never a wrong count.
                     h = k.invite && k.ndigits ? k.dest_hash : 0;
                     break;
                 case DistinctValue::destination_country:
@@ -1238,6 +1290,15 @@ bool Engine::Impl::scanner_ua(std::string_view ua) {
         last_ua_scanner = scanner;
     }
     return scanner;
+}
+
+// scanner_user_agent, for every event that is scored (attempts, other requests, authentication
+// results, registrations): a signature is proof whatever the request.
+void Engine::Impl::resolve_scanner(Ctx& c, std::string_view ua) {
+    if (ua.empty())
+        c.scanner = cfg.empty_user_agent_is_scanner;
+    else if (!scanner_globs.empty())
+        c.scanner = scanner_ua(ua);
 }
 
 bool Engine::Impl::scanner_ua_memo(std::string_view ua) {
@@ -1443,7 +1504,9 @@ void Engine::Impl::update(Ctx& c) {
                     std::uint32_t h = 0;
                     switch (static_cast<DistinctValue>(comp.what)) {
                         case DistinctValue::destination:
-                            if (c.kind == EventKind::invite && c.ndigits) h = c.dest_hash;
+                            if (c.kind == EventKind::invite && c.ndigits &&
+                                (!comp.list_mask || (c.dest_mask & comp.list_mask)))
+                                h = c.dest_hash;
                             break;
                         case DistinctValue::destination_country:
                             if (c.kind == EventKind::invite) h = c.dest_country;
@@ -1907,6 +1970,21 @@ base::Result<bool> Engine::reconfigure(EngineConfig config) {
     return true;
 }
 
+bool Engine::hand_over_state(Engine& next) noexcept {
+    if (!next.impl_->same_state_layout(*impl_)) return false;
+    next.impl_->take_state(*impl_);
+    return true;
+}
+
+std::optional<ConfigError> validate(const EngineConfig& config) {
+    // The configuration is copied: compile() keeps pointers into its own.
+    Engine::Impl probe;
+    probe.cfg = config;
+    auto r = probe.compile(false);
+    if (r) return std::nullopt;
+    return ConfigError{probe.compiling, probe.compiling_index, r.error().message};
+}
+
 void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
     AttemptKeys k;
     impl_->attempt_keys(a, k);
@@ -1946,13 +2024,7 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
     }
     m.resolve_source(c, a.source, out);
     m.resolve_time(c, a.wall);
-    if (!m.scanner_globs.empty() || m.cfg.empty_user_agent_is_scanner) {
-        if (a.user_agent.empty()) {
-            c.scanner = m.cfg.empty_user_agent_is_scanner;
-        } else {
-            c.scanner = m.scanner_ua(a.user_agent);
-        }
-    }
+    m.resolve_scanner(c, a.user_agent);
     c.target_hash = k.target_hash;
     m.prepare(c);
     m.update(c);
@@ -2115,6 +2187,7 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     c.now_s = to_seconds(a.now);
     m.resolve_keys(c, a.source, a.username, a.tenant, true);
     m.resolve_source(c, a.source, out);
+    m.resolve_scanner(c, a.user_agent);
     c.auth_failed = !a.success;
     if (!a.success && !a.username.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(a.username, 17));
@@ -2145,15 +2218,12 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     c.now_s = to_seconds(r.now);
     m.resolve_keys(c, r.source, r.user, r.tenant, true);
     m.resolve_source(c, r.source, out);
-    if (!r.user.empty()) c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, 13));
+    if (!r.user.empty())
+        c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, kTargetSeed));
     // 403/404 to a REGISTER: wrong credentials or no such user (enumeration).
     if ((r.status == 403 || r.status == 404) && !r.user.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(r.user, 17));
-    if (!m.scanner_globs.empty() && !r.user_agent.empty()) {
-        c.scanner = m.scanner_ua(r.user_agent);
-    } else if (r.user_agent.empty()) {
-        c.scanner = m.cfg.empty_user_agent_is_scanner;
-    }
+    m.resolve_scanner(c, r.user_agent);
     m.prepare(c);
     m.update(c);
     m.evaluate(c, out);

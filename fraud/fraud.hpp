@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,11 +24,11 @@ namespace sbc::fraud {
 // Vocabulary (names are the policy language's spelling; see the contract in docs/fraud.md)
 
 #define SBC_FRAUD_FEATURES(X)                                                        \
-    X(attempts, "call attempts")                                                     \
+    X(attempts, "call attempts (to `lists` when given)")                             \
     X(international_attempts, "attempts to another country")                         \
     X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
-    X(premium_attempts, "attempts to premium lists")                                 \
-    X(distinct_destinations, "distinct dialed numbers")                              \
+    X(premium_attempts, "attempts to premium lists (or `lists`)")                    \
+    X(distinct_destinations, "distinct dialed numbers (on `lists` when given)")      \
     X(distinct_destination_countries, "distinct destination countries")              \
     X(sequential_dialing, "longest run of destinations differing by small steps")    \
     X(concurrent_calls, "calls in progress now (no window)")                         \
@@ -40,7 +41,7 @@ namespace sbc::fraud {
     X(off_hours, "1 if outside the account group's business hours")                  \
     X(source_country_not_allowed, "1 if the source country is not allowed")          \
     X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls ended unanswered within short_ring_seconds (Wangiri)")
+    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")
 SBC_DECLARE_COUNTER_LIST(Feature, SBC_FRAUD_FEATURES)
 
 #define SBC_FRAUD_KEYS(X)                  \
@@ -194,6 +195,19 @@ struct EngineConfig {
     std::shared_ptr<const GeoIp> geoip;  // optional: source country when events carry none
 };
 
+// Why the engine refuses a configuration, and which part of it, so that a caller can point at
+// where that part was written.
+struct ConfigError {
+    enum class Subject : std::uint8_t { engine, rule, deny_rule, prefix_list, account_group };
+    Subject subject = Subject::engine;
+    std::size_t index = 0;  // in EngineConfig::rules, deny, prefix_lists or account_groups
+    std::string message;    // the same text Engine::create reports
+};
+
+// Every check Engine::create makes (its own compilation, so they cannot drift apart), without
+// allocating the state tables: nullopt when create would accept the configuration.
+std::optional<ConfigError> validate(const EngineConfig& config);
+
 // ---------------------------------------------------------------------------------------------
 // Events. String views must stay valid for the duration of the call only.
 
@@ -333,6 +347,12 @@ class Engine {
     // changes: false (build a new engine instead), or the error of an invalid configuration.
     // Reasons of earlier verdicts point into the previous configuration: read them before.
     base::Result<bool> reconfigure(EngineConfig config);
+    // reconfigure() in two steps, for a caller that creates the next engine where it may take
+    // its time (another thread, the tables allocated there) and installs it where this one
+    // runs: when `next` keeps this engine's state layout, its state (keys, windows, calls in
+    // progress, bans, counters, event sink) moves to `next` and this engine is left empty:
+    // true. Otherwise nothing changes: false. Cannot fail.
+    bool hand_over_state(Engine& next) noexcept;
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -370,6 +390,7 @@ class Engine {
     const EngineConfig& config() const;
 
   private:
+    friend std::optional<ConfigError> validate(const EngineConfig& config);
     Engine() = default;
     struct Impl;
     std::unique_ptr<Impl> impl_;

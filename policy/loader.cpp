@@ -9,6 +9,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "policy/key_status.hpp"
 #include "policy/toml_reader.hpp"
 
 namespace sbc::policy {
@@ -78,6 +79,7 @@ struct Loader {
     std::vector<RawDeny> raw_deny;
     std::vector<RawCidr> allow, deny, trusted;
     std::vector<Located<std::string>> scanner_patterns;
+    std::vector<Diagnostic> notices;  // keys accepted but not enforced yet
     Pos fraud_pos{};
     bool block_set = false;
     Pos thresholds_pos{};
@@ -168,6 +170,7 @@ void Loader::load_text(std::uint32_t file, std::string_view text, const std::str
     hash_bytes(text);
     auto doc = detail::parse_toml(ctx, file, text);
     if (!doc) return;
+    detail::collect_key_notices(ctx, file, *doc, policy_key_status(), notices);
     Table top(ctx, file, *doc, "");
     read_document(top, dir);
 }
@@ -497,6 +500,8 @@ void Loader::read_prefix_list(const Table& t, const std::string& dir) {
     RawPrefixList raw;
     raw.pos = t.pos();
     list.file = ctx.files[t.file()];
+    list.line = raw.pos.line;
+    list.column = raw.pos.column;
     if (!t.string("name", list.name, &raw.name_pos) && !t.has("name"))
         t.error(t.pos(), "prefix list needs a 'name'");
     raw.name_pos = t.has("name") ? t.key_pos("name") : t.pos();
@@ -641,6 +646,9 @@ void Loader::read_group(const Table& t) {
     AccountGroup g;
     RawGroup raw;
     raw.pos = t.pos();
+    g.file = ctx.files[t.file()];
+    g.line = raw.pos.line;
+    g.column = raw.pos.column;
     if (!t.string("name", g.name) && !t.has("name"))
         t.error(t.pos(), "account group needs a 'name'");
     raw.name_pos = t.has("name") ? t.key_pos("name") : t.pos();
@@ -759,6 +767,7 @@ void Loader::read_rule(const Table& t) {
     raw.pos = t.pos();
     r.file = ctx.files[t.file()];
     r.line = raw.pos.line;
+    r.column = raw.pos.column;
     if (!t.string("id", r.id) && !t.has("id")) t.error(t.pos(), "fraud rule needs an 'id'");
     raw.id_pos = t.has("id") ? t.key_pos("id") : t.pos();
     t.string("description", r.description);
@@ -841,6 +850,7 @@ void Loader::read_deny(const Table& t) {
     raw.pos = t.pos();
     d.file = ctx.files[t.file()];
     d.line = raw.pos.line;
+    d.column = raw.pos.column;
     if (!t.string("id", d.id) && !t.has("id")) t.error(t.pos(), "fraud deny rule needs an 'id'");
     raw.id_pos = t.has("id") ? t.key_pos("id") : t.pos();
     t.string("destinations", d.destinations, &raw.dest_pos);
@@ -1110,6 +1120,8 @@ void set_key_homes(Context& ctx) {
 Loaded<Policy> finish(Loader& l) {
     Loaded<Policy> out;
     l.check_and_link();  // even after other errors: report everything at once
+    detail::finish_notices(l.ctx, l.notices);
+    out.notices = l.notices;
     if (!l.ctx.errors.empty()) {
         // Report in reading order: file by file, then line and column.
         std::map<std::string, std::size_t> order;
@@ -1123,6 +1135,7 @@ Loaded<Policy> finish(Loader& l) {
         return out;
     }
     l.compile();
+    l.p->notices = std::move(l.notices);
     out.value = std::move(l.p);
     return out;
 }

@@ -1,5 +1,6 @@
 // sbc.toml: the node configuration (listeners, TLS, next hops, media, dataplane, logging,
 // metrics, control socket, state, GeoIP, policy files).
+#include "policy/key_status.hpp"
 #include "policy/toml_reader.hpp"
 
 namespace sbc::policy {
@@ -64,6 +65,7 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
         return out;
     }
     const std::string dir = detail::dirname_of(path);
+    detail::collect_key_notices(ctx, file, *doc, node_key_status(), out.notices);
     Table top(ctx, file, *doc, "");
     static constexpr std::string_view kTop[] = {
         "node",    "listeners", "tls",     "next_hops", "health_check", "media", "dataplane",
@@ -251,10 +253,12 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     }
     if (cfg->policy_files.empty())
         top.error(top.pos(), "no policy to load: set [policy] files = [\"policy.toml\"]");
+    detail::finish_notices(ctx, out.notices);
     if (!ctx.errors.empty()) {
         out.errors = std::move(ctx.errors);
         return out;
     }
+    cfg->notices = out.notices;
     out.value = std::move(cfg);
     return out;
 }

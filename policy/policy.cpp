@@ -2,6 +2,7 @@
 #include "policy/policy.hpp"
 
 #include <algorithm>
+#include <exception>
 
 namespace sbc::policy {
 
@@ -150,8 +151,71 @@ const AccountGroup* Policy::group_of(std::string_view account) const {
 std::string PolicyStatus::last_result() const {
     if (reloads_ok + reloads_failed == 0) return "none";
     if (last_reload_ok) return "ok";
-    return "failed (" + std::to_string(last_errors.size()) + " error" +
-           (last_errors.size() == 1 ? "" : "s") + ")";
+    const std::string count =
+        std::to_string(last_errors.size()) + " error" + (last_errors.size() == 1 ? "" : "s");
+    if (!last_refused_by.empty()) return "refused by " + last_refused_by + " (" + count + ")";
+    return "failed (" + count + ")";
+}
+
+PolicyChange PolicyChange::ready(std::function<void()> commit, std::function<void()> abort) {
+    PolicyChange c;
+    c.commit_ = std::move(commit);
+    c.abort_ = std::move(abort);
+    return c;
+}
+
+PolicyChange PolicyChange::refuse(std::vector<Diagnostic> reasons) {
+    PolicyChange c;
+    c.reasons_ = std::move(reasons);
+    if (c.reasons_.empty()) c.reasons_.push_back({{}, 0, 0, "refused without a reason"});
+    return c;
+}
+
+namespace {
+
+// The first refusal among the participants, or every participant's prepared change.
+struct Prepared {
+    std::vector<PolicyChange> changes;
+    std::string refused_by;
+    std::vector<Diagnostic> reasons;
+};
+
+Prepared prepare_all(const std::vector<PolicyParticipant>& participants,
+                     const std::shared_ptr<const Policy>& candidate) {
+    Prepared out;
+    for (const auto& p : participants) {
+        PolicyChange c;
+        try {
+            c = p.prepare(candidate);
+        } catch (const std::exception& e) {
+            // A participant that cannot even prepare (memory for its tables) refuses.
+            c = PolicyChange::refuse(
+                {{candidate->source_files.empty() ? std::string() : candidate->source_files.front(),
+                  0, 0, e.what()}});
+        }
+        if (c.refused()) {
+            out.refused_by = p.name;
+            out.reasons = c.reasons();
+            break;
+        }
+        out.changes.push_back(std::move(c));
+    }
+    return out;
+}
+
+}  // namespace
+
+// noexcept: a commit that throws ends the process rather than leave some participants on the
+// new policy and others on the old one.
+void PolicyStore::commit_all(std::vector<PolicyChange>& changes) noexcept {
+    for (auto& c : changes)
+        if (c.commit_) c.commit_();
+}
+
+void PolicyStore::abort_all(std::vector<PolicyChange>& changes) noexcept {
+    for (auto& c : changes)
+        if (c.abort_) c.abort_();
+    changes.clear();  // what the commit closures hold goes with them
 }
 
 PolicyStore::PolicyStore(std::vector<std::string> files, LoadOptions options)
@@ -164,37 +228,46 @@ PolicyStore::ReloadResult PolicyStore::reload(base::UnixNanos now) {
     LoadOptions opts = options_;
     auto previous = current_.load();
     opts.version = (previous ? previous->version : 0) + 1;
-    // Compiled here, on the reloading thread, with no lock that readers or status() need;
-    // readers keep using `previous` meanwhile.
-    auto loaded = load_policy(files_, opts);
     ReloadResult result;
-    std::vector<Listener> listeners;
+    result.version = previous ? previous->version : 0;
+    auto refuse = [&](std::vector<Diagnostic> errors, std::string refused_by) {
+        std::lock_guard lock(mu_);
+        status_.last_reload_at = now;
+        status_.reloads_failed++;
+        status_.last_reload_ok = false;
+        status_.last_errors = errors;
+        status_.last_refused_by = refused_by;
+        result.ok = false;
+        result.errors = std::move(errors);
+        result.refused_by = std::move(refused_by);
+        return result;
+    };
+    // Compiled and prepared here, on the reloading thread, with no lock that readers or
+    // status() need; readers and every participant keep using `previous` meanwhile.
+    auto loaded = load_policy(files_, opts);
+    if (!loaded.ok()) return refuse(std::move(loaded.errors), {});
+    auto prepared = prepare_all(participants_, loaded.value);
+    if (!prepared.refused_by.empty()) {
+        abort_all(prepared.changes);
+        return refuse(std::move(prepared.reasons), prepared.refused_by);
+    }
+    current_.store(loaded.value);
     {
         std::lock_guard lock(mu_);
         status_.last_reload_at = now;
-        if (!loaded.ok()) {
-            status_.reloads_failed++;
-            status_.last_reload_ok = false;
-            status_.last_errors = loaded.errors;
-            result.ok = false;
-            result.version = previous ? previous->version : 0;
-            result.errors = std::move(loaded.errors);
-            return result;
-        }
-        current_.store(loaded.value);
         status_.reloads_ok++;
         status_.last_reload_ok = true;
         status_.last_errors.clear();
+        status_.last_refused_by.clear();
         status_.version = loaded.value->version;
         status_.hash = loaded.value->hash;
         status_.loaded_at = now;
         status_.files = loaded.value->source_files;
-        listeners = listeners_;
     }
+    // Outside mu_: a commit may call status().
+    commit_all(prepared.changes);
     result.ok = true;
     result.version = loaded.value->version;
-    // Outside mu_: a listener may call status().
-    for (const auto& l : listeners) l(loaded.value);
     return result;
 }
 
@@ -203,11 +276,16 @@ PolicyStatus PolicyStore::status() const {
     return status_;
 }
 
-void PolicyStore::on_change(Listener listener) {
-    std::lock_guard reload_lock(reload_mu_);  // no reload can slip between these two steps
-    if (auto p = current_.load()) listener(p);
-    std::lock_guard lock(mu_);
-    listeners_.push_back(std::move(listener));
+std::vector<Diagnostic> PolicyStore::add_participant(PolicyParticipant participant) {
+    std::lock_guard reload_lock(reload_mu_);  // no reload can slip between prepare and joining
+    if (auto p = current_.load()) {
+        std::vector<PolicyParticipant> one{participant};
+        auto prepared = prepare_all(one, p);
+        if (!prepared.refused_by.empty()) return std::move(prepared.reasons);
+        commit_all(prepared.changes);
+    }
+    participants_.push_back(std::move(participant));
+    return {};
 }
 
 }  // namespace sbc::policy

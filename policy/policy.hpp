@@ -39,17 +39,41 @@ struct Diagnostic {
     std::string to_string() const;  // "file:line:column: message"
 };
 
-// A loaded value or every error found (never just the first).
+// A loaded value or every error found (never just the first). `notices` are warnings that
+// leave the value valid: keys present in the file that are accepted but not enforced yet.
 template <class T>
 struct Loaded {
     std::shared_ptr<const T> value;
     std::vector<Diagnostic> errors;
+    std::vector<Diagnostic> notices;
     bool ok() const { return value != nullptr; }
 };
 
 // ---------------------------------------------------------------------------------------------
-// Enumerations shared with the dataplane and fraud engines. The X-macro lists give the enum,
-// the TOML spelling (`name(e)`) and a description, so they cannot drift apart.
+// Where each configuration key takes effect in `sbc run`, in one list per file kind
+// (policy/key_status.cpp). A key is written as its dotted path, an array of tables as `name[]`
+// ("fraud.rules[].weight"), `*` stands for any one segment ("rate_limits.*.per_account").
+// A key the running daemon does not act on yet gives a notice at its file:line:column when it
+// is present; the test over docs/policy.md keeps this list and the documentation in step.
+
+struct KeyStatus {
+    std::string_view key;
+    bool enforced = false;
+    std::string_view where;  // enforced: where it takes effect; otherwise what it waits for
+    // Non-empty: enforced only for these values (comma-separated); other values get a notice.
+    std::string_view enforced_values = {};
+};
+std::span<const KeyStatus> policy_key_status();
+std::span<const KeyStatus> node_key_status();
+// The entry whose pattern is `path` ("listeners[].transport"), or nullptr.
+const KeyStatus* find_key_status(std::span<const KeyStatus> table, std::string_view path);
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations of the policy language. The X-macro lists give the enum, the TOML spelling
+// (`name(e)`) and a description. They are not shared: the dataplane and the fraud engine keep
+// their own copies (fraud/ and dataplane/ do not depend on policy/), sbc/'s wiring converts
+// between them by name, and the wiring tests check that the features, rule keys, operators and
+// categories here and in fraud/ have the same names and descriptions.
 
 #define SBC_POLICY_PREFIX_CATEGORIES(X)                        \
     X(irsf, "International revenue share fraud ranges")        \
@@ -81,32 +105,32 @@ SBC_DECLARE_COUNTER_LIST(LimitKey, SBC_POLICY_LIMIT_KEYS)
 std::string_view toml_name(LimitKey k);
 
 #define SBC_POLICY_FRAUD_FEATURES(X)                                                 \
-    X(attempts, "call attempts")                                                     \
+    X(attempts, "call attempts (to `lists` when given)")                             \
     X(international_attempts, "attempts to another country")                         \
     X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
-    X(premium_attempts, "attempts to premium lists")                                 \
-    X(distinct_destinations, "distinct dialed numbers")                              \
+    X(premium_attempts, "attempts to premium lists (or `lists`)")                    \
+    X(distinct_destinations, "distinct dialed numbers (on `lists` when given)")      \
     X(distinct_destination_countries, "distinct destination countries")              \
     X(sequential_dialing, "longest run of destinations differing by small steps")    \
     X(concurrent_calls, "calls in progress now (no window)")                         \
     X(short_call_ratio, "answered calls shorter than short_call_seconds / answered") \
-    X(failed_call_ratio, "failed attempts / attempts")                               \
+    X(failed_call_ratio, "failed calls / ended calls")                               \
     X(auth_failures, "authentication failures")                                      \
-    X(distinct_usernames, "distinct usernames tried in auth/register")               \
+    X(distinct_usernames, "distinct usernames that failed auth/register")            \
     X(scanner_user_agent, "1 if the User-Agent matches a scanner signature")         \
     X(request_sweep, "distinct target users of OPTIONS/REGISTER/INVITE")             \
     X(off_hours, "1 if outside the account group's business hours")                  \
     X(source_country_not_allowed, "1 if the source country is not allowed")          \
     X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls cancelled or ended unanswered within a few seconds")
+    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")
 SBC_DECLARE_COUNTER_LIST(Feature, SBC_POLICY_FRAUD_FEATURES)
 
-#define SBC_POLICY_RULE_KEYS(X)                  \
-    X(source_ip, "the source IP address")        \
-    X(source_prefix, "the source prefix")        \
-    X(account, "the calling account")            \
-    X(tenant, "the tenant of the account group") \
-    X(destination_prefix, "the matched destination prefix")
+#define SBC_POLICY_RULE_KEYS(X)            \
+    X(source_ip, "the source IP address")  \
+    X(source_prefix, "the source prefix")  \
+    X(account, "the calling account")      \
+    X(tenant, "the tenant of the account") \
+    X(destination_prefix, "the matched destination prefix (else its country code)")
 SBC_DECLARE_COUNTER_LIST(RuleKey, SBC_POLICY_RULE_KEYS)
 
 #define SBC_POLICY_COMPARE_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
@@ -382,6 +406,9 @@ struct AccountGroup {
     std::vector<BusinessHours> business_hours;               // empty = always business hours
     std::vector<std::string> allowed_source_countries;       // empty = any
     std::vector<std::string> allowed_destination_countries;  // empty = any
+    std::string file;  // where the group was declared (for diagnostics after loading)
+    std::uint32_t line = 0;
+    std::uint32_t column = 0;
     bool has_account(std::string_view account) const;
     // `local_weekday` 0 = Monday, `local_minute` since midnight in the group's timezone.
     bool in_business_hours(int local_weekday, int local_minute) const;
@@ -393,6 +420,8 @@ struct PrefixList {
     std::vector<std::string> prefixes;   // normalized digits, countries expanded
     std::vector<std::string> countries;  // ISO codes as written
     std::string file;                    // policy file that declared it
+    std::uint32_t line = 0;              // of its [[prefix_lists]] table
+    std::uint32_t column = 0;
 };
 
 struct FraudScope {
@@ -417,8 +446,9 @@ struct FraudRule {
     std::vector<std::string> lists;           // for destination features; empty = by category
     std::vector<std::uint32_t> list_indexes;  // resolved `lists`
     std::uint32_t min_attempts = 0;
-    std::string file;  // where the rule was declared (for explanations)
+    std::string file;  // where the rule was declared (for explanations and diagnostics)
     std::uint32_t line = 0;
+    std::uint32_t column = 0;
 };
 
 struct FraudDeny {
@@ -430,6 +460,7 @@ struct FraudDeny {
     DenyAction action = DenyAction::block;
     std::string file;
     std::uint32_t line = 0;
+    std::uint32_t column = 0;
 };
 
 struct FraudSettings {
@@ -463,6 +494,8 @@ struct Policy {
     PrefixTable prefixes;  // every prefix of every list
     std::vector<AccountGroup> account_groups;
     FraudSettings fraud;
+    // Keys present in the files that `sbc run` accepts but does not enforce yet.
+    std::vector<Diagnostic> notices;
 
     SourceVerdict classify_source(const base::IpAddress& a) const;
     const PrefixList* find_prefix_list(std::string_view name) const;
@@ -560,12 +593,48 @@ struct NodeConfig {
     std::string state_url;
     std::string geoip_database;
     std::vector<std::string> policy_files;  // resolved relative to the config file
+    // Keys present in the file that `sbc run` accepts but does not enforce yet.
+    std::vector<Diagnostic> notices;
 };
 
 Loaded<NodeConfig> load_node_config(const std::string& path);
 
 // ---------------------------------------------------------------------------------------------
-// PolicyStore: the current snapshot, reload with rollback, status.
+// PolicyStore: the current snapshot, all-or-nothing reloads, status.
+//
+// Every subsystem that follows the policy (the dataplane's limits, the fraud engine, ...) joins
+// the store as a participant. A reload is two-phase: each participant first prepares its new
+// state from the candidate snapshot, aside, without disturbing what runs, and may refuse it;
+// only when every participant has prepared is the snapshot published and each prepared change
+// committed, in the order the participants joined. When one refuses, the changes the others
+// prepared are aborted, nothing changes anywhere and the old policy stays in force.
+
+// What a participant prepared for a candidate snapshot.
+class PolicyChange {
+  public:
+    // Ready. `commit` installs what was prepared and must not fail: whatever can fail (parsing,
+    // compiling, allocating) belongs in prepare, and commit only hands the result over.
+    // `abort` (optional) releases what prepare reserved outside the commit closure; dropping
+    // the closure (and what it holds) is the abort of everything else.
+    static PolicyChange ready(std::function<void()> commit, std::function<void()> abort = {});
+    // Refused, with why (file:line:column of the offending rule or key where known).
+    static PolicyChange refuse(std::vector<Diagnostic> reasons);
+
+    bool refused() const { return !reasons_.empty(); }
+    const std::vector<Diagnostic>& reasons() const { return reasons_; }
+
+  private:
+    friend class PolicyStore;
+    std::function<void()> commit_;
+    std::function<void()> abort_;
+    std::vector<Diagnostic> reasons_;
+};
+
+struct PolicyParticipant {
+    std::string name;  // who refused, in reload results and the status ("fraud_engine")
+    // Called on the reloading thread, one reload at a time.
+    std::function<PolicyChange(const std::shared_ptr<const Policy>& candidate)> prepare;
+};
 
 struct PolicyStatus {
     std::uint64_t version = 0;  // 0 = nothing loaded yet
@@ -577,13 +646,13 @@ struct PolicyStatus {
     bool last_reload_ok = true;
     base::UnixNanos last_reload_at = 0;
     std::vector<Diagnostic> last_errors;  // of the last failed reload
-    std::string last_result() const;      // "ok", "failed (3 errors)" or "none"
+    std::string last_refused_by;          // the participant that refused it; "" = load errors
+    // "ok", "none", "failed (3 errors)" (the files) or "refused by fraud_engine (1 error)".
+    std::string last_result() const;
 };
 
 class PolicyStore {
   public:
-    using Listener = std::function<void(const std::shared_ptr<const Policy>&)>;
-
     explicit PolicyStore(std::vector<std::string> files, LoadOptions options = {});
 
     // Hot path: one atomic load, never blocks on a reload. Re-read it per decision.
@@ -593,26 +662,33 @@ class PolicyStore {
         bool ok = false;
         std::uint64_t version = 0;  // the version in force afterwards
         std::vector<Diagnostic> errors;
+        std::string refused_by;  // the participant that refused the candidate; "" otherwise
     };
-    // Re-reads the files, compiles off the hot path and swaps atomically. On failure the
-    // current snapshot stays in force. `now` is wall time for the status.
+    // Re-reads the files and compiles them off the hot path, has every participant prepare the
+    // candidate, then publishes it atomically and commits every participant. On any failure
+    // the current snapshot and every participant's state stay in force. `now` is wall time for
+    // the status.
     ReloadResult reload(base::UnixNanos now);
 
     PolicyStatus status() const;
     const std::vector<std::string>& files() const { return files_; }
 
-    // Called (on the reloading thread) after each successful swap, and once immediately
-    // with the current snapshot if there is one.
-    void on_change(Listener listener);
+    // Joins the reloads. With a snapshot in force, the participant first prepares and commits
+    // it (the initial load of a subsystem that starts after the store); if it refuses, it does
+    // not join and its reasons are returned. Empty: joined.
+    std::vector<Diagnostic> add_participant(PolicyParticipant participant);
 
   private:
+    static void commit_all(std::vector<PolicyChange>& changes) noexcept;
+    static void abort_all(std::vector<PolicyChange>& changes) noexcept;
+
     std::vector<std::string> files_;
     LoadOptions options_;
     std::atomic<std::shared_ptr<const Policy>> current_;
-    std::mutex reload_mu_;   // serializes reloads and listener calls
-    mutable std::mutex mu_;  // guards status_ and listeners_ (never held while compiling)
+    std::mutex reload_mu_;   // serializes reloads and joins: one prepare/commit round at a time
+    mutable std::mutex mu_;  // guards status_ (never held while compiling or preparing)
     PolicyStatus status_;
-    std::vector<Listener> listeners_;
+    std::vector<PolicyParticipant> participants_;  // under reload_mu_
 };
 
 }  // namespace sbc::policy

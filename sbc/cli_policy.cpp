@@ -11,6 +11,7 @@
 #include "policy/policy.hpp"
 #include "sbc/cli.hpp"
 #include "sbc/daemon.hpp"
+#include "sbc/fraud_wiring.hpp"
 
 // The fraud engine implements `sbc policy test` in cli_policy_test.cpp; register it only when
 // that file is part of the build.
@@ -50,6 +51,16 @@ nlohmann::json summary_json(const policy::Policy& p) {
             {"scanner_signatures", p.scanners.user_agents.size()}};
 }
 
+// A key that is accepted but not enforced yet: a warning, the configuration stays valid.
+std::string notice_line(const policy::Diagnostic& n) {
+    return n.file + ":" + std::to_string(n.line) + ":" + std::to_string(n.column) +
+           ": warning: " + n.message;
+}
+
+void print_notices(const std::vector<policy::Diagnostic>& notices, std::FILE* to) {
+    for (const auto& n : notices) std::fprintf(to, "%s\n", notice_line(n).c_str());
+}
+
 void print_summary(const std::vector<std::string>& files, const policy::Policy& p) {
     std::size_t prefixes = 0;
     for (const auto& l : p.prefix_lists) prefixes += l.prefixes.size();
@@ -73,20 +84,26 @@ int run_check(const CheckOptions& o) {
     auto results = nlohmann::json::array();
     for (const auto& set : sets) {
         auto loaded = policy::load_policy(set);
-        all_ok = all_ok && loaded.ok();
+        // A valid policy must also fit the fraud engine's limits, checked as the daemon
+        // checks them at start-up and reload (its tables are not allocated).
+        auto errors = loaded.ok() ? check_fraud_engine(*loaded.value) : std::move(loaded.errors);
+        const bool ok = errors.empty();
+        all_ok = all_ok && ok;
         if (o.json) {
-            nlohmann::json r = {
-                {"files", set}, {"ok", loaded.ok()}, {"errors", diagnostics_json(loaded.errors)}};
-            if (loaded.ok()) r["summary"] = summary_json(*loaded.value);
+            nlohmann::json r = {{"files", set},
+                                {"ok", ok},
+                                {"errors", diagnostics_json(errors)},
+                                {"notices", diagnostics_json(loaded.notices)}};
+            if (ok) r["summary"] = summary_json(*loaded.value);
             results.push_back(std::move(r));
             continue;
         }
-        if (loaded.ok()) {
+        print_notices(loaded.notices, stdout);
+        if (ok) {
             print_summary(set, *loaded.value);
         } else {
-            for (const auto& e : loaded.errors) std::printf("%s\n", e.to_string().c_str());
-            std::printf("%zu error%s\n", loaded.errors.size(),
-                        loaded.errors.size() == 1 ? "" : "s");
+            for (const auto& e : errors) std::printf("%s\n", e.to_string().c_str());
+            std::printf("%zu error%s\n", errors.size(), errors.size() == 1 ? "" : "s");
         }
     }
     if (o.json) {
@@ -120,6 +137,8 @@ int run_daemon(const std::string& config, bool check_only) {
         return 1;
     }
     if (check_only) {
+        print_notices(daemon->config().notices, stderr);
+        if (auto p = daemon->policies().current()) print_notices(p->notices, stderr);
         std::fputs(daemon->status_text().c_str(), stdout);
         return 0;
     }
@@ -135,6 +154,15 @@ int run_daemon(const std::string& config, bool check_only) {
     }
     const auto& level = daemon->config().log_level;
     spdlog::set_level(spdlog::level::from_str(level == "warn" ? "warning" : level));
+    for (const auto& n : daemon->config().notices) spdlog::warn("{}", notice_line(n));
+    // Every policy version in force says which of its keys are not enforced yet.
+    (void)daemon->add_policy_participant(
+        {"policy_notices", [](const std::shared_ptr<const policy::Policy>& p) {
+             return policy::PolicyChange::ready([p] {
+                 if (p)
+                     for (const auto& n : p->notices) spdlog::warn("{}", notice_line(n));
+             });
+         }});
     return daemon->run();
 }
 
@@ -223,8 +251,11 @@ void register_policy_commands(CLI::App& app) {
             return;
         }
         std::fputs(reply->c_str(), stdout);
-        // A refused command (unknown, failed reload) is a failure for scripts.
-        finish(reply->starts_with("error") || reply->starts_with("failed") ? 1 : 0);
+        // A refused command (unknown, failed or refused reload) is a failure for scripts.
+        finish(reply->starts_with("error") || reply->starts_with("failed") ||
+                       reply->starts_with("refused")
+                   ? 1
+                   : 0);
     });
 }
 

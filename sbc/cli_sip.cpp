@@ -1,4 +1,4 @@
-// sbc sip parse FILE | sbc sip hide FILE --external-ip A --relay-ip B --relay-port N
+// sbc sip parse FILE | sbc sip hide FILE --external-ip A --relay-ip B --relay-port N [--policy P]
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "policy/policy.hpp"
 #include "sbc/cli.hpp"
 #include "sip/sip.hpp"
 #include "topology/topology.hpp"
@@ -165,6 +166,7 @@ struct HideOptions {
     std::uint16_t external_port = 5060;
     std::uint16_t relay_port = 0;
     std::vector<std::string> strip;
+    std::string policy;  // a policy file whose [topology] options apply
 };
 
 int run_hide(const HideOptions& o) {
@@ -185,6 +187,19 @@ int run_hide(const HideOptions& o) {
     c.relay_address = o.relay_ip;
     c.relay_port = o.relay_port;
     for (const std::string& h : o.strip) c.strip_headers.push_back(h);
+    if (!o.policy.empty()) {
+        auto p = policy::load_policy({o.policy});
+        if (!p.ok()) {
+            for (const auto& e : p.errors) std::cerr << e.to_string() << "\n";
+            return 2;
+        }
+        const auto& t = p.value->topology;
+        c.hide_topology = t.hide_topology;
+        c.replace_call_id = t.replace_call_id;
+        c.strip_patterns = t.strip_headers;
+        c.server_header = t.server_header;
+        c.reason_phrases = t.reason_phrases;
+    }
     auto out = topology::TopologyHider(c).to_external(m);
     if (!out.ok()) {
         std::cerr << "sbc sip hide: " << out.error().message << "\n";
@@ -219,6 +234,9 @@ void register_sip_commands(CLI::App& app) {
     hide->add_option("--relay-ip", opts->relay_ip, "media relay address for SDP")->required();
     hide->add_option("--relay-port", opts->relay_port, "first media relay port")->required();
     hide->add_option("--strip", opts->strip, "more header fields to remove");
+    hide->add_option("--policy", opts->policy,
+                     "apply this policy's [topology] options (hide_topology, replace_call_id, "
+                     "strip_headers, server_header, reason_phrases)");
     hide->callback([opts] { finish(run_hide(*opts)); });
 }
 

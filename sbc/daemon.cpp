@@ -15,6 +15,7 @@
 
 #include "sbc/control.hpp"
 #include "sbc/dataplane_wiring.hpp"
+#include "sbc/fraud_wiring.hpp"
 #include "sbc/front_door.hpp"
 
 namespace sbc {
@@ -64,11 +65,21 @@ std::unique_ptr<Daemon> Daemon::create(const std::string& config_path,
         errors = std::move(first.errors);
         return nullptr;
     }
+    // The fraud engine joins with the front door in run(); its limits are checked here so
+    // that `sbc run --check` and start-up fail before anything is opened.
+    if (auto refused = check_fraud_engine(*d->store_->current()); !refused.empty()) {
+        errors = std::move(refused);
+        return nullptr;
+    }
     d->add_control_command("reload", [daemon = d.get()](std::string_view) {
         auto r = daemon->reload();
+        // "ok", "failed" (the files do not load) or "refused" (a subsystem refused the new
+        // policy: nothing changed), the version in force, then every reason.
         std::string out = r.ok ? "ok version=" + std::to_string(r.version) + "\n"
-                               : "failed version=" + std::to_string(r.version) +
-                                     " errors=" + std::to_string(r.errors.size()) + "\n";
+                               : std::string(r.refused_by.empty() ? "failed" : "refused") +
+                                     " version=" + std::to_string(r.version) +
+                                     " errors=" + std::to_string(r.errors.size()) +
+                                     (r.refused_by.empty() ? "" : " by=" + r.refused_by) + "\n";
         for (const auto& e : r.errors) out += e.to_string() + "\n";
         return out;
     });
@@ -91,8 +102,9 @@ void Daemon::add_control_command(std::string name, ControlHandler handler) {
     impl_->control.add(std::move(name), std::move(handler));
 }
 
-void Daemon::on_policy_change(PolicyListener listener) {
-    store_->on_change(std::move(listener));
+std::vector<policy::Diagnostic> Daemon::add_policy_participant(
+    policy::PolicyParticipant participant) {
+    return store_->add_participant(std::move(participant));
 }
 
 policy::PolicyStore::ReloadResult Daemon::reload() {
@@ -100,6 +112,12 @@ policy::PolicyStore::ReloadResult Daemon::reload() {
     auto st = store_->status();
     if (r.ok) {
         spdlog::info("policy reloaded: version {} hash {}", st.version, st.hash);
+    } else if (!r.refused_by.empty()) {
+        spdlog::error(
+            "policy reload refused by {} with {} error(s); nothing changed, version {} stays in "
+            "force",
+            r.refused_by, r.errors.size(), r.version);
+        for (const auto& e : r.errors) spdlog::error("  {}", e.to_string());
     } else {
         spdlog::error("policy reload failed with {} error(s); version {} stays in force",
                       r.errors.size(), r.version);

@@ -3,8 +3,10 @@
 // reloads on SIGHUP or the control socket, and runs until SIGTERM/SIGINT.
 //
 // Subsystems plug in through two hooks:
-//   daemon.on_policy_change([&](const auto& p) { engine.configure(map(*p)); });
+//   daemon.add_policy_participant({"name", [&](const auto& p) { prepare from *p; return
+//       policy::PolicyChange::ready([..] { install what was prepared; }); }});
 //   daemon.add_control_command("bans", [&](std::string_view args) { return list_bans(); });
+// A reload is all or nothing: see policy::PolicyStore.
 // Hot paths read `daemon.policies().current()` per decision and never cache a snapshot.
 #include <functional>
 #include <memory>
@@ -21,7 +23,6 @@ class Daemon {
     // A control command gets the rest of the line after its name and returns the reply
     // (one or more lines). Protocol: the client sends one line, the server replies and closes.
     using ControlHandler = std::function<std::string(std::string_view args)>;
-    using PolicyListener = policy::PolicyStore::Listener;
 
     // Loads the node config and its policies; on failure returns nullptr with every error in
     // `errors` and nothing started.
@@ -37,15 +38,18 @@ class Daemon {
 
     // Register before run(). Built in: reload, status, version, help.
     void add_control_command(std::string name, ControlHandler handler);
-    // Called after every successful reload (and once at registration with the current one).
-    void on_policy_change(PolicyListener listener);
+    // Joins the policy reloads (see policy::PolicyStore::add_participant): prepares and commits
+    // the current policy at once; a refusal is returned and the participant does not join.
+    [[nodiscard]] std::vector<policy::Diagnostic> add_policy_participant(
+        policy::PolicyParticipant participant);
 
     // Runs the control socket and signal handling until stop() or SIGTERM/SIGINT; returns the
     // process exit code.
     int run();
     void stop();  // thread-safe, async-signal-safe
 
-    // Reloads the policy files now (what SIGHUP and `sbc ctl reload` do); logs every error.
+    // Reloads the policy files now (what SIGHUP and `sbc ctl reload` do), all or nothing;
+    // logs every error and which participant refused.
     policy::PolicyStore::ReloadResult reload();
     // The `status` reply: key=value lines.
     std::string status_text() const;

@@ -129,9 +129,13 @@ std::unique_ptr<DataplaneRuntime> DataplaneRuntime::attach(Daemon& daemon) {
     daemon.add_control_command("media",
                                [self](std::string_view a) { return self->media_command(a); });
     const policy::NodeConfig node = daemon.config();
-    daemon.on_policy_change([self, node](const std::shared_ptr<const policy::Policy>& p) {
-        self->mailbox_.post_config(pipeline_config_from(node, p.get()));
-    });
+    // The pipeline config is built when a reload prepares (it cannot refuse one) and posted
+    // when it commits.
+    (void)daemon.add_policy_participant(
+        {"dataplane", [self, node](const std::shared_ptr<const policy::Policy>& p) {
+             auto c = pipeline_config_from(node, p.get());
+             return policy::PolicyChange::ready([self, c] { self->mailbox_.post_config(c); });
+         }});
     rt->thread_ = std::thread([self] { self->loop(); });
     return rt;
 }

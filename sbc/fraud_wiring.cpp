@@ -115,6 +115,46 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
     return c;
 }
 
+policy::Diagnostic policy_diagnostic(const policy::Policy& p, std::string message) {
+    return {p.source_files.empty() ? std::string() : p.source_files.front(), 0, 0,
+            std::move(message)};
+}
+
+std::vector<policy::Diagnostic> check_fraud_engine(const policy::Policy& p) {
+    auto cfg = fraud_config(p);
+    if (!cfg) return {policy_diagnostic(p, "fraud engine: " + cfg.error().message)};
+    auto refused = fraud::validate(*cfg);
+    if (!refused) return {};
+    // fraud_config keeps the policy's order: index i of the engine's rules, deny rules, lists
+    // and groups is index i of the policy's.
+    const auto at = [&](const auto& items) -> policy::Diagnostic {
+        if (refused->index >= items.size()) return policy_diagnostic(p, refused->message);
+        const auto& x = items[refused->index];
+        return {x.file, x.line, x.column, refused->message};
+    };
+    policy::Diagnostic d;
+    using S = fraud::ConfigError::Subject;
+    switch (refused->subject) {
+        case S::rule:
+            d = at(p.fraud.rules);
+            break;
+        case S::deny_rule:
+            d = at(p.fraud.deny);
+            break;
+        case S::prefix_list:
+            d = at(p.prefix_lists);
+            break;
+        case S::account_group:
+            d = at(p.account_groups);
+            break;
+        case S::engine:
+            d = policy_diagnostic(p, refused->message);
+            break;
+    }
+    d.message = "fraud engine: " + d.message;
+    return {d};
+}
+
 base::Result<std::unique_ptr<fraud::Engine>> make_fraud_engine(const policy::Policy& p,
                                                                const std::string& geoip_database) {
     auto cfg = fraud_config(p);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <type_traits>
 
 #include <spdlog/spdlog.h>
@@ -98,60 +99,83 @@ void front_door_handler(const dataplane::PacketMeta& m, void* ctx) {
     static_cast<FrontDoor*>(ctx)->on_datagram(m);
 }
 
-bool is_kept_in_response(sip::HeaderId id) {
-    using H = sip::HeaderId;
-    return id == H::via || id == H::from || id == H::to || id == H::call_id || id == H::cseq;
+}  // namespace
+
+std::string_view request_account(const sip::Message& msg) {
+    if (const auto* auth = msg.authorization(); auth && !auth->username.empty())
+        return auth->username;
+    if (const auto* pa = msg.proxy_authorization(); pa && !pa->username.empty())
+        return pa->username;
+    return msg.from() ? msg.from()->uri.user : std::string_view{};
 }
 
-}  // namespace
+policy::TrafficClass limit_class(sip::Method method) {
+    if (method == sip::Method::invite) return policy::TrafficClass::sip_invite;
+    if (method == sip::Method::register_) return policy::TrafficClass::sip_register;
+    return policy::TrafficClass::sip_other;
+}
+
+std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s,
+                                              std::string_view user_agent) {
+    if (user_agent.empty())
+        return s.empty_user_agent_is_scanner ? std::optional<std::string_view>("") : std::nullopt;
+    if (const auto* g = s.match(user_agent)) return std::string_view(g->pattern());
+    return std::nullopt;
+}
 
 std::string stateless_response(sip::Message& request, int status, std::string_view reason,
                                const base::IpAddress& source, std::uint16_t source_port,
                                std::uint32_t retry_after) {
-    request.clear_edits();
-    request.replace(request.start_line(),
-                    "SIP/2.0 " + std::to_string(status) + " " + std::string(reason));
-    // RFC 3261 §8.2.6.2: Via (all, in order), From, To, Call-ID and CSeq are copied; nothing
-    // else of the request (Contact, Route, User-Agent, the body) goes back.
-    for (const auto& h : request.headers())
-        if (!is_kept_in_response(h.id)) request.remove_header(h);
-    if (!request.vias().empty()) {
-        const auto& top = request.vias().front();
-        const std::string addr = source.to_string();
-        // RFC 3261 §18.2.1 received when sent-by differs from the source; RFC 3581 §4 always
-        // with rport, which also gets the source port.
-        if (top.has_rport || top.host != addr) request.set_via_received(top, addr);
-        if (top.has_rport) request.set_via_rport(top, source_port);
-    }
-    if (const auto* to = request.to(); to && to->tag.empty() && status > 100) {
-        // The same tag for every retransmission of the request: a hash of what identifies it.
-        std::uint64_t h = 1469598103934665603ull;
-        h = fnv1a(h, request.call_id());
-        if (const auto* from = request.from()) h = fnv1a(h, from->tag);
-        if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
-        char tag[24];
-        std::snprintf(tag, sizeof tag, ";tag=%016llx", static_cast<unsigned long long>(h));
-        request.insert_after(to->raw, tag);
-    }
-    if (retry_after > 0) request.add_header("Retry-After", std::to_string(retry_after));
-    request.add_header("Server", "sbc");
-    request.set_body("");
-    return request.serialize();
+    // Stateless: the same tag for every retransmission of the request, a hash of what
+    // identifies it (RFC 3261 §8.2.6.2).
+    std::uint64_t h = 1469598103934665603ull;
+    h = fnv1a(h, request.call_id());
+    if (const auto* from = request.from()) h = fnv1a(h, from->tag);
+    if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
+    char tag[24];
+    std::snprintf(tag, sizeof tag, "%016llx", static_cast<unsigned long long>(h));
+    const std::string addr = source.to_string();
+    const std::string retry = std::to_string(retry_after);
+    std::pair<std::string_view, std::string_view> extra[2];
+    std::size_t n = 0;
+    if (retry_after > 0) extra[n++] = {"Retry-After", retry};
+    extra[n++] = {"Server", "sbc"};
+    sip::ResponseOptions o;
+    o.to_tag = tag;
+    o.source_address = addr;
+    o.source_port = source_port;
+    o.headers = std::span(extra, n);
+    return sip::build_response(request, status, reason, o);
 }
 
 FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
-    : daemon_(daemon), rt_(rt), by_method_(kMethodCount, 0) {}
+    : daemon_(daemon),
+      rt_(rt),
+      by_method_(kMethodCount, 0),
+      account_limits_(kAccountLimiterCapacity, std::random_device{}()) {}
 
 FrontDoor::~FrontDoor() = default;
 
 base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, DataplaneRuntime& rt) {
     std::unique_ptr<FrontDoor> fd(new FrontDoor(daemon, rt));
     FrontDoor* self = fd.get();
-    self->geoip_database_ = daemon.config().geoip_database;
-    // The engine is built before any datagram can reach it; later policies are applied on the
-    // dataplane thread, between two polls, so scoring never takes a lock.
-    self->apply_policy(daemon.policies().current());
-    if (!self->engine_) return base::make_error("fraud engine could not be created");
+    if (const auto& path = daemon.config().geoip_database; !path.empty()) {
+        auto geo = fraud::GeoIp::open(path);
+        if (!geo) return base::make_error("fraud engine: " + geo.error().message);
+        self->geoip_ = *geo;
+    }
+    // Joining builds the engine before any datagram can reach it. Reloads install theirs on
+    // the dataplane thread, between two polls, so scoring never takes a lock. (A failed
+    // attach ends run(): no reload can reach the participant afterwards.)
+    auto refused = daemon.add_policy_participant(
+        {"fraud_engine", [self](const std::shared_ptr<const policy::Policy>& p) {
+             return self->prepare_policy(p);
+         }});
+    if (!refused.empty()) {
+        std::string why;
+        for (const auto& d : refused) why += (why.empty() ? "" : "; ") + d.to_string();
+        return base::make_error(why);
+    }
     std::string error = rt.call([self, &daemon]() -> std::string {
         for (const auto& l : daemon.config().listeners) {
             if (l.transport != policy::Transport::udp || l.realm != policy::Realm::external)
@@ -165,12 +189,6 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         return {};
     });
     if (!error.empty()) return base::make_error(error);
-    daemon.on_policy_change([self](const std::shared_ptr<const policy::Policy>& p) {
-        (void)self->rt_.post([self, p] {
-            self->apply_policy(p);
-            return std::string();
-        });
-    });
     daemon.add_control_command("stats", [self](std::string_view) {
         return self->rt_.call([self] { return self->rt_.stats_command() + self->stats_text(); });
     });
@@ -181,48 +199,57 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
     return fd;
 }
 
-void FrontDoor::apply_policy(const std::shared_ptr<const policy::Policy>& p) {
-    if (!p) return;
-    policy_ = p;
+policy::PolicyChange FrontDoor::prepare_policy(const std::shared_ptr<const policy::Policy>& p) {
     auto cfg = fraud_config(*p);
-    if (!cfg) {
-        spdlog::error("fraud configuration: {}; the engine keeps its previous configuration",
-                      cfg.error().message);
-        return;
-    }
+    if (!cfg)
+        return policy::PolicyChange::refuse(
+            {policy_diagnostic(*p, "fraud engine: " + cfg.error().message)});
     std::string fp = fingerprint(*cfg);
-    if (engine_ && fp == engine_fingerprint_) return;  // same rules: the state carries on
-    if (engine_) {
-        // Retuned rules (thresholds, weights, modes, lists) are applied to the running engine:
-        // a rebuild would give every key, an ongoing attack's included, a fresh budget.
-        cfg->geoip = engine_->config().geoip;  // the node's database, opened once
-        auto kept = engine_->reconfigure(std::move(*cfg));
-        if (!kept) {
-            spdlog::error("fraud engine: {}; the previous engine stays", kept.error().message);
-            return;
+    // std::function needs copyable captures: the engine travels in a shared holder.
+    auto next = std::make_shared<std::unique_ptr<fraud::Engine>>();
+    if (fp != engine_fingerprint_) {
+        cfg->geoip = geoip_;
+        auto engine = fraud::Engine::create(std::move(*cfg));
+        if (!engine) {
+            auto why = check_fraud_engine(*p);  // the same refusal, at the rule's position
+            if (why.empty()) why.push_back(policy_diagnostic(*p, engine.error().message));
+            return policy::PolicyChange::refuse(std::move(why));
         }
-        if (*kept) {
-            spdlog::info("fraud rules updated in place, state kept");
-            events_.add(FrontDoorEvent::engine_reconfigured);
-            engine_fingerprint_ = std::move(fp);
-            return;
+        *next = std::move(*engine);
+    }
+    return policy::PolicyChange::ready([this, p, next, fp = std::move(fp)] {
+        std::unique_ptr<fraud::Engine> retired;
+        (void)rt_.call([&] {
+            retired = commit_policy(p, std::move(*next));
+            engine_fingerprint_ = fp;
+            return std::string();
+        });
+        // `retired` (and its tables) is freed here, on the reloading thread.
+    });
+}
+
+std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
+                                                        std::unique_ptr<fraud::Engine> next) {
+    policy_ = std::move(p);
+    if (!next) return nullptr;  // same fraud configuration: the engine and its state carry on
+    if (engine_ && engine_->hand_over_state(*next)) {
+        // Retuned rules (thresholds, weights, modes, lists) keep the gathered state: a rebuild
+        // would give every key, an ongoing attack's included, a fresh budget.
+        spdlog::info("fraud rules updated in place, state kept");
+        events_.add(FrontDoorEvent::engine_reconfigured);
+    } else {
+        if (engine_) {
+            // A new feature, window, scope or key kind needs another state layout: those rules
+            // start from empty windows (bans already in the dataplane stay).
+            spdlog::warn("fraud configuration changed: engine rebuilt, its counters start afresh");
+            events_.add(FrontDoorEvent::engine_rebuilt);
         }
+        // Every flag/block/ban verdict (and shadow non-allow) as one JSON line in the daemon
+        // log. (A handed-over state brings its sink along.)
+        next->set_event_sink([](std::string_view line) { spdlog::warn("{}", line); });
     }
-    auto engine = make_fraud_engine(*p, geoip_database_);
-    if (!engine) {
-        spdlog::error("fraud engine: {}; the previous engine stays", engine.error().message);
-        return;
-    }
-    if (engine_) {
-        // A new feature, window, scope or key kind needs another state layout: those rules
-        // start from empty windows (bans already in the dataplane stay).
-        spdlog::warn("fraud configuration changed: engine rebuilt, its counters start afresh");
-        events_.add(FrontDoorEvent::engine_rebuilt);
-    }
-    engine_ = std::move(*engine);
-    engine_fingerprint_ = std::move(fp);
-    // Every flag/block/ban verdict (and shadow non-allow) as one JSON line in the daemon log.
-    engine_->set_event_sink([](std::string_view line) { spdlog::warn("{}", line); });
+    std::swap(engine_, next);
+    return next;
 }
 
 void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
@@ -247,6 +274,11 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         events_.add(FrontDoorEvent::not_answered);
         return;
     }
+    // Trusted trunks bypass the signature and per-account checks as they bypass the
+    // dataplane's rate limits. A refused request is not scored.
+    if (policy_ && policy_->classify_source(m.src) != policy::SourceVerdict::trusted &&
+        (refuse_scanner(msg_, m) || refuse_over_account_limit(msg_, m)))
+        return;
     fraud::Action action = fraud::Action::allow;
     if (method == sip::Method::invite || method == sip::Method::register_) {
         const auto v = score(msg_, m);
@@ -263,6 +295,42 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     }
 }
 
+bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& meta) {
+    const auto& s = policy_->scanners;
+    if (s.user_agents.empty() && !s.empty_user_agent_is_scanner) return false;
+    const auto sig = scanner_match(s, msg.user_agent());
+    if (!sig) return false;
+    events_.add(FrontDoorEvent::refused_scanner);
+    if (s.action == policy::DenyAction::ban) {
+        // Duration 0: the dataplane escalates per [bans] (base, factor, max), as for floods.
+        const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
+        if (rt_.mailbox().post(
+                {dataplane::ControlCommand::Kind::ban, host, 0, dataplane::BanOrigin::signaling})) {
+            events_.add(FrontDoorEvent::scanner_bans_posted);
+            spdlog::warn("scanner ban: {} (User-Agent matches \"{}\")", host.to_string(), *sig);
+        } else {
+            events_.add(FrontDoorEvent::scanner_bans_rejected);
+        }
+    }
+    events_.add(FrontDoorEvent::answered_403);
+    answer(msg, meta, 403, "Forbidden", 0);
+    return true;
+}
+
+bool FrontDoor::refuse_over_account_limit(sip::Message& msg, const dataplane::PacketMeta& meta) {
+    const auto cls = limit_class(msg.method());
+    const auto& limit = policy_->rate_limits.get(cls, policy::LimitKey::account);
+    if (!limit.enabled) return false;
+    // No account (no username, no From user): the per-source limits of the dataplane apply.
+    const std::string_view account = request_account(msg);
+    if (account.empty() || account_limits_.admit(account, cls, limit, rt_.monotonic()))
+        return false;
+    events_.add(FrontDoorEvent::refused_account_limit);
+    events_.add(FrontDoorEvent::answered_403);
+    answer(msg, meta, 403, "Forbidden", 0);
+    return true;
+}
+
 fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::PacketMeta& meta) {
     fraud::Verdict v;
     if (!engine_) return v;
@@ -275,11 +343,7 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
     src.transport = "udp";
     const std::string_view from_user = msg.from() ? msg.from()->uri.user : std::string_view{};
     const std::string_view to_user = msg.to() ? msg.to()->uri.user : std::string_view{};
-    std::string_view account = from_user;
-    if (const auto* auth = msg.authorization(); auth && !auth->username.empty())
-        account = auth->username;
-    else if (const auto* pa = msg.proxy_authorization(); pa && !pa->username.empty())
-        account = pa->username;
+    const std::string_view account = request_account(msg);
     if (msg.method() == sip::Method::invite) {
         // Dialed digits to E.164 with the policy's [numbering]; a target that is not a number
         // is kept as is (the same rule as `sbc policy test`).
@@ -411,6 +475,11 @@ std::string FrontDoor::stats_text() const {
         out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
     }
     out += "listeners=" + std::to_string(listeners_.size()) + "\n";
+    out += "account_limits.used=" + std::to_string(account_limits_.used()) + "\n";
+    out += "account_limits.capacity=" + std::to_string(account_limits_.capacity()) + "\n";
+    out += "account_limits.evicted_idle=" + std::to_string(account_limits_.evicted_idle()) + "\n";
+    out +=
+        "account_limits.evicted_active=" + std::to_string(account_limits_.evicted_active()) + "\n";
     return out;
 }
 

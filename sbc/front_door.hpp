@@ -6,6 +6,7 @@
 // transactions and topology hiding of live traffic come with the signaling core.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "dataplane/dataplane.hpp"
 #include "fraud/fraud.hpp"
 #include "policy/policy.hpp"
+#include "sbc/account_limiter.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -21,20 +23,24 @@ namespace sbc {
 class Daemon;
 class DataplaneRuntime;
 
-#define SBC_FRONT_DOOR_EVENTS(X)                                                 \
-    X(datagrams, "SIP datagrams admitted by the dataplane")                      \
-    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")      \
-    X(responses, "SIP responses received and dropped (no transactions yet)")     \
-    X(requests, "well-formed requests")                                          \
-    X(answered, "stateless final responses sent")                                \
-    X(answered_403, "403 Forbidden sent for a blocked or banned request")        \
-    X(not_answered, "requests not answered (ACK)")                               \
-    X(send_failed, "responses that could not be sent")                           \
-    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")      \
-    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")         \
-    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")     \
-    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration") \
-    X(engine_reconfigured, "changed fraud rules applied in place, the engine's state kept")
+#define SBC_FRONT_DOOR_EVENTS(X)                                                            \
+    X(datagrams, "SIP datagrams admitted by the dataplane")                                 \
+    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")                 \
+    X(responses, "SIP responses received and dropped (no transactions yet)")                \
+    X(requests, "well-formed requests")                                                     \
+    X(answered, "stateless final responses sent")                                           \
+    X(answered_403, "403 Forbidden sent for a blocked or banned request")                   \
+    X(not_answered, "requests not answered (ACK)")                                          \
+    X(send_failed, "responses that could not be sent")                                      \
+    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")                 \
+    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")                    \
+    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")                \
+    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration")            \
+    X(engine_reconfigured, "changed fraud rules applied in place, the engine's state kept") \
+    X(refused_scanner, "requests refused (403) for a scanner User-Agent ([scanners])")      \
+    X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")   \
+    X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")            \
+    X(refused_account_limit, "requests refused (403) by a per-account rate limit")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
 
 // The final response every admitted request gets until signaling exists (never a fake 200).
@@ -52,11 +58,22 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
                                const base::IpAddress& source, std::uint16_t source_port,
                                std::uint32_t retry_after);
 
+// The account a request is attributed to, as the fraud engine sees it: the Authorization
+// username, else the Proxy-Authorization username, else the From user ("" if none).
+std::string_view request_account(const sip::Message& request);
+// The rate-limit class of a request method (the policy's register, invite, other).
+policy::TrafficClass limit_class(sip::Method method);
+// The [scanners] signature a User-Agent matches ("" and `empty_user_agent`: the empty one),
+// or nullopt: no match.
+std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s,
+                                              std::string_view user_agent);
+
 class FrontDoor {
   public:
     // Opens every external UDP listener of the node config on the dataplane, holds the fraud
-    // engine and follows policy reloads, and registers `stats` and `answer` on the control
-    // socket. Fails when a listener cannot be opened or the policy has no valid fraud config.
+    // engine and takes part in policy reloads (as "fraud_engine"), and registers `stats` and
+    // `answer` on the control socket. Fails when a listener cannot be opened or the fraud
+    // engine refuses the policy.
     static base::Result<std::unique_ptr<FrontDoor>> attach(Daemon& daemon, DataplaneRuntime& rt);
     ~FrontDoor();
     FrontDoor(const FrontDoor&) = delete;
@@ -69,8 +86,19 @@ class FrontDoor {
 
   private:
     FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
-    void apply_policy(const std::shared_ptr<const policy::Policy>& p);  // dataplane thread
+    // A policy reload in two steps. prepare (the reloading thread) compiles the new fraud
+    // engine aside, its tables allocated there, or refuses the policy with the engine's
+    // reasons; the running engine is not touched. commit (the dataplane thread) installs it:
+    // the running engine's state moves over when its layout is unchanged, else the new engine
+    // starts afresh; neither can fail.
+    policy::PolicyChange prepare_policy(const std::shared_ptr<const policy::Policy>& p);
+    // Returns the engine it replaced, for the caller to free off the dataplane thread.
+    std::unique_ptr<fraud::Engine> commit_policy(std::shared_ptr<const policy::Policy> p,
+                                                 std::unique_ptr<fraud::Engine> next);
     fraud::Verdict score(const sip::Message& m, const dataplane::PacketMeta& meta);
+    // [scanners] and per-account limits, before scoring; true: refused (and answered).
+    bool refuse_scanner(sip::Message& m, const dataplane::PacketMeta& meta);
+    bool refuse_over_account_limit(sip::Message& m, const dataplane::PacketMeta& meta);
     void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
                 std::string_view reason, std::uint32_t retry_after);
     std::string answer_command(std::string_view args);  // dataplane thread
@@ -86,12 +114,15 @@ class FrontDoor {
     PlaceholderAnswer placeholder_;
     std::shared_ptr<const policy::Policy> policy_;
     std::unique_ptr<fraud::Engine> engine_;
-    std::string engine_fingerprint_;
-    std::string geoip_database_;
+    std::string engine_fingerprint_;  // of engine_'s config; read and written by reloads only
+    std::shared_ptr<const fraud::GeoIp> geoip_;  // the node's database, opened once
     base::CounterSet<FrontDoorEvent> events_;
     base::CounterSet<sip::Reject> malformed_;
     std::vector<std::uint64_t> by_method_;  // sip::Method, unknown last
     base::CounterSet<fraud::Action> verdicts_;
+    // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
+    static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
+    AccountLimiter account_limits_;
 };
 
 }  // namespace sbc

@@ -178,6 +178,18 @@ void Sdp::set_connection_address(std::string_view address) {
     if (!origin_addr_.empty()) rewrite(origin_addrtype_, origin_addr_);
 }
 
+void Sdp::set_origin_username(std::string_view username) {
+    if (origin_user_.empty()) return;
+    auto [b, e] = range_in(buf_, origin_user_);
+    edits_.add(b, e, username);
+}
+
+void Sdp::set_session_name(std::string_view name) {
+    if (session_name_.empty()) return;
+    auto [b, e] = range_in(buf_, session_name_);
+    edits_.add(b, e, name);
+}
+
 void Sdp::set_media_port(std::size_t media_index, std::uint16_t port) {
     if (media_index >= media_.size()) return;
     auto [b, e] = range_in(buf_, media_[media_index].port_text);

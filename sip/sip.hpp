@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/base.hpp"
@@ -466,6 +467,27 @@ struct CheckOptions {
 };
 Status check_request(const Message& m, const CheckOptions& options = {});
 
+// RFC 3261 §8.2.6 response to a request: the status line, then the request's Via fields (all,
+// in order), From, To, Call-ID and CSeq; nothing else of the request comes back. Used for every
+// response the SBC itself generates (stateless refusals and the transaction layer's answers).
+struct ResponseOptions {
+    // Added to To when the request's To has no tag and the status is above 100 (§8.2.6.2). The
+    // same request must get the same tag on every retransmission.
+    std::string_view to_tag;
+    // The request's source: the top Via gets received= when its sent-by differs (§18.2.1), and
+    // received= and rport= when it asked for rport (RFC 3581 §4). Empty address: untouched.
+    std::string_view source_address;
+    std::uint16_t source_port = 0;
+    // Extra header fields, in order ("Name", "value"), after the copied ones.
+    std::span<const std::pair<std::string_view, std::string_view>> headers;
+    std::string_view content_type;  // set with a body
+    std::string_view body;
+};
+std::string build_response(const Message& request, int status, std::string_view reason,
+                           const ResponseOptions& options = {});
+// The reason phrase RFC 3261 §21 (and its extensions) gives a status code; "" when unknown.
+std::string_view default_reason(int status);
+
 // Frames messages on a stream transport (RFC 3261 §18.3) fed with arbitrary chunks.
 class StreamFramer {
   public:
@@ -530,6 +552,9 @@ class Sdp {
     // Rewrites every c= address and the o= address (and their address type: IP4/IP6).
     void set_connection_address(std::string_view address);
     void set_media_port(std::size_t media_index, std::uint16_t port);
+    // The o= username and the s= text (they often name a product or a host).
+    void set_origin_username(std::string_view username);
+    void set_session_name(std::string_view name);
     // Rewrites an existing a=rtcp (port, and address when it has one).
     void set_rtcp(std::size_t media_index, std::uint16_t port, std::string_view address);
     void clear_edits() { edits_.clear(); }

@@ -28,6 +28,23 @@ std::uint64_t fnv1a(std::string_view a, std::string_view b) {
     return h;
 }
 
+// Whole-name, case-insensitive match with '*' for any run ("X-*", "*-Internal").
+bool header_name_matches(std::string_view pattern, std::string_view name) {
+    const auto star = pattern.find('*');
+    if (star == std::string_view::npos) return iequals(pattern, name);
+    const std::string_view head = pattern.substr(0, star);
+    if (name.size() < head.size() || !iequals(head, name.substr(0, head.size()))) return false;
+    const std::string_view rest = pattern.substr(star + 1);
+    name.remove_prefix(head.size());
+    for (std::size_t i = 0; i <= name.size(); ++i)  // every split point (names are short)
+        if (header_name_matches(rest, name.substr(i))) return true;
+    return false;
+}
+
+bool is_server_or_user_agent(const sip::Header& h) {
+    return h.id == sip::HeaderId::server || h.id == sip::HeaderId::user_agent;
+}
+
 }  // namespace
 
 std::vector<base::Prefix> HidingConfig::default_internal_networks() {
@@ -51,14 +68,8 @@ bool TopologyHider::is_internal_host(std::string_view host) const {
     return false;
 }
 
-base::Result<std::string> TopologyHider::to_external(sip::Message& m, HidingReport* report) const {
-    if (config_.external_host.empty()) return base::make_error("no external address configured");
-    if (m.bytes().empty()) return base::make_error("message not parsed");
-    HidingReport r;
-    m.clear_edits();
-    const bool ext_v6 = config_.external_host.find(':') != std::string::npos;
-    const std::string ext_host = ext_v6 ? "[" + config_.external_host + "]" : config_.external_host;
-
+void TopologyHider::hide_routing(sip::Message& m, const std::string& ext_host,
+                                 HidingReport& r) const {
     // Via: internal hops go; the SBC's own and outside ones stay (RFC 3261 §16.7 step 3 keeps
     // response routing working through the SBC's own Via).
     std::size_t kept = 0;
@@ -103,15 +114,66 @@ base::Result<std::string> TopologyHider::to_external(sip::Message& m, HidingRepo
             is_internal_host(a->uri.host))
             m.set_uri_host(a->uri, config_.external_host);
     }
-    // Call-ID "local@host": an inside host part is replaced.
-    std::string_view cid = m.call_id();
-    if (std::size_t at = cid.rfind('@'); at != std::string_view::npos) {
-        std::string_view host = cid.substr(at + 1);
-        if (is_internal_host(host)) m.replace(host, ext_host);
+}
+
+base::Result<std::string> TopologyHider::to_external(sip::Message& m, HidingReport* report) const {
+    if (config_.external_host.empty()) return base::make_error("no external address configured");
+    if (m.bytes().empty()) return base::make_error("message not parsed");
+    HidingReport r;
+    m.clear_edits();
+    const bool ext_v6 = config_.external_host.find(':') != std::string::npos;
+    const std::string ext_host = ext_v6 ? "[" + config_.external_host + "]" : config_.external_host;
+
+    if (config_.hide_topology) hide_routing(m, ext_host, r);
+    if (config_.replace_call_id) {
+        // A stable value: the same inside Call-ID always maps to the same outside one.
+        char cid[24];
+        std::snprintf(cid, sizeof cid, "%016llx@",
+                      static_cast<unsigned long long>(fnv1a(m.call_id(), "call-id")));
+        m.replace(m.call_id(), cid + ext_host);
+        r.call_id_replaced = true;
+    } else if (config_.hide_topology) {
+        // Call-ID "local@host": an inside host part is replaced.
+        std::string_view cid = m.call_id();
+        if (std::size_t at = cid.rfind('@'); at != std::string_view::npos) {
+            std::string_view host = cid.substr(at + 1);
+            if (is_internal_host(host)) m.replace(host, ext_host);
+        }
+    }
+    if (!m.is_request()) {
+        const auto it = config_.reason_phrases.find(static_cast<std::uint16_t>(m.status_code()));
+        if (it != config_.reason_phrases.end()) {
+            m.replace(m.start_line(), std::string(m.version()) + " " +
+                                          std::to_string(m.status_code()) + " " + it->second);
+            r.reason_replaced = true;
+        }
     }
 
+    // Server and User-Agent name products and versions: replaced by the configured value, or
+    // stripped like the other configured header fields.
+    const bool keep_server = config_.server_header && !config_.server_header->empty();
+    auto named = [&](const std::string& name) {
+        return !(keep_server && (iequals(name, "Server") || iequals(name, "User-Agent")));
+    };
     for (const std::string& name : config_.strip_headers)
-        r.headers_stripped += m.remove_headers(name);
+        if (named(name)) r.headers_stripped += m.remove_headers(name);
+    for (const sip::Header& h : m.headers()) {
+        if (keep_server && is_server_or_user_agent(h)) {
+            m.replace_header_value(h, *config_.server_header);
+            continue;
+        }
+        bool gone = false;  // already removed by name above
+        for (const std::string& name : config_.strip_headers)
+            gone = gone || (named(name) && iequals(name, h.name));
+        if (gone) continue;
+        bool strip = config_.server_header.has_value() && is_server_or_user_agent(h);
+        for (const std::string& pattern : config_.strip_patterns)
+            strip = strip || header_name_matches(pattern, h.name);
+        if (strip) {
+            m.remove_header(h);
+            ++r.headers_stripped;
+        }
+    }
 
     std::string new_body;
     if (!config_.relay_address.empty() && !m.body().empty() &&

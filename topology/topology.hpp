@@ -3,6 +3,8 @@
 // what a proxy may rewrite; RFC 5853 §3.1 for what an SBC's topology hiding removes). Pure
 // functions over parsed messages, built on the sip/ editing API.
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +27,19 @@ struct HidingConfig {
     std::vector<base::Prefix> internal_networks = default_internal_networks();
     std::vector<std::string> internal_hosts;
 
+    // A policy's [topology] options (`sbc sip hide --policy FILE`).
+    // false: Via, Route/Record-Route, Contact, From/To hosts and the Call-ID are left alone.
+    bool hide_topology = true;
+    // The whole Call-ID becomes a stable hash of it at the external host (without: only an
+    // internal host part is replaced).
+    bool replace_call_id = false;
+    // Header names removed too, case-insensitive, '*' matching any run ("X-*").
+    std::vector<std::string> strip_patterns;
+    // Set: Server and User-Agent carry this value instead of being stripped ("" strips them).
+    std::optional<std::string> server_header;
+    // Responses: the reason phrase sent outside for a status (against user enumeration).
+    std::map<std::uint16_t, std::string> reason_phrases;
+
     static std::vector<base::Prefix> default_internal_networks();  // RFC 1918, RFC 4193
 };
 
@@ -33,6 +48,8 @@ struct HidingReport {
     std::size_t record_routes_removed = 0;
     std::size_t routes_removed = 0;
     std::size_t headers_stripped = 0;
+    bool call_id_replaced = false;
+    bool reason_replaced = false;
     bool via_added = false;
     bool sdp_rewritten = false;
 };
@@ -50,6 +67,7 @@ class TopologyHider {
     const HidingConfig& config() const { return config_; }
 
   private:
+    void hide_routing(sip::Message& m, const std::string& ext_host, HidingReport& r) const;
     HidingConfig config_;
 };
 

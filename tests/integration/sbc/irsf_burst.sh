@@ -11,16 +11,18 @@ need python3 python3
 write_config
 start_sbc
 
-tshark -i lo -f "udp port $SIP_PORT" -a duration:40 -w "$WORK/wire.pcapng" >"$WORK/tshark.log" 2>&1 &
+tshark -i lo -f "udp port $SIP_PORT" -a duration:50 -w "$WORK/wire.pcapng" >"$WORK/tshark.log" 2>&1 &
 TSHARK_PID=$!
 PEER_PIDS+=("$TSHARK_PID")
 for _ in $(seq 100); do grep -q "Capturing on" "$WORK/tshark.log" 2>/dev/null && break; sleep 0.1; done
 grep -q "Capturing on" "$WORK/tshark.log" || fail "tshark did not start: $(cat "$WORK/tshark.log")"
 
 # The dialed numbers walk the range one by one (sipp's injection file, one field per line).
+# 2 per second: the policy's per-account INVITE limit (rate 2, burst 6) admits every one, so
+# each is scored (faster, the front door refuses the excess with 403 before scoring).
 { echo SEQUENTIAL; for i in $(seq -w 1 25); do echo "+8821600100$i;"; done; } >"$WORK/numbers.csv"
-(cd "$WORK" && timeout 40 sipp "127.0.0.1:$SIP_PORT" -nostdin -default_behaviors all,-abortunexp \
-  -sf "$HERE/scenarios/irsf_invite.xml" -inf "$WORK/numbers.csv" -i 127.0.0.4 -p 45281 -r 10 -m 25 -timeout 20s \
+(cd "$WORK" && timeout 45 sipp "127.0.0.1:$SIP_PORT" -nostdin -default_behaviors all,-abortunexp \
+  -sf "$HERE/scenarios/irsf_invite.xml" -inf "$WORK/numbers.csv" -i 127.0.0.4 -p 45281 -r 2 -m 25 -timeout 30s \
   -recv_timeout 1000 -trace_stat -stf irsf.csv >"$WORK/sipp.out" 2>&1) || true
 sleep 0.5
 kill -INT "$TSHARK_PID"

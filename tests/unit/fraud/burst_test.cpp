@@ -12,7 +12,7 @@ using namespace sbc::fraud::test;
 namespace {
 
 // Every feature on the key kinds that burst prefetching touches, with small thresholds so
-// that many rules fire, plus scopes, observe mode and a deny rule.
+// that many rules fire, plus scopes, counts restricted to lists, observe mode and a deny rule.
 EngineConfig burst_config() {
     auto cfg = base_config();
     cfg.max_tracked_keys = 600;  // small: keys are created, evicted and expired in the run
@@ -51,6 +51,12 @@ EngineConfig burst_config() {
         rule("tenant", Feature::attempts, KeyKind::tenant, 30, 10, m),
         rule("dest", Feature::attempts, KeyKind::destination_prefix, 12, 10, m),
     };
+    // Counts restricted to lists (only attempts to a listed destination count).
+    cfg.rules.push_back(rule("a-irsf", Feature::attempts, KeyKind::account, 2, 20, 10 * m));
+    cfg.rules.back().lists = {"irsf"};
+    cfg.rules.push_back(
+        rule("dd-prem", Feature::distinct_destinations, KeyKind::account, 2, 20, 10 * m));
+    cfg.rules.back().lists = {"premium"};
     cfg.rules[4].mode = Mode::observe;
     cfg.deny.push_back({"deny-kp", "", {"KP"}, {}, false});
     return cfg;
@@ -92,7 +98,7 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
     std::vector<Call> calls;
     std::vector<std::string> ended;
     base::Nanos now = 0;
-    std::size_t fired = 0, non_allow = 0, checked = 0;
+    std::size_t fired = 0, non_allow = 0, checked = 0, list_fired = 0;
     for (int round = 0; round < 400; ++round) {
         // A burst of 1..40 attempts (more than the pipeline's depth, and fewer).
         std::size_t n = 1 + rng() % 40;
@@ -121,6 +127,9 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
             same(a[i], b[i]);
             fired += a[i].reason_count;
             non_allow += a[i].action != Action::allow;
+            for (std::size_t r = 0; r < a[i].reason_count; ++r)
+                list_fired +=
+                    a[i].reasons[r].rule_id == "a-irsf" || a[i].reasons[r].rule_id == "dd-prem";
             ++checked;
         }
         // Ends, answers and authentications between bursts, identical on both engines.
@@ -150,6 +159,7 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
     CHECK(checked > 5000);
     CHECK(fired > checked / 4);
     CHECK(non_allow > checked / 50);
+    CHECK(list_fired > 0);
     CHECK((*one)->tracked_keys() == (*many)->tracked_keys());
     CHECK((*one)->tracked_calls() == (*many)->tracked_calls());
     for (std::size_t i = 0; i < kCounterCount; ++i)

@@ -512,6 +512,66 @@ TEST_CASE("scanner user agents and request sweeps", "[fraud][engine]") {
     CHECK(e->counters()[Counter::attempts] == 0);
 }
 
+TEST_CASE("scanner user agents are checked on authentication results and registrations",
+          "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.scanner_user_agents = {"friendly-scanner", "sipvicious"};
+    cfg.rules.push_back(rule("ua", Feature::scanner_user_agent, KeyKind::source_ip, 1, 100));
+    auto e = make(cfg);
+    Verdict v;
+    e->on_auth(auth("203.0.113.60", "1001", false, 0, "SIPVicious 0.3.4"), v);
+    CHECK(v.action == Action::ban);
+    REQUIRE(find_reason(v, "ua"));
+    CHECK(find_reason(v, "ua")->value == 1);
+    // A successful authentication from a scanner is still a scanner.
+    e->on_auth(auth("203.0.113.61", "1001", true, kSec, "friendly-scanner"), v);
+    CHECK(v.action == Action::ban);
+    e->on_register(registration("203.0.113.62", "1001", 401, 2 * kSec, "friendly-scanner"), v);
+    CHECK(v.action == Action::ban);
+    // An ordinary phone, and an event with no User-Agent (not a scanner unless configured).
+    e->on_auth(auth("192.0.2.60", "1001", false, 3 * kSec, "Yealink SIP-T46S"), v);
+    CHECK(v.action == Action::allow);
+    CHECK(v.reason_count == 0);
+    e->on_auth(auth("192.0.2.61", "1001", false, 4 * kSec), v);
+    CHECK(v.action == Action::allow);
+
+    cfg.empty_user_agent_is_scanner = true;
+    auto strict = make(cfg);
+    strict->on_auth(auth("192.0.2.62", "1001", false, 0), v);
+    CHECK(v.action == Action::ban);
+    strict->on_register(registration("192.0.2.63", "1001", 200, kSec), v);
+    CHECK(v.action == Action::ban);
+}
+
+TEST_CASE("a request sweep counts a user once whatever the method", "[fraud][engine]") {
+    auto cfg = base_config();
+    cfg.rules.push_back(rule("sweep", Feature::request_sweep, KeyKind::source_ip, 1, 1, 60 * kSec));
+    auto e = make(cfg);
+    Call c;
+    c.src = "203.0.113.70";
+    Verdict v;
+    sbc::base::Nanos t = 0;
+    std::string user;
+    for (int i = 0; i < 5; ++i) {
+        user = std::to_string(200 + i);
+        c.callee = user;
+        c.method = "OPTIONS";
+        c.call_id = "";
+        e->on_attempt(attempt(c, t), v);
+        e->on_register(registration(c.src, user, 401, t + kSec / 10), v);
+        c.method = "INVITE";
+        c.call_id = "i" + std::to_string(i);
+        e->on_attempt(attempt(c, t + kSec / 5), v);
+        t += kSec;
+    }
+    REQUIRE(find_reason(v, "sweep"));
+    CHECK(find_reason(v, "sweep")->value == Approx(5));
+    // A REGISTER of a user already swept by OPTIONS and INVITE adds nothing.
+    e->on_register(registration(c.src, "202", 401, t), v);
+    REQUIRE(find_reason(v, "sweep"));
+    CHECK(find_reason(v, "sweep")->value == Approx(5));
+}
+
 TEST_CASE("short rings (Wangiri) count unanswered calls cancelled within seconds",
           "[fraud][engine]") {
     auto cfg = base_config();
@@ -544,6 +604,84 @@ TEST_CASE("short rings (Wangiri) count unanswered calls cancelled within seconds
         CHECK(run(*e, ok, t + j * 60 * kSec).action == Action::allow);
         e->on_end({t + j * 60 * kSec + 20 * kSec, 0, ok.call_id, 487});
     }
+}
+
+TEST_CASE("lists restrict attempts and distinct destinations to the destinations on them",
+          "[fraud][engine]") {
+    auto cfg = base_config();
+    auto irsf = rule("irsf-attempts", Feature::attempts, KeyKind::account, 3, 70);
+    irsf.lists = {"irsf"};
+    auto spread = rule("premium-spread", Feature::distinct_destinations, KeyKind::account, 3, 70);
+    spread.lists = {"premium"};
+    cfg.rules = {irsf, spread};
+    auto e = make(cfg);
+    Call c;
+    sbc::base::Nanos t = 0;
+    auto call = [&](const std::string& callee) {
+        c.call_id = "c" + std::to_string(t);
+        c.callee = callee;
+        t += kSec;
+        return run(*e, c, t);
+    };
+    // Six distinct domestic numbers: on neither list, so counted by neither rule.
+    for (int i = 0; i < 6; ++i)
+        CHECK(call("3361234560" + std::to_string(i)).action == Action::allow);
+    CHECK(call("88216001").action == Action::allow);
+    CHECK(call("88216002").action == Action::allow);
+    auto v = call("88216003");
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "irsf-attempts"));
+    CHECK(find_reason(v, "irsf-attempts")->value == Approx(3));
+    CHECK_FALSE(find_reason(v, "premium-spread"));  // no premium number dialed yet
+    // Like high_risk_attempts, the rule is read on every INVITE of the key: a domestic call of
+    // the account still carries the evidence, without adding to it.
+    v = call("33612345699");
+    REQUIRE(find_reason(v, "irsf-attempts"));
+    CHECK(find_reason(v, "irsf-attempts")->value == Approx(3));
+
+    // Another account: distinct premium numbers only (3389 is on the premium list), a redial
+    // counting once.
+    c.account = "1002";
+    for (int i = 0; i < 6; ++i)
+        CHECK(call("3361234570" + std::to_string(i)).action == Action::allow);
+    CHECK(call("33891000001").action == Action::allow);
+    CHECK(call("33891000002").action == Action::allow);
+    CHECK(call("33891000002").action == Action::allow);
+    v = call("44901000003");
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "premium-spread"));
+    CHECK(find_reason(v, "premium-spread")->value == Approx(3));
+    CHECK_FALSE(find_reason(v, "irsf-attempts"));
+}
+
+TEST_CASE("failed_call_ratio is failed calls over ended calls, as documented", "[fraud][engine]") {
+    // docs/fraud.md: calls ended with a final status >= 300 other than 487 / ended calls.
+    // Calls in progress are in neither count, and a cancelled call (487) is an ended call
+    // that did not fail.
+    auto cfg = base_config();
+    auto f = rule("failed", Feature::failed_call_ratio, KeyKind::account, 0, 1, 3600 * kSec);
+    f.min_attempts = 1;
+    cfg.rules.push_back(f);
+    auto e = make(cfg);
+    Call c;
+    const struct {
+        const char* id;
+        int status;  // 0: still in progress
+    } calls[] = {{"busy", 486}, {"gone", 404},  {"cancel", 487},
+                 {"ok", 200},   {"ringing", 0}, {"talking", 0}};
+    sbc::base::Nanos t = 0;
+    for (const auto& x : calls) {
+        c.call_id = x.id;
+        run(*e, c, t);
+        if (x.status == 200) e->on_answer({t + kSec, 0, x.id});
+        if (x.status) e->on_end({t + 2 * kSec, 0, x.id, x.status});
+        t += 10 * kSec;
+    }
+    c.call_id = "next";
+    auto v = run(*e, c, t);
+    REQUIRE(find_reason(v, "failed"));
+    // 2 failed (486, 404) of 4 ended; not 2 of 6 or 7 attempts.
+    CHECK(find_reason(v, "failed")->value == Approx(0.5));
 }
 
 TEST_CASE("scopes restrict rules to tenants, groups and destinations", "[fraud][engine]") {
@@ -584,6 +722,15 @@ TEST_CASE("configuration errors are reported", "[fraud][engine]") {
     auto res = Engine::create(cfg);
     REQUIRE_FALSE(res.ok());
     CHECK(res.error().message.find("nope") != std::string::npos);
+    // `lists` on a feature with no destination to restrict is refused, not ignored (the
+    // policy loader refuses it too).
+    cfg = base_config();
+    auto failures = rule("z", Feature::auth_failures, KeyKind::source_ip, 1, 1);
+    failures.lists = {"irsf"};
+    cfg.rules.push_back(failures);
+    res = Engine::create(cfg);
+    REQUIRE_FALSE(res.ok());
+    CHECK(res.error().message.find("lists apply only to") != std::string::npos);
     cfg = base_config();
     AccountGroup g;
     g.name = "g";
@@ -737,6 +884,11 @@ TEST_CASE("a reconfigure needing another state layout changes nothing", "[fraud]
     SECTION("a threshold that needs wider counter buckets") {
         refused(attempts_config(300));
     }
+    SECTION("lists added to a count (it would count other attempts)") {
+        auto cfg = attempts_config(5);
+        cfg.rules[0].lists = {"irsf"};
+        refused(cfg);
+    }
     SECTION("an invalid configuration") {
         auto cfg = attempts_config(5);
         cfg.rules.push_back(rule("burst", Feature::attempts, KeyKind::account, 1, 1));
@@ -799,4 +951,45 @@ TEST_CASE("a distinct-count threshold retuned in place keeps the set's values",
     CHECK(v.action == Action::block);
     REQUIRE(find_reason(v, "spread"));
     CHECK(find_reason(v, "spread")->value == Approx(7));
+}
+
+TEST_CASE("a rule moved in place to a list already counted reads that list's counts",
+          "[fraud][engine][reload]") {
+    // Counts are kept per list (a component is its feature, window, scope and lists): moving a
+    // rule to a list another rule already counts keeps the layout, and the rule reads what was
+    // counted for that list; moving it to a list nobody counts needs new state (refused).
+    auto config = [](std::string watched) {
+        auto cfg = base_config();
+        auto irsf = rule("irsf", Feature::high_risk_attempts, KeyKind::account, 100, 10);
+        irsf.lists = {"irsf"};
+        auto premium = rule("premium", Feature::premium_attempts, KeyKind::account, 100, 10);
+        auto watch = rule("watch", Feature::attempts, KeyKind::account, 2, 70);
+        watch.lists = {std::move(watched)};
+        cfg.rules = {irsf, premium, watch};
+        return cfg;
+    };
+    auto e = make(config("irsf"));
+    Call c;
+    const char* callees[] = {"88216001", "33891000001", "33891000002", "33891000003", "336123"};
+    int i = 0;
+    for (const char* callee : callees) {
+        c.call_id = "c" + std::to_string(i);
+        c.callee = callee;
+        REQUIRE(run(*e, c, i++ * kSec).action == Action::allow);  // one irsf call: below 2
+    }
+    auto moved = e->reconfigure(config("premium"));
+    REQUIRE(moved.ok());
+    CHECK(*moved);
+    c.call_id = "after";
+    c.callee = "33612345678";
+    auto v = run(*e, c, i * kSec);
+    CHECK(v.action == Action::block);
+    REQUIRE(find_reason(v, "watch"));
+    CHECK(find_reason(v, "watch")->value == Approx(3));  // the premium calls before the reload
+
+    auto cfg = config("premium");
+    cfg.rules[2].lists = {"domestic"};  // counted by no rule yet
+    auto refused = e->reconfigure(cfg);
+    REQUIRE(refused.ok());
+    CHECK_FALSE(*refused);
 }

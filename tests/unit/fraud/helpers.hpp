@@ -75,15 +75,30 @@ inline CallAttempt attempt(const Call& c, base::Nanos now,
     return a;
 }
 
-inline AuthResult auth(const std::string& src, const std::string& user, bool ok, base::Nanos now) {
+inline AuthResult auth(const std::string& src, const std::string& user, bool ok, base::Nanos now,
+                       std::string_view ua = {}) {
     AuthResult a;
     a.now = now;
     a.wall = kFriday + now;
     a.source.addr = *base::IpAddress::parse(src);
     a.source.port = 5060;
     a.username = user;
+    a.user_agent = ua;
     a.success = ok;
     return a;
+}
+
+inline Registration registration(const std::string& src, const std::string& user, int status,
+                                 base::Nanos now, std::string_view ua = {}) {
+    Registration r;
+    r.now = now;
+    r.wall = kFriday + now;
+    r.source.addr = *base::IpAddress::parse(src);
+    r.source.port = 5060;
+    r.user = user;
+    r.user_agent = ua;
+    r.status = status;
+    return r;
 }
 
 }  // namespace sbc::fraud::test

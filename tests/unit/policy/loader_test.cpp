@@ -247,6 +247,24 @@ TEST_CASE("wrong types, ranges and references", "[policy][loader]") {
         CHECK(has_error(r, 2, "cannot be stripped"));
         CHECK(r.errors.size() == 1);
     }
+    SECTION("lists only on destination features") {
+        const std::string lists =
+            "[[prefix_lists]]\nname = \"irsf\"\ncategory = \"irsf\"\nprefixes = [\"882\"]\n";
+        auto bad = load_text(lists +
+                             "[[fraud.rules]]\nid = \"r\"\nfeature = \"auth_failures\"\nkey = "
+                             "\"source_ip\"\nthreshold = 5\nweight = 1\nlists = [\"irsf\"]\n");
+        CHECK(has_error(bad, 11, "'lists' applies only to destination features"));
+        for (const char* feature : {"attempts", "distinct_destinations"}) {
+            INFO(feature);
+            auto ok = load_text(lists + "[[fraud.rules]]\nid = \"r\"\nfeature = \"" + feature +
+                                "\"\nkey = \"account\"\nthreshold = 5\nweight = 1\nlists = "
+                                "[\"irsf\"]\n");
+            INFO(all_errors(ok));
+            REQUIRE(ok.ok());
+            CHECK(ok.value->fraud.rules[0].lists == std::vector<std::string>{"irsf"});
+            CHECK(ok.value->fraud.rules[0].list_indexes == std::vector<std::uint32_t>{0});
+        }
+    }
     SECTION("the same prefix in two lists of one category is allowed") {
         auto r = load_text(
             "[[prefix_lists]]\nname = \"a\"\ncategory = \"irsf\"\nprefixes = [\"882\"]\n"

@@ -1,6 +1,9 @@
 // The policy -> engine mapping is 1:1: every name of the contract reaches the engine.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <string>
+
 #include "policy/policy.hpp"
 #include "sbc/fraud_wiring.hpp"
 
@@ -130,6 +133,21 @@ TEST_CASE("every feature, key and operator name of the policy exists in the engi
         CHECK(policy::kPrefixCategoryNames[i] == fraud::kCategoryNames[i]);
 }
 
+TEST_CASE("the policy and the engine define every feature and key alike", "[fraud][wiring]") {
+    // The two vocabularies are separate copies: their one-line definitions must not drift
+    // (failed_call_ratio once meant "failed attempts / attempts" on the policy side).
+    REQUIRE(policy::kFeatureCount == fraud::kFeatureCount);
+    for (std::size_t i = 0; i < policy::kFeatureCount; ++i) {
+        INFO(policy::kFeatureNames[i]);
+        CHECK(policy::kFeatureDescriptions[i] == fraud::kFeatureDescriptions[i]);
+    }
+    REQUIRE(policy::kRuleKeyCount == fraud::kKeyKindCount);
+    for (std::size_t i = 0; i < policy::kRuleKeyCount; ++i) {
+        INFO(policy::kRuleKeyNames[i]);
+        CHECK(policy::kRuleKeyDescriptions[i] == fraud::kKeyKindDescriptions[i]);
+    }
+}
+
 TEST_CASE("the example call-center policy compiles into an engine", "[fraud][wiring]") {
     auto loaded = policy::load_policy({SBC_CALLCENTER_POLICY});
     for (const auto& e : loaded.errors) UNSCOPED_INFO(e.to_string());
@@ -137,4 +155,76 @@ TEST_CASE("the example call-center policy compiles into an engine", "[fraud][wir
     auto e = make_fraud_engine(*loaded.value, "");
     REQUIRE(e.ok());
     CHECK((*e)->config().rules.size() == loaded.value->fraud.rules.size());
+}
+
+namespace {
+
+// A policy with one distinct-count rule of the given threshold after `filler` other rules.
+std::string distinct_policy(int threshold, int filler_rules) {
+    std::string toml = "[fraud]\nmode = \"enforce\"\n";
+    for (int i = 0; i < filler_rules; ++i)
+        toml += "\n[[fraud.rules]]\nid = \"w" + std::to_string(i) +
+                "\"\nfeature = \"attempts\"\nkey = \"account\"\nwindow = \"" +
+                std::to_string(i + 1) + "s\"\nop = \">=\"\nthreshold = 100\nweight = 10\n";
+    toml +=
+        "\n  [[fraud.rules]]\nid = \"countries\"\nfeature = \"distinct_destination_countries\"\n"
+        "key = \"account\"\nwindow = \"30m\"\nop = \">=\"\nthreshold = " +
+        std::to_string(threshold) + "\nweight = 30\n";
+    return toml;
+}
+
+std::uint32_t line_of(const std::string& toml, std::string_view needle) {
+    auto at = toml.find(needle);
+    return static_cast<std::uint32_t>(std::count(toml.begin(), toml.begin() + at, '\n') + 1);
+}
+
+}  // namespace
+
+TEST_CASE("the engine's limits are refused at the rule's file:line:column", "[fraud][wiring]") {
+    SECTION("within the limits: nothing to report") {
+        auto loaded = policy::load_policy_from_string(distinct_policy(127, 3), "ok.toml");
+        REQUIRE(loaded.ok());
+        CHECK(check_fraud_engine(*loaded.value).empty());
+    }
+    SECTION("a distinct-count threshold above the engine's") {
+        const auto toml = distinct_policy(128, 2);
+        auto loaded = policy::load_policy_from_string(toml, "limits.toml");
+        for (const auto& e : loaded.errors) UNSCOPED_INFO(e.to_string());
+        REQUIRE(loaded.ok());  // valid TOML and policy: only the engine refuses it
+        auto c = fraud_config(*loaded.value);
+        REQUIRE(c.ok());
+        auto created = fraud::Engine::create(*c);
+        REQUIRE_FALSE(created.ok());
+        auto errors = check_fraud_engine(*loaded.value);
+        REQUIRE(errors.size() == 1);
+        const auto line = line_of(toml, "  [[fraud.rules]]\nid = \"countries\"");
+        CHECK(errors[0].to_string() == "limits.toml:" + std::to_string(line) +
+                                           ":3: fraud engine: " + created.error().message);
+        CHECK(errors[0].message.find("distinct-count thresholds above 127") != std::string::npos);
+    }
+    SECTION("more distinct windows than the engine has") {
+        const auto toml = distinct_policy(5, 64);  // 64 windows of 1..64 s, then a 65th (30m)
+        auto loaded = policy::load_policy_from_string(toml, "windows.toml");
+        REQUIRE(loaded.ok());
+        auto errors = check_fraud_engine(*loaded.value);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].file == "windows.toml");
+        CHECK(errors[0].line == line_of(toml, "  [[fraud.rules]]\nid = \"countries\""));
+        CHECK(errors[0].column == 3);
+        CHECK(errors[0].message.find("at most 64 distinct rule windows") != std::string::npos);
+    }
+    SECTION("more prefix lists than the engine has") {
+        std::string toml;
+        for (int i = 0; i < 65; ++i)
+            toml += "[[prefix_lists]]\nname = \"l" + std::to_string(i) +
+                    "\"\ncategory = \"premium\"\nprefixes = [\"9" + std::to_string(i) + "\"]\n";
+        auto loaded = policy::load_policy_from_string(toml, "lists.toml");
+        for (const auto& e : loaded.errors) UNSCOPED_INFO(e.to_string());
+        REQUIRE(loaded.ok());
+        auto errors = check_fraud_engine(*loaded.value);
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0].line == line_of(toml, "[[prefix_lists]]\nname = \"l64\""));
+        CHECK(errors[0].column == 1);
+        CHECK(errors[0].message.find("at most 64 prefix lists") != std::string::npos);
+    }
 }

@@ -189,3 +189,71 @@ TEST_CASE("hider refuses without an external address") {
     auto out = topology::TopologyHider(c).to_external(m);
     CHECK_FALSE(out.ok());
 }
+
+namespace {
+const std::string kNotFound =
+    "SIP/2.0 404 Not Found\r\n"
+    "Via: SIP/2.0/UDP 10.10.1.5:5060;branch=z9hG4bK-in-1\r\n"
+    "Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-out-1;rport\r\n"
+    "From: <sip:+14155550123@198.51.100.7>;tag=a1\r\n"
+    "To: <sip:2999@10.10.1.20>;tag=b2\r\n"
+    "Call-ID: 77aa@10.10.1.5\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Server: Kamailio (5.6.3)\r\n"
+    "X-Internal-Id: 42\r\n"
+    "X-Trace: t-9\r\n"
+    "x-internal-route: r1\r\n"
+    "Content-Length: 0\r\n\r\n";
+}  // namespace
+
+TEST_CASE("policy [topology] options: reason phrases, headers, Server, Call-ID") {
+    sip::Message m;
+    REQUIRE(m.parse(kNotFound).ok);
+    auto c = test_config();
+    c.strip_patterns = {"X-Internal-*"};
+    c.server_header = "edge";
+    c.reason_phrases = {{404, "Forbidden"}};
+    c.replace_call_id = true;
+    topology::HidingReport r;
+    auto out = topology::TopologyHider(c).to_external(m, &r);
+    REQUIRE(out.ok());
+    sip::Message h;
+    REQUIRE(h.parse(*out).ok);
+    CHECK(h.status_code() == 404);
+    CHECK(h.reason_phrase() == "Forbidden");
+    CHECK(r.reason_replaced);
+    CHECK(h.server() == "edge");
+    CHECK(h.find("X-Internal-Id") == nullptr);
+    CHECK(h.find("x-internal-route") == nullptr);
+    CHECK(h.find("X-Trace") != nullptr);  // not matched by the pattern
+    CHECK(r.headers_stripped == 2);
+    CHECK(r.call_id_replaced);
+    CHECK(h.call_id().find("77aa") == std::string_view::npos);
+    CHECK(h.call_id().ends_with("@203.0.113.10"));
+    // Stable: the same inside Call-ID gives the same outside one.
+    sip::Message again;
+    REQUIRE(again.parse(kNotFound).ok);
+    auto out2 = topology::TopologyHider(c).to_external(again);
+    REQUIRE(out2.ok());
+    CHECK(*out2 == *out);
+    CHECK(internal_ips(*out).empty());
+}
+
+TEST_CASE("policy [topology]: server_header empty strips; hide_topology false keeps routing") {
+    sip::Message m;
+    REQUIRE(m.parse(kNotFound).ok);
+    auto c = test_config();
+    c.strip_headers.clear();  // only the policy's options
+    c.server_header = "";
+    c.hide_topology = false;
+    auto out = topology::TopologyHider(c).to_external(m);
+    REQUIRE(out.ok());
+    sip::Message h;
+    REQUIRE(h.parse(*out).ok);
+    CHECK(h.find(sip::HeaderId::server) == nullptr);
+    CHECK(h.reason_phrase() == "Not Found");  // no phrase configured for 404
+    REQUIRE(h.vias().size() == 2);            // routing left alone
+    CHECK(h.vias()[0].host == "10.10.1.5");
+    CHECK(h.call_id() == "77aa@10.10.1.5");
+    CHECK(h.find("X-Internal-Id") != nullptr);
+}

@@ -1,0 +1,91 @@
+#pragma once
+// dataplane/: the socket backend.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "dataplane/pipeline.hpp"
+
+namespace sbc::dataplane {
+
+// How SocketRelay moves packets. `uring`: a multishot recvmsg per socket into a provided
+// buffer ring, one sendmsg per relayed packet, all submitted and reaped with one io_uring_enter
+// per burst. `mmsg`: epoll + recvmmsg/sendmmsg (runs anywhere). `automatic`: uring when the
+// kernel allows it (io_uring_queue_init succeeds, kernel.io_uring_disabled is 0), else mmsg.
+enum class SocketIo : std::uint8_t { automatic, uring, mmsg };
+const char* socket_io_name(SocketIo io);
+
+struct SocketRelayConfig {
+    SocketIo io = SocketIo::automatic;
+    // uring only: receive buffers shared by all sockets (a power of two). Packets received but
+    // not yet sent hold one each; when none is free a socket's receive pauses (counted in
+    // rx_buffer_shortages) and the datagrams wait in its socket queue.
+    unsigned uring_buffers = 4096;
+    // uring only: a port that sends to a peer gets a second socket on the same port connected to
+    // that peer, which carries the port's packets to it (no route lookup or address per send)
+    // and receives the peer's; the port's own socket keeps receiving everyone else's, so
+    // latching and re-latching are unchanged. Costs one file descriptor per sending port while
+    // the relay's sockets stay well below the open-file limit (by an eighth of it, at most
+    // 1024); at the limit, new media ports close twins to make room.
+    bool connected_egress = true;
+};
+
+// socket backend: one UDP socket per local media port (RTP, and RTCP unless rtcp-mux),
+// io_uring or epoll + recvmmsg/sendmmsg (SocketRelayConfig::io).
+class SocketRelay {
+  public:
+    explicit SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config = {});
+    ~SocketRelay();
+    SocketRelay(const SocketRelay&) = delete;
+    SocketRelay& operator=(const SocketRelay&) = delete;
+
+    // Creates the stream in the pipeline and opens/binds its sockets.
+    base::Result<StreamId> open_stream(const StreamSpec& spec, base::Nanos now);
+    base::Result<void> close_stream(StreamId id);
+    // A UDP SIP listener fronted by the pipeline: what it admits is handed to `handler` (the
+    // signaling layer); banned and over-limit sources are dropped before signaling sees them.
+    using SignalingHandler = void (*)(const PacketMeta& meta, void* ctx);
+    base::Result<void> open_signaling(const base::Endpoint& local, SignalingHandler handler,
+                                      void* ctx);
+    // Waits up to timeout_ms for traffic and processes what is ready; returns packets handled.
+    std::size_t poll_once(int timeout_ms, const base::Clock& clock);
+    // The loop step for a dedicated thread: blocks up to idle_timeout_ms while traffic is light,
+    // but does not sleep while the previous step found a busy relay (at least a burst's worth):
+    // under load, sleeping and being woken per packet costs more than polling.
+    std::size_t poll(int idle_timeout_ms, const base::Clock& clock) {
+        last_handled_ = poll_once(last_handled_ >= kBurst / 2 ? 0 : idle_timeout_ms, clock);
+        return last_handled_;
+    }
+    std::size_t open_sockets() const { return sockets_open_; }
+    std::uint64_t tx_errors() const { return tx_errors_; }
+    // The I/O mode running (never `automatic`).
+    SocketIo io_mode() const { return io_; }
+    // uring: times a socket's multishot receive stopped for want of a free buffer.
+    std::uint64_t rx_buffer_shortages() const { return rx_buffer_shortages_; }
+    // uring with connected_egress: ports sending through a connected twin socket, and the
+    // packets sent that way.
+    std::size_t connected_sockets() const;
+    std::uint64_t connected_sends() const { return connected_sends_; }
+
+    static constexpr unsigned kBurst = 64;
+
+  private:
+    struct Impl;
+    std::size_t poll_mmsg(int timeout_ms, const base::Clock& clock);
+    std::size_t poll_uring(int timeout_ms, const base::Clock& clock);
+    base::Result<void> watch(int fd, std::uint16_t port);
+    void unwatch(std::uint16_t port);
+    Pipeline& pipeline_;
+    std::unique_ptr<Impl> impl_;
+    std::size_t sockets_open_ = 0;
+    std::uint64_t tx_errors_ = 0;
+    std::uint64_t rx_buffer_shortages_ = 0;
+    std::uint64_t connected_sends_ = 0;
+    SocketIo io_ = SocketIo::mmsg;
+    base::Nanos last_media_poll_ = 0;
+    std::size_t last_handled_ = 0;
+    SignalingHandler signaling_handler_ = nullptr;
+    void* signaling_ctx_ = nullptr;
+};
+
+}  // namespace sbc::dataplane

@@ -1,0 +1,283 @@
+// Where every policy and node-config key takes effect in `sbc run`, or what it waits for.
+// One list per file kind; the loaders report what is present and not enforced, and
+// tests/unit/policy/key_status_test.cpp checks this list against docs/policy.md.
+#include "policy/key_status.hpp"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace sbc::policy {
+
+namespace {
+
+constexpr std::string_view kFraudEngine = "fraud engine (front door scoring)";
+constexpr std::string_view kTopologyLater =
+    "live requests are not forwarded yet (signaling core stage); `sbc sip hide --policy` "
+    "applies it offline";
+constexpr std::string_view kTcpLater =
+    "`sbc run` opens UDP listeners only; TCP/TLS listeners come with the signaling core stage";
+constexpr std::string_view kAccessLater =
+    "`sbc run` does not apply access lists yet (front door access stage)";
+
+constexpr KeyStatus kPolicyKeys[] = {
+    {"include", true, "loader: included files are read with the including file"},
+    {"policy.name", true, "`policy check`, `policy show`"},
+    {"access.default", false, kAccessLater},
+    {"access.allow", false, kAccessLater},
+    {"access.deny", false, kAccessLater},
+    {"access.trusted[].name", true, "names a trusted trunk"},
+    {"access.trusted[].cidrs", true,
+     "dataplane rate limits and front door per-account limits are bypassed"},
+    {"rate_limits.source_prefix_v4", true, "dataplane per-prefix buckets, fraud source_prefix"},
+    {"rate_limits.source_prefix_v6", true, "dataplane per-prefix buckets, fraud source_prefix"},
+    {"rate_limits.*.per_source", true, "dataplane token buckets"},
+    {"rate_limits.*.per_prefix", true, "dataplane token buckets"},
+    {"rate_limits.*.per_account", true, "front door per-account token buckets"},
+    {"rate_limits.tcp_connect.per_source", false, kTcpLater},
+    {"rate_limits.tcp_connect.per_prefix", false, kTcpLater},
+    {"bans.base", true, "dataplane ban escalation"},
+    {"bans.factor", true, "dataplane ban escalation"},
+    {"bans.max", true, "dataplane ban escalation"},
+    {"bans.violations", true, "dataplane ban escalation"},
+    {"bans.violation_window", true, "dataplane ban escalation"},
+    {"bans.history", true, "dataplane ban escalation"},
+    {"scanners.user_agents", true, "front door (scanners.action) and fraud scanner_user_agent"},
+    {"scanners.action", true, "front door: block answers 403, ban also bans the source"},
+    {"scanners.empty_user_agent", true, "front door and fraud scanner_user_agent"},
+    {"topology.hide_topology", false, kTopologyLater},
+    {"topology.replace_call_id", false, kTopologyLater},
+    {"topology.strip_headers", false, kTopologyLater},
+    {"topology.server_header", false, kTopologyLater},
+    {"topology.reason_phrases", false, kTopologyLater},
+    {"numbering.default_country_code", true, "front door: dialed numbers to E.164"},
+    {"numbering.national_prefix", true, "front door: dialed numbers to E.164"},
+    {"numbering.international_prefix", true, "front door: dialed numbers to E.164"},
+    {"prefix_lists[].name", true, kFraudEngine},
+    {"prefix_lists[].category", true, kFraudEngine},
+    {"prefix_lists[].prefixes", true, kFraudEngine},
+    {"prefix_lists[].file", true, kFraudEngine},
+    {"prefix_lists[].countries", true, kFraudEngine},
+    {"account_groups[].name", true, kFraudEngine},
+    {"account_groups[].accounts", true, kFraudEngine},
+    {"account_groups[].account_patterns", true, kFraudEngine},
+    {"account_groups[].tenant", true, kFraudEngine},
+    {"account_groups[].timezone", true, kFraudEngine},
+    {"account_groups[].business_hours", true, kFraudEngine},
+    {"account_groups[].allowed_source_countries", true, kFraudEngine},
+    {"account_groups[].allowed_destination_countries", true, kFraudEngine},
+    {"fraud.mode", true, kFraudEngine},
+    {"fraud.score_cap", true, kFraudEngine},
+    {"fraud.flag_threshold", true, kFraudEngine},
+    {"fraud.block_threshold", true, kFraudEngine},
+    {"fraud.ban_threshold", true, kFraudEngine},
+    {"fraud.ban_duration", true, "fraud engine and dataplane ban table"},
+    {"fraud.max_tracked_keys", true, kFraudEngine},
+    {"fraud.idle_key_expiry", true, kFraudEngine},
+    {"fraud.short_call_seconds", true, kFraudEngine},
+    {"fraud.rules[].id", true, kFraudEngine},
+    {"fraud.rules[].description", true, kFraudEngine},
+    {"fraud.rules[].feature", true, kFraudEngine},
+    {"fraud.rules[].key", true, kFraudEngine},
+    {"fraud.rules[].window", true, kFraudEngine},
+    {"fraud.rules[].op", true, kFraudEngine},
+    {"fraud.rules[].threshold", true, kFraudEngine},
+    {"fraud.rules[].weight", true, kFraudEngine},
+    {"fraud.rules[].mode", true, kFraudEngine},
+    {"fraud.rules[].scope.tenants", true, kFraudEngine},
+    {"fraud.rules[].scope.account_groups", true, kFraudEngine},
+    {"fraud.rules[].scope.destinations", true, kFraudEngine},
+    {"fraud.rules[].scope.time", true, kFraudEngine},
+    {"fraud.rules[].lists", true, kFraudEngine},
+    {"fraud.rules[].min_attempts", true, kFraudEngine},
+    {"fraud.deny[].id", true, kFraudEngine},
+    {"fraud.deny[].destinations", true, kFraudEngine},
+    {"fraud.deny[].countries", true, kFraudEngine},
+    {"fraud.deny[].source_countries", true, kFraudEngine},
+    {"fraud.deny[].action", true, "fraud engine; ban also bans the source in the dataplane"},
+};
+
+constexpr std::string_view kSignalingLater =
+    "forwarding to internal proxies (signaling core stage)";
+constexpr std::string_view kTlsLater = "TLS listeners (signaling core stage)";
+constexpr std::string_view kDataplaneLater =
+    "`sbc run` runs the socket backend with its own burst; the dpdk and pcap backends run "
+    "through `sbc dataplane`";
+constexpr std::string_view kMetricsLater =
+    "no metrics endpoint yet (metrics stage); `sbc ctl stats` gives the counters";
+
+constexpr KeyStatus kNodeKeys[] = {
+    {"node.name", true, "`sbc ctl status`, logs"},
+    {"listeners[].realm", true, "front door listeners (external only)", "external"},
+    {"listeners[].address", true, "front door listeners"},
+    {"listeners[].port", true, "front door listeners"},
+    {"listeners[].transport", true, "front door listeners (udp only)", "udp"},
+    {"tls.certificate_chain", false, kTlsLater},
+    {"tls.private_key", false, kTlsLater},
+    {"tls.client_ca", false, kTlsLater},
+    {"tls.require_client_certificate", false, kTlsLater},
+    {"tls.min_version", false, kTlsLater},
+    {"tls.ciphers", false, kTlsLater},
+    {"next_hops[].name", false, kSignalingLater},
+    {"next_hops[].address", false, kSignalingLater},
+    {"next_hops[].port", false, kSignalingLater},
+    {"next_hops[].transport", false, kSignalingLater},
+    {"next_hops[].weight", false, kSignalingLater},
+    {"health_check.enabled", false, kSignalingLater},
+    {"health_check.interval", false, kSignalingLater},
+    {"health_check.timeout", false, kSignalingLater},
+    {"health_check.failures_before_down", false, kSignalingLater},
+    {"health_check.successes_before_up", false, kSignalingLater},
+    {"media.port_min", true, "dataplane media ports, `sbc ctl media add`"},
+    {"media.port_max", true, "dataplane media ports, `sbc ctl media add`"},
+    {"media.external_address", true, "`sbc ctl media add` leg a"},
+    {"media.internal_address", true, "`sbc ctl media add` leg b"},
+    {"dataplane.backend", true, "`sbc run` runs the socket backend", "socket"},
+    {"dataplane.burst_size", false, kDataplaneLater},
+    {"dataplane.dpdk.eal_args", false, kDataplaneLater},
+    {"dataplane.dpdk.ports", false, kDataplaneLater},
+    {"dataplane.pcap.input", false, kDataplaneLater},
+    {"dataplane.pcap.output", false, kDataplaneLater},
+    {"logging.level", true, "daemon log"},
+    {"logging.file", true, "daemon log"},
+    {"metrics.enabled", false, kMetricsLater},
+    {"metrics.address", false, kMetricsLater},
+    {"metrics.port", false, kMetricsLater},
+    {"control.socket", true, "control socket"},
+    {"state.backend", true, "state is kept in the process; redis is a later stage", "local"},
+    {"state.url", false, "shared state in redis (a later stage)"},
+    {"geoip.database", true, kFraudEngine},
+    {"policy.files", true, "policy store"},
+};
+
+bool segment_matches(std::string_view pattern, std::string_view seg) {
+    if (pattern == "*") return seg.find('[') == std::string_view::npos;
+    return pattern == seg;
+}
+
+// Pattern and path are dotted; '*' matches one segment.
+bool key_matches(std::string_view pattern, std::string_view path) {
+    for (;;) {
+        const auto pd = pattern.find('.');
+        const auto sd = path.find('.');
+        if (!segment_matches(pattern.substr(0, pd), path.substr(0, sd))) return false;
+        if (pd == std::string_view::npos || sd == std::string_view::npos)
+            return pd == std::string_view::npos && sd == std::string_view::npos;
+        pattern.remove_prefix(pd + 1);
+        path.remove_prefix(sd + 1);
+    }
+}
+
+bool value_listed(std::string_view list, std::string_view value) {
+    while (!list.empty()) {
+        const auto c = list.find(',');
+        if (list.substr(0, c) == value) return true;
+        if (c == std::string_view::npos) break;
+        list.remove_prefix(c + 1);
+    }
+    return false;
+}
+
+struct Walker {
+    const detail::Context& ctx;
+    std::uint32_t file;
+    std::span<const KeyStatus> table;
+    std::vector<Diagnostic>& out;
+
+    void notice(const toml::key& k, const toml::node& v, std::string message) {
+        const auto& s = k.source().begin.line ? k.source() : v.source();
+        Diagnostic d;
+        d.file = file < ctx.files.size() ? ctx.files[file] : std::string("<input>");
+        d.line = s.begin.line;
+        d.column = s.begin.column;
+        d.message = std::move(message);
+        out.push_back(std::move(d));
+    }
+
+    // `pattern` has "[]" for arrays of tables, `shown` their indexes ("listeners[1].port").
+    void walk(const toml::table& t, const std::string& pattern, const std::string& shown) {
+        for (auto&& [k, v] : t) {
+            const std::string key(k.str());
+            std::string pat = pattern.empty() ? key : pattern + "." + key;
+            std::string show = shown.empty() ? key : shown + "." + key;
+            if (const auto* arr = v.as_array(); arr && !arr->empty() && arr->is_array_of_tables()) {
+                pat += "[]";
+                for (std::size_t i = 0; i < arr->size(); ++i)
+                    walk(*arr->get(i)->as_table(), pat, show + "[" + std::to_string(i) + "]");
+                continue;
+            }
+            if (const KeyStatus* st = find_key_status(table, pat)) {
+                if (!st->enforced) {
+                    notice(k, v,
+                           "'" + show +
+                               "' is accepted but not enforced yet: " + std::string(st->where));
+                } else if (!st->enforced_values.empty()) {
+                    const auto* s = v.as_string();
+                    if (s && !value_listed(st->enforced_values, s->get()))
+                        notice(
+                            k, v,
+                            "'" + show + "' = \"" + s->get() +
+                                "\" is accepted but not enforced yet: " + std::string(st->where));
+                }
+                continue;
+            }
+            if (const auto* sub = v.as_table()) {
+                walk(*sub, pat, show);
+                continue;
+            }
+            notice(k, v,
+                   "'" + show +
+                       "' is accepted but not enforced yet: no part of `sbc run` "
+                       "is recorded as reading it");
+        }
+    }
+};
+
+}  // namespace
+
+std::span<const KeyStatus> policy_key_status() {
+    return kPolicyKeys;
+}
+std::span<const KeyStatus> node_key_status() {
+    return kNodeKeys;
+}
+
+const KeyStatus* find_key_status(std::span<const KeyStatus> table, std::string_view path) {
+    // A literal entry ("rate_limits.tcp_connect.per_source") wins over a pattern with '*'.
+    const KeyStatus* best = nullptr;
+    std::size_t best_stars = 0;
+    for (const auto& e : table) {
+        if (!key_matches(e.key, path)) continue;
+        const auto stars = static_cast<std::size_t>(std::count(e.key.begin(), e.key.end(), '*'));
+        if (!best || stars < best_stars) {
+            best = &e;
+            best_stars = stars;
+        }
+    }
+    return best;
+}
+
+namespace detail {
+
+void collect_key_notices(const Context& ctx, std::uint32_t file, const toml::table& doc,
+                         std::span<const KeyStatus> table, std::vector<Diagnostic>& out) {
+    Walker{ctx, file, table, out}.walk(doc, "", "");
+}
+
+void finish_notices(const Context& ctx, std::vector<Diagnostic>& notices) {
+    std::erase_if(notices, [&](const Diagnostic& n) {
+        return std::any_of(ctx.errors.begin(), ctx.errors.end(), [&](const Diagnostic& e) {
+            return e.file == n.file && e.line == n.line && e.column == n.column;
+        });
+    });
+    std::map<std::string, std::size_t> order;
+    for (std::size_t i = 0; i < ctx.files.size(); ++i) order.emplace(ctx.files[i], i);
+    std::stable_sort(notices.begin(), notices.end(), [&](const Diagnostic& a, const Diagnostic& b) {
+        return std::tuple(order[a.file], a.line, a.column) <
+               std::tuple(order[b.file], b.line, b.column);
+    });
+}
+
+}  // namespace detail
+
+}  // namespace sbc::policy

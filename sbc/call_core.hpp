@@ -1,0 +1,89 @@
+#pragma once
+// The signaling core inside `sbc run`: the B2BUA (sbc/signaling) on the dataplane thread, fed
+// by the front door with what the pipeline admitted, sending through the front door's
+// listeners, anchoring media on the relay and asking the fraud engine before a call goes on.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/base.hpp"
+#include "dataplane/media.hpp"
+#include "policy/policy.hpp"
+#include "sbc/signaling/b2bua.hpp"
+
+namespace sbc {
+
+// The relay's stream control as the core needs it (implemented by the dataplane runtime).
+class MediaStreams {
+  public:
+    virtual ~MediaStreams() = default;
+    virtual base::Result<dataplane::StreamId> open(const dataplane::StreamSpec& spec) = 0;
+    virtual base::Result<void> update(dataplane::StreamId id,
+                                      const dataplane::StreamSpec& spec) = 0;
+    virtual base::Result<void> close(dataplane::StreamId id) = 0;
+};
+
+class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallHooks {
+  public:
+    using SendFn =
+        std::function<bool(std::uint32_t listener, const base::Endpoint& to, std::string_view)>;
+    using AdmitFn = std::function<signaling::Admission(const sip::Message&, const signaling::Flow&,
+                                                       signaling::Side)>;
+    using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
+
+    struct Setup {
+        signaling::B2buaConfig b2bua;
+        std::uint16_t port_min = 20000, port_max = 29999;
+        base::IpAddress media_external, media_internal;
+    };
+    // The B2BUA configuration from the node's listeners, next hops and media addresses:
+    // external and internal UDP listener indexes are those of `listeners` (the front door's
+    // order). Fails when the node has no internal UDP listener or no next hop.
+    static base::Result<Setup> setup_from(const policy::NodeConfig& node,
+                                          std::uint32_t external_listener,
+                                          std::uint32_t internal_listener);
+
+    CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
+             EndFn ended);
+    ~CallCore() override;
+
+    void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
+                 signaling::Side side, base::Nanos now);
+    void advance(base::Nanos now) { b2bua_->advance(now); }
+    bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
+    std::string stats_text() const;
+    std::size_t media_streams() const { return streams_by_call_.size(); }
+
+  private:
+    bool send(const signaling::Flow& flow, std::string_view bytes) override;
+    base::Result<base::Endpoint> anchor(std::uint64_t call, std::size_t index, signaling::Side from,
+                                        const base::Endpoint& peer, bool rtcp_mux,
+                                        base::Nanos now) override;
+    void release(std::uint64_t call) override;
+    signaling::Admission admit(const sip::Message& invite, const signaling::Flow& from,
+                               signaling::Side side) override;
+    void on_answered(const signaling::CallInfo&) override;
+    void on_ended(const signaling::CallInfo&, signaling::CallEnd) override;
+
+    std::optional<std::uint16_t> take_port();
+    void give_port(std::uint16_t port);
+
+    Setup setup_;
+    MediaStreams& streams_;
+    SendFn send_;
+    AdmitFn admit_;
+    EndFn answered_, ended_;
+    struct Anchored {
+        dataplane::StreamId id;
+        dataplane::StreamSpec spec;
+    };
+    std::map<std::uint64_t, std::map<std::size_t, Anchored>> streams_by_call_;
+    std::vector<std::uint16_t> free_ports_;  // even RTP ports (RTCP on +1)
+    std::uint64_t media_failures_ = 0;
+    std::unique_ptr<signaling::B2bua> b2bua_;
+};
+
+}  // namespace sbc

@@ -1,0 +1,1054 @@
+#include "sbc/signaling/b2bua.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace sbc::signaling {
+
+std::string_view side_name(Side s) {
+    return s == Side::external ? "external" : "internal";
+}
+
+std::string_view call_end_name(CallEnd e) {
+    switch (e) {
+        case CallEnd::rejected:
+            return "rejected";
+        case CallEnd::cancelled:
+            return "cancelled";
+        case CallEnd::bye_caller:
+            return "bye_caller";
+        case CallEnd::bye_callee:
+            return "bye_callee";
+        case CallEnd::timeout:
+            return "timeout";
+        case CallEnd::max_duration:
+            return "max_duration";
+        case CallEnd::terminated:
+            return "terminated";
+        case CallEnd::blocked:
+            return "blocked";
+    }
+    return "terminated";
+}
+
+namespace {
+
+std::uint64_t pack(TxId id) {
+    return (std::uint64_t{id.generation} << 32) | id.index;
+}
+
+bool iequal(std::string_view a, std::string_view b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                      [](char x, char y) { return (x | 0x20) == (y | 0x20); });
+}
+
+// A name-addr's text without its tag parameter (the B2BUA writes its own tags).
+std::string without_tag(const sip::NameAddr& a) {
+    std::string s(a.raw);
+    if (a.tag.empty()) return s;
+    const std::size_t at = s.find(a.tag);
+    if (at == std::string::npos) return s;
+    std::size_t begin = s.rfind(';', at);
+    if (begin == std::string::npos) return s;
+    s.erase(begin, at + a.tag.size() - begin);
+    return s;
+}
+
+std::optional<base::Endpoint> endpoint_of_uri(std::string_view uri_text) {
+    std::string_view t = uri_text;
+    if (!t.empty() && t.front() == '<') {
+        const auto close = t.find('>');
+        if (close == std::string_view::npos) return std::nullopt;
+        t = t.substr(1, close - 1);
+    } else if (const auto lt = t.find('<'); lt != std::string_view::npos) {
+        const auto close = t.find('>', lt);
+        if (close == std::string_view::npos) return std::nullopt;
+        t = t.substr(lt + 1, close - lt - 1);
+    }
+    sip::Uri uri;
+    std::vector<sip::Param> pool;
+    if (!sip::parse_uri(t, uri, pool).ok || uri.kind == sip::UriScheme::tel ||
+        uri.kind == sip::UriScheme::other)
+        return std::nullopt;
+    auto addr = base::IpAddress::parse(uri.host);
+    if (!addr) return std::nullopt;
+    return base::Endpoint{*addr, uri.has_port ? uri.port : std::uint16_t{5060}};
+}
+
+std::string host_port(const SideConfig& s) {
+    const bool v6 = s.host.find(':') != std::string::npos && s.host.front() != '[';
+    std::string out = v6 ? "[" + s.host + "]" : s.host;
+    out += ':';
+    out += std::to_string(s.port);
+    return out;
+}
+
+// Header fields outgoing messages may carry from the other leg when they leave to the outside:
+// those that describe the session or the request, never a route, a host or a product.
+bool safe_outbound(std::string_view name) {
+    static constexpr std::string_view kSafe[] = {
+        "Allow",
+        "Supported",
+        "Require",
+        "Unsupported",
+        "Content-Disposition",
+        "Session-Expires",
+        "Min-SE",
+        "RSeq",
+        "RAck",
+        "Event",
+        "Subscription-State",
+        "Accept",
+        "Allow-Events",
+        "Privacy",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Retry-After",
+        "Min-Expires",
+        "Expires",
+        "Subject",
+        "Accept-Language",
+        "Accept-Encoding",
+        "Content-Language",
+        "Content-Encoding",
+        "Date",
+        "Timestamp",
+        "Priority",
+        "k",
+        "o",
+        "x",
+        "u",
+    };
+    for (std::string_view s : kSafe)
+        if (iequal(s, name)) return true;
+    return false;
+}
+
+}  // namespace
+
+struct B2bua::Leg {
+    Side side = Side::external;
+    Flow flow;
+    std::string call_id, local_tag, remote_tag;
+    std::string local_uri, remote_uri;  // name-addrs without tags
+    std::string remote_target;          // the peer's Contact URI
+    std::vector<std::string> route_set;
+    std::uint32_t local_cseq = 0;
+    std::uint32_t remote_cseq = 0;
+    std::string contact_user;
+};
+
+struct B2bua::Call {
+    std::uint64_t id = 0;
+    CallInfo info;
+    Leg leg[2];  // 0: the side the call came from, 1: the side it went to
+    TxId invite_server;
+    TxId invite_client;
+    std::uint32_t invite_cseq = 0;  // on leg 1
+    std::size_t hop = 0;
+    Admission admission;
+    std::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
+    bool answered = false, ended = false, cancelled = false, media = false;
+    int outstanding = 0;  // client transactions still running
+    // The INVITE (initial or re-) whose 2xx waits for the ACK of the side that sent it.
+    TxId ack_server;
+    int ack_leg = -1;  // where our ACK goes
+    std::uint32_t ack_cseq = 0;
+    std::string ack_bytes;       // our ACK, re-sent for a retransmitted 2xx
+    bool offer_pending = false;  // an INVITE/UPDATE transaction in progress (glare: 491)
+    base::Nanos deadline = 0;
+};
+
+B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hooks,
+             TimerSettings timers, TransactionLimits limits)
+    : config_(std::move(config)),
+      wire_(wire),
+      media_(media),
+      hooks_(hooks),
+      tx_(*this, timers, limits) {
+    hops_.resize(config_.internal.next_hops.size());
+    if (!config_.health.enabled)
+        for (auto& h : hops_) h.up = h.ever_up = true;
+}
+
+bool B2bua::hop_usable(std::size_t hop) const {
+    return hop >= hops_.size() || hops_[hop].up;
+}
+
+void B2bua::hop_result(std::size_t hop, bool ok) {
+    if (hop >= hops_.size() || !config_.health.enabled) return;
+    HopState& h = hops_[hop];
+    if (ok) {
+        h.failures = 0;
+        ++h.successes;
+        if (!h.up && (!h.ever_up || h.successes >= config_.health.successes_before_up)) {
+            h.up = h.ever_up = true;
+            counters_.add(B2buaCounter::hops_up);
+        }
+    } else {
+        h.successes = 0;
+        ++h.failures;
+        if (h.up && h.failures >= config_.health.failures_before_down) {
+            h.up = false;
+            counters_.add(B2buaCounter::hops_down);
+        }
+    }
+}
+
+void B2bua::probe_hops(base::Nanos now) {
+    if (!config_.health.enabled) return;
+    const SideConfig& in = config_.internal;
+    for (std::size_t i = 0; i < hops_.size(); ++i) {
+        HopState& h = hops_[i];
+        if (h.probe && now - h.probe_sent >= config_.health.timeout) {
+            pending_.erase(pack(h.probe));  // a late answer no longer counts
+            h.probe = {};
+            counters_.add(B2buaCounter::probes_failed);
+            hop_result(i, false);
+        }
+        if (h.probe || now < h.next_probe) continue;
+        h.next_probe = now + config_.health.interval;
+        const base::Endpoint& to = in.next_hops[i];
+        std::string req = "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
+                          std::string(transport_name(in.transport)) + " " + host_port(in) +
+                          ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
+                          "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
+                          "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
+                          "\r\nCSeq: 1 OPTIONS\r\nUser-Agent: " + config_.user_agent +
+                          "\r\nContent-Length: 0\r\n\r\n";
+        Flow f;
+        f.transport = in.transport;
+        f.listener = in.listener;
+        f.remote = to;
+        const TxId t = tx_.request(f, std::move(req), now);
+        if (!t) continue;
+        counters_.add(B2buaCounter::probes_sent);
+        h.probe = t;
+        h.probe_sent = now;
+        Pending p;
+        p.probe = static_cast<int>(i);
+        pending_[pack(t)] = p;
+    }
+}
+
+B2bua::~B2bua() {
+    for (auto& [id, call] : calls_)
+        if (call->media) media_.release(id);
+}
+
+bool B2bua::send(const Flow& flow, std::string_view bytes) {
+    return wire_.send(flow, bytes);
+}
+
+std::vector<std::uint64_t> B2bua::calls() const {
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, c] : calls_)
+        if (!c->ended) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now) {
+    now_ = now;
+    current_side_ = side;
+    const auto r = tx_.receive(m, from, now);
+    if (r == TransactionLayer::Received::overloaded) {
+        sip::ResponseOptions o;
+        const std::string src = from.remote.addr.to_string();
+        o.source_address = src;
+        o.source_port = from.remote.port;
+        const std::string tag = random_token(16);
+        o.to_tag = tag;
+        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "5"}};
+        o.headers = h;
+        wire_.send(from, sip::build_response(m, 503, {}, o));
+    }
+}
+
+void B2bua::advance(base::Nanos now) {
+    now_ = now;
+    tx_.advance(now);
+    probe_hops(now);
+    if (config_.max_call_duration > 0) {
+        std::vector<std::uint64_t> due;
+        for (const auto& [id, c] : calls_)
+            if (!c->ended && c->answered && c->deadline <= now) due.push_back(id);
+        for (auto id : due) {
+            auto it = calls_.find(id);
+            if (it == calls_.end()) continue;
+            Call& c = *it->second;
+            send_bye(c, 0, now);
+            send_bye(c, 1, now);
+            finish(c, CallEnd::max_duration, now);
+        }
+    }
+}
+
+base::Nanos B2bua::next_deadline() const {
+    base::Nanos next = tx_.next_deadline();
+    if (config_.health.enabled)
+        for (const HopState& h : hops_)
+            next = std::min(next, h.probe ? h.probe_sent + config_.health.timeout : h.next_probe);
+    if (config_.max_call_duration > 0)
+        for (const auto& [id, c] : calls_)
+            if (!c->ended && c->answered) next = std::min(next, c->deadline);
+    return next;
+}
+
+bool B2bua::end_call(std::uint64_t id, base::Nanos now) {
+    now_ = now;
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second->ended) return false;
+    Call& c = *it->second;
+    if (c.answered) {
+        send_bye(c, 0, now);
+        send_bye(c, 1, now);
+    } else {
+        if (c.invite_client) tx_.cancel(c.invite_client, now);
+        c.cancelled = true;
+        tx_.respond(c.invite_server, 480, {}, {}, now);
+    }
+    finish(c, CallEnd::terminated, now);
+    return true;
+}
+
+std::string B2bua::reason_for(int status) const {
+    for (const auto& [code, phrase] : config_.reason_phrases)
+        if (code == status) return phrase;
+    return std::string(sip::default_reason(status));
+}
+
+Flow B2bua::leg_destination(const Call& call, int leg) const {
+    const Leg& l = call.leg[leg];
+    Flow f = l.flow;
+    if (l.side == Side::internal) {
+        std::optional<base::Endpoint> ep;
+        if (!l.route_set.empty())
+            ep = endpoint_of_uri(l.route_set.front());
+        else if (!l.remote_target.empty())
+            ep = endpoint_of_uri(l.remote_target);
+        if (ep) f.remote = *ep;
+    }
+    return f;
+}
+
+// Header fields of `src` that go on with a message the B2BUA builds for side `to`: the ones it
+// does not rebuild itself, minus the configured ones and, toward the outside, anything that is
+// not known to be free of inside detail.
+static void collect_headers(const sip::Message& src, Side to, const B2buaConfig& cfg,
+                            std::vector<std::pair<std::string_view, std::string_view>>& out) {
+    using H = sip::HeaderId;
+    for (const sip::Header& h : src.headers()) {
+        switch (h.id) {
+            case H::via:
+            case H::from:
+            case H::to:
+            case H::call_id:
+            case H::cseq:
+            case H::contact:
+            case H::max_forwards:
+            case H::content_length:
+            case H::content_type:
+            case H::route:
+            case H::record_route:
+            case H::user_agent:
+            case H::server:
+                continue;
+            default:
+                break;
+        }
+        if (iequal(h.name, cfg.flag_header) || iequal(h.name, "Path") ||
+            iequal(h.name, "Service-Route"))
+            continue;
+        bool stripped = false;
+        for (const auto& s : cfg.strip_headers)
+            if (iequal(h.name, s)) stripped = true;
+        if (stripped) continue;
+        if (to == Side::external && !safe_outbound(h.name)) continue;
+        out.emplace_back(h.name, h.value);
+    }
+}
+
+std::string B2bua::build_request(Call& call, int li, std::string_view method,
+                                 const sip::Message* src, std::string_view body, std::uint32_t cseq,
+                                 std::string_view branch) {
+    Leg& l = call.leg[li];
+    const SideConfig& sc = l.side == Side::external ? config_.external : config_.internal;
+    std::string out;
+    out.reserve(1024 + body.size());
+    out += method;
+    out += ' ';
+    out += l.remote_target;
+    out += " SIP/2.0\r\nVia: SIP/2.0/";
+    out += transport_name(sc.transport);
+    out += ' ';
+    out += host_port(sc);
+    out += ";branch=";
+    out += branch;
+    out += ";rport\r\n";
+    for (const auto& r : l.route_set) {
+        out += "Route: ";
+        out += r;
+        out += "\r\n";
+    }
+    out += "Max-Forwards: 70\r\nFrom: ";
+    out += l.local_uri;
+    out += ";tag=";
+    out += l.local_tag;
+    out += "\r\nTo: ";
+    out += l.remote_uri;
+    if (!l.remote_tag.empty()) {
+        out += ";tag=";
+        out += l.remote_tag;
+    }
+    out += "\r\nCall-ID: ";
+    out += l.call_id;
+    out += "\r\nCSeq: ";
+    out += std::to_string(cseq);
+    out += ' ';
+    out += method;
+    out += "\r\n";
+    if (method == "INVITE" || method == "UPDATE" || method == "SUBSCRIBE" || method == "NOTIFY" ||
+        method == "REFER") {
+        out += "Contact: <sip:";
+        out += l.contact_user;
+        out += '@';
+        out += host_port(sc);
+        out += ">\r\n";
+    }
+    out += "User-Agent: ";
+    out += config_.user_agent;
+    out += "\r\n";
+    if (src) {
+        std::vector<std::pair<std::string_view, std::string_view>> hs;
+        collect_headers(*src, l.side, config_, hs);
+        for (const auto& [n, v] : hs) {
+            out += n;
+            out += ": ";
+            out += v;
+            out += "\r\n";
+        }
+        if (!body.empty() && !src->content_type().empty()) {
+            out += "Content-Type: ";
+            out += src->content_type();
+            out += "\r\n";
+        }
+    }
+    out += "Content-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n\r\n";
+    out += body;
+    return out;
+}
+
+std::optional<std::string> B2bua::anchor_sdp(Call& call, std::string_view body, Side from,
+                                             base::Nanos now) {
+    sip::Sdp sdp;
+    if (!sdp.parse(body)) return std::nullopt;
+    const SideConfig& toward = other(from) == Side::external ? config_.external : config_.internal;
+    bool any = false;
+    std::string rtcp_address;
+    for (std::size_t i = 0; i < sdp.media().size(); ++i) {
+        const sip::SdpMedia& md = sdp.media()[i];
+        if (md.port == 0) continue;  // a rejected stream stays rejected
+        std::string_view addr_text = sdp.connection_address(i);
+        if (const auto slash = addr_text.find('/'); slash != std::string_view::npos)
+            addr_text = addr_text.substr(0, slash);
+        auto addr = base::IpAddress::parse(addr_text);
+        if (!addr) return std::nullopt;
+        auto ep = media_.anchor(call.id, i, from, base::Endpoint{*addr, md.port}, md.rtcp_mux, now);
+        if (!ep) return std::nullopt;
+        call.media = true;
+        any = true;
+        sdp.set_media_port(i, ep->port);
+        if (md.has_rtcp)
+            sdp.set_rtcp(i, md.rtcp_mux ? ep->port : static_cast<std::uint16_t>(ep->port + 1),
+                         toward.media_host);
+    }
+    sdp.set_connection_address(toward.media_host);
+    // Nothing of the sender's software or host in what the other side reads.
+    sdp.set_origin_username("-");
+    sdp.set_session_name("-");
+    if (any) counters_.add(B2buaCounter::sdp_rewritten);
+    return sdp.serialize();
+}
+
+void B2bua::on_request(TxId tx, const sip::Message& m, const Flow& from) {
+    const Side side = current_side_;
+    const sip::NameAddr* to = m.to();
+    if (to && !to->tag.empty()) {
+        int leg = 0;
+        Call* call = call_of_dialog(m, side, &leg);
+        if (!call) {
+            counters_.add(B2buaCounter::unknown_dialog);
+            tx_.respond(tx, 481, {}, {}, now_);
+            return;
+        }
+        in_dialog(tx, m, from, *call, leg);
+        return;
+    }
+    switch (m.method()) {
+        case sip::Method::invite:
+            new_call(tx, m, from);
+            return;
+        case sip::Method::options: {
+            counters_.add(B2buaCounter::options_answered);
+            sip::ResponseOptions o;
+            const std::pair<std::string_view, std::string_view> h[] = {
+                {"Allow",
+                 "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE"},
+                {"Accept", "application/sdp"},
+                {"Server", config_.user_agent}};
+            o.headers = h;
+            tx_.respond(tx, 200, {}, o, now_);
+            return;
+        }
+        case sip::Method::register_: {
+            const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
+            sip::ResponseOptions o;
+            o.headers = h;
+            tx_.respond(tx, 503, {}, o, now_);
+            return;
+        }
+        case sip::Method::bye:
+        case sip::Method::prack:
+        case sip::Method::update:
+        case sip::Method::info:
+            counters_.add(B2buaCounter::unknown_dialog);
+            tx_.respond(tx, 481, {}, {}, now_);
+            return;
+        default: {
+            const std::pair<std::string_view, std::string_view> h[] = {
+                {"Allow",
+                 "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE"}};
+            sip::ResponseOptions o;
+            o.headers = h;
+            tx_.respond(tx, 405, {}, o, now_);
+            return;
+        }
+    }
+}
+
+void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
+    const Side side = current_side_;
+    counters_.add(B2buaCounter::calls_offered);
+    const SideConfig& here = side == Side::external ? config_.external : config_.internal;
+    // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
+    for (const sip::Via& v : m.vias())
+        if (v.host == here.host && v.has_port && v.port == here.port && v.branch.size() == 31) {
+            counters_.add(B2buaCounter::loops);
+            tx_.respond(tx, 482, {}, {}, now_);
+            return;
+        }
+    if (m.max_forwards() && *m.max_forwards() == 0) {
+        counters_.add(B2buaCounter::loops);
+        tx_.respond(tx, 483, {}, {}, now_);
+        return;
+    }
+    if (calls_.size() >= config_.max_calls) {
+        counters_.add(B2buaCounter::calls_refused_capacity);
+        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "5"}};
+        sip::ResponseOptions o;
+        o.headers = h;
+        tx_.respond(tx, 503, {}, o, now_);
+        return;
+    }
+    Admission adm = hooks_.admit(m, from, side);
+    if (adm.kind == Admission::Kind::block) {
+        counters_.add(B2buaCounter::calls_blocked);
+        tx_.respond(tx, adm.status >= 300 && adm.status <= 699 ? adm.status : 403,
+                    adm.reason.empty() ? std::string_view{} : std::string_view(adm.reason), {},
+                    now_);
+        return;
+    }
+    if (adm.kind == Admission::Kind::flag) counters_.add(B2buaCounter::calls_flagged);
+
+    auto owned = std::make_unique<Call>();
+    Call& c = *owned;
+    c.id = next_call_++;
+    c.admission = std::move(adm);
+    c.invite_server = tx;
+    c.info.id = c.id;
+    c.info.from = side;
+    c.info.source = from;
+    c.info.caller = m.from() ? std::string(m.from()->uri.user) : std::string();
+    c.info.callee = std::string(m.request_uri().user);
+    c.info.call_id = std::string(m.call_id());
+    c.info.started = now_;
+
+    Leg& a = c.leg[0];
+    a.side = side;
+    a.flow = from;
+    a.call_id = std::string(m.call_id());
+    a.local_tag = random_token(16);
+    a.remote_tag = m.from() ? std::string(m.from()->tag) : std::string();
+    a.local_uri = m.to() ? without_tag(*m.to()) : std::string();
+    a.remote_uri = m.from() ? without_tag(*m.from()) : std::string();
+    a.remote_target = m.contacts().empty() ? std::string(m.request_uri().raw)
+                                           : std::string(m.contacts().front().uri.raw);
+    for (const auto& rr : m.record_routes()) a.route_set.emplace_back(rr.raw);
+    a.remote_cseq = m.cseq()->number;
+    a.contact_user = random_token(20);
+
+    Leg& b = c.leg[1];
+    b.side = other(side);
+    b.call_id = random_token(32);
+    b.local_tag = random_token(16);
+    b.contact_user = random_token(20);
+    b.local_cseq = 1;
+    const SideConfig& there = b.side == Side::external ? config_.external : config_.internal;
+    b.flow.transport = there.transport;
+    b.flow.listener = there.listener;
+    // The caller as the far side sees it: its user, and a host that is the SBC when the call
+    // leaves to the outside (an inside domain never leaks).
+    if (m.from()) {
+        if (b.side == Side::external) {
+            std::string disp(m.from()->display_name);
+            b.local_uri = disp.empty() ? std::string() : disp + " ";
+            b.local_uri += "<sip:";
+            if (m.from()->uri.has_user) {
+                b.local_uri += m.from()->uri.user;
+                b.local_uri += '@';
+            }
+            b.local_uri += there.host;
+            b.local_uri += '>';
+        } else {
+            b.local_uri = without_tag(*m.from());
+        }
+    }
+    b.remote_uri = m.to() ? without_tag(*m.to()) : std::string();
+
+    if (!m.body().empty()) {
+        auto sdp = anchor_sdp(c, m.body(), side, now_);
+        if (!sdp) {
+            counters_.add(B2buaCounter::sdp_refused);
+            if (c.media) media_.release(c.id);
+            tx_.respond(tx, 488, {}, {}, now_);
+            return;
+        }
+        c.offer = std::move(*sdp);
+    }
+    const std::uint64_t id = c.id;
+    dialogs_[std::string(side_name(a.side)) + "|" + a.call_id + "|" + a.local_tag] = id;
+    dialogs_[std::string(side_name(b.side)) + "|" + b.call_id + "|" + b.local_tag] = id;
+    server_calls_[pack(tx)] = id;
+    calls_.emplace(id, std::move(owned));
+    Call& call = *calls_[id];
+    if (!try_next_hop(call, now_)) {
+        counters_.add(B2buaCounter::no_next_hop);
+        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "30"}};
+        sip::ResponseOptions o;
+        o.headers = h;
+        o.to_tag = call.leg[0].local_tag;
+        tx_.respond(tx, 503, {}, o, now_);
+        call.info.final_status = 503;
+        finish(call, CallEnd::rejected, now_);
+    }
+}
+
+bool B2bua::try_next_hop(Call& c, base::Nanos now) {
+    Leg& b = c.leg[1];
+    const SideConfig& there = b.side == Side::external ? config_.external : config_.internal;
+    const sip::Message* inv = tx_.request_of(c.invite_server);
+    if (!inv) return false;
+    while (true) {
+        std::optional<base::Endpoint> dest;
+        std::string ruri;
+        if (c.hop < there.next_hops.size()) {
+            if (b.side == Side::internal && !hop_usable(c.hop)) {
+                ++c.hop;
+                continue;
+            }
+            dest = there.next_hops[c.hop];
+            ruri = "sip:";
+            if (inv->request_uri().has_user) {
+                ruri += inv->request_uri().user;
+                ruri += '@';
+            }
+            ruri += dest->to_string();
+        } else if (b.side == Side::external && there.next_hops.empty() && c.hop == 0) {
+            dest = endpoint_of_uri(inv->request_uri().raw);
+            ruri = std::string(inv->request_uri().raw);
+        }
+        if (!dest) return false;
+        b.flow.remote = *dest;
+        b.remote_target = ruri;
+        b.route_set.clear();
+        b.remote_tag.clear();
+        c.invite_cseq = b.local_cseq;
+        const std::string branch = new_branch();
+        std::string bytes = build_request(c, 1, "INVITE", inv, c.offer, c.invite_cseq, branch);
+        if (c.admission.kind == Admission::Kind::flag && b.side == Side::internal) {
+            const std::string line = config_.flag_header + ": " + c.admission.flag_value + "\r\n";
+            bytes.insert(bytes.find("User-Agent: "), line);
+        }
+        // Max-Forwards goes on decremented inside; toward the outside it starts afresh so that
+        // the number of hops inside stays invisible.
+        if (b.side == Side::internal && inv->max_forwards()) {
+            const int mf = std::min<int>(*inv->max_forwards() - 1, 70);
+            const std::size_t at = bytes.find("Max-Forwards: 70\r\n");
+            bytes.replace(at, 18, "Max-Forwards: " + std::to_string(mf) + "\r\n");
+        }
+        const TxId t = tx_.request(b.flow, std::move(bytes), now);
+        ++c.hop;
+        if (!t) continue;
+        c.invite_client = t;
+        ++c.outstanding;
+        Pending p;
+        p.call = c.id;
+        p.leg = 1;
+        p.server = c.invite_server;
+        p.server_leg = 0;
+        p.method = sip::Method::invite;
+        p.initial = true;
+        p.hop = c.hop - 1;
+        pending_[pack(t)] = p;
+        return true;
+    }
+}
+
+B2bua::Call* B2bua::call_of_dialog(const sip::Message& m, Side side, int* leg) {
+    const std::string key = std::string(side_name(side)) + "|" + std::string(m.call_id()) + "|" +
+                            std::string(m.to()->tag);
+    auto it = dialogs_.find(key);
+    if (it == dialogs_.end()) return nullptr;
+    auto c = calls_.find(it->second);
+    if (c == calls_.end() || c->second->ended) return nullptr;
+    Call& call = *c->second;
+    for (int i = 0; i < 2; ++i)
+        if (call.leg[i].side == side && call.leg[i].call_id == m.call_id() &&
+            call.leg[i].local_tag == m.to()->tag) {
+            *leg = i;
+            return &call;
+        }
+    return nullptr;
+}
+
+void B2bua::in_dialog(TxId tx, const sip::Message& m, const Flow& from, Call& c, int li) {
+    Leg& here = c.leg[li];
+    const int oi = 1 - li;
+    Leg& there = c.leg[oi];
+    const std::uint32_t cseq = m.cseq()->number;
+    if (here.remote_cseq != 0 && cseq <= here.remote_cseq && m.method() != sip::Method::ack) {
+        tx_.respond(tx, 500, "CSeq Out of Order", {}, now_);
+        return;
+    }
+    here.remote_cseq = cseq;
+    if (here.side == Side::external) here.flow = from;  // follow the client's NAT binding
+
+    if (m.method() == sip::Method::bye) {
+        tx_.respond(tx, 200, {}, {}, now_);
+        send_bye(c, oi, now_);
+        finish(c, li == 0 ? CallEnd::bye_caller : CallEnd::bye_callee, now_);
+        return;
+    }
+    const bool offer_method =
+        m.method() == sip::Method::invite || m.method() == sip::Method::update;
+    if (offer_method && c.offer_pending) {
+        tx_.respond(tx, 491, {}, {}, now_);  // RFC 3261 §14.2 glare
+        return;
+    }
+    if (offer_method && !m.contacts().empty())
+        here.remote_target = std::string(m.contacts().front().uri.raw);
+    std::string body(m.body());
+    if (!body.empty() && m.content_type().find("sdp") != std::string_view::npos) {
+        auto sdp = anchor_sdp(c, body, here.side, now_);
+        if (!sdp) {
+            counters_.add(B2buaCounter::sdp_refused);
+            tx_.respond(tx, 488, {}, {}, now_);
+            return;
+        }
+        body = std::move(*sdp);
+    }
+    const std::uint32_t out_cseq = ++there.local_cseq;
+    std::string bytes = build_request(c, oi, m.method_name(), &m, body, out_cseq, new_branch());
+    const TxId t = tx_.request(leg_destination(c, oi), std::move(bytes), now_);
+    if (!t) {
+        tx_.respond(tx, 503, {}, {}, now_);
+        return;
+    }
+    counters_.add(B2buaCounter::in_dialog_relayed);
+    ++c.outstanding;
+    Pending p;
+    p.call = c.id;
+    p.leg = oi;
+    p.server = tx;
+    p.server_leg = li;
+    p.method = m.method();
+    pending_[pack(t)] = p;
+    if (offer_method) c.offer_pending = true;
+    if (m.method() == sip::Method::invite) {
+        server_calls_[pack(tx)] = c.id;
+        c.ack_server = tx;
+        c.ack_leg = oi;
+        c.ack_cseq = out_cseq;
+        c.ack_bytes.clear();
+    }
+}
+
+void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, base::Nanos now) {
+    const int status = r.status_code();
+    const Leg& l = c.leg[li];
+    const SideConfig& sc = l.side == Side::external ? config_.external : config_.internal;
+    std::vector<std::pair<std::string_view, std::string_view>> hs;
+    collect_headers(r, l.side, config_, hs);
+    const std::string contact = "<sip:" + l.contact_user + "@" + host_port(sc) + ">";
+    const bool dialog_response = status > 100 && status < 300 && r.cseq() &&
+                                 (r.cseq()->method == "INVITE" || r.cseq()->method == "UPDATE" ||
+                                  r.cseq()->method == "SUBSCRIBE");
+    if (dialog_response) hs.emplace_back("Contact", contact);
+    hs.emplace_back("Server", config_.user_agent);
+    sip::ResponseOptions o;
+    o.to_tag = l.local_tag;
+    o.headers = hs;
+    std::string body;
+    if (!r.body().empty()) {
+        const Side from_side = c.leg[1 - li].side;
+        if (r.content_type().find("sdp") != std::string_view::npos) {
+            auto sdp = anchor_sdp(c, r.body(), from_side, now);
+            if (sdp) body = std::move(*sdp);
+        } else {
+            body = std::string(r.body());
+        }
+        if (!body.empty()) {
+            o.body = body;
+            o.content_type = r.content_type();
+        }
+    }
+    int out_status = status;
+    if (status >= 300 && status < 400) out_status = config_.redirect_status;
+    const std::string reason = reason_for(out_status);
+    tx_.respond(server, out_status, reason, o, now);
+}
+
+void B2bua::on_response(TxId tx, const sip::Message& r) {
+    auto pit = pending_.find(pack(tx));
+    if (pit == pending_.end()) return;
+    const Pending p = pit->second;
+    if (p.probe >= 0) {
+        if (r.status_code() < 200) return;
+        HopState& h = hops_[static_cast<std::size_t>(p.probe)];
+        if (h.probe == tx) {
+            h.probe = {};
+            counters_.add(B2buaCounter::probes_answered);
+            hop_result(static_cast<std::size_t>(p.probe), true);
+        }
+        return;
+    }
+    auto cit = calls_.find(p.call);
+    if (cit == calls_.end()) return;
+    Call& c = *cit->second;
+    const int status = r.status_code();
+    Leg& l = c.leg[p.leg];
+
+    if (p.initial) {
+        if (status == 100) return;
+        const bool dialog = r.to() && !r.to()->tag.empty() && status < 300;
+        if (dialog && l.remote_tag.empty()) {
+            l.remote_tag = std::string(r.to()->tag);
+            if (!r.contacts().empty()) l.remote_target = std::string(r.contacts().front().uri.raw);
+            l.route_set.clear();
+            for (auto it = r.record_routes().rbegin(); it != r.record_routes().rend(); ++it)
+                l.route_set.emplace_back(it->raw);
+        }
+        if (status >= 200 && status < 300) {
+            if (!r.contacts().empty()) l.remote_target = std::string(r.contacts().front().uri.raw);
+            if (c.answered) {
+                // A retransmitted 2xx: our ACK went missing.
+                if (!c.ack_bytes.empty() && c.ack_leg == p.leg)
+                    wire_.send(leg_destination(c, p.leg), c.ack_bytes);
+                return;
+            }
+            if (c.cancelled || c.ended) {
+                // A 2xx crossing our CANCEL: confirm and end that dialog at once.
+                send_ack(c, p.leg, {});
+                send_bye(c, p.leg, now_);
+                return;
+            }
+            c.answered = true;
+            c.info.answered = now_;
+            c.info.final_status = status;
+            if (config_.max_call_duration > 0) c.deadline = now_ + config_.max_call_duration;
+            counters_.add(B2buaCounter::calls_answered);
+            c.ack_server = p.server;
+            c.ack_leg = p.leg;
+            c.ack_cseq = c.invite_cseq;
+            c.ack_bytes.clear();
+            relay_response(c, p.server, p.server_leg, r, now_);
+            hooks_.on_answered(c.info);
+            return;
+        }
+        if (status < 200) {
+            if (!c.cancelled && !c.ended) relay_response(c, p.server, p.server_leg, r, now_);
+            return;
+        }
+        // Final non-2xx. 503 from a next hop: the next one is tried (§16.7 failover).
+        if (c.cancelled || c.ended) return;
+        if (status == 503 && l.remote_tag.empty()) {
+            const std::size_t tried = c.hop;
+            (void)tried;
+            if (try_next_hop(c, now_)) {
+                counters_.add(B2buaCounter::failovers);
+                return;
+            }
+        }
+        c.info.final_status = status >= 300 && status < 400 ? config_.redirect_status : status;
+        relay_response(c, p.server, p.server_leg, r, now_);
+        counters_.add(B2buaCounter::calls_failed);
+        finish(c, CallEnd::rejected, now_);
+        return;
+    }
+
+    if (p.method == sip::Method::bye || !p.server) return;
+    if (status >= 200 && (p.method == sip::Method::invite || p.method == sip::Method::update))
+        c.offer_pending = false;
+    if (p.method == sip::Method::invite && status >= 200 && status < 300) {
+        if (!c.ack_bytes.empty() && c.ack_leg == p.leg) {
+            wire_.send(leg_destination(c, p.leg), c.ack_bytes);
+            return;
+        }
+        if (!r.contacts().empty()) l.remote_target = std::string(r.contacts().front().uri.raw);
+    }
+    if (tx_.state(p.server) == TxState::accepted || tx_.state(p.server) == TxState::completed)
+        return;
+    relay_response(c, p.server, p.server_leg, r, now_);
+}
+
+void B2bua::on_ack(TxId invite, const sip::Message& ack, const Flow&) {
+    if (!invite) return;  // a late or foreign ACK: nothing to confirm
+    auto it = server_calls_.find(pack(invite));
+    if (it == server_calls_.end()) return;
+    auto cit = calls_.find(it->second);
+    if (cit == calls_.end()) return;
+    Call& c = *cit->second;
+    if (c.ack_server != invite || c.ack_leg < 0 || !c.ack_bytes.empty()) return;
+    std::string body;
+    if (!ack.body().empty()) {
+        auto sdp = anchor_sdp(c, ack.body(), c.leg[1 - c.ack_leg].side, now_);
+        if (sdp) body = std::move(*sdp);
+    }
+    send_ack(c, c.ack_leg, body);
+}
+
+void B2bua::send_ack(Call& c, int li, std::string_view body) {
+    // The ACK of a 2xx is a transaction of its own (new branch), with the INVITE's CSeq number.
+    std::string bytes = build_request(c, li, "ACK", nullptr, body,
+                                      c.ack_cseq ? c.ack_cseq : c.invite_cseq, new_branch());
+    if (!body.empty()) {
+        const std::size_t at = bytes.find("Content-Length: ");
+        bytes.insert(at, "Content-Type: application/sdp\r\n");
+    }
+    wire_.send(leg_destination(c, li), bytes);
+    c.ack_bytes = std::move(bytes);
+    c.ack_leg = li;
+}
+
+void B2bua::on_cancel(TxId invite, const sip::Message&) {
+    auto it = server_calls_.find(pack(invite));
+    if (it == server_calls_.end()) return;
+    auto cit = calls_.find(it->second);
+    if (cit == calls_.end()) return;
+    Call& c = *cit->second;
+    if (c.invite_server != invite || c.answered) return;
+    c.cancelled = true;
+    if (c.invite_client) tx_.cancel(c.invite_client, now_);
+    sip::ResponseOptions o;
+    o.to_tag = c.leg[0].local_tag;
+    tx_.respond(invite, 487, {}, o, now_);
+    c.info.final_status = 487;
+    finish(c, CallEnd::cancelled, now_);
+}
+
+void B2bua::send_bye(Call& c, int li, base::Nanos now) {
+    Leg& l = c.leg[li];
+    if (li == 1 && l.remote_tag.empty()) return;  // no dialog on that side
+    const std::uint32_t cseq = ++l.local_cseq;
+    std::string bytes = build_request(c, li, "BYE", nullptr, {}, cseq, new_branch());
+    const TxId t = tx_.request(leg_destination(c, li), std::move(bytes), now);
+    if (!t) return;
+    ++c.outstanding;
+    Pending p;
+    p.call = c.id;
+    p.leg = li;
+    p.method = sip::Method::bye;
+    pending_[pack(t)] = p;
+}
+
+void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
+    if (auto pit = pending_.find(pack(tx)); pit != pending_.end()) {
+        const Pending p = pit->second;
+        if (p.probe >= 0) return;  // judged by the health check's own timeout
+        auto cit = calls_.find(p.call);
+        if (cit == calls_.end()) return;
+        Call& c = *cit->second;
+        if (p.initial) {
+            if (c.cancelled || c.ended || c.answered) return;
+            // A next hop that lets an INVITE time out takes no more calls until probes say so.
+            if (kind == TimeoutKind::no_response && config_.health.enabled &&
+                p.hop < hops_.size() && hops_[p.hop].up) {
+                hops_[p.hop].up = false;
+                hops_[p.hop].successes = 0;
+                counters_.add(B2buaCounter::hops_down);
+            }
+            if (kind != TimeoutKind::no_final_after_cancel && c.leg[1].remote_tag.empty() &&
+                try_next_hop(c, now_)) {
+                counters_.add(B2buaCounter::failovers);
+                return;
+            }
+            sip::ResponseOptions o;
+            o.to_tag = c.leg[0].local_tag;
+            tx_.respond(c.invite_server, kind == TimeoutKind::no_response ? 408 : 503, {}, o, now_);
+            c.info.final_status = 408;
+            counters_.add(B2buaCounter::calls_failed);
+            finish(c, CallEnd::timeout, now_);
+            return;
+        }
+        if (p.server) tx_.respond(p.server, 408, {}, {}, now_);
+        if (p.method == sip::Method::invite || p.method == sip::Method::update)
+            c.offer_pending = false;
+        return;
+    }
+    // A server INVITE whose 2xx was never ACKed: the call cannot be confirmed (§13.3.1.4).
+    if (kind == TimeoutKind::no_ack) {
+        auto it = server_calls_.find(pack(tx));
+        if (it == server_calls_.end()) return;
+        auto cit = calls_.find(it->second);
+        if (cit == calls_.end()) return;
+        Call& c = *cit->second;
+        if (c.ended || c.ack_server != tx || !c.ack_bytes.empty()) return;
+        if (!c.answered) return;
+        send_bye(c, 0, now_);
+        send_bye(c, 1, now_);
+        finish(c, CallEnd::timeout, now_);
+    }
+}
+
+void B2bua::on_terminated(TxId tx) {
+    const std::uint64_t k = pack(tx);
+    server_calls_.erase(k);
+    auto pit = pending_.find(k);
+    if (pit == pending_.end()) return;
+    const std::uint64_t id = pit->second.call;
+    pending_.erase(pit);
+    auto cit = calls_.find(id);
+    if (cit == calls_.end()) return;
+    Call& c = *cit->second;
+    if (--c.outstanding <= 0 && c.ended) calls_.erase(cit);
+}
+
+void B2bua::finish(Call& c, CallEnd how, base::Nanos now) {
+    if (c.ended) return;
+    c.ended = true;
+    c.info.ended = now;
+    if (c.answered) counters_.add(B2buaCounter::calls_ended);
+    if (c.media) {
+        media_.release(c.id);
+        c.media = false;
+    }
+    for (const Leg& l : c.leg)
+        dialogs_.erase(std::string(side_name(l.side)) + "|" + l.call_id + "|" + l.local_tag);
+    hooks_.on_ended(c.info, how);
+    if (c.outstanding <= 0) calls_.erase(c.id);
+}
+
+}  // namespace sbc::signaling

@@ -1,0 +1,240 @@
+#pragma once
+// The B2BUA: each call is two dialogs, both owned by the SBC (RFC 7092 §3.1.4). A call enters on
+// one side (external or internal) and leaves on the other; nothing of one leg's identifiers
+// (Call-ID, tags, branches, Contact, Via, Record-Route) appears on the other, and every message
+// the SBC sends is built from its own dialog state, so topology hiding is structural.
+//
+// Sans I/O like the transaction layer below it: the owner feeds received messages and the time,
+// and supplies three interfaces: Wire (bytes out), MediaAnchor (relay streams for SDP) and
+// CallHooks (admission before a new call goes on, and the call's life after).
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/base.hpp"
+#include "sbc/signaling/transaction.hpp"
+#include "sip/sip.hpp"
+
+namespace sbc::signaling {
+
+enum class Side : std::uint8_t { external, internal };
+constexpr Side other(Side s) {
+    return s == Side::external ? Side::internal : Side::external;
+}
+std::string_view side_name(Side s);
+
+struct SideConfig {
+    std::string host;  // the SBC's address on this side, as written in Via and Contact
+    std::uint16_t port = 5060;
+    std::string media_host;  // the relay's address on this side, written into SDP
+    Transport transport = Transport::udp;
+    std::uint32_t listener = 0;  // the owner's listener index for this side
+    // Where new calls that leave on this side go, in order of preference (failover on timeout
+    // or 503). Empty on the external side: a call from inside goes to its Request-URI's address.
+    std::vector<base::Endpoint> next_hops;
+};
+
+// OPTIONS probes of the next hops (RFC 3261 §11). Any response is a sign of life; a probe
+// without a response within `timeout` is a failure. A hop takes calls only while it is up: it
+// comes up on its first answered probe after start, and after `successes_before_up` answered
+// probes once it was down; it goes down after `failures_before_down` failed probes in a row,
+// and at once when a call to it times out. With no hop up, a new call gets 503 at once.
+struct HealthCheck {
+    bool enabled = true;
+    base::Nanos interval = base::seconds(5);
+    base::Nanos timeout = base::seconds(2);
+    std::uint32_t failures_before_down = 3;
+    std::uint32_t successes_before_up = 2;
+};
+
+struct B2buaConfig {
+    SideConfig external, internal;
+    HealthCheck health;
+    // Header fields never relayed (on top of the hop-by-hop ones the B2BUA rebuilds).
+    std::vector<std::string> strip_headers = {"Server", "User-Agent", "Organization", "Warning"};
+    // The header that carries a flag verdict to the inside; removed when it comes from outside.
+    std::string flag_header = "X-SBC-Fraud";
+    // Reason phrases going out are the standard ones for their status (inside wording never
+    // leaks) unless listed here (status -> phrase).
+    std::vector<std::pair<int, std::string>> reason_phrases;
+    // A 3xx from inside goes out as this final status (its Contact names an inside host).
+    int redirect_status = 480;
+    // A call is ended (BYE both ways) after this long; 0: no limit.
+    base::Nanos max_call_duration = 0;
+    std::string user_agent = "sbc";  // Server / User-Agent of the SBC's own messages
+    std::size_t max_calls = 20000;
+};
+
+// Relay streams for the calls' SDP (implemented on the dataplane's media control).
+class MediaAnchor {
+  public:
+    virtual ~MediaAnchor() = default;
+    // Media line `index` of call `call`: the party on side `from` signaled `peer`. Returns the
+    // SBC's endpoint that the party on the other side must send to.
+    virtual base::Result<base::Endpoint> anchor(std::uint64_t call, std::size_t index, Side from,
+                                                const base::Endpoint& peer, bool rtcp_mux,
+                                                base::Nanos now) = 0;
+    // Frees every stream of the call (called exactly once per call that anchored media).
+    virtual void release(std::uint64_t call) = 0;
+};
+
+class Wire {
+  public:
+    virtual ~Wire() = default;
+    virtual bool send(const Flow& flow, std::string_view bytes) = 0;
+};
+
+struct Admission {
+    enum class Kind : std::uint8_t { allow, flag, block } kind = Kind::allow;
+    int status = 403;        // block
+    std::string reason;      // block: the reason phrase
+    std::string flag_value;  // flag: the flag header's value
+};
+
+enum class CallEnd : std::uint8_t {
+    rejected,    // a final non-2xx before answer
+    cancelled,   // CANCEL from the caller
+    bye_caller,  // BYE from the side that placed the call
+    bye_callee,  // BYE from the side that took it
+    timeout,     // no answer / no ACK
+    max_duration,
+    terminated,  // ended by the owner (inactivity, ban, shutdown)
+    blocked,     // refused by admission
+};
+std::string_view call_end_name(CallEnd e);
+
+struct CallInfo {
+    std::uint64_t id = 0;
+    Side from = Side::external;
+    Flow source;
+    std::string caller, callee;  // From user, Request-URI user
+    std::string call_id;         // the caller's Call-ID
+    base::Nanos started = 0, answered = 0, ended = 0;
+    int final_status = 0;
+};
+
+class CallHooks {
+  public:
+    virtual ~CallHooks() = default;
+    // A new INVITE, before anything goes on.
+    virtual Admission admit(const sip::Message& invite, const Flow& from, Side side) = 0;
+    virtual void on_answered(const CallInfo&) {}
+    virtual void on_ended(const CallInfo&, CallEnd) {}
+};
+
+#define SBC_SIGNALING_B2BUA_COUNTERS(X)                                \
+    X(calls_offered, "new INVITEs")                                    \
+    X(calls_blocked, "new INVITEs refused by admission")               \
+    X(calls_flagged, "new INVITEs forwarded with the flag header")     \
+    X(calls_answered, "calls answered")                                \
+    X(calls_failed, "calls ended before answer")                       \
+    X(calls_ended, "answered calls ended")                             \
+    X(calls_refused_capacity, "new INVITEs refused at the call limit") \
+    X(no_next_hop, "new INVITEs with no next hop up (503)")            \
+    X(failovers, "INVITEs retried on the next hop")                    \
+    X(unknown_dialog, "in-dialog requests matching no dialog (481)")   \
+    X(options_answered, "OPTIONS to the SBC answered locally")         \
+    X(sdp_rewritten, "SDP bodies anchored on the relay")               \
+    X(sdp_refused, "SDP bodies that could not be anchored (488)")      \
+    X(loops, "requests refused for Max-Forwards 0 (483)")              \
+    X(in_dialog_relayed, "in-dialog requests relayed")                 \
+    X(probes_sent, "OPTIONS probes sent to next hops")                 \
+    X(probes_answered, "OPTIONS probes answered")                      \
+    X(probes_failed, "OPTIONS probes without an answer in time")       \
+    X(hops_down, "next hops marked down")                              \
+    X(hops_up, "next hops marked up")
+SBC_DECLARE_COUNTER_LIST(B2buaCounter, SBC_SIGNALING_B2BUA_COUNTERS)
+
+class B2bua final : private TransactionUser {
+  public:
+    B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hooks,
+          TimerSettings timers = {}, TransactionLimits limits = {});
+    ~B2bua() override;
+
+    // One message received on `from` from side `side` (parsed; requests passed check_request).
+    void receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now);
+    void advance(base::Nanos now);
+    base::Nanos next_deadline() const;
+    // Ends a call from outside the SIP flow (media inactivity, a fraud ban, shutdown).
+    bool end_call(std::uint64_t call, base::Nanos now);
+    std::vector<std::uint64_t> calls() const;
+
+    std::size_t active_calls() const { return calls_.size(); }
+    // Whether next hop i of the internal side takes calls now.
+    bool hop_up(std::size_t i) const { return i < hops_.size() && hops_[i].up; }
+    const base::CounterSet<B2buaCounter>& counters() const { return counters_; }
+    const TransactionLayer& transactions() const { return tx_; }
+    const B2buaConfig& config() const { return config_; }
+
+  private:
+    struct Leg;
+    struct Call;
+    struct Pending {
+        std::uint64_t call = 0;
+        int leg = 0;  // the leg the client transaction runs on
+        TxId server;  // the server transaction it answers, if any
+        int server_leg = 0;
+        sip::Method method = sip::Method::unknown;
+        bool initial = false;  // the call's first INVITE
+        int probe = -1;        // an OPTIONS probe of this next hop
+        std::size_t hop = 0;   // initial INVITE: the next hop it went to
+    };
+    // TransactionUser
+    bool send(const Flow& flow, std::string_view bytes) override;
+    void on_request(TxId tx, const sip::Message& request, const Flow& from) override;
+    void on_ack(TxId invite, const sip::Message& ack, const Flow& from) override;
+    void on_cancel(TxId invite, const sip::Message& cancel) override;
+    void on_response(TxId tx, const sip::Message& response) override;
+    void on_timeout(TxId tx, TimeoutKind kind) override;
+    void on_terminated(TxId tx) override;
+
+    void new_call(TxId tx, const sip::Message& invite, const Flow& from);
+    void in_dialog(TxId tx, const sip::Message& request, const Flow& from, Call& call, int leg);
+    bool try_next_hop(Call& call, base::Nanos now);
+    std::string build_request(Call& call, int leg, std::string_view method, const sip::Message* src,
+                              std::string_view body, std::uint32_t cseq, std::string_view branch);
+    std::string relay_headers(const sip::Message& src, Side to) const;
+    std::optional<std::string> anchor_sdp(Call& call, std::string_view body, Side from,
+                                          base::Nanos now);
+    void relay_response(Call& call, TxId server, int server_leg, const sip::Message& response,
+                        base::Nanos now);
+    void send_ack(Call& call, int leg, std::string_view body);
+    void send_bye(Call& call, int leg, base::Nanos now);
+    void finish(Call& call, CallEnd how, base::Nanos now);
+    Call* call_of_dialog(const sip::Message& m, Side side, int* leg);
+    std::string reason_for(int status) const;
+    Flow leg_destination(const Call& call, int leg) const;
+
+    struct HopState {
+        bool up = false;
+        bool ever_up = false;
+        std::uint32_t successes = 0, failures = 0;
+        base::Nanos next_probe = 0;
+        TxId probe;
+        base::Nanos probe_sent = 0;
+    };
+    void probe_hops(base::Nanos now);
+    void hop_result(std::size_t hop, bool ok);
+    bool hop_usable(std::size_t hop) const;
+
+    B2buaConfig config_;
+    std::vector<HopState> hops_;  // the internal side's next hops
+    Wire& wire_;
+    MediaAnchor& media_;
+    CallHooks& hooks_;
+    TransactionLayer tx_;
+    base::Nanos now_ = 0;
+    Side current_side_ = Side::external;  // the side of the message being received
+    std::uint64_t next_call_ = 1;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Call>> calls_;
+    std::unordered_map<std::string, std::uint64_t> dialogs_;         // side|Call-ID|local tag
+    std::unordered_map<std::uint64_t, Pending> pending_;             // client tx -> what it is for
+    std::unordered_map<std::uint64_t, std::uint64_t> server_calls_;  // server INVITE tx -> call
+    base::CounterSet<B2buaCounter> counters_;
+};
+
+}  // namespace sbc::signaling

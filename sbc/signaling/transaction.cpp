@@ -1,0 +1,768 @@
+#include "sbc/signaling/transaction.hpp"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+
+namespace sbc::signaling {
+
+std::string_view transport_name(Transport t) {
+    switch (t) {
+        case Transport::udp:
+            return "UDP";
+        case Transport::tcp:
+            return "TCP";
+        case Transport::tls:
+            return "TLS";
+    }
+    return "UDP";
+}
+
+std::string_view state_name(TxState s) {
+    switch (s) {
+        case TxState::calling:
+            return "calling";
+        case TxState::trying:
+            return "trying";
+        case TxState::proceeding:
+            return "proceeding";
+        case TxState::completed:
+            return "completed";
+        case TxState::confirmed:
+            return "confirmed";
+        case TxState::accepted:
+            return "accepted";
+        case TxState::terminated:
+            return "terminated";
+    }
+    return "terminated";
+}
+
+std::string_view timeout_name(TimeoutKind k) {
+    switch (k) {
+        case TimeoutKind::no_response:
+            return "no_response";
+        case TimeoutKind::transport_error:
+            return "transport_error";
+        case TimeoutKind::no_ack:
+            return "no_ack";
+        case TimeoutKind::no_final_after_cancel:
+            return "no_final_after_cancel";
+        case TimeoutKind::no_final_from_user:
+            return "no_final_from_user";
+    }
+    return "no_response";
+}
+
+std::string random_token(std::size_t chars) {
+    static constexpr char kAlphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    thread_local unsigned char pool[512];
+    thread_local std::size_t left = 0;
+    std::string out;
+    out.reserve(chars);
+    while (out.size() < chars) {
+        if (left == 0) {
+            std::size_t got = 0;
+            while (got < sizeof pool) {
+                const ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+                if (n < 0) {
+                    if (errno == EINTR) continue;
+                    throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+                }
+                got += static_cast<std::size_t>(n);
+            }
+            left = sizeof pool;
+        }
+        const unsigned char b = pool[--left];
+        if (b >= 252) continue;  // 252 = 7 * 36: keeps the characters uniform
+        out.push_back(kAlphabet[b % 36]);
+    }
+    return out;
+}
+
+std::string new_branch() {
+    return "z9hG4bK" + random_token(24);
+}
+
+struct TransactionLayer::Tx {
+    TxKind kind = TxKind::server_non_invite;
+    TxState state = TxState::terminated;
+    std::uint32_t generation = 0;
+    std::uint32_t index = 0;
+    Flow flow;
+    sip::Message request;  // own copy: server, what came; client, what we sent
+    std::string key;
+    std::string dialog_key;     // server INVITE in Accepted, for the ACK of its 2xx
+    std::string last_response;  // server: the last response sent
+    std::string ack;            // client INVITE: the ACK of a non-2xx final
+    int last_status = 0;
+    Nanos interval = 0;  // current retransmission interval
+    std::uint32_t serial = 0;
+    std::uint32_t retransmit_serial = 0;  // 0: disarmed
+    std::uint32_t end_serial = 0;
+    bool cancel_pending = false;  // client INVITE: CANCEL asked before any provisional
+    bool cancel_sent = false;
+    bool acked = false;     // server INVITE in Accepted: the 2xx's ACK came
+    bool internal = false;  // a CANCEL the layer sent itself: no events for the user
+    TxId id() const { return {index, generation}; }
+};
+
+namespace {
+
+constexpr std::string_view kCookie = "z9hG4bK";
+
+std::string sent_by(const sip::Via& v) {
+    std::string s(v.host);
+    s += ':';
+    s += std::to_string(v.has_port ? v.port : 0);
+    return s;
+}
+
+// RFC 3261 §17.2.3: the key of the server transaction a request belongs to. ACK belongs to
+// the INVITE's; CANCEL has its own.
+std::string server_key(const sip::Message& m, std::string_view method) {
+    const sip::Via& top = m.vias().front();
+    std::string k;
+    if (top.branch.size() > kCookie.size() && top.branch.substr(0, kCookie.size()) == kCookie) {
+        k.reserve(top.branch.size() + top.host.size() + method.size() + 16);
+        k += "s|";
+        k += method;
+        k += '|';
+        k += top.branch;
+        k += '|';
+        k += sent_by(top);
+        return k;
+    }
+    // An RFC 2543 request: Request-URI, From tag, Call-ID, CSeq number and top Via.
+    k += "o|";
+    k += method;
+    k += '|';
+    k += m.request_uri().raw;
+    k += '|';
+    if (const auto* f = m.from()) k += f->tag;
+    k += '|';
+    k += m.call_id();
+    k += '|';
+    k += std::to_string(m.cseq() ? m.cseq()->number : 0);
+    k += '|';
+    k += top.raw;
+    return k;
+}
+
+std::string client_key(std::string_view branch, std::string_view method) {
+    std::string k = "c|";
+    k += method;
+    k += '|';
+    k += branch;
+    return k;
+}
+
+std::string dialog_key(const sip::Message& m) {
+    std::string k = "d|";
+    k += m.call_id();
+    k += '|';
+    k += std::to_string(m.cseq() ? m.cseq()->number : 0);
+    k += '|';
+    if (const auto* f = m.from()) k += f->tag;
+    return k;
+}
+
+// The header fields a CANCEL or the ACK of a non-2xx final copy from the request (§9.1,
+// §17.1.1.3): its top Via, Route set, From and Call-ID, with the request's CSeq number.
+std::string request_echo(const sip::Message& request, std::string_view method,
+                         std::string_view to_value) {
+    std::string out;
+    out.reserve(512);
+    out += method;
+    out += ' ';
+    out += request.request_uri().raw;
+    out += " SIP/2.0\r\n";
+    out += "Via: ";
+    out += request.vias().front().raw;
+    out += "\r\n";
+    for (const auto& h : request.headers())
+        if (h.id == sip::HeaderId::route || h.id == sip::HeaderId::from ||
+            h.id == sip::HeaderId::call_id)
+            out += h.line;
+    out += "To: ";
+    out += to_value;
+    out += "\r\nCSeq: ";
+    out += std::to_string(request.cseq()->number);
+    out += ' ';
+    out += method;
+    out += "\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    return out;
+}
+
+}  // namespace
+
+TransactionLayer::TransactionLayer(TransactionUser& user, TimerSettings timers, Limits limits)
+    : user_(user), timers_(timers), limits_(limits) {}
+
+TransactionLayer::~TransactionLayer() = default;
+
+TransactionLayer::Tx* TransactionLayer::find(TxId id) {
+    if (!id || id.index >= slots_.size()) return nullptr;
+    Tx* tx = slots_[id.index].get();
+    return tx->generation == id.generation ? tx : nullptr;
+}
+
+const TransactionLayer::Tx* TransactionLayer::find(TxId id) const {
+    return const_cast<TransactionLayer*>(this)->find(id);
+}
+
+TxId TransactionLayer::allocate(TxKind kind) {
+    if (live_ >= limits_.max_transactions) {
+        counters_.add(TxCounter::overloaded);
+        return {};
+    }
+    std::uint32_t index;
+    if (!free_.empty()) {
+        index = free_.back();
+        free_.pop_back();
+    } else {
+        index = static_cast<std::uint32_t>(slots_.size());
+        slots_.push_back(std::make_unique<Tx>());
+    }
+    Tx& tx = *slots_[index];
+    tx.kind = kind;
+    tx.index = index;
+    tx.generation = next_generation_++;
+    if (next_generation_ == 0) next_generation_ = 1;
+    tx.state = TxState::trying;
+    tx.last_status = 0;
+    tx.interval = 0;
+    tx.retransmit_serial = tx.end_serial = 0;
+    tx.cancel_pending = tx.cancel_sent = tx.acked = tx.internal = false;
+    ++live_;
+    counters_.add(kind == TxKind::server_invite || kind == TxKind::server_non_invite
+                      ? TxCounter::server_transactions
+                      : TxCounter::client_transactions);
+    return tx.id();
+}
+
+void TransactionLayer::release(Tx& tx) {
+    const TxId id = tx.id();
+    const bool internal = tx.internal;
+    if (!tx.key.empty()) {
+        auto it = by_key_.find(tx.key);
+        if (it != by_key_.end() && it->second == tx.index) by_key_.erase(it);
+    }
+    if (!tx.dialog_key.empty()) {
+        auto it = by_dialog_.find(tx.dialog_key);
+        if (it != by_dialog_.end() && it->second == tx.index) by_dialog_.erase(it);
+    }
+    tx.key.clear();
+    tx.dialog_key.clear();
+    tx.last_response.clear();
+    tx.ack.clear();
+    tx.state = TxState::terminated;
+    tx.generation = 0;
+    tx.retransmit_serial = tx.end_serial = 0;
+    free_.push_back(tx.index);
+    --live_;
+    if (!internal) user_.on_terminated(id);
+}
+
+void TransactionLayer::terminate(Tx& tx) {
+    release(tx);
+}
+
+void TransactionLayer::arm(Tx& tx, bool retransmit, Nanos at) {
+    const std::uint32_t serial = ++tx.serial == 0 ? ++tx.serial : tx.serial;
+    (retransmit ? tx.retransmit_serial : tx.end_serial) = serial;
+    heap_.push_back({at, tx.index, serial, retransmit});
+    std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
+}
+
+bool TransactionLayer::transmit(Tx& tx, std::string_view bytes) {
+    return user_.send(tx.flow, bytes);
+}
+
+void TransactionLayer::fail(Tx& tx, TimeoutKind kind) {
+    const TxId id = tx.id();
+    switch (kind) {
+        case TimeoutKind::no_response:
+        case TimeoutKind::no_final_after_cancel:
+        case TimeoutKind::no_final_from_user:
+            counters_.add(TxCounter::timeouts);
+            break;
+        case TimeoutKind::transport_error:
+            counters_.add(TxCounter::transport_errors);
+            break;
+        case TimeoutKind::no_ack:
+            counters_.add(TxCounter::ack_timeouts);
+            break;
+    }
+    tx.retransmit_serial = tx.end_serial = 0;
+    if (!tx.internal) user_.on_timeout(id, kind);
+    if (Tx* still = find(id)) terminate(*still);
+}
+
+TransactionLayer::Received TransactionLayer::receive(const sip::Message& m, const Flow& from,
+                                                     Nanos now) {
+    advance(now);
+    return m.is_request() ? receive_request(m, from, now) : receive_response(m, now);
+}
+
+TransactionLayer::Received TransactionLayer::receive_request(const sip::Message& m,
+                                                             const Flow& from, Nanos now) {
+    if (m.vias().empty() || !m.cseq()) {
+        counters_.add(TxCounter::malformed);
+        return Received::malformed;
+    }
+    const sip::Method method = m.method();
+
+    if (method == sip::Method::ack) {
+        auto it = by_key_.find(server_key(m, "INVITE"));
+        if (it != by_key_.end()) {
+            Tx& tx = *slots_[it->second];
+            if (tx.kind == TxKind::server_invite && tx.state == TxState::completed) {
+                // The ACK of our non-2xx final (§17.2.1): stop retransmitting, absorb the
+                // ACK's own retransmissions for T4.
+                tx.state = TxState::confirmed;
+                tx.retransmit_serial = 0;
+                if (is_reliable(tx.flow.transport))
+                    terminate(tx);
+                else
+                    arm(tx, false, now + timers_.t4);
+                return Received::ack;
+            }
+            if (tx.kind == TxKind::server_invite && tx.state == TxState::confirmed) {
+                counters_.add(TxCounter::request_retransmissions_absorbed);
+                return Received::ack;
+            }
+        }
+        auto d = by_dialog_.find(dialog_key(m));
+        if (d != by_dialog_.end()) {
+            Tx& tx = *slots_[d->second];
+            if (tx.acked) {
+                counters_.add(TxCounter::request_retransmissions_absorbed);
+                return Received::ack;
+            }
+            tx.acked = true;
+            tx.retransmit_serial = 0;
+            counters_.add(TxCounter::acks_for_2xx);
+            user_.on_ack(tx.id(), m, from);
+            return Received::ack;
+        }
+        counters_.add(TxCounter::stray_acks);
+        user_.on_ack({}, m, from);
+        return Received::ack;
+    }
+
+    const std::string key = server_key(m, m.method_name());
+    if (auto it = by_key_.find(key); it != by_key_.end()) {
+        Tx& tx = *slots_[it->second];
+        counters_.add(TxCounter::request_retransmissions_absorbed);
+        // A retransmitted request gets the last response again (§17.2.1, §17.2.2), except in
+        // Accepted, where the 2xx has its own retransmission timer (RFC 6026 §7.1).
+        if (!tx.last_response.empty() &&
+            (tx.state == TxState::proceeding || tx.state == TxState::completed)) {
+            counters_.add(TxCounter::retransmissions_sent);
+            if (!transmit(tx, tx.last_response)) fail(tx, TimeoutKind::transport_error);
+        }
+        return Received::retransmission;
+    }
+
+    const TxId id =
+        allocate(method == sip::Method::invite ? TxKind::server_invite : TxKind::server_non_invite);
+    if (!id) return Received::overloaded;
+    Tx& tx = *slots_[id.index];
+    tx.flow = from;
+    if (!tx.request.parse_owned(m.bytes())) {
+        tx.internal = true;
+        release(tx);
+        counters_.add(TxCounter::malformed);
+        return Received::malformed;
+    }
+    tx.key = key;
+    by_key_.emplace(key, id.index);
+    // A server transaction never lives on a user that forgets it: without a final response
+    // in time, the layer answers 408 itself.
+    arm(tx, false, now + timers_.max_pending);
+
+    if (method == sip::Method::cancel) {
+        std::string invite_key = server_key(m, "INVITE");
+        Tx* invite = nullptr;
+        if (auto it = by_key_.find(invite_key); it != by_key_.end())
+            invite = slots_[it->second].get();
+        if (!invite || invite->kind != TxKind::server_invite) {
+            counters_.add(TxCounter::cancels_unmatched);
+            respond(id, 481, {}, {}, now);
+            return Received::cancel;
+        }
+        const bool pending =
+            invite->state == TxState::proceeding || invite->state == TxState::trying;
+        // §9.2: the CANCEL is answered 200 whether or not the INVITE still can be cancelled.
+        respond(id, 200, {}, {}, now);
+        if (pending) {
+            counters_.add(TxCounter::cancels_matched);
+            user_.on_cancel(invite->id(), m);
+        }
+        return Received::cancel;
+    }
+
+    if (method == sip::Method::invite) {
+        // §17.2.1: 100 Trying at once, so the client stops retransmitting.
+        tx.state = TxState::proceeding;
+        sip::ResponseOptions o;
+        const std::string src = from.remote.addr.to_string();
+        o.source_address = src;
+        o.source_port = from.remote.port;
+        tx.last_response = sip::build_response(tx.request, 100, {}, o);
+        tx.last_status = 100;
+        if (!transmit(tx, tx.last_response)) {
+            fail(tx, TimeoutKind::transport_error);
+            return Received::new_request;
+        }
+    }
+    user_.on_request(id, tx.request, from);
+    return Received::new_request;
+}
+
+bool TransactionLayer::respond(TxId id, int status, std::string_view reason,
+                               sip::ResponseOptions options, Nanos now) {
+    Tx* tx = find(id);
+    if (!tx || (tx->kind != TxKind::server_invite && tx->kind != TxKind::server_non_invite))
+        return false;
+    const std::string src = tx->flow.remote.addr.to_string();
+    options.source_address = src;
+    options.source_port = tx->flow.remote.port;
+    std::string tag;
+    if (options.to_tag.empty() && status > 100) {
+        tag = random_token(16);
+        options.to_tag = tag;
+    }
+    return respond_with(id, status, sip::build_response(tx->request, status, reason, options), now);
+}
+
+bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nanos now) {
+    Tx* found = find(id);
+    if (!found) return false;
+    Tx& tx = *found;
+    const bool pending = tx.state == TxState::trying || tx.state == TxState::proceeding;
+    if (!pending || status < 100 || status > 699) return false;
+    if (tx.kind != TxKind::server_invite && tx.kind != TxKind::server_non_invite) return false;
+    tx.last_response = std::move(bytes);
+    tx.last_status = status;
+    const bool reliable = is_reliable(tx.flow.transport);
+
+    if (status < 200) {
+        tx.state = TxState::proceeding;
+        if (!transmit(tx, tx.last_response)) {
+            fail(tx, TimeoutKind::transport_error);
+            return false;
+        }
+        return true;
+    }
+
+    if (tx.kind == TxKind::server_non_invite) {
+        tx.state = TxState::completed;
+        tx.end_serial = 0;
+        if (!transmit(tx, tx.last_response)) {
+            fail(tx, TimeoutKind::transport_error);
+            return false;
+        }
+        if (reliable)
+            terminate(tx);  // Timer J = 0
+        else
+            arm(tx, false, now + 64 * timers_.t1);  // Timer J
+        return true;
+    }
+
+    if (status < 300) {
+        // RFC 6026 Accepted. The UAS core retransmits its 2xx until the ACK, at T1 doubling up
+        // to T2, on every transport (RFC 3261 §13.3.1.4: hops beyond may be UDP).
+        tx.state = TxState::accepted;
+        tx.dialog_key = dialog_key(tx.request);
+        by_dialog_[tx.dialog_key] = tx.index;
+        tx.interval = timers_.t1;
+        if (!transmit(tx, tx.last_response)) {
+            fail(tx, TimeoutKind::transport_error);
+            return false;
+        }
+        arm(tx, true, now + tx.interval);
+        arm(tx, false, now + 64 * timers_.t1);  // Timer L
+        return true;
+    }
+
+    tx.state = TxState::completed;
+    if (!transmit(tx, tx.last_response)) {
+        fail(tx, TimeoutKind::transport_error);
+        return false;
+    }
+    tx.retransmit_serial = 0;
+    if (!reliable) {
+        tx.interval = timers_.t1;
+        arm(tx, true, now + tx.interval);  // Timer G
+    }
+    arm(tx, false, now + 64 * timers_.t1);  // Timer H
+    return true;
+}
+
+const sip::Message* TransactionLayer::request_of(TxId id) const {
+    const Tx* tx = find(id);
+    return tx ? &tx->request : nullptr;
+}
+
+const Flow* TransactionLayer::flow_of(TxId id) const {
+    const Tx* tx = find(id);
+    return tx ? &tx->flow : nullptr;
+}
+
+TxState TransactionLayer::state(TxId id) const {
+    const Tx* tx = find(id);
+    return tx ? tx->state : TxState::terminated;
+}
+
+TxId TransactionLayer::request(const Flow& to, std::string bytes, Nanos now) {
+    sip::Message parsed;
+    if (!parsed.parse_owned(bytes) || !parsed.is_request() || parsed.vias().empty() ||
+        !parsed.cseq() || parsed.method() == sip::Method::ack)
+        return {};
+    const std::string key = client_key(parsed.vias().front().branch, parsed.cseq()->method);
+    if (by_key_.count(key)) return {};
+    const bool invite = parsed.method() == sip::Method::invite;
+    const TxId id = allocate(invite ? TxKind::client_invite : TxKind::client_non_invite);
+    if (!id) return {};
+    Tx& tx = *slots_[id.index];
+    tx.flow = to;
+    tx.request = std::move(parsed);
+    tx.key = key;
+    by_key_.emplace(key, id.index);
+    tx.state = invite ? TxState::calling : TxState::trying;
+    if (!transmit(tx, tx.request.bytes())) {
+        counters_.add(TxCounter::transport_errors);
+        tx.internal = true;  // the user never saw this id
+        release(tx);
+        return {};
+    }
+    if (!is_reliable(to.transport)) {
+        tx.interval = timers_.t1;
+        arm(tx, true, now + tx.interval);  // Timer A / E
+    }
+    arm(tx, false, now + 64 * timers_.t1);  // Timer B / F
+    return id;
+}
+
+bool TransactionLayer::cancel(TxId id, Nanos now) {
+    Tx* tx = find(id);
+    if (!tx || tx->kind != TxKind::client_invite || tx->cancel_sent || tx->cancel_pending)
+        return false;
+    if (tx->state == TxState::calling) {
+        tx->cancel_pending = true;  // §9.1: not before a provisional response
+        return true;
+    }
+    if (tx->state != TxState::proceeding) return false;
+    send_cancel(*tx, now);
+    return true;
+}
+
+void TransactionLayer::send_cancel(Tx& tx, Nanos now) {
+    tx.cancel_pending = false;
+    tx.cancel_sent = true;
+    const sip::NameAddr* to = tx.request.to();
+    std::string bytes = request_echo(tx.request, "CANCEL", to ? to->raw : std::string_view{});
+    const TxId invite = tx.id();
+    const Flow flow = tx.flow;
+    const TxId c = request(flow, std::move(bytes), now);
+    if (Tx* ct = find(c)) {
+        ct->internal = true;
+        counters_.add(TxCounter::cancels_sent);
+    }
+    // §9.1: without a final response 64*T1 after the CANCEL, the INVITE is given up.
+    if (Tx* again = find(invite)) arm(*again, false, now + 64 * timers_.t1);
+}
+
+TransactionLayer::Received TransactionLayer::receive_response(const sip::Message& m, Nanos now) {
+    if (m.vias().empty() || !m.cseq()) {
+        counters_.add(TxCounter::malformed);
+        return Received::malformed;
+    }
+    auto it = by_key_.find(client_key(m.vias().front().branch, m.cseq()->method));
+    if (it == by_key_.end()) {
+        counters_.add(TxCounter::stray_responses);
+        return Received::stray_response;
+    }
+    Tx& tx = *slots_[it->second];
+    const TxId id = tx.id();
+    const int status = m.status_code();
+    const bool reliable = is_reliable(tx.flow.transport);
+
+    if (tx.kind == TxKind::client_invite) {
+        switch (tx.state) {
+            case TxState::calling:
+            case TxState::proceeding:
+                if (status < 200) {
+                    tx.state = TxState::proceeding;
+                    tx.retransmit_serial = 0;                // Timer A stops
+                    if (!tx.cancel_sent) tx.end_serial = 0;  // so does Timer B
+                    if (tx.cancel_pending) send_cancel(tx, now);
+                    if (!tx.internal) user_.on_response(id, m);
+                    return Received::response;
+                }
+                tx.retransmit_serial = tx.end_serial = 0;
+                if (status < 300) {
+                    tx.state = TxState::accepted;
+                    arm(tx, false, now + 64 * timers_.t1);  // Timer M
+                    user_.on_response(id, m);
+                    return Received::response;
+                }
+                tx.state = TxState::completed;
+                tx.ack = request_echo(tx.request, "ACK", m.to() ? m.to()->raw : std::string_view{});
+                if (!transmit(tx, tx.ack)) {
+                    fail(tx, TimeoutKind::transport_error);
+                    return Received::response;
+                }
+                if (!reliable)
+                    arm(tx, false, now + std::max(base::seconds(32), 64 * timers_.t1));  // Timer D
+                user_.on_response(id, m);
+                if (reliable)
+                    if (Tx* still = find(id)) terminate(*still);
+                return Received::response;
+            case TxState::completed:
+                counters_.add(TxCounter::response_retransmissions_absorbed);
+                if (status >= 300) {
+                    counters_.add(TxCounter::retransmissions_sent);
+                    if (!transmit(tx, tx.ack)) fail(tx, TimeoutKind::transport_error);
+                }
+                return Received::absorbed_response;
+            case TxState::accepted:
+                if (status >= 200 && status < 300) {
+                    user_.on_response(id, m);  // a retransmitted 2xx: the user ACKs it again
+                    return Received::response;
+                }
+                counters_.add(TxCounter::response_retransmissions_absorbed);
+                return Received::absorbed_response;
+            default:
+                counters_.add(TxCounter::stray_responses);
+                return Received::stray_response;
+        }
+    }
+    if (tx.kind == TxKind::client_non_invite) {
+        if (tx.state == TxState::completed) {
+            counters_.add(TxCounter::response_retransmissions_absorbed);
+            return Received::absorbed_response;
+        }
+        if (status < 200) {
+            tx.state = TxState::proceeding;
+            tx.interval = timers_.t2;  // Timer E continues at T2 (§17.1.2.2)
+            if (!tx.internal) user_.on_response(id, m);
+            return Received::response;
+        }
+        tx.state = TxState::completed;
+        tx.retransmit_serial = tx.end_serial = 0;
+        if (!reliable) arm(tx, false, now + timers_.t4);  // Timer K
+        if (!tx.internal) user_.on_response(id, m);
+        if (reliable)
+            if (Tx* still = find(id)) terminate(*still);
+        return Received::response;
+    }
+    counters_.add(TxCounter::stray_responses);
+    return Received::stray_response;
+}
+
+void TransactionLayer::fire(Tx& tx, bool retransmit, Nanos now) {
+    if (retransmit) {
+        std::string_view bytes;
+        Nanos next = 0;
+        switch (tx.kind) {
+            case TxKind::client_invite:
+                if (tx.state != TxState::calling) return;
+                bytes = tx.request.bytes();
+                next = tx.interval * 2;  // Timer A doubles without a cap
+                break;
+            case TxKind::client_non_invite:
+                if (tx.state != TxState::trying && tx.state != TxState::proceeding) return;
+                bytes = tx.request.bytes();
+                next = tx.state == TxState::trying ? std::min(tx.interval * 2, timers_.t2)
+                                                   : timers_.t2;
+                break;
+            case TxKind::server_invite:
+                if (tx.state == TxState::completed ||
+                    (tx.state == TxState::accepted && !tx.acked)) {
+                    bytes = tx.last_response;
+                    next = std::min(tx.interval * 2, timers_.t2);  // Timer G / 2xx
+                    break;
+                }
+                return;
+            case TxKind::server_non_invite:
+                return;
+        }
+        counters_.add(TxCounter::retransmissions_sent);
+        if (!transmit(tx, bytes)) {
+            fail(tx, TimeoutKind::transport_error);
+            return;
+        }
+        tx.interval = next;
+        arm(tx, true, now + next);
+        return;
+    }
+
+    switch (tx.kind) {
+        case TxKind::client_invite:
+            if (tx.state == TxState::calling || tx.state == TxState::proceeding)
+                fail(tx, tx.cancel_sent ? TimeoutKind::no_final_after_cancel
+                                        : TimeoutKind::no_response);  // Timer B
+            else
+                terminate(tx);  // Timer D / M
+            return;
+        case TxKind::client_non_invite:
+            if (tx.state == TxState::trying || tx.state == TxState::proceeding)
+                fail(tx, TimeoutKind::no_response);  // Timer F
+            else
+                terminate(tx);  // Timer K
+            return;
+        case TxKind::server_invite:
+            if (tx.state == TxState::trying || tx.state == TxState::proceeding) {
+                user_gave_up(tx, now);
+            } else if (tx.state == TxState::completed ||
+                       (tx.state == TxState::accepted && !tx.acked)) {
+                fail(tx, TimeoutKind::no_ack);  // Timer H / L without ACK
+            } else {
+                terminate(tx);  // Timer I / L
+            }
+            return;
+        case TxKind::server_non_invite:
+            if (tx.state == TxState::trying || tx.state == TxState::proceeding) {
+                user_gave_up(tx, now);
+            } else {
+                terminate(tx);  // Timer J
+            }
+            return;
+    }
+}
+
+void TransactionLayer::user_gave_up(Tx& tx, Nanos now) {
+    const TxId id = tx.id();
+    counters_.add(TxCounter::timeouts);
+    respond(id, 408, {}, {}, now);
+    if (find(id) && !tx.internal) user_.on_timeout(id, TimeoutKind::no_final_from_user);
+}
+
+void TransactionLayer::advance(Nanos now) {
+    while (!heap_.empty() && heap_.front().at <= now) {
+        std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
+        const Timer t = heap_.back();
+        heap_.pop_back();
+        if (t.index >= slots_.size()) continue;
+        Tx& tx = *slots_[t.index];
+        if (tx.generation == 0) continue;
+        const std::uint32_t armed = t.retransmit ? tx.retransmit_serial : tx.end_serial;
+        if (armed != t.serial) continue;  // disarmed or re-armed since
+        (t.retransmit ? tx.retransmit_serial : tx.end_serial) = 0;
+        fire(tx, t.retransmit, t.at);
+    }
+}
+
+Nanos TransactionLayer::next_deadline() const {
+    return heap_.empty() ? std::numeric_limits<Nanos>::max() : heap_.front().at;
+}
+
+}  // namespace sbc::signaling

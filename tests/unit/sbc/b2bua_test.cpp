@@ -1,0 +1,538 @@
+// The B2BUA over its transaction layer, with the wire, the relay and the admission faked: what
+// each side receives is checked byte by byte for what must and must not be there.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sbc/signaling/b2bua.hpp"
+
+using namespace sbc;
+using namespace sbc::signaling;
+using base::millis;
+using base::seconds;
+
+namespace {
+
+struct Sent {
+    Flow flow;
+    std::string bytes;
+};
+
+struct FakeWire final : Wire {
+    std::vector<Sent> sent;
+    bool send(const Flow& f, std::string_view b) override {
+        sent.push_back({f, std::string(b)});
+        return true;
+    }
+    // Messages sent to `port` since index `from`.
+    std::vector<std::string> to(std::uint16_t port, std::size_t from = 0) const {
+        std::vector<std::string> out;
+        for (std::size_t i = from; i < sent.size(); ++i)
+            if (sent[i].flow.remote.port == port) out.push_back(sent[i].bytes);
+        return out;
+    }
+};
+
+struct FakeMedia final : MediaAnchor {
+    std::map<std::uint64_t, int> anchors;
+    std::map<std::uint64_t, int> released;
+    std::vector<base::Endpoint> peers;
+    base::Result<base::Endpoint> anchor(std::uint64_t call, std::size_t index, Side from,
+                                        const base::Endpoint& peer, bool, base::Nanos) override {
+        ++anchors[call];
+        peers.push_back(peer);
+        // Leg ports: 30000 + 4*index; external side gets +0, internal +2.
+        const std::uint16_t base_port = static_cast<std::uint16_t>(30000 + 4 * index);
+        const bool toward_external = from == Side::internal;
+        return base::Endpoint{*base::IpAddress::parse(toward_external ? "203.0.113.1" : "10.0.0.1"),
+                              static_cast<std::uint16_t>(base_port + (toward_external ? 0 : 2))};
+    }
+    void release(std::uint64_t call) override { ++released[call]; }
+};
+
+struct FakeHooks final : CallHooks {
+    Admission next;
+    std::vector<std::pair<CallInfo, CallEnd>> ended;
+    int answered = 0;
+    Admission admit(const sip::Message&, const Flow&, Side) override { return next; }
+    void on_answered(const CallInfo&) override { ++answered; }
+    void on_ended(const CallInfo& c, CallEnd e) override { ended.emplace_back(c, e); }
+};
+
+constexpr std::uint16_t kCallerPort = 5070;
+constexpr std::uint16_t kProxyPort = 5080;
+constexpr std::uint16_t kProxy2Port = 5090;
+
+B2buaConfig config(std::vector<std::uint16_t> hops = {kProxyPort}) {
+    B2buaConfig c;
+    c.external.host = "203.0.113.1";
+    c.external.port = 5060;
+    c.external.media_host = "203.0.113.1";
+    c.external.listener = 0;
+    c.internal.host = "10.0.0.1";
+    c.internal.port = 5060;
+    c.internal.media_host = "10.0.0.1";
+    c.internal.listener = 1;
+    for (auto p : hops) c.internal.next_hops.push_back({*base::IpAddress::parse("10.0.0.2"), p});
+    c.health.enabled = false;  // hops always up, except in the health check's own test
+    return c;
+}
+
+Flow caller_flow() {
+    Flow f;
+    f.remote = {*base::IpAddress::parse("198.51.100.7"), kCallerPort};
+    f.listener = 0;
+    return f;
+}
+
+Flow proxy_flow(std::uint16_t port = kProxyPort) {
+    Flow f;
+    f.remote = {*base::IpAddress::parse("10.0.0.2"), port};
+    f.listener = 1;
+    return f;
+}
+
+const std::string kCallerSdp =
+    "v=0\r\no=alice 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 0\r\na=rtcp:40001\r\n";
+const std::string kCalleeSdp =
+    "v=0\r\no=FreeSWITCH 2 2 IN IP4 10.9.9.9\r\ns=FreeSWITCH\r\nc=IN IP4 10.9.9.9\r\nt=0 0\r\n"
+    "m=audio 22000 RTP/AVP 0\r\n";
+
+std::string invite(std::string_view branch = "z9hG4bKcaller1", std::string_view body = kCallerSdp) {
+    std::string s =
+        "INVITE sip:+442071234567@203.0.113.1 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.7:5070;branch=";
+    s += branch;
+    s += ";rport\r\nMax-Forwards: 70\r\n"
+         "From: \"Alice\" <sip:alice@carrier.example>;tag=alice1\r\n"
+         "To: <sip:+442071234567@203.0.113.1>\r\n"
+         "Call-ID: outside-call-1\r\nCSeq: 10 INVITE\r\n"
+         "Contact: <sip:alice@198.51.100.7:5070>\r\n"
+         "X-SBC-Fraud: forged\r\n"
+         "Content-Type: application/sdp\r\nContent-Length: ";
+    s += std::to_string(body.size());
+    s += "\r\n\r\n";
+    s += body;
+    return s;
+}
+
+sip::Message parse(const std::string& b) {
+    sip::Message m;
+    REQUIRE(m.parse_owned(b).ok);
+    return m;
+}
+
+void feed(B2bua& b, const std::string& bytes, const Flow& f, Side side, base::Nanos now) {
+    sip::Message m = parse(bytes);
+    b.receive(m, f, side, now);
+}
+
+// The inside's response to a request the SBC sent inside.
+std::string inside_response(const std::string& req, int status, std::string_view body = {},
+                            std::string_view reason = {}) {
+    sip::Message m = parse(req);
+    std::string s = "SIP/2.0 " + std::to_string(status) + " ";
+    s += reason.empty() ? sip::default_reason(status) : reason;
+    s += "\r\n";
+    for (const auto& h : m.headers())
+        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
+            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
+            s += h.line;
+    s += "To: ";
+    s += m.to()->raw;
+    if (m.to()->tag.empty() && status > 100) s += ";tag=inside9";
+    s += "\r\n";
+    s += "Record-Route: <sip:10.0.0.2:5080;lr>\r\n";
+    s += "Contact: <sip:uas@10.9.9.9:5090>\r\n";
+    s += "Server: FreeSWITCH-mod_sofia/1.10\r\n";
+    s += "Warning: 399 fs01.inside.lan \"internal detail\"\r\n";
+    if (!body.empty()) s += "Content-Type: application/sdp\r\n";
+    s += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    s += body;
+    return s;
+}
+
+// A request from inside in the dialog the SBC created there.
+std::string inside_request(const std::string& sbc_invite, std::string_view method, int cseq,
+                           std::string_view body = {}) {
+    sip::Message m = parse(sbc_invite);
+    std::string s(method);
+    s += " sip:";
+    s += m.contacts().front().uri.user;
+    s += "@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKin";
+    s += std::to_string(cseq);
+    s += "\r\nMax-Forwards: 69\r\nFrom: ";
+    s += m.to()->raw;
+    s += ";tag=inside9\r\nTo: ";
+    s += m.from()->raw;
+    s += "\r\nCall-ID: ";
+    s += m.call_id();
+    s += "\r\nCSeq: " + std::to_string(cseq) + " ";
+    s += method;
+    s += "\r\nContact: <sip:uas@10.9.9.9:5090>\r\n";
+    if (!body.empty()) s += "Content-Type: application/sdp\r\n";
+    s += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    s += body;
+    return s;
+}
+
+// A request from the caller in its dialog with the SBC (To tag from the SBC's answer).
+std::string caller_request(const std::string& sbc_answer, std::string_view method, int cseq,
+                           std::string_view branch) {
+    sip::Message a = parse(sbc_answer);
+    std::string s(method);
+    s += " sip:";
+    s += a.contacts().empty() ? "x" : std::string(a.contacts().front().uri.user);
+    s += "@203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5070;branch=";
+    s += branch;
+    s += ";rport\r\nMax-Forwards: 70\r\nFrom: ";
+    s += a.from()->raw;
+    s += "\r\nTo: ";
+    s += a.to()->raw;
+    s += "\r\nCall-ID: outside-call-1\r\nCSeq: " + std::to_string(cseq) + " ";
+    s += method;
+    s += "\r\nContent-Length: 0\r\n\r\n";
+    return s;
+}
+
+bool leaks_inside(const std::string& bytes) {
+    for (std::string_view needle :
+         {"10.0.0.", "10.9.9.9", "inside.lan", "FreeSWITCH", "inside9", "Record-Route", "Warning"})
+        if (bytes.find(needle) != std::string::npos) return true;
+    return false;
+}
+
+struct Harness {
+    FakeWire wire;
+    FakeMedia media;
+    FakeHooks hooks;
+    B2bua b2b;
+    explicit Harness(B2buaConfig c = config()) : b2b(std::move(c), wire, media, hooks) {}
+};
+
+// Places a call and returns the INVITE the SBC sent inside.
+std::string place(Harness& h, base::Nanos now = 0) {
+    feed(h.b2b, invite(), caller_flow(), Side::external, now);
+    auto inside = h.wire.to(kProxyPort);
+    REQUIRE(inside.size() == 1);
+    return inside.back();
+}
+
+}  // namespace
+
+TEST_CASE("a call goes inside as a new dialog and comes back out with nothing of the inside") {
+    Harness h;
+    const std::string inv = place(h);
+    // The caller got 100 Trying at once.
+    REQUIRE(h.wire.to(kCallerPort).size() == 1);
+    CHECK(parse(h.wire.to(kCallerPort)[0]).status_code() == 100);
+
+    sip::Message in = parse(inv);
+    CHECK(in.call_id() != "outside-call-1");
+    CHECK(in.from()->tag != "alice1");
+    REQUIRE(in.vias().size() == 1);
+    CHECK(in.vias()[0].host == "10.0.0.1");
+    CHECK(in.request_uri().user == "+442071234567");
+    CHECK(in.request_uri().host == "10.0.0.2");
+    CHECK(in.max_forwards() == 69);
+    CHECK(in.find("X-SBC-Fraud") == nullptr);              // forged from outside: removed
+    CHECK(inv.find("198.51.100.7") == std::string::npos);  // the caller's address stays outside
+    CHECK(in.body().find("c=IN IP4 10.0.0.1") != std::string::npos);
+    CHECK(in.body().find("m=audio 30002 ") != std::string::npos);
+    CHECK(in.body().find("a=rtcp:30003") != std::string::npos);
+    CHECK(h.media.peers.at(0).port == 40000);
+
+    feed(h.b2b, inside_response(inv, 180), proxy_flow(), Side::internal, millis(10));
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp, "OK from fs01.inside.lan"), proxy_flow(),
+         Side::internal, millis(20));
+    auto out = h.wire.to(kCallerPort);
+    REQUIRE(out.size() == 3);
+    sip::Message ringing = parse(out[1]);
+    sip::Message ok = parse(out[2]);
+    CHECK(ringing.status_code() == 180);
+    CHECK(ok.status_code() == 200);
+    CHECK(ok.reason_phrase() == "OK");
+    CHECK(ok.call_id() == "outside-call-1");
+    CHECK(ok.from()->tag == "alice1");
+    CHECK(ok.to()->tag == ringing.to()->tag);
+    CHECK_FALSE(ok.to()->tag.empty());
+    REQUIRE(ok.contacts().size() == 1);
+    CHECK(ok.contacts()[0].uri.host == "203.0.113.1");
+    CHECK(ok.vias().size() == 1);
+    CHECK(ok.vias()[0].host == "198.51.100.7");
+    CHECK(ok.body().find("c=IN IP4 203.0.113.1") != std::string::npos);
+    CHECK(ok.body().find("m=audio 30000 ") != std::string::npos);
+    for (const auto& m : out) CHECK_FALSE(leaks_inside(m));
+    CHECK(h.hooks.answered == 1);
+
+    // The caller's ACK goes inside as the ACK of the inside dialog.
+    const std::size_t mark = h.wire.sent.size();
+    feed(h.b2b, caller_request(out[2], "ACK", 10, "z9hG4bKack1"), caller_flow(), Side::external,
+         millis(30));
+    auto acks = h.wire.to(kProxyPort, mark);
+    REQUIRE(acks.size() == 1);
+    sip::Message ack = parse(acks[0]);
+    CHECK(ack.method() == sip::Method::ack);
+    CHECK(ack.call_id() == in.call_id());
+    CHECK(ack.to()->tag == "inside9");
+    CHECK(ack.cseq()->number == in.cseq()->number);
+    CHECK(ack.request_uri().raw == "sip:uas@10.9.9.9:5090");
+    REQUIRE(ack.routes().size() == 1);  // the inside's Record-Route becomes the route set
+
+    // BYE from the caller: answered, relayed inside, media freed once.
+    feed(h.b2b, caller_request(out[2], "BYE", 11, "z9hG4bKbye1"), caller_flow(), Side::external,
+         seconds(60));
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 200);
+    const std::string bye = h.wire.to(kProxyPort).back();
+    CHECK(parse(bye).method() == sip::Method::bye);
+    CHECK(h.media.released[1] == 1);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::bye_caller);
+    CHECK(h.b2b.calls().empty());
+    feed(h.b2b, inside_response(bye, 200), proxy_flow(), Side::internal, seconds(60) + millis(5));
+    h.b2b.advance(seconds(100));  // the transactions' last timers
+    CHECK(h.b2b.active_calls() == 0);
+    CHECK(h.b2b.transactions().size() == 0);
+}
+
+TEST_CASE("CANCEL from the caller: 487 out, CANCEL inside, the inside's 487 ACKed there") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 180), proxy_flow(), Side::internal, millis(10));
+    const std::size_t mark = h.wire.sent.size();
+    std::string cancel = invite();
+    cancel.replace(0, 6, "CANCEL");
+    cancel.replace(cancel.find("CSeq: 10 INVITE"), 15, "CSeq: 10 CANCEL");
+    cancel = cancel.substr(0, cancel.find("Content-Type")) + "Content-Length: 0\r\n\r\n";
+    feed(h.b2b, cancel, caller_flow(), Side::external, millis(20));
+    auto out = h.wire.to(kCallerPort, mark);
+    REQUIRE(out.size() == 2);
+    CHECK(parse(out[0]).status_code() == 200);
+    CHECK(parse(out[1]).status_code() == 487);
+    auto in = h.wire.to(kProxyPort, mark);
+    REQUIRE(in.size() == 1);
+    CHECK(parse(in[0]).method() == sip::Method::cancel);
+    feed(h.b2b, inside_response(in[0], 200), proxy_flow(), Side::internal, millis(30));
+    feed(h.b2b, inside_response(inv, 487), proxy_flow(), Side::internal, millis(40));
+    CHECK(parse(h.wire.to(kProxyPort).back()).method() == sip::Method::ack);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::cancelled);
+    CHECK(h.media.released[1] == 1);
+    h.b2b.advance(seconds(40));
+    CHECK(h.b2b.active_calls() == 0);
+    CHECK(h.b2b.transactions().size() == 0);
+}
+
+TEST_CASE("a 200 crossing the CANCEL is ACKed and ended inside with BYE") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 180), proxy_flow(), Side::internal, millis(10));
+    std::string cancel = invite();
+    cancel.replace(0, 6, "CANCEL");
+    cancel.replace(cancel.find("CSeq: 10 INVITE"), 15, "CSeq: 10 CANCEL");
+    cancel = cancel.substr(0, cancel.find("Content-Type")) + "Content-Length: 0\r\n\r\n";
+    feed(h.b2b, cancel, caller_flow(), Side::external, millis(20));
+    const std::size_t mark = h.wire.sent.size();
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(25));
+    auto in = h.wire.to(kProxyPort, mark);
+    REQUIRE(in.size() == 2);
+    CHECK(parse(in[0]).method() == sip::Method::ack);
+    CHECK(parse(in[1]).method() == sip::Method::bye);
+    CHECK(h.wire.to(kCallerPort, mark).empty());  // the caller already has its 487
+    CHECK(h.media.released[1] == 1);
+}
+
+TEST_CASE("failover: a next hop that times out, then one that answers 503, then 503 out") {
+    Harness h(config({kProxyPort, kProxy2Port}));
+    const std::string inv = place(h);
+    h.b2b.advance(seconds(32));
+    auto second = h.wire.to(kProxy2Port);
+    REQUIRE(second.size() == 1);
+    CHECK(h.b2b.counters()[B2buaCounter::failovers] == 1);
+    CHECK(parse(second[0]).request_uri().port == kProxy2Port);
+    feed(h.b2b, inside_response(second[0], 503), proxy_flow(kProxy2Port), Side::internal,
+         seconds(33));
+    const auto out = h.wire.to(kCallerPort);
+    CHECK(parse(out.back()).status_code() == 503);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::rejected);
+}
+
+TEST_CASE(
+    "admission: a blocked call gets its status and nothing goes inside; a flagged one carries the "
+    "header") {
+    Harness h;
+    h.hooks.next.kind = Admission::Kind::block;
+    h.hooks.next.status = 403;
+    h.hooks.next.reason = "Call Rejected By Policy";
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    CHECK(h.wire.to(kProxyPort).empty());
+    sip::Message r = parse(h.wire.to(kCallerPort).back());
+    CHECK(r.status_code() == 403);
+    CHECK(r.reason_phrase() == "Call Rejected By Policy");
+    CHECK(h.media.anchors.empty());
+
+    h.hooks.next = {};
+    h.hooks.next.kind = Admission::Kind::flag;
+    h.hooks.next.flag_value = "score=55; rules=premium_destination";
+    feed(h.b2b, invite("z9hG4bKcaller2"), caller_flow(), Side::external, millis(1));
+    auto in = h.wire.to(kProxyPort);
+    REQUIRE(in.size() == 1);
+    const sip::Header* flag = parse(in[0]).find("X-SBC-Fraud");
+    REQUIRE(flag != nullptr);
+    CHECK(flag->value == "score=55; rules=premium_destination");
+}
+
+TEST_CASE("a forged in-dialog request gets 481 and reaches nobody") {
+    Harness h;
+    place(h);
+    const std::size_t mark = h.wire.sent.size();
+    std::string forged =
+        "BYE sip:x@203.0.113.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.66:5060;branch=z9hG4bKevil\r\n"
+        "From: <sip:a@b>;tag=alice1\r\nTo: <sip:c@d>;tag=guessed\r\nCall-ID: outside-call-1\r\n"
+        "CSeq: 11 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    Flow attacker = caller_flow();
+    attacker.remote.port = 6000;
+    feed(h.b2b, forged, attacker, Side::external, millis(5));
+    REQUIRE(h.wire.to(6000, mark).size() == 1);
+    CHECK(parse(h.wire.to(6000, mark)[0]).status_code() == 481);
+    CHECK(h.wire.to(kProxyPort, mark).empty());
+    CHECK(h.b2b.counters()[B2buaCounter::unknown_dialog] == 1);
+    CHECK(h.b2b.calls().size() == 1);
+}
+
+TEST_CASE("a re-INVITE from inside (hold) reaches the caller anchored, and its ACK goes back") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(20));
+    const std::string answer = h.wire.to(kCallerPort).back();
+    feed(h.b2b, caller_request(answer, "ACK", 10, "z9hG4bKack1"), caller_flow(), Side::external,
+         millis(30));
+    const std::size_t mark = h.wire.sent.size();
+    std::string hold = kCalleeSdp + "a=sendonly\r\n";
+    feed(h.b2b, inside_request(inv, "INVITE", 1, hold), proxy_flow(), Side::internal, seconds(5));
+    auto out = h.wire.to(kCallerPort, mark);
+    REQUIRE(out.size() == 1);
+    sip::Message re = parse(out[0]);
+    CHECK(re.method() == sip::Method::invite);
+    CHECK(re.call_id() == "outside-call-1");
+    CHECK(re.to()->tag == "alice1");
+    CHECK(re.request_uri().raw == "sip:alice@198.51.100.7:5070");
+    CHECK(re.body().find("a=sendonly") != std::string::npos);
+    CHECK(re.body().find("c=IN IP4 203.0.113.1") != std::string::npos);
+    CHECK_FALSE(leaks_inside(out[0]));
+    // A second offer while this one runs: glare.
+    feed(h.b2b, caller_request(answer, "UPDATE", 11, "z9hG4bKupd"), caller_flow(), Side::external,
+         seconds(5) + millis(1));
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 491);
+    // The caller answers; the 200 goes inside; the inside's ACK comes back out as an ACK.
+    std::string ok = "SIP/2.0 200 OK\r\n";
+    for (const auto& hd : re.headers())
+        if (hd.id == sip::HeaderId::via || hd.id == sip::HeaderId::from ||
+            hd.id == sip::HeaderId::to || hd.id == sip::HeaderId::call_id ||
+            hd.id == sip::HeaderId::cseq)
+            ok += hd.line;
+    ok +=
+        "Contact: <sip:alice@198.51.100.7:5070>\r\nContent-Type: "
+        "application/sdp\r\nContent-Length: " +
+        std::to_string(kCallerSdp.size()) + "\r\n\r\n" + kCallerSdp;
+    feed(h.b2b, ok, caller_flow(), Side::external, seconds(5) + millis(50));
+    const std::string ok_inside = h.wire.to(kProxyPort).back();
+    CHECK(parse(ok_inside).status_code() == 200);
+    CHECK(parse(ok_inside).body().find("c=IN IP4 10.0.0.1") != std::string::npos);
+    const std::size_t mark2 = h.wire.sent.size();
+    std::string ack_in = inside_request(inv, "ACK", 1);
+    ack_in.replace(ack_in.find("branch=z9hG4bKin1"), 17, "branch=z9hG4bKin1a");
+    feed(h.b2b, ack_in, proxy_flow(), Side::internal, seconds(5) + millis(60));
+    auto acks = h.wire.to(kCallerPort, mark2);
+    REQUIRE(acks.size() == 1);
+    CHECK(parse(acks[0]).method() == sip::Method::ack);
+    CHECK(parse(acks[0]).cseq()->number == parse(out[0]).cseq()->number);
+}
+
+TEST_CASE("a 3xx from inside goes out as the configured status, without its Contact") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 302), proxy_flow(), Side::internal, millis(10));
+    const std::string out = h.wire.to(kCallerPort).back();
+    sip::Message r = parse(out);
+    CHECK(r.status_code() == 480);
+    CHECK(r.contacts().empty());
+    CHECK_FALSE(leaks_inside(out));
+}
+
+TEST_CASE("the maximum call duration ends an answered call with BYE on both legs") {
+    B2buaConfig c = config();
+    c.max_call_duration = seconds(60);
+    Harness h(c);
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(20));
+    const std::string answer = h.wire.to(kCallerPort).back();
+    feed(h.b2b, caller_request(answer, "ACK", 10, "z9hG4bKack1"), caller_flow(), Side::external,
+         millis(30));
+    const std::size_t mark = h.wire.sent.size();
+    h.b2b.advance(seconds(59));
+    CHECK(h.wire.sent.size() == mark);
+    h.b2b.advance(millis(20) + seconds(60));
+    CHECK(parse(h.wire.to(kCallerPort, mark).at(0)).method() == sip::Method::bye);
+    CHECK(parse(h.wire.to(kProxyPort, mark).at(0)).method() == sip::Method::bye);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::max_duration);
+    CHECK(h.media.released[1] == 1);
+}
+
+TEST_CASE("OPTIONS to the SBC is answered locally; no next hop gives 503 with Retry-After") {
+    Harness h(config({}));
+    std::string opt =
+        "OPTIONS sip:203.0.113.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bKo\r\n"
+        "From: <sip:mon@carrier.example>;tag=m\r\nTo: <sip:203.0.113.1>\r\nCall-ID: o\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    feed(h.b2b, opt, caller_flow(), Side::external, 0);
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 200);
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    sip::Message r = parse(h.wire.to(kCallerPort).back());
+    CHECK(r.status_code() == 503);
+    CHECK(r.find("Retry-After") != nullptr);
+    CHECK(h.media.released[1] == 1);  // the offer's streams were freed
+}
+
+TEST_CASE("health checks: calls go only to hops that answer OPTIONS") {
+    B2buaConfig c = config({kProxyPort, kProxy2Port});
+    c.health.enabled = true;
+    c.health.interval = seconds(5);
+    c.health.timeout = seconds(2);
+    c.health.failures_before_down = 2;
+    c.health.successes_before_up = 2;
+    Harness h(c);
+    // Before any probe is answered no hop is up: 503 at once, nothing sent inside.
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 503);
+    CHECK(h.b2b.counters()[B2buaCounter::no_next_hop] == 1);
+    h.b2b.advance(millis(1));
+    auto probes1 = h.wire.to(kProxyPort);
+    auto probes2 = h.wire.to(kProxy2Port);
+    REQUIRE(probes1.size() == 1);
+    REQUIRE(probes2.size() == 1);
+    CHECK(parse(probes1[0]).method() == sip::Method::options);
+    // Only the second hop answers: the call goes there.
+    feed(h.b2b, inside_response(probes2[0], 200), proxy_flow(kProxy2Port), Side::internal,
+         millis(5));
+    CHECK_FALSE(h.b2b.hop_up(0));
+    CHECK(h.b2b.hop_up(1));
+    feed(h.b2b, invite("z9hG4bKcaller2"), caller_flow(), Side::external, millis(10));
+    CHECK(h.wire.to(kProxyPort).size() == 1);
+    REQUIRE(h.wire.to(kProxy2Port).size() == 2);
+    CHECK(parse(h.wire.to(kProxy2Port).back()).method() == sip::Method::invite);
+    // The second hop stops answering: down after two failed probes.
+    h.b2b.advance(seconds(5) + millis(1));
+    h.b2b.advance(seconds(7) + millis(2));
+    CHECK(h.b2b.hop_up(1));
+    h.b2b.advance(seconds(10) + millis(1));
+    h.b2b.advance(seconds(12) + millis(2));
+    CHECK_FALSE(h.b2b.hop_up(1));
+    CHECK(h.b2b.counters()[B2buaCounter::hops_down] == 1);
+    CHECK(h.b2b.counters()[B2buaCounter::probes_failed] >= 2);
+}
