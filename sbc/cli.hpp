@@ -13,6 +13,7 @@ namespace sbc::cli {
 void register_policy_commands(CLI::App& app);     // sbc policy check|show|test  (cli_policy.cpp)
 void register_dataplane_commands(CLI::App& app);  // sbc relay ...               (cli_dataplane.cpp)
 void register_sip_commands(CLI::App& app);        // sbc sip parse|rewrite ...   (cli_sip.cpp)
+void register_replay_commands(CLI::App& app);     // sbc replay CAPTURE...       (cli_replay.cpp)
 
 // sbc policy test: runs call attempts through the compiled policy (cli_policy_test.cpp).
 int run_policy_test(const std::vector<std::string>& files, const std::string& call_json,

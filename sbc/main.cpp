@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
     sbc::cli::register_policy_commands(app);
     sbc::cli::register_dataplane_commands(app);
     sbc::cli::register_sip_commands(app);
+    sbc::cli::register_replay_commands(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
