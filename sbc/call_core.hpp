@@ -55,6 +55,13 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     void advance(base::Nanos now) { b2bua_->advance(now); }
     bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
     std::string stats_text() const;
+    const signaling::B2buaConfig& b2bua_config() const { return b2bua_->config(); }
+    void set_topology(std::vector<std::string> strip_headers,
+                      std::vector<std::pair<int, std::string>> reason_phrases,
+                      std::string user_agent) {
+        b2bua_->set_topology(std::move(strip_headers), std::move(reason_phrases),
+                             std::move(user_agent));
+    }
     std::size_t media_streams() const { return streams_by_call_.size(); }
 
   private:

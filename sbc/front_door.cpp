@@ -229,6 +229,9 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             if (self->core_) self->core_->advance(now);
         });
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
+        for (const auto& h : daemon.config().next_hops)
+            if (h.transport == policy::Transport::udp)
+                spdlog::info("next hop {} {} (udp)", h.name, h.endpoint.to_string());
         spdlog::info("calls: external -> internal next hops through the B2BUA");
         return {};
     });
@@ -275,6 +278,15 @@ policy::PolicyChange FrontDoor::prepare_policy(const std::shared_ptr<const polic
 std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
                                                         std::unique_ptr<fraud::Engine> next) {
     policy_ = std::move(p);
+    if (core_) {
+        // The [topology] options of the new policy for the messages the B2BUA relays from now.
+        signaling::B2buaConfig b = core_->b2bua_config();
+        b.strip_headers = signaling::B2buaConfig{}.strip_headers;
+        b.reason_phrases.clear();
+        b.user_agent = signaling::B2buaConfig{}.user_agent;
+        apply_topology(b);
+        core_->set_topology(b.strip_headers, b.reason_phrases, b.user_agent);
+    }
     if (!next) return nullptr;  // same fraud configuration: the engine and its state carry on
     if (engine_ && engine_->hand_over_state(*next)) {
         // Retuned rules (thresholds, weights, modes, lists) keep the gathered state: a rebuild

@@ -1,10 +1,11 @@
 #pragma once
-// The SBC's front door inside `sbc run`: the external UDP SIP listeners, opened through the
+// The SBC's front door inside `sbc run`: the SIP listeners, opened through the
 // DataplaneRuntime so that every datagram passes the ban table and the rate limits first (the
 // socket relay's pipeline, or the DPDK fast path before the exception port). What the
-// pipeline admits is parsed (sip/), counted, scored by the fraud engine (INVITE, REGISTER) and
-// answered statelessly with a final response. Requests are NOT forwarded: call flows,
-// transactions and topology hiding of live traffic come with the signaling core.
+// pipeline admits is parsed (sip/), counted, checked against scanner signatures and per-account
+// limits, and new INVITEs and REGISTERs are scored by the fraud engine. With calls on (an
+// internal listener and a next hop) the rest goes to the call core's B2BUA; otherwise requests
+// are answered statelessly with the placeholder final response.
 #include <cstdint>
 #include <memory>
 #include <optional>

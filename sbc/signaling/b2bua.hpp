@@ -162,6 +162,15 @@ class B2bua final : private TransactionUser {
     // Ends a call from outside the SIP flow (media inactivity, a fraud ban, shutdown).
     bool end_call(std::uint64_t call, base::Nanos now);
     std::vector<std::uint64_t> calls() const;
+    // A policy reload's header stripping, reason phrases and own Server/User-Agent, for the
+    // messages built from now on.
+    void set_topology(std::vector<std::string> strip_headers,
+                      std::vector<std::pair<int, std::string>> reason_phrases,
+                      std::string user_agent) {
+        config_.strip_headers = std::move(strip_headers);
+        config_.reason_phrases = std::move(reason_phrases);
+        config_.user_agent = std::move(user_agent);
+    }
 
     std::size_t active_calls() const { return calls_.size(); }
     // Whether next hop i of the internal side takes calls now.
