@@ -1147,7 +1147,7 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
 }
 
 void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
-    k.invite = a.method.empty() || a.method == "INVITE";
+    k.invite = a.request == RequestKind::call;
     k.call_hash = k.invite && !a.call_id.empty() ? hash_string(a.call_id, 0xca11) : 0;
     if (!a.source.addr.is_unspecified()) {
         k.addr_hash = a.source.addr.hash();
@@ -2153,16 +2153,16 @@ void Engine::on_end(const CallEnded& ev) {
     m.release(*e, &c);
     e->ended = std::max<base::Nanos>(ev.now, 1);
     if (!counted) return;
-    bool ok = ev.status >= 200 && ev.status < 300;
+    bool ok = ev.outcome == Outcome::answered;
     c.answered = e->answer != 0 && ok;
     if (c.answered)
         c.short_answered = ev.now - e->answer < static_cast<base::Nanos>(m.cfg.short_call_seconds) *
                                                     base::kNanosPerSecond;
     if (!c.answered) {
-        // RFC 3261 §9.1: 487 is the answer to a CANCEL; a caller giving up is not a failure.
-        // A short ring (Wangiri) is a caller cancelling within seconds, not a busy callee.
-        c.failed = ev.status >= 300 && ev.status != 487;
-        c.short_ring = ev.status == 487 &&
+        // A caller giving up is not a failure. A short ring (Wangiri) is a caller cancelling
+        // within seconds, not a busy callee.
+        c.failed = ev.outcome != Outcome::answered && ev.outcome != Outcome::cancelled;
+        c.short_ring = ev.outcome == Outcome::cancelled &&
                        ev.now - e->start < static_cast<base::Nanos>(m.cfg.short_ring_seconds) *
                                                base::kNanosPerSecond;
     }
@@ -2220,8 +2220,8 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     m.resolve_source(c, r.source, out);
     if (!r.user.empty())
         c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, kTargetSeed));
-    // 403/404 to a REGISTER: wrong credentials or no such user (enumeration).
-    if ((r.status == 403 || r.status == 404) && !r.user.empty())
+    // Wrong credentials or no such user (enumeration).
+    if ((r.outcome == Outcome::auth_failure || r.outcome == Outcome::not_found) && !r.user.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(r.user, 17));
     m.resolve_scanner(c, r.user_agent);
     m.prepare(c);

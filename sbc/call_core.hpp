@@ -33,6 +33,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     using AdmitFn = std::function<signaling::Admission(const sip::Message&, const signaling::Flow&,
                                                        signaling::Side)>;
     using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
+    using RelayedFn = std::function<void(const signaling::CallInfo&, int status)>;
 
     struct Setup {
         signaling::B2buaConfig b2bua;
@@ -47,7 +48,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                           std::uint32_t internal_listener);
 
     CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
-             EndFn ended);
+             EndFn ended, RelayedFn relayed = {});
     ~CallCore() override;
 
     void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
@@ -74,6 +75,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                signaling::Side side) override;
     void on_answered(const signaling::CallInfo&) override;
     void on_ended(const signaling::CallInfo&, signaling::CallEnd) override;
+    void on_response_relayed(const signaling::CallInfo&, int status) override;
 
     std::optional<std::uint16_t> take_port();
     void give_port(std::uint16_t port);
@@ -83,6 +85,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     SendFn send_;
     AdmitFn admit_;
     EndFn answered_, ended_;
+    RelayedFn relayed_;
     struct Anchored {
         dataplane::StreamId id;
         dataplane::StreamSpec spec;

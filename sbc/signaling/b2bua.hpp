@@ -113,6 +113,9 @@ struct CallInfo {
     Flow source;
     std::string caller, callee;  // From user, Request-URI user
     std::string call_id;         // the caller's Call-ID
+    // Authorization (else Proxy-Authorization) username of the INVITE, "" = no credentials.
+    std::string credentials_user;
+    std::string user_agent;  // the caller's User-Agent
     base::Nanos started = 0, answered = 0, ended = 0;
     int final_status = 0;
 };
@@ -124,6 +127,10 @@ class CallHooks {
     virtual Admission admit(const sip::Message& invite, const Flow& from, Side side) = 0;
     virtual void on_answered(const CallInfo&) {}
     virtual void on_ended(const CallInfo&, CallEnd) {}
+    // A final response to the call's INVITE relayed back to the caller, with the status the
+    // far side sent (before any rewriting): how the caller's credentials fared (a challenge,
+    // then a success or a refusal).
+    virtual void on_response_relayed(const CallInfo&, int /*status*/) {}
 };
 
 #define SBC_SIGNALING_B2BUA_COUNTERS(X)                                \
