@@ -1008,6 +1008,24 @@ void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
             c.offer_pending = false;
         return;
     }
+    // The caller's INVITE got the layer's 408 after max_pending (the inside sent provisionals
+    // and never a final response): the call is over, and the inside INVITE, which has no timer
+    // of its own once a provisional came (RFC 3261 §17.1.1.2), is cancelled as Timer C's expiry
+    // would do (§16.8).
+    if (kind == TimeoutKind::no_final_from_user) {
+        auto it = server_calls_.find(pack(tx));
+        if (it == server_calls_.end()) return;
+        auto cit = calls_.find(it->second);
+        if (cit == calls_.end()) return;
+        Call& c = *cit->second;
+        if (c.ended || c.answered || c.invite_server != tx) return;
+        c.cancelled = true;
+        if (c.invite_client) tx_.cancel(c.invite_client, now_);
+        c.info.final_status = 408;
+        counters_.add(B2buaCounter::calls_failed);
+        finish(c, CallEnd::timeout, now_);
+        return;
+    }
     // A server INVITE whose 2xx was never ACKed: the call cannot be confirmed (§13.3.1.4).
     if (kind == TimeoutKind::no_ack) {
         auto it = server_calls_.find(pack(tx));
