@@ -738,6 +738,19 @@ void B2bua::in_dialog(TxId tx, const sip::Message& m, const Flow& from, Call& c,
 
     if (m.method() == sip::Method::bye) {
         tx_.respond(tx, 200, {}, {}, now_);
+        if (!c.answered) {
+            // A BYE in an early dialog (RFC 3261 §15): the caller's pending INVITE is answered
+            // 487 (§15.1.2) and the inside INVITE cancelled as a CANCEL would (§9.1); a BYE
+            // alone would leave both INVITE transactions, and the call, waiting for ever.
+            c.cancelled = true;
+            if (c.invite_client) tx_.cancel(c.invite_client, now_);
+            sip::ResponseOptions o;
+            o.to_tag = c.leg[0].local_tag;
+            tx_.respond(c.invite_server, 487, {}, o, now_);
+            c.info.final_status = 487;
+            finish(c, li == 0 ? CallEnd::bye_caller : CallEnd::bye_callee, now_);
+            return;
+        }
         send_bye(c, oi, now_);
         finish(c, li == 0 ? CallEnd::bye_caller : CallEnd::bye_callee, now_);
         return;
