@@ -27,7 +27,7 @@ inline std::uint64_t mix64(std::uint64_t h) {
 }
 
 // Eight bytes at a time, each word folded in with a multiply, then a finalizer: good enough
-// spread for table keys, and a few cycles for the short strings hashed per event (account,
+// spread for table keys, and no byte loop for the short strings hashed per event (account,
 // Call-ID, dialed number, User-Agent).
 inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
     std::uint64_t h = 0xcbf29ce484222325ULL ^ seed ^ (s.size() * 0x9e3779b97f4a7c15ULL);
