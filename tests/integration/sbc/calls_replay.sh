@@ -3,7 +3,7 @@
 # outside, a sipp UAS as the inside next hop, as in calls_sipp.sh) are captured with tcpdump on
 # lo (only this test's SIP ports), then `sbc replay` runs on that capture with the same node
 # configuration and policy. Checks: the report has exactly the calls the UAC placed (its Call-IDs)
-# and the SBC's own legs toward the next hop, each answered and completed (200) with the 1 s
+# and the SBC's own legs toward the next hop, each answered and completed with the 1 s
 # duration sipp held it and verdict allow; no security event, no verdict other than allow, no
 # malformed record; a second replay gives a byte-identical JSON. The UAC is on 127.0.0.4, apart
 # from the SBC's addresses, so that replay tells the directions apart as it does by address.
@@ -106,8 +106,8 @@ for c in outside + inside:
     if c in outside:
         need(c["source"].startswith("127.0.0.4:"), "call %s from %s" % (c["call_id"], c["source"]))
     need(c["answered"] and c["ended"], "call %s not answered and ended" % c["call_id"])
-    need(c["outcome"] == "completed" and c["status"] == 200,
-         "call %s outcome %s status %s" % (c["call_id"], c["outcome"], c["status"]))
+    need(c["outcome"] == "completed" and c["end"] == "answered",
+         "call %s outcome %s end %s" % (c["call_id"], c["outcome"], c["end"]))
     # sipp holds each call 1 s before its BYE.
     need(c["duration_s"] is not None and 0.9 <= c["duration_s"] < 10,
          "call %s duration %s" % (c["call_id"], c["duration_s"]))
