@@ -12,15 +12,15 @@
 // Either way packets are relayed from the receive buffers (no copy).
 //
 // Connected egress (uring): a send on an unconnected UDP socket pays a route lookup, a check
-// that the source address is ours and a copy of the msghdr per packet (~12% of the relay core's
-// time at 260 kpps); a connected socket keeps its route and takes a plain send. A media port
-// cannot simply be connected: it would stop receiving from anyone but that peer, and a NAT
-// rebinding (a new source address, RFC 4787 section 4.3) must still reach the pipeline to be
-// re-latched. So the port's own socket stays unconnected and a twin joins it (SO_REUSEPORT,
-// same address and port) connected to the peer: the kernel delivers the peer's datagrams to the
-// connected twin (an exact 4-tuple match outranks the wildcard), everyone else's to the port's
-// socket, and both feed the same pipeline. When the peer changes (re-latch), the twin is
-// re-connected (at most once a second per port). Twins need file descriptors, and media ports
+// that the source address is ours and a copy of the msghdr per packet, a visible share of the
+// relay core's time at high packet rates; a connected socket keeps its route and takes a plain
+// send. A media port cannot simply be connected: it would stop receiving from anyone but that
+// peer, and a NAT rebinding (a new source address, RFC 4787 section 4.3) must still reach the
+// pipeline to be re-latched. So the port's own socket stays unconnected and a twin joins it
+// (SO_REUSEPORT, same address and port) connected to the peer: the kernel delivers the peer's
+// datagrams to the connected twin (an exact 4-tuple match outranks the wildcard), everyone else's
+// to the port's socket, and both feed the same pipeline. When the peer changes (re-latch), the twin
+// is re-connected (at most once a second per port). Twins need file descriptors, and media ports
 // come first: a twin is only opened while the relay's sockets stay twin_fd_reserve() below the
 // open-file limit, and a new media port that finds the limit reached closes twins to make room
 // (their ports send unconnected again). So the stream capacity is what it was without twins.

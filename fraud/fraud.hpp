@@ -98,6 +98,30 @@ SBC_DECLARE_COUNTER_LIST(Action, SBC_FRAUD_ACTIONS)
     X(events_emitted, "JSON event lines emitted")
 SBC_DECLARE_COUNTER_LIST(Counter, SBC_FRAUD_COUNTERS)
 
+// What kind of request an attempt is (the adapter in sbc/ maps protocol methods onto these).
+#define SBC_FRAUD_REQUEST_KINDS(X)                                 \
+    X(call, "a call attempt: every call feature")                  \
+    X(probe, "a reachability probe (sweeps, scanners)")            \
+    X(registration, "a registration request (sweeps, scanners)")   \
+    X(message, "an instant message")                               \
+    X(subscription, "a subscription, notification or publication") \
+    X(other, "any other request")
+SBC_DECLARE_COUNTER_LIST(RequestKind, SBC_FRAUD_REQUEST_KINDS)
+
+// How a call or a registration ended, in the engine's terms (the adapter maps final
+// responses onto these).
+#define SBC_FRAUD_OUTCOMES(X)                                     \
+    X(answered, "answered (a call) or accepted (a registration)") \
+    X(busy, "the callee was busy")                                \
+    X(rejected, "refused by the far side or the network")         \
+    X(not_found, "no such user or number")                        \
+    X(cancelled, "the caller gave up before an answer")           \
+    X(timeout, "no final answer in time")                         \
+    X(failed, "failed in the network (server error, no route)")   \
+    X(auth_challenge, "credentials were asked for and not given") \
+    X(auth_failure, "the credentials given were refused")
+SBC_DECLARE_COUNTER_LIST(Outcome, SBC_FRAUD_OUTCOMES)
+
 enum class Mode : std::uint8_t { enforce, observe };
 enum class TimeScope : std::uint8_t { any, business_hours, off_hours };
 
@@ -228,7 +252,7 @@ struct CallAttempt {
     std::string_view caller;
     std::string_view callee;  // E.164 digits ("+" and separators are ignored)
     std::string_view user_agent;
-    std::string_view method = "INVITE";  // OPTIONS/REGISTER/... feed sweeps, not call counts
+    RequestKind request = RequestKind::call;  // other kinds feed sweeps, not call counts
 };
 
 struct CallAnswered {
@@ -241,7 +265,9 @@ struct CallEnded {
     base::Nanos now = 0;
     base::UnixNanos wall = 0;
     std::string_view call_id;
-    int status = 200;  // final status: 2xx answered, 486 busy, 487 cancelled, 408 timeout...
+    // answered: the call was answered (then hung up); cancelled: not a failure (the caller
+    // gave up), a short ring when quick; anything else unanswered: a failed call.
+    Outcome outcome = Outcome::answered;
 };
 
 struct AuthResult {
@@ -261,7 +287,7 @@ struct Registration {
     std::string_view user;  // the AOR user being registered
     std::string_view tenant;
     std::string_view user_agent;
-    int status = 200;  // final response; 403/404 count as a failed username
+    Outcome outcome = Outcome::answered;  // auth_failure, not_found: a failed username
 };
 
 // ---------------------------------------------------------------------------------------------

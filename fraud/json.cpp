@@ -182,12 +182,11 @@ double wall_seconds(base::UnixNanos w) {
 
 std::string to_json(const Verdict& v, const CallAttempt& a) {
     JsonLine j;
-    j.str("event", "fraud")
-        .str("kind", a.method.empty() || a.method == "INVITE" ? "attempt" : "request");
+    j.str("event", "fraud").str("kind", a.request == RequestKind::call ? "attempt" : "request");
     j.num("wall", wall_seconds(a.wall));
     verdict_fields(j, v);
     source(j, a.source, v);
-    if (!a.method.empty()) j.str("method", a.method);
+    j.str("request", name(a.request));
     j.str("call_id", a.call_id).str("account", a.account);
     if (!a.tenant.empty()) j.str("tenant", a.tenant);
     j.str("from", a.caller).str("to", a.callee);
@@ -217,7 +216,7 @@ std::string to_json(const Verdict& v, const Registration& r) {
     j.num("wall", wall_seconds(r.wall));
     verdict_fields(j, v);
     source(j, r.source, v);
-    j.str("user", r.user).num("status", r.status);
+    j.str("user", r.user).str("outcome", name(r.outcome));
     if (!r.tenant.empty()) j.str("tenant", r.tenant);
     j.str("ua", r.user_agent);
     reasons(j, v);

@@ -20,7 +20,7 @@ namespace sbc::fraud::detail {
 using base::mix64;
 
 // Eight bytes at a time, each word folded in with a multiply, then a finalizer: good enough
-// spread for table keys, and a few cycles for the short strings hashed per event (account,
+// spread for table keys, and no byte loop for the short strings hashed per event (account,
 // Call-ID, dialed number, User-Agent).
 inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
     std::uint64_t h = base::kFnv1a64Offset ^ seed ^ (s.size() * base::kGoldenGamma);

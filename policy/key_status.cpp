@@ -12,9 +12,13 @@ namespace sbc::policy {
 namespace {
 
 constexpr std::string_view kFraudEngine = "fraud engine (front door scoring)";
-constexpr std::string_view kTopologyLater =
-    "live requests are not forwarded yet (signaling core stage); `sbc sip hide --policy` "
-    "applies it offline";
+constexpr std::string_view kCalls =
+    "B2BUA: calls from outside go to the next hops in order, failover on timeout or 503";
+constexpr std::string_view kB2buaHides =
+    "the B2BUA always gives each leg its own Call-ID, tags, Via and Contact; `false` is not "
+    "offered on live traffic";
+constexpr std::string_view kB2buaTopology =
+    "B2BUA on relayed messages (applied at start and on reload); `sbc sip hide --policy`";
 constexpr std::string_view kTcpLater =
     "`sbc run` opens UDP listeners only; TCP/TLS listeners come with the signaling core stage";
 constexpr std::string_view kAccessLater =
@@ -45,11 +49,11 @@ constexpr KeyStatus kPolicyKeys[] = {
     {"scanners.user_agents", true, "front door (scanners.action) and fraud scanner_user_agent"},
     {"scanners.action", true, "front door: block answers 403, ban also bans the source"},
     {"scanners.empty_user_agent", true, "front door and fraud scanner_user_agent"},
-    {"topology.hide_topology", false, kTopologyLater},
-    {"topology.replace_call_id", false, kTopologyLater},
-    {"topology.strip_headers", false, kTopologyLater},
-    {"topology.server_header", false, kTopologyLater},
-    {"topology.reason_phrases", false, kTopologyLater},
+    {"topology.hide_topology", true, kB2buaHides, "true"},
+    {"topology.replace_call_id", true, kB2buaHides, "true"},
+    {"topology.strip_headers", true, kB2buaTopology},
+    {"topology.server_header", true, kB2buaTopology},
+    {"topology.reason_phrases", true, kB2buaTopology},
     {"numbering.default_country_code", true, "front door: dialed numbers to E.164"},
     {"numbering.national_prefix", true, "front door: dialed numbers to E.164"},
     {"numbering.international_prefix", true, "front door: dialed numbers to E.164"},
@@ -97,8 +101,6 @@ constexpr KeyStatus kPolicyKeys[] = {
     {"fraud.deny[].action", true, "fraud engine; ban also bans the source in the dataplane"},
 };
 
-constexpr std::string_view kSignalingLater =
-    "forwarding to internal proxies (signaling core stage)";
 constexpr std::string_view kTlsLater = "TLS listeners (signaling core stage)";
 constexpr std::string_view kDataplaneLater =
     "`sbc run` runs the socket backend with its own burst; the dpdk and pcap backends run "
@@ -108,7 +110,7 @@ constexpr std::string_view kMetricsLater =
 
 constexpr KeyStatus kNodeKeys[] = {
     {"node.name", true, "`sbc ctl status`, logs"},
-    {"listeners[].realm", true, "front door listeners (external only)", "external"},
+    {"listeners[].realm", true, "front door listeners: external, and internal for calls"},
     {"listeners[].address", true, "front door listeners"},
     {"listeners[].port", true, "front door listeners"},
     {"listeners[].transport", true, "front door listeners (udp only)", "udp"},
@@ -118,24 +120,26 @@ constexpr KeyStatus kNodeKeys[] = {
     {"tls.require_client_certificate", false, kTlsLater},
     {"tls.min_version", false, kTlsLater},
     {"tls.ciphers", false, kTlsLater},
-    {"next_hops[].name", false, kSignalingLater},
-    {"next_hops[].address", false, kSignalingLater},
-    {"next_hops[].port", false, kSignalingLater},
-    {"next_hops[].transport", false, kSignalingLater},
-    {"next_hops[].weight", false, kSignalingLater},
-    {"health_check.enabled", false, kSignalingLater},
-    {"health_check.interval", false, kSignalingLater},
-    {"health_check.timeout", false, kSignalingLater},
-    {"health_check.failures_before_down", false, kSignalingLater},
-    {"health_check.successes_before_up", false, kSignalingLater},
+    {"next_hops[].name", true, "start-up log of the call core"},
+    {"next_hops[].address", true, kCalls},
+    {"next_hops[].port", true, kCalls},
+    {"next_hops[].transport", true, "B2BUA next hops (udp only)", "udp"},
+    {"next_hops[].weight", false,
+     "next hops are tried in the order listed (weights: signaling core stage)"},
+    {"health_check.enabled", true, "OPTIONS probes of the next hops (B2BUA)"},
+    {"health_check.interval", true, "OPTIONS probes of the next hops (B2BUA)"},
+    {"health_check.timeout", true, "OPTIONS probes of the next hops (B2BUA)"},
+    {"health_check.failures_before_down", true, "OPTIONS probes of the next hops (B2BUA)"},
+    {"health_check.successes_before_up", true, "OPTIONS probes of the next hops (B2BUA)"},
     {"media.port_min", true, "dataplane media ports, `sbc ctl media add`"},
     {"media.port_max", true, "dataplane media ports, `sbc ctl media add`"},
     {"media.external_address", true, "`sbc ctl media add` leg a"},
     {"media.internal_address", true, "`sbc ctl media add` leg b"},
-    {"dataplane.backend", true, "`sbc run` runs the socket backend", "socket"},
-    {"dataplane.burst_size", false, kDataplaneLater},
-    {"dataplane.dpdk.eal_args", false, kDataplaneLater},
-    {"dataplane.dpdk.ports", false, kDataplaneLater},
+    {"dataplane.backend", true, "`sbc run` runs the socket or the dpdk backend", "socket,dpdk"},
+    {"dataplane.burst_size", true,
+     "the DPDK worker's RX/TX burst (the socket backend has its own)"},
+    {"dataplane.dpdk.eal_args", true, "`sbc run` on dpdk: the EAL"},
+    {"dataplane.dpdk.ports", true, "`sbc run` on dpdk: the data ports"},
     {"dataplane.pcap.input", false, kDataplaneLater},
     {"dataplane.pcap.output", false, kDataplaneLater},
     {"logging.level", true, "daemon log"},
@@ -212,12 +216,21 @@ struct Walker {
                            "'" + show +
                                "' is accepted but not enforced yet: " + std::string(st->where));
                 } else if (!st->enforced_values.empty()) {
-                    const auto* s = v.as_string();
-                    if (s && !value_listed(st->enforced_values, s->get()))
-                        notice(
-                            k, v,
-                            "'" + show + "' = \"" + s->get() +
-                                "\" is accepted but not enforced yet: " + std::string(st->where));
+                    // Strings and booleans: the values the running daemon acts on are listed.
+                    std::string text;
+                    bool quoted = true;
+                    if (const auto* s = v.as_string()) {
+                        text = s->get();
+                    } else if (const auto* b = v.as_boolean()) {
+                        text = b->get() ? "true" : "false";
+                        quoted = false;
+                    }
+                    if (!text.empty() && !value_listed(st->enforced_values, text)) {
+                        const std::string shown_value = quoted ? "\"" + text + "\"" : text;
+                        notice(k, v,
+                               "'" + show + "' = " + shown_value +
+                                   " is accepted but not enforced yet: " + std::string(st->where));
+                    }
                 }
                 continue;
             }

@@ -69,6 +69,14 @@ struct RawCidr {
     std::uint32_t tag;
 };
 
+// What the sections declare that others refer to, collected by the whole-policy checks.
+struct Declared {
+    std::unordered_map<std::string_view, std::size_t> lists;   // prefix list name -> index
+    std::unordered_map<std::string_view, std::size_t> groups;  // account group name -> index
+    std::set<std::string_view> tenants;                        // named by account groups
+    std::unordered_map<std::string_view, Pos> rule_ids;        // rules and deny rules
+};
+
 struct Loader {
     Context ctx;
     LoadOptions options;
@@ -116,8 +124,18 @@ struct Loader {
     void read_deny(const Table& t);
     bool check_country(const Located<std::string>& c, std::string_view what);
 
-    // ---- whole-policy checks and compilation
+    // ---- whole-policy checks (one per section) and compilation
     void check_and_link();
+    void check_prefix_lists(Declared& names);
+    void check_account_groups(Declared& names);
+    void check_fraud_thresholds();
+    void check_bans();
+    void link_rules(Declared& names);
+    void link_deny_rules(Declared& names);
+    void check_access();
+    void check_rule_id(Declared& names, const std::string& id, Pos pos);
+    std::int32_t resolve_list(const Declared& names, const std::string& n, Pos pos,
+                              std::string_view what);
     void compile();
 };
 
@@ -874,15 +892,27 @@ std::vector<std::string_view> list_names(const Policy& p) {
     return out;
 }
 
+// The whole-policy checks, section by section, in this order (errors are reported in reading
+// order anyway). The names later sections refer to are collected first.
 void Loader::check_and_link() {
-    // Prefix lists: unique names; a prefix twice in one list is a typo; the same prefix in
-    // lists of different categories is contradictory (longest-prefix match would have to pick
-    // one category), while the same category in several lists is fine.
-    std::unordered_map<std::string_view, std::size_t> list_by_name;
+    Declared names;
+    check_prefix_lists(names);
+    check_account_groups(names);
+    check_fraud_thresholds();
+    check_bans();
+    link_rules(names);
+    link_deny_rules(names);
+    check_access();
+}
+
+// [[prefix_lists]]: unique names; a prefix twice in one list is a typo; the same prefix in
+// lists of different categories is contradictory (longest-prefix match would have to pick one
+// category), while the same category in several lists is fine.
+void Loader::check_prefix_lists(Declared& names) {
     for (std::size_t i = 0; i < p->prefix_lists.size(); ++i) {
         const auto& l = p->prefix_lists[i];
         if (l.name.empty()) continue;
-        auto [it, inserted] = list_by_name.emplace(l.name, i);
+        auto [it, inserted] = names.lists.emplace(l.name, i);
         if (!inserted)
             ctx.error(raw_lists[i].name_pos, "duplicate prefix list name '" + l.name +
                                                  "' (first declared at " +
@@ -912,17 +942,17 @@ void Loader::check_and_link() {
                                     ctx.where(there) + ": a prefix may not have two categories");
         }
     }
+}
 
-    // Account groups: unique names, an account in one group only (its business hours and
-    // countries must be unambiguous).
-    std::set<std::string_view> tenants;
-    std::unordered_map<std::string_view, std::size_t> group_by_name;
+// [[account_groups]]: unique names, an account in one group only (its business hours and
+// countries must be unambiguous).
+void Loader::check_account_groups(Declared& names) {
     std::unordered_map<std::string_view, Pos> account_seen;
     for (std::size_t i = 0; i < p->account_groups.size(); ++i) {
         const auto& g = p->account_groups[i];
-        if (!g.tenant.empty()) tenants.insert(g.tenant);
+        if (!g.tenant.empty()) names.tenants.insert(g.tenant);
         if (!g.name.empty()) {
-            auto [it, inserted] = group_by_name.emplace(g.name, i);
+            auto [it, inserted] = names.groups.emplace(g.name, i);
             if (!inserted)
                 ctx.error(raw_groups[i].name_pos,
                           "duplicate account group name '" + g.name + "' (first declared at " +
@@ -936,9 +966,11 @@ void Loader::check_and_link() {
                                                             ctx.where(it->second));
         }
     }
+}
 
-    // Fraud settings: thresholds must be ordered and reachable.
-    auto& f = p->fraud;
+// [fraud]: thresholds must be ordered and reachable.
+void Loader::check_fraud_thresholds() {
+    const auto& f = p->fraud;
     if (!(f.flag_threshold <= f.block_threshold && f.block_threshold <= f.ban_threshold))
         ctx.error(thresholds_pos,
                   "fraud thresholds must satisfy flag_threshold <= "
@@ -946,38 +978,47 @@ void Loader::check_and_link() {
     if (f.ban_threshold > f.score_cap || f.block_threshold > f.score_cap ||
         f.flag_threshold > f.score_cap)
         ctx.error(thresholds_pos, "a fraud threshold above score_cap can never be reached");
-    if (p->bans.max < p->bans.base) ctx.error(bans_pos, "'bans.max' is shorter than 'bans.base'");
+}
 
-    // Rules: unique ids (rules and deny rules share the namespace: verdicts cite them), every
-    // reference resolves.
-    std::unordered_map<std::string_view, Pos> ids;
-    auto check_id = [&](const std::string& id, Pos pos) {
-        if (id.empty()) return;
-        auto [it, inserted] = ids.emplace(id, pos);
-        if (!inserted)
-            ctx.error(pos,
-                      "duplicate rule id '" + id + "' (first at " + ctx.where(it->second) + ")");
-    };
-    auto names = list_names(*p);
+// [bans]: the escalation ends no shorter than it starts.
+void Loader::check_bans() {
+    if (p->bans.max < p->bans.base) ctx.error(bans_pos, "'bans.max' is shorter than 'bans.base'");
+}
+
+// Rule ids are unique across [[fraud.rules]] and [[fraud.deny]]: verdicts cite them.
+void Loader::check_rule_id(Declared& names, const std::string& id, Pos pos) {
+    if (id.empty()) return;
+    auto [it, inserted] = names.rule_ids.emplace(id, pos);
+    if (!inserted)
+        ctx.error(pos, "duplicate rule id '" + id + "' (first at " + ctx.where(it->second) + ")");
+}
+
+// The index of prefix list `n`, or -1 with an error (and the closest name) at `pos`.
+std::int32_t Loader::resolve_list(const Declared& names, const std::string& n, Pos pos,
+                                  std::string_view what) {
+    auto it = names.lists.find(n);
+    if (it != names.lists.end()) return static_cast<std::int32_t>(it->second);
+    std::string msg = std::string(what) + " names prefix list '" + n + "', which does not exist";
+    if (auto g = detail::closest(n, list_names(*p)); !g.empty())
+        msg += "; did you mean '" + std::string(g) + "'?";
+    ctx.error(pos, msg);
+    return -1;
+}
+
+// [[fraud.rules]]: unique ids, every scope reference (tenant, account group, destination
+// list) and list resolves; high_risk_attempts and premium_attempts without lists count every
+// list of their categories.
+void Loader::link_rules(Declared& names) {
     std::vector<std::string_view> group_names;
     for (const auto& g : p->account_groups) group_names.push_back(g.name);
-    std::vector<std::string_view> tenant_names(tenants.begin(), tenants.end());
-    auto resolve_list = [&](const std::string& n, Pos pos, std::string_view what) -> std::int32_t {
-        auto it = list_by_name.find(n);
-        if (it != list_by_name.end()) return static_cast<std::int32_t>(it->second);
-        std::string msg =
-            std::string(what) + " names prefix list '" + n + "', which does not exist";
-        if (auto g = detail::closest(n, names); !g.empty())
-            msg += "; did you mean '" + std::string(g) + "'?";
-        ctx.error(pos, msg);
-        return -1;
-    };
+    std::vector<std::string_view> tenant_names(names.tenants.begin(), names.tenants.end());
+    auto& f = p->fraud;
     for (std::size_t i = 0; i < f.rules.size(); ++i) {
         auto& r = f.rules[i];
         const auto& raw = raw_rules[i];
-        check_id(r.id, raw.id_pos);
+        check_rule_id(names, r.id, raw.id_pos);
         for (std::size_t j = 0; j < r.scope.tenants.size(); ++j) {
-            if (tenants.count(r.scope.tenants[j])) continue;
+            if (names.tenants.count(r.scope.tenants[j])) continue;
             std::string msg = "rule '" + r.id + "' scope names tenant '" + r.scope.tenants[j] +
                               "', which no account group has";
             if (auto g = detail::closest(r.scope.tenants[j], tenant_names); !g.empty())
@@ -985,7 +1026,7 @@ void Loader::check_and_link() {
             ctx.error(raw.tenant_pos[j], msg);
         }
         for (std::size_t j = 0; j < r.scope.account_groups.size(); ++j) {
-            if (group_by_name.count(r.scope.account_groups[j])) continue;
+            if (names.groups.count(r.scope.account_groups[j])) continue;
             std::string msg = "rule '" + r.id + "' scope names account group '" +
                               r.scope.account_groups[j] + "', which does not exist";
             if (auto g = detail::closest(r.scope.account_groups[j], group_names); !g.empty())
@@ -993,10 +1034,10 @@ void Loader::check_and_link() {
             ctx.error(raw.group_pos[j], msg);
         }
         if (!r.scope.destinations.empty())
-            r.scope.destinations_list =
-                resolve_list(r.scope.destinations, raw.dest_pos, "rule '" + r.id + "' scope");
+            r.scope.destinations_list = resolve_list(names, r.scope.destinations, raw.dest_pos,
+                                                     "rule '" + r.id + "' scope");
         for (std::size_t j = 0; j < r.lists.size(); ++j) {
-            auto idx = resolve_list(r.lists[j], raw.list_pos[j], "rule '" + r.id + "'");
+            auto idx = resolve_list(names, r.lists[j], raw.list_pos[j], "rule '" + r.id + "'");
             if (idx >= 0) r.list_indexes.push_back(static_cast<std::uint32_t>(idx));
         }
         if (!raw.has_lists &&
@@ -1015,16 +1056,23 @@ void Loader::check_and_link() {
             }
         }
     }
+}
+
+// [[fraud.deny]]: unique ids (shared with the rules), the destination list resolves.
+void Loader::link_deny_rules(Declared& names) {
+    auto& f = p->fraud;
     for (std::size_t i = 0; i < f.deny.size(); ++i) {
         auto& d = f.deny[i];
-        check_id(d.id, raw_deny[i].id_pos);
+        check_rule_id(names, d.id, raw_deny[i].id_pos);
         if (!d.destinations.empty())
-            d.destinations_list =
-                resolve_list(d.destinations, raw_deny[i].dest_pos, "deny rule '" + d.id + "'");
+            d.destinations_list = resolve_list(names, d.destinations, raw_deny[i].dest_pos,
+                                               "deny rule '" + d.id + "'");
     }
+}
 
-    // Access lists: the same CIDR in allow and deny is contradictory; an allow or trusted
-    // entry inside a deny entry would never apply (deny wins).
+// [access]: the same CIDR in allow and deny is contradictory; an allow or trusted entry inside
+// a deny entry would never apply (deny wins); an entry twice in one list is a typo.
+void Loader::check_access() {
     auto check_against_deny = [&](const std::vector<RawCidr>& list, std::string_view what) {
         for (const auto& a : list) {
             for (const auto& d : deny) {

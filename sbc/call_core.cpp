@@ -40,13 +40,14 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
 }
 
 CallCore::CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
-                   EndFn ended)
+                   EndFn ended, RelayedFn relayed)
     : setup_(std::move(setup)),
       streams_(streams),
       send_(std::move(send)),
       admit_(std::move(admit)),
       answered_(std::move(answered)),
-      ended_(std::move(ended)) {
+      ended_(std::move(ended)),
+      relayed_(std::move(relayed)) {
     // Ports are handed out in blocks of two (RTP even, RTCP odd), lowest first.
     std::uint32_t first = setup_.port_min + (setup_.port_min & 1u);
     for (std::uint32_t p = setup_.port_max & ~1u; p + 1 <= setup_.port_max && p >= first; p -= 2) {
@@ -155,6 +156,10 @@ void CallCore::on_ended(const signaling::CallInfo& c, signaling::CallEnd e) {
     spdlog::debug("call {} ended: {} (status {})", c.id, signaling::call_end_name(e),
                   c.final_status);
     if (ended_) ended_(c, e);
+}
+
+void CallCore::on_response_relayed(const signaling::CallInfo& c, int status) {
+    if (relayed_) relayed_(c, status);
 }
 
 std::string CallCore::stats_text() const {

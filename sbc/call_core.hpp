@@ -33,6 +33,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     using AdmitFn = std::function<signaling::Admission(const sip::Message&, const signaling::Flow&,
                                                        signaling::Side)>;
     using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
+    using RelayedFn = std::function<void(const signaling::CallInfo&, int status)>;
 
     struct Setup {
         signaling::B2buaConfig b2bua;
@@ -47,7 +48,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                           std::uint32_t internal_listener);
 
     CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
-             EndFn ended);
+             EndFn ended, RelayedFn relayed = {});
     ~CallCore() override;
 
     void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
@@ -55,6 +56,13 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     void advance(base::Nanos now) { b2bua_->advance(now); }
     bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
     std::string stats_text() const;
+    const signaling::B2buaConfig& b2bua_config() const { return b2bua_->config(); }
+    void set_topology(std::vector<std::string> strip_headers,
+                      std::vector<std::pair<int, std::string>> reason_phrases,
+                      std::string user_agent) {
+        b2bua_->set_topology(std::move(strip_headers), std::move(reason_phrases),
+                             std::move(user_agent));
+    }
     std::size_t media_streams() const { return streams_by_call_.size(); }
 
   private:
@@ -67,6 +75,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                signaling::Side side) override;
     void on_answered(const signaling::CallInfo&) override;
     void on_ended(const signaling::CallInfo&, signaling::CallEnd) override;
+    void on_response_relayed(const signaling::CallInfo&, int status) override;
 
     std::optional<std::uint16_t> take_port();
     void give_port(std::uint16_t port);
@@ -76,6 +85,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     SendFn send_;
     AdmitFn admit_;
     EndFn answered_, ended_;
+    RelayedFn relayed_;
     struct Anchored {
         dataplane::StreamId id;
         dataplane::StreamSpec spec;

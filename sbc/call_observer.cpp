@@ -25,6 +25,89 @@ std::string_view transport_name(bool tcp, bool tls) {
     return tls ? "tls" : tcp ? "tcp" : "udp";
 }
 
+fraud::RequestKind request_kind_of(sip::Method method) {
+    using K = fraud::RequestKind;
+    switch (method) {
+        case sip::Method::invite:
+            return K::call;
+        case sip::Method::options:
+            return K::probe;
+        case sip::Method::register_:
+            return K::registration;
+        case sip::Method::message:
+            return K::message;
+        case sip::Method::subscribe:
+        case sip::Method::notify:
+        case sip::Method::publish:
+            return K::subscription;
+        default:
+            return K::other;
+    }
+}
+
+fraud::RequestKind request_kind_of(std::string_view method_name) {
+    return request_kind_of(sip::method_from_name(method_name));
+}
+
+fraud::Outcome outcome_of(int status) {
+    using O = fraud::Outcome;
+    if (status >= 200 && status < 300) return O::answered;
+    switch (status) {
+        case 401:
+        case 407:
+            return O::auth_challenge;
+        case 403:
+            return O::auth_failure;
+        case 404:
+        case 604:
+            return O::not_found;
+        case 486:
+        case 600:
+            return O::busy;
+        case 487:
+            return O::cancelled;
+        case 408:
+            return O::timeout;
+        default:
+            break;
+    }
+    if (status >= 500 && status < 600) return O::failed;
+    if (status >= 300 && status < 700) return O::rejected;
+    return O::failed;
+}
+
+fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
+                              const policy::Numbering* numbering, std::string& callee) {
+    callee = normalize_callee(m.request_uri().user, numbering);
+    fraud::CallAttempt a;
+    a.now = at.now;
+    a.wall = at.wall;
+    a.call_id = m.call_id();
+    a.source.addr = at.source.addr;
+    a.source.port = at.source.port;
+    a.source.transport = transport_name(at.tcp, at.tls);
+    a.account = account_of(m);
+    a.caller = m.from() ? m.from()->uri.user : std::string_view{};
+    a.callee = callee;
+    a.user_agent = m.user_agent();
+    a.request = request_kind_of(m.method());
+    return a;
+}
+
+fraud::Registration registration_of(const sip::Message& m, const ObservedMessage& at,
+                                    fraud::Outcome outcome) {
+    fraud::Registration r;
+    r.now = at.now;
+    r.wall = at.wall;
+    r.source.addr = at.source.addr;
+    r.source.port = at.source.port;
+    r.source.transport = transport_name(at.tcp, at.tls);
+    r.user = registered_user_of(m);
+    r.user_agent = m.user_agent();
+    r.outcome = outcome;
+    return r;
+}
+
 namespace {
 
 std::string credentials_user(const sip::Message& m) {
@@ -62,6 +145,14 @@ bool has_to_tag(const sip::Message& m) {
 }  // namespace
 
 struct CallObserver::Impl {
+    // Whose credentials a final response judges.
+    struct AuthSubject {
+        std::string_view cred_user;  // username of the credentials sent, "" = none
+        std::string_view account;    // account_of
+        std::string_view user_agent;
+        base::Endpoint source;
+        bool tcp = false, tls = false;
+    };
     struct Tx {
         std::string key;
         sip::Method method = sip::Method::unknown;
@@ -105,12 +196,16 @@ struct CallObserver::Impl {
          base::CounterSet<ObserverEvent>& c)
         : sink(s), numbering(n), limits(l), counters(c) {}
 
-    fraud::Source source_of(const Tx& t) const {
+    static fraud::Source source_of(const base::Endpoint& e, bool tcp, bool tls) {
         fraud::Source s;
-        s.addr = t.source.addr;
-        s.port = t.source.port;
-        s.transport = transport_name(t.tcp, t.tls);
+        s.addr = e.addr;
+        s.port = e.port;
+        s.transport = transport_name(tcp, tls);
         return s;
+    }
+    static fraud::Source source_of(const Tx& t) { return source_of(t.source, t.tcp, t.tls); }
+    static AuthSubject subject_of(const Tx& t) {
+        return {t.cred_user, t.account, t.user_agent, t.source, t.tcp, t.tls};
     }
 
     Call* find_call(std::string_view id) {
@@ -133,8 +228,13 @@ struct CallObserver::Impl {
         if (c.state == CallState::ended) return;
         c.state = CallState::ended;
         c.changed = now;
+        emit_end(c.call_id, outcome_of(status), now, wall);
+    }
+
+    void emit_end(std::string_view call_id, fraud::Outcome outcome, base::Nanos now,
+                  base::UnixNanos wall) {
         counters.add(ObserverEvent::ends);
-        sink.ended(fraud::CallEnded{now, wall, c.call_id, status});
+        sink.ended(fraud::CallEnded{now, wall, call_id, outcome});
     }
 
     std::string challenge_key(std::string_view user, const base::IpAddress& a) const {
@@ -164,17 +264,36 @@ struct CallObserver::Impl {
         return challenge_index.count(challenge_key(user, a)) != 0;
     }
 
-    void auth_event(const Tx& t, std::string_view user, bool success, base::Nanos now,
+    void auth_event(const AuthSubject& t, std::string_view user, bool success, base::Nanos now,
                     base::UnixNanos wall) {
         fraud::AuthResult a;
         a.now = now;
         a.wall = wall;
-        a.source = source_of(t);
+        a.source = source_of(t.source, t.tcp, t.tls);
         a.username = user;
         a.user_agent = t.user_agent;
         a.success = success;
         counters.add(success ? ObserverEvent::auth_success : ObserverEvent::auth_failure);
         sink.auth(a);
+    }
+
+    // Authentication outcome of a final response (RFC 3261 §22): credentials answered by a
+    // challenge or 403 were refused; by anything else, accepted (a non-INVITE refused for
+    // another reason says nothing). A 403 to a user just challenged from the same source is a
+    // refusal too.
+    void settle_auth(const AuthSubject& t, int status, bool invite, base::Nanos now,
+                     base::UnixNanos wall) {
+        const fraud::Outcome o = outcome_of(status);
+        if (!t.cred_user.empty()) {
+            if (o == fraud::Outcome::auth_challenge || o == fraud::Outcome::auth_failure)
+                auth_event(t, t.cred_user, false, now, wall);
+            else if (o == fraud::Outcome::answered || invite)
+                auth_event(t, t.cred_user, true, now, wall);
+        } else if (o == fraud::Outcome::auth_challenge) {
+            note_challenge(t.account, t.source.addr, now);
+        } else if (o == fraud::Outcome::auth_failure && was_challenged(t.account, t.source.addr)) {
+            auth_event(t, t.account, false, now, wall);
+        }
     }
 
     void registration_event(const Tx& t, int status, base::Nanos now, base::UnixNanos wall) {
@@ -184,7 +303,7 @@ struct CallObserver::Impl {
         r.source = source_of(t);
         r.user = t.reg_user;
         r.user_agent = t.user_agent;
-        r.status = status;
+        r.outcome = outcome_of(status);
         counters.add(ObserverEvent::registrations);
         sink.registration(r);
     }
@@ -227,7 +346,7 @@ struct CallObserver::Impl {
                 Call* c = find_call(tx.call_id);
                 if (!c) c = &add_call(tx.call_id, at.now);
                 if (c->state == CallState::challenged) c->state = CallState::trying;
-                emit_attempt(m, tx, at);
+                emit_attempt(m, at);
                 counters.add(ObserverEvent::attempts);
                 return;
             }
@@ -244,25 +363,15 @@ struct CallObserver::Impl {
                 return;  // settled by its final response
             default:
                 if (in_dialog) return;
-                emit_attempt(m, tx, at);
+                emit_attempt(m, at);
                 counters.add(ObserverEvent::other_requests);
                 return;
         }
     }
 
-    void emit_attempt(const sip::Message& m, const Tx& tx, const ObservedMessage& at) {
-        const std::string callee = normalize_callee(m.request_uri().user, numbering);
-        fraud::CallAttempt a;
-        a.now = at.now;
-        a.wall = at.wall;
-        a.call_id = tx.call_id;
-        a.source = source_of(tx);
-        a.account = tx.account;
-        a.caller = m.from() ? m.from()->uri.user : std::string_view{};
-        a.callee = callee;
-        a.user_agent = tx.user_agent;
-        a.method = m.method_name();
-        sink.attempt(a);
+    void emit_attempt(const sip::Message& m, const ObservedMessage& at) {
+        std::string callee;
+        sink.attempt(attempt_of(m, at, numbering, callee));
     }
 
     void response(const sip::Message& m, const ObservedMessage& at) {
@@ -277,20 +386,8 @@ struct CallObserver::Impl {
         if (status < 200 || t.final_status != 0) return;  // provisional or a retransmission
         t.final_status = status;
         t.final_at = at.now;
-        const bool challenge = status == 401 || status == 407;
-        // Authentication outcome (RFC 3261 §22): credentials answered by a challenge or 403 were
-        // refused; by anything else, accepted. A 403 to a user just challenged from the same
-        // source is a refusal too.
-        if (!t.cred_user.empty()) {
-            if (challenge || status == 403)
-                auth_event(t, t.cred_user, false, at.now, at.wall);
-            else if (status < 300 || t.method == sip::Method::invite)
-                auth_event(t, t.cred_user, true, at.now, at.wall);
-        } else if (challenge) {
-            note_challenge(t.account, t.source.addr, at.now);
-        } else if (status == 403 && was_challenged(t.account, t.source.addr)) {
-            auth_event(t, t.account, false, at.now, at.wall);
-        }
+        const bool challenge = outcome_of(status) == fraud::Outcome::auth_challenge;
+        settle_auth(subject_of(t), status, t.method == sip::Method::invite, at.now, at.wall);
         if (t.initial_invite) {
             Call* c = find_call(t.call_id);
             if (!c || c->state == CallState::ended) return;
@@ -361,6 +458,63 @@ CallObserver::CallObserver(FraudEventSink& sink, const policy::Numbering* number
                            const ObserverLimits& limits)
     : impl_(std::make_unique<Impl>(sink, numbering, limits, counters_)) {}
 CallObserver::~CallObserver() = default;
+
+void CallObserver::set_numbering(const policy::Numbering* numbering) {
+    impl_->numbering = numbering;
+}
+
+void CallObserver::request_offered(const sip::Message& m, const ObservedMessage& at) {
+    counters_.add(ObserverEvent::messages);
+    counters_.add(ObserverEvent::requests);
+    counters_.add(m.method() == sip::Method::invite ? ObserverEvent::attempts
+                                                    : ObserverEvent::other_requests);
+    impl_->emit_attempt(m, at);
+}
+
+void CallObserver::registration_answered(const sip::Message& m, int status,
+                                         const ObservedMessage& at) {
+    counters_.add(ObserverEvent::messages);
+    counters_.add(ObserverEvent::requests);
+    counters_.add(ObserverEvent::registrations);
+    impl_->sink.registration(registration_of(m, at, outcome_of(status)));
+}
+
+void CallObserver::call_answered(const signaling::CallInfo& c, base::Nanos now,
+                                 base::UnixNanos wall) {
+    if (c.from != signaling::Side::external) return;
+    counters_.add(ObserverEvent::answers);
+    impl_->sink.answered(fraud::CallAnswered{now, wall, c.call_id});
+}
+
+void CallObserver::call_ended(const signaling::CallInfo& c, signaling::CallEnd how, base::Nanos now,
+                              base::UnixNanos wall) {
+    // A call refused by admission was never let in: its attempt was the whole story.
+    if (c.from != signaling::Side::external || how == signaling::CallEnd::blocked) return;
+    fraud::Outcome o = fraud::Outcome::answered;
+    if (c.answered <= 0) {
+        if (c.final_status >= 200)
+            o = outcome_of(c.final_status);
+        else if (how == signaling::CallEnd::timeout)
+            o = fraud::Outcome::timeout;
+        else
+            o = fraud::Outcome::cancelled;  // given up before any answer (CANCEL, shutdown)
+    }
+    impl_->emit_end(c.call_id, o, now, wall);
+}
+
+void CallObserver::response_relayed(const signaling::CallInfo& c, int status, base::Nanos now,
+                                    base::UnixNanos wall) {
+    if (c.from != signaling::Side::external || status < 200) return;
+    counters_.add(ObserverEvent::responses);
+    Impl::AuthSubject s;
+    s.cred_user = c.credentials_user;
+    s.account = c.credentials_user.empty() ? std::string_view(c.caller) : c.credentials_user;
+    s.user_agent = c.user_agent;
+    s.source = c.source.remote;
+    s.tcp = c.source.transport != signaling::Transport::udp;
+    s.tls = c.source.transport == signaling::Transport::tls;
+    impl_->settle_auth(s, status, true, now, wall);
+}
 
 void CallObserver::observe(const sip::Message& m, const ObservedMessage& at) {
     counters_.add(ObserverEvent::messages);

@@ -1,13 +1,14 @@
 #pragma once
-// The one adapter from SIP messages to fraud events (fraud/ knows no SIP): the account and
-// callee choice, and a passive observer of both directions of SIP traffic that follows
-// transactions and calls and says when a call was attempted, answered and ended, when an
-// authentication succeeded or failed, when a registration completed, and which other requests
-// were made. Used by `sbc replay`; meant for the live front door and `sbc policy test` too.
+// The one adapter from SIP to fraud events (fraud/ knows no SIP): the account and callee
+// choice, the request kind of a method, the outcome of a final status, and how credentials
+// fared. Used by the live front door (`sbc run`, fed by the front door and the B2BUA's call
+// hooks), by `sbc policy test` (SIP messages given in its event files) and by `sbc replay` (a
+// passive observer of both directions of captured SIP traffic that follows transactions and
+// calls itself).
 //
-// The observer makes no decision and sends nothing: it is fed parsed messages with their
-// source, destination and time, and calls a FraudEventSink. Its tables have capacities; what
-// they cannot hold is evicted (oldest first) and counted.
+// The observer makes no decision and sends nothing: it is fed parsed messages (or the B2BUA's
+// reports) with their source and time, and calls a FraudEventSink. Its tables have
+// capacities; what they cannot hold is evicted (oldest first) and counted.
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "base/base.hpp"
 #include "fraud/fraud.hpp"
 #include "policy/policy.hpp"
+#include "sbc/signaling/b2bua.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -35,6 +37,14 @@ std::string_view registered_user_of(const sip::Message& m);
 std::string normalize_callee(std::string_view dialed, const policy::Numbering* numbering);
 // The transport name of the fraud vocabulary: "udp", "tcp", "tls".
 std::string_view transport_name(bool tcp, bool tls);
+// The request kind of a method: INVITE a call, OPTIONS a probe, REGISTER a registration...
+fraud::RequestKind request_kind_of(sip::Method method);
+// The same for a method name as written (upper case; unknown names: other).
+fraud::RequestKind request_kind_of(std::string_view method_name);
+// The outcome of a final status (RFC 3261 §21): 2xx answered; 401/407 auth_challenge; 403
+// auth_failure; 404/604 not_found; 486/600 busy; 487 cancelled; 408 timeout; 5xx failed;
+// other 3xx-6xx rejected. A status that is not final (< 200, > 699): failed.
+fraud::Outcome outcome_of(int status);
 
 // ---------------------------------------------------------------------------------------------
 // Observer
@@ -63,7 +73,7 @@ SBC_DECLARE_COUNTER_LIST(ObserverEvent, SBC_OBSERVER_EVENTS)
 class FraudEventSink {
   public:
     virtual ~FraudEventSink() = default;
-    // An INVITE (method "INVITE") or another out-of-dialog request (method as sent).
+    // An INVITE (a call) or another out-of-dialog request (request kind of its method).
     virtual void attempt(const fraud::CallAttempt& a) = 0;
     virtual void answered(const fraud::CallAnswered& a) = 0;
     virtual void ended(const fraud::CallEnded& e) = 0;
@@ -89,6 +99,14 @@ struct ObservedMessage {
     base::UnixNanos wall = 0;
 };
 
+// The attempt a request is (INVITE or another method): views into `m` and `callee` (the
+// dialed user normalized with `numbering`, kept in the caller's string).
+fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
+                              const policy::Numbering* numbering, std::string& callee);
+// The registration a REGISTER is, with the outcome of its final answer.
+fraud::Registration registration_of(const sip::Message& m, const ObservedMessage& at,
+                                    fraud::Outcome outcome);
+
 class CallObserver {
   public:
     CallObserver(FraudEventSink& sink, const policy::Numbering* numbering,
@@ -97,8 +115,27 @@ class CallObserver {
     CallObserver(const CallObserver&) = delete;
     CallObserver& operator=(const CallObserver&) = delete;
 
+    // The policy's [numbering] changed (a reload); the old one is not read again.
+    void set_numbering(const policy::Numbering* numbering);
+
+    // -- Passive (`sbc replay`, `sbc policy test`): every message of both directions.
     // One well-formed message (either direction).
     void observe(const sip::Message& m, const ObservedMessage& at);
+
+    // -- Live (`sbc run`): the B2BUA follows transactions and calls and reports here; only
+    // the challenge table is kept. Calls placed from the internal side are not fraud events.
+    // A new request from outside, scored now: an INVITE outside a dialog or another
+    // out-of-dialog request (an attempt of its kind; a REGISTER: use registration_answered).
+    void request_offered(const sip::Message& m, const ObservedMessage& at);
+    // A REGISTER and the final status it is answered with.
+    void registration_answered(const sip::Message& m, int status, const ObservedMessage& at);
+    void call_answered(const signaling::CallInfo& c, base::Nanos now, base::UnixNanos wall);
+    void call_ended(const signaling::CallInfo& c, signaling::CallEnd how, base::Nanos now,
+                    base::UnixNanos wall);
+    // A final response to a call's INVITE relayed to the caller: authentication outcomes.
+    void response_relayed(const signaling::CallInfo& c, int status, base::Nanos now,
+                          base::UnixNanos wall);
+
     // Times out transactions and challenges, releases calls older than max_call_duration.
     void expire(base::Nanos now, base::UnixNanos wall);
     // End of input: every pending transaction and challenge is settled as a timeout would.

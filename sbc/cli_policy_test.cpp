@@ -1,6 +1,8 @@
 // sbc policy test FILE... --call JSON | --calls FILE.jsonl [--json]
-// Runs events (call attempts, answers, ends, authentication results, registrations) through
-// the compiled policy and the fraud engine on a virtual clock, and explains every verdict.
+// Runs events (call attempts, answers, ends, authentication results, registrations, or SIP
+// messages) through the compiled policy and the fraud engine on a virtual clock, and explains
+// every verdict. Events reach the engine through the CallObserver, the SIP -> fraud mapping
+// the live front door and `sbc replay` use.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 
 #include "fraud/fraud.hpp"
 #include "policy/policy.hpp"
+#include "sbc/call_observer.hpp"
 #include "sbc/cli.hpp"
 #include "sbc/fraud_wiring.hpp"
 
@@ -128,10 +131,31 @@ void print_human(std::size_t n, double t, const std::string& what, const fraud::
     if (v.reasons_dropped) std::cout << "    ... " << v.reasons_dropped << " more rules fired\n";
 }
 
-class Runner {
+// A final status ("status", SIP) or an outcome by name ("outcome"); answered when neither.
+std::string outcome_field(const json& j, fraud::Outcome& out) {
+    out = fraud::Outcome::answered;
+    if (auto it = j.find("outcome"); it != j.end()) {
+        const std::string o = it->is_string() ? it->get<std::string>() : std::string();
+        for (std::size_t i = 0; i < fraud::kOutcomeCount; ++i)
+            if (fraud::kOutcomeNames[i] == o) {
+                out = static_cast<fraud::Outcome>(i);
+                return {};
+            }
+        std::string names;
+        for (auto n : fraud::kOutcomeNames) names += (names.empty() ? "" : ", ") + std::string(n);
+        return "unknown \"outcome\" '" + o + "' (" + names + ")";
+    }
+    if (auto it = j.find("status"); it != j.end()) {
+        if (!it->is_number_integer()) return "\"status\" must be a SIP status code";
+        out = outcome_of(it->get<int>());
+    }
+    return {};
+}
+
+class Runner final : FraudEventSink {
   public:
     Runner(const policy::Policy& p, fraud::Engine& e, bool json_out)
-        : policy_(p), engine_(e), json_(json_out) {
+        : policy_(p), engine_(e), json_(json_out), observer_(*this, &p.numbering) {
         start_wall_ = static_cast<base::UnixNanos>(std::time(nullptr)) * base::kNanosPerSecond;
     }
 
@@ -167,18 +191,14 @@ class Runner {
         src.country = country;
         std::string ua = str(j, "ua");
         std::string tenant = str(j, "tenant");
-        fraud::Verdict v;
+        src_text_ = src_text;
 
         if (type == "attempt" || type == "request") {
             std::string call_id = str(j, "call_id", "call-" + std::to_string(n_));
             std::string account = str(j, "account");
             std::string from = str(j, "from", account);
-            std::string to_raw = str(j, "to");
             std::string method = str(j, "method", type == "request" ? "OPTIONS" : "INVITE");
-            // Dialed digits to E.164 with the policy's [numbering]; a target that is not a
-            // number (an OPTIONS to "sip:100@...", a user name) is kept as is.
-            std::string to = policy_.numbering.normalize(to_raw);
-            if (to.empty()) to = to_raw;
+            std::string to = normalize_callee(str(j, "to"), &policy_.numbering);
             fraud::CallAttempt a;
             a.now = now;
             a.wall = wall;
@@ -189,21 +209,17 @@ class Runner {
             a.caller = from;
             a.callee = to;
             a.user_agent = ua;
-            a.method = method;
-            engine_.on_attempt(a, v);
-            std::string what = method + " " + (account.empty() ? "-" : account) + " -> " + to +
-                               " from " + base::Endpoint{src.addr, src.port}.to_string();
-            report(what, v, fraud::to_json(v, a), src_text);
+            a.request = request_kind_of(method);
+            label_ = method;
+            attempt(a);
         } else if (type == "answer") {
-            engine_.on_answer({now, wall, str(j, "call_id")});
+            answered({now, wall, str(j, "call_id")});
         } else if (type == "end") {
-            int status = 200;
-            if (auto it = j.find("status"); it != j.end() && it->is_number_integer())
-                status = it->get<int>();
-            engine_.on_end({now, wall, str(j, "call_id"), status});
+            fraud::Outcome o;
+            if (auto err = outcome_field(j, o); !err.empty()) return err;
+            ended({now, wall, str(j, "call_id"), o});
         } else if (type == "auth") {
             std::string user = str(j, "user");
-            bool ok = j.value("ok", false);
             fraud::AuthResult a;
             a.now = now;
             a.wall = wall;
@@ -211,16 +227,10 @@ class Runner {
             a.username = user;
             a.tenant = tenant;
             a.user_agent = ua;
-            a.success = ok;
-            engine_.on_auth(a, v);
-            std::string what = std::string("auth ") + user + (ok ? " ok" : " FAILED") + " from " +
-                               base::Endpoint{src.addr, src.port}.to_string();
-            report(what, v, fraud::to_json(v, a), src_text);
+            a.success = j.value("ok", false);
+            auth(a);
         } else if (type == "register") {
             std::string user = str(j, "user");
-            int status = 200;
-            if (auto it = j.find("status"); it != j.end() && it->is_number_integer())
-                status = it->get<int>();
             fraud::Registration r;
             r.now = now;
             r.wall = wall;
@@ -228,20 +238,44 @@ class Runner {
             r.user = user;
             r.tenant = tenant;
             r.user_agent = ua;
-            r.status = status;
-            engine_.on_register(r, v);
-            std::string what = "REGISTER " + user + " (" + std::to_string(status) + ") from " +
-                               base::Endpoint{src.addr, src.port}.to_string();
-            report(what, v, fraud::to_json(v, r), src_text);
+            if (auto err = outcome_field(j, r.outcome); !err.empty()) return err;
+            registration(r);
+        } else if (type == "sip") {
+            // One SIP message as the SBC saw it (either direction): the observer follows its
+            // transaction and call as `sbc replay` does, and scores what it yields.
+            const std::string text = str(j, "message");
+            sip::Message m;
+            auto st = m.parse(text);
+            if (st && m.is_request()) st = sip::check_request(m);
+            if (!st)
+                return "\"message\" is not a well-formed SIP message (" +
+                       std::string(name(st.code)) + ")";
+            ObservedMessage at;
+            at.source = {src.addr, src.port};
+            if (auto d = str(j, "dst");
+                !d.empty() && !parse_source(d, at.destination.addr, at.destination.port))
+                return "bad \"dst\" address '" + d + "'";
+            at.tcp = transport == "tcp" || transport == "tls";
+            at.tls = transport == "tls";
+            at.now = now;
+            at.wall = wall;
+            label_ = std::string(m.method_name());
+            from_sip_ = true;
+            observer_.expire(now, wall);
+            observer_.observe(m, at);
+            from_sip_ = false;
+            sip_seen_ = true;
         } else {
             return "unknown event type '" + type +
-                   "' (attempt, request, answer, end, auth, register)";
+                   "' (attempt, request, answer, end, auth, register, sip)";
         }
         return {};
     }
 
     void summary() {
         base::Nanos now = static_cast<base::Nanos>(t_ * 1e9);
+        // SIP transactions still open settle as their timeouts would.
+        if (sip_seen_) observer_.finish(now, start_wall_ + now);
         const auto& c = engine_.counters();
         if (json_) {
             json s = {{"event", "summary"},
@@ -287,6 +321,35 @@ class Runner {
     }
 
   private:
+    // -- FraudEventSink: every event, from JSON fields or from SIP, is scored here.
+    void attempt(const fraud::CallAttempt& a) override {
+        fraud::Verdict v;
+        engine_.on_attempt(a, v);
+        std::string what = label_ + " " + (a.account.empty() ? "-" : std::string(a.account)) +
+                           " -> " + std::string(a.callee) + " from " +
+                           base::Endpoint{a.source.addr, a.source.port}.to_string();
+        report(what, v, fraud::to_json(v, a), source_text(a.source));
+    }
+    std::string source_text(const fraud::Source& s) const {
+        return from_sip_ ? base::Endpoint{s.addr, s.port}.to_string() : src_text_;
+    }
+    void answered(const fraud::CallAnswered& a) override { engine_.on_answer(a); }
+    void ended(const fraud::CallEnded& e) override { engine_.on_end(e); }
+    void auth(const fraud::AuthResult& a) override {
+        fraud::Verdict v;
+        engine_.on_auth(a, v);
+        std::string what = "auth " + std::string(a.username) + (a.success ? " ok" : " FAILED") +
+                           " from " + base::Endpoint{a.source.addr, a.source.port}.to_string();
+        report(what, v, fraud::to_json(v, a), source_text(a.source));
+    }
+    void registration(const fraud::Registration& r) override {
+        fraud::Verdict v;
+        engine_.on_register(r, v);
+        std::string what = "REGISTER " + std::string(r.user) + " (" + std::string(name(r.outcome)) +
+                           ") from " + base::Endpoint{r.source.addr, r.source.port}.to_string();
+        report(what, v, fraud::to_json(v, r), source_text(r.source));
+    }
+
     void report(const std::string& what, const fraud::Verdict& v, const std::string& line,
                 const std::string& src_text) {
         if (v.duplicate) ++stats_.duplicates;
@@ -318,6 +381,11 @@ class Runner {
     double t_ = 0;
     base::UnixNanos start_wall_ = 0;
     Stats stats_;
+    CallObserver observer_;
+    bool sip_seen_ = false;
+    bool from_sip_ = false;  // events now come from a SIP message (their source is theirs)
+    std::string label_;      // the method of the attempt being scored
+    std::string src_text_;   // the event's "src" as written
 };
 
 }  // namespace

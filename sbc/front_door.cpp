@@ -98,14 +98,6 @@ void front_door_handler(const dataplane::PacketMeta& m, void* ctx) {
 
 }  // namespace
 
-std::string_view request_account(const sip::Message& msg) {
-    if (const auto* auth = msg.authorization(); auth && !auth->username.empty())
-        return auth->username;
-    if (const auto* pa = msg.proxy_authorization(); pa && !pa->username.empty())
-        return pa->username;
-    return msg.from() ? msg.from()->uri.user : std::string_view{};
-}
-
 policy::TrafficClass limit_class(sip::Method method) {
     if (method == sip::Method::invite) return policy::TrafficClass::sip_invite;
     if (method == sip::Method::register_) return policy::TrafficClass::sip_register;
@@ -148,6 +140,7 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
 FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
     : daemon_(daemon),
       rt_(rt),
+      observer_(*this, nullptr),
       by_method_(kMethodCount, 0),
       account_limits_(kAccountLimiterCapacity, std::random_device{}()) {}
 
@@ -221,11 +214,18 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                 return self->admission_;
             },
             [self](const signaling::CallInfo& c, signaling::CallEnd) { self->call_answered(c); },
-            [self](const signaling::CallInfo& c, signaling::CallEnd e) { self->call_ended(c, e); });
+            [self](const signaling::CallInfo& c, signaling::CallEnd e) { self->call_ended(c, e); },
+            [self](const signaling::CallInfo& c, int status) {
+                self->response_relayed(c, status);
+            });
         self->rt_.set_tick([self](base::Nanos now) {
             if (self->core_) self->core_->advance(now);
+            self->observer_.expire(now, self->rt_.wall());  // challenges not followed
         });
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
+        for (const auto& h : daemon.config().next_hops)
+            if (h.transport == policy::Transport::udp)
+                spdlog::info("next hop {} {} (udp)", h.name, h.endpoint.to_string());
         spdlog::info("calls: external -> internal next hops through the B2BUA");
         return {};
     });
@@ -272,6 +272,16 @@ policy::PolicyChange FrontDoor::prepare_policy(const std::shared_ptr<const polic
 std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
                                                         std::unique_ptr<fraud::Engine> next) {
     policy_ = std::move(p);
+    if (core_) {
+        // The [topology] options of the new policy for the messages the B2BUA relays from now.
+        signaling::B2buaConfig b = core_->b2bua_config();
+        b.strip_headers = signaling::B2buaConfig{}.strip_headers;
+        b.reason_phrases.clear();
+        b.user_agent = signaling::B2buaConfig{}.user_agent;
+        apply_topology(b);
+        core_->set_topology(b.strip_headers, b.reason_phrases, b.user_agent);
+    }
+    observer_.set_numbering(policy_ ? &policy_->numbering : nullptr);
     if (!next) return nullptr;  // same fraud configuration: the engine and its state carry on
     if (engine_ && engine_->hand_over_state(*next)) {
         // Retuned rules (thresholds, weights, modes, lists) keep the gathered state: a rebuild
@@ -388,7 +398,7 @@ bool FrontDoor::refuse_over_account_limit(sip::Message& msg, const dataplane::Pa
     const auto& limit = policy_->rate_limits.get(cls, policy::LimitKey::account);
     if (!limit.enabled) return false;
     // No account (no username, no From user): the per-source limits of the dataplane apply.
-    const std::string_view account = request_account(msg);
+    const std::string_view account = account_of(msg);
     if (account.empty() || account_limits_.admit(account, cls, limit, rt_.monotonic()))
         return false;
     events_.add(FrontDoorEvent::refused_account_limit);
@@ -398,60 +408,61 @@ bool FrontDoor::refuse_over_account_limit(sip::Message& msg, const dataplane::Pa
 }
 
 fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::PacketMeta& meta) {
-    fraud::Verdict v;
-    if (!engine_) return v;
+    verdict_.reset();
+    if (!engine_) return verdict_;
     events_.add(FrontDoorEvent::fraud_events);
-    const base::Nanos now = rt_.monotonic();
-    const base::UnixNanos wall = rt_.wall();
-    fraud::Source src;
-    src.addr = meta.src;
-    src.port = meta.src_port;
-    src.transport = "udp";
-    const std::string_view from_user = msg.from() ? msg.from()->uri.user : std::string_view{};
-    const std::string_view to_user = msg.to() ? msg.to()->uri.user : std::string_view{};
-    const std::string_view account = request_account(msg);
-    if (msg.method() == sip::Method::invite) {
-        // Dialed digits to E.164 with the policy's [numbering]; a target that is not a number
-        // is kept as is (the same rule as `sbc policy test`).
-        const std::string_view dialed = msg.request_uri().user;
-        std::string callee = policy_ ? policy_->numbering.normalize(dialed) : std::string();
-        if (callee.empty()) callee = std::string(dialed);
-        fraud::CallAttempt a;
-        a.now = now;
-        a.wall = wall;
-        a.call_id = msg.call_id();
-        a.source = src;
-        a.account = account;
-        a.caller = from_user;
-        a.callee = callee;
-        a.user_agent = msg.user_agent();
-        a.method = msg.method_name();
-        engine_->on_attempt(a, v);
-    } else {
-        fraud::Registration r;
-        r.now = now;
-        r.wall = wall;
-        r.source = src;
-        r.user = to_user.empty() ? account : to_user;
-        r.user_agent = msg.user_agent();
+    ObservedMessage at;
+    at.source = {meta.src, meta.src_port};
+    at.destination = {meta.dst, meta.dst_port};
+    at.now = rt_.monotonic();
+    at.wall = rt_.wall();
+    if (msg.method() == sip::Method::register_)
         // The answer it gets: the placeholder (no registrar yet), never a success.
-        r.status = placeholder_.status;
-        engine_->on_register(r, v);
-    }
+        observer_.registration_answered(msg, placeholder_.status, at);
+    else
+        observer_.request_offered(msg, at);
+    return verdict_;
+}
+
+void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& source,
+                              base::Nanos now) {
     verdicts_.add(v.action);
-    if (v.action == fraud::Action::ban && !v.banned_source) {
-        const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
-        const base::Nanos duration =
-            v.ban_until > now ? v.ban_until - now : engine_->config().ban_duration;
-        if (rt_.post_ban(host, duration, dataplane::BanOrigin::fraud)) {
-            events_.add(FrontDoorEvent::fraud_bans_posted);
-            spdlog::warn("fraud ban: {} for {:.0f} s", host.to_string(),
-                         static_cast<double>(duration) / 1e9);
-        } else {
-            events_.add(FrontDoorEvent::fraud_bans_rejected);
-        }
+    if (v.action != fraud::Action::ban || v.banned_source || source.is_unspecified()) return;
+    const base::Prefix host(source, source.is_v4() ? 32 : 128);
+    const base::Nanos duration =
+        v.ban_until > now ? v.ban_until - now : engine_->config().ban_duration;
+    if (rt_.post_ban(host, duration, dataplane::BanOrigin::fraud)) {
+        events_.add(FrontDoorEvent::fraud_bans_posted);
+        spdlog::warn("fraud ban: {} for {:.0f} s", host.to_string(),
+                     static_cast<double>(duration) / 1e9);
+    } else {
+        events_.add(FrontDoorEvent::fraud_bans_rejected);
     }
-    return v;
+}
+
+void FrontDoor::attempt(const fraud::CallAttempt& a) {
+    engine_->on_attempt(a, verdict_);
+    apply_verdict(verdict_, a.source.addr, a.now);
+}
+
+void FrontDoor::registration(const fraud::Registration& r) {
+    engine_->on_register(r, verdict_);
+    apply_verdict(verdict_, r.source.addr, r.now);
+}
+
+void FrontDoor::auth(const fraud::AuthResult& a) {
+    events_.add(FrontDoorEvent::fraud_auth_events);
+    fraud::Verdict v;
+    engine_->on_auth(a, v);
+    apply_verdict(v, a.source.addr, a.now);
+}
+
+void FrontDoor::answered(const fraud::CallAnswered& a) {
+    engine_->on_answer(a);
+}
+
+void FrontDoor::ended(const fraud::CallEnded& e) {
+    engine_->on_end(e);
 }
 
 std::string FrontDoor::flag_text(const fraud::Verdict& v) {
@@ -467,24 +478,16 @@ std::string FrontDoor::flag_text(const fraud::Verdict& v) {
 }
 
 void FrontDoor::call_answered(const signaling::CallInfo& c) {
-    if (!engine_ || c.from != signaling::Side::external) return;
-    fraud::CallAnswered a;
-    a.now = rt_.monotonic();
-    a.wall = rt_.wall();
-    a.call_id = c.call_id;
-    engine_->on_answer(a);
+    if (engine_) observer_.call_answered(c, rt_.monotonic(), rt_.wall());
 }
 
 void FrontDoor::call_ended(const signaling::CallInfo& c, signaling::CallEnd how) {
     events_.add(FrontDoorEvent::calls_ended);
-    if (!engine_ || c.from != signaling::Side::external || how == signaling::CallEnd::blocked)
-        return;
-    fraud::CallEnded e;
-    e.now = rt_.monotonic();
-    e.wall = rt_.wall();
-    e.call_id = c.call_id;
-    e.status = c.answered > 0 ? 200 : (c.final_status ? c.final_status : 487);
-    engine_->on_end(e);
+    if (engine_) observer_.call_ended(c, how, rt_.monotonic(), rt_.wall());
+}
+
+void FrontDoor::response_relayed(const signaling::CallInfo& c, int status) {
+    if (engine_) observer_.response_relayed(c, status, rt_.monotonic(), rt_.wall());
 }
 
 void FrontDoor::apply_topology(signaling::B2buaConfig& b) const {

@@ -1,10 +1,11 @@
 #pragma once
-// The SBC's front door inside `sbc run`: the external UDP SIP listeners, opened through the
+// The SBC's front door inside `sbc run`: the SIP listeners, opened through the
 // DataplaneRuntime so that every datagram passes the ban table and the rate limits first (the
 // socket relay's pipeline, or the DPDK fast path before the exception port). What the
-// pipeline admits is parsed (sip/), counted, scored by the fraud engine (INVITE, REGISTER) and
-// answered statelessly with a final response. Requests are NOT forwarded: call flows,
-// transactions and topology hiding of live traffic come with the signaling core.
+// pipeline admits is parsed (sip/), counted, checked against scanner signatures and per-account
+// limits, and new INVITEs and REGISTERs are scored by the fraud engine. With calls on (an
+// internal listener and a next hop) the rest goes to the call core's B2BUA; otherwise requests
+// are answered statelessly with the placeholder final response.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "policy/policy.hpp"
 #include "sbc/account_limiter.hpp"
 #include "sbc/call_core.hpp"
+#include "sbc/call_observer.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -36,6 +38,7 @@ class DataplaneRuntime;
     X(send_failed, "responses that could not be sent")                                      \
     X(calls_ended, "calls through the B2BUA ended (fed to the fraud engine)")               \
     X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")                 \
+    X(fraud_auth_events, "authentication outcomes in relayed responses scored")             \
     X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")                    \
     X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")                \
     X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration")            \
@@ -61,9 +64,6 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
                                const base::IpAddress& source, std::uint16_t source_port,
                                std::uint32_t retry_after);
 
-// The account a request is attributed to, as the fraud engine sees it: the Authorization
-// username, else the Proxy-Authorization username, else the From user ("" if none).
-std::string_view request_account(const sip::Message& request);
 // The rate-limit class of a request method (the policy's register, invite, other).
 policy::TrafficClass limit_class(sip::Method method);
 // The [scanners] signature a User-Agent matches ("" and `empty_user_agent`: the empty one),
@@ -71,7 +71,10 @@ policy::TrafficClass limit_class(sip::Method method);
 std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s,
                                               std::string_view user_agent);
 
-class FrontDoor {
+// Fraud events reach the engine through the CallObserver (the one SIP -> fraud mapping):
+// new INVITEs and REGISTERs from the front door, answers, ends and relayed responses from the
+// B2BUA's call hooks.
+class FrontDoor final : FraudEventSink {
   public:
     // Opens every external UDP listener of the node config on the dataplane, holds the fraud
     // engine and takes part in policy reloads (as "fraud_engine"), and registers `stats` and
@@ -99,6 +102,14 @@ class FrontDoor {
     std::unique_ptr<fraud::Engine> commit_policy(std::shared_ptr<const policy::Policy> p,
                                                  std::unique_ptr<fraud::Engine> next);
     fraud::Verdict score(const sip::Message& m, const dataplane::PacketMeta& meta);
+    // A verdict on an event from `source`: counted, and a ban posted to the dataplane.
+    void apply_verdict(const fraud::Verdict& v, const base::IpAddress& source, base::Nanos now);
+    // FraudEventSink: the observer's events, into the engine (verdicts in verdict_).
+    void attempt(const fraud::CallAttempt& a) override;
+    void answered(const fraud::CallAnswered& a) override;
+    void ended(const fraud::CallEnded& e) override;
+    void auth(const fraud::AuthResult& a) override;
+    void registration(const fraud::Registration& r) override;
     // [scanners] and per-account limits, before scoring; true: refused (and answered).
     bool refuse_scanner(sip::Message& m, const dataplane::PacketMeta& meta);
     bool refuse_over_account_limit(sip::Message& m, const dataplane::PacketMeta& meta);
@@ -109,6 +120,7 @@ class FrontDoor {
     static std::string flag_text(const fraud::Verdict& v);
     void call_answered(const signaling::CallInfo& c);
     void call_ended(const signaling::CallInfo& c, signaling::CallEnd how);
+    void response_relayed(const signaling::CallInfo& c, int status);
     void apply_topology(signaling::B2buaConfig& b) const;
     std::string answer_command(std::string_view args);  // dataplane thread
 
@@ -124,6 +136,8 @@ class FrontDoor {
     PlaceholderAnswer placeholder_;
     std::shared_ptr<const policy::Policy> policy_;
     std::unique_ptr<fraud::Engine> engine_;
+    CallObserver observer_;           // its sink is this front door
+    fraud::Verdict verdict_;          // of the last event the observer handed over
     std::string engine_fingerprint_;  // of engine_'s config; read and written by reloads only
     std::shared_ptr<const fraud::GeoIp> geoip_;  // the node's database, opened once
     base::CounterSet<FrontDoorEvent> events_;

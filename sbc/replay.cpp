@@ -15,11 +15,17 @@ namespace sbc {
 std::string CallRecord::outcome() const {
     if (action == fraud::Action::block || action == fraud::Action::ban) return "blocked";
     if (answered) return ended ? "completed" : "answered";
-    if (status == 487) return "cancelled";
-    if (status == 401 || status == 407) return "challenged";
-    if (status >= 300) return "failed";
-    if (status == 408) return "timeout";
-    return "unanswered";
+    if (!end) return "unanswered";
+    switch (*end) {
+        case fraud::Outcome::cancelled:
+            return "cancelled";
+        case fraud::Outcome::auth_challenge:
+            return "challenged";
+        case fraud::Outcome::timeout:
+            return "timeout";
+        default:
+            return "failed";
+    }
 }
 
 namespace {
@@ -57,7 +63,7 @@ class Replayer final : public FraudEventSink {
         fraud::Verdict v;
         engine_.on_attempt(a, v);
         ++out_.source_attempts[a.source.addr.to_string()];
-        const bool invite = a.method == "INVITE";
+        const bool invite = a.request == fraud::RequestKind::call;
         if (invite && !v.duplicate) ++bucket(a.wall).attempts;
         judge(v, a.source.addr, a.account, a.wall, a.now);
         if (!invite) return;
@@ -97,7 +103,7 @@ class Replayer final : public FraudEventSink {
         engine_.on_end(e);
         if (auto* c = call(e.call_id)) {
             c->ended = e.wall;
-            c->status = e.status;
+            c->end = e.outcome;
         }
     }
     void auth(const fraud::AuthResult& a) override {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,7 @@ struct ReplayOptions {
 struct CallRecord {
     std::string call_id, account, caller, callee, source, transport, user_agent;
     base::UnixNanos start = 0, answered = 0, ended = 0;
-    int status = 0;  // final status (0: none seen)
+    std::optional<fraud::Outcome> end;  // how it ended (none: no end seen)
     fraud::Action action = fraud::Action::allow;
     double score = 0;
     std::vector<std::string> reasons;       // rule ids (enforced and observe)

@@ -57,7 +57,7 @@ json call_json(const CallRecord& c) {
               {"user_agent", c.user_agent},
               {"start", utc(c.start)},
               {"outcome", c.outcome()},
-              {"status", c.status},
+              {"end", c.end ? json(std::string(name(*c.end))) : json(nullptr)},
               {"verdict", std::string(name(c.action))},
               {"score", c.score},
               {"reasons", c.reason_texts}};

@@ -569,6 +569,11 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     c.info.caller = m.from() ? std::string(m.from()->uri.user) : std::string();
     c.info.callee = std::string(m.request_uri().user);
     c.info.call_id = std::string(m.call_id());
+    if (const auto* a = m.authorization(); a && !a->username.empty())
+        c.info.credentials_user = std::string(a->username);
+    else if (const auto* p = m.proxy_authorization(); p && !p->username.empty())
+        c.info.credentials_user = std::string(p->username);
+    c.info.user_agent = std::string(m.user_agent());
     c.info.started = now_;
 
     Leg& a = c.leg[0];
@@ -870,6 +875,7 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
             c.ack_cseq = c.invite_cseq;
             c.ack_bytes.clear();
             relay_response(c, p.server, p.server_leg, r, now_);
+            hooks_.on_response_relayed(c.info, status);
             hooks_.on_answered(c.info);
             return;
         }
@@ -889,6 +895,7 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
         }
         c.info.final_status = status >= 300 && status < 400 ? config_.redirect_status : status;
         relay_response(c, p.server, p.server_leg, r, now_);
+        hooks_.on_response_relayed(c.info, status);
         counters_.add(B2buaCounter::calls_failed);
         finish(c, CallEnd::rejected, now_);
         return;

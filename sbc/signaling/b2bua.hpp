@@ -114,6 +114,9 @@ struct CallInfo {
     Flow source;
     std::string caller, callee;  // From user, Request-URI user
     std::string call_id;         // the caller's Call-ID
+    // Authorization (else Proxy-Authorization) username of the INVITE, "" = no credentials.
+    std::string credentials_user;
+    std::string user_agent;  // the caller's User-Agent
     base::Nanos started = 0, answered = 0, ended = 0;
     int final_status = 0;
 };
@@ -125,6 +128,10 @@ class CallHooks {
     virtual Admission admit(const sip::Message& invite, const Flow& from, Side side) = 0;
     virtual void on_answered(const CallInfo&) {}
     virtual void on_ended(const CallInfo&, CallEnd) {}
+    // A final response to the call's INVITE relayed back to the caller, with the status the
+    // far side sent (before any rewriting): how the caller's credentials fared (a challenge,
+    // then a success or a refusal).
+    virtual void on_response_relayed(const CallInfo&, int /*status*/) {}
 };
 
 #define SBC_SIGNALING_B2BUA_COUNTERS(X)                                \
@@ -163,6 +170,15 @@ class B2bua final : private TransactionUser {
     // Ends a call from outside the SIP flow (media inactivity, a fraud ban, shutdown).
     bool end_call(std::uint64_t call, base::Nanos now);
     std::vector<std::uint64_t> calls() const;
+    // A policy reload's header stripping, reason phrases and own Server/User-Agent, for the
+    // messages built from now on.
+    void set_topology(std::vector<std::string> strip_headers,
+                      std::vector<std::pair<int, std::string>> reason_phrases,
+                      std::string user_agent) {
+        config_.strip_headers = std::move(strip_headers);
+        config_.reason_phrases = std::move(reason_phrases);
+        config_.user_agent = std::move(user_agent);
+    }
 
     std::size_t active_calls() const { return calls_.size(); }
     // Whether next hop i of the internal side takes calls now.

@@ -261,8 +261,8 @@ bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool descri
         }
         if (i >= kBurst)
             for (std::size_t j = 0; j < kBurst; ++j)
-                e.on_end(
-                    {now, wall + now, call_ids[(i - kBurst + j) & (call_ids.size() - 1)], 200});
+                e.on_end({now, wall + now, call_ids[(i - kBurst + j) & (call_ids.size() - 1)],
+                          Outcome::answered});
     }
     auto t1 = std::chrono::steady_clock::now();
     out.cpu_secs = cpu_seconds() - c0;

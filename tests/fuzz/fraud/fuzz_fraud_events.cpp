@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 a.account = acct;
                 a.callee = (op & 16) ? std::string_view(text) : std::string_view(callee);
                 a.user_agent = text;
-                a.method = (op & 32) ? "OPTIONS" : "INVITE";
+                a.request = (op & 32) ? RequestKind::probe : RequestKind::call;
                 engine->on_attempt(a, v);
                 break;
             }
@@ -94,7 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 engine->on_answer({now, now, call});
                 break;
             case 3:
-                engine->on_end({now, now, call, 200 + (op >> 3) * 10});
+                engine->on_end({now, now, call, static_cast<Outcome>((op >> 3) % kOutcomeCount)});
                 break;
             case 4: {
                 AuthResult a;
@@ -110,7 +110,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 r.now = now;
                 r.source = s;
                 r.user = text;
-                r.status = (op & 64) ? 404 : 200;
+                r.outcome = (op & 64) ? Outcome::not_found : Outcome::answered;
                 engine->on_register(r, v);
                 break;
             }

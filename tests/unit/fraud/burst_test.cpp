@@ -94,7 +94,8 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
                              "8501234567",  "33891234567", "4930123456", "+33 6 12 34 56 80"};
     const char* uas[] = {"Yealink SIP-T46S", "friendly-scanner", ""};
     const char* countries[] = {"FR", "FR", "FR", "NG", ""};
-    const char* methods[] = {"INVITE", "INVITE", "INVITE", "OPTIONS"};
+    const RequestKind kinds[] = {RequestKind::call, RequestKind::call, RequestKind::call,
+                                 RequestKind::probe};
     std::vector<Call> calls;
     std::vector<std::string> ended;
     base::Nanos now = 0;
@@ -112,7 +113,7 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
                                  : "3361234" + std::to_string(5000 + rng() % 40);
             c.ua = uas[rng() % 40 == 0 ? 1 : rng() % 50 == 0 ? 2 : 0];
             c.country = countries[rng() % 5];
-            c.method = methods[rng() % 4];
+            c.request = kinds[rng() % 4];
             c.tenant = rng() % 2 ? "" : "t" + std::to_string(rng() % 3);
         }
         std::vector<CallAttempt> in;
@@ -134,14 +135,16 @@ TEST_CASE("a burst of attempts gets the verdicts of the same attempts one by one
         }
         // Ends, answers and authentications between bursts, identical on both engines.
         for (std::size_t i = 0; i < n; i += 2) {
-            int status = rng() % 4 == 0 ? 487 : rng() % 3 == 0 ? 486 : 200;
-            if (status == 200) {
+            const Outcome outcome = rng() % 4 == 0   ? Outcome::cancelled
+                                    : rng() % 3 == 0 ? Outcome::busy
+                                                     : Outcome::answered;
+            if (outcome == Outcome::answered) {
                 (*one)->on_answer({now, kFriday + now, calls[i].call_id});
                 (*many)->on_answer({now, kFriday + now, calls[i].call_id});
             }
             now += static_cast<base::Nanos>(rng() % 20) * kSec;
-            (*one)->on_end({now, kFriday + now, calls[i].call_id, status});
-            (*many)->on_end({now, kFriday + now, calls[i].call_id, status});
+            (*one)->on_end({now, kFriday + now, calls[i].call_id, outcome});
+            (*many)->on_end({now, kFriday + now, calls[i].call_id, outcome});
         }
         if (rng() % 5 == 0) {
             // The event holds views: the strings must outlive it.

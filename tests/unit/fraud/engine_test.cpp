@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <optional>
 
 #include "fraud/fraud.hpp"
 #include "helpers.hpp"
@@ -137,16 +138,17 @@ TEST_CASE("concurrent calls are released on every terminal state, exactly once",
         rule("conc", Feature::concurrent_calls, KeyKind::account, 100, 70, 0, Op::gt));
     auto e = make(cfg);
     Call c;
-    const int statuses[] = {200, 486, 487, 408, 503, 603};
+    const Outcome outcomes[] = {Outcome::answered, Outcome::busy,   Outcome::cancelled,
+                                Outcome::timeout,  Outcome::failed, Outcome::rejected};
     for (int i = 0; i < 6; ++i) {
         c.call_id = "c" + std::to_string(i);
         run(*e, c, i * kSec);
-        if (statuses[i] == 200) e->on_answer({i * kSec + kSec / 2, 0, c.call_id});
+        if (outcomes[i] == Outcome::answered) e->on_answer({i * kSec + kSec / 2, 0, c.call_id});
     }
     CHECK(e->concurrent_calls(KeyKind::account, "1001") == 6);
     CHECK(e->concurrent_calls(KeyKind::source_ip, "192.0.2.10") == 0);  // kind not tracked
     for (int i = 0; i < 6; ++i) {
-        CallEnded end{100 * kSec, 0, "", statuses[i]};
+        CallEnded end{100 * kSec, 0, "", outcomes[i]};
         std::string id = "c" + std::to_string(i);
         end.call_id = id;
         e->on_end(end);
@@ -154,7 +156,7 @@ TEST_CASE("concurrent calls are released on every terminal state, exactly once",
         CHECK(e->concurrent_calls(KeyKind::account, "1001") == 5 - i);
     }
     // An end for a call never seen must not drive the counter below zero.
-    e->on_end({101 * kSec, 0, "ghost", 200});
+    e->on_end({101 * kSec, 0, "ghost", Outcome::answered});
     CHECK(e->concurrent_calls(KeyKind::account, "1001") == 0);
     CHECK(e->counters()[Counter::concurrent_underflow] == 0);
     CHECK(e->counters()[Counter::end_unknown_call] == 1);
@@ -251,7 +253,7 @@ static std::unique_ptr<Engine> engine_with_500_idle_callers() {
         c.account = "u" + std::to_string(i);
         c.call_id = "c" + std::to_string(i);
         run(*e, c, i * kSec / 10);
-        e->on_end({i * kSec / 10 + kSec, 0, c.call_id, 486});
+        e->on_end({i * kSec / 10 + kSec, 0, c.call_id, Outcome::busy});
     }
     return e;
 }
@@ -278,7 +280,7 @@ TEST_CASE("events alone free idle keys and ended calls, paced by time not by eve
     for (int i = 0; t < 1500 * kSec; ++i, t += 10 * kSec) {
         c.call_id = "s" + std::to_string(i);
         run(*e, c, t);
-        e->on_end({t + kSec, 0, c.call_id, 200});
+        e->on_end({t + kSec, 0, c.call_id, Outcome::answered});
     }
     CHECK(e->tracked_keys() == 2);  // the steady source and account
     CHECK(e->counters()[Counter::keys_expired] == 1000);
@@ -438,7 +440,7 @@ TEST_CASE("short-call and failed-call ratios need min_attempts samples", "[fraud
         c.call_id = "s" + std::to_string(i);
         CHECK_FALSE(find_reason(run(*e, c, t), "short"));
         e->on_answer({t + kSec, 0, c.call_id});
-        e->on_end({t + 4 * kSec, 0, c.call_id, 200});
+        e->on_end({t + 4 * kSec, 0, c.call_id, Outcome::answered});
         t += 10 * kSec;
     }
     c.call_id = "next";
@@ -449,7 +451,7 @@ TEST_CASE("short-call and failed-call ratios need min_attempts samples", "[fraud
     for (int i = 0; i < 8; ++i) {
         c.call_id = "f" + std::to_string(i);
         run(*e, c, t + kSec);
-        e->on_end({t + 2 * kSec, 0, c.call_id, 404});
+        e->on_end({t + 2 * kSec, 0, c.call_id, Outcome::not_found});
         t += 10 * kSec;
     }
     c.call_id = "after";
@@ -494,7 +496,7 @@ TEST_CASE("scanner user agents and request sweeps", "[fraud][engine]") {
         rule("sweep", Feature::request_sweep, KeyKind::source_ip, 20, 100, 60 * kSec));
     auto e = make(cfg);
     Call c;
-    c.method = "OPTIONS";
+    c.request = RequestKind::probe;
     c.ua = "Friendly-Scanner";
     c.src = "203.0.113.200";
     c.callee = "100";
@@ -526,7 +528,9 @@ TEST_CASE("scanner user agents are checked on authentication results and registr
     // A successful authentication from a scanner is still a scanner.
     e->on_auth(auth("203.0.113.61", "1001", true, kSec, "friendly-scanner"), v);
     CHECK(v.action == Action::ban);
-    e->on_register(registration("203.0.113.62", "1001", 401, 2 * kSec, "friendly-scanner"), v);
+    e->on_register(
+        registration("203.0.113.62", "1001", Outcome::auth_challenge, 2 * kSec, "friendly-scanner"),
+        v);
     CHECK(v.action == Action::ban);
     // An ordinary phone, and an event with no User-Agent (not a scanner unless configured).
     e->on_auth(auth("192.0.2.60", "1001", false, 3 * kSec, "Yealink SIP-T46S"), v);
@@ -539,7 +543,7 @@ TEST_CASE("scanner user agents are checked on authentication results and registr
     auto strict = make(cfg);
     strict->on_auth(auth("192.0.2.62", "1001", false, 0), v);
     CHECK(v.action == Action::ban);
-    strict->on_register(registration("192.0.2.63", "1001", 200, kSec), v);
+    strict->on_register(registration("192.0.2.63", "1001", Outcome::answered, kSec), v);
     CHECK(v.action == Action::ban);
 }
 
@@ -555,11 +559,11 @@ TEST_CASE("a request sweep counts a user once whatever the method", "[fraud][eng
     for (int i = 0; i < 5; ++i) {
         user = std::to_string(200 + i);
         c.callee = user;
-        c.method = "OPTIONS";
+        c.request = RequestKind::probe;
         c.call_id = "";
         e->on_attempt(attempt(c, t), v);
-        e->on_register(registration(c.src, user, 401, t + kSec / 10), v);
-        c.method = "INVITE";
+        e->on_register(registration(c.src, user, Outcome::auth_challenge, t + kSec / 10), v);
+        c.request = RequestKind::call;
         c.call_id = "i" + std::to_string(i);
         e->on_attempt(attempt(c, t + kSec / 5), v);
         t += kSec;
@@ -567,7 +571,7 @@ TEST_CASE("a request sweep counts a user once whatever the method", "[fraud][eng
     REQUIRE(find_reason(v, "sweep"));
     CHECK(find_reason(v, "sweep")->value == Approx(5));
     // A REGISTER of a user already swept by OPTIONS and INVITE adds nothing.
-    e->on_register(registration(c.src, "202", 401, t), v);
+    e->on_register(registration(c.src, "202", Outcome::auth_challenge, t), v);
     REQUIRE(find_reason(v, "sweep"));
     CHECK(find_reason(v, "sweep")->value == Approx(5));
 }
@@ -591,7 +595,7 @@ TEST_CASE("short rings (Wangiri) count unanswered calls cancelled within seconds
         e->on_attempt(attempt(c, t), v);
         last = v.action;
         if (last != Action::allow) break;
-        e->on_end({t + 2 * kSec, 0, c.call_id, 487});
+        e->on_end({t + 2 * kSec, 0, c.call_id, Outcome::cancelled});
         t += 3 * kSec;
     }
     CHECK(i == 5);
@@ -602,7 +606,7 @@ TEST_CASE("short rings (Wangiri) count unanswered calls cancelled within seconds
     for (int j = 0; j < 10; ++j) {
         ok.call_id = "l" + std::to_string(j);
         CHECK(run(*e, ok, t + j * 60 * kSec).action == Action::allow);
-        e->on_end({t + j * 60 * kSec + 20 * kSec, 0, ok.call_id, 487});
+        e->on_end({t + j * 60 * kSec + 20 * kSec, 0, ok.call_id, Outcome::cancelled});
     }
 }
 
@@ -666,15 +670,16 @@ TEST_CASE("failed_call_ratio is failed calls over ended calls, as documented", "
     Call c;
     const struct {
         const char* id;
-        int status;  // 0: still in progress
-    } calls[] = {{"busy", 486}, {"gone", 404},  {"cancel", 487},
-                 {"ok", 200},   {"ringing", 0}, {"talking", 0}};
+        std::optional<Outcome> end;  // none: still in progress
+    } calls[] = {{"busy", Outcome::busy},        {"gone", Outcome::not_found},
+                 {"cancel", Outcome::cancelled}, {"ok", Outcome::answered},
+                 {"ringing", std::nullopt},      {"talking", std::nullopt}};
     sbc::base::Nanos t = 0;
     for (const auto& x : calls) {
         c.call_id = x.id;
         run(*e, c, t);
-        if (x.status == 200) e->on_answer({t + kSec, 0, x.id});
-        if (x.status) e->on_end({t + 2 * kSec, 0, x.id, x.status});
+        if (x.end == Outcome::answered) e->on_answer({t + kSec, 0, x.id});
+        if (x.end) e->on_end({t + 2 * kSec, 0, x.id, *x.end});
         t += 10 * kSec;
     }
     c.call_id = "next";
@@ -852,7 +857,7 @@ TEST_CASE("calls in progress and bans survive a reconfigure", "[fraud][engine][r
     REQUIRE(find_reason(v, "conc"));
     CHECK(find_reason(v, "conc")->value == Approx(4));
     // ... and their ends, found in the kept call table, release them.
-    e->on_end({9 * kSec, 0, "c0", 200});
+    e->on_end({9 * kSec, 0, "c0", Outcome::answered});
     CHECK(e->concurrent_calls(KeyKind::account, "1001") == 2);
     CHECK(e->counters()[Counter::end_unknown_call] == 0);
 }

@@ -51,7 +51,7 @@ struct Call {
     std::string account = "1001";
     std::string callee = "33612345678";
     std::string ua = "Yealink SIP-T46S";
-    std::string method = "INVITE";
+    RequestKind request = RequestKind::call;
     std::string country;
     std::string tenant;
 };
@@ -71,7 +71,7 @@ inline CallAttempt attempt(const Call& c, base::Nanos now,
     a.caller = c.account;
     a.callee = c.callee;
     a.user_agent = c.ua;
-    a.method = c.method;
+    a.request = c.request;
     return a;
 }
 
@@ -88,7 +88,7 @@ inline AuthResult auth(const std::string& src, const std::string& user, bool ok,
     return a;
 }
 
-inline Registration registration(const std::string& src, const std::string& user, int status,
+inline Registration registration(const std::string& src, const std::string& user, Outcome outcome,
                                  base::Nanos now, std::string_view ua = {}) {
     Registration r;
     r.now = now;
@@ -97,7 +97,7 @@ inline Registration registration(const std::string& src, const std::string& user
     r.source.port = 5060;
     r.user = user;
     r.user_agent = ua;
-    r.status = status;
+    r.outcome = outcome;
     return r;
 }
 

@@ -204,12 +204,12 @@ TEST_CASE("an enforced-for key is quiet for an enforced value", "[policy][keys]"
     auto r = load_node_config(path);
     std::remove(path.c_str());
     REQUIRE(r.ok());
-    REQUIRE(r.notices.size() == 2);
-    CHECK(r.notices[0].line == 6);
-    CHECK(r.notices[0].message.find("'listeners[1].realm' = \"internal\"") != std::string::npos);
-    CHECK(r.notices[1].line == 8);
-    CHECK(r.notices[1].column == 1);
-    CHECK(r.value->notices.size() == 2);
+    // realm is enforced for both values; transport only for udp.
+    REQUIRE(r.notices.size() == 1);
+    CHECK(r.notices[0].line == 8);
+    CHECK(r.notices[0].column == 1);
+    CHECK(r.notices[0].message.find("'listeners[1].transport' = \"tcp\"") != std::string::npos);
+    CHECK(r.value->notices.size() == 1);
 }
 
 TEST_CASE("key status lookup: literal entries win, no prefix matching", "[policy][keys]") {
@@ -231,10 +231,13 @@ TEST_CASE("the shipped configuration reports what it sets for later stages", "[p
         CHECK(n.message.find("no part of `sbc run`") == std::string::npos);
         all += n.message + "\n";
     }
-    for (const char* key : {"'tls.min_version'", "'next_hops[0].name'", "'health_check.enabled'",
-                            "'metrics.port'", "'listeners[1].transport' = \"tcp\"",
-                            "'listeners[2].realm' = \"internal\"", "'dataplane.burst_size'"})
+    for (const char* key :
+         {"'tls.min_version'", "'metrics.port'", "'listeners[1].transport' = \"tcp\""})
         CHECK(all.find(key) != std::string::npos);
+    // What the call core enforces is quiet.
+    for (const char* key : {"'next_hops[0].name'", "'health_check.enabled'", "'listeners[2].realm'",
+                            "'dataplane.burst_size'"})
+        CHECK(all.find(key) == std::string::npos);
     CHECK(all.find("'media.") == std::string::npos);
     CHECK(all.find("'control.") == std::string::npos);
     for (const char* example : {"callcenter.toml", "carrier-trunk.toml", "lab.toml"}) {

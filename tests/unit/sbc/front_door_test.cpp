@@ -27,17 +27,17 @@ TEST_CASE("the account of a request: Authorization, Proxy-Authorization, From",
     sip::Message m;
     std::string a = request("INVITE", "");
     REQUIRE(m.parse(a));
-    CHECK(request_account(m) == "1001");
+    CHECK(account_of(m) == "1001");
     std::string b = request("REGISTER",
                             "Authorization: Digest username=\"alice\", realm=\"x\", nonce=\"n\", "
                             "uri=\"sip:x\", response=\"0\"\r\n");
     REQUIRE(m.parse(b));
-    CHECK(request_account(m) == "alice");
+    CHECK(account_of(m) == "alice");
     std::string c = request("INVITE",
                             "Proxy-Authorization: Digest username=\"bob\", realm=\"x\", "
                             "nonce=\"n\", uri=\"sip:x\", response=\"0\"\r\n");
     REQUIRE(m.parse(c));
-    CHECK(request_account(m) == "bob");
+    CHECK(account_of(m) == "bob");
 }
 
 TEST_CASE("rate-limit class of a method", "[sbc][front_door]") {

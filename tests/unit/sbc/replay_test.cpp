@@ -18,13 +18,13 @@ sbc::CallRecord call(const std::string& id, sbc::fraud::Action a, std::vector<st
 TEST_CASE("replay: call outcomes") {
     sbc::CallRecord c;
     CHECK(c.outcome() == "unanswered");
-    c.status = 487;
+    c.end = sbc::fraud::Outcome::cancelled;
     CHECK(c.outcome() == "cancelled");
-    c.status = 486;
+    c.end = sbc::fraud::Outcome::busy;
     CHECK(c.outcome() == "failed");
     c.answered = 10;
     c.ended = 20;
-    c.status = 200;
+    c.end = sbc::fraud::Outcome::answered;
     CHECK(c.outcome() == "completed");
     c.action = sbc::fraud::Action::ban;
     CHECK(c.outcome() == "blocked");

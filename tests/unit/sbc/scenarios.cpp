@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <random>
 #include <sstream>
+#include "sbc/call_observer.hpp"
 
 namespace sbc::scenarios {
 
@@ -448,9 +449,9 @@ Outcome run(const Scenario& s, fraud::Engine& engine) {
                 a.caller = e.account;
                 a.callee = e.callee;
                 a.user_agent = e.ua;
-                a.method = e.method;
+                a.request = request_kind_of(e.method);
                 engine.on_attempt(a, v);
-                is_call = e.method == "INVITE";
+                is_call = a.request == fraud::RequestKind::call;
                 break;
             }
             case Event::Type::answer:
@@ -458,7 +459,7 @@ Outcome run(const Scenario& s, fraud::Engine& engine) {
                 verdict = false;
                 break;
             case Event::Type::end:
-                engine.on_end({e.t, wall, e.call_id, e.status});
+                engine.on_end({e.t, wall, e.call_id, outcome_of(e.status)});
                 verdict = false;
                 break;
             case Event::Type::auth: {
@@ -478,7 +479,7 @@ Outcome run(const Scenario& s, fraud::Engine& engine) {
                 r.source = src;
                 r.user = e.user;
                 r.user_agent = e.ua;
-                r.status = e.status;
+                r.outcome = outcome_of(e.status);
                 engine.on_register(r, v);
                 break;
             }

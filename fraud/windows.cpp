@@ -1,0 +1,184 @@
+// Sliding windows: which scopes an event falls in, where `now` falls for each window width,
+// and the state updates (rings advanced to the event's sub-bucket, then counted; distinct
+// sets; sequential runs).
+#include "fraud/engine_impl.hpp"
+
+namespace sbc::fraud {
+
+bool Engine::Impl::scope_match(const CompiledScope& s, const Ctx& c) const {
+    if (!s.tenants.empty() &&
+        std::find(s.tenants.begin(), s.tenants.end(), c.tenant_hash) == s.tenants.end())
+        return false;
+    if (!s.groups.empty() && (c.group < 0 || !s.groups[static_cast<std::size_t>(c.group)]))
+        return false;
+    if (s.dest_mask && !(c.dest_mask & s.dest_mask)) return false;
+    if (s.time == TimeScope::business_hours && c.off_hours) return false;
+    if (s.time == TimeScope::off_hours && !c.off_hours) return false;
+    return true;
+}
+
+// Once per event: which scopes match, and where `now` falls for every window width.
+void Engine::Impl::prepare(Ctx& c) {
+    c.scope_bits = 1;
+    for (std::size_t i = 1; i < scopes.size(); ++i)
+        if (scope_match(scopes[i], c)) c.scope_bits |= std::uint64_t{1} << i;
+    // Events come in time order: the sub-bucket of the previous event (or the next one) is
+    // found without the two 64-bit divisions per width.
+    for (std::size_t i = 0; i < widths.size(); ++i) {
+        base::Nanos w = widths[i];
+        auto& cache = epoch_cache[i];
+        if (c.now >= cache.start + w && c.now < cache.start + 2 * w) {
+            ++cache.epoch;
+            cache.start += w;
+        } else if (c.now < cache.start || c.now >= cache.start + w) {
+            cache.epoch = epoch_of(c.now, w);
+            cache.start = static_cast<base::Nanos>(cache.epoch) * w;
+        }
+        c.epoch[i] = cache.epoch;
+        c.epoch_start[i] = cache.start;
+        c.into[i] = static_cast<double>(std::max<base::Nanos>(0, c.now - cache.start)) /
+                    static_cast<double>(w);
+    }
+}
+
+// Moves every ring of a slot to the event's epoch (the slot's epoch for a width is that of
+// its newest event), clearing the sub-buckets skipped since.
+void Engine::Impl::advance(const KindPlan& kt, std::uint8_t* slot, const Ctx& c) const {
+    auto* hdr = reinterpret_cast<KeyHeader*>(slot);
+    base::Nanos last = hdr->last_seen;
+    if (c.now <= last) return;  // the rings are at this epoch already (or a later one)
+    for (std::size_t wi = 0; wi < kt.widths.size(); ++wi) {
+        const auto w = kt.widths[wi];
+        base::Nanos start = c.epoch_start[w];
+        if (last >= start) continue;  // same sub-bucket
+        const auto& rings = kt.width_rings[wi];
+        if (last < start - span[w]) {
+            // Older than the whole ring (a key idle for a window): every bucket goes.
+            for (auto off : rings.narrow) std::memset(slot + off, 0, kRingBuckets);
+            for (auto off : rings.wide) std::memset(slot + off, 0, 2 * kRingBuckets);
+            continue;
+        }
+        // The sub-bucket of `last`, counting back from the event's (no division).
+        base::Nanos width = widths[w];
+        std::uint32_t e = c.epoch[w] - 1;
+        for (start -= width; last < start && c.epoch[w] - e < kRingBuckets; start -= width) --e;
+        if (!rings.narrow.empty()) {
+            const std::uint64_t keep = ring_keep8(e, c.epoch[w]);
+            for (auto off : rings.narrow) ring_keep(slot + off, keep);
+        }
+        if (!rings.wide.empty()) {
+            const unsigned __int128 keep = ring_keep16(e, c.epoch[w]);
+            for (auto off : rings.wide)
+                ring_keep(reinterpret_cast<std::uint16_t*>(slot + off), keep);
+        }
+    }
+    hdr->last_seen = c.now;
+}
+
+void Engine::Impl::update(Ctx& c) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        if (c.slot[ki] < 0) continue;
+        auto& kt = kinds[ki];
+        auto& table = key_tables[ki].table;
+        auto* base_ptr = static_cast<std::uint8_t*>(table.slot(c.slot[ki]));
+        advance(kt, base_ptr, c);
+        for (const UpdateOp& comp : kt.by_event[static_cast<std::size_t>(c.kind)]) {
+            if (!(c.scope_bits >> comp.scope_idx & 1)) continue;
+            void* p = base_ptr + comp.offset;
+            switch (comp.type) {
+                case CompType::counter: {
+                    bool hit = false;
+                    switch (static_cast<CountEvent>(comp.what)) {
+                        case CountEvent::attempt:
+                            hit = c.kind == EventKind::invite;
+                            break;
+                        case CountEvent::international:
+                            hit = c.kind == EventKind::invite && c.international;
+                            break;
+                        case CountEvent::list_hit:
+                            hit = c.kind == EventKind::invite && (c.dest_mask & comp.list_mask);
+                            break;
+                        case CountEvent::answered:
+                            hit = c.kind == EventKind::end && c.answered;
+                            break;
+                        case CountEvent::short_answered:
+                            hit = c.kind == EventKind::end && c.short_answered;
+                            break;
+                        case CountEvent::ended:
+                            hit = c.kind == EventKind::end;
+                            break;
+                        case CountEvent::failed:
+                            hit = c.kind == EventKind::end && c.failed;
+                            break;
+                        case CountEvent::auth_failure:
+                            hit = c.kind == EventKind::auth && c.auth_failed;
+                            break;
+                        case CountEvent::short_ring:
+                            hit = c.kind == EventKind::end && c.short_ring;
+                            break;
+                    }
+                    if (!hit) break;
+                    std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
+                    if (comp.narrow)
+                        ring_add(static_cast<std::uint8_t*>(p), e);
+                    else
+                        ring_add(static_cast<std::uint16_t*>(p), e);
+                    break;
+                }
+                case CompType::distinct: {
+                    std::uint32_t h = 0;
+                    switch (static_cast<DistinctValue>(comp.what)) {
+                        case DistinctValue::destination:
+                            if (c.kind == EventKind::invite && c.ndigits &&
+                                (!comp.list_mask || (c.dest_mask & comp.list_mask)))
+                                h = c.dest_hash;
+                            break;
+                        case DistinctValue::destination_country:
+                            if (c.kind == EventKind::invite) h = c.dest_country;
+                            break;
+                        case DistinctValue::failed_username:
+                            h = c.username_hash;
+                            break;
+                        case DistinctValue::request_target:
+                            h = c.target_hash;
+                            break;
+                        case DistinctValue::source_country:
+                            if (c.kind != EventKind::end) h = c.src_country;
+                            break;
+                    }
+                    if (h) {
+                        auto* cold = static_cast<std::uint8_t*>(table.cold(c.slot[ki]));
+                        distinct_insert(*static_cast<DistinctSummary*>(p),
+                                        reinterpret_cast<DistinctEntry*>(cold + comp.cold_offset),
+                                        comp.lines, h, slot_epoch(base_ptr, comp.width_idx, c));
+                    }
+                    break;
+                }
+                case CompType::sequential: {
+                    if (c.kind != EventKind::invite || c.ndigits == 0) break;
+                    auto* run = static_cast<SequentialRun*>(p);
+                    auto d = c.digits_view();
+                    if (d.size() > 18) d = d.substr(d.size() - 18);
+                    std::uint64_t n = 0;
+                    for (char ch : d) n = n * 10 + static_cast<std::uint64_t>(ch - '0');
+                    std::uint64_t diff =
+                        n > run->last_number ? n - run->last_number : run->last_number - n;
+                    bool fresh = run->run != 0 && age_of(c.now_s, run->last_s) < comp.window_s;
+                    if (fresh && run->last_len == d.size() && diff >= 1 &&
+                        diff <= cfg.sequential_max_step) {
+                        if (run->run != 0xffff) ++run->run;
+                    } else if (!(fresh && diff == 0)) {
+                        run->run =
+                            1;  // a redial of the same number neither extends nor breaks a run
+                    }
+                    run->last_number = n;
+                    run->last_len = static_cast<std::uint8_t>(d.size());
+                    run->last_s = c.now_s;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace sbc::fraud
