@@ -53,6 +53,10 @@ bool bad_source_v6(const std::uint8_t* a) {
     if (std::memcmp(a, kZero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return true;
     return false;
 }
+bool is_loopback_v6(const std::uint8_t* a) {
+    static constexpr std::uint8_t kZero[15] = {};
+    return std::memcmp(a, kZero, 15) == 0 && a[15] == 1;
+}
 // RFC 4291 §2.7.1: the solicited-node multicast prefix ff02::1:ff00:0/104.
 bool is_solicited_node_v6(const std::uint8_t* a) {
     static constexpr std::uint8_t kPrefix[13] = {0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff};
@@ -144,7 +148,8 @@ bool is_solicited_node_v6(const std::uint8_t* a) {
     m.l3_offset = static_cast<std::uint16_t>(off);
     m.l4_proto = ip[9];
     m.hop_limit = ip[8];
-    if (bad_source_v4(ip + 12)) return set(d, Action::drop, DropReason::bad_source);
+    if (bad_source_v4(ip + 12) && !(opt.loopback_within_host && ip[12] == 127 && ip[16] == 127))
+        return set(d, Action::drop, DropReason::bad_source);
     const std::uint32_t pseudo = checksum_add(0, ip + 12, 8);
     parse_l4(base, off + ihl, total - ihl, m, d, opt, pseudo);
 }
@@ -166,7 +171,8 @@ void parse_ipv6(const std::uint8_t* base, std::uint32_t off, std::uint32_t avail
     // RFC 4862 §5.4.2: duplicate address detection sends neighbour solicitations from the
     // unspecified address to a solicited-node group; that is the one use of :: accepted.
     const bool unspecified_src = is_unspecified_v6(ip + 8);
-    if (!unspecified_src && bad_source_v6(ip + 8))
+    if (!unspecified_src && bad_source_v6(ip + 8) &&
+        !(opt.loopback_within_host && is_loopback_v6(ip + 8) && is_loopback_v6(ip + 24)))
         return set(d, Action::drop, DropReason::bad_source);
     std::uint8_t next = ip[6];
     std::uint32_t pos = off + 40;

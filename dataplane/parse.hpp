@@ -8,10 +8,13 @@
 
 namespace sbc::dataplane {
 
-
 struct ParseOptions {
     // UDP checksums are verified in software unless the caller (a NIC offload) already did.
     bool verify_udp_checksum = true;
+    // A loopback source is a bad source (RFC 1122 §3.2.1.3: it never appears outside a host),
+    // except, with this set, when the destination is loopback too: a capture taken on a
+    // loopback interface (replay) holds such packets, which never left their host.
+    bool loopback_within_host = false;
 };
 
 // L2-L4 parse of a burst of Ethernet frames (802.1Q/QinQ, IPv4 with options and fragments,

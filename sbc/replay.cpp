@@ -47,11 +47,26 @@ std::string reason_text(const fraud::Reason& r) {
     return s;
 }
 
+// Captures taken on a loopback interface (the SBC's own calls on lo) carry loopback sources;
+// they are replayed when the destination is loopback too. UDP checksums are not verified: a
+// capture taken on the sending host holds them before the NIC (or, on lo, nobody) fills them in
+// (checksum offload), as packet analysers assume by default.
+dataplane::ParseOptions capture_parse_options() {
+    dataplane::ParseOptions o;
+    o.loopback_within_host = true;
+    o.verify_udp_checksum = false;
+    return o;
+}
+
 class Replayer final : public FraudEventSink {
   public:
     Replayer(const policy::Policy& p, const dataplane::PipelineConfig& config,
              fraud::Engine& engine, ReplayResult& out)
-        : pipeline_(config), engine_(engine), observer_(*this, &p.numbering), out_(out) {
+        : decoder_({}, capture_parse_options()),
+          pipeline_(config),
+          engine_(engine),
+          observer_(*this, &p.numbering),
+          out_(out) {
         engine_.set_event_sink(
             [this](std::string_view line) { out_.security_events.emplace_back(line); });
         for (auto port : pipeline_.config().sip_udp_ports) sip_udp_[port] = true;

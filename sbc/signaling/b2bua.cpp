@@ -738,6 +738,19 @@ void B2bua::in_dialog(TxId tx, const sip::Message& m, const Flow& from, Call& c,
 
     if (m.method() == sip::Method::bye) {
         tx_.respond(tx, 200, {}, {}, now_);
+        if (!c.answered) {
+            // A BYE in an early dialog (RFC 3261 §15): the caller's pending INVITE is answered
+            // 487 (§15.1.2) and the inside INVITE cancelled as a CANCEL would (§9.1); a BYE
+            // alone would leave both INVITE transactions, and the call, waiting for ever.
+            c.cancelled = true;
+            if (c.invite_client) tx_.cancel(c.invite_client, now_);
+            sip::ResponseOptions o;
+            o.to_tag = c.leg[0].local_tag;
+            tx_.respond(c.invite_server, 487, {}, o, now_);
+            c.info.final_status = 487;
+            finish(c, li == 0 ? CallEnd::bye_caller : CallEnd::bye_callee, now_);
+            return;
+        }
         send_bye(c, oi, now_);
         finish(c, li == 0 ? CallEnd::bye_caller : CallEnd::bye_callee, now_);
         return;
@@ -1008,6 +1021,24 @@ void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
         if (p.server) tx_.respond(p.server, 408, {}, {}, now_);
         if (p.method == sip::Method::invite || p.method == sip::Method::update)
             c.offer_pending = false;
+        return;
+    }
+    // The caller's INVITE got the layer's 408 after max_pending (the inside sent provisionals
+    // and never a final response): the call is over, and the inside INVITE, which has no timer
+    // of its own once a provisional came (RFC 3261 §17.1.1.2), is cancelled as Timer C's expiry
+    // would do (§16.8).
+    if (kind == TimeoutKind::no_final_from_user) {
+        auto it = server_calls_.find(pack(tx));
+        if (it == server_calls_.end()) return;
+        auto cit = calls_.find(it->second);
+        if (cit == calls_.end()) return;
+        Call& c = *cit->second;
+        if (c.ended || c.answered || c.invite_server != tx) return;
+        c.cancelled = true;
+        if (c.invite_client) tx_.cancel(c.invite_client, now_);
+        c.info.final_status = 408;
+        counters_.add(B2buaCounter::calls_failed);
+        finish(c, CallEnd::timeout, now_);
         return;
     }
     // A server INVITE whose 2xx was never ACKed: the call cannot be confirmed (§13.3.1.4).

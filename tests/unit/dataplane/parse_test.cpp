@@ -124,6 +124,35 @@ TEST_CASE("Malformed IPv4 headers are dropped with their reason") {
     }
 }
 
+TEST_CASE("loopback sources: refused, unless asked for and the destination is loopback too") {
+    auto parse_with = [](const FrameSpec& s, bool within_host) {
+        std::vector<std::uint8_t> bytes = build_frame(s);
+        Frame f{bytes.data(), static_cast<std::uint32_t>(bytes.size()),
+                static_cast<std::uint32_t>(bytes.size()), 0, 0};
+        Parsed p;
+        ParseOptions o;
+        o.loopback_within_host = within_host;
+        parse_frames(std::span<const Frame>(&f, 1), std::span<PacketMeta>(&p.meta, 1),
+                     std::span<Decision>(&p.decision, 1), o);
+        return p;
+    };
+    for (bool v6 : {false, true}) {
+        INFO((v6 ? "IPv6" : "IPv4"));
+        FrameSpec s;
+        s.v6 = v6;
+        s.src = v6 ? "::1" : "127.0.0.1";
+        s.dst = v6 ? "::1" : "127.0.0.2";
+        s.payload = text("OPTIONS sip:a SIP/2.0\r\n");
+        CHECK(parse_with(s, false).decision.reason == DropReason::bad_source);
+        const Parsed ok = parse_with(s, true);
+        CHECK(ok.decision.action == Action::undecided);
+        CHECK(ok.meta.dst_port == 5060);
+        // A loopback source toward an address outside the host is spoofed whatever the option.
+        s.dst = v6 ? "2001:db8::1" : "203.0.113.1";
+        CHECK(parse_with(s, true).decision.reason == DropReason::bad_source);
+    }
+}
+
 TEST_CASE("IPv4 options are skipped") {
     FrameSpec s;
     s.ip_options = {0x94, 0x04, 0, 0};  // router alert

@@ -326,6 +326,59 @@ TEST_CASE("CANCEL from the caller: 487 out, CANCEL inside, the inside's 487 ACKe
     CHECK(h.b2b.transactions().size() == 0);
 }
 
+TEST_CASE("an inside that rings forever: 408 out after max_pending, CANCEL inside, call gone") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 180), proxy_flow(), Side::internal, millis(10));
+    const std::size_t mark = h.wire.sent.size();
+    // The transaction layer answers the caller 408 once max_pending (180 s) has passed.
+    h.b2b.advance(seconds(181));
+    auto out = h.wire.to(kCallerPort, mark);
+    REQUIRE(!out.empty());
+    CHECK(parse(out[0]).status_code() == 408);
+    auto in = h.wire.to(kProxyPort, mark);
+    REQUIRE(!in.empty());
+    CHECK(parse(in[0]).method() == sip::Method::cancel);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::timeout);
+    CHECK(h.hooks.ended[0].first.final_status == 408);
+    CHECK(h.media.released[1] == 1);
+    CHECK(h.b2b.counters()[B2buaCounter::calls_failed] == 1);
+    // The inside never answers the CANCEL either: everything is gone once its timers ran out.
+    h.b2b.advance(seconds(181 + 40));
+    CHECK(h.b2b.active_calls() == 0);
+    CHECK(h.b2b.transactions().size() == 0);
+    CHECK(h.media.released[1] == 1);
+}
+
+TEST_CASE("a BYE from the caller in the early dialog: 487 out, CANCEL inside, call gone") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 180), proxy_flow(), Side::internal, millis(10));
+    const std::string ringing = h.wire.to(kCallerPort).back();
+    REQUIRE(parse(ringing).status_code() == 180);
+    const std::size_t mark = h.wire.sent.size();
+    feed(h.b2b, caller_request(ringing, "BYE", 11, "z9hG4bKearlybye"), caller_flow(),
+         Side::external, millis(20));
+    auto out = h.wire.to(kCallerPort, mark);
+    REQUIRE(out.size() == 2);
+    CHECK(parse(out[0]).status_code() == 200);
+    CHECK(parse(out[0]).cseq()->method == "BYE");
+    CHECK(parse(out[1]).status_code() == 487);
+    CHECK(parse(out[1]).cseq()->method == "INVITE");
+    auto in = h.wire.to(kProxyPort, mark);
+    REQUIRE(in.size() == 1);
+    CHECK(parse(in[0]).method() == sip::Method::cancel);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::bye_caller);
+    CHECK(h.media.released[1] == 1);
+    // The inside answers neither the CANCEL nor the INVITE: the timers still clear everything.
+    h.b2b.advance(seconds(60));
+    CHECK(h.b2b.active_calls() == 0);
+    CHECK(h.b2b.transactions().size() == 0);
+    CHECK(h.media.released[1] == 1);
+}
+
 TEST_CASE("a 200 crossing the CANCEL is ACKed and ended inside with BYE") {
     Harness h;
     const std::string inv = place(h);
