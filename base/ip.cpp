@@ -96,6 +96,26 @@ Prefix covering_prefix(const IpAddress& a, std::uint8_t v4_len, std::uint8_t v6_
     return Prefix(a, a.is_v4() ? v4_len : v6_len);
 }
 
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+    if (text.empty() || text.size() > 5) return std::nullopt;
+    unsigned v = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        v = v * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (v == 0 || v > 65535) return std::nullopt;
+    return static_cast<std::uint16_t>(v);
+}
+
+std::optional<Endpoint> Endpoint::parse(std::string_view text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    auto addr = IpAddress::parse(text.substr(0, colon));  // takes "[v6]" as well
+    auto port = parse_port(text.substr(colon + 1));
+    if (!addr || !port) return std::nullopt;
+    return Endpoint{*addr, *port};
+}
+
 std::string Endpoint::to_string() const {
     if (addr.is_v4()) return addr.to_string() + ":" + std::to_string(port);
     // Built by appending: GCC 12 at -O3 reports a false -Wrestrict on `"[" + std::string`.

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/hash.hpp"
+
 namespace sbc::base {
 
 // An IPv4 or IPv6 address. IPv4 is stored as an IPv4-mapped IPv6 address
@@ -70,7 +72,7 @@ class IpAddress {
         std::uint64_t hi, lo;
         std::memcpy(&hi, bytes_.data(), 8);
         std::memcpy(&lo, bytes_.data() + 8, 8);
-        std::uint64_t h = hi * 0x9E3779B97F4A7C15ULL ^ lo;
+        std::uint64_t h = hi * kGoldenGamma ^ lo;
         h ^= h >> 31;
         h *= 0xBF58476D1CE4E5B9ULL;
         h ^= h >> 29;
@@ -112,9 +114,14 @@ class Prefix {
 // The covering prefix of `a` with `v4_len` bits for IPv4 or `v6_len` for IPv6 (e.g. /24, /64).
 Prefix covering_prefix(const IpAddress& a, std::uint8_t v4_len, std::uint8_t v6_len);
 
+// A port number in decimal, 1..65535 (0 names no port), digits only.
+std::optional<std::uint16_t> parse_port(std::string_view text);
+
 struct Endpoint {
     IpAddress addr;
     std::uint16_t port = 0;
+    // "1.2.3.4:5060" or "[2001:db8::1]:5060"; the port as parse_port() reads it.
+    static std::optional<Endpoint> parse(std::string_view text);
     std::string to_string() const;  // "1.2.3.4:5060" or "[::1]:5060"
     bool operator==(const Endpoint&) const = default;
 };

@@ -39,7 +39,7 @@ BanTable::BanTable(std::uint32_t capacity) {
 }
 
 std::uint64_t BanTable::hash_of(const base::Prefix& p) const {
-    std::uint64_t h = p.address().hash() ^ (std::uint64_t{p.length()} + 1) * 0x9E3779B97F4A7C15ULL;
+    std::uint64_t h = p.address().hash() ^ (std::uint64_t{p.length()} + 1) * base::kGoldenGamma;
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ULL;
     h ^= h >> 32;

@@ -22,15 +22,6 @@
 namespace sbc::dataplane {
 
 namespace {
-std::uint64_t mix(std::uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 template <class T>
 bool take_token(T& tokens, base::Nanos& last, const RateLimit& lim, base::Nanos now) {
     if (lim.unlimited()) return true;
@@ -75,7 +66,7 @@ std::size_t RateLimiter::memory_bytes() const {
 const RateLimiter::Entry* RateLimiter::find(const base::IpAddress& key, std::uint8_t cls,
                                             std::uint8_t is_prefix) const {
     const std::uint64_t h =
-        mix(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * 0x9E3779B97F4A7C15ULL);
+        base::mix64(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * base::kGoldenGamma);
     const std::size_t base = (h & set_mask_) * kWays;
     const std::uint32_t tag = static_cast<std::uint32_t>(h >> 32) | 1u;
     for (unsigned w = 0; w < kWays; ++w) {
@@ -91,7 +82,7 @@ RateLimiter::Entry* RateLimiter::find_or_insert(const base::IpAddress& key, std:
                                                 bool& inserted) {
     inserted = false;
     const std::uint64_t h =
-        mix(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * 0x9E3779B97F4A7C15ULL);
+        base::mix64(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * base::kGoldenGamma);
     const std::size_t base = (h & set_mask_) * kWays;
     const std::uint32_t tag = static_cast<std::uint32_t>(h >> 32) | 1u;
     const std::uint32_t* tags = &tags_[base];

@@ -133,7 +133,7 @@ base::Result<StreamId> SocketRelay::open_stream(const StreamSpec& spec, base::Na
             const base::Endpoint local{leg->local.addr,
                                        static_cast<std::uint16_t>(leg->local.port + k)};
             sockaddr_storage ss;
-            const socklen_t len = to_sockaddr(local, ss);
+            const socklen_t len = base::to_sockaddr(local, ss);
             int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 #if SBC_HAVE_LIBURING
             // Media ports come first: at the open-file limit, twins make room.
@@ -179,7 +179,7 @@ base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, Signa
         return base::make_error("port " + std::to_string(local.port) +
                                 " is not a configured SIP UDP port");
     sockaddr_storage ss;
-    const socklen_t len = to_sockaddr(local, ss);
+    const socklen_t len = base::to_sockaddr(local, ss);
     const int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return base::make_error(std::string("socket: ") + std::strerror(errno));
     if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {

@@ -53,7 +53,7 @@ std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
                 s.tx[t].msg_hdr.msg_iov = &s.tx_iov[t];
                 s.tx[t].msg_hdr.msg_iovlen = 1;
                 s.tx[t].msg_hdr.msg_name = &s.tx_names[t];
-                s.tx[t].msg_hdr.msg_namelen = to_sockaddr(fwd.to_peer, s.tx_names[t]);
+                s.tx[t].msg_hdr.msg_namelen = base::to_sockaddr(fwd.to_peer, s.tx_names[t]);
                 s.tx_fd[t] = out;
                 ++t;
             }
@@ -80,6 +80,5 @@ std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
     }
     return handled;
 }
-
 
 }  // namespace sbc::dataplane

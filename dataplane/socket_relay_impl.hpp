@@ -12,8 +12,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "dataplane/socket_backend.hpp"
+#include "base/sockaddr.hpp"
 #include "dataplane/media.hpp"
+#include "dataplane/socket_backend.hpp"
 
 #if SBC_HAVE_LIBURING
 #include <liburing.h>
@@ -28,41 +29,17 @@ constexpr std::size_t kBufSize = 2048;  // RTP fits; larger datagrams are cut (M
 constexpr int kMaxEvents = 64;
 constexpr int kMaxBurstsPerSocket = 4;  // fairness between busy sockets
 
-inline socklen_t to_sockaddr(const base::Endpoint& e, sockaddr_storage& ss) {
-    std::memset(&ss, 0, sizeof ss);
-    if (e.addr.is_v4()) {
-        auto* s = reinterpret_cast<sockaddr_in*>(&ss);
-        s->sin_family = AF_INET;
-        s->sin_port = htons(e.port);
-        std::memcpy(&s->sin_addr, e.addr.bytes().data() + 12, 4);
-        return sizeof(sockaddr_in);
-    }
-    auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
-    s->sin6_family = AF_INET6;
-    s->sin6_port = htons(e.port);
-    std::memcpy(&s->sin6_addr, e.addr.bytes().data(), 16);
-    return sizeof(sockaddr_in6);
-}
-
-inline void from_sockaddr(const sockaddr_storage& ss, base::IpAddress& a, std::uint16_t& port) {
-    if (ss.ss_family == AF_INET) {
-        const auto* s = reinterpret_cast<const sockaddr_in*>(&ss);
-        a = base::IpAddress::v4_bytes(reinterpret_cast<const std::uint8_t*>(&s->sin_addr));
-        port = ntohs(s->sin_port);
-    } else {
-        const auto* s = reinterpret_cast<const sockaddr_in6*>(&ss);
-        a = base::IpAddress::v6(reinterpret_cast<const std::uint8_t*>(&s->sin6_addr));
-        port = ntohs(s->sin6_port);
-    }
-}
-
 // A received datagram as pipeline metadata: the kernel stripped the headers, so the addresses
 // and ports come from the socket (source) and the port it arrived on (destination).
 inline void datagram_meta(const sockaddr_storage& src, const base::Endpoint& local,
-                   const std::uint8_t* payload, std::size_t len, bool truncated, PacketMeta& m,
-                   Decision& d) {
+                          const std::uint8_t* payload, std::size_t len, bool truncated,
+                          PacketMeta& m, Decision& d) {
     m = PacketMeta{};
-    from_sockaddr(src, m.src, m.src_port);
+    // Our sockets are AF_INET/AF_INET6; a name the kernel left empty stays [::]:0.
+    if (const auto from = base::from_sockaddr(src)) {
+        m.src = from->addr;
+        m.src_port = from->port;
+    }
     m.dst = local.addr;
     m.dst_port = local.port;
     m.l4_proto = 17;
@@ -234,7 +211,7 @@ struct SocketRelay::Impl {
         t.tried = true;
         t.changed = now;
         sockaddr_storage to;
-        const socklen_t to_len = to_sockaddr(peer, to);
+        const socklen_t to_len = base::to_sockaddr(peer, to);
         if (t.fd >= 0) {
             // Sends still queued through the twin are for the old peer: issue them first (a
             // UDP send completes inline unless its socket buffer is full).
@@ -245,7 +222,7 @@ struct SocketRelay::Impl {
         }
         if (sockets_open + twins_open + twin_fd_reserve(fd_limit) >= fd_limit) return false;
         sockaddr_storage local;
-        const socklen_t local_len = to_sockaddr(local_by_port[port], local);
+        const socklen_t local_len = base::to_sockaddr(local_by_port[port], local);
         if (local.ss_family != to.ss_family) return false;
         const int fd = ::socket(local.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return false;
@@ -316,6 +293,5 @@ struct SocketRelay::Impl {
     }
 #endif
 };
-
 
 }  // namespace sbc::dataplane

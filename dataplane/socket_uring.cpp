@@ -117,7 +117,7 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
             msghdr& h = s.send_msg[bid];
             h = msghdr{};
             h.msg_name = &s.send_name[bid];
-            h.msg_namelen = to_sockaddr(fwd.to_peer, s.send_name[bid]);
+            h.msg_namelen = base::to_sockaddr(fwd.to_peer, s.send_name[bid]);
             h.msg_iov = &s.send_iov[bid];
             h.msg_iovlen = 1;
             io_uring_prep_sendmsg(e, out, &h, MSG_DONTWAIT);
@@ -130,6 +130,5 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
     return 0;
 #endif
 }
-
 
 }  // namespace sbc::dataplane

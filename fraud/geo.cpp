@@ -1,10 +1,7 @@
 // GeoIP: the only file that includes libmaxminddb.
-#include <arpa/inet.h>
 #include <maxminddb.h>
-#include <netinet/in.h>
 
-#include <cstring>
-
+#include "base/sockaddr.hpp"
 #include "fraud/fraud.hpp"
 
 namespace sbc::fraud {
@@ -31,16 +28,8 @@ base::Result<std::shared_ptr<const GeoIp>> GeoIp::open(const std::string& path) 
 
 std::string GeoIp::country(const base::IpAddress& a) const {
     // MMDB lookups are read-only on the mapped file: safe from several threads.
-    sockaddr_storage ss{};
-    if (a.is_v4()) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_addr.s_addr = htonl(a.v4_value());
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        std::memcpy(&s6->sin6_addr, a.bytes().data(), 16);
-    }
+    sockaddr_storage ss;
+    base::to_sockaddr(base::Endpoint{a, 0}, ss);
     int err = 0;
     auto res = MMDB_lookup_sockaddr(&impl_->db, reinterpret_cast<sockaddr*>(&ss), &err);
     if (err != MMDB_SUCCESS || !res.found_entry) return {};

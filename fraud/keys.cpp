@@ -65,7 +65,7 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
         }
         for (const auto& [pattern, gi] : account_patterns) {
             if (g >= 0 && gi >= g) break;
-            if (whole_glob_match(pattern, account)) {
+            if (base::glob_match(pattern, account)) {
                 g = gi;
                 break;
             }
@@ -138,8 +138,7 @@ bool Engine::Impl::scanner_ua_memo(std::string_view ua) {
     if (memo.hash == h) return memo.scanner;
     char buf[256];
     std::size_t n = std::min(ua.size(), sizeof(buf));
-    for (std::size_t i = 0; i < n; ++i)
-        buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(ua[i])));
+    for (std::size_t i = 0; i < n; ++i) buf[i] = base::to_lower(ua[i]);
     bool scanner = false;
     for (const auto& g : scanner_globs)
         if (g.matches({buf, n})) scanner = true;

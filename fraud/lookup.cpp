@@ -1,7 +1,6 @@
 #include "fraud/lookup.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <fstream>
 #include <iterator>
 
@@ -41,49 +40,11 @@ DigitTrie::Walk DigitTrie::walk(std::string_view digits) const {
     return w;
 }
 
-UaGlob::UaGlob(std::string_view pattern) : pattern_(pattern) {
-    std::string cur;
-    for (char c : pattern) {
-        if (c == '*') {
-            if (!cur.empty()) pieces_.push_back(cur);
-            cur.clear();
-        } else {
-            cur.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-        }
-    }
-    if (!cur.empty()) pieces_.push_back(cur);
-}
+UaGlob::UaGlob(std::string_view pattern) : pattern_(pattern), glob_(pattern) {}
 
-bool UaGlob::matches(std::string_view text) const {
-    if (pieces_.empty()) return false;  // "*" or "" would match every UA: never a signature
-    std::size_t pos = 0;
-    for (const auto& p : pieces_) {
-        std::size_t at = text.find(p, pos);
-        if (at == std::string_view::npos) return false;
-        pos = at + p.size();
-    }
-    return true;
-}
-
-bool whole_glob_match(std::string_view pattern, std::string_view text) {
-    // Iterative glob with backtracking to the last '*'.
-    std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-    while (t < text.size()) {
-        if (p < pattern.size() && pattern[p] == '*') {
-            star = p++;
-            mark = t;
-        } else if (p < pattern.size() && pattern[p] == text[t]) {
-            ++p;
-            ++t;
-        } else if (star != std::string_view::npos) {
-            p = star + 1;
-            t = ++mark;
-        } else {
-            return false;
-        }
-    }
-    while (p < pattern.size() && pattern[p] == '*') ++p;
-    return p == pattern.size();
+bool UaGlob::matches(std::string_view lowered_text) const {
+    // "*" or "" would match every UA: never a signature.
+    return !glob_.empty() && glob_.matches_lowered(lowered_text);
 }
 
 namespace {

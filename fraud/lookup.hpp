@@ -44,11 +44,8 @@ class UaGlob {
 
   private:
     std::string pattern_;
-    std::vector<std::string> pieces_;
+    base::SubstringGlob glob_;
 };
-
-// Whole-string glob, case-sensitive, '*' only (account patterns such as "10*").
-bool whole_glob_match(std::string_view pattern, std::string_view text);
 
 // UTC offsets of an IANA zone, read from its TZif file (RFC 8536). libstdc++ 12 has no
 // std::chrono::tzdb, and TZ + localtime_r is neither thread-safe nor cheap per call.

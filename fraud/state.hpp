@@ -17,20 +17,13 @@
 
 namespace sbc::fraud::detail {
 
-inline std::uint64_t mix64(std::uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
+using base::mix64;
 
 // Eight bytes at a time, each word folded in with a multiply, then a finalizer: good enough
 // spread for table keys, and no byte loop for the short strings hashed per event (account,
 // Call-ID, dialed number, User-Agent).
 inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
-    std::uint64_t h = 0xcbf29ce484222325ULL ^ seed ^ (s.size() * 0x9e3779b97f4a7c15ULL);
+    std::uint64_t h = base::kFnv1a64Offset ^ seed ^ (s.size() * base::kGoldenGamma);
     const char* p = s.data();
     std::size_t n = s.size();
     for (; n >= 8; p += 8, n -= 8) {
@@ -438,7 +431,7 @@ class SlotTable {
     // The high bits pick the bucket: multiplied first, so that hashes whose entropy sits in
     // their low bits (an IPv4 address's hash) still spread.
     std::size_t home(std::uint64_t h) const {
-        h *= 0x9e3779b97f4a7c15ULL;
+        h *= base::kGoldenGamma;
         return static_cast<std::size_t>((static_cast<unsigned __int128>(h) * buckets_) >> 64);
     }
     std::size_t next(std::size_t i) const { return i + 1 == buckets_ ? 0 : i + 1; }

@@ -92,17 +92,12 @@ struct Loader {
     bool block_set = false;
     Pos thresholds_pos{};
     Pos bans_pos{};
-    std::vector<std::string> include_stack;       // canonical paths being loaded
-    std::set<std::string> loaded;                 // canonical paths loaded so far
-    std::uint64_t hash = 1469598103934665603ULL;  // FNV-1a 64
+    std::vector<std::string> include_stack;  // canonical paths being loaded
+    std::set<std::string> loaded;            // canonical paths loaded so far
+    std::uint64_t hash = base::kFnv1a64Seed;
 
     void hash_bytes(std::string_view bytes) {
-        for (unsigned char c : bytes) {
-            hash ^= c;
-            hash *= 1099511628211ULL;
-        }
-        hash ^= 0xff;  // file separator
-        hash *= 1099511628211ULL;
+        hash = base::fnv1a64("\xff", base::fnv1a64(bytes, hash));  // 0xff: file separator
     }
 
     // ---- documents
@@ -414,8 +409,7 @@ void Loader::read_topology(const Table& t) {
             t.error(h.pos, "'" + h.value + "' is not a SIP header name");
             continue;
         }
-        std::string lower = h.value;
-        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const std::string lower = base::to_lower(h.value);
         if (std::find(std::begin(kEssential), std::end(kEssential), lower) !=
             std::end(kEssential)) {
             t.error(h.pos,

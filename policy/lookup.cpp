@@ -1,6 +1,5 @@
 // Compiled lookup structures of a policy: destination prefix trie, CIDR sets, globs.
 #include <algorithm>
-#include <cctype>
 
 #include "policy/policy.hpp"
 
@@ -261,59 +260,16 @@ std::optional<CidrSet::Match> CidrSet::longest(const base::IpAddress& a) const {
 // ---------------------------------------------------------------------------------------------
 // Globs
 
-namespace {
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-}  // namespace
-
-Glob::Glob(std::string_view pattern) : pattern_(pattern) {
-    std::string lowered = lower(pattern);
-    std::size_t start = 0;
-    while (start <= lowered.size()) {
-        std::size_t star = lowered.find('*', start);
-        if (star == std::string::npos) star = lowered.size();
-        if (star > start) pieces_.push_back(lowered.substr(start, star - start));
-        start = star + 1;
-    }
-}
+Glob::Glob(std::string_view pattern) : pattern_(pattern), glob_(pattern) {}
 
 bool Glob::matches(std::string_view text) const {
-    // Leftmost placement of each literal piece in order is optimal when both ends are open.
-    std::string hay = lower(text);
-    std::size_t at = 0;
-    for (const auto& piece : pieces_) {
-        std::size_t found = hay.find(piece, at);
-        if (found == std::string::npos) return false;
-        at = found + piece.size();
-    }
-    return true;
+    return glob_.matches(text);
 }
 
 ExactGlob::ExactGlob(std::string_view pattern) : pattern_(pattern) {}
 
 bool ExactGlob::matches(std::string_view text) const {
-    // Iterative wildcard match with one backtrack point: linear in practice, no recursion.
-    std::size_t p = 0, t = 0, star = std::string::npos, mark = 0;
-    const std::string_view pat = pattern_;
-    while (t < text.size()) {
-        if (p < pat.size() && pat[p] != '*' && pat[p] == text[t]) {
-            ++p;
-            ++t;
-        } else if (p < pat.size() && pat[p] == '*') {
-            star = p++;
-            mark = t;
-        } else if (star != std::string::npos) {
-            p = star + 1;
-            t = ++mark;
-        } else {
-            return false;
-        }
-    }
-    while (p < pat.size() && pat[p] == '*') ++p;
-    return p == pat.size();
+    return base::glob_match(pattern_, text);
 }
 
 const Glob* ScannerSignatures::match(std::string_view user_agent) const {

@@ -304,7 +304,7 @@ class Glob {
 
   private:
     std::string pattern_;
-    std::vector<std::string> pieces_;  // lower-cased literal runs between '*'
+    base::SubstringGlob glob_;
 };
 
 // A glob over whole strings (account patterns "10*"), case-sensitive, '*' only.

@@ -6,15 +6,6 @@
 namespace sbc {
 
 namespace {
-std::uint64_t mix(std::uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 // Tokens of `e` at `now` (refilled, capped at the burst it was last used with).
 double refilled(double tokens, base::Nanos last, double rate, double burst, base::Nanos now) {
     if (now <= last) return tokens;
@@ -22,7 +13,8 @@ double refilled(double tokens, base::Nanos last, double rate, double burst, base
 }
 }  // namespace
 
-AccountLimiter::AccountLimiter(std::uint32_t capacity, std::uint64_t seed) : seed_(mix(seed | 1)) {
+AccountLimiter::AccountLimiter(std::uint32_t capacity, std::uint64_t seed)
+    : seed_(base::mix64(seed | 1)) {
     std::uint64_t sets = std::max<std::uint64_t>(1, (capacity + kWays - 1) / kWays);
     sets = std::bit_ceil(sets);
     set_mask_ = sets - 1;
@@ -34,9 +26,9 @@ std::size_t AccountLimiter::memory_bytes() const {
 }
 
 std::uint64_t AccountLimiter::key_of(std::string_view account, policy::TrafficClass cls) const {
-    std::uint64_t h = seed_ ^ (static_cast<std::uint64_t>(cls) + 1) * 0x9E3779B97F4A7C15ULL;
-    for (unsigned char c : account) h = mix(h ^ c);  // keyed: collisions cannot be aimed
-    h = mix(h ^ account.size());
+    std::uint64_t h = seed_ ^ (static_cast<std::uint64_t>(cls) + 1) * base::kGoldenGamma;
+    for (unsigned char c : account) h = base::mix64(h ^ c);  // keyed: collisions cannot be aimed
+    h = base::mix64(h ^ account.size());
     return h ? h : 1;
 }
 

@@ -16,20 +16,6 @@ namespace sbc::cli {
 
 namespace {
 
-std::optional<base::Endpoint> parse_endpoint(std::string_view s) {
-    const auto colon = s.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    auto addr = base::IpAddress::parse(s.substr(0, colon));
-    if (!addr) return std::nullopt;
-    unsigned port = 0;
-    for (char c : s.substr(colon + 1)) {
-        if (c < '0' || c > '9') return std::nullopt;
-        port = port * 10 + static_cast<unsigned>(c - '0');
-        if (port > 65535) return std::nullopt;
-    }
-    return base::Endpoint{*addr, static_cast<std::uint16_t>(port)};
-}
-
 // "LOCAL_A=REMOTE_A,LOCAL_B=REMOTE_B[,mux]", endpoints as ip:port or [v6]:port.
 std::optional<dataplane::StreamSpec> parse_stream(const std::string& text, std::uint64_t call_id) {
     dataplane::StreamSpec s;
@@ -52,8 +38,8 @@ std::optional<dataplane::StreamSpec> parse_stream(const std::string& text, std::
     for (int i = 0; i < 2; ++i) {
         const auto eq = parts[i].find('=');
         if (eq == std::string::npos) return std::nullopt;
-        auto local = parse_endpoint(std::string_view(parts[i]).substr(0, eq));
-        auto remote = parse_endpoint(std::string_view(parts[i]).substr(eq + 1));
+        auto local = base::Endpoint::parse(std::string_view(parts[i]).substr(0, eq));
+        auto remote = base::Endpoint::parse(std::string_view(parts[i]).substr(eq + 1));
         if (!local || !remote) return std::nullopt;
         legs[i]->local = *local;
         legs[i]->remote = *remote;

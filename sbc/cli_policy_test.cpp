@@ -54,15 +54,10 @@ bool parse_source(const std::string& s, base::IpAddress& addr, std::uint16_t& po
         addr = *a;
         return true;
     }
-    auto colon = s.rfind(':');
-    if (colon == std::string::npos) return false;
-    auto a = base::IpAddress::parse(s.substr(0, colon));
-    if (!a) return false;
-    char* end = nullptr;
-    long p = std::strtol(s.c_str() + colon + 1, &end, 10);
-    if (*end != 0 || p <= 0 || p > 65535) return false;
-    addr = *a;
-    port = static_cast<std::uint16_t>(p);
+    const auto e = base::Endpoint::parse(s);
+    if (!e) return false;
+    addr = e->addr;
+    port = e->port;
     return true;
 }
 

@@ -23,6 +23,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sockaddr.hpp"
 #include "sbc/daemon.hpp"
 #ifdef SBC_HAVE_DPDK
 #include "dataplane/dpdk/dpdk.hpp"
@@ -125,30 +126,6 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 namespace {
-std::optional<std::uint16_t> parse_port(std::string_view t) {
-    if (t.empty() || t.size() > 5) return std::nullopt;
-    unsigned v = 0;
-    for (char c : t) {
-        if (c < '0' || c > '9') return std::nullopt;
-        v = v * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (v == 0 || v > 65535) return std::nullopt;
-    return static_cast<std::uint16_t>(v);
-}
-
-// "1.2.3.4:5000" or "[::1]:5000"
-std::optional<base::Endpoint> parse_endpoint(std::string_view t) {
-    const auto colon = t.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    auto host = t.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-    auto addr = base::IpAddress::parse(host);
-    auto port = parse_port(t.substr(colon + 1));
-    if (!addr || !port) return std::nullopt;
-    return base::Endpoint{*addr, *port};
-}
-
 std::vector<std::string_view> words(std::string_view s) {
     std::vector<std::string_view> out;
     std::size_t i = 0;
@@ -211,10 +188,10 @@ std::optional<dataplane::StreamSpec> parse_media_add(std::string_view args,
                                                      const base::IpAddress& b_addr) {
     const auto w = words(args);
     if (w.size() != 4 && !(w.size() == 5 && w[4] == "rtcp-mux")) return std::nullopt;
-    const auto a_port = parse_port(w[0]);
-    const auto a_peer = parse_endpoint(w[1]);
-    const auto b_port = parse_port(w[2]);
-    const auto b_peer = parse_endpoint(w[3]);
+    const auto a_port = base::parse_port(w[0]);
+    const auto a_peer = base::Endpoint::parse(w[1]);
+    const auto b_port = base::parse_port(w[2]);
+    const auto b_peer = base::Endpoint::parse(w[3]);
     if (!a_port || !a_peer || !b_port || !b_peer) return std::nullopt;
     dataplane::StreamSpec spec;
     spec.rtcp_mux = w.size() == 5;
@@ -654,22 +631,8 @@ class DpdkRuntime final : public DataplaneRuntime {
 
     base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
                                      void* ctx) override {
-        sockaddr_storage ss{};
-        socklen_t len = 0;
-        const auto& b = local.addr.bytes();
-        if (local.addr.is_v4()) {
-            auto* s = reinterpret_cast<sockaddr_in*>(&ss);
-            s->sin_family = AF_INET;
-            s->sin_port = htons(local.port);
-            std::memcpy(&s->sin_addr, b.data() + 12, 4);
-            len = sizeof(sockaddr_in);
-        } else {
-            auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
-            s->sin6_family = AF_INET6;
-            s->sin6_port = htons(local.port);
-            std::memcpy(&s->sin6_addr, b.data(), 16);
-            len = sizeof(sockaddr_in6);
-        }
+        sockaddr_storage ss;
+        const socklen_t len = base::to_sockaddr(local, ss);
         const int fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return base::make_error(std::string("socket: ") + std::strerror(errno));
         // The address may reach the tap after we start (an operator's script, IPv6 DAD).
@@ -765,19 +728,11 @@ class DpdkRuntime final : public DataplaneRuntime {
             const auto got = ::recvfrom(l.fd, buf.data(), buf.size(), MSG_DONTWAIT,
                                         reinterpret_cast<sockaddr*>(&ss), &len);
             if (got < 0) return;
+            const auto from = base::from_sockaddr(ss);
+            if (!from) continue;
             dataplane::PacketMeta m;
-            if (ss.ss_family == AF_INET) {
-                const auto* s = reinterpret_cast<const sockaddr_in*>(&ss);
-                m.src =
-                    base::IpAddress::v4_bytes(reinterpret_cast<const std::uint8_t*>(&s->sin_addr));
-                m.src_port = ntohs(s->sin_port);
-            } else if (ss.ss_family == AF_INET6) {
-                const auto* s = reinterpret_cast<const sockaddr_in6*>(&ss);
-                m.src = base::IpAddress::v6(reinterpret_cast<const std::uint8_t*>(&s->sin6_addr));
-                m.src_port = ntohs(s->sin6_port);
-            } else {
-                continue;
-            }
+            m.src = from->addr;
+            m.src_port = from->port;
             m.dst = l.local.addr;
             m.dst_port = l.local.port;
             m.l4_proto = 17;

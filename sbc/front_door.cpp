@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/sockaddr.hpp"
 #include "sbc/daemon.hpp"
 #include "sbc/dataplane_wiring.hpp"
 #include "sbc/fraud_wiring.hpp"
@@ -28,11 +29,7 @@ constexpr std::string_view kMethodNames[] = {"other",   "INVITE",   "ACK",   "BY
 constexpr std::size_t kMethodCount = sizeof kMethodNames / sizeof kMethodNames[0];
 
 std::uint64_t fnv1a(std::uint64_t h, std::string_view s) {
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 1099511628211ull;
-    }
-    return h ^ 0xff;  // separates "ab"+"c" from "a"+"bc"
+    return base::fnv1a64(s, h) ^ 0xff;  // separates "ab"+"c" from "a"+"bc"
 }
 
 // Everything of an EngineConfig that changes a verdict, as text: equal fingerprints mean the
@@ -120,7 +117,7 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
                                std::uint32_t retry_after) {
     // Stateless: the same tag for every retransmission of the request, a hash of what
     // identifies it (RFC 3261 §8.2.6.2).
-    std::uint64_t h = 1469598103934665603ull;
+    std::uint64_t h = base::kFnv1a64Seed;
     h = fnv1a(h, request.call_id());
     if (const auto* from = request.from()) h = fnv1a(h, from->tag);
     if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
@@ -506,22 +503,8 @@ bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::str
     // Always to the packet's source address and port for answers (symmetric response routing,
     // RFC 3581 §4 for every client): never to an address named inside a message, which would
     // make the SBC a reflector.
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    const auto& b = to.addr.bytes();
-    if (to.addr.is_v4()) {
-        auto* s = reinterpret_cast<sockaddr_in*>(&ss);
-        s->sin_family = AF_INET;
-        s->sin_port = htons(to.port);
-        std::memcpy(&s->sin_addr, b.data() + 12, 4);
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
-        s->sin6_family = AF_INET6;
-        s->sin6_port = htons(to.port);
-        std::memcpy(&s->sin6_addr, b.data(), 16);
-        len = sizeof(sockaddr_in6);
-    }
+    sockaddr_storage ss;
+    const socklen_t len = base::to_sockaddr(to, ss);
     const auto n = ::sendto(listeners_[listener].fd, bytes.data(), bytes.size(), MSG_DONTWAIT,
                             reinterpret_cast<sockaddr*>(&ss), len);
     if (n != static_cast<ssize_t>(bytes.size())) {

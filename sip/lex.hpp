@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/text.hpp"
+
 namespace sbc::sip::lex {
 
 enum : std::uint8_t {
@@ -48,15 +50,7 @@ inline bool is_digit(char c) {
     return is(c, kDigit);
 }
 
-constexpr char lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-inline bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
-    return true;
-}
+using base::iequals;
 
 inline std::string_view trim(std::string_view s) {
     std::size_t b = 0, e = s.size();

@@ -373,7 +373,8 @@ struct HeaderTable {
     constexpr HeaderTable() {
         for (std::size_t i = 0; i < std::size(kHeaders); ++i) {
             std::string_view n = kHeaders[i].name;
-            std::size_t k = header_key(n.size(), lower(n.front()), lower(n.back()));
+            std::size_t k =
+                header_key(n.size(), base::to_lower(n.front()), base::to_lower(n.back()));
             slot[k] = static_cast<std::uint8_t>(i + 1);
         }
     }
@@ -383,10 +384,10 @@ constexpr HeaderTable kHeaderTable{};
 }  // namespace
 
 HeaderId header_id_from_name(std::string_view name) {
-    if (name.size() == 1) return compact_form(lower(name[0]));
+    if (name.size() == 1) return compact_form(base::to_lower(name[0]));
     if (name.empty()) return HeaderId::other;
-    std::uint8_t i =
-        kHeaderTable.slot[header_key(name.size(), lower(name.front()), lower(name.back()))];
+    std::uint8_t i = kHeaderTable.slot[header_key(name.size(), base::to_lower(name.front()),
+                                                  base::to_lower(name.back()))];
     if (i == 0) return HeaderId::other;
     const NamedHeader& h = kHeaders[i - 1];
     return iequals(h.name, name) ? h.id : HeaderId::other;

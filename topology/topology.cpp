@@ -6,39 +6,9 @@ namespace sbc::topology {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
-
 // FNV-1a: a stable branch for the Via the SBC adds, so the same input gives the same output.
 std::uint64_t fnv1a(std::string_view a, std::string_view b) {
-    std::uint64_t h = 1469598103934665603ULL;
-    for (std::string_view s : {a, b})
-        for (char c : s) {
-            h ^= static_cast<unsigned char>(c);
-            h *= 1099511628211ULL;
-        }
-    return h;
-}
-
-// Whole-name, case-insensitive match with '*' for any run ("X-*", "*-Internal").
-bool header_name_matches(std::string_view pattern, std::string_view name) {
-    const auto star = pattern.find('*');
-    if (star == std::string_view::npos) return iequals(pattern, name);
-    const std::string_view head = pattern.substr(0, star);
-    if (name.size() < head.size() || !iequals(head, name.substr(0, head.size()))) return false;
-    const std::string_view rest = pattern.substr(star + 1);
-    name.remove_prefix(head.size());
-    for (std::size_t i = 0; i <= name.size(); ++i)  // every split point (names are short)
-        if (header_name_matches(rest, name.substr(i))) return true;
-    return false;
+    return base::fnv1a64(b, base::fnv1a64(a));
 }
 
 bool is_server_or_user_agent(const sip::Header& h) {
@@ -60,7 +30,7 @@ bool TopologyHider::is_internal_host(std::string_view host) const {
     if (host.size() > 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
     for (const std::string& h : config_.internal_hosts)
-        if (iequals(h, host)) return true;
+        if (base::iequals(h, host)) return true;
     auto ip = base::IpAddress::parse(host);
     if (!ip) return false;
     for (const base::Prefix& p : config_.internal_networks)
@@ -153,7 +123,8 @@ base::Result<std::string> TopologyHider::to_external(sip::Message& m, HidingRepo
     // stripped like the other configured header fields.
     const bool keep_server = config_.server_header && !config_.server_header->empty();
     auto named = [&](const std::string& name) {
-        return !(keep_server && (iequals(name, "Server") || iequals(name, "User-Agent")));
+        return !(keep_server &&
+                 (base::iequals(name, "Server") || base::iequals(name, "User-Agent")));
     };
     for (const std::string& name : config_.strip_headers)
         if (named(name)) r.headers_stripped += m.remove_headers(name);
@@ -164,11 +135,11 @@ base::Result<std::string> TopologyHider::to_external(sip::Message& m, HidingRepo
         }
         bool gone = false;  // already removed by name above
         for (const std::string& name : config_.strip_headers)
-            gone = gone || (named(name) && iequals(name, h.name));
+            gone = gone || (named(name) && base::iequals(name, h.name));
         if (gone) continue;
         bool strip = config_.server_header.has_value() && is_server_or_user_agent(h);
         for (const std::string& pattern : config_.strip_patterns)
-            strip = strip || header_name_matches(pattern, h.name);
+            strip = strip || base::iglob_match(pattern, h.name);
         if (strip) {
             m.remove_header(h);
             ++r.headers_stripped;
@@ -177,7 +148,7 @@ base::Result<std::string> TopologyHider::to_external(sip::Message& m, HidingRepo
 
     std::string new_body;
     if (!config_.relay_address.empty() && !m.body().empty() &&
-        iequals(m.content_type().substr(0, 15), "application/sdp")) {
+        base::iequals(m.content_type().substr(0, 15), "application/sdp")) {
         sip::Sdp sdp;
         sip::Status s = sdp.parse(m.body());
         if (!s.ok) return base::make_error("SDP body: " + std::string(s.reason));

@@ -37,11 +37,6 @@ std::uint64_t pack(TxId id) {
     return (std::uint64_t{id.generation} << 32) | id.index;
 }
 
-bool iequal(std::string_view a, std::string_view b) {
-    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                      [](char x, char y) { return (x | 0x20) == (y | 0x20); });
-}
-
 // A name-addr's text without its tag parameter (the B2BUA writes its own tags).
 std::string without_tag(const sip::NameAddr& a) {
     std::string s(a.raw);
@@ -120,7 +115,7 @@ bool safe_outbound(std::string_view name) {
         "u",
     };
     for (std::string_view s : kSafe)
-        if (iequal(s, name)) return true;
+        if (base::iequals(s, name)) return true;
     return false;
 }
 
@@ -357,12 +352,12 @@ static void collect_headers(const sip::Message& src, Side to, const B2buaConfig&
             default:
                 break;
         }
-        if (iequal(h.name, cfg.flag_header) || iequal(h.name, "Path") ||
-            iequal(h.name, "Service-Route"))
+        if (base::iequals(h.name, cfg.flag_header) || base::iequals(h.name, "Path") ||
+            base::iequals(h.name, "Service-Route"))
             continue;
         bool stripped = false;
         for (const auto& s : cfg.strip_headers)
-            if (iequal(h.name, s)) stripped = true;
+            if (base::iglob_match(s, h.name)) stripped = true;
         if (stripped) continue;
         if (to == Side::external && !safe_outbound(h.name)) continue;
         out.emplace_back(h.name, h.value);

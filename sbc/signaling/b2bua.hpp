@@ -54,7 +54,8 @@ struct HealthCheck {
 struct B2buaConfig {
     SideConfig external, internal;
     HealthCheck health;
-    // Header fields never relayed (on top of the hop-by-hop ones the B2BUA rebuilds).
+    // Header fields never relayed (on top of the hop-by-hop ones the B2BUA rebuilds); names,
+    // case-insensitive, '*' matching any run ("X-Internal-*"), as topology.strip_headers.
     std::vector<std::string> strip_headers = {"Server", "User-Agent", "Organization", "Warning"};
     // The header that carries a flag verdict to the inside; removed when it comes from outside.
     std::string flag_header = "X-SBC-Fraud";

@@ -33,11 +33,9 @@ namespace {
 }
 
 sbc::base::Endpoint endpoint(const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos) usage(("not ADDR:PORT: " + text).c_str());
-    auto addr = sbc::base::IpAddress::parse(text.substr(0, colon));
-    if (!addr) usage(("bad address: " + text).c_str());
-    return {*addr, static_cast<std::uint16_t>(std::stoul(text.substr(colon + 1)))};
+    const auto e = sbc::base::Endpoint::parse(text);
+    if (!e) usage(("not ADDR:PORT: " + text).c_str());
+    return *e;
 }
 
 // "30000=198.51.100.20:4000" -> our port and the peer.

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "base/sockaddr.hpp"
 #include "frame_builder.hpp"
 
 using namespace sbc::dataplane;
@@ -48,34 +49,18 @@ StreamSpec mux_stream(std::uint16_t local, std::uint16_t caller_port, std::uint1
     return spec;
 }
 
-socklen_t to_sa(const Endpoint& e, sockaddr_storage& ss) {
-    std::memset(&ss, 0, sizeof ss);
-    if (e.addr.is_v4()) {
-        auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
-        sa->sin_family = AF_INET;
-        sa->sin_port = htons(e.port);
-        std::memcpy(&sa->sin_addr, e.addr.bytes().data() + 12, 4);
-        return sizeof(sockaddr_in);
-    }
-    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
-    sa->sin6_family = AF_INET6;
-    sa->sin6_port = htons(e.port);
-    std::memcpy(&sa->sin6_addr, e.addr.bytes().data(), 16);
-    return sizeof(sockaddr_in6);
-}
-
 struct Udp {
     int fd = -1;
     explicit Udp(const Endpoint& local) {
         sockaddr_storage ss;
-        const socklen_t len = to_sa(local, ss);
+        const socklen_t len = sbc::base::to_sockaddr(local, ss);
         fd = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0);
     }
     ~Udp() { ::close(fd); }
     void send_to(const Endpoint& to, const std::vector<std::uint8_t>& data) const {
         sockaddr_storage ss;
-        const socklen_t len = to_sa(to, ss);
+        const socklen_t len = sbc::base::to_sockaddr(to, ss);
         REQUIRE(::sendto(fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) ==
                 static_cast<ssize_t>(data.size()));
     }
@@ -90,17 +75,7 @@ struct Udp {
             ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&ss), &len);
         if (n < 0) return {};
         buf.resize(static_cast<std::size_t>(n));
-        if (from) {
-            if (ss.ss_family == AF_INET) {
-                const auto* sa = reinterpret_cast<const sockaddr_in*>(&ss);
-                from->addr = IpAddress::v4(ntohl(sa->sin_addr.s_addr));
-                from->port = ntohs(sa->sin_port);
-            } else {
-                const auto* sa = reinterpret_cast<const sockaddr_in6*>(&ss);
-                from->addr = IpAddress::v6(reinterpret_cast<const std::uint8_t*>(&sa->sin6_addr));
-                from->port = ntohs(sa->sin6_port);
-            }
-        }
+        if (from) *from = sbc::base::from_sockaddr(ss).value_or(Endpoint{});
         return buf;
     }
 };

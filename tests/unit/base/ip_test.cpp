@@ -48,3 +48,40 @@ TEST_CASE("Prefixes clear host bits and test containment per family") {
     CHECK(sbc::base::covering_prefix(*IpAddress::parse("198.51.100.77"), 24, 64).to_string() ==
           "198.51.100.0/24");
 }
+
+TEST_CASE("ports parse as 1..65535, digits only") {
+    using sbc::base::parse_port;
+    CHECK(parse_port("5060") == std::uint16_t{5060});
+    CHECK(parse_port("1") == std::uint16_t{1});
+    CHECK(parse_port("65535") == std::uint16_t{65535});
+    CHECK(parse_port("00080") == std::uint16_t{80});
+    CHECK_FALSE(parse_port("0"));
+    CHECK_FALSE(parse_port("65536"));
+    CHECK_FALSE(parse_port("999999"));
+    CHECK_FALSE(parse_port(""));
+    CHECK_FALSE(parse_port("+80"));
+    CHECK_FALSE(parse_port(" 80"));
+    CHECK_FALSE(parse_port("80a"));
+}
+
+TEST_CASE("endpoints parse as addr:port and [v6]:port") {
+    using sbc::base::Endpoint;
+    auto v4 = Endpoint::parse("203.0.113.9:5060");
+    REQUIRE(v4);
+    CHECK(v4->addr == *IpAddress::parse("203.0.113.9"));
+    CHECK(v4->port == 5060);
+    auto v6 = Endpoint::parse("[2001:db8::1]:5061");
+    REQUIRE(v6);
+    CHECK(v6->addr == *IpAddress::parse("2001:db8::1"));
+    CHECK(v6->port == 5061);
+    CHECK(v6->to_string() == "[2001:db8::1]:5061");
+    CHECK(Endpoint::parse(v4->to_string()) == v4);
+    CHECK_FALSE(Endpoint::parse("203.0.113.9"));
+    CHECK_FALSE(Endpoint::parse("203.0.113.9:"));
+    CHECK_FALSE(Endpoint::parse("203.0.113.9:0"));
+    CHECK_FALSE(Endpoint::parse("203.0.113.9:70000"));
+    CHECK_FALSE(Endpoint::parse("example.com:5060"));
+    CHECK_FALSE(Endpoint::parse("2001:db8::1"));  // no port: the last group is not one
+    CHECK_FALSE(Endpoint::parse("[2001:db8::1]"));
+    CHECK_FALSE(Endpoint::parse(""));
+}

@@ -589,3 +589,23 @@ TEST_CASE("health checks: calls go only to hops that answer OPTIONS") {
     CHECK(h.b2b.counters()[B2buaCounter::hops_down] == 1);
     CHECK(h.b2b.counters()[B2buaCounter::probes_failed] >= 2);
 }
+
+TEST_CASE("strip_headers takes '*' patterns, case-insensitive, as topology.strip_headers") {
+    auto c = config();
+    c.strip_headers = {"x-carrier-*", "Server"};
+    Harness h(std::move(c));
+    std::string inv = invite();
+    const std::string at = "X-SBC-Fraud: forged\r\n";
+    inv.replace(inv.find(at), at.size(),
+                "X-Carrier-Route: trunk7\r\nX-CARRIER-ID: 42\r\nX-Keep: yes\r\n"
+                "Server: caller-pbx\r\n");
+    feed(h.b2b, inv, caller_flow(), Side::external, 0);
+    const auto inside = h.wire.to(kProxyPort);
+    REQUIRE(inside.size() == 1);
+    const sip::Message in = parse(inside.back());
+    CHECK(in.find("X-Carrier-Route") == nullptr);
+    CHECK(in.find("X-Carrier-Id") == nullptr);
+    CHECK(in.find("Server") == nullptr);
+    REQUIRE(in.find("X-Keep") != nullptr);
+    CHECK(in.find("X-Keep")->value == "yes");
+}
