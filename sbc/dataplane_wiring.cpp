@@ -31,6 +31,13 @@
 
 namespace sbc {
 
+void DataplaneRuntime::add_control_commands(Daemon& daemon) {
+    daemon.add_control_command("ban", [this](std::string_view a) { return ban_command(a); });
+    daemon.add_control_command("unban", [this](std::string_view a) { return unban_command(a); });
+    daemon.add_control_command("bans", [this](std::string_view) { return bans_command(); });
+    daemon.add_control_command("media", [this](std::string_view a) { return media_command(a); });
+}
+
 namespace {
 dataplane::TrafficClass map_class(policy::TrafficClass c) {
     switch (c) {
@@ -314,12 +321,7 @@ class SocketRuntime final : public DataplaneRuntime {
     }
 
     void start(Daemon& daemon) {
-        daemon.add_control_command("ban", [this](std::string_view a) { return ban_command(a); });
-        daemon.add_control_command("unban",
-                                   [this](std::string_view a) { return unban_command(a); });
-        daemon.add_control_command("bans", [this](std::string_view) { return bans_command(); });
-        daemon.add_control_command("media",
-                                   [this](std::string_view a) { return media_command(a); });
+        add_control_commands(daemon);
         const policy::NodeConfig node = daemon.config();
         // The pipeline config is built when a reload prepares (it cannot refuse one) and posted
         // when it commits.
@@ -361,7 +363,7 @@ class SocketRuntime final : public DataplaneRuntime {
         tasks_.close();
     }
 
-    std::string media_command(std::string_view args) {
+    std::string media_command(std::string_view args) override {
         args = trim(args);
         const auto sp = args.find(' ');
         const auto verb = args.substr(0, sp);
@@ -436,7 +438,7 @@ class SocketRuntime final : public DataplaneRuntime {
         }
         return false;
     }
-    std::string ban_command(std::string_view args) {
+    std::string ban_command(std::string_view args) override {
         auto b = parse_ban(args);
         if (!b) return b.error().message;
         base::Nanos before = 0;
@@ -449,7 +451,7 @@ class SocketRuntime final : public DataplaneRuntime {
         if (mailbox_.failed() != failed_before) return "error: ban table full\n";
         return "ok banned " + b->prefix.to_string() + "\n";
     }
-    std::string unban_command(std::string_view args) {
+    std::string unban_command(std::string_view args) override {
         auto prefix = base::Prefix::parse(trim(args));
         if (!prefix) return "error: usage: unban ADDRESS|PREFIX\n";
         base::Nanos before = 0;
@@ -463,7 +465,7 @@ class SocketRuntime final : public DataplaneRuntime {
             return "error: " + prefix->to_string() + " is not banned\n";
         return "ok unbanned " + prefix->to_string() + "\n";
     }
-    std::string bans_command() const {
+    std::string bans_command() const override {
         base::Nanos at = 0;
         const auto list = mailbox_.bans(&at);
         return bans_text(list, at);
@@ -590,12 +592,7 @@ class DpdkRuntime final : public DataplaneRuntime {
         wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (wake_fd_ < 0) return base::make_error(std::string("eventfd: ") + std::strerror(errno));
 
-        daemon.add_control_command("ban", [this](std::string_view a) { return ban_command(a); });
-        daemon.add_control_command("unban",
-                                   [this](std::string_view a) { return unban_command(a); });
-        daemon.add_control_command("bans", [this](std::string_view) { return bans_command(); });
-        daemon.add_control_command("media",
-                                   [this](std::string_view a) { return media_command(a); });
+        add_control_commands(daemon);
         const policy::NodeConfig node = daemon.config();
         // Built when a reload prepares, posted to the worker when it commits.
         (void)daemon.add_policy_participant(
@@ -788,7 +785,7 @@ class DpdkRuntime final : public DataplaneRuntime {
         }
     }
 
-    std::string ban_command(std::string_view args) {
+    std::string ban_command(std::string_view args) override {
         auto b = parse_ban(args);
         if (!b) return b.error().message;
         dataplane::dpdk::ControlCommand c;
@@ -802,7 +799,7 @@ class DpdkRuntime final : public DataplaneRuntime {
         wait_published();
         return "ok banned " + b->prefix.to_string() + "\n";
     }
-    std::string unban_command(std::string_view args) {
+    std::string unban_command(std::string_view args) override {
         auto prefix = base::Prefix::parse(trim(args));
         if (!prefix) return "error: usage: unban ADDRESS|PREFIX\n";
         dataplane::dpdk::ControlCommand c;
@@ -814,12 +811,12 @@ class DpdkRuntime final : public DataplaneRuntime {
         wait_published();
         return "ok unbanned " + prefix->to_string() + "\n";
     }
-    std::string bans_command() const {
+    std::string bans_command() const override {
         const auto s = backend_->snapshot();
         return bans_text(s.bans, s.at);
     }
 
-    std::string media_command(std::string_view args) {
+    std::string media_command(std::string_view args) override {
         args = trim(args);
         const auto sp = args.find(' ');
         const auto verb = args.substr(0, sp);

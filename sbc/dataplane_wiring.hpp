@@ -67,6 +67,12 @@ class DataplaneRuntime {
 
   protected:
     DataplaneRuntime() = default;
+    // The control commands every backend answers: ban, unban, bans, media.
+    virtual std::string ban_command(std::string_view args) = 0;
+    virtual std::string unban_command(std::string_view args) = 0;
+    virtual std::string bans_command() const = 0;
+    virtual std::string media_command(std::string_view args) = 0;
+    void add_control_commands(Daemon& daemon);
     void tick() {
         if (tick_) tick_(clock_.monotonic());
     }
