@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Calls through `sbc run` with Debian's Kamailio as the internal proxy, every call flow, and a
+# leak check of everything the SBC sent to the outside.
+#
+#   sipp UAC 127.0.0.10 -> SBC external 127.0.0.1:45600 | SBC internal 127.0.0.50:45601
+#     -> Kamailio 127.0.0.51:45602 (record_route, loose_route, alias proxy.inside.lan)
+#     -> sipp UAS 127.0.0.52:45603
+# The node's first next hop, 127.0.0.53:45604, is dead: calls fail over to Kamailio.
+# Flows: basic call with RTP both ways (counted at the far ends), re-INVITE (hold, resume) and
+# UPDATE (new port) from each side, INFO, MESSAGE, REFER/NOTIFY, BYE from each side, early
+# media with PRACK (100rel), CANCEL, CANCEL crossing a 200, 486, 503, 302 (mapped, Contact not
+# leaked), a forged in-dialog BYE (481). Every process is started and stopped here.
+#   calls_kamailio.sh SBC_BINARY REPO_ROOT
+source "$(dirname "$0")/lib.sh" "$1" "$2" 45600
+need sipp sip-tester
+need tshark tshark
+if ! command -v kamailio >/dev/null; then
+  [ -n "${CI:-}" ] && fail "kamailio is missing: install it with 'apt-get install -y kamailio' (scripts/setup does)"
+  echo "SKIP: kamailio is not installed ('apt-get install -y kamailio', scripts/setup does)"
+  exit 77
+fi
+SBC_IN=127.0.0.50
+SBC_IN_PORT=45601
+KAM=127.0.0.51
+KAM_PORT=45602
+UAS=127.0.0.52
+UAS_PORT=45603
+DEAD=127.0.0.53
+DEAD_PORT=45604
+UAC=127.0.0.10
+UAS_MEDIA=32700
+UAC_MEDIA=32600
+
+for p in $SIP_PORT $SBC_IN_PORT $KAM_PORT $UAS_PORT; do
+  if ss -Hlun "sport = :$p" | grep -q .; then fail "UDP port $p is already in use"; fi
+done
+
+write_config
+python3 - "$WORK/sbc.toml" "$SBC_IN" "$SBC_IN_PORT" "$DEAD" "$DEAD_PORT" "$KAM" "$KAM_PORT" <<'PY'
+import re, sys
+path, sin, sinp, dead, deadp, kam, kamp = sys.argv[1:]
+s = open(path).read()
+s = s.replace('address = "127.0.0.2"', f'address = "{sin}"')
+s = re.sub(r'(realm = "internal"\naddress = "[^"]+"\nport = )\d+', r'\g<1>' + sinp, s)
+hops = (f'[[next_hops]]\nname = "dead"\naddress = "{dead}"\nport = {deadp}\ntransport = "udp"\n\n'
+        f'[[next_hops]]\nname = "kamailio"\naddress = "{kam}"\nport = {kamp}\ntransport = "udp"\n')
+s = re.sub(r'\[\[next_hops\]\].*?transport = "udp"\n', hops, s, count=1, flags=re.S)
+s = s.replace('interval = "5s"', 'interval = "1s"').replace('timeout = "2s"', 'timeout = "500ms"')
+s = s.replace('port_min = 20000', 'port_min = 32000').replace('port_max = 29999', 'port_max = 32499')
+s = s.replace('internal_address = "127.0.0.2"', f'internal_address = "{sin}"')
+open(path, "w").write(s)
+PY
+grep -q "port = $KAM_PORT" "$WORK/sbc.toml" || fail "next hops not rewritten"
+grep -q "port = $SBC_IN_PORT" "$WORK/sbc.toml" || fail "internal listener not rewritten"
+
+# The internal proxy: stateful, record-routing, with a host name of its own that must never
+# reach the outside (in its Server/User-Agent and a header it adds to every request).
+cat >"$WORK/kamailio.cfg" <<KCFG
+#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+listen=udp:$KAM:$KAM_PORT
+alias="proxy.inside.lan"
+server_header="Server: Kamailio (proxy.inside.lan)"
+user_agent_header="User-Agent: Kamailio (proxy.inside.lan)"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "pv.so"
+request_route {
+  if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+  if (is_method("OPTIONS") && uri == myself && \$rU == \$null) { sl_send_reply("200", "OK"); exit; }
+  if (has_totag()) {
+    if (loose_route()) { append_hf("X-Inside-Host: proxy.inside.lan\r\n"); t_relay(); exit; }
+    if (is_method("ACK")) { if (t_check_trans()) t_relay(); exit; }
+    sl_send_reply("404", "Not here");
+    exit;
+  }
+  if (is_method("CANCEL")) { if (t_check_trans()) t_relay(); exit; }
+  t_check_trans();
+  remove_hf("Route");
+  if (is_method("INVITE|SUBSCRIBE|REFER")) record_route();
+  append_hf("X-Inside-Host: proxy.inside.lan\r\n");
+  if (uri == myself) \$du = "sip:$UAS:$UAS_PORT";
+  t_relay();
+}
+KCFG
+kamailio -c -f "$WORK/kamailio.cfg" >"$WORK/kamailio-check.log" 2>&1 ||
+  { cat "$WORK/kamailio-check.log"; fail "kamailio refuses its configuration"; }
+
+# Everything on loopback between our addresses and ports, for the leak check and RTP counts.
+tshark -i lo -q -w "$WORK/all.pcap" -f "udp and (portrange 45600-45699 or portrange 32000-32999)" \
+  >"$WORK/tshark.log" 2>&1 &
+TSHARK_PID=$!
+PEER_PIDS+=($TSHARK_PID)
+for _ in $(seq 100); do grep -q "Capturing on" "$WORK/tshark.log" && break; sleep 0.1; done
+grep -q "Capturing on" "$WORK/tshark.log" || fail "tshark did not start: $(cat "$WORK/tshark.log")"
+
+kamailio -DD -E -f "$WORK/kamailio.cfg" -n 2 -m 64 -M 8 >"$WORK/kamailio.log" 2>&1 &
+PEER_PIDS+=($!)
+start_sbc
+for _ in $(seq 100); do
+  [ "$(stat calls.hops_up)" -ge 1 ] && break
+  sleep 0.1
+done
+[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "Kamailio never came up: $(ctl stats | grep ^calls)"; }
+[ "$(stat calls.hops_up)" -eq 1 ] || fail "the dead hop came up"
+
+SC="$HERE/scenarios"
+UAS_PID=
+N=0
+# uas SCENARIO [sipp args]: the far end for the next call, in the background.
+uas() {
+  local scen=$1
+  shift
+  (cd "$WORK" && exec timeout 60 sipp -nostdin -sf "$SC/$scen" -i $UAS -p $UAS_PORT -mi $UAS \
+    -mp $UAS_MEDIA -m 1 -timeout 50s -trace_msg -message_file "uas-$N.msg" "$@" \
+    >"$WORK/uas-$N.out" 2>&1) &
+  UAS_PID=$!
+}
+# uac NAME SCENARIO [sipp args]: places one call and waits for both ends.
+uac() {
+  local name=$1 scen=()
+  [ -n "$2" ] && scen=(-sf "$SC/$2")
+  shift 2
+  (cd "$WORK" && timeout 60 sipp "127.0.0.1:$SIP_PORT" -nostdin "${scen[@]}" -i $UAC \
+    -p $((45610 + N)) -mi $UAC -mp $UAC_MEDIA -m 1 -timeout 40s -recv_timeout 10000 \
+    -default_behaviors all,-abortunexp -trace_msg -message_file "uac-$N.msg" "$@" \
+    >"$WORK/uac-$N.out" 2>&1) || {
+    cat "$WORK/uac-$N.out" "$WORK/uac-$N.msg" "$WORK/uas-$N.msg" 2>/dev/null | tail -80
+    fail "$name: the caller's scenario failed"
+  }
+  if [ -n "$UAS_PID" ]; then
+    wait "$UAS_PID" || {
+      cat "$WORK/uas-$N.out" "$WORK/uas-$N.msg" | tail -60
+      fail "$name: the far end's scenario failed"
+    }
+  fi
+  UAS_PID=
+  echo "flow: $name ok"
+  N=$((N + 1))
+}
+
+# 1. A basic call with RTP both ways: the caller plays a G.711 recording and DTMF, the far end
+# echoes every packet; what each end receives is counted in the capture.
+mkdir -p "$WORK/pcap"
+ln -s /usr/share/sip-tester/g711a.pcap /usr/share/sip-tester/dtmf_2833_1.pcap "$WORK/pcap/"
+uas kam_uas_basic.xml -rtp_echo
+uac "basic call with RTP" "" -sn uac_pcap
