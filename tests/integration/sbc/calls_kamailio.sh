@@ -153,3 +153,8 @@ mkdir -p "$WORK/pcap"
 ln -s /usr/share/sip-tester/g711a.pcap /usr/share/sip-tester/dtmf_2833_1.pcap "$WORK/pcap/"
 uas kam_uas_basic.xml -rtp_echo
 uac "basic call with RTP" "" -sn uac_pcap
+
+# 2. Mid-call requests both ways: hold (re-INVITE), new port (UPDATE), INFO, MESSAGE, REFER and
+# NOTIFY, resume (re-INVITE from inside), UPDATE and INFO from inside; BYE from the caller.
+uas kam_uas_midcall.xml
+uac "re-INVITE, UPDATE, INFO, MESSAGE, REFER/NOTIFY both ways" kam_uac_midcall.xml
