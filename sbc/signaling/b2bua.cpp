@@ -80,6 +80,24 @@ std::string host_port(const SideConfig& s) {
 
 // Header fields outgoing messages may carry from the other leg when they leave to the outside:
 // those that describe the session or the request, never a route, a host or a product.
+// RFC 3262 §7.2: RAck is "response-num CSeq-num method". The CSeq number names the INVITE of
+// the dialog the PRACK travels in, which is the SBC's own on the other leg.
+void renumber_rack(std::string& bytes, std::uint32_t invite_cseq) {
+    const std::size_t at = bytes.find("\r\nRAck: ");
+    if (at == std::string::npos) return;
+    const std::size_t value = at + 8;
+    const std::size_t end = bytes.find("\r\n", value);
+    if (end == std::string::npos) return;
+    const std::string_view v(bytes.data() + value, end - value);
+    const std::size_t sp1 = v.find_first_of(" \t");
+    if (sp1 == std::string_view::npos) return;
+    const std::size_t num = v.find_first_not_of(" \t", sp1);
+    if (num == std::string_view::npos) return;
+    const std::size_t sp2 = v.find_first_of(" \t", num);
+    if (sp2 == std::string_view::npos) return;
+    bytes.replace(value + num, sp2 - num, std::to_string(invite_cseq));
+}
+
 bool safe_outbound(std::string_view name) {
     static constexpr std::string_view kSafe[] = {
         "Allow",
@@ -139,7 +157,8 @@ struct B2bua::Call {
     Leg leg[2];  // 0: the side the call came from, 1: the side it went to
     TxId invite_server;
     TxId invite_client;
-    std::uint32_t invite_cseq = 0;  // on leg 1
+    std::uint32_t invite_cseq = 0;         // on leg 1
+    std::uint32_t caller_invite_cseq = 0;  // the caller's INVITE, on leg 0
     std::size_t hop = 0;
     Admission admission;
     std::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
@@ -588,6 +607,7 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
                                            : std::string(m.contacts().front().uri.raw);
     for (const auto& rr : m.record_routes()) a.route_set.emplace_back(rr.raw);
     a.remote_cseq = m.cseq()->number;
+    c.caller_invite_cseq = a.remote_cseq;
     a.contact_user = random_token(20);
 
     Leg& b = c.leg[1];
@@ -775,6 +795,8 @@ void B2bua::in_dialog(TxId tx, const sip::Message& m, const Flow& from, Call& c,
     }
     const std::uint32_t out_cseq = ++there.local_cseq;
     std::string bytes = build_request(c, oi, m.method_name(), &m, body, out_cseq, new_branch());
+    if (m.method() == sip::Method::prack)
+        renumber_rack(bytes, oi == 1 ? c.invite_cseq : c.caller_invite_cseq);
     const TxId t = tx_.request(leg_destination(c, oi), std::move(bytes), now_);
     if (!t) {
         tx_.respond(tx, 503, {}, {}, now_);

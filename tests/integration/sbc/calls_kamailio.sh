@@ -127,7 +127,11 @@ uas() {
 # uac NAME SCENARIO [sipp args]: places one call and waits for both ends.
 uac() {
   local name=$1 scen=()
-  [ -n "$2" ] && scen=(-sf "$SC/$2")
+  case "$2" in
+    "") ;;
+    /*) scen=(-sf "$2") ;;
+    *) scen=(-sf "$SC/$2") ;;
+  esac
   shift 2
   (cd "$WORK" && timeout 60 sipp "127.0.0.1:$SIP_PORT" -nostdin "${scen[@]}" -i $UAC \
     -p $((45610 + N)) -mi $UAC -mp $UAC_MEDIA -m 1 -timeout 40s -recv_timeout 10000 \
@@ -158,3 +162,26 @@ uac "basic call with RTP" "" -sn uac_pcap
 # NOTIFY, resume (re-INVITE from inside), UPDATE and INFO from inside; BYE from the caller.
 uas kam_uas_midcall.xml
 uac "re-INVITE, UPDATE, INFO, MESSAGE, REFER/NOTIFY both ways" kam_uac_midcall.xml
+
+# 3. Early media (183 with SDP) sent reliably: PRACK (its RAck renumbered for the inside
+# dialog), answer, then BYE from the far end.
+uas kam_uas_prack.xml
+uac "early media, PRACK (100rel), BYE from the callee" kam_uac_prack.xml
+
+# 4. CANCEL while ringing; then CANCEL with a 200 crossing it inside (ACKed and ended with BYE).
+uas kam_uas_cancel.xml
+uac "CANCEL" kam_uac_cancel.xml
+uas kam_uas_cancel_crossing.xml
+uac "CANCEL crossing a 200" kam_uac_cancel.xml
+[ "$(stat calls.calls_answered)" -eq 3 ] || fail "answered calls: $(ctl stats | grep ^calls)"
+
+# 5. Final refusals from inside: 486 and 503 go out as such, a 302 goes out as 480 (the node's
+# redirect status) without its inside Contact.
+refuse() {  # refuse INSIDE_STATUS REASON OUTSIDE_STATUS
+  sed "s/STATUS/$3/" "$SC/kam_uac_refuse.xml" >"$WORK/uac_refuse_$3.xml"
+  uas kam_uas_refuse.xml -key status "$1" -key reason "$2"
+  uac "$1 from inside ($3 outside)" "$WORK/uac_refuse_$3.xml"
+}
+refuse 486 "Busy Here" 486
+refuse 503 "Service Unavailable" 503
+refuse 302 "Moved Temporarily" 480

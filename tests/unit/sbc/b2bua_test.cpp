@@ -609,3 +609,42 @@ TEST_CASE("strip_headers takes '*' patterns, case-insensitive, as topology.strip
     REQUIRE(in.find("X-Keep") != nullptr);
     CHECK(in.find("X-Keep")->value == "yes");
 }
+
+TEST_CASE("early media with PRACK: RAck names each dialog's INVITE, the answer still goes out") {
+    Harness h;
+    const std::string inv = place(h);
+    const sip::Message in = parse(inv);
+    std::string early = inside_response(inv, 183, kCalleeSdp);
+    early.insert(early.find("Content-Type"), "Require: 100rel\r\nRSeq: 7\r\n");
+    feed(h.b2b, early, proxy_flow(), Side::internal, millis(10));
+    auto out = h.wire.to(kCallerPort);
+    REQUIRE(out.size() == 2);
+    const sip::Message progress = parse(out[1]);
+    CHECK(progress.status_code() == 183);
+    CHECK(out[1].find("RSeq: 7") != std::string::npos);
+    CHECK(out[1].find("Require: 100rel") != std::string::npos);
+    CHECK(progress.body().find("c=IN IP4 203.0.113.1") != std::string::npos);
+    CHECK_FALSE(leaks_inside(out[1]));
+
+    // The caller's PRACK names its INVITE (CSeq 10); inside, the SBC's INVITE has its own CSeq.
+    std::string prack = caller_request(out[1], "PRACK", 11, "z9hG4bKprack1");
+    prack.insert(prack.find("Content-Length"), "RAck: 7 10 INVITE\r\n");
+    std::size_t mark = h.wire.sent.size();
+    feed(h.b2b, prack, caller_flow(), Side::external, millis(20));
+    auto inside = h.wire.to(kProxyPort, mark);
+    REQUIRE(inside.size() == 1);
+    const sip::Message p = parse(inside[0]);
+    CHECK(p.method() == sip::Method::prack);
+    CHECK(inside[0].find("RAck: 7 " + std::to_string(in.cseq()->number) + " INVITE\r\n") !=
+          std::string::npos);
+    feed(h.b2b, inside_response(inside[0], 200), proxy_flow(), Side::internal, millis(30));
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 200);
+    CHECK(parse(h.wire.to(kCallerPort).back()).cseq()->method == "PRACK");
+
+    // The INVITE's 200 after the PRACK goes out too.
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(40));
+    const sip::Message ok = parse(h.wire.to(kCallerPort).back());
+    CHECK(ok.status_code() == 200);
+    CHECK(ok.cseq()->method == "INVITE");
+    CHECK(h.hooks.answered == 1);
+}
