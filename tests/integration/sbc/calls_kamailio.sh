@@ -119,7 +119,8 @@ N=0
 uas() {
   local scen=$1
   shift
-  (cd "$WORK" && exec timeout 60 sipp -nostdin -sf "$SC/$scen" -i $UAS -p $UAS_PORT -mi $UAS \
+  case "$scen" in /*) ;; *) scen="$SC/$scen" ;; esac
+  (cd "$WORK" && exec timeout 60 sipp -nostdin -sf "$scen" -i $UAS -p $UAS_PORT -mi $UAS \
     -mp $UAS_MEDIA -m 1 -timeout 50s -trace_msg -message_file "uas-$N.msg" "$@" \
     >"$WORK/uas-$N.out" 2>&1) &
   UAS_PID=$!
@@ -138,11 +139,13 @@ uac() {
     -default_behaviors all,-abortunexp -trace_msg -message_file "uac-$N.msg" "$@" \
     >"$WORK/uac-$N.out" 2>&1) || {
     cat "$WORK/uac-$N.out" "$WORK/uac-$N.msg" "$WORK/uas-$N.msg" 2>/dev/null | tail -80
+    ctl stats | grep -v '=0$' || true
     fail "$name: the caller's scenario failed"
   }
   if [ -n "$UAS_PID" ]; then
     wait "$UAS_PID" || {
       cat "$WORK/uas-$N.out" "$WORK/uas-$N.msg" | tail -60
+      ctl stats | grep -v '=0$' || true
       fail "$name: the far end's scenario failed"
     }
   fi
@@ -175,13 +178,15 @@ uas kam_uas_cancel_crossing.xml
 uac "CANCEL crossing a 200" kam_uac_cancel.xml
 [ "$(stat calls.calls_answered)" -eq 3 ] || fail "answered calls: $(ctl stats | grep ^calls)"
 
-# 5. Final refusals from inside: 486 and 503 go out as such, a 302 goes out as 480 (the node's
-# redirect status) without its inside Contact.
+# 5. Final refusals from inside: 486 goes out as such; a 503 reaches the SBC as 500 (Kamailio,
+# as a proxy must, RFC 3261 §16.7) and goes out so; a 302 goes out as 480 (the node's redirect
+# status) without its inside Contact.
 refuse() {  # refuse INSIDE_STATUS REASON OUTSIDE_STATUS
   sed "s/STATUS/$3/" "$SC/kam_uac_refuse.xml" >"$WORK/uac_refuse_$3.xml"
-  uas kam_uas_refuse.xml -key status "$1" -key reason "$2"
+  sed "s/STATUS REASON/$1 $2/" "$SC/kam_uas_refuse.xml" >"$WORK/uas_refuse_$1.xml"
+  uas "$WORK/uas_refuse_$1.xml"
   uac "$1 from inside ($3 outside)" "$WORK/uac_refuse_$3.xml"
 }
 refuse 486 "Busy Here" 486
-refuse 503 "Service Unavailable" 503
+refuse 503 "Service Unavailable" 500
 refuse 302 "Moved Temporarily" 480
