@@ -190,3 +190,74 @@ refuse() {  # refuse INSIDE_STATUS REASON OUTSIDE_STATUS
 refuse 486 "Busy Here" 486
 refuse 503 "Service Unavailable" 500
 refuse 302 "Moved Temporarily" 480
+
+# 6. A forged BYE for a dialog that does not exist: 481, counted, nothing goes inside.
+cat >"$WORK/forged.xml" <<'XML'
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="forged BYE">
+  <send>
+    <![CDATA[
+
+      BYE sip:nobody@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:1001@[local_ip]>;tag=forged1
+      To: <sip:2000@[remote_ip]>;tag=guessedtag
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="481"/>
+</scenario>
+XML
+uac "forged in-dialog BYE (481)" "$WORK/forged.xml"
+[ "$(stat calls.unknown_dialog)" -ge 1 ] || fail "unknown_dialog not counted"
+
+# Failover: the first next hop never answered its probes, so no call went there; all went to
+# Kamailio. Every call and stream is gone again.
+ctl stats >"$WORK/stats.txt"
+grep -q '^calls.hops_up=1$' "$WORK/stats.txt" || fail "hops up: $(grep ^calls "$WORK/stats.txt")"
+grep -q '^calls.calls_answered=3$' "$WORK/stats.txt" || fail "answered: $(grep ^calls "$WORK/stats.txt")"
+grep -q '^calls.calls_failed=3$' "$WORK/stats.txt" || fail "failed: $(grep ^calls "$WORK/stats.txt")"
+for _ in $(seq 50); do
+  ctl stats | grep -q '^calls.active=0$' && break
+  sleep 0.1
+done
+ctl stats >"$WORK/stats.txt"
+grep -q '^calls.active=0$' "$WORK/stats.txt" || fail "calls left: $(grep ^calls "$WORK/stats.txt")"
+grep -q '^media.calls_anchored=0$' "$WORK/stats.txt" || fail "media left: $(grep ^media "$WORK/stats.txt")"
+if tshark -r "$WORK/all.pcap" -Y "ip.dst==$DEAD && sip.Method == \"INVITE\"" 2>/dev/null | grep -q .; then
+  fail "an INVITE went to the dead next hop"
+fi
+echo "failover: the dead first hop never taken, $(sed -n 's/^calls.probes_failed=//p' "$WORK/stats.txt") probes of it failed"
+
+# The capture is complete once tshark has flushed it.
+kill -INT $TSHARK_PID
+wait $TSHARK_PID 2>/dev/null || true
+
+# RTP of call 1 counted where it arrived: the far end got what the caller sent, the caller got
+# the far end's echo, both through the relay.
+rtp() { tshark -r "$WORK/all.pcap" -Y "$1" 2>/dev/null | wc -l; }
+sent=$(rtp "ip.src==$UAC && udp.srcport==$UAC_MEDIA && udp.dstport>=32000 && udp.dstport<=32499")
+far=$(rtp "ip.src==$SBC_IN && ip.dst==$UAS && udp.dstport==$UAS_MEDIA")
+echoed=$(rtp "ip.src==$UAS && udp.srcport==$UAS_MEDIA && ip.dst==$SBC_IN")
+back=$(rtp "ip.src==127.0.0.1 && ip.dst==$UAC && udp.dstport==$UAC_MEDIA")
+echo "rtp: caller sent $sent, far end received $far and echoed $echoed, caller received $back"
+[ "$sent" -ge 200 ] || fail "too few RTP packets sent: $sent"
+[ "$far" -ge $((sent * 99 / 100)) ] || fail "the far end received $far of $sent RTP packets"
+[ "$back" -ge $((echoed * 99 / 100)) ] && [ "$echoed" -ge $((far * 99 / 100)) ] ||
+  fail "the caller received $back of $echoed echoed RTP packets"
+
+# 7. Nothing of the inside in anything the SBC sent to the outside.
+python3 "$HERE/leak_check.py" "$WORK/all.pcap" --sbc 127.0.0.1 --outside $UAC \
+  --inside "ip.addr==$KAM || ip.addr==$UAS" \
+  --forbid $SBC_IN --forbid $KAM --forbid $UAS --forbid $DEAD --forbid $UAS_PORT --forbid $KAM_PORT \
+  --forbid inside.lan --forbid InternalPBX --forbid Kamailio --forbid "Inside Corp" \
+  --forbid SIPpTag01 --forbid redirect@ \
+  --strip Server --strip User-Agent --strip Organization --strip Warning --strip X-Inside-Host \
+  --strip P-Asserted-Identity --strip X-Asterisk-Info --min-messages 30 ||
+  fail "the outside saw the inside"
+stop_sbc
+echo "PASS"
