@@ -719,6 +719,7 @@ void Loader::read_fraud(const Table& t) {
                                                  "max_tracked_keys",
                                                  "idle_key_expiry",
                                                  "short_call_seconds",
+                                                 "end_calls_on_ban",
                                                  "rules",
                                                  "deny"};
     t.only_keys(kKeys);
@@ -749,6 +750,8 @@ void Loader::read_fraud(const Table& t) {
     if (t.has("short_call_seconds") && t.claim("short_call_seconds") &&
         t.integer("short_call_seconds", v, 1, 3600))
         f.short_call_seconds = static_cast<std::uint32_t>(v);
+    if (t.has("end_calls_on_ban") && t.claim("end_calls_on_ban"))
+        t.boolean("end_calls_on_ban", f.end_calls_on_ban);
     std::size_t i = 0;
     for (auto r : t.tables("rules"))
         read_rule(Table(ctx, t.file(), *r, "fraud.rules[" + std::to_string(i++) + "]"));
@@ -1145,6 +1148,7 @@ void set_key_homes(Context& ctx) {
         {"max_tracked_keys", "fraud"},
         {"idle_key_expiry", "fraud"},
         {"short_call_seconds", "fraud"},
+        {"end_calls_on_ban", "fraud"},
         {"factor", "bans"},
         {"violations", "bans"},
         {"violation_window", "bans"},

@@ -151,7 +151,7 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     if (auto t = top.table("media")) {
         Table m(ctx, file, *t, "media");
         static constexpr std::string_view k[] = {"port_min", "port_max", "external_address",
-                                                 "internal_address"};
+                                                 "internal_address", "inactivity_timeout"};
         m.only_keys(k);
         std::int64_t v = 0;
         if (m.integer("port_min", v, 1024, 65534))
@@ -162,6 +162,9 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             m.error(m.pos(), "'media.port_max' must be above 'media.port_min'");
         read_address(m, "external_address", cfg->media.external_address);
         read_address(m, "internal_address", cfg->media.internal_address);
+        if (m.has("inactivity_timeout"))
+            m.duration("inactivity_timeout", cfg->media.inactivity_timeout, base::kNanosPerSecond,
+                       86400 * base::kNanosPerSecond);
     }
     if (auto t = top.table("dataplane")) {
         Table d(ctx, file, *t, "dataplane");

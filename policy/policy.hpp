@@ -473,6 +473,9 @@ struct FraudSettings {
     std::uint64_t max_tracked_keys = 1'000'000;
     base::Nanos idle_key_expiry = 2 * 3600 * base::kNanosPerSecond;
     std::uint32_t short_call_seconds = 10;
+    // A ban verdict also ends the running calls of the banned source or account (BYE on both
+    // legs), not only the next ones.
+    bool end_calls_on_ban = false;
     std::vector<FraudRule> rules;
     std::vector<FraudDeny> deny;
 };
@@ -564,6 +567,9 @@ struct MediaConfig {
     std::uint16_t port_max = 39999;
     base::IpAddress external_address;  // relay address announced to the external realm
     base::IpAddress internal_address;  // relay address announced to the internal realm
+    // A relayed stream silent this long is reported inactive; an answered call whose stream
+    // it is ends with BYE on both legs.
+    base::Nanos inactivity_timeout = 60 * base::kNanosPerSecond;
 };
 
 struct DataplaneConfig {

@@ -175,7 +175,8 @@ std::string render_policy(const Policy& p) {
       << "\nban_threshold = " << number(f.ban_threshold)
       << "\nban_duration = " << dur(f.ban_duration) << "\nmax_tracked_keys = " << f.max_tracked_keys
       << "\nidle_key_expiry = " << dur(f.idle_key_expiry)
-      << "\nshort_call_seconds = " << f.short_call_seconds << "\n";
+      << "\nshort_call_seconds = " << f.short_call_seconds
+      << "\nend_calls_on_ban = " << (f.end_calls_on_ban ? "true" : "false") << "\n";
     for (const auto& r : f.rules) {
         o << "\n[[fraud.rules]]  # " << r.file << ":" << r.line << "\nid = " << quote(r.id)
           << "\ndescription = " << quote(r.description) << "\nfeature = " << quote(name(r.feature))

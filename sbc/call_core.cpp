@@ -20,8 +20,12 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     if (!ext || !in)
         return base::Error{"calls need an external and an internal UDP listener in sbc.toml"};
     std::vector<base::Endpoint> hops;
+    std::vector<std::uint32_t> weights;
     for (const auto& h : node.next_hops)
-        if (h.transport == policy::Transport::udp) hops.push_back(h.endpoint);
+        if (h.transport == policy::Transport::udp) {
+            hops.push_back(h.endpoint);
+            weights.push_back(h.weight);
+        }
     if (hops.empty()) return base::Error{"calls need at least one UDP next hop in sbc.toml"};
     s.b2bua.external.host = ext->endpoint.addr.to_string();
     s.b2bua.external.port = ext->endpoint.port;
@@ -30,6 +34,7 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     s.b2bua.internal.port = in->endpoint.port;
     s.b2bua.internal.listener = internal_listener;
     s.b2bua.internal.next_hops = std::move(hops);
+    s.b2bua.internal.weights = std::move(weights);
     s.media_external = node.media.external_address;
     s.media_internal = node.media.internal_address;
     s.b2bua.external.media_host = node.media.external_address.to_string();
@@ -143,6 +148,33 @@ void CallCore::release(std::uint64_t call) {
     streams_by_call_.erase(it);
 }
 
+bool CallCore::media_inactive(std::uint64_t call, dataplane::StreamId stream, base::Nanos now) {
+    auto it = streams_by_call_.find(call);
+    if (it == streams_by_call_.end()) return false;
+    bool ours = false;
+    for (const auto& [index, s] : it->second) ours = ours || s.id == stream;
+    if (!ours || !b2bua_->answered(call)) return false;
+    spdlog::info("call {}: no media for the relay's inactivity timeout, ending it", call);
+    if (!b2bua_->end_call(call, now)) return false;
+    ++ended_inactive_;
+    return true;
+}
+
+std::size_t CallCore::end_banned(const base::IpAddress& source, std::string_view account,
+                                 base::Nanos now) {
+    const std::size_t n = b2bua_->end_calls_if(
+        [&](const signaling::CallInfo& c) {
+            if (c.from != Side::external) return false;
+            if (!source.is_unspecified() && c.source.remote.addr == source) return true;
+            const std::string& who = c.credentials_user.empty() ? c.caller : c.credentials_user;
+            return !account.empty() && who == account;
+        },
+        now);
+    if (n) spdlog::warn("fraud ban: {} running call(s) ended", n);
+    ended_banned_ += n;
+    return n;
+}
+
 signaling::Admission CallCore::admit(const sip::Message& invite, const signaling::Flow& from,
                                      Side side) {
     return admit_ ? admit_(invite, from, side) : signaling::Admission{};
@@ -179,6 +211,8 @@ std::string CallCore::stats_text() const {
     out += "media.calls_anchored=" + std::to_string(streams_by_call_.size()) + "\n";
     out += "media.free_port_pairs=" + std::to_string(free_ports_.size() / 2) + "\n";
     out += "media.anchor_failures=" + std::to_string(media_failures_) + "\n";
+    out += "calls.ended_inactive=" + std::to_string(ended_inactive_) + "\n";
+    out += "calls.ended_banned=" + std::to_string(ended_banned_) + "\n";
     return out;
 }
 

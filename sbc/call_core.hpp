@@ -55,6 +55,14 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                  signaling::Side side, base::Nanos now);
     void advance(base::Nanos now) { b2bua_->advance(now); }
     bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
+    // The relay reported stream `stream` of call `call` inactive: an answered call whose stream
+    // it is ends (BYE on both legs, streams freed). Streams of `sbc ctl media add` and calls not
+    // answered yet are left alone. Returns whether a call ended.
+    bool media_inactive(std::uint64_t call, dataplane::StreamId stream, base::Nanos now);
+    // A fraud ban of `source` (any call from that address) or of `account` (its authenticated
+    // user, else its From user; "" = none) ends the calls it names. Returns how many.
+    std::size_t end_banned(const base::IpAddress& source, std::string_view account,
+                           base::Nanos now);
     std::string stats_text() const;
     const signaling::B2buaConfig& b2bua_config() const { return b2bua_->config(); }
     void set_topology(std::vector<std::string> strip_headers,
@@ -93,6 +101,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     std::map<std::uint64_t, std::map<std::size_t, Anchored>> streams_by_call_;
     std::vector<std::uint16_t> free_ports_;  // even RTP ports (RTCP on +1)
     std::uint64_t media_failures_ = 0;
+    std::uint64_t ended_inactive_ = 0, ended_banned_ = 0;
     std::unique_ptr<signaling::B2bua> b2bua_;
 };
 

@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <array>
 
 #include <algorithm>
 #include <chrono>
@@ -76,6 +77,7 @@ dataplane::PipelineConfig pipeline_config_from(const policy::NodeConfig& node,
     auto c = dataplane::PipelineConfig::defaults();
     c.media_port_min = node.media.port_min;
     c.media_port_max = node.media.port_max;
+    c.media.inactivity_timeout = node.media.inactivity_timeout;
     c.sip_udp_ports.clear();
     c.sip_tcp_ports.clear();
     bool any_wildcard = false;
@@ -358,6 +360,10 @@ class SocketRuntime final : public DataplaneRuntime {
             relay_.poll(20, clock_);
             mailbox_.apply(pipeline_, clock_.monotonic());
             if (tasks_.pending()) tasks_.run();
+            // The relay's events (inactivity ends calls) for the call core, a batch per poll.
+            std::array<dataplane::MediaEvent, 64> events;
+            for (std::size_t n; (n = pipeline_.media().drain_events(events)) > 0;)
+                for (std::size_t i = 0; i < n; ++i) media_event(events[i]);
             tick();
         }
         tasks_.close();
@@ -712,6 +718,7 @@ class DpdkRuntime final : public DataplaneRuntime {
             tick();
             events.clear();
             media_events_ += backend_->take_events(events);
+            for (const auto& e : events) media_event(e);
             collect_results();
         }
         tasks_.close();

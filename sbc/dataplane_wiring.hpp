@@ -61,6 +61,11 @@ class DataplaneRuntime {
     // Signaling thread: the relay's streams for the call core, or nullptr when this backend
     // does not offer them to signaling yet.
     virtual MediaStreams* media_streams() { return nullptr; }
+    // Signaling thread: `handler` gets every media event of the relay (inactive, latched,
+    // relatched) on the signaling thread, after the poll that collected it.
+    void set_media_events(std::function<void(const dataplane::MediaEvent&)> handler) {
+        media_events_handler_ = std::move(handler);
+    }
 
     base::Nanos monotonic() const { return clock_.monotonic(); }
     base::UnixNanos wall() const { return clock_.wall(); }
@@ -76,8 +81,12 @@ class DataplaneRuntime {
     void tick() {
         if (tick_) tick_(clock_.monotonic());
     }
+    void media_event(const dataplane::MediaEvent& e) {
+        if (media_events_handler_) media_events_handler_(e);
+    }
     base::SystemClock clock_;
     std::function<void(base::Nanos)> tick_;
+    std::function<void(const dataplane::MediaEvent&)> media_events_handler_;
 };
 
 }  // namespace sbc

@@ -219,8 +219,15 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                 self->response_relayed(c, status);
             });
         self->rt_.set_tick([self](base::Nanos now) {
+            for (const auto& [source, account] : self->banned_calls_)
+                self->core_->end_banned(source, account, now);
+            self->banned_calls_.clear();
             if (self->core_) self->core_->advance(now);
             self->observer_.expire(now, self->rt_.wall());  // challenges not followed
+        });
+        self->rt_.set_media_events([self](const dataplane::MediaEvent& e) {
+            if (self->core_ && e.kind == dataplane::MediaEventKind::inactive)
+                self->core_->media_inactive(e.call_id, e.id, self->rt_.monotonic());
         });
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
         for (const auto& h : daemon.config().next_hops)
@@ -425,8 +432,15 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
 }
 
 void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& source,
-                              base::Nanos now) {
+                              base::Nanos now, std::string_view account) {
     verdicts_.add(v.action);
+    // [fraud] end_calls_on_ban: the running calls of a banned source or account end too (an
+    // IRSF call lasts tens of minutes; refusing the next one is not enough).
+    // Not here: a verdict may come from inside a B2BUA callback (an authentication outcome
+    // seen in a relayed response); the calls end at the next tick.
+    if (v.action == fraud::Action::ban && core_ && policy_ && policy_->fraud.end_calls_on_ban &&
+        banned_calls_.size() < 1024)
+        banned_calls_.emplace_back(source, std::string(account));
     if (v.action != fraud::Action::ban || v.banned_source || source.is_unspecified()) return;
     const base::Prefix host(source, source.is_v4() ? 32 : 128);
     const base::Nanos duration =
@@ -442,7 +456,7 @@ void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& so
 
 void FrontDoor::attempt(const fraud::CallAttempt& a) {
     engine_->on_attempt(a, verdict_);
-    apply_verdict(verdict_, a.source.addr, a.now);
+    apply_verdict(verdict_, a.source.addr, a.now, a.account);
 }
 
 void FrontDoor::registration(const fraud::Registration& r) {

@@ -103,7 +103,8 @@ class FrontDoor final : FraudEventSink {
                                                  std::unique_ptr<fraud::Engine> next);
     fraud::Verdict score(const sip::Message& m, const dataplane::PacketMeta& meta);
     // A verdict on an event from `source`: counted, and a ban posted to the dataplane.
-    void apply_verdict(const fraud::Verdict& v, const base::IpAddress& source, base::Nanos now);
+    void apply_verdict(const fraud::Verdict& v, const base::IpAddress& source, base::Nanos now,
+                       std::string_view account = {});
     // FraudEventSink: the observer's events, into the engine (verdicts in verdict_).
     void attempt(const fraud::CallAttempt& a) override;
     void answered(const fraud::CallAnswered& a) override;
@@ -150,6 +151,8 @@ class FrontDoor final : FraudEventSink {
     // The signaling core; null when calls are not forwarded (no next hop or internal listener).
     std::unique_ptr<CallCore> core_;
     signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
+    // Fraud bans whose running calls end at the next tick ([fraud] end_calls_on_ban).
+    std::vector<std::pair<base::IpAddress, std::string>> banned_calls_;
 };
 
 }  // namespace sbc

@@ -159,7 +159,8 @@ struct B2bua::Call {
     TxId invite_client;
     std::uint32_t invite_cseq = 0;         // on leg 1
     std::uint32_t caller_invite_cseq = 0;  // the caller's INVITE, on leg 0
-    std::size_t hop = 0;
+    std::size_t hop = 0;      // the next hop tried last (internal side), or how many (external)
+    std::uint64_t tried = 0;  // internal next hops tried, bit i = hop i
     Admission admission;
     std::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
     bool answered = false, ended = false, cancelled = false, media = false;
@@ -180,13 +181,38 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
       media_(media),
       hooks_(hooks),
       tx_(*this, timers, limits) {
-    hops_.resize(config_.internal.next_hops.size());
+    hops_.resize(std::min<std::size_t>(config_.internal.next_hops.size(), 64));
+    rng_ = config_.seed;
+    if (rng_ == 0)
+        for (char ch : random_token(12)) rng_ = rng_ * 37 + static_cast<unsigned char>(ch);
     if (!config_.health.enabled)
         for (auto& h : hops_) h.up = h.ever_up = true;
 }
 
 bool B2bua::hop_usable(std::size_t hop) const {
     return hop >= hops_.size() || hops_[hop].up;
+}
+
+std::size_t B2bua::pick_hop(std::uint64_t tried) {
+    const auto& w = config_.internal.weights;
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < hops_.size(); ++i)
+        if (!(tried >> i & 1u) && hops_[i].up) total += i < w.size() && w[i] > 0 ? w[i] : 1;
+    if (total == 0) return hops_.size();
+    // splitmix64: cheap, well mixed, and deterministic for a given seed (tests).
+    rng_ += 0x9e3779b97f4a7c15ull;
+    std::uint64_t z = rng_;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    std::uint64_t r = z % total;
+    for (std::size_t i = 0; i < hops_.size(); ++i) {
+        if ((tried >> i & 1u) || !hops_[i].up) continue;
+        const std::uint64_t wi = i < w.size() && w[i] > 0 ? w[i] : 1;
+        if (r < wi) return i;
+        r -= wi;
+    }
+    return hops_.size();
 }
 
 void B2bua::hop_result(std::size_t hop, bool ok) {
@@ -252,6 +278,16 @@ B2bua::~B2bua() {
 
 bool B2bua::send(const Flow& flow, std::string_view bytes) {
     return wire_.send(flow, bytes);
+}
+
+const CallInfo* B2bua::info(std::uint64_t id) const {
+    auto it = calls_.find(id);
+    return it == calls_.end() || it->second->ended ? nullptr : &it->second->info;
+}
+
+bool B2bua::answered(std::uint64_t id) const {
+    auto it = calls_.find(id);
+    return it != calls_.end() && !it->second->ended && it->second->answered;
 }
 
 std::vector<std::uint64_t> B2bua::calls() const {
@@ -674,12 +710,15 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
     while (true) {
         std::optional<base::Endpoint> dest;
         std::string ruri;
-        if (c.hop < there.next_hops.size()) {
-            if (b.side == Side::internal && !hop_usable(c.hop)) {
-                ++c.hop;
-                continue;
-            }
-            dest = there.next_hops[c.hop];
+        std::size_t hop = there.next_hops.size();
+        if (b.side == Side::internal && !hops_.empty()) {
+            hop = pick_hop(c.tried);
+            if (hop < hops_.size()) c.tried |= std::uint64_t{1} << hop;
+        } else if (c.hop < there.next_hops.size()) {
+            hop = c.hop;
+        }
+        if (hop < there.next_hops.size()) {
+            dest = there.next_hops[hop];
             ruri = "sip:";
             if (inv->request_uri().has_user) {
                 ruri += inv->request_uri().user;
@@ -710,7 +749,7 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
             bytes.replace(at, 18, "Max-Forwards: " + std::to_string(mf) + "\r\n");
         }
         const TxId t = tx_.request(b.flow, std::move(bytes), now);
-        ++c.hop;
+        c.hop = b.side == Side::internal && !hops_.empty() ? hop + 1 : c.hop + 1;
         if (!t) continue;
         c.invite_client = t;
         ++c.outstanding;

@@ -33,9 +33,13 @@ struct SideConfig {
     std::string media_host;  // the relay's address on this side, written into SDP
     Transport transport = Transport::udp;
     std::uint32_t listener = 0;  // the owner's listener index for this side
-    // Where new calls that leave on this side go, in order of preference (failover on timeout
-    // or 503). Empty on the external side: a call from inside goes to its Request-URI's address.
+    // Where new calls that leave on this side go (failover on timeout or 503). Empty on the
+    // external side: a call from inside goes to its Request-URI's address.
     std::vector<base::Endpoint> next_hops;
+    // Relative weight of each next hop (same order; missing or 0 counts as 1). A new call goes
+    // to one of the hops up, chosen at random in proportion to their weights; on failover the
+    // next one is chosen the same way among the hops up it has not tried yet.
+    std::vector<std::uint32_t> weights;
 };
 
 // OPTIONS probes of the next hops (RFC 3261 §11). Any response is a sign of life; a probe
@@ -68,6 +72,8 @@ struct B2buaConfig {
     base::Nanos max_call_duration = 0;
     std::string user_agent = "sbc";  // Server / User-Agent of the SBC's own messages
     std::size_t max_calls = 20000;
+    // Seed of the weighted next-hop choice; 0: from the kernel's random source.
+    std::uint64_t seed = 0;
 };
 
 // Relay streams for the calls' SDP (implemented on the dataplane's media control).
@@ -169,6 +175,21 @@ class B2bua final : private TransactionUser {
     base::Nanos next_deadline() const;
     // Ends a call from outside the SIP flow (media inactivity, a fraud ban, shutdown).
     bool end_call(std::uint64_t call, base::Nanos now);
+    // Ends every call (BYE on both legs once answered, else 480 and CANCEL) whose information
+    // matches `pred`: a fraud ban of its source or account. Returns how many.
+    template <class Pred>
+    std::size_t end_calls_if(Pred pred, base::Nanos now) {
+        std::vector<std::uint64_t> ids;
+        for (std::uint64_t id : calls())
+            if (const CallInfo* i = info(id); i && pred(*i)) ids.push_back(id);
+        std::size_t n = 0;
+        for (std::uint64_t id : ids) n += end_call(id, now) ? 1 : 0;
+        return n;
+    }
+    // A running call's information, or nullptr.
+    const CallInfo* info(std::uint64_t call) const;
+    // Whether a running call was answered.
+    bool answered(std::uint64_t call) const;
     std::vector<std::uint64_t> calls() const;
     // A policy reload's header stripping, reason phrases and own Server/User-Agent, for the
     // messages built from now on.
@@ -237,9 +258,13 @@ class B2bua final : private TransactionUser {
     void probe_hops(base::Nanos now);
     void hop_result(std::size_t hop, bool ok);
     bool hop_usable(std::size_t hop) const;
+    // The next hop of the internal side for a call that tried those in `tried` (bit i = hop i),
+    // or hops_.size() when none is left.
+    std::size_t pick_hop(std::uint64_t tried);
 
     B2buaConfig config_;
     std::vector<HopState> hops_;  // the internal side's next hops
+    std::uint64_t rng_ = 0;       // splitmix64 state of the weighted choice
     Wire& wire_;
     MediaAnchor& media_;
     CallHooks& hooks_;

@@ -9,7 +9,9 @@
 # Flows: basic call with RTP both ways (counted at the far ends), re-INVITE (hold, resume) and
 # UPDATE (new port) from each side, INFO, MESSAGE, REFER/NOTIFY, BYE from each side, early
 # media with PRACK (100rel), CANCEL, CANCEL crossing a 200, 486, 503, 302 (mapped, Contact not
-# leaked), a forged in-dialog BYE (481). Every process is started and stopped here.
+# leaked), a forged in-dialog BYE (481); then, on a second run, calls ended by the SBC on relay
+# inactivity and on a fraud ban of the caller's source. Every process is started and stopped
+# here.
 #   calls_kamailio.sh SBC_BINARY REPO_ROOT
 source "$(dirname "$0")/lib.sh" "$1" "$2" 45600
 need sipp sip-tester
@@ -259,5 +261,59 @@ python3 "$HERE/leak_check.py" "$WORK/all.pcap" --sbc 127.0.0.1 --outside $UAC \
   --strip Server --strip User-Agent --strip Organization --strip Warning --strip X-Inside-Host \
   --strip P-Asserted-Identity --strip X-Asterisk-Info --min-messages 30 ||
   fail "the outside saw the inside"
+stop_sbc
+
+# 8. Call ends the SBC decides, on a second run of the daemon: relay inactivity (3 s here) and
+# a fraud ban of the caller's source while its call runs ([fraud] end_calls_on_ban, a deny
+# rule that bans). Both legs get a BYE; the streams are freed.
+cp -r "$ROOT/policy/examples/lists" "$WORK/"
+python3 - "$ROOT/policy/examples/callcenter.toml" "$WORK/policy.toml" <<'PY2'
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace("[fraud]\n", "[fraud]\nend_calls_on_ban = true\n", 1)
+old = 'countries = ["KP"]\naction = "block"'
+assert old in s
+s = s.replace(old, 'countries = ["KP"]\naction = "ban"')
+open(sys.argv[2], "w").write(s)
+PY2
+sed -i "s|^files = .*|files = [\"$WORK/policy.toml\"]|; s|^internal_address = .*|&\ninactivity_timeout = \"3s\"|" "$WORK/sbc.toml"
+grep -q 'inactivity_timeout = "3s"' "$WORK/sbc.toml" || fail "inactivity_timeout not set"
+start_sbc
+for _ in $(seq 100); do
+  [ "$(stat calls.hops_up)" -ge 1 ] && break
+  sleep 0.1
+done
+[ "$(stat calls.hops_up)" -ge 1 ] || fail "Kamailio never came up (second run)"
+uas kam_uas_ended.xml
+uac "call ended on media inactivity" kam_uac_ended.xml
+[ "$(stat calls.ended_inactive)" -eq 1 ] || fail "ended_inactive: $(ctl stats | grep ^calls)"
+
+# The caller's call runs; the same source dials a denied destination (North Korea): 403, a
+# ban, and the running call ends.
+uas kam_uas_ended.xml
+(cd "$WORK" && timeout 60 sipp "127.0.0.1:$SIP_PORT" -nostdin -sf "$SC/kam_uac_ended.xml" -i $UAC \
+  -p 45630 -mi $UAC -mp $UAC_MEDIA -m 1 -timeout 40s -recv_timeout 10000 \
+  -default_behaviors all,-abortunexp -trace_msg -message_file "uac-banned.msg" \
+  >"$WORK/uac-banned.out" 2>&1) &
+BANNED_UAC=$!
+for _ in $(seq 100); do
+  [ "$(stat calls.calls_answered)" -ge 2 ] && break
+  sleep 0.1
+done
+[ "$(stat calls.calls_answered)" -ge 2 ] || fail "the call to be banned was not answered"
+sed "s/STATUS/403/" "$SC/kam_uac_refuse.xml" >"$WORK/uac_refuse_403.xml"
+(cd "$WORK" && timeout 30 sipp "127.0.0.1:$SIP_PORT" -nostdin -sf "$WORK/uac_refuse_403.xml" \
+  -s 00850212345678 -i $UAC -p 45631 -m 1 -timeout 20s -recv_timeout 10000 \
+  >"$WORK/uac-deny.out" 2>&1) || { cat "$WORK/uac-deny.out"; fail "no 403 for the denied call"; }
+wait $BANNED_UAC || { cat "$WORK/uac-banned.out"; fail "the banned source's call got no BYE"; }
+wait "$UAS_PID" || { cat "$WORK/uas-$N.out"; fail "the far end of the banned call got no BYE"; }
+UAS_PID=
+[ "$(stat calls.ended_banned)" -eq 1 ] || fail "ended_banned: $(ctl stats | grep ^calls)"
+for _ in $(seq 50); do
+  ctl stats | grep -q '^media.calls_anchored=0$' && break
+  sleep 0.1
+done
+ctl stats | grep -q '^media.calls_anchored=0$' || fail "media left: $(ctl stats | grep ^media)"
+echo "call ends: media inactivity and a fraud ban each ended a running call, BYE on both legs"
 stop_sbc
 echo "PASS"

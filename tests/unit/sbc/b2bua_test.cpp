@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -400,14 +401,19 @@ TEST_CASE("a 200 crossing the CANCEL is ACKed and ended inside with BYE") {
 
 TEST_CASE("failover: a next hop that times out, then one that answers 503, then 503 out") {
     Harness h(config({kProxyPort, kProxy2Port}));
-    const std::string inv = place(h);
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    // Equal weights: either hop first, the other one on failover.
+    const bool one_first = h.wire.to(kProxyPort).size() == 1;
+    const std::uint16_t first = one_first ? kProxyPort : kProxy2Port;
+    const std::uint16_t then = one_first ? kProxy2Port : kProxyPort;
+    REQUIRE(h.wire.to(first).size() == 1);
+    REQUIRE(h.wire.to(then).empty());
     h.b2b.advance(seconds(32));
-    auto second = h.wire.to(kProxy2Port);
+    auto second = h.wire.to(then);
     REQUIRE(second.size() == 1);
     CHECK(h.b2b.counters()[B2buaCounter::failovers] == 1);
-    CHECK(parse(second[0]).request_uri().port == kProxy2Port);
-    feed(h.b2b, inside_response(second[0], 503), proxy_flow(kProxy2Port), Side::internal,
-         seconds(33));
+    CHECK(parse(second[0]).request_uri().port == then);
+    feed(h.b2b, inside_response(second[0], 503), proxy_flow(then), Side::internal, seconds(33));
     const auto out = h.wire.to(kCallerPort);
     CHECK(parse(out.back()).status_code() == 503);
     REQUIRE(h.hooks.ended.size() == 1);
@@ -647,4 +653,86 @@ TEST_CASE("early media with PRACK: RAck names each dialog's INVITE, the answer s
     CHECK(ok.status_code() == 200);
     CHECK(ok.cseq()->method == "INVITE");
     CHECK(h.hooks.answered == 1);
+}
+
+// INVITE transactions (not their retransmissions) sent to `port`.
+static std::size_t invites_to(const FakeWire& w, std::uint16_t port) {
+    std::set<std::string> branches;
+    for (const auto& m : w.to(port))
+        if (m.rfind("INVITE ", 0) == 0) branches.insert(std::string(parse(m).vias()[0].branch));
+    return branches.size();
+}
+
+TEST_CASE("next-hop weights: calls spread in proportion among the hops up") {
+    B2buaConfig c = config({kProxyPort, kProxy2Port});
+    c.internal.weights = {1, 3};
+    c.seed = 42;
+    Harness h(c);
+    constexpr int kCalls = 2000;
+    for (int i = 0; i < kCalls; ++i) {
+        std::string inv = invite("z9hG4bKw" + std::to_string(i));
+        const std::string cid = "Call-ID: outside-call-1";
+        inv.replace(inv.find(cid), cid.size(), "Call-ID: w" + std::to_string(i));
+        feed(h.b2b, inv, caller_flow(), Side::external, millis(i));
+    }
+    const auto one = invites_to(h.wire, kProxyPort);
+    const auto two = invites_to(h.wire, kProxy2Port);
+    CHECK(one + two == kCalls);
+    // 1:3 expected: 500 and 1500; binomial sd ~19, so +-100 cannot fail by chance.
+    CHECK(one > 400);
+    CHECK(one < 600);
+    CHECK(two > 1400);
+}
+
+TEST_CASE("next-hop weights: failover goes to an untried hop, a down hop takes nothing") {
+    B2buaConfig c = config({kProxyPort, kProxy2Port, 5100});
+    c.internal.weights = {5, 1, 1};
+    Harness h(c);
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    // Every hop in turn (each times out): three INVITEs to three different hops, then 408.
+    h.b2b.advance(seconds(32));
+    h.b2b.advance(seconds(64));
+    CHECK(invites_to(h.wire, kProxyPort) == 1);
+    CHECK(invites_to(h.wire, kProxy2Port) == 1);
+    CHECK(invites_to(h.wire, 5100) == 1);
+    CHECK(h.b2b.counters()[B2buaCounter::failovers] == 2);
+    h.b2b.advance(seconds(96));
+    CHECK(parse(h.wire.to(kCallerPort).back()).status_code() == 408);
+}
+
+TEST_CASE("end_calls_if: a ban of the caller's source ends its answered call with BYE both ways") {
+    Harness h;
+    const std::string inv = place(h);
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(10));
+    const std::string ok = h.wire.to(kCallerPort).back();
+    feed(h.b2b, caller_request(ok, "ACK", 10, "z9hG4bKack9"), caller_flow(), Side::external,
+         millis(20));
+    REQUIRE(h.b2b.calls().size() == 1);
+    const std::uint64_t id = h.b2b.calls()[0];
+    CHECK(h.b2b.answered(id));
+    REQUIRE(h.b2b.info(id) != nullptr);
+    CHECK(h.b2b.info(id)->source.remote.port == kCallerPort);
+
+    // Another source: nothing ends.
+    const auto other = *base::IpAddress::parse("198.51.100.99");
+    CHECK(h.b2b.end_calls_if([&](const CallInfo& c) { return c.source.remote.addr == other; },
+                             seconds(1)) == 0);
+    CHECK(h.b2b.calls().size() == 1);
+
+    const std::size_t mark = h.wire.sent.size();
+    const auto banned = *base::IpAddress::parse("198.51.100.7");
+    CHECK(h.b2b.end_calls_if([&](const CallInfo& c) { return c.source.remote.addr == banned; },
+                             seconds(2)) == 1);
+    auto out = h.wire.to(kCallerPort, mark);
+    auto in = h.wire.to(kProxyPort, mark);
+    REQUIRE(out.size() == 1);
+    REQUIRE(in.size() == 1);
+    CHECK(parse(out[0]).method() == sip::Method::bye);
+    CHECK(parse(in[0]).method() == sip::Method::bye);
+    CHECK_FALSE(leaks_inside(out[0]));
+    CHECK(h.media.released[id] == 1);
+    REQUIRE(h.hooks.ended.size() == 1);
+    CHECK(h.hooks.ended[0].second == CallEnd::terminated);
+    CHECK(h.b2b.calls().empty());
+    CHECK(h.b2b.info(id) == nullptr);
 }
