@@ -266,7 +266,7 @@ stop_sbc
 # 8. Call ends the SBC decides, on a second run of the daemon: relay inactivity (3 s here) and
 # a fraud ban of the caller's source while its call runs ([fraud] end_calls_on_ban, a deny
 # rule that bans). Both legs get a BYE; the streams are freed.
-cp -r "$ROOT/policy/examples/lists" "$WORK/"
+cp -r "$ROOT/policy/examples/." "$WORK/"  # the policy with its includes and lists
 python3 - "$ROOT/policy/examples/callcenter.toml" "$WORK/policy.toml" <<'PY2'
 import sys
 s = open(sys.argv[1]).read()
