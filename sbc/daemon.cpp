@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <optional>

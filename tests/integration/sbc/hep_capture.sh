@@ -74,10 +74,16 @@ for p in pk:
     assert p["capture_id"] == 2026, p
     assert t0 - 1 <= p["time_sec"] <= t1 + 1 and 0 <= p["time_usec"] < 1000000, p
     ends = {(p["src_ip"], p["src_port"]), (p["dst_ip"], p["dst_port"])}
-    first = p["payload"].split("\r\n", 1)[0]
-    call_id = [l.split(":", 1)[1].strip() for l in p["payload"].split("\r\n")
-               if l.lower().startswith("call-id:")][0]
-    if first.startswith("OPTIONS") or "OPTIONS" in p["payload"].split("CSeq:", 1)[1].split("\r\n")[0]:
+    lines = p["payload"].split("\r\n")
+    first = lines[0]
+    hdr = {}
+    for l in lines[1:]:
+        if not l:
+            break
+        name, _, value = l.partition(":")
+        hdr.setdefault({"i": "call-id"}.get(name.strip().lower(), name.strip().lower()), value.strip())
+    call_id = hdr["call-id"]
+    if hdr["cseq"].split()[-1] == "OPTIONS":
         assert ends == inside, p  # health probes of the next hop
         continue
     c = calls[p["correlation_id"]]

@@ -2,6 +2,8 @@
 // bounded queue against a UDP collector on loopback.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
