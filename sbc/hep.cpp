@@ -19,11 +19,6 @@ void put16(std::string& out, std::uint16_t v) {
     out += static_cast<char>(v & 0xff);
 }
 
-void put32(std::string& out, std::uint32_t v) {
-    put16(out, static_cast<std::uint16_t>(v >> 16));
-    put16(out, static_cast<std::uint16_t>(v & 0xffff));
-}
-
 void chunk(std::string& out, std::uint16_t type, const void* value, std::size_t len) {
     put16(out, hep::kVendorGeneric);
     put16(out, type);

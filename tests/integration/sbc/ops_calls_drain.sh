@@ -3,7 +3,7 @@
 # with sipp: a UAC outside (127.0.0.1) calls through the SBC to a sipp UAS on 127.0.0.3.
 #  1. `calls` lists the calls in progress, `call show` gives each leg's real addresses, `call
 #     hangup` sends BYE on both legs (the caller and the callee each answer 200).
-#  2. `drain`: a new call gets 503 with the configured Retry-After, the call in progress
+#  2. `drain` during a 10-s call: a new call gets 503 with the configured Retry-After, the call in progress
 #     finishes (the caller's BYE), then the daemon exits 0 on its own.
 #  3. SIGHUP reloads the policy; SIGTERM drains: the call left is hung up at drain_timeout and
 #     the daemon exits 0.
@@ -108,9 +108,9 @@ for _ in $(seq 50); do [ "$(stat calls.active)" = 0 ] && break; sleep 0.1; done
 [ "$(stat calls.calls_ended)" = 2 ] || fail "calls ended: $(stat calls.calls_ended)"
 echo "calls: listed, shown, hung up (BYE both legs, 200 from both parties)"
 
-# 2. Drain: one 3-second call in progress, a new call refused, then the daemon leaves.
+# 2. Drain: one 10-second call in progress, a new call refused, then the daemon leaves.
 (cd "$WORK" && exec timeout 60 sipp "127.0.0.1:$SIP_PORT" -nostdin -sn uac -s 5002 -i 127.0.0.1 \
-  -p 45903 -mi 127.0.0.1 -mp 40620 -m 1 -d 3000 -timeout 50s -default_behaviors all,-abortunexp \
+  -p 45903 -mi 127.0.0.1 -mp 40620 -m 1 -d 10000 -timeout 50s -default_behaviors all,-abortunexp \
   -trace_stat -stf long.csv >"$WORK/long.out" 2>&1) &
 UAC=$!
 wait_calls 1
