@@ -24,7 +24,9 @@ s = re.sub(r'(\[\[next_hops\]\][^\[]*?port = )\d+', r'\g<1>' + uas, s, flags=re.
 s = s.replace('port = 46900', 'port = 45950')  # the internal listener, in our port range
 s = s.replace('interval = "5s"', 'interval = "1s"').replace('timeout = "2s"', 'timeout = "500ms"')
 s = s.replace('port_min = 20000', 'port_min = 40000').replace('port_max = 29999', 'port_max = 40399')
-s = s.replace('[control]\n', '[control]\nmode = 0o660\ndrain_timeout = "3s"\ndrain_retry_after = 17\n')
+s = re.sub(r'(?m)^mode = .*$', 'mode = 0o660', s)
+s = re.sub(r'(?m)^drain_timeout = .*$', 'drain_timeout = "3s"', s)
+s = re.sub(r'(?m)^drain_retry_after = .*$', 'drain_retry_after = 17', s)
 open(path, "w").write(s)
 PY
 grep -q "port = 45950" "$WORK/sbc.toml" || fail "internal port not rewritten"
