@@ -74,7 +74,7 @@ void CallCore::receive(const sip::Message& m, const base::Endpoint& from, std::u
 }
 
 bool CallCore::send(const signaling::Flow& flow, std::string_view bytes) {
-    return send_(flow.listener, flow.remote, bytes);
+    return send_(flow, bytes);
 }
 
 std::optional<std::uint16_t> CallCore::take_port() {
