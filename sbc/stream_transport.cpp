@@ -400,7 +400,10 @@ void StreamTransport::handshake(Conn& c, base::Nanos now) {
 
 void StreamTransport::on_readable(Conn& c, base::Nanos now) {
     if (!c.reading) {
-        // Hang-up before admission: nothing to read yet, the deadline or the verdict ends it.
+        // An error or hang-up before admission (only those wake an unadmitted connection):
+        // gone; the verdict, when it comes, finds nothing.
+        conns_.counters().add(StreamEvent::closed_by_peer);
+        close(c.id);
         return;
     }
     if (c.handshaking) {
@@ -451,7 +454,7 @@ void StreamTransport::on_readable(Conn& c, base::Nanos now) {
                 if (!push_inbound(std::move(m))) conns_.counters().add(StreamEvent::inbox_full);
             },
             pongs);
-        for (int i = 0; i < pongs; ++i) queue(c, "\r\n");  // RFC 5626 §3.5.1
+        for (int i = 0; i < pongs && by_id_.count(id); ++i) queue(c, "\r\n");  // RFC 5626 §3.5.1
         if (verdict != StreamEvent::messages) {
             close(id);
             return;
@@ -518,7 +521,10 @@ bool StreamTransport::flush(Conn& c) {
 
 void StreamTransport::update_events(Conn& c) {
     epoll_event ev{};
-    ev.events = (c.reading ? EPOLLIN | EPOLLRDHUP : 0) | (c.want_write ? EPOLLOUT : 0);
+    std::uint32_t events = 0;
+    if (c.reading) events |= EPOLLIN | EPOLLRDHUP;
+    if (c.want_write) events |= EPOLLOUT;
+    ev.events = events;
     ev.data.u64 = c.id;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
 }
