@@ -627,7 +627,8 @@ bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::str
 std::size_t FrontDoor::listener_of(const dataplane::PacketMeta& meta) const {
     if (stream_.active) return stream_.listener;
     for (std::size_t i = 0; i < listeners_.size(); ++i)
-        if (listeners_[i].local.port == meta.dst_port && listeners_[i].local.addr == meta.dst)
+        if (listeners_[i].transport == signaling::Transport::udp &&
+            listeners_[i].local.port == meta.dst_port && listeners_[i].local.addr == meta.dst)
             return i;
     return listeners_.size();
 }

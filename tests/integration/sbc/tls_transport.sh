@@ -117,6 +117,19 @@ calls tcp "$SIP_PORT" 45510 31700 5
 [ "$(stat streams.messages)" -ge 15 ] || fail "TCP messages: $(ctl stats | grep ^streams)"
 grep -q "SIP/2.0/TCP" "$WORK/tcp.msg" || fail "sipp did not use TCP"
 echo "tcp: 5 calls through the SBC over TCP"
+# UDP on the same address and port as the TCP listener is still answered from the UDP socket.
+python3 - "$SIP_PORT" <<'PY' || fail "UDP beside TCP on port $SIP_PORT not answered"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 45530))
+s.settimeout(5)
+s.sendto(b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:45530;branch=z9hG4bKudp1\r\n"
+         b"Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+         b"Call-ID: udp-beside-tcp\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+         ("127.0.0.1", int(sys.argv[1])))
+data, src = s.recvfrom(4096)
+assert data.startswith(b"SIP/2.0 ") and src == ("127.0.0.1", int(sys.argv[1])), (data[:40], src)
+PY
 
 # 2. TLS versions with openssl s_client: a CRLFCRLF keep-alive must come back as CRLF.
 ping_tls() {  # PORT ARGS... -> the hex bytes answered
