@@ -152,6 +152,9 @@ struct B2bua::Call {
     std::string ack_bytes;       // our ACK, re-sent for a retransmitted 2xx
     bool offer_pending = false;  // an INVITE/UPDATE transaction in progress (glare: 491)
     base::Nanos deadline = 0;
+    // A call from inside to a registered client: the flow it registered on and its Contact.
+    std::optional<Flow> registered;
+    std::string registered_target;
 };
 
 B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hooks,
@@ -164,6 +167,20 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
     hops_.resize(config_.internal.next_hops.size());
     if (!config_.health.enabled)
         for (auto& h : hops_) h.up = h.ever_up = true;
+    if (config_.registrations.enabled && !config_.internal.next_hops.empty()) {
+        RegistrationConfig rc = config_.registrations;
+        rc.external_host = config_.external.host;
+        rc.external_port = config_.external.port;
+        rc.external_transport = config_.external.transport;
+        rc.external_listener = config_.external.listener;
+        rc.internal_host = config_.internal.host;
+        rc.internal_port = config_.internal.port;
+        rc.internal_transport = config_.internal.transport;
+        rc.internal_listener = config_.internal.listener;
+        rc.registrars = config_.internal.next_hops;
+        regs_ = std::make_unique<Registrations>(std::move(rc), tx_, wire_, hooks_,
+                                                [this](std::size_t i) { return hop_usable(i); });
+    }
 }
 
 bool B2bua::hop_usable(std::size_t hop) const {
@@ -264,6 +281,7 @@ void B2bua::advance(base::Nanos now) {
     now_ = now;
     tx_.advance(now);
     probe_hops(now);
+    if (regs_) regs_->advance(now);
     if (config_.max_call_duration > 0) {
         std::vector<std::uint64_t> due;
         for (const auto& [id, c] : calls_)
@@ -281,6 +299,7 @@ void B2bua::advance(base::Nanos now) {
 
 base::Nanos B2bua::next_deadline() const {
     base::Nanos next = tx_.next_deadline();
+    if (regs_) next = std::min(next, regs_->next_deadline());
     if (config_.health.enabled)
         for (const HopState& h : hops_)
             next = std::min(next, h.probe ? h.probe_sent + config_.health.timeout : h.next_probe);
@@ -499,6 +518,13 @@ void B2bua::on_request(TxId tx, const sip::Message& m, const Flow& from) {
             return;
         }
         case sip::Method::register_: {
+            if (regs_ && side == Side::external) {
+                if (hooks_.admit(m, from, side).kind == Admission::Kind::block)
+                    regs_->refuse(tx, m, now_);
+                else
+                    regs_->on_register(tx, m, from, now_);
+                return;
+            }
             const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
             sip::ResponseOptions o;
             o.headers = h;
@@ -547,6 +573,15 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
         o.headers = h;
         tx_.respond(tx, 503, {}, o, now_);
         return;
+    }
+    std::optional<Registrations::Route> route;
+    if (regs_ && side == Side::internal) {
+        route = regs_->route(m.request_uri());
+        if (route->kind == Registrations::Route::Kind::gone) {
+            // The token names no binding (expired, its flow dead, or forged): fail at once.
+            tx_.respond(tx, 480, {}, {}, now_);
+            return;
+        }
     }
     Admission adm = hooks_.admit(m, from, side);
     if (adm.kind == Admission::Kind::block) {
@@ -599,6 +634,11 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const SideConfig& there = b.side == Side::external ? config_.external : config_.internal;
     b.flow.transport = there.transport;
     b.flow.listener = there.listener;
+    if (route && route->kind == Registrations::Route::Kind::found) {
+        c.registered = route->flow;
+        c.registered_target = std::move(route->target);
+        b.flow = route->flow;  // UDP to the observed source; the same connection for TCP/TLS
+    }
     // The caller as the far side sees it: its user, and a host that is the SBC when the call
     // leaves to the outside (an inside domain never leaks).
     if (m.from()) {
@@ -666,6 +706,9 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
                 ruri += '@';
             }
             ruri += dest->to_string();
+        } else if (b.side == Side::external && c.registered && c.hop == 0) {
+            dest = c.registered->remote;
+            ruri = c.registered_target;
         } else if (b.side == Side::external && there.next_hops.empty() && c.hop == 0) {
             dest = endpoint_of_uri(inv->request_uri().raw);
             ruri = std::string(inv->request_uri().raw);
@@ -835,6 +878,7 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
 }
 
 void B2bua::on_response(TxId tx, const sip::Message& r) {
+    if (regs_ && regs_->on_response(tx, r, now_)) return;
     auto pit = pending_.find(pack(tx));
     if (pit == pending_.end()) return;
     const Pending p = pit->second;
@@ -990,6 +1034,7 @@ void B2bua::send_bye(Call& c, int li, base::Nanos now) {
 }
 
 void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
+    if (regs_ && regs_->on_timeout(tx, kind, now_)) return;
     if (auto pit = pending_.find(pack(tx)); pit != pending_.end()) {
         const Pending p = pit->second;
         if (p.probe >= 0) return;  // judged by the health check's own timeout

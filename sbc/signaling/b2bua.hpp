@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/base.hpp"
+#include "sbc/signaling/registrations.hpp"
 #include "sbc/signaling/transaction.hpp"
 #include "sip/sip.hpp"
 
@@ -68,6 +69,9 @@ struct B2buaConfig {
     base::Nanos max_call_duration = 0;
     std::string user_agent = "sbc";  // Server / User-Agent of the SBC's own messages
     std::size_t max_calls = 20000;
+    // REGISTERs from outside (registrations.hpp). Hosts, ports, listeners and registrars are
+    // taken from the two sides; disabled: REGISTER is answered 503.
+    RegistrationConfig registrations;
 };
 
 // Relay streams for the calls' SDP (implemented on the dataplane's media control).
@@ -121,10 +125,10 @@ struct CallInfo {
     int final_status = 0;
 };
 
-class CallHooks {
+class CallHooks : public RegistrationHooks {
   public:
-    virtual ~CallHooks() = default;
-    // A new INVITE, before anything goes on.
+    ~CallHooks() override = default;
+    // A new INVITE (or a REGISTER from outside), before anything goes on.
     virtual Admission admit(const sip::Message& invite, const Flow& from, Side side) = 0;
     virtual void on_answered(const CallInfo&) {}
     virtual void on_ended(const CallInfo&, CallEnd) {}
@@ -185,6 +189,8 @@ class B2bua final : private TransactionUser {
     bool hop_up(std::size_t i) const { return i < hops_.size() && hops_[i].up; }
     const base::CounterSet<B2buaCounter>& counters() const { return counters_; }
     const TransactionLayer& transactions() const { return tx_; }
+    // Null when registrations are disabled.
+    const Registrations* registrations() const { return regs_.get(); }
     const B2buaConfig& config() const { return config_; }
 
   private:
@@ -252,6 +258,7 @@ class B2bua final : private TransactionUser {
     std::unordered_map<std::uint64_t, Pending> pending_;             // client tx -> what it is for
     std::unordered_map<std::uint64_t, std::uint64_t> server_calls_;  // server INVITE tx -> call
     base::CounterSet<B2buaCounter> counters_;
+    std::unique_ptr<Registrations> regs_;
 };
 
 }  // namespace sbc::signaling
