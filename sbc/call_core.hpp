@@ -34,6 +34,9 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                                        signaling::Side)>;
     using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
     using RelayedFn = std::function<void(const signaling::CallInfo&, int status)>;
+    // A REGISTER from outside and what the registrar (or the SBC) answered it; true: refuse it.
+    using RegisteredFn =
+        std::function<bool(const sip::Message&, const signaling::Flow&, int status)>;
 
     struct Setup {
         signaling::B2buaConfig b2bua;
@@ -48,7 +51,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                           std::uint32_t internal_listener);
 
     CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
-             EndFn ended, RelayedFn relayed = {});
+             EndFn ended, RelayedFn relayed = {}, RegisteredFn registered = {});
     ~CallCore() override;
 
     void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
@@ -64,6 +67,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                              std::move(user_agent));
     }
     std::size_t media_streams() const { return streams_by_call_.size(); }
+    bool registrations() const { return b2bua_->registrations() != nullptr; }
 
   private:
     bool send(const signaling::Flow& flow, std::string_view bytes) override;
@@ -76,6 +80,8 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     void on_answered(const signaling::CallInfo&) override;
     void on_ended(const signaling::CallInfo&, signaling::CallEnd) override;
     void on_response_relayed(const signaling::CallInfo&, int status) override;
+    bool on_register_answered(const sip::Message& request, const signaling::Flow& from,
+                              int status) override;
 
     std::optional<std::uint16_t> take_port();
     void give_port(std::uint16_t port);
@@ -86,6 +92,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     AdmitFn admit_;
     EndFn answered_, ended_;
     RelayedFn relayed_;
+    RegisteredFn registered_;
     struct Anchored {
         dataplane::StreamId id;
         dataplane::StreamSpec spec;

@@ -221,13 +221,16 @@ void B2bua::probe_hops(base::Nanos now) {
         if (h.probe || now < h.next_probe) continue;
         h.next_probe = now + config_.health.interval;
         const base::Endpoint& to = in.next_hops[i];
-        std::string req = "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
-                          std::string(transport_name(in.transport)) + " " + host_port(in) +
-                          ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
-                          "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
-                          "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
-                          "\r\nCSeq: 1 OPTIONS\r\nUser-Agent: " + config_.user_agent +
-                          "\r\nContent-Length: 0\r\n\r\n";
+        std::string req =
+            "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
+            std::string(transport_name(in.transport)) + " " + host_port(in) +
+            ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
+            "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
+            "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
+            "\r\nCSeq: 1 OPTIONS\r\n" +
+            (config_.user_agent.empty() ? std::string()
+                                        : "User-Agent: " + config_.user_agent + "\r\n") +
+            "Content-Length: 0\r\n\r\n";
         Flow f;
         f.transport = in.transport;
         f.listener = in.listener;
@@ -430,9 +433,11 @@ std::string B2bua::build_request(Call& call, int li, std::string_view method,
         out += host_port(sc);
         out += ">\r\n";
     }
-    out += "User-Agent: ";
-    out += config_.user_agent;
-    out += "\r\n";
+    if (!config_.user_agent.empty()) {
+        out += "User-Agent: ";
+        out += config_.user_agent;
+        out += "\r\n";
+    }
     if (src) {
         std::vector<std::pair<std::string_view, std::string_view>> hs;
         collect_headers(*src, l.side, config_, hs);
@@ -513,7 +518,7 @@ void B2bua::on_request(TxId tx, const sip::Message& m, const Flow& from) {
                  "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE"},
                 {"Accept", "application/sdp"},
                 {"Server", config_.user_agent}};
-            o.headers = h;
+            o.headers = std::span(h, config_.user_agent.empty() ? 2 : 3);
             tx_.respond(tx, 200, {}, o, now_);
             return;
         }
@@ -723,7 +728,7 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         std::string bytes = build_request(c, 1, "INVITE", inv, c.offer, c.invite_cseq, branch);
         if (c.admission.kind == Admission::Kind::flag && b.side == Side::internal) {
             const std::string line = config_.flag_header + ": " + c.admission.flag_value + "\r\n";
-            bytes.insert(bytes.find("User-Agent: "), line);
+            bytes.insert(bytes.find("\r\nContent-Length: ") + 2, line);
         }
         // Max-Forwards goes on decremented inside; toward the outside it starts afresh so that
         // the number of hops inside stays invisible.
@@ -853,7 +858,7 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
                                  (r.cseq()->method == "INVITE" || r.cseq()->method == "UPDATE" ||
                                   r.cseq()->method == "SUBSCRIBE");
     if (dialog_response) hs.emplace_back("Contact", contact);
-    hs.emplace_back("Server", config_.user_agent);
+    if (!config_.user_agent.empty()) hs.emplace_back("Server", config_.user_agent);
     sip::ResponseOptions o;
     o.to_tag = l.local_tag;
     o.headers = hs;

@@ -67,7 +67,9 @@ struct B2buaConfig {
     int redirect_status = 480;
     // A call is ended (BYE both ways) after this long; 0: no limit.
     base::Nanos max_call_duration = 0;
-    std::string user_agent = "sbc";  // Server / User-Agent of the SBC's own messages
+    // Server / User-Agent of the SBC's own messages; "" (the default): none, so that no answer
+    // names a product a scanner could look up.
+    std::string user_agent;
     std::size_t max_calls = 20000;
     // REGISTERs from outside (registrations.hpp). Hosts, ports, listeners and registrars are
     // taken from the two sides; disabled: REGISTER is answered 503.

@@ -278,7 +278,7 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
         }
     if (hop == config_.registrars.size()) {
         counters_.add(RegistrationCounter::no_registrar);
-        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "30"}};
+        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
         sip::ResponseOptions o;
         o.headers = h;
         tx_.respond(tx, 503, {}, o, now);
