@@ -146,6 +146,13 @@ FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
 
 FrontDoor::~FrontDoor() = default;
 
+void FrontDoor::stop_calls() {
+    (void)rt_.call([this] {
+        core_.reset();
+        return std::string();
+    });
+}
+
 base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, DataplaneRuntime& rt) {
     std::unique_ptr<FrontDoor> fd(new FrontDoor(daemon, rt));
     FrontDoor* self = fd.get();

@@ -87,6 +87,9 @@ class FrontDoor final : FraudEventSink {
 
     // Signaling thread (DataplaneRuntime): one admitted SIP datagram.
     void on_datagram(const dataplane::PacketMeta& m);
+    // Any thread but the dataplane's, before the runtime goes: ends the call core (its calls'
+    // relay streams are closed); later requests get the placeholder answer.
+    void stop_calls();
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
 
