@@ -150,6 +150,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
     const auto contacts = m.contacts();
     if (contacts.size() > config_.max_contacts_per_request) {
         counters_.add(RegistrationCounter::refused_too_many_contacts);
+        (void)hooks_.on_register_answered(m, from, 403);
         tx_.respond(tx, 403, {}, {}, now);
         return;
     }
@@ -159,6 +160,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
         header_expires = delta_seconds(h->value);
         if (!header_expires) {
             counters_.add(RegistrationCounter::refused_bad_expires);
+            (void)hooks_.on_register_answered(m, from, 400);
             tx_.respond(tx, 400, "Bad Expires", {}, now);
             return;
         }
@@ -184,6 +186,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
         // RFC 3261 §10.3 step 6: '*' only with Expires 0 and no other Contact.
         if (!header_expires || *header_expires != 0 || contacts.size() > 1) {
             counters_.add(RegistrationCounter::refused_bad_expires);
+            (void)hooks_.on_register_answered(m, from, 400);
             tx_.respond(tx, 400, "Invalid Contact *", {}, now);
             return;
         }
@@ -201,6 +204,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
             auto e = delta_seconds(c.expires);
             if (!e) {
                 counters_.add(RegistrationCounter::refused_bad_expires);
+                (void)hooks_.on_register_answered(m, from, 400);
                 tx_.respond(tx, 400, "Bad Expires", {}, now);
                 return;
             }
@@ -226,11 +230,13 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
     const std::size_t have = known == by_aor_.end() ? 0 : known->second.size();
     if (fresh > 0 && have + fresh > config_.max_bindings_per_aor) {
         counters_.add(RegistrationCounter::refused_aor_full);
+        (void)hooks_.on_register_answered(m, from, 403);
         tx_.respond(tx, 403, {}, {}, now);
         return;
     }
     if (fresh > 0 && bindings_.size() + fresh > config_.max_bindings) {
         counters_.add(RegistrationCounter::refused_table_full);
+        (void)hooks_.on_register_answered(m, from, 503);
         const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
         sip::ResponseOptions o;
         o.headers = h;
@@ -269,7 +275,6 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
 
 void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Forwarded f,
                             base::Nanos now) {
-    (void)from;
     std::size_t hop = config_.registrars.size();
     for (std::size_t i = 0; i < config_.registrars.size(); ++i)
         if (!hop_usable_ || hop_usable_(i)) {
@@ -278,6 +283,7 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
         }
     if (hop == config_.registrars.size()) {
         counters_.add(RegistrationCounter::no_registrar);
+        (void)hooks_.on_register_answered(m, from, 503);
         const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
         sip::ResponseOptions o;
         o.headers = h;
@@ -339,6 +345,7 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
     const TxId t = tx_.request(to, std::move(out), now);
     if (!t) {
         counters_.add(RegistrationCounter::no_registrar);
+        (void)hooks_.on_register_answered(m, from, 503);
         tx_.respond(tx, 503, {}, {}, now);
         return;
     }

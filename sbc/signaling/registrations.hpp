@@ -79,9 +79,9 @@ struct RegistrationConfig {
     std::string realm;
 };
 
-// How a REGISTER fared, for the fraud engine. `status` is what the registrar (or the SBC)
-// really answered, before uniform answers rewrite it. Returns true to refuse the request (the
-// client then gets the uniform refusal instead of `status`).
+// How a REGISTER fared, for the fraud engine (every final answer). `status` is what the
+// registrar (or the SBC) really answered, before uniform answers rewrite it. Returns true to
+// refuse the request (the client then gets the uniform refusal instead of `status`).
 class RegistrationHooks {
   public:
     virtual ~RegistrationHooks() = default;
