@@ -80,9 +80,9 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     detail::collect_key_notices(ctx, file, *doc, node_key_status(), out.notices);
     Table top(ctx, file, *doc, "");
     static constexpr std::string_view kTop[] = {
-        "node",      "listeners", "tls",     "connections", "next_hops", "health_check", "registrations", "media",
-        "dataplane", "logging",   "metrics", "control",     "state",     "geoip",        "policy",
-        "hep"};
+        "node",          "listeners", "tls",       "connections", "next_hops", "health_check",
+        "registrations", "media",     "dataplane", "logging",     "metrics",   "control",
+        "state",         "geoip",     "policy",    "hep"};
     top.only_keys(kTop);
     std::size_t c = 0;
     if (auto t = top.table("node")) {
