@@ -118,6 +118,8 @@ constexpr std::string_view kDataplaneLater =
 constexpr std::string_view kMetricsLater =
     "no metrics endpoint yet (metrics stage); `sbc ctl stats` gives the counters";
 
+constexpr std::string_view kRegistrations = "REGISTERs from outside through the call core";
+
 constexpr KeyStatus kNodeKeys[] = {
     {"node.name", true, "`sbc ctl status`, logs"},
     {"listeners[].realm", true, "front door listeners: external, and internal for calls"},
@@ -155,6 +157,18 @@ constexpr KeyStatus kNodeKeys[] = {
     {"health_check.timeout", true, "OPTIONS probes of the next hops (B2BUA)"},
     {"health_check.failures_before_down", true, "OPTIONS probes of the next hops (B2BUA)"},
     {"health_check.successes_before_up", true, "OPTIONS probes of the next hops (B2BUA)"},
+    {"registrations.enabled", true, kRegistrations},
+    {"registrations.nat_expires", true, kRegistrations},
+    {"registrations.max_expires", true, kRegistrations},
+    {"registrations.max_contacts_per_request", true, kRegistrations},
+    {"registrations.max_bindings_per_aor", true, kRegistrations},
+    {"registrations.max_bindings", true, kRegistrations},
+    {"registrations.keepalive", true, "keep-alives of registered flows"},
+    {"registrations.keepalive_interval", true, "keep-alives of registered flows"},
+    {"registrations.keepalive_timeout", true, "keep-alives of registered flows"},
+    {"registrations.keepalive_failures", true, "keep-alives of registered flows"},
+    {"registrations.enumeration_resistance", true, "uniform answers to REGISTERs from outside"},
+    {"registrations.realm", true, "uniform answers to REGISTERs from outside"},
     {"media.port_min", true, "dataplane media ports, `sbc ctl media add`"},
     {"media.port_max", true, "dataplane media ports, `sbc ctl media add`"},
     {"media.external_address", true, "`sbc ctl media add` leg a"},

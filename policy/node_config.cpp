@@ -80,9 +80,9 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     detail::collect_key_notices(ctx, file, *doc, node_key_status(), out.notices);
     Table top(ctx, file, *doc, "");
     static constexpr std::string_view kTop[] = {
-        "node",      "listeners", "tls",     "connections", "next_hops", "health_check", "media",
-        "dataplane", "logging",   "metrics", "control",     "state",     "geoip",        "policy",
-        "hep"};
+        "node",          "listeners", "tls",       "connections", "next_hops", "health_check",
+        "registrations", "media",     "dataplane", "logging",     "metrics",   "control",
+        "state",         "geoip",     "policy",    "hep"};
     top.only_keys(kTop);
     std::size_t c = 0;
     if (auto t = top.table("node")) {
@@ -196,6 +196,46 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
         if (h.integer("successes_before_up", v, 1, 100))
             hc.successes_before_up = static_cast<std::uint32_t>(v);
         if (hc.timeout > hc.interval) h.error(h.pos(), "'health_check.timeout' exceeds 'interval'");
+    }
+    if (auto t = top.table("registrations")) {
+        Table r(ctx, file, *t, "registrations");
+        static constexpr std::string_view k[] = {"enabled",
+                                                 "nat_expires",
+                                                 "max_expires",
+                                                 "max_contacts_per_request",
+                                                 "max_bindings_per_aor",
+                                                 "max_bindings",
+                                                 "keepalive",
+                                                 "keepalive_interval",
+                                                 "keepalive_timeout",
+                                                 "keepalive_failures",
+                                                 "enumeration_resistance",
+                                                 "realm"};
+        r.only_keys(k);
+        auto& rc = cfg->registrations;
+        constexpr base::Nanos s = base::kNanosPerSecond;
+        r.boolean("enabled", rc.enabled);
+        r.duration("nat_expires", rc.nat_expires, 0, 86400 * s);
+        r.duration("max_expires", rc.max_expires, 60 * s, 7 * 86400 * s);
+        std::int64_t v = 0;
+        if (r.integer("max_contacts_per_request", v, 1, 1000))
+            rc.max_contacts_per_request = static_cast<std::uint32_t>(v);
+        if (r.integer("max_bindings_per_aor", v, 1, 1000))
+            rc.max_bindings_per_aor = static_cast<std::uint32_t>(v);
+        if (r.integer("max_bindings", v, 1, 10000000))
+            rc.max_bindings = static_cast<std::uint32_t>(v);
+        static constexpr std::string_view kKeepalive[] = {"options", "crlf", "none"};
+        std::size_t ka = 0;
+        if (r.choice("keepalive", kKeepalive, ka)) rc.keepalive = std::string(kKeepalive[ka]);
+        r.duration("keepalive_interval", rc.keepalive_interval, s, 3600 * s);
+        r.duration("keepalive_timeout", rc.keepalive_timeout, s / 10, 600 * s);
+        if (r.integer("keepalive_failures", v, 1, 100))
+            rc.keepalive_failures = static_cast<std::uint32_t>(v);
+        r.boolean("enumeration_resistance", rc.enumeration_resistance);
+        r.string("realm", rc.realm);
+        if (rc.keepalive_timeout >= rc.keepalive_interval)
+            r.error(r.pos(),
+                    "'registrations.keepalive_timeout' must be shorter than 'keepalive_interval'");
     }
     if (auto t = top.table("media")) {
         Table m(ctx, file, *t, "media");

@@ -579,6 +579,24 @@ struct HealthCheckConfig {
     std::uint32_t successes_before_up = 2;
 };
 
+// REGISTERs from the external realm through the SBC to the internal next hops (the registrar).
+struct RegistrationsConfig {
+    bool enabled = true;
+    base::Nanos nat_expires = 60 * base::kNanosPerSecond;  // granted to clients behind NAT; 0: as
+                                                           // the registrar grants
+    base::Nanos max_expires = 3600 * base::kNanosPerSecond;
+    std::uint32_t max_contacts_per_request = 10;
+    std::uint32_t max_bindings_per_aor = 10;
+    std::uint32_t max_bindings = 100000;
+    std::string keepalive = "options";  // options | crlf | none
+    base::Nanos keepalive_interval = 30 * base::kNanosPerSecond;
+    base::Nanos keepalive_timeout = 5 * base::kNanosPerSecond;
+    std::uint32_t keepalive_failures = 2;
+    // Enumeration resistance of the external realm: every user answered alike.
+    bool enumeration_resistance = true;
+    std::string realm;  // challenge realm before the registrar sent one; "" = the To host
+};
+
 struct NextHopConfig {
     std::string name;
     base::Endpoint endpoint;
@@ -620,6 +638,7 @@ struct NodeConfig {
     ConnectionsConfig connections;
     std::vector<NextHopConfig> next_hops;
     HealthCheckConfig health_check;
+    RegistrationsConfig registrations;
     MediaConfig media;
     DataplaneConfig dataplane;
     std::string log_level = "info";  // trace|debug|info|warn|error

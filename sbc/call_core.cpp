@@ -45,18 +45,35 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     s.b2bua.internal.media_host = node.media.internal_address.to_string();
     s.port_min = node.media.port_min;
     s.port_max = node.media.port_max;
+    const auto& r = node.registrations;
+    auto& rc = s.b2bua.registrations;
+    rc.enabled = r.enabled;
+    rc.nat_expires = r.nat_expires;
+    rc.max_expires = r.max_expires;
+    rc.max_contacts_per_request = r.max_contacts_per_request;
+    rc.max_bindings_per_aor = r.max_bindings_per_aor;
+    rc.max_bindings = r.max_bindings;
+    rc.keepalive = r.keepalive == "crlf"   ? signaling::Keepalive::crlf
+                   : r.keepalive == "none" ? signaling::Keepalive::none
+                                           : signaling::Keepalive::options;
+    rc.keepalive_interval = r.keepalive_interval;
+    rc.keepalive_timeout = r.keepalive_timeout;
+    rc.keepalive_failures = r.keepalive_failures;
+    rc.uniform_answers = r.enumeration_resistance;
+    rc.realm = r.realm;
     return s;
 }
 
 CallCore::CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
-                   EndFn ended, RelayedFn relayed)
+                   EndFn ended, RelayedFn relayed, RegisteredFn registered)
     : setup_(std::move(setup)),
       streams_(streams),
       send_(std::move(send)),
       admit_(std::move(admit)),
       answered_(std::move(answered)),
       ended_(std::move(ended)),
-      relayed_(std::move(relayed)) {
+      relayed_(std::move(relayed)),
+      registered_(std::move(registered)) {
     // Ports are handed out in blocks of two (RTP even, RTCP odd), lowest first.
     std::uint32_t first = setup_.port_min + (setup_.port_min & 1u);
     for (std::uint32_t p = setup_.port_max & ~1u; p + 1 <= setup_.port_max && p >= first; p -= 2) {
@@ -291,6 +308,11 @@ void CallCore::on_response_relayed(const signaling::CallInfo& c, int status) {
     if (relayed_) relayed_(c, status);
 }
 
+bool CallCore::on_register_answered(const sip::Message& request, const signaling::Flow& from,
+                                    int status) {
+    return registered_ && registered_(request, from, status);
+}
+
 std::string CallCore::stats_text() const {
     std::string out;
     const auto& c = b2bua_->counters();
@@ -305,6 +327,15 @@ std::string CallCore::stats_text() const {
     }
     out += "calls.active=" + std::to_string(b2bua_->calls().size()) + "\n";
     out += "transactions.active=" + std::to_string(b2bua_->transactions().size()) + "\n";
+    if (const auto* r = b2bua_->registrations()) {
+        const auto& rc = r->counters();
+        for (std::size_t i = 0; i < signaling::kRegistrationCounterCount; ++i) {
+            const auto e = static_cast<signaling::RegistrationCounter>(i);
+            out += "registrations." + std::string(name(e)) + "=" + std::to_string(rc[e]) + "\n";
+        }
+        out += "registrations.bindings=" + std::to_string(r->bindings()) + "\n";
+        out += "registrations.flows=" + std::to_string(r->flows()) + "\n";
+    }
     out += "media.calls_anchored=" + std::to_string(streams_by_call_.size()) + "\n";
     out += "media.free_port_pairs=" + std::to_string(free_ports_.size() / 2) + "\n";
     out += "media.anchor_failures=" + std::to_string(media_failures_) + "\n";

@@ -37,6 +37,9 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                                        signaling::Side)>;
     using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
     using RelayedFn = std::function<void(const signaling::CallInfo&, int status)>;
+    // A REGISTER from outside and what the registrar (or the SBC) answered it; true: refuse it.
+    using RegisteredFn =
+        std::function<bool(const sip::Message&, const signaling::Flow&, int status)>;
 
     struct Setup {
         signaling::B2buaConfig b2bua;
@@ -51,7 +54,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                                           std::uint32_t internal_listener);
 
     CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
-             EndFn ended, RelayedFn relayed = {});
+             EndFn ended, RelayedFn relayed = {}, RegisteredFn registered = {});
     ~CallCore() override;
 
     void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
@@ -78,6 +81,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                              std::move(user_agent));
     }
     std::size_t media_streams() const { return streams_by_call_.size(); }
+    bool registrations() const { return b2bua_->registrations() != nullptr; }
     std::size_t active_calls() const { return b2bua_->calls().size(); }
     std::vector<std::uint64_t> call_ids() const { return b2bua_->calls(); }
     // Whether a call the B2BUA holds has a leg with this Call-ID on `side`.
@@ -103,6 +107,8 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     void on_answered(const signaling::CallInfo&) override;
     void on_ended(const signaling::CallInfo&, signaling::CallEnd) override;
     void on_response_relayed(const signaling::CallInfo&, int status) override;
+    bool on_register_answered(const sip::Message& request, const signaling::Flow& from,
+                              int status) override;
 
     std::optional<std::uint16_t> take_port();
     void capture(signaling::Side side, const base::Endpoint& src, const base::Endpoint& dst,
@@ -115,6 +121,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     AdmitFn admit_;
     EndFn answered_, ended_;
     RelayedFn relayed_;
+    RegisteredFn registered_;
     struct Anchored {
         dataplane::StreamId id;
         dataplane::StreamSpec spec;

@@ -477,6 +477,17 @@ void CallObserver::registration_answered(const sip::Message& m, int status,
     counters_.add(ObserverEvent::requests);
     counters_.add(ObserverEvent::registrations);
     impl_->sink.registration(registration_of(m, at, outcome_of(status)));
+    // How the credentials fared (RFC 3261 §22): a relayed challenge, then a success or a
+    // refusal for the same user and source.
+    const std::string cred = credentials_user(m);
+    Impl::AuthSubject s;
+    s.cred_user = cred;
+    s.account = account_of(m);
+    s.user_agent = m.user_agent();
+    s.source = at.source;
+    s.tcp = at.tcp;
+    s.tls = at.tls;
+    impl_->settle_auth(s, status, false, at.now, at.wall);
 }
 
 void CallObserver::call_answered(const signaling::CallInfo& c, base::Nanos now,

@@ -34,6 +34,10 @@ struct Daemon::Impl {
     base::Nanos drain_deadline = 0;               // monotonic
     std::unique_ptr<FrontDoor> front_door;        // called by the dataplane thread: outlives it
     std::unique_ptr<DataplaneRuntime> dataplane;  // last: stops before the control server goes
+    // Calls still up free their relay streams while the dataplane is there to take them.
+    ~Impl() {
+        if (front_door && dataplane) front_door->stop_calls();
+    }
 };
 
 namespace {

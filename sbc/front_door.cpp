@@ -126,10 +126,10 @@ std::string stateless_response(sip::Message& request, int status, std::string_vi
     std::snprintf(tag, sizeof tag, "%016llx", static_cast<unsigned long long>(h));
     const std::string addr = source.to_string();
     const std::string retry = std::to_string(retry_after);
-    std::pair<std::string_view, std::string_view> extra[2];
+    // No Server header: nothing that names a product a scanner could look up.
+    std::pair<std::string_view, std::string_view> extra[1];
     std::size_t n = 0;
     if (retry_after > 0) extra[n++] = {"Retry-After", retry};
-    extra[n++] = {"Server", "sbc"};
     sip::ResponseOptions o;
     o.to_tag = tag;
     o.source_address = addr;
@@ -146,6 +146,13 @@ FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
       account_limits_(kAccountLimiterCapacity, std::random_device{}()) {}
 
 FrontDoor::~FrontDoor() = default;
+
+void FrontDoor::stop_calls() {
+    (void)rt_.call([this] {
+        core_.reset();
+        return std::string();
+    });
+}
 
 base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, DataplaneRuntime& rt) {
     std::unique_ptr<FrontDoor> fd(new FrontDoor(daemon, rt));
@@ -247,8 +254,9 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             },
             [self](const signaling::CallInfo& c, signaling::CallEnd) { self->call_answered(c); },
             [self](const signaling::CallInfo& c, signaling::CallEnd e) { self->call_ended(c, e); },
-            [self](const signaling::CallInfo& c, int status) {
-                self->response_relayed(c, status);
+            [self](const signaling::CallInfo& c, int status) { self->response_relayed(c, status); },
+            [self](const sip::Message& m, const signaling::Flow& f, int status) {
+                return self->register_answered(m, f, status);
             });
         self->rt_.set_media_events([self](const dataplane::MediaEvent& e) {
             if (self->core_ && e.kind == dataplane::MediaEventKind::inactive)
@@ -486,8 +494,14 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     fraud::Action action = fraud::Action::allow;
     const bool in_dialog = msg_.to() && !msg_.to()->tag.empty();
     admission_ = {};
+    // A REGISTER the registrations proxy forwards is scored when its answer is known (the
+    // registrar's outcome, challenges included); OPTIONS from strangers are scored as probes.
+    const bool registrar_proxy = to_core && core_->registrations();
+    const bool stranger =
+        !policy_ || policy_->classify_source(m.src) != policy::SourceVerdict::trusted;
     if ((method == sip::Method::invite && !(to_core && in_dialog)) ||
-        method == sip::Method::register_) {
+        (method == sip::Method::register_ && !registrar_proxy) ||
+        (method == sip::Method::options && !in_dialog && stranger)) {
         const auto& v = score(msg_, m);
         action = v.action;
         if (action == fraud::Action::flag) {
@@ -553,7 +567,7 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
     at.now = rt_.monotonic();
     at.wall = rt_.wall();
     if (msg.method() == sip::Method::register_)
-        // The answer it gets: the placeholder (no registrar yet), never a success.
+        // Not forwarded: the answer it gets is the placeholder, never a success.
         observer_.registration_answered(msg, placeholder_.status, at);
     else
         observer_.request_offered(msg, at);
@@ -590,6 +604,7 @@ void FrontDoor::attempt(const fraud::CallAttempt& a) {
 
 void FrontDoor::registration(const fraud::Registration& r) {
     engine_->on_register(r, verdict_);
+    register_action_ = std::max(register_action_, verdict_.action);
     apply_verdict(verdict_, r.source.addr, r.now);
 }
 
@@ -597,7 +612,22 @@ void FrontDoor::auth(const fraud::AuthResult& a) {
     events_.add(FrontDoorEvent::fraud_auth_events);
     fraud::Verdict v;
     engine_->on_auth(a, v);
+    register_action_ = std::max(register_action_, v.action);
     apply_verdict(v, a.source.addr, a.now);
+}
+
+bool FrontDoor::register_answered(const sip::Message& m, const signaling::Flow& from, int status) {
+    if (!engine_) return false;
+    events_.add(FrontDoorEvent::fraud_events);
+    ObservedMessage at;
+    at.source = from.remote;
+    at.tcp = from.transport != signaling::Transport::udp;
+    at.tls = from.transport == signaling::Transport::tls;
+    at.now = rt_.monotonic();
+    at.wall = rt_.wall();
+    register_action_ = fraud::Action::allow;
+    observer_.registration_answered(m, status, at);
+    return register_action_ == fraud::Action::block || register_action_ == fraud::Action::ban;
 }
 
 void FrontDoor::answered(const fraud::CallAnswered& a) {

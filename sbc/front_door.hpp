@@ -93,6 +93,9 @@ class FrontDoor final : FraudEventSink {
 
     // Signaling thread (DataplaneRuntime): one admitted SIP datagram.
     void on_datagram(const dataplane::PacketMeta& m);
+    // Any thread but the dataplane's, before the runtime goes: ends the call core (its calls'
+    // relay streams are closed); later requests get the placeholder answer.
+    void stop_calls();
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
 
@@ -143,6 +146,8 @@ class FrontDoor final : FraudEventSink {
     void call_answered(const signaling::CallInfo& c);
     void call_ended(const signaling::CallInfo& c, signaling::CallEnd how);
     void response_relayed(const signaling::CallInfo& c, int status);
+    // A REGISTER's outcome into the engine; true: its verdict refuses the request.
+    bool register_answered(const sip::Message& m, const signaling::Flow& from, int status);
     void apply_topology(signaling::B2buaConfig& b) const;
     std::string answer_command(std::string_view args);  // dataplane thread
     std::string call_command(std::string_view args);    // dataplane thread
@@ -160,8 +165,9 @@ class FrontDoor final : FraudEventSink {
     PlaceholderAnswer placeholder_;
     std::shared_ptr<const policy::Policy> policy_;
     std::unique_ptr<fraud::Engine> engine_;
-    CallObserver observer_;           // its sink is this front door
-    fraud::Verdict verdict_;          // of the last event the observer handed over
+    CallObserver observer_;   // its sink is this front door
+    fraud::Verdict verdict_;  // of the last event the observer handed over
+    fraud::Action register_action_ = fraud::Action::allow;  // worst of a REGISTER's events
     std::string engine_fingerprint_;  // of engine_'s config; read and written by reloads only
     std::shared_ptr<const fraud::GeoIp> geoip_;  // the node's database, opened once
     base::CounterSet<FrontDoorEvent> events_;

@@ -172,6 +172,9 @@ struct B2bua::Call {
     std::string ack_bytes;       // our ACK, re-sent for a retransmitted 2xx
     bool offer_pending = false;  // an INVITE/UPDATE transaction in progress (glare: 491)
     base::Nanos deadline = 0;
+    // A call from inside to a registered client: the flow it registered on and its Contact.
+    std::optional<Flow> registered;
+    std::string registered_target;
 };
 
 B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hooks,
@@ -187,6 +190,20 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
         for (char ch : random_token(12)) rng_ = rng_ * 37 + static_cast<unsigned char>(ch);
     if (!config_.health.enabled)
         for (auto& h : hops_) h.up = h.ever_up = true;
+    if (config_.registrations.enabled && !config_.internal.next_hops.empty()) {
+        RegistrationConfig rc = config_.registrations;
+        rc.external_host = config_.external.host;
+        rc.external_port = config_.external.port;
+        rc.external_transport = config_.external.transport;
+        rc.external_listener = config_.external.listener;
+        rc.internal_host = config_.internal.host;
+        rc.internal_port = config_.internal.port;
+        rc.internal_transport = config_.internal.transport;
+        rc.internal_listener = config_.internal.listener;
+        rc.registrars = config_.internal.next_hops;
+        regs_ = std::make_unique<Registrations>(std::move(rc), tx_, wire_, hooks_,
+                                                [this](std::size_t i) { return hop_usable(i); });
+    }
 }
 
 bool B2bua::hop_usable(std::size_t hop) const {
@@ -249,13 +266,16 @@ void B2bua::probe_hops(base::Nanos now) {
         if (h.probe || now < h.next_probe) continue;
         h.next_probe = now + config_.health.interval;
         const base::Endpoint& to = in.next_hops[i];
-        std::string req = "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
-                          std::string(transport_name(in.transport)) + " " + host_port(in) +
-                          ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
-                          "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
-                          "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
-                          "\r\nCSeq: 1 OPTIONS\r\nUser-Agent: " + config_.user_agent +
-                          "\r\nContent-Length: 0\r\n\r\n";
+        std::string req =
+            "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
+            std::string(transport_name(in.transport)) + " " + host_port(in) +
+            ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
+            "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
+            "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
+            "\r\nCSeq: 1 OPTIONS\r\n" +
+            (config_.user_agent.empty() ? std::string()
+                                        : "User-Agent: " + config_.user_agent + "\r\n") +
+            "Content-Length: 0\r\n\r\n";
         Flow f;
         f.transport = in.transport;
         f.listener = in.listener;
@@ -351,6 +371,7 @@ void B2bua::advance(base::Nanos now) {
     now_ = now;
     tx_.advance(now);
     probe_hops(now);
+    if (regs_) regs_->advance(now);
     if (config_.max_call_duration > 0) {
         std::vector<std::uint64_t> due;
         for (const auto& [id, c] : calls_)
@@ -368,6 +389,7 @@ void B2bua::advance(base::Nanos now) {
 
 base::Nanos B2bua::next_deadline() const {
     base::Nanos next = tx_.next_deadline();
+    if (regs_) next = std::min(next, regs_->next_deadline());
     if (config_.health.enabled)
         for (const HopState& h : hops_)
             next = std::min(next, h.probe ? h.probe_sent + config_.health.timeout : h.next_probe);
@@ -498,9 +520,11 @@ std::string B2bua::build_request(Call& call, int li, std::string_view method,
         out += host_port(sc);
         out += ">\r\n";
     }
-    out += "User-Agent: ";
-    out += config_.user_agent;
-    out += "\r\n";
+    if (!config_.user_agent.empty()) {
+        out += "User-Agent: ";
+        out += config_.user_agent;
+        out += "\r\n";
+    }
     if (src) {
         std::vector<std::pair<std::string_view, std::string_view>> hs;
         collect_headers(*src, l.side, config_, hs);
@@ -581,11 +605,18 @@ void B2bua::on_request(TxId tx, const sip::Message& m, const Flow& from) {
                  "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE"},
                 {"Accept", "application/sdp"},
                 {"Server", config_.user_agent}};
-            o.headers = h;
+            o.headers = std::span(h, config_.user_agent.empty() ? 2 : 3);
             tx_.respond(tx, 200, {}, o, now_);
             return;
         }
         case sip::Method::register_: {
+            if (regs_ && side == Side::external) {
+                if (hooks_.admit(m, from, side).kind == Admission::Kind::block)
+                    regs_->refuse(tx, m, now_);
+                else
+                    regs_->on_register(tx, m, from, now_);
+                return;
+            }
             const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
             sip::ResponseOptions o;
             o.headers = h;
@@ -634,6 +665,15 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
         o.headers = h;
         tx_.respond(tx, 503, {}, o, now_);
         return;
+    }
+    std::optional<Registrations::Route> route;
+    if (regs_ && side == Side::internal) {
+        route = regs_->route(m.request_uri());
+        if (route->kind == Registrations::Route::Kind::gone) {
+            // The token names no binding (expired, its flow dead, or forged): fail at once.
+            tx_.respond(tx, 480, {}, {}, now_);
+            return;
+        }
     }
     Admission adm = hooks_.admit(m, from, side);
     if (adm.kind == Admission::Kind::block) {
@@ -687,6 +727,11 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const SideConfig& there = b.side == Side::external ? config_.external : config_.internal;
     b.flow.transport = there.transport;
     b.flow.listener = there.listener;
+    if (route && route->kind == Registrations::Route::Kind::found) {
+        c.registered = route->flow;
+        c.registered_target = std::move(route->target);
+        b.flow = route->flow;  // UDP to the observed source; the same connection for TCP/TLS
+    }
     // The caller as the far side sees it: its user, and a host that is the SBC when the call
     // leaves to the outside (an inside domain never leaks).
     if (m.from()) {
@@ -759,6 +804,9 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
                 ruri += '@';
             }
             ruri += dest->to_string();
+        } else if (b.side == Side::external && c.registered && c.hop == 0) {
+            dest = c.registered->remote;
+            ruri = c.registered_target;
         } else if (b.side == Side::external && there.next_hops.empty() && c.hop == 0) {
             dest = endpoint_of_uri(inv->request_uri().raw);
             ruri = std::string(inv->request_uri().raw);
@@ -773,7 +821,7 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         std::string bytes = build_request(c, 1, "INVITE", inv, c.offer, c.invite_cseq, branch);
         if (c.admission.kind == Admission::Kind::flag && b.side == Side::internal) {
             const std::string line = config_.flag_header + ": " + c.admission.flag_value + "\r\n";
-            bytes.insert(bytes.find("User-Agent: "), line);
+            bytes.insert(bytes.find("\r\nContent-Length: ") + 2, line);
         }
         // Max-Forwards goes on decremented inside; toward the outside it starts afresh so that
         // the number of hops inside stays invisible.
@@ -905,7 +953,7 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
                                  (r.cseq()->method == "INVITE" || r.cseq()->method == "UPDATE" ||
                                   r.cseq()->method == "SUBSCRIBE");
     if (dialog_response) hs.emplace_back("Contact", contact);
-    hs.emplace_back("Server", config_.user_agent);
+    if (!config_.user_agent.empty()) hs.emplace_back("Server", config_.user_agent);
     sip::ResponseOptions o;
     o.to_tag = l.local_tag;
     o.headers = hs;
@@ -930,6 +978,7 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
 }
 
 void B2bua::on_response(TxId tx, const sip::Message& r) {
+    if (regs_ && regs_->on_response(tx, r, now_)) return;
     auto pit = pending_.find(pack(tx));
     if (pit == pending_.end()) return;
     const Pending p = pit->second;
@@ -1085,6 +1134,7 @@ void B2bua::send_bye(Call& c, int li, base::Nanos now) {
 }
 
 void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
+    if (regs_ && regs_->on_timeout(tx, kind, now_)) return;
     if (auto pit = pending_.find(pack(tx)); pit != pending_.end()) {
         const Pending p = pit->second;
         if (p.probe >= 0) return;  // judged by the health check's own timeout

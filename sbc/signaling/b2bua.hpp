@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/base.hpp"
+#include "sbc/signaling/registrations.hpp"
 #include "sbc/signaling/transaction.hpp"
 #include "sip/sip.hpp"
 
@@ -70,10 +71,15 @@ struct B2buaConfig {
     int redirect_status = 480;
     // A call is ended (BYE both ways) after this long; 0: no limit.
     base::Nanos max_call_duration = 0;
-    std::string user_agent = "sbc";  // Server / User-Agent of the SBC's own messages
+    // Server / User-Agent of the SBC's own messages; "" (the default): none, so that no answer
+    // names a product a scanner could look up.
+    std::string user_agent;
     std::size_t max_calls = 20000;
     // Seed of the weighted next-hop choice; 0: from the kernel's random source.
     std::uint64_t seed = 0;
+    // REGISTERs from outside (registrations.hpp). Hosts, ports, listeners and registrars are
+    // taken from the two sides; disabled: REGISTER is answered 503.
+    RegistrationConfig registrations;
 };
 
 // Relay streams for the calls' SDP (implemented on the dataplane's media control).
@@ -137,10 +143,10 @@ struct CallView {
     std::string_view call_id[2];                      // each leg's Call-ID
 };
 
-class CallHooks {
+class CallHooks : public RegistrationHooks {
   public:
-    virtual ~CallHooks() = default;
-    // A new INVITE, before anything goes on.
+    ~CallHooks() override = default;
+    // A new INVITE (or a REGISTER from outside), before anything goes on.
     virtual Admission admit(const sip::Message& invite, const Flow& from, Side side) = 0;
     virtual void on_answered(const CallInfo&) {}
     virtual void on_ended(const CallInfo&, CallEnd) {}
@@ -222,6 +228,8 @@ class B2bua final : private TransactionUser {
     bool hop_up(std::size_t i) const { return i < hops_.size() && hops_[i].up; }
     const base::CounterSet<B2buaCounter>& counters() const { return counters_; }
     const TransactionLayer& transactions() const { return tx_; }
+    // Null when registrations are disabled.
+    const Registrations* registrations() const { return regs_.get(); }
     const B2buaConfig& config() const { return config_; }
 
   private:
@@ -295,6 +303,7 @@ class B2bua final : private TransactionUser {
     std::unordered_map<std::uint64_t, Pending> pending_;             // client tx -> what it is for
     std::unordered_map<std::uint64_t, std::uint64_t> server_calls_;  // server INVITE tx -> call
     base::CounterSet<B2buaCounter> counters_;
+    std::unique_ptr<Registrations> regs_;
 };
 
 }  // namespace sbc::signaling

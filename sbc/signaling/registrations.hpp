@@ -1,0 +1,229 @@
+#pragma once
+// Registrations through the SBC: a registrar proxy for clients outside (most of them behind
+// NAT), sans I/O like the B2BUA that owns it.
+//
+// A REGISTER from outside goes on to the internal registrar (the internal next hops) with the
+// client's Request-URI, From, To, CSeq and credentials unchanged, so the digest challenge and
+// the client's answer are relayed untouched. Everything that names the client is replaced: the
+// Via is the SBC's, the Call-ID is a keyed hash of the client's, and each Contact becomes
+// <sip:TOKEN@sbc-internal> where TOKEN (24 random characters) names one binding: an address of
+// record, the client's own Contact URI and the flow the REGISTER arrived on (transport, observed
+// source address and port, stream connection, listener). The registrar's location service thus
+// points at the SBC; an INVITE from inside whose Request-URI carries the token is delivered over
+// that flow (route()). A token that names no binding (expired, its flow dead, forged) answers
+// 480 at once.
+//
+// NAT: every answer goes to the observed source (the transaction layer adds received/rport,
+// RFC 3581 §4); the inside never sees a client Contact; the expiry granted to a client whose
+// Contact or Via differs from its observed source is cut to `nat_expires` so that its refreshes
+// keep the NAT binding open, while refreshes that arrive while the registrar's binding still has
+// more than half its time left are answered from the SBC's cache (registration throttling: the
+// registrar's load does not grow with the refresh rate). Flows with bindings are probed
+// (OPTIONS, or CRLF which only keeps the NAT open) every `keepalive_interval`; a flow that misses
+// `keepalive_failures` probes in a row loses its bindings.
+//
+// Enumeration resistance (`uniform_answers`): every REGISTER from outside, for a user that
+// exists or not, is answered with the same status, reason phrase, header set and challenge
+// shape. The registrar's 401/407 is relayed with its challenge unchanged, in a response the SBC
+// builds itself (fixed header set, its own To tag); any other refusal (404 for an unknown user,
+// 403 for a wrong password, the SBC's own refusals) becomes the same status with a challenge
+// made from the last real one seen, its nonce and opaque redrawn with the same length and
+// alphabet.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/base.hpp"
+#include "sbc/signaling/transaction.hpp"
+#include "sip/sip.hpp"
+
+namespace sbc::signaling {
+
+class Wire;
+
+enum class Keepalive : std::uint8_t { none, options, crlf };
+
+struct RegistrationConfig {
+    bool enabled = true;
+    // The SBC as the clients see it (Via of keep-alive probes) and as the registrar sees it
+    // (Via and Contact of the REGISTERs it forwards).
+    std::string external_host;
+    std::uint16_t external_port = 5060;
+    Transport external_transport = Transport::udp;
+    std::uint32_t external_listener = 0;
+    std::string internal_host;
+    std::uint16_t internal_port = 5060;
+    Transport internal_transport = Transport::udp;
+    std::uint32_t internal_listener = 0;
+    std::vector<base::Endpoint> registrars;  // the internal next hops, in order of preference
+
+    // Expiry granted to clients behind NAT (0: as the registrar grants). Requests above
+    // `max_expires` ask the registrar for `max_expires`.
+    base::Nanos nat_expires = base::seconds(60);
+    base::Nanos max_expires = base::seconds(3600);
+    // Limits on what an attacker can make the SBC hold.
+    std::size_t max_contacts_per_request = 10;
+    std::size_t max_bindings_per_aor = 10;
+    std::size_t max_bindings = 100000;
+    Keepalive keepalive = Keepalive::options;
+    base::Nanos keepalive_interval = base::seconds(30);
+    base::Nanos keepalive_timeout = base::seconds(5);  // OPTIONS probes only
+    std::uint32_t keepalive_failures = 2;
+    bool uniform_answers = true;
+    // The challenge realm until the registrar has sent a challenge ("" = the To host).
+    std::string realm;
+};
+
+// How a REGISTER fared, for the fraud engine (every final answer). `status` is what the
+// registrar (or the SBC) really answered, before uniform answers rewrite it. Returns true to
+// refuse the request (the client then gets the uniform refusal instead of `status`).
+class RegistrationHooks {
+  public:
+    virtual ~RegistrationHooks() = default;
+    virtual bool on_register_answered(const sip::Message& /*request*/, const Flow& /*from*/,
+                                      int /*status*/) {
+        return false;
+    }
+};
+
+#define SBC_SIGNALING_REGISTRATION_COUNTERS(X)                                            \
+    X(registers, "REGISTERs from outside")                                                \
+    X(forwarded, "REGISTERs forwarded to the registrar")                                  \
+    X(answered_from_cache, "refreshes answered from the SBC's cache (throttled)")         \
+    X(registered, "bindings created")                                                     \
+    X(refreshed, "bindings refreshed")                                                    \
+    X(moved, "bindings moved to a new flow (re-registration from another address)")       \
+    X(unregistered, "bindings removed by Expires 0 or *")                                 \
+    X(expired, "bindings expired (no refresh in time)")                                   \
+    X(flows_dead, "flows removed with their bindings (keep-alives unanswered)")           \
+    X(keepalives_sent, "keep-alives sent (OPTIONS or CRLF)")                              \
+    X(keepalives_answered, "OPTIONS keep-alives answered")                                \
+    X(challenges_relayed, "401/407 challenges relayed")                                   \
+    X(uniform_refusals, "refusals answered as a challenge (enumeration resistance)")      \
+    X(refused_too_many_contacts, "REGISTERs refused for too many Contacts (403)")         \
+    X(refused_bad_expires, "REGISTERs refused for an Expires that is not a number (400)") \
+    X(expires_capped, "REGISTERs whose Expires was cut to max_expires")                   \
+    X(refused_aor_full, "REGISTERs refused at the per-AOR binding limit (403)")           \
+    X(refused_table_full, "REGISTERs refused at the total binding limit (503)")           \
+    X(refused_by_hook, "REGISTERs refused by the fraud verdict on their outcome")         \
+    X(no_registrar, "REGISTERs with no registrar to go to (503 or uniform refusal)")      \
+    X(registrar_timeouts, "forwarded REGISTERs without an answer")                        \
+    X(inbound_routed, "calls from inside delivered over a registered flow")               \
+    X(inbound_gone, "calls from inside to a token naming no binding (480; forged or expired)")
+SBC_DECLARE_COUNTER_LIST(RegistrationCounter, SBC_SIGNALING_REGISTRATION_COUNTERS)
+
+class Registrations {
+  public:
+    using HopUsable = std::function<bool(std::size_t)>;
+    Registrations(RegistrationConfig config, TransactionLayer& tx, Wire& wire,
+                  RegistrationHooks& hooks, HopUsable hop_usable = {});
+
+    // A REGISTER from outside on server transaction `tx`.
+    void on_register(TxId tx, const sip::Message& m, const Flow& from, base::Nanos now);
+    // The SBC refuses a REGISTER itself (a fraud block): the uniform refusal, or 403.
+    void refuse(TxId tx, const sip::Message& m, base::Nanos now);
+    // Client transaction events of the owner's layer; true when the transaction was ours.
+    bool on_response(TxId tx, const sip::Message& r, base::Nanos now);
+    bool on_timeout(TxId tx, TimeoutKind kind, base::Nanos now);
+    void advance(base::Nanos now);
+    base::Nanos next_deadline() const;
+
+    struct Route {
+        enum class Kind : std::uint8_t { not_ours, found, gone } kind = Kind::not_ours;
+        Flow flow;           // found: where the call goes
+        std::string target;  // found: the client's Contact URI (the new Request-URI)
+    };
+    // Where a request from inside with this Request-URI goes: a token of ours (the user part
+    // of a URI on the SBC's internal address), or an address of record with bindings.
+    Route route(const sip::Uri& request_uri);
+
+    std::size_t bindings() const { return bindings_.size(); }
+    std::size_t flows() const { return flows_.size(); }
+    // The binding a token names (tests, `ctl`): its address of record and flow.
+    struct BindingView {
+        std::string aor, contact;
+        Flow flow;
+        base::Nanos client_until = 0, registrar_until = 0;
+    };
+    std::optional<BindingView> binding(std::string_view token) const;
+    std::vector<std::string> tokens_of(std::string_view aor) const;
+    const base::CounterSet<RegistrationCounter>& counters() const { return counters_; }
+    const RegistrationConfig& config() const { return config_; }
+    // The challenge the uniform refusal copies (status and header value; empty: none seen).
+    std::string_view challenge_template() const { return template_value_; }
+
+  private:
+    struct Binding {
+        std::string token, aor, contact;  // contact: the client's URI as it wrote it
+        Flow flow;
+        std::string client_call_id;
+        base::Nanos client_until = 0;     // the client must refresh before this
+        base::Nanos registrar_until = 0;  // the registrar's binding lasts until this
+        base::Nanos registrar_granted = 0;
+        bool natted = false;
+    };
+    struct Wanted {  // one Contact of a forwarded REGISTER
+        std::string token, contact;
+        base::Nanos expires = 0;
+        bool fresh = false;  // not a binding yet
+    };
+    struct Forwarded {
+        TxId server;
+        Flow from;
+        std::string aor, client_call_id;
+        std::vector<Wanted> contacts;
+        bool star = false, natted = false;
+        std::size_t hop = 0;
+        base::Nanos requested = 0;  // Expires header asked of the registrar (or -1: none)
+    };
+    struct FlowState {
+        Flow flow;
+        std::vector<std::string> tokens;  // its bindings
+        base::Nanos next_probe = 0;
+        TxId probe;
+        base::Nanos probe_sent = 0;
+        std::uint32_t failures = 0;
+    };
+
+    void forward(TxId tx, const sip::Message& m, const Flow& from, Forwarded f, base::Nanos now);
+    void answer_from_cache(TxId tx, const sip::Message& m, const std::string& aor, base::Nanos now);
+    void answer_ok(TxId tx, const std::string& aor, base::Nanos now);
+    void relay_challenge(TxId tx, const sip::Message& r, base::Nanos now);
+    void uniform_refusal(TxId tx, const sip::Message& request, int fallback_status,
+                         base::Nanos now);
+    void learn_challenge(const sip::Message& r);
+    std::string fake_challenge(const sip::Message& request) const;
+    void commit(const Forwarded& f, const sip::Message& ok, base::Nanos now);
+    void attach(Binding& b, const Flow& flow, base::Nanos now);
+    void detach(Binding& b);
+    void remove(const std::string& token, RegistrationCounter why);
+    std::string call_id_for(std::string_view client_call_id, const Flow& from) const;
+    std::string flow_key(const Flow& f) const;
+    std::string our_contact(std::string_view token) const;
+    bool natted(const sip::Message& m, const Flow& from) const;
+
+    RegistrationConfig config_;
+    TransactionLayer& tx_;
+    Wire& wire_;
+    RegistrationHooks& hooks_;
+    HopUsable hop_usable_;
+    std::uint64_t secret_[2];
+    std::unordered_map<std::string, Binding> bindings_;                 // token -> binding
+    std::unordered_map<std::string, std::vector<std::string>> by_aor_;  // aor -> tokens
+    std::unordered_map<std::string, FlowState> flows_;                  // flow key -> state
+    std::unordered_map<std::uint64_t, Forwarded> forwarded_;            // client tx -> request
+    std::unordered_map<std::uint64_t, std::string> probes_;             // client tx -> flow key
+    // Due times, lazily checked against the binding or flow they name.
+    using Due = std::pair<base::Nanos, std::string>;
+    std::priority_queue<Due, std::vector<Due>, std::greater<Due>> expiry_, keepalive_, probe_due_;
+    int template_status_ = 0;
+    std::string template_header_, template_value_;
+    base::CounterSet<RegistrationCounter> counters_;
+};
+
+}  // namespace sbc::signaling

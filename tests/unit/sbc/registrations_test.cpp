@@ -1,0 +1,477 @@
+// Registrations through the B2BUA with the wire faked and the clock moved: what the registrar
+// and the client see, bindings, throttling, keep-alives, expiry, inbound calls over the
+// registered flow, uniform answers and counted refusals.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sbc/signaling/b2bua.hpp"
+
+using namespace sbc;
+using namespace sbc::signaling;
+using base::seconds;
+
+namespace {
+
+struct Sent {
+    Flow flow;
+    std::string bytes;
+};
+
+struct Wire1 final : Wire {
+    std::vector<Sent> sent;
+    bool send(const Flow& f, std::string_view b) override {
+        sent.push_back({f, std::string(b)});
+        return true;
+    }
+    std::vector<Sent> since(std::size_t from) const {
+        return {sent.begin() + static_cast<std::ptrdiff_t>(from), sent.end()};
+    }
+};
+
+struct NoMedia final : MediaAnchor {
+    base::Result<base::Endpoint> anchor(std::uint64_t, std::size_t, Side, const base::Endpoint&,
+                                        bool, base::Nanos) override {
+        return base::Endpoint{*base::IpAddress::parse("203.0.113.1"), 30000};
+    }
+    void release(std::uint64_t) override {}
+};
+
+struct Hooks final : CallHooks {
+    std::vector<int> outcomes;
+    bool refuse = false;
+    Admission admit(const sip::Message&, const Flow&, Side) override { return {}; }
+    bool on_register_answered(const sip::Message&, const Flow&, int status) override {
+        outcomes.push_back(status);
+        return refuse;
+    }
+};
+
+constexpr std::uint16_t kRegistrarPort = 5080;
+const char* kPublic = "198.51.100.7";  // the NAT's public address
+
+B2buaConfig config() {
+    B2buaConfig c;
+    c.external.host = "203.0.113.1";
+    c.external.port = 5060;
+    c.external.media_host = "203.0.113.1";
+    c.external.listener = 0;
+    c.internal.host = "10.0.0.1";
+    c.internal.port = 5060;
+    c.internal.media_host = "10.0.0.1";
+    c.internal.listener = 1;
+    c.internal.next_hops.push_back({*base::IpAddress::parse("10.0.0.2"), kRegistrarPort});
+    c.health.enabled = false;
+    c.registrations.nat_expires = seconds(60);
+    c.registrations.keepalive_interval = seconds(20);
+    c.registrations.keepalive_timeout = seconds(4);
+    c.registrations.max_contacts_per_request = 5;
+    c.registrations.max_bindings_per_aor = 3;
+    return c;
+}
+
+Flow client(std::uint16_t port = 40123, const char* addr = kPublic) {
+    Flow f;
+    f.remote = {*base::IpAddress::parse(addr), port};
+    f.listener = 0;
+    return f;
+}
+
+Flow registrar() {
+    Flow f;
+    f.remote = {*base::IpAddress::parse("10.0.0.2"), kRegistrarPort};
+    f.listener = 1;
+    return f;
+}
+
+sip::Message parse(const std::string& b) {
+    sip::Message m;
+    REQUIRE(m.parse_owned(b).ok);
+    return m;
+}
+
+// A REGISTER as a phone behind NAT writes it: its private address in Via and Contact.
+std::string register_req(int cseq, std::string_view user = "1001",
+                         std::string_view contacts = "<sip:1001@192.168.1.5:5060>",
+                         std::string_view extra = {}, std::string_view call_id = "reg-1") {
+    std::string s =
+        "REGISTER sip:pbx.example SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.168.1.5:5060;branch=z9hG4bKr" +
+        std::to_string(cseq) + std::string(user) +
+        ";rport\r\nMax-Forwards: 70\r\n"
+        "From: <sip:" +
+        std::string(user) + "@pbx.example>;tag=f" + std::to_string(cseq) +
+        "\r\nTo: <sip:" + std::string(user) + "@pbx.example>\r\nCall-ID: " + std::string(call_id) +
+        "\r\nCSeq: " + std::to_string(cseq) + " REGISTER\r\n";
+    if (!contacts.empty()) s += "Contact: " + std::string(contacts) + "\r\n";
+    s += extra;
+    s += "User-Agent: Yealink SIP-T46S\r\nContent-Length: 0\r\n\r\n";
+    return s;
+}
+
+const std::string kAuth =
+    "Authorization: Digest username=\"1001\", realm=\"pbx.example\", nonce=\"abc123\", "
+    "uri=\"sip:pbx.example\", response=\"0123456789abcdef0123456789abcdef\"\r\n";
+const std::string kChallenge =
+    "Digest realm=\"pbx.example\", nonce=\"Xk3vQ9zZbA0cD1eF2gH3iJ4kL5mN6oP7\", qop=\"auth\"";
+
+// The registrar's answer to a REGISTER the SBC sent it.
+std::string registrar_answer(const std::string& req, int status, int grant = 3600) {
+    sip::Message m = parse(req);
+    std::string s = "SIP/2.0 " + std::to_string(status) + " " +
+                    std::string(sip::default_reason(status)) + "\r\n";
+    for (const auto& h : m.headers())
+        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
+            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
+            s += h.line;
+    s += "To: " + std::string(m.to()->raw) + ";tag=kam" + std::to_string(status) + "\r\n";
+    if (status == 401) s += "WWW-Authenticate: " + kChallenge + "\r\n";
+    if (status == 200)
+        for (const auto& c : m.contacts())
+            s += "Contact: <" + std::string(c.uri.raw) +
+                 ">;expires=" + std::to_string(c.expires == "0" ? 0 : grant) + "\r\n";
+    s += "Server: kamailio (5.6.3 (x86_64/linux))\r\nContent-Length: 0\r\n\r\n";
+    return s;
+}
+
+struct Rig {
+    Wire1 wire;
+    NoMedia media;
+    Hooks hooks;
+    B2bua b;
+    base::Nanos now = seconds(100);
+    explicit Rig(B2buaConfig c = config()) : b(std::move(c), wire, media, hooks) {}
+    std::vector<Sent> feed(const std::string& bytes, const Flow& f, Side side) {
+        const std::size_t at = wire.sent.size();
+        sip::Message m = parse(bytes);
+        b.receive(m, f, side, now);
+        return wire.since(at);
+    }
+    std::vector<Sent> tick(base::Nanos dt) {
+        const std::size_t at = wire.sent.size();
+        now += dt;
+        b.advance(now);
+        return wire.since(at);
+    }
+    // REGISTER, 401, REGISTER with credentials, 200: the token of the new binding.
+    std::string register_fully(int cseq, const Flow& from, std::string_view user = "1001",
+                               std::string_view contact = "<sip:1001@192.168.1.5:5060>") {
+        auto out = feed(register_req(cseq, user, contact), from, Side::external);
+        REQUIRE(out.size() == 1);
+        feed(registrar_answer(out[0].bytes, 401), registrar(), Side::internal);
+        out = feed(register_req(cseq + 1, user, contact, kAuth), from, Side::external);
+        REQUIRE(out.size() == 1);
+        const sip::Message inside = parse(out[0].bytes);
+        REQUIRE(inside.contacts().size() == 1);
+        const std::string token(inside.contacts()[0].uri.user);
+        auto back = feed(registrar_answer(out[0].bytes, 200), registrar(), Side::internal);
+        REQUIRE(back.size() == 1);
+        REQUIRE(parse(back[0].bytes).status_code() == 200);
+        return token;
+    }
+};
+
+bool contains(const std::string& s, std::string_view what) {
+    return s.find(what) != std::string::npos;
+}
+
+// Header names of a response, in order.
+std::vector<std::string> header_names(const sip::Message& m) {
+    std::vector<std::string> out;
+    for (const auto& h : m.headers()) out.emplace_back(h.name);
+    return out;
+}
+
+std::string challenge_of(const sip::Message& m) {
+    const sip::Header* h = m.find(sip::HeaderId::www_authenticate);
+    return h ? std::string(h->value) : std::string();
+}
+
+}  // namespace
+
+TEST_CASE("REGISTER goes inside with the SBC's Contact and the credentials unchanged") {
+    Rig r;
+    auto out = r.feed(register_req(1), client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].flow == registrar());
+    const std::string& in = out[0].bytes;
+    CHECK(in.rfind("REGISTER sip:pbx.example SIP/2.0\r\n", 0) == 0);
+    CHECK_FALSE(contains(in, "192.168.1.5"));  // the client's private address
+    CHECK_FALSE(contains(in, kPublic));        // and its public one
+    CHECK_FALSE(contains(in, "reg-1"));        // its Call-ID
+    CHECK_FALSE(contains(in, "Yealink"));
+    const sip::Message m = parse(in);
+    REQUIRE(m.contacts().size() == 1);
+    CHECK(m.contacts()[0].uri.host == "10.0.0.1");
+    CHECK(m.contacts()[0].uri.user.size() == 24);
+    CHECK(m.vias().size() == 1);
+
+    // The challenge comes back unchanged, to the observed source (RFC 3581).
+    auto back = r.feed(registrar_answer(in, 401), registrar(), Side::internal);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].flow == client());
+    const sip::Message ch = parse(back[0].bytes);
+    CHECK(ch.status_code() == 401);
+    CHECK(challenge_of(ch) == kChallenge);
+    CHECK_FALSE(contains(back[0].bytes, "kamailio"));
+    CHECK(contains(back[0].bytes, "received=198.51.100.7"));
+    CHECK(contains(back[0].bytes, "rport=40123"));
+
+    // The answer with credentials: relayed byte for byte, same Call-ID inside.
+    out = r.feed(register_req(2, "1001", "<sip:1001@192.168.1.5:5060>", kAuth), client(),
+                 Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(contains(out[0].bytes, kAuth));
+    CHECK(parse(out[0].bytes).call_id() == m.call_id());
+    CHECK(parse(out[0].bytes).cseq()->number == 2);
+    // A binding (and its token) exists once the registrar accepts it.
+    const std::string token(parse(out[0].bytes).contacts()[0].uri.user);
+    CHECK_FALSE(r.b.registrations()->binding(token));
+
+    back = r.feed(registrar_answer(out[0].bytes, 200), registrar(), Side::internal);
+    REQUIRE(back.size() == 1);
+    const sip::Message ok = parse(back[0].bytes);
+    CHECK(ok.status_code() == 200);
+    REQUIRE(ok.contacts().size() == 1);
+    CHECK(ok.contacts()[0].uri.raw == "sip:1001@192.168.1.5:5060");
+    CHECK(ok.contacts()[0].expires == "60");  // cut for the NAT; the registrar gave 3600
+    REQUIRE(r.b.registrations());
+    const auto bv = r.b.registrations()->binding(token);
+    REQUIRE(bv);
+    CHECK(bv->aor == "1001@pbx.example");
+    CHECK(bv->flow == client());
+    CHECK(bv->client_until == r.now + seconds(60));
+    CHECK(bv->registrar_until == r.now + seconds(3600));
+    CHECK(r.hooks.outcomes == std::vector<int>{401, 200});
+}
+
+TEST_CASE("refreshes are answered from the cache until the registrar's binding is half gone") {
+    auto cfg = config();
+    cfg.registrations.keepalive = Keepalive::none;  // the refreshes alone keep it
+    Rig r(cfg);
+    const std::string token = r.register_fully(1, client());
+    const auto& c = r.b.registrations()->counters();
+    int cseq = 3;
+    // 29 refreshes 50 s apart: 1450 s < 1800 s, none reaches the registrar.
+    for (int i = 0; i < 29; ++i) {
+        r.tick(seconds(50));
+        auto out = r.feed(register_req(cseq++), client(), Side::external);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0].flow == client());
+        CHECK(parse(out[0].bytes).status_code() == 200);
+    }
+    CHECK(c[RegistrationCounter::answered_from_cache] == 29);
+    CHECK(c[RegistrationCounter::forwarded] == 2);
+    r.tick(seconds(400));  // past half of 3600 s since the registrar's 200... but the client
+                           // binding (60 s) expired meanwhile: a new registration
+    CHECK_FALSE(r.b.registrations()->binding(token));
+    CHECK(c[RegistrationCounter::expired] == 1);
+}
+
+TEST_CASE("a refresh after half the registrar's time goes to the registrar") {
+    auto cfg = config();
+    cfg.registrations.nat_expires = 0;  // not shortened: the client refreshes at its own pace
+    cfg.registrations.keepalive = Keepalive::none;
+    Rig r(cfg);
+    r.register_fully(1, client());
+    r.tick(seconds(1700));
+    auto out = r.feed(register_req(3), client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(parse(out[0].bytes).status_code() == 200);  // cached
+    r.tick(seconds(200));
+    out = r.feed(register_req(4), client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].flow == registrar());
+}
+
+TEST_CASE("a call from inside to the token goes over the registered flow; forged: 480") {
+    Rig r;
+    const std::string token = r.register_fully(1, client());
+    const std::string inv =
+        "INVITE sip:" + token +
+        "@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKinv1\r\n"
+        "Max-Forwards: 69\r\nFrom: <sip:2000@pbx.example>;tag=in1\r\nTo: "
+        "<sip:1001@pbx.example>\r\nCall-ID: inside-1\r\nCSeq: 1 INVITE\r\nContact: "
+        "<sip:2000@10.0.0.2:5080>\r\nContent-Length: 0\r\n\r\n";
+    auto out = r.feed(inv, registrar(), Side::internal);
+    bool delivered = false;
+    for (const auto& s : out)
+        if (s.bytes.rfind("INVITE ", 0) == 0) {
+            delivered = true;
+            CHECK(s.flow == client());  // the observed source, not 192.168.1.5
+            CHECK(s.bytes.rfind("INVITE sip:1001@192.168.1.5:5060 SIP/2.0", 0) == 0);
+            CHECK_FALSE(contains(s.bytes, token));
+        }
+    CHECK(delivered);
+
+    std::string forged = inv;
+    forged.replace(forged.find(token), token.size(), "aaaaaaaaaaaaaaaaaaaaaaaa");
+    forged.replace(forged.find("z9hG4bKinv1"), 11, "z9hG4bKinv2");
+    forged.replace(forged.find("inside-1"), 8, "inside-2");
+    out = r.feed(forged, registrar(), Side::internal);
+    REQUIRE_FALSE(out.empty());
+    CHECK(parse(out.back().bytes).status_code() == 480);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::inbound_gone] == 1);
+
+    // Once the binding expires, the same token fails at once too.
+    r.tick(seconds(61));
+    std::string late = inv;
+    late.replace(late.find("z9hG4bKinv1"), 11, "z9hG4bKinv3");
+    late.replace(late.find("inside-1"), 8, "inside-3");
+    out = r.feed(late, registrar(), Side::internal);
+    REQUIRE_FALSE(out.empty());
+    CHECK(parse(out.back().bytes).status_code() == 480);
+}
+
+TEST_CASE("Expires 0, '*', several contacts and a move to a new address") {
+    Rig r;
+    const std::string a = r.register_fully(1, client(), "1001", "<sip:1001@192.168.1.5:5060>");
+    const std::string b = r.register_fully(3, client(), "1001", "<sip:1001@192.168.1.5:5062>");
+    CHECK(a != b);
+    CHECK(r.b.registrations()->tokens_of("1001@pbx.example").size() == 2);
+
+    // Wi-Fi to 4G: the same contact from another address moves the binding (after auth).
+    const Flow mobile = client(50000, "192.0.2.44");
+    CHECK(r.register_fully(5, mobile, "1001", "<sip:1001@192.168.1.5:5060>") == a);
+    CHECK(r.b.registrations()->binding(a)->flow == mobile);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::moved] == 1);
+
+    // Expires 0 for one contact.
+    auto out = r.feed(register_req(7, "1001", "<sip:1001@192.168.1.5:5062>;expires=0", kAuth),
+                      client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(contains(out[0].bytes, ";expires=0"));
+    r.feed(registrar_answer(out[0].bytes, 200), registrar(), Side::internal);
+    CHECK_FALSE(r.b.registrations()->binding(b));
+    CHECK(r.b.registrations()->binding(a));
+
+    // '*' with Expires 0 removes every binding of the AOR.
+    out = r.feed(register_req(8, "1001", "*", "Expires: 0\r\n" + kAuth), mobile, Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(contains(out[0].bytes, "Contact: *\r\n"));
+    r.feed(registrar_answer(out[0].bytes, 200), registrar(), Side::internal);
+    CHECK(r.b.registrations()->bindings() == 0);
+    CHECK(r.b.registrations()->flows() == 0);
+}
+
+TEST_CASE("keep-alives: an answered flow stays, a silent one loses its bindings") {
+    Rig r;
+    const std::string token = r.register_fully(1, client());
+    auto out = r.tick(seconds(20));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].flow == client());
+    CHECK(out[0].bytes.rfind("OPTIONS ", 0) == 0);
+    // The phone answers.
+    sip::Message probe = parse(out[0].bytes);
+    std::string ok = "SIP/2.0 200 OK\r\n";
+    for (const auto& h : probe.headers())
+        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
+            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
+            ok += h.line;
+    ok += "To: " + std::string(probe.to()->raw) + ";tag=ph\r\nContent-Length: 0\r\n\r\n";
+    r.feed(ok, client(), Side::external);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_answered] == 1);
+    // A refresh keeps the binding past its 60 s.
+    r.tick(seconds(20));
+    r.feed(register_req(3), client(), Side::external);
+    // Then the phone goes silent: two probes unanswered (20 s apart, 4 s timeout) and the
+    // binding is gone before its expiry (200 s).
+    r.tick(seconds(5));
+    CHECK(r.b.registrations()->binding(token));
+    r.tick(seconds(15));
+    CHECK(r.b.registrations()->binding(token));
+    r.tick(seconds(5));
+    CHECK(r.now < seconds(200));
+    CHECK_FALSE(r.b.registrations()->binding(token));
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::flows_dead] == 1);
+}
+
+TEST_CASE("unknown users get the same answer as known ones (status, headers, challenge shape)") {
+    Rig r;
+    // A known user: the registrar challenges.
+    auto out = r.feed(register_req(1, "1001"), client(), Side::external);
+    auto known = r.feed(registrar_answer(out[0].bytes, 401), registrar(), Side::internal);
+    // An unknown one: the registrar says 404; the SBC answers as for a known user.
+    out = r.feed(register_req(1, "1999", "<sip:1999@192.168.1.5:5060>", {}, "reg-9"), client(),
+                 Side::external);
+    auto unknown = r.feed(registrar_answer(out[0].bytes, 404), registrar(), Side::internal);
+    REQUIRE(known.size() == 1);
+    REQUIRE(unknown.size() == 1);
+    const sip::Message k = parse(known[0].bytes), u = parse(unknown[0].bytes);
+    CHECK(k.status_code() == u.status_code());
+    CHECK(k.reason_phrase() == u.reason_phrase());
+    CHECK(header_names(k) == header_names(u));
+    CHECK(k.to()->tag.size() == u.to()->tag.size());
+    const std::string kc = challenge_of(k), uc = challenge_of(u);
+    REQUIRE(kc.size() == uc.size());
+    CHECK(kc != uc);  // a fresh nonce
+    // Same shape: everything but the nonce's characters, and those in the same classes.
+    for (std::size_t i = 0; i < kc.size(); ++i) {
+        const bool same_class = std::isdigit(kc[i]) == std::isdigit(uc[i]) &&
+                                std::islower(kc[i]) == std::islower(uc[i]) &&
+                                std::isupper(kc[i]) == std::isupper(uc[i]);
+        CHECK((kc[i] == uc[i] || same_class));
+    }
+    // The engine hears the truth.
+    CHECK(r.hooks.outcomes == std::vector<int>{401, 404});
+
+    // Credentials for the unknown user: 404 again inside, the same challenge shape outside.
+    out = r.feed(register_req(2, "1999", "<sip:1999@192.168.1.5:5060>", kAuth, "reg-9"), client(),
+                 Side::external);
+    auto again = r.feed(registrar_answer(out[0].bytes, 404), registrar(), Side::internal);
+    CHECK(header_names(parse(again[0].bytes)) == header_names(k));
+
+    // A fraud verdict on the outcome refuses alike.
+    r.hooks.refuse = true;
+    out = r.feed(register_req(3, "1001", "<sip:1001@192.168.1.5:5060>", kAuth), client(),
+                 Side::external);
+    auto blocked = r.feed(registrar_answer(out[0].bytes, 200), registrar(), Side::internal);
+    REQUIRE(blocked.size() == 1);
+    CHECK(parse(blocked[0].bytes).status_code() == 401);
+    CHECK(header_names(parse(blocked[0].bytes)) == header_names(k));
+    CHECK(r.b.registrations()->bindings() == 0);
+}
+
+TEST_CASE("hundreds of contacts, absurd Expires, a full AOR: counted refusals") {
+    Rig r;
+    const auto& c = r.b.registrations()->counters();
+    std::string many;
+    for (int i = 0; i < 300; ++i)
+        many +=
+            (i ? ", " : "") + std::string("<sip:x@192.168.1.5:") + std::to_string(1000 + i) + ">";
+    auto out = r.feed(register_req(1, "1001", many), client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].flow == client());
+    CHECK(parse(out[0].bytes).status_code() == 403);
+    CHECK(c[RegistrationCounter::refused_too_many_contacts] == 1);
+
+    out = r.feed(register_req(2, "1001", "<sip:1001@192.168.1.5:5060>;expires=99999999999"),
+                 client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(parse(out[0].bytes).status_code() == 400);
+    out = r.feed(register_req(3, "1001", "<sip:1001@192.168.1.5:5060>", "Expires: soon\r\n"),
+                 client(), Side::external);
+    CHECK(parse(out[0].bytes).status_code() == 400);
+    CHECK(c[RegistrationCounter::refused_bad_expires] == 2);
+
+    // Large but a number: cut to max_expires (3600) on the way in.
+    out = r.feed(register_req(4, "1001", "<sip:1001@192.168.1.5:5060>;expires=4000000000"),
+                 client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(contains(out[0].bytes, ";expires=3600"));
+    CHECK(c[RegistrationCounter::expires_capped] == 1);
+
+    // Three bindings per AOR in this config; the fourth is refused.
+    for (int i = 0; i < 3; ++i)
+        r.register_fully(10 + 2 * i, client(), "1002",
+                         "<sip:1002@192.168.1.5:" + std::to_string(6000 + i) + ">");
+    out = r.feed(register_req(20, "1002", "<sip:1002@192.168.1.5:6009>"), client(), Side::external);
+    REQUIRE(out.size() == 1);
+    CHECK(parse(out[0].bytes).status_code() == 403);
+    CHECK(c[RegistrationCounter::refused_aor_full] == 1);
+    CHECK(r.b.registrations()->bindings() == 3);
+}
