@@ -319,6 +319,7 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     const bool to_core = core_ && li < listeners_.size();
     if (!msg_.is_request()) {
         events_.add(FrontDoorEvent::responses);
+        metrics_.response(static_cast<std::size_t>(side), false, msg_.status_code());
         if (to_core)
             core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
                            rt_.monotonic());
@@ -328,6 +329,7 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     const auto method = msg_.method();
     const auto mi = static_cast<std::size_t>(method);
     ++by_method_[mi < kMethodCount ? mi : 0];
+    metrics_.request(static_cast<std::size_t>(side), mi < kMethodCount ? mi : 0);
     if (to_core && side == signaling::Side::internal) {
         // The inside: in-dialog requests of calls and calls going out. Not scored.
         core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
@@ -378,6 +380,11 @@ bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& m
     const auto sig = scanner_match(s, msg.user_agent());
     if (!sig) return false;
     events_.add(FrontDoorEvent::refused_scanner);
+    security_event(SecurityEventKind::scanner,
+                   {{"source", meta.src.to_string()},
+                    {"user_agent", std::string(msg.user_agent())},
+                    {"signature", std::string(*sig)},
+                    {"action", s.action == policy::DenyAction::ban ? "ban" : "block"}});
     if (s.action == policy::DenyAction::ban) {
         // Duration 0: the dataplane escalates per [bans] (base, factor, max), as for floods.
         const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
@@ -427,6 +434,8 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
 void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& source,
                               base::Nanos now) {
     verdicts_.add(v.action);
+    metrics_.verdict(v);
+    if (v.action != fraud::Action::allow && !v.duplicate) verdict_event(v, source);
     if (v.action != fraud::Action::ban || v.banned_source || source.is_unspecified()) return;
     const base::Prefix host(source, source.is_v4() ? 32 : 128);
     const base::Nanos duration =
@@ -478,6 +487,7 @@ std::string FrontDoor::flag_text(const fraud::Verdict& v) {
 }
 
 void FrontDoor::call_answered(const signaling::CallInfo& c) {
+    metrics_.answered(c);
     if (engine_) observer_.call_answered(c, rt_.monotonic(), rt_.wall());
 }
 
@@ -511,6 +521,7 @@ bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::str
         events_.add(FrontDoorEvent::send_failed);
         return false;
     }
+    metrics_.sent(static_cast<std::size_t>(listeners_[listener].side), bytes);
     return true;
 }
 

@@ -7,6 +7,7 @@
 // internal listener and a next hop) the rest goes to the call core's B2BUA; otherwise requests
 // are answered statelessly with the placeholder final response.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,8 @@
 #include "sbc/account_limiter.hpp"
 #include "sbc/call_core.hpp"
 #include "sbc/call_observer.hpp"
+#include "sbc/events.hpp"
+#include "sbc/metrics.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -89,6 +92,11 @@ class FrontDoor final : FraudEventSink {
     void on_datagram(const dataplane::PacketMeta& m);
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
+    // Signaling thread: every metric of the node (sbc/metrics_sources.cpp).
+    void write_metrics(MetricsWriter& w) const;
+    // Signaling thread: bans that entered or left the ban table since the last call become
+    // security events (every origin: rate limit, signaling, fraud, control; expiry).
+    void watch_bans();
 
   private:
     FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
@@ -144,6 +152,11 @@ class FrontDoor final : FraudEventSink {
     base::CounterSet<sip::Reject> malformed_;
     std::vector<std::uint64_t> by_method_;  // sip::Method, unknown last
     base::CounterSet<fraud::Action> verdicts_;
+    SignalingMetrics metrics_;                             // per realm, setup latency, rules
+    std::map<std::string, dataplane::BanInfo> bans_seen_;  // watch_bans()
+    void verdict_event(const fraud::Verdict& v, const base::IpAddress& source);
+    void security_event(SecurityEventKind kind,
+                        std::vector<std::pair<std::string_view, std::string>> fields);
     // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
     static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
     AccountLimiter account_limits_;

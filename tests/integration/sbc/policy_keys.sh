@@ -44,7 +44,8 @@ assert "'topology.hide_topology' = false is accepted but not enforced yet" in n[
 PY
 "$SBC" run --config "$WORK/sbc.toml" --check >"$WORK/runcheck.out" 2>"$WORK/runcheck.err" ||
   fail "run --check refused: $(cat "$WORK/runcheck.err")"
-for key in "'tls.min_version'" "'metrics.enabled'" \
+grep -q "'metrics\." "$WORK/runcheck.err" && fail "[metrics] (enforced) reported: $(cat "$WORK/runcheck.err")"
+for key in "'tls.min_version'" \
   "'listeners\[1\].transport' = \"tcp\"" "'topology.hide_topology' = false"; do
   grep -q "warning: $key.* is accepted but not enforced yet" "$WORK/runcheck.err" ||
     fail "run --check does not report $key: $(cat "$WORK/runcheck.err")"
