@@ -49,6 +49,13 @@ def main():
     dashboard = json.load(open(sys.argv[1]))
     exported = set()
     for line in open(sys.argv[2]):
+        if line.startswith("# TYPE "):
+            # A declared family counts even before its first sample (a rule that never fired).
+            _, _, name, kind = line.split()[:4]
+            exported.add(name)
+            if kind == "histogram":
+                exported.update(name + s for s in ("_bucket", "_sum", "_count"))
+            continue
         if line.startswith("#") or not line.strip():
             continue
         exported.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))

@@ -132,6 +132,12 @@ promtool check metrics <"$WORK/scrape1.txt" >"$WORK/promtool1.out" 2>&1 ||
   fail "promtool after traffic: $(head -20 "$WORK/promtool1.out")"
 python3 "$HERE/dashboard_metrics.py" "$ROOT/ops/grafana/sbc.json" "$WORK/scrape1.txt" ||
   fail "the dashboard queries a metric the SBC does not export"
+# The check itself catches a query on a metric that does not exist.
+sed 's/sbc_calls_active/sbc_calls_activ/' "$ROOT/ops/grafana/sbc.json" >"$WORK/bad.json"
+if python3 "$HERE/dashboard_metrics.py" "$WORK/bad.json" "$WORK/scrape1.txt" >"$WORK/bad.out"; then
+  fail "the dashboard check accepts a metric that is not exported"
+fi
+grep -q "not exported: sbc_calls_activ " "$WORK/bad.out" || fail "dashboard check: $(cat "$WORK/bad.out")"
 
 # 6. A [metrics] listener that cannot bind: the node refuses to start.
 stop_sbc
