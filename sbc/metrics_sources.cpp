@@ -1,5 +1,6 @@
 // What each part of `sbc run` exports, written on the signaling thread into the page the
 // metrics server publishes (sbc/metrics.hpp).
+#include <algorithm>
 #include <cstdio>
 
 #include "sbc/call_core.hpp"

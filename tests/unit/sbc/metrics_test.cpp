@@ -1,6 +1,6 @@
 #include "sbc/metrics.hpp"
 
-#include <catch2/catch_test_macros.hpp>
+#include <catch2/catch.hpp>
 
 #include "fraud/fraud.hpp"
 #include "sbc/signaling/b2bua.hpp"
