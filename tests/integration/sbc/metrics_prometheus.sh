@@ -118,9 +118,12 @@ echo "call setup p50 (Prometheus histogram_quantile): ${p50}s"
 # 4. An OPTIONS flood from another source: over its bucket (10/s, burst 30), then banned.
 before=$(query 'sbc_dataplane_rate_limited_total{class="sip_other"}')
 (cd "$WORK" && timeout 20 sipp "127.0.0.1:$SIP_PORT" -nostdin -sf "$HERE/scenarios/options.xml" \
-  -i 127.0.0.5 -p 45704 -r 300 -m 900 -timeout 8s -recv_timeout 500 >"$WORK/flood.out" 2>&1) || true
-wait_for "sbc_dataplane_rate_limited_total{class=\"sip_other\"} - ${before:-0}" 100 "flood rate-limited"
-wait_for 'sbc_dataplane_drops_total{reason="rate_limited",backend="socket"}' 100 "drops by reason"
+  -i 127.0.0.5 -p 45704 -r 300 -m 600 -timeout 6s -recv_timeout 300 >"$WORK/flood.out" 2>&1) || true
+# [bans] violations = 5: five denials by the limiter, then the source is banned and the rest
+# of the flood is dropped as banned.
+wait_for "sbc_dataplane_rate_limited_total{class=\"sip_other\"} - ${before:-0}" 5 "flood rate-limited"
+wait_for 'sbc_dataplane_drops_total{reason="rate_limited",backend="socket"}' 5 "drops by reason"
+wait_for 'sbc_dataplane_drops_total{reason="banned",backend="socket"}' 100 "flood dropped as banned"
 wait_for 'sbc_dataplane_bans_issued_total{origin="rate_limit"}' 1 "flood banned"
 wait_for 'sbc_dataplane_bans_active{origin="rate_limit"}' 1 "ban in force"
 wait_for 'sbc_sip_requests_total{realm="external",method="OPTIONS"}' 30 "OPTIONS admitted before the limit"
