@@ -79,14 +79,19 @@ void CallCore::receive(const sip::Message& m, const base::Endpoint& from, std::u
     f.transport = signaling::Transport::udp;
     f.remote = from;
     f.listener = listener;
+    receive(m, f, side, now);
+}
+
+void CallCore::receive(const sip::Message& m, const signaling::Flow& from, Side side,
+                       base::Nanos now) {
     const base::UnixNanos t = hep_ ? wall_() : 0;
-    b2bua_->receive(m, f, side, now);
+    b2bua_->receive(m, from, side, now);
     // Captured after the B2BUA has seen it, so that a new call's INVITE already correlates.
-    if (hep_) capture(side, from, local_[static_cast<int>(side)], m.call_id(), m.bytes(), t);
+    if (hep_) capture(side, from.remote, local_[static_cast<int>(side)], m.call_id(), m.bytes(), t);
 }
 
 bool CallCore::send(const signaling::Flow& flow, std::string_view bytes) {
-    const bool ok = send_(flow.listener, flow.remote, bytes);
+    const bool ok = send_(flow, bytes);
     if (hep_ && ok) {
         const Side side =
             flow.listener == setup_.b2bua.internal.listener ? Side::internal : Side::external;

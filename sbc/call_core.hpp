@@ -35,8 +35,9 @@ class HepExporter;
 
 class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallHooks {
   public:
-    using SendFn =
-        std::function<bool(std::uint32_t listener, const base::Endpoint& to, std::string_view)>;
+    // Bytes to a flow: UDP from listener `flow.listener` to `flow.remote`, TCP/TLS on
+    // connection `flow.connection` (the one the peer used).
+    using SendFn = std::function<bool(const signaling::Flow& flow, std::string_view)>;
     using AdmitFn = std::function<signaling::Admission(const sip::Message&, const signaling::Flow&,
                                                        signaling::Side)>;
     using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
@@ -60,6 +61,9 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
 
     void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
                  signaling::Side side, base::Nanos now);
+    // The same from any transport: `from` names the connection of a TCP/TLS message.
+    void receive(const sip::Message& m, const signaling::Flow& from, signaling::Side side,
+                 base::Nanos now);
     void advance(base::Nanos now) { b2bua_->advance(now); }
     bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
     std::string stats_text() const;

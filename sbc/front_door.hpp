@@ -25,6 +25,7 @@
 #include "sbc/events.hpp"
 #include "sbc/hep.hpp"
 #include "sbc/metrics.hpp"
+#include "sbc/stream_transport.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -34,6 +35,7 @@ class DataplaneRuntime;
 
 #define SBC_FRONT_DOOR_EVENTS(X)                                                            \
     X(datagrams, "SIP datagrams admitted by the dataplane")                                 \
+    X(stream_messages, "SIP messages framed on TCP/TLS connections")                        \
     X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")                 \
     X(responses, "SIP responses received and dropped (no transactions yet)")                \
     X(requests, "well-formed requests")                                                     \
@@ -82,7 +84,8 @@ std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s
 // B2BUA's call hooks.
 class FrontDoor final : FraudEventSink {
   public:
-    // Opens every external UDP listener of the node config on the dataplane, holds the fraud
+    // Opens every UDP listener of the node config on the dataplane and every TCP/TLS one on the
+    // stream transport's thread (whose connections the dataplane admits first), holds the fraud
     // engine and takes part in policy reloads (as "fraud_engine"), and registers `stats` and
     // `answer` on the control socket. Fails when a listener cannot be opened or the fraud
     // engine refuses the policy.
@@ -134,7 +137,14 @@ class FrontDoor final : FraudEventSink {
     bool refuse_over_account_limit(sip::Message& m, const dataplane::PacketMeta& meta);
     void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
                 std::string_view reason, std::uint32_t retry_after);
-    bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes);
+    // UDP from the listener's socket, or TCP/TLS on `connection` (through the transport).
+    bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes,
+                 std::uint64_t connection = 0);
+    // Dataplane thread, after every poll: the stream transport's admission requests and
+    // messages, then the call core's timers.
+    void on_tick(base::Nanos now);
+    void drain_streams();
+    signaling::Flow flow_of(const dataplane::PacketMeta& meta, std::size_t listener) const;
     std::size_t listener_of(const dataplane::PacketMeta& meta) const;  // size(): none
     static std::string flag_text(const fraud::Verdict& v);
     void call_answered(const signaling::CallInfo& c);
@@ -148,8 +158,9 @@ class FrontDoor final : FraudEventSink {
     DataplaneRuntime& rt_;
     struct Listener {
         base::Endpoint local;
-        int fd = -1;
+        int fd = -1;  // UDP; TCP/TLS sockets are the stream transport's
         signaling::Side side = signaling::Side::external;
+        signaling::Transport transport = signaling::Transport::udp;
     };
     std::vector<Listener> listeners_;
     sip::Message msg_;  // reused for every datagram
@@ -179,6 +190,16 @@ class FrontDoor final : FraudEventSink {
     // The signaling core; null when calls are not forwarded (no next hop or internal listener).
     std::unique_ptr<CallCore> core_;
     signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
+    // The message being handled came on this TCP/TLS connection (else: a UDP datagram).
+    struct StreamSource {
+        bool active = false;
+        std::uint64_t connection = 0;
+        signaling::Transport transport = signaling::Transport::udp;
+        std::size_t listener = 0;
+    } stream_;
+    std::vector<StreamTransport::Inbound> stream_batch_;
+    // Last member: its thread stops first.
+    std::unique_ptr<StreamTransport> streams_;
 };
 
 }  // namespace sbc
