@@ -44,8 +44,10 @@ void ControlMailbox::apply(Pipeline& p, base::Nanos now, base::Nanos publish_eve
             } else {
                 ok = p.bans().ban(c.prefix, c.duration, c.origin, now).ok();
             }
-            if (ok && c.kind == ControlCommand::Kind::ban)
+            if (ok && c.kind == ControlCommand::Kind::ban) {
                 p.counters().events.add(PipelineEvent::bans_added);
+                ++p.counters().bans_by_origin[static_cast<std::size_t>(c.origin)];
+            }
             if (!ok) ++failed_;
         }
         if (!cmds.empty()) republish_ = true;

@@ -2,8 +2,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "dataplane/pipeline.hpp"
 #include "dataplane/media_layout.hpp"
+#include "dataplane/pipeline.hpp"
 
 namespace sbc::dataplane {
 
@@ -128,9 +128,11 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
         if (!config_.trusted.empty() && is_trusted(m.src)) return true;
         const auto v = limiter_.admit(m.src, cls, now);
         if (v == RateLimiter::Verdict::admit) return true;
+        counters_.rate_limited.add(cls);
         if (v == RateLimiter::Verdict::deny_ban && config_.ban_policy.enabled) {
             if (bans_.ban_escalating(m.src, config_.ban_policy, BanOrigin::rate_limit, now)) {
                 counters_.events.add(PipelineEvent::bans_added);
+                ++counters_.bans_by_origin[static_cast<std::size_t>(BanOrigin::rate_limit)];
                 counters_.events.add(PipelineEvent::bans_escalated);
             }
         }

@@ -64,6 +64,8 @@ SBC_DECLARE_COUNTER_LIST(TrafficClass, SBC_DATAPLANE_TRAFFIC_CLASSES)
 struct Counters {
     base::CounterSet<DropReason> drops;
     base::CounterSet<PipelineEvent> events;
+    base::CounterSet<TrafficClass> rate_limited;    // drops (rate_limited) by class
+    std::array<std::uint64_t, 4> bans_by_origin{};  // bans_added by BanOrigin
 };
 
 // ---------------------------------------------------------------------------------------

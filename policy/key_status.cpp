@@ -115,8 +115,6 @@ constexpr std::string_view kConnections = "TCP/TLS connection hygiene (transport
 constexpr std::string_view kDataplaneLater =
     "`sbc run` runs the socket backend with its own burst; the dpdk and pcap backends run "
     "through `sbc dataplane`";
-constexpr std::string_view kMetricsLater =
-    "no metrics endpoint yet (metrics stage); `sbc ctl stats` gives the counters";
 
 constexpr std::string_view kRegistrations = "REGISTERs from outside through the call core";
 
@@ -182,10 +180,19 @@ constexpr KeyStatus kNodeKeys[] = {
     {"dataplane.pcap.input", false, kDataplaneLater},
     {"dataplane.pcap.output", false, kDataplaneLater},
     {"logging.level", true, "daemon log"},
-    {"logging.file", true, "daemon log"},
-    {"metrics.enabled", false, kMetricsLater},
-    {"metrics.address", false, kMetricsLater},
-    {"metrics.port", false, kMetricsLater},
+    {"logging.file", true, "daemon log as JSON lines"},
+    {"logging.file_level", true, "daemon log as JSON lines"},
+    {"events.file", true, "security events (JSON lines, rotated)"},
+    {"events.max_bytes", true, "security events file rotation"},
+    {"events.max_files", true, "security events file rotation"},
+    {"events.webhook_url", true, "security events webhook"},
+    {"events.webhook_queue", true, "security events webhook"},
+    {"events.webhook_retries", true, "security events webhook"},
+    {"events.webhook_timeout", true, "security events webhook"},
+    {"events.webhook_backoff", true, "security events webhook"},
+    {"metrics.enabled", true, "Prometheus endpoint /metrics"},
+    {"metrics.address", true, "Prometheus endpoint /metrics"},
+    {"metrics.port", true, "Prometheus endpoint /metrics"},
     {"control.socket", true, "control socket"},
     {"control.mode", true, "control socket file mode"},
     {"control.group", true, "control socket group, peers checked with SO_PEERCRED"},

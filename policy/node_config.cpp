@@ -82,7 +82,7 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     static constexpr std::string_view kTop[] = {
         "node",          "listeners", "tls",       "connections", "next_hops", "health_check",
         "registrations", "media",     "dataplane", "logging",     "metrics",   "control",
-        "state",         "geoip",     "policy",    "hep"};
+        "state",         "geoip",     "policy",    "events", "hep"};
     top.only_keys(kTop);
     std::size_t c = 0;
     if (auto t = top.table("node")) {
@@ -335,10 +335,36 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     }
     if (auto t = top.table("logging")) {
         Table l(ctx, file, *t, "logging");
-        static constexpr std::string_view k[] = {"level", "file"};
+        static constexpr std::string_view k[] = {"level", "file", "file_level"};
         l.only_keys(k);
         if (l.choice("level", kLogLevels, c)) cfg->log_level = std::string(kLogLevels[c]);
         if (l.string("file", cfg->log_file)) cfg->log_file = resolve(dir, cfg->log_file);
+        if (l.choice("file_level", kLogLevels, c)) cfg->log_file_level = std::string(kLogLevels[c]);
+    }
+    if (auto t = top.table("events")) {
+        Table e(ctx, file, *t, "events");
+        static constexpr std::string_view k[] = {
+            "file",          "max_bytes",       "max_files",       "webhook_url",
+            "webhook_queue", "webhook_retries", "webhook_timeout", "webhook_backoff"};
+        e.only_keys(k);
+        auto& ev = cfg->events;
+        if (e.string("file", ev.file)) ev.file = resolve(dir, ev.file);
+        std::int64_t v = 0;
+        if (e.integer("max_bytes", v, 4096, std::int64_t{1} << 40))
+            ev.max_bytes = static_cast<std::uint64_t>(v);
+        if (e.integer("max_files", v, 1, 100)) ev.max_files = static_cast<std::uint32_t>(v);
+        Pos where;
+        if (e.string("webhook_url", ev.webhook_url, &where) && !ev.webhook_url.empty() &&
+            ev.webhook_url.rfind("http://", 0) != 0)
+            e.error(where, "'events.webhook_url' must start with http:// (https is not built in)");
+        if (e.integer("webhook_queue", v, 1, 1 << 20))
+            ev.webhook_queue = static_cast<std::uint32_t>(v);
+        if (e.integer("webhook_retries", v, 0, 20))
+            ev.webhook_retries = static_cast<std::uint32_t>(v);
+        e.duration("webhook_timeout", ev.webhook_timeout, base::kNanosPerMilli * 10,
+                   base::kNanosPerSecond * 60);
+        e.duration("webhook_backoff", ev.webhook_backoff, base::kNanosPerMilli,
+                   base::kNanosPerSecond * 60);
     }
     if (auto t = top.table("metrics")) {
         Table m(ctx, file, *t, "metrics");

@@ -641,8 +641,20 @@ struct NodeConfig {
     RegistrationsConfig registrations;
     MediaConfig media;
     DataplaneConfig dataplane;
-    std::string log_level = "info";  // trace|debug|info|warn|error
-    std::string log_file;            // "" = stderr
+    std::string log_level = "info";  // trace|debug|info|warn|error (the terminal, stderr)
+    std::string log_file;            // JSON lines; "" = stderr only
+    std::string log_file_level;      // "" = log_level
+    // Security events as JSON lines: a file with rotation, optionally a webhook.
+    struct Events {
+        std::string file;  // "" = no file
+        std::uint64_t max_bytes = 10 * 1024 * 1024;
+        std::uint32_t max_files = 5;
+        std::string webhook_url;  // http://host:port/path; "" = none
+        std::uint32_t webhook_queue = 1024;
+        std::uint32_t webhook_retries = 3;
+        base::Nanos webhook_timeout = 2 * base::kNanosPerSecond;
+        base::Nanos webhook_backoff = 500 * base::kNanosPerMilli;  // doubles per retry
+    } events;
     bool metrics_enabled = false;
     base::Endpoint metrics_listen;
     std::string control_socket = "/run/sbc/control.sock";

@@ -255,6 +255,7 @@ void CallCore::release(std::uint64_t call) {
     auto it = streams_by_call_.find(call);
     if (it == streams_by_call_.end()) return;
     for (auto& [index, s] : it->second) {
+        if (auto st = streams_.stats(s.id)) quality_.observe(*st);
         (void)streams_.close(s.id);
         give_port(s.spec.a.local.port);
         give_port(s.spec.b.local.port);

@@ -12,6 +12,7 @@
 #include "base/base.hpp"
 #include "dataplane/media.hpp"
 #include "policy/policy.hpp"
+#include "sbc/metrics.hpp"
 #include "sbc/signaling/b2bua.hpp"
 
 namespace sbc {
@@ -24,6 +25,10 @@ class MediaStreams {
     virtual base::Result<void> update(dataplane::StreamId id,
                                       const dataplane::StreamSpec& spec) = 0;
     virtual base::Result<void> close(dataplane::StreamId id) = 0;
+    // The stream's RTP statistics (the relay quality metrics read them before a close).
+    virtual base::Result<dataplane::StreamStats> stats(dataplane::StreamId) const {
+        return base::make_error("stream statistics not offered by this backend");
+    }
 };
 
 class HepExporter;
@@ -73,6 +78,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     std::size_t end_banned(const base::IpAddress& source, std::string_view account,
                            base::Nanos now);
     std::string stats_text() const;
+    void write_metrics(MetricsWriter& w) const;  // sbc/metrics_sources.cpp
     const signaling::B2buaConfig& b2bua_config() const { return b2bua_->config(); }
     void set_topology(std::vector<std::string> strip_headers,
                       std::vector<std::pair<int, std::string>> reason_phrases,
@@ -130,6 +136,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     std::vector<std::uint16_t> free_ports_;  // even RTP ports (RTCP on +1)
     std::uint64_t media_failures_ = 0;
     std::uint64_t ended_inactive_ = 0, ended_banned_ = 0;
+    RelayQuality quality_;  // legs of closed streams
     std::unique_ptr<signaling::B2bua> b2bua_;
     HepExporter* hep_ = nullptr;
     std::function<base::UnixNanos()> wall_;

@@ -11,6 +11,7 @@
 #include "policy/policy.hpp"
 #include "sbc/cli.hpp"
 #include "sbc/daemon.hpp"
+#include "sbc/events.hpp"
 #include "sbc/fraud_wiring.hpp"
 
 // The fraud engine implements `sbc policy test` in cli_policy_test.cpp; register it only when
@@ -142,18 +143,11 @@ int run_daemon(const std::string& config, bool check_only) {
         std::fputs(daemon->status_text().c_str(), stdout);
         return 0;
     }
-    // The daemon logs to stderr (or the configured file), never to stdout.
-    const auto& log_file = daemon->config().log_file;
-    try {
-        spdlog::set_default_logger(log_file.empty() ? spdlog::stderr_color_mt("sbc")
-                                                    : spdlog::basic_logger_mt("sbc", log_file));
-    } catch (const spdlog::spdlog_ex& e) {
-        std::fprintf(stderr, "sbc run: cannot open log file '%s': %s\n", log_file.c_str(),
-                     e.what());
+    // The daemon logs text to stderr and JSON lines to the configured file, never to stdout.
+    if (auto r = setup_logging(daemon->config()); !r) {
+        std::fprintf(stderr, "sbc run: %s\n", r.error().message.c_str());
         return 1;
     }
-    const auto& level = daemon->config().log_level;
-    spdlog::set_level(spdlog::level::from_str(level == "warn" ? "warning" : level));
     for (const auto& n : daemon->config().notices) spdlog::warn("{}", notice_line(n));
     // Every policy version in force says which of its keys are not enforced yet.
     auto refused = daemon->add_policy_participant(

@@ -19,8 +19,10 @@
 
 #include "sbc/control.hpp"
 #include "sbc/dataplane_wiring.hpp"
+#include "sbc/events.hpp"
 #include "sbc/fraud_wiring.hpp"
 #include "sbc/front_door.hpp"
+#include "sbc/metrics.hpp"
 
 namespace sbc {
 
@@ -29,11 +31,13 @@ struct Daemon::Impl {
     int signal_fd = -1;
     int stop_pipe[2] = {-1, -1};
     base::SystemClock clock;
+    std::unique_ptr<SecurityEvents> events;  // outlives everything that emits
     std::optional<gid_t> control_group;
     bool draining = false;
     base::Nanos drain_deadline = 0;               // monotonic
     std::unique_ptr<FrontDoor> front_door;        // called by the dataplane thread: outlives it
-    std::unique_ptr<DataplaneRuntime> dataplane;  // last: stops before the control server goes
+    std::unique_ptr<DataplaneRuntime> dataplane;  // stops before the control server goes
+    std::unique_ptr<MetricsServer> metrics;       // last: stops first
     // Calls still up free their relay streams while the dataplane is there to take them.
     ~Impl() {
         if (front_door && dataplane) front_door->stop_calls();
@@ -150,9 +154,22 @@ std::vector<policy::Diagnostic> Daemon::add_policy_participant(
     return store_->add_participant(std::move(participant));
 }
 
+SecurityEvents* Daemon::security_events() {
+    return impl_ ? impl_->events.get() : nullptr;
+}
+
 policy::PolicyStore::ReloadResult Daemon::reload() {
     auto r = store_->reload(impl_->clock.wall());
     auto st = store_->status();
+    if (impl_->events)
+        impl_->events->emit(
+            SecurityEventKind::policy_reload, impl_->clock.wall(),
+            {{"result", r.ok ? "ok" : (r.refused_by.empty() ? "failed" : "refused")},
+             {"version", SecurityEvents::number(static_cast<double>(r.version))},
+             {"hash", st.hash},
+             {"errors", SecurityEvents::number(static_cast<double>(r.errors.size()))},
+             {"refused_by", r.refused_by},
+             {"first_error", r.errors.empty() ? std::string() : r.errors.front().to_string()}});
     if (r.ok) {
         spdlog::info("policy reloaded: version {} hash {}", st.version, st.hash);
     } else if (!r.refused_by.empty()) {
@@ -241,6 +258,12 @@ int Daemon::run() {
         spdlog::error("cannot set up signal handling: {}", std::strerror(errno));
         return 1;
     }
+    auto events = SecurityEvents::start(config_.events, config_.node_name);
+    if (!events) {
+        spdlog::error("{}", events.error().message);
+        return 1;
+    }
+    impl_->events = std::move(*events);
     // The dataplane and the SIP listeners open with run(), not create(): `sbc run --check`
     // binds nothing. Threads started from here on inherit the blocked signals.
     auto dataplane = DataplaneRuntime::start(*this);  // ban, unban, bans, media
@@ -256,6 +279,14 @@ int Daemon::run() {
         return 1;
     }
     impl_->front_door = std::move(*front_door);
+    // The metrics page and the ban watch (security events) run on the signaling thread every
+    // 0.5 s; the HTTP listener only with [metrics] enabled.
+    auto metrics = MetricsServer::start(*this, *impl_->dataplane, *impl_->front_door);
+    if (!metrics) {
+        spdlog::error("{}", metrics.error().message);
+        return 1;
+    }
+    impl_->metrics = std::move(*metrics);
     if (auto r =
             impl_->control.open(config_.control_socket, config_.control_mode, impl_->control_group);
         !r) {

@@ -18,6 +18,8 @@
 
 namespace sbc {
 
+class SecurityEvents;
+
 class Daemon {
   public:
     // A control command gets the rest of the line after its name and returns the reply
@@ -55,6 +57,8 @@ class Daemon {
     // Reloads the policy files now (what SIGHUP and `sbc ctl reload` do), all or nothing;
     // logs every error and which participant refused.
     policy::PolicyStore::ReloadResult reload();
+    // The node's security events ([events]); null before run().
+    SecurityEvents* security_events();
     // The `status` reply: key=value lines.
     std::string status_text() const;
 

@@ -336,6 +336,14 @@ class SocketRuntime final : public DataplaneRuntime {
     }
 
     std::string_view backend() const override { return "socket"; }
+    std::vector<dataplane::BanInfo> active_bans() override {
+        return pipeline_.bans().active(clock_.monotonic());
+    }
+    void write_metrics(MetricsWriter& w) override {
+        write_dataplane_metrics(w, "socket", pipeline_.counters(),
+                                pipeline_.bans().active(clock_.monotonic()),
+                                pipeline_.media().active());
+    }
     std::future<std::string> post(std::function<std::string()> task) override {
         return tasks_.post(std::move(task));
     }
@@ -407,6 +415,9 @@ class SocketRuntime final : public DataplaneRuntime {
         }
         base::Result<void> close(dataplane::StreamId id) override {
             return rt.relay_.close_stream(id);
+        }
+        base::Result<dataplane::StreamStats> stats(dataplane::StreamId id) const override {
+            return rt.pipeline_.media().stats(id);
         }
     };
     CallStreams streams_for_calls_{*this};
@@ -672,6 +683,15 @@ class DpdkRuntime final : public DataplaneRuntime {
         return backend_->post(std::move(c));  // tag 0: nobody waits for the result
     }
 
+    std::vector<dataplane::BanInfo> active_bans() override { return backend_->snapshot().bans; }
+    void write_metrics(MetricsWriter& w) override {
+        const auto snap = backend_->snapshot();
+        write_dataplane_metrics(w, "dpdk", snap.pipeline, snap.bans, snap.media_active);
+        w.each("dpdk", snap.run.counters, dataplane::dpdk::kBackendCounterNames,
+               dataplane::dpdk::kBackendCounterDescriptions);
+        w.by_label("sbc_dpdk_drops_total", "frames the DPDK worker dropped, by reason", "reason",
+                   snap.run.drops, dataplane::dpdk::kBackendDropNames);
+    }
     std::string stats_command() override {
         using dataplane::dpdk::BackendCounter;
         using dataplane::dpdk::BackendDrop;

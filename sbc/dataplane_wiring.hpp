@@ -18,6 +18,7 @@
 #include "dataplane/dataplane.hpp"
 #include "policy/policy.hpp"
 #include "sbc/call_core.hpp"
+#include "sbc/metrics.hpp"
 
 namespace sbc {
 
@@ -65,6 +66,10 @@ class DataplaneRuntime {
 
     // Signaling thread: the dataplane's counters for `stats` (key=value lines).
     virtual std::string stats_command() = 0;
+    // Signaling thread: the dataplane's metrics (see write_dataplane_metrics).
+    virtual void write_metrics(MetricsWriter& w) = 0;
+    // Signaling thread: the bans in force.
+    virtual std::vector<dataplane::BanInfo> active_bans() = 0;
 
     // Signaling thread: `tick` runs after every poll of the signaling loop (at most ~20 ms
     // apart) with the monotonic time: the call core's timers.

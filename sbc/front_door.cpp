@@ -459,6 +459,7 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     const bool to_core = core_ && li < listeners_.size();
     if (!msg_.is_request()) {
         events_.add(FrontDoorEvent::responses);
+        metrics_.response(static_cast<std::size_t>(side), false, msg_.status_code());
         if (to_core) core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
         return;
     }
@@ -466,6 +467,7 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     const auto method = msg_.method();
     const auto mi = static_cast<std::size_t>(method);
     ++by_method_[mi < kMethodCount ? mi : 0];
+    metrics_.request(static_cast<std::size_t>(side), mi < kMethodCount ? mi : 0);
     // Draining: no new call on either side; a retransmitted INVITE of a call already in
     // progress still reaches its transaction.
     if (method == sip::Method::invite && draining_.load(std::memory_order_relaxed) &&
@@ -528,6 +530,11 @@ bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& m
     const auto sig = scanner_match(s, msg.user_agent());
     if (!sig) return false;
     events_.add(FrontDoorEvent::refused_scanner);
+    security_event(SecurityEventKind::scanner,
+                   {{"source", meta.src.to_string()},
+                    {"user_agent", std::string(msg.user_agent())},
+                    {"signature", std::string(*sig)},
+                    {"action", s.action == policy::DenyAction::ban ? "ban" : "block"}});
     if (s.action == policy::DenyAction::ban) {
         // Duration 0: the dataplane escalates per [bans] (base, factor, max), as for floods.
         const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
@@ -577,6 +584,8 @@ fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::Packet
 void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& source,
                               base::Nanos now, std::string_view account) {
     verdicts_.add(v.action);
+    metrics_.verdict(v);
+    if (v.action != fraud::Action::allow && !v.duplicate) verdict_event(v, source);
     // [fraud] end_calls_on_ban: the running calls of a banned source or account end too (an
     // IRSF call lasts tens of minutes; refusing the next one is not enough).
     // Not here: a verdict may come from inside a B2BUA callback (an authentication outcome
@@ -651,6 +660,7 @@ std::string FrontDoor::flag_text(const fraud::Verdict& v) {
 }
 
 void FrontDoor::call_answered(const signaling::CallInfo& c) {
+    metrics_.answered(c);
     if (engine_) observer_.call_answered(c, rt_.monotonic(), rt_.wall());
 }
 
@@ -695,6 +705,7 @@ bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::str
         events_.add(FrontDoorEvent::send_failed);
         return false;
     }
+    metrics_.sent(static_cast<std::size_t>(listeners_[listener].side), bytes);
     return true;
 }
 

@@ -8,6 +8,7 @@
 // are answered statelessly with the placeholder final response.
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,7 +22,9 @@
 #include "sbc/account_limiter.hpp"
 #include "sbc/call_core.hpp"
 #include "sbc/call_observer.hpp"
+#include "sbc/events.hpp"
 #include "sbc/hep.hpp"
+#include "sbc/metrics.hpp"
 #include "sbc/stream_transport.hpp"
 #include "sip/sip.hpp"
 
@@ -98,6 +101,11 @@ class FrontDoor final : FraudEventSink {
     void stop_calls();
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
+    // Signaling thread: every metric of the node (sbc/metrics_sources.cpp).
+    void write_metrics(MetricsWriter& w) const;
+    // Signaling thread: bans that entered or left the ban table since the last call become
+    // security events (every origin: rate limit, signaling, fraud, control; expiry).
+    void watch_bans();
 
     // Drain (any thread): while on, new INVITEs get 503 with `retry_after` seconds; requests
     // of calls in progress go on.
@@ -174,6 +182,11 @@ class FrontDoor final : FraudEventSink {
     base::CounterSet<sip::Reject> malformed_;
     std::vector<std::uint64_t> by_method_;  // sip::Method, unknown last
     base::CounterSet<fraud::Action> verdicts_;
+    SignalingMetrics metrics_;                             // per realm, setup latency, rules
+    std::map<std::string, dataplane::BanInfo> bans_seen_;  // watch_bans()
+    void verdict_event(const fraud::Verdict& v, const base::IpAddress& source);
+    void security_event(SecurityEventKind kind,
+                        std::vector<std::pair<std::string_view, std::string>> fields);
     // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
     static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
     AccountLimiter account_limits_;

@@ -230,11 +230,10 @@ TEST_CASE("the shipped configuration reports what it sets for later stages", "[p
         CHECK(n.message.find("no part of `sbc run`") == std::string::npos);
         all += n.message + "\n";
     }
-    for (const char* key : {"'metrics.port'"}) CHECK(all.find(key) != std::string::npos);
-    // What the call core enforces is quiet.
-    for (const char* key :
-         {"'next_hops[0].name'", "'health_check.enabled'", "'listeners[2].realm'",
-          "'dataplane.burst_size'", "'tls.min_version'", "'listeners[1].transport'"})
+    // What the call core, TLS and the metrics endpoint enforce is quiet.
+    for (const char* key : {"'next_hops[0].name'", "'health_check.enabled'", "'listeners[2].realm'",
+                            "'dataplane.burst_size'", "'tls.min_version'",
+                            "'listeners[1].transport'", "'metrics.port'", "'metrics.enabled'"})
         CHECK(all.find(key) == std::string::npos);
     CHECK(all.find("'media.") == std::string::npos);
     CHECK(all.find("'control.") == std::string::npos);
