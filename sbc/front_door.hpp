@@ -6,6 +6,7 @@
 // limits, and new INVITEs and REGISTERs are scored by the fraud engine. With calls on (an
 // internal listener and a next hop) the rest goes to the call core's B2BUA; otherwise requests
 // are answered statelessly with the placeholder final response.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -89,6 +90,8 @@ class FrontDoor final : FraudEventSink {
     void on_datagram(const dataplane::PacketMeta& m);
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
+    // Any thread: the fraud engine's fixed tables, for `status` (key=value lines).
+    std::string memory_status() const;
 
   private:
     FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
@@ -150,6 +153,11 @@ class FrontDoor final : FraudEventSink {
     // The signaling core; null when calls are not forwarded (no next hop or internal listener).
     std::unique_ptr<CallCore> core_;
     signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
+    // The running engine's tables (sized by max_tracked_keys) and how much of them was
+    // committed when it was built: written by reloads, read by `status`.
+    std::atomic<std::size_t> fraud_table_bytes_{0};
+    std::atomic<std::size_t> fraud_committed_bytes_{0};
+    std::atomic<std::uint64_t> fraud_max_tracked_keys_{0};
 };
 
 }  // namespace sbc
