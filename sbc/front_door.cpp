@@ -1,6 +1,7 @@
 #include "sbc/front_door.hpp"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -221,6 +222,13 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         self->rt_.set_tick([self](base::Nanos now) {
             if (self->core_) self->core_->advance(now);
             self->observer_.expire(now, self->rt_.wall());  // challenges not followed
+            // What ended calls and transactions freed goes back to the kernel: freed chunks
+            // in the middle of the heap are otherwise kept by the allocator, and the node
+            // would keep the resident size of its busiest minute.
+            if (now - self->last_trim_ >= kTrimInterval) {
+                self->last_trim_ = now;
+                malloc_trim(0);
+            }
         });
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
         for (const auto& h : daemon.config().next_hops)

@@ -158,6 +158,9 @@ class FrontDoor final : FraudEventSink {
     std::atomic<std::size_t> fraud_table_bytes_{0};
     std::atomic<std::size_t> fraud_committed_bytes_{0};
     std::atomic<std::uint64_t> fraud_max_tracked_keys_{0};
+    // Free heap pages handed back to the kernel this often (signaling thread's tick).
+    static constexpr base::Nanos kTrimInterval = 30 * base::kNanosPerSecond;
+    base::Nanos last_trim_ = 0;
 };
 
 }  // namespace sbc
