@@ -55,6 +55,17 @@ bool Engine::hand_over_state(Engine& next) noexcept {
     return true;
 }
 
+bool Engine::takes_state_of(const Engine& running) const noexcept {
+    return impl_->same_state_layout(*running.impl_);
+}
+
+std::size_t Engine::commit_tables() {
+    std::size_t n = impl_->calls.commit() + impl_->bans.commit();
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        if (impl_->kinds[ki].used) n += impl_->key_tables[ki].table.commit();
+    return n;
+}
+
 std::optional<ConfigError> validate(const EngineConfig& config) {
     // The configuration is copied: compile() keeps pointers into its own.
     Engine::Impl probe;

@@ -383,6 +383,16 @@ class Engine {
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
+    // Whether hand_over_state(*this) from `running` would succeed (the same state layout):
+    // then this engine's own tables will never hold a key. Reads configuration only.
+    bool takes_state_of(const Engine& running) const noexcept;
+    // Backs every page of the state tables now, so that the memory the engine will use is
+    // resident from the start and not reached, page by page, as keys arrive at random (the
+    // first few thousand sources touch nearly every page of tables sized for a million keys).
+    // Costs table_bytes() of resident memory at once; call it off the packet path. Returns the
+    // bytes committed.
+    std::size_t commit_tables();
+
     void on_attempt(const CallAttempt& a, Verdict& out);
     // A burst of attempts (out.size() >= in.size()): the same verdicts as one by one, with the
     // state of the next attempts prefetched while the current one is scored, so the cache

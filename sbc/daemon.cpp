@@ -42,9 +42,20 @@ struct Daemon::Impl {
     ~Impl() {
         if (front_door && dataplane) front_door->stop_calls();
     }
+    std::size_t rss_at_start = 0;  // once the dataplane, listeners and fraud tables are up
 };
 
 namespace {
+
+// Resident memory of this process (/proc/self/statm), 0 when unreadable.
+std::size_t resident_bytes() {
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long size = 0, resident = 0;
+    const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+    std::fclose(f);
+    return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
 
 std::string format_time(base::UnixNanos t) {
     if (t == 0) return "never";
@@ -200,6 +211,13 @@ std::string Daemon::status_text() const {
     out += "last_reload_result=" + st.last_result() + "\n";
     out += "last_reload_at=" + format_time(st.last_reload_at) + "\n";
     for (const auto& e : st.last_errors) out += "last_reload_error=" + e.to_string() + "\n";
+    if (impl_ && impl_->front_door) {
+        // The fixed footprint: what the node holds once started (its tables committed), and
+        // what it holds now; calls and connections add to the difference.
+        out += "memory_rss_at_start_bytes=" + std::to_string(impl_->rss_at_start) + "\n";
+        out += "memory_rss_bytes=" + std::to_string(resident_bytes()) + "\n";
+        out += impl_->front_door->memory_status();
+    }
     return out;
 }
 
@@ -279,6 +297,7 @@ int Daemon::run() {
         return 1;
     }
     impl_->front_door = std::move(*front_door);
+    impl_->rss_at_start = resident_bytes();
     // The metrics page and the ban watch (security events) run on the signaling thread every
     // 0.5 s; the HTTP listener only with [metrics] enabled.
     auto metrics = MetricsServer::start(*this, *impl_->dataplane, *impl_->front_door);
@@ -294,8 +313,9 @@ int Daemon::run() {
         return 1;
     }
     auto st = store_->status();
-    spdlog::info("sbc {} running: policy version {} hash {}, control socket {}", config_.node_name,
-                 st.version, st.hash, config_.control_socket);
+    spdlog::info("sbc {} running: policy version {} hash {}, control socket {}, {} MiB resident",
+                 config_.node_name, st.version, st.hash, config_.control_socket,
+                 impl_->rss_at_start >> 20);
     for (;;) {
         pollfd fds[3] = {{impl_->signal_fd, POLLIN, 0},
                          {impl_->control.fd(), POLLIN, 0},

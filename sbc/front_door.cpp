@@ -1,6 +1,7 @@
 #include "sbc/front_door.hpp"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -354,15 +355,38 @@ policy::PolicyChange FrontDoor::prepare_policy(const std::shared_ptr<const polic
         }
         *next = std::move(*engine);
     }
-    return policy::PolicyChange::ready([this, p, next, fp = std::move(fp)] {
+    // The node's footprint is fixed at start (and at each rebuild), not reached by the first
+    // few thousand sources touching the tables' pages at random. An engine that will take
+    // over the running one's tables keeps none of its own: nothing to commit. engine_ is only
+    // written by a commit, which runs while this (reloading) thread waits for it.
+    std::size_t committed = 0;
+    const bool own_tables = *next && !(engine_ && (*next)->takes_state_of(*engine_));
+    if (own_tables) {
+        committed = (*next)->commit_tables();
+        spdlog::info("fraud engine: {} MiB of state tables committed ({} keys)", committed >> 20,
+                     (*next)->config().max_tracked_keys);
+    }
+    return policy::PolicyChange::ready([this, p, next, own_tables, committed, fp = std::move(fp)] {
         std::unique_ptr<fraud::Engine> retired;
+        const bool replaced = *next != nullptr;
         (void)rt_.call([&] {
             retired = commit_policy(p, std::move(*next));
             engine_fingerprint_ = fp;
+            if (replaced && engine_) {
+                fraud_table_bytes_ = engine_->table_bytes();
+                fraud_max_tracked_keys_ = engine_->config().max_tracked_keys;
+                if (own_tables) fraud_committed_bytes_ = committed;
+            }
             return std::string();
         });
         // `retired` (and its tables) is freed here, on the reloading thread.
     });
+}
+
+std::string FrontDoor::memory_status() const {
+    return "fraud_max_tracked_keys=" + std::to_string(fraud_max_tracked_keys_.load()) +
+           "\nfraud_table_bytes=" + std::to_string(fraud_table_bytes_.load()) +
+           "\nfraud_table_committed_bytes=" + std::to_string(fraud_committed_bytes_.load()) + "\n";
 }
 
 std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
@@ -407,6 +431,13 @@ void FrontDoor::on_tick(base::Nanos now) {
     if (core_) {
         core_->advance(now);
         observer_.expire(now, rt_.wall());  // challenges not followed
+    }
+    // What ended calls and transactions freed goes back to the kernel: freed chunks in the
+    // middle of the heap are otherwise kept by the allocator, and the node would keep the
+    // resident size of its busiest minute.
+    if (now - last_trim_ >= kTrimInterval) {
+        last_trim_ = now;
+        malloc_trim(0);
     }
 }
 

@@ -106,6 +106,8 @@ class FrontDoor final : FraudEventSink {
     // Signaling thread: bans that entered or left the ban table since the last call become
     // security events (every origin: rate limit, signaling, fraud, control; expiry).
     void watch_bans();
+    // Any thread: the fraud engine's fixed tables, for `status` (key=value lines).
+    std::string memory_status() const;
 
     // Drain (any thread): while on, new INVITEs get 503 with `retry_after` seconds; requests
     // of calls in progress go on.
@@ -209,6 +211,14 @@ class FrontDoor final : FraudEventSink {
     std::vector<StreamTransport::Inbound> stream_batch_;
     // Last member: its thread stops first.
     std::unique_ptr<StreamTransport> streams_;
+    // The running engine's tables (sized by max_tracked_keys) and how much of them was
+    // committed when it was built: written by reloads, read by `status`.
+    std::atomic<std::size_t> fraud_table_bytes_{0};
+    std::atomic<std::size_t> fraud_committed_bytes_{0};
+    std::atomic<std::uint64_t> fraud_max_tracked_keys_{0};
+    // Free heap pages handed back to the kernel this often (signaling thread's tick).
+    static constexpr base::Nanos kTrimInterval = 30 * base::kNanosPerSecond;
+    base::Nanos last_trim_ = 0;
 };
 
 }  // namespace sbc

@@ -209,7 +209,7 @@ TransactionLayer::~TransactionLayer() = default;
 TransactionLayer::Tx* TransactionLayer::find(TxId id) {
     if (!id || id.index >= slots_.size()) return nullptr;
     Tx* tx = slots_[id.index].get();
-    return tx->generation == id.generation ? tx : nullptr;
+    return tx && tx->generation == id.generation ? tx : nullptr;
 }
 
 const TransactionLayer::Tx* TransactionLayer::find(TxId id) const {
@@ -225,6 +225,11 @@ TxId TransactionLayer::allocate(TxKind kind) {
     if (!free_.empty()) {
         index = free_.back();
         free_.pop_back();
+        trimmed_ = std::min(trimmed_, free_.size());
+        if (slots_[index])
+            --pooled_;
+        else
+            slots_[index] = std::make_unique<Tx>();
     } else {
         index = static_cast<std::uint32_t>(slots_.size());
         slots_.push_back(std::make_unique<Tx>());
@@ -265,6 +270,7 @@ void TransactionLayer::release(Tx& tx) {
     tx.generation = 0;
     tx.retransmit_serial = tx.end_serial = 0;
     free_.push_back(tx.index);
+    ++pooled_;
     --live_;
     if (!internal) user_.on_terminated(id);
 }
@@ -768,13 +774,28 @@ void TransactionLayer::advance(Nanos now) {
         std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
         const Timer t = heap_.back();
         heap_.pop_back();
-        if (t.index >= slots_.size()) continue;
+        if (t.index >= slots_.size() || !slots_[t.index]) continue;  // freed since
         Tx& tx = *slots_[t.index];
         if (tx.generation == 0) continue;
         const std::uint32_t armed = t.retransmit ? tx.retransmit_serial : tx.end_serial;
         if (armed != t.serial) continue;  // disarmed or re-armed since
         (t.retransmit ? tx.retransmit_serial : tx.end_serial) = 0;
         fire(tx, t.retransmit, t.at);
+    }
+    trim_pool();
+}
+
+// A burst of calls leaves tens of thousands of ended transactions (INVITEs linger 32 s in
+// Accepted, RFC 6026); pooled, each would keep its ~2 KB object for good, so the daemon's
+// memory would stay at its busiest minute's. Slots beyond kPooledTransactions are freed, the
+// longest-unused first (free_ is a stack: its front was released first); no reference is
+// held to them here, between events.
+void TransactionLayer::trim_pool() {
+    while (pooled_ > kPooledTransactions && trimmed_ < free_.size()) {
+        auto& slot = slots_[free_[trimmed_++]];
+        if (!slot) continue;
+        slot.reset();
+        --pooled_;
     }
 }
 

@@ -185,6 +185,9 @@ class TransactionLayer {
 
     TxState state(TxId tx) const;  // terminated for a stale id
     std::size_t size() const { return live_; }
+    // Ended transactions kept allocated for reuse (at most kPooledTransactions once advance()
+    // has run): a burst's transactions do not hold memory after it.
+    std::size_t pooled() const { return pooled_; }
     std::size_t capacity() const { return limits_.max_transactions; }
     const base::CounterSet<TxCounter>& counters() const { return counters_; }
     const TimerSettings& timers() const { return timers_; }
@@ -216,8 +219,14 @@ class TransactionLayer {
     TransactionUser& user_;
     TimerSettings timers_;
     Limits limits_;
-    std::vector<std::unique_ptr<Tx>> slots_;
+    std::vector<std::unique_ptr<Tx>> slots_;  // a freed slot (null) is allocated again on reuse
     std::vector<std::uint32_t> free_;
+    // Ended transactions kept allocated for reuse, at most kPooledTransactions; free_[0,
+    // trimmed_) are freed slots.
+    static constexpr std::size_t kPooledTransactions = 1024;
+    std::size_t pooled_ = 0;
+    std::size_t trimmed_ = 0;
+    void trim_pool();
     std::size_t live_ = 0;
     std::uint32_t next_generation_ = 1;
     std::unordered_map<std::string, std::uint32_t> by_key_;     // transaction keys

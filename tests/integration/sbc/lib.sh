@@ -40,7 +40,9 @@ write_config() {
 start_sbc() {
   "$SBC" run --config "$WORK/sbc.toml" >"$WORK/sbc.log" 2>&1 &
   SBC_PID=$!
-  for _ in $(seq 50); do [ -S "$WORK/control.sock" ] && return 0; sleep 0.1; done
+  # Start-up commits the fraud tables (hundreds of MiB with the default policy): seconds on a
+  # loaded machine.
+  for _ in $(seq 300); do [ -S "$WORK/control.sock" ] && return 0; sleep 0.1; done
   fail "control socket never appeared"
 }
 

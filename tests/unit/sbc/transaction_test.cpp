@@ -436,3 +436,34 @@ TEST_CASE("the ACK of a non-2xx final with a branch of its own is matched by dia
     layer.advance(seconds(3));
     CHECK(u.sent.size() == sent);  // no more retransmissions of the 503
 }
+
+TEST_CASE("ended transactions beyond the pool are freed; their slots and handles stay safe") {
+    User u;
+    TransactionLayer layer(u);
+    // 3000 OPTIONS, each timing out (Timer F) at 32 s: all end in the same advance().
+    std::vector<TxId> first;
+    for (int i = 0; i < 3000; ++i)
+        first.push_back(layer.request(udp_flow(), request("OPTIONS", new_branch()), 0));
+    REQUIRE(layer.size() == 3000);
+    CHECK(layer.pooled() == 0);
+    layer.advance(seconds(33));
+    CHECK(layer.size() == 0);
+    CHECK(u.count("timeout") == 3000);
+    CHECK(layer.pooled() == 1024);
+    // Old handles find nothing, whether their slot was freed or pooled.
+    CHECK(layer.state(first.front()) == TxState::terminated);
+    CHECK(layer.state(first.back()) == TxState::terminated);
+    // Every slot, freed or pooled, serves again: a second burst works as the first did.
+    std::vector<TxId> second;
+    for (int i = 0; i < 3000; ++i)
+        second.push_back(layer.request(udp_flow(), request("OPTIONS", new_branch()), seconds(40)));
+    CHECK(layer.size() == 3000);
+    CHECK(layer.pooled() == 0);
+    for (const TxId& id : {second.front(), second[1500], second.back()})
+        CHECK(layer.state(id) == TxState::trying);
+    feed(layer, response_to(u.sent.back(), 200), seconds(40.1));
+    CHECK(u.count("response") == 1);
+    layer.advance(seconds(80));
+    CHECK(layer.size() == 0);
+    CHECK(layer.pooled() == 1024);
+}
