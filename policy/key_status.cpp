@@ -110,6 +110,7 @@ constexpr KeyStatus kPolicyKeys[] = {
     {"fraud.deny[].action", true, "fraud engine; ban also bans the source in the dataplane"},
 };
 
+constexpr std::string_view kHep = "HEPv3 export of the B2BUA's SIP messages";
 constexpr std::string_view kTlsLater = "TLS listeners (signaling core stage)";
 constexpr std::string_view kDataplaneLater =
     "`sbc run` runs the socket backend with its own burst; the dpdk and pcap backends run "
@@ -157,6 +158,16 @@ constexpr KeyStatus kNodeKeys[] = {
     {"metrics.address", false, kMetricsLater},
     {"metrics.port", false, kMetricsLater},
     {"control.socket", true, "control socket"},
+    {"control.mode", true, "control socket file mode"},
+    {"control.group", true, "control socket group, peers checked with SO_PEERCRED"},
+    {"control.drain_timeout", true, "`sbc ctl drain`, SIGTERM"},
+    {"control.drain_retry_after", true, "503 Retry-After while draining"},
+    {"hep.enabled", true, kHep},
+    {"hep.address", true, kHep},
+    {"hep.port", true, kHep},
+    {"hep.capture_id", true, kHep},
+    {"hep.password", true, kHep},
+    {"hep.queue", true, kHep},
     {"state.backend", true, "state is kept in the process; redis is a later stage", "local"},
     {"state.url", false, "shared state in redis (a later stage)"},
     {"geoip.database", true, kFraudEngine},

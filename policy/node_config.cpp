@@ -68,8 +68,8 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     detail::collect_key_notices(ctx, file, *doc, node_key_status(), out.notices);
     Table top(ctx, file, *doc, "");
     static constexpr std::string_view kTop[] = {
-        "node",    "listeners", "tls",     "next_hops", "health_check", "media", "dataplane",
-        "logging", "metrics",   "control", "state",     "geoip",        "policy"};
+        "node",    "listeners", "tls",     "next_hops", "health_check", "media",  "dataplane",
+        "logging", "metrics",   "control", "state",     "geoip",        "policy", "hep"};
     top.only_keys(kTop);
     std::size_t c = 0;
     if (auto t = top.table("node")) {
@@ -260,8 +260,15 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     }
     if (auto t = top.table("control")) {
         Table m(ctx, file, *t, "control");
-        static constexpr std::string_view k[] = {"socket"};
+        static constexpr std::string_view k[] = {"socket", "mode", "group", "drain_timeout",
+                                                 "drain_retry_after"};
         m.only_keys(k);
+        std::int64_t v = 0;
+        if (m.integer("mode", v, 0, 0777)) cfg->control_mode = static_cast<std::uint32_t>(v);
+        m.string("group", cfg->control_group);
+        m.duration("drain_timeout", cfg->drain_timeout, 0, 86400 * base::kNanosPerSecond);
+        if (m.integer("drain_retry_after", v, 0, 86400))
+            cfg->drain_retry_after = static_cast<std::uint32_t>(v);
         Pos where;
         if (m.string("socket", cfg->control_socket, &where)) {
             cfg->control_socket = resolve(dir, cfg->control_socket);
@@ -269,6 +276,22 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             if (cfg->control_socket.empty() || cfg->control_socket.size() > 107)
                 m.error(where, "'control.socket' must be a path of 1 to 107 bytes");
         }
+    }
+    if (auto t = top.table("hep")) {
+        Table m(ctx, file, *t, "hep");
+        static constexpr std::string_view k[] = {"enabled",    "address",  "port",
+                                                 "capture_id", "password", "queue"};
+        m.only_keys(k);
+        m.boolean("enabled", cfg->hep_enabled);
+        read_address(m, "address", cfg->hep_collector.addr);
+        std::int64_t v = 0;
+        if (m.integer("port", v, 1, 65535)) cfg->hep_collector.port = static_cast<std::uint16_t>(v);
+        if (m.integer("capture_id", v, 0, 0xffffffffLL))
+            cfg->hep_capture_id = static_cast<std::uint32_t>(v);
+        m.string("password", cfg->hep_password);
+        if (m.integer("queue", v, 16, 1 << 20)) cfg->hep_queue = static_cast<std::uint32_t>(v);
+        if (cfg->hep_enabled && (!m.has("address") || !m.has("port")))
+            m.error(m.pos(), "[hep] enabled needs the collector's 'address' and 'port'");
     }
     if (auto t = top.table("state")) {
         Table m(ctx, file, *t, "state");

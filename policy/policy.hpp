@@ -613,6 +613,20 @@ struct NodeConfig {
     bool metrics_enabled = false;
     base::Endpoint metrics_listen;
     std::string control_socket = "/run/sbc/control.sock";
+    // The control socket file's permission bits and group ("" = the daemon's own group). A
+    // peer that is neither root, nor the daemon's user, nor in `control_group` is refused.
+    std::uint32_t control_mode = 0660;
+    std::string control_group;
+    // Drain (`sbc ctl drain`, SIGTERM): new calls get 503 with this Retry-After; calls in
+    // progress have `drain_timeout` to end before the rest are hung up (BYE both legs).
+    base::Nanos drain_timeout = 30 * base::kNanosPerSecond;
+    std::uint32_t drain_retry_after = 60;
+    // HEPv3 export of every SIP message the B2BUA receives and sends ([hep]).
+    bool hep_enabled = false;
+    base::Endpoint hep_collector;
+    std::uint32_t hep_capture_id = 0;
+    std::string hep_password;             // HEP auth key chunk; "" = none
+    std::uint32_t hep_queue = 4096;       // messages waiting for the sender thread
     std::string state_backend = "local";  // local | redis
     std::string state_url;
     std::string geoip_database;

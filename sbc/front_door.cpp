@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -223,6 +224,15 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             [self](const signaling::CallInfo& c, int status) {
                 self->response_relayed(c, status);
             });
+        if (const auto& cfg = daemon.config(); cfg.hep_enabled) {
+            auto hep = HepExporter::start(cfg.hep_collector, cfg.hep_capture_id, cfg.hep_password,
+                                          cfg.hep_queue);
+            if (!hep) return hep.error().message;
+            self->hep_ = std::move(*hep);
+            self->core_->set_capture(self->hep_.get(), [self] { return self->rt_.wall(); });
+            spdlog::info("HEP capture to {} (capture id {})", cfg.hep_collector.to_string(),
+                         cfg.hep_capture_id);
+        }
         self->rt_.set_tick([self](base::Nanos now) {
             if (self->core_) self->core_->advance(now);
             self->observer_.expire(now, self->rt_.wall());  // challenges not followed
@@ -252,6 +262,16 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                        std::to_string((n.until - now) / base::kNanosPerSecond) + "\n";
             return out;
         });
+    });
+    daemon.add_control_command("calls", [self](std::string_view) {
+        return self->rt_.call([self] {
+            return self->core_ ? self->core_->calls_text(self->rt_.monotonic())
+                               : std::string("calls=0 (calls are not forwarded)\n");
+        });
+    });
+    daemon.add_control_command("call", [self](std::string_view args) {
+        const std::string a(args);
+        return self->rt_.call([self, a] { return self->call_command(a); });
     });
     daemon.add_control_command("answer", [self](std::string_view args) {
         const std::string a(args);
@@ -349,6 +369,16 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     const auto method = msg_.method();
     const auto mi = static_cast<std::size_t>(method);
     ++by_method_[mi < kMethodCount ? mi : 0];
+    // Draining: no new call on either side; a retransmitted INVITE of a call already in
+    // progress still reaches its transaction.
+    if (method == sip::Method::invite && draining_.load(std::memory_order_relaxed) &&
+        !(msg_.to() && !msg_.to()->tag.empty()) &&
+        !(to_core && core_->has_call(side, msg_.call_id()))) {
+        events_.add(FrontDoorEvent::refused_draining);
+        answer(msg_, m, 503, "Service Unavailable",
+               drain_retry_after_.load(std::memory_order_relaxed));
+        return;
+    }
     if (to_core && side == signaling::Side::internal) {
         // The inside: in-dialog requests of calls and calls going out. Not scored.
         core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
@@ -592,6 +622,48 @@ std::string FrontDoor::answer_command(std::string_view args) {
            "\nretry_after=" + std::to_string(placeholder_.retry_after) + "\n";
 }
 
+void FrontDoor::set_draining(bool on, std::uint32_t retry_after) {
+    drain_retry_after_.store(retry_after, std::memory_order_relaxed);
+    draining_.store(on, std::memory_order_relaxed);
+}
+
+std::size_t FrontDoor::active_calls() {
+    const std::string n =
+        rt_.call([this] { return std::to_string(core_ ? core_->active_calls() : 0); });
+    return static_cast<std::size_t>(std::stoull(n));
+}
+
+std::size_t FrontDoor::end_all_calls() {
+    const std::string n = rt_.call([this] {
+        std::size_t ended = 0;
+        if (core_)
+            for (auto id : core_->call_ids()) ended += core_->end_call(id, rt_.monotonic());
+        return std::to_string(ended);
+    });
+    return static_cast<std::size_t>(std::stoull(n));
+}
+
+std::string FrontDoor::call_command(std::string_view args) {
+    // call show ID | call hangup ID
+    std::string verb(args.substr(0, args.find(' ')));
+    std::string_view rest = verb.size() < args.size() ? args.substr(verb.size() + 1) : "";
+    while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\r')) rest.remove_suffix(1);
+    std::uint64_t id = 0;
+    const auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), id);
+    if ((verb != "show" && verb != "hangup") || rest.empty() || ec != std::errc{} ||
+        ptr != rest.data() + rest.size())
+        return "error: usage: call show ID | call hangup ID (ids from `calls`)\n";
+    if (!core_) return "error: calls are not forwarded on this node\n";
+    if (verb == "show") {
+        std::string t = core_->call_text(id, rt_.monotonic());
+        return t.empty() ? "error: no call " + std::to_string(id) + " in progress\n" : t;
+    }
+    if (!core_->end_call(id, rt_.monotonic()))
+        return "error: no call " + std::to_string(id) + " in progress\n";
+    spdlog::info("call {} hung up from the control socket", id);
+    return "ok call=" + std::to_string(id) + " ended\n";
+}
+
 std::string FrontDoor::stats_text() const {
     std::string out;
     for (std::size_t i = 0; i < kFrontDoorEventCount; ++i) {
@@ -612,6 +684,8 @@ std::string FrontDoor::stats_text() const {
         out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
     }
     out += "listeners=" + std::to_string(listeners_.size()) + "\n";
+    out += std::string("draining=") + (draining_.load() ? "1" : "0") + "\n";
+    if (hep_) out += hep_->stats_text();
     if (core_) out += core_->stats_text();
     out += "account_limits.used=" + std::to_string(account_limits_.used()) + "\n";
     out += "account_limits.capacity=" + std::to_string(account_limits_.capacity()) + "\n";

@@ -6,6 +6,7 @@
 // limits, and new INVITEs and REGISTERs are scored by the fraud engine. With calls on (an
 // internal listener and a next hop) the rest goes to the call core's B2BUA; otherwise requests
 // are answered statelessly with the placeholder final response.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "sbc/account_limiter.hpp"
 #include "sbc/call_core.hpp"
 #include "sbc/call_observer.hpp"
+#include "sbc/hep.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -46,7 +48,8 @@ class DataplaneRuntime;
     X(refused_scanner, "requests refused (403) for a scanner User-Agent ([scanners])")      \
     X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")   \
     X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")            \
-    X(refused_account_limit, "requests refused (403) by a per-account rate limit")
+    X(refused_account_limit, "requests refused (403) by a per-account rate limit")          \
+    X(refused_draining, "new INVITEs refused (503) while the node drains")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
 
 // The final response every admitted request gets until signaling exists (never a fake 200).
@@ -90,6 +93,14 @@ class FrontDoor final : FraudEventSink {
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
 
+    // Drain (any thread): while on, new INVITEs get 503 with `retry_after` seconds; requests
+    // of calls in progress go on.
+    void set_draining(bool on, std::uint32_t retry_after);
+    // Any thread (run on the dataplane thread): calls in progress; ends them all (BYE both
+    // legs, CANCEL/480 before answer) and returns how many.
+    std::size_t active_calls();
+    std::size_t end_all_calls();
+
   private:
     FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
     // A policy reload in two steps. prepare (the reloading thread) compiles the new fraud
@@ -123,6 +134,7 @@ class FrontDoor final : FraudEventSink {
     void response_relayed(const signaling::CallInfo& c, int status);
     void apply_topology(signaling::B2buaConfig& b) const;
     std::string answer_command(std::string_view args);  // dataplane thread
+    std::string call_command(std::string_view args);    // dataplane thread
 
     Daemon& daemon_;
     DataplaneRuntime& rt_;
@@ -147,6 +159,10 @@ class FrontDoor final : FraudEventSink {
     // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
     static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
     AccountLimiter account_limits_;
+    std::atomic<bool> draining_{false};
+    std::atomic<std::uint32_t> drain_retry_after_{60};
+    // HEP export of the call core's messages ([hep]); outlives core_, which points at it.
+    std::unique_ptr<HepExporter> hep_;
     // The signaling core; null when calls are not forwarded (no next hop or internal listener).
     std::unique_ptr<CallCore> core_;
     signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
