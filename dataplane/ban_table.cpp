@@ -101,7 +101,11 @@ base::Result<void> BanTable::ban(const base::Prefix& p, base::Nanos duration, Ba
 
 base::Result<void> BanTable::ban_escalating(const base::IpAddress& a, const BanPolicy& policy,
                                             BanOrigin origin, base::Nanos now) {
-    const base::Prefix p(a, a.is_v4() ? 32 : 128);
+    return ban_escalating(base::Prefix(a, a.is_v4() ? 32 : 128), policy, origin, now);
+}
+
+base::Result<void> BanTable::ban_escalating(const base::Prefix& p, const BanPolicy& policy,
+                                            BanOrigin origin, base::Nanos now) {
     Slot* s = find(p, hash_of(p));
     std::uint32_t offenses = 0;
     if (s) {

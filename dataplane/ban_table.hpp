@@ -34,6 +34,10 @@ class BanTable {
                            base::Nanos now);
     base::Result<void> ban_escalating(const base::IpAddress& a, const BanPolicy& policy,
                                       BanOrigin origin, base::Nanos now);
+    // The same for a prefix (a /24 a distributed attack came from): its own offense count and
+    // the same ladder.
+    base::Result<void> ban_escalating(const base::Prefix& p, const BanPolicy& policy,
+                                      BanOrigin origin, base::Nanos now);
     bool unban(const base::Prefix& p);
     // Hot path: whether `a` (or a banned prefix covering it) is banned at `now`.
     bool is_banned(const base::IpAddress& a, base::Nanos now);

@@ -36,11 +36,8 @@ void ControlMailbox::apply(Pipeline& p, base::Nanos now, base::Nanos publish_eve
             if (c.kind == ControlCommand::Kind::unban) {
                 ok = p.bans().unban(c.prefix);
             } else if (c.duration == 0) {
-                const bool full = c.prefix.length() == (c.prefix.is_v4() ? 32 : 128);
-                ok = full &&
-                     p.bans()
-                         .ban_escalating(c.prefix.address(), p.config().ban_policy, c.origin, now)
-                         .ok();
+                // An address or a prefix: the escalation ladder of [bans] either way.
+                ok = p.bans().ban_escalating(c.prefix, p.config().ban_policy, c.origin, now).ok();
             } else {
                 ok = p.bans().ban(c.prefix, c.duration, c.origin, now).ok();
             }

@@ -21,7 +21,7 @@ struct ControlCommand {
     enum class Kind : std::uint8_t { ban, unban };
     Kind kind = Kind::ban;
     base::Prefix prefix;
-    base::Nanos duration = 0;  // ban: 0 = escalate per the ban policy (addresses only)
+    base::Nanos duration = 0;  // ban: 0 = escalate per the ban policy (address or prefix)
     BanOrigin origin = BanOrigin::control;
 };
 

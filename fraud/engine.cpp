@@ -2,6 +2,7 @@
 // verdicts with their reasons. This file is the public API; engine_impl.hpp says where the
 // rest lives.
 #include "fraud/engine_impl.hpp"
+#include "fraud/eviction.hpp"
 
 namespace sbc::fraud {
 
@@ -90,6 +91,23 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
         out.action = out.shadow_action = Action::ban;
         out.banned_source = true;
         m.counters.add(Counter::banned_source_drops);
+        Ctx c;
+        c.kind = invite ? EventKind::invite : EventKind::request;
+        c.now = a.now;
+        c.now_s = to_seconds(a.now);
+        c.direction = a.direction;
+        c.target_hash = k.target_hash;
+        if (invite) m.resolve_destination(c, k);
+        m.count_banned(c, a.source);
+        return;
+    }
+    if (invite && m.bans.size() &&
+        ((k.has_key[kCaller] && m.hash_banned(k.key_hash[kCaller], a.now, &out.ban_until)) ||
+         (k.has_key[kCallerPrefix] &&
+          m.hash_banned(k.key_hash[kCallerPrefix], a.now, &out.ban_until)))) {
+        out.action = out.shadow_action = Action::ban;
+        out.banned_caller = true;
+        m.counters.add(Counter::banned_caller_drops);
         return;
     }
     std::uint64_t call_hash = k.call_hash;
@@ -107,19 +125,25 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
     c.kind = invite ? EventKind::invite : EventKind::request;
     c.now = a.now;
     c.now_s = to_seconds(a.now);
+    c.direction = a.direction;
     m.resolve_keys(c, a.source, a.account, a.tenant, true, &k);
     if (invite) {
         m.resolve_destination(c, k);
         put_country(out.destination_country, c.dest_country);
+        m.resolve_caller(c, k);
+        put_country(out.caller_country, c.caller_country);
     }
     m.resolve_source(c, a.source, out);
     m.resolve_time(c, a.wall);
     m.resolve_scanner(c, a.user_agent);
     c.target_hash = k.target_hash;
     m.prepare(c);
+    m.keep_undo = m.cfg.mode == Mode::enforce;
     m.update(c);
+    m.keep_undo = false;
     m.evaluate(c, out);
-    m.finish(c, a.source, out);
+    m.rollback_blocked(out);
+    m.finish(c, a.source, out, a.trusted);
 
     if (call_hash) {
         std::int64_t i = m.insert_call(call_hash, a.now);
@@ -135,6 +159,12 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
             e->group = static_cast<std::int16_t>(c.group);
             e->action = static_cast<std::uint8_t>(out.action);
             e->off_hours = c.off_hours;
+            e->direction = static_cast<std::uint8_t>(c.direction);
+            e->callback_candidate = 0;
+            if (c.direction == Direction::inbound && k.ncaller &&
+                ((c.caller_mask & m.callback_mask) || out.action != Action::allow) &&
+                (out.action == Action::allow || out.action == Action::flag))
+                e->callback_candidate = m.note_callback_candidate(k, a.now);
             if (out.action == Action::allow || out.action == Action::flag) {
                 e->counted = 1;
                 for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
@@ -182,6 +212,7 @@ void Engine::on_end(const CallEnded& ev) {
     c.group = e->group;
     c.dest_mask = e->dest_mask;
     c.off_hours = e->off_hours;
+    c.direction = static_cast<Direction>(e->direction);
     bool counted = e->counted;
     m.release(*e, &c);
     e->ended = std::max<base::Nanos>(ev.now, 1);
@@ -199,6 +230,7 @@ void Engine::on_end(const CallEnded& ev) {
                        ev.now - e->start < static_cast<base::Nanos>(m.cfg.short_ring_seconds) *
                                                base::kNanosPerSecond;
     }
+    if (c.short_ring && e->callback_candidate) m.learn_callback(*e, ev.now);
     m.prepare(c);
     m.update(c);
     m.housekeep(ev.now);
@@ -208,26 +240,27 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     auto& m = *impl_;
     out.reset();
     m.counters.add(Counter::auth_events);
-    if (m.source_banned(a.source.addr, a.now, &out.ban_until)) {
-        out.action = out.shadow_action = Action::ban;
-        out.banned_source = true;
-        m.counters.add(Counter::banned_source_drops);
-        return;
-    }
     Ctx c;
     c.kind = EventKind::auth;
     c.now = a.now;
     c.now_s = to_seconds(a.now);
-    m.resolve_keys(c, a.source, a.username, a.tenant, true);
-    m.resolve_source(c, a.source, out);
-    m.resolve_scanner(c, a.user_agent);
     c.auth_failed = !a.success;
     if (!a.success && !a.username.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(a.username, 17));
+    if (m.source_banned(a.source.addr, a.now, &out.ban_until)) {
+        out.action = out.shadow_action = Action::ban;
+        out.banned_source = true;
+        m.counters.add(Counter::banned_source_drops);
+        m.count_banned(c, a.source);
+        return;
+    }
+    m.resolve_keys(c, a.source, a.username, a.tenant, true, nullptr, a.user_agent);
+    m.resolve_source(c, a.source, out);
+    m.resolve_scanner(c, a.user_agent);
     m.prepare(c);
     m.update(c);
     m.evaluate(c, out);
-    m.finish(c, a.source, out);
+    m.finish(c, a.source, out, a.trusted);
     if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
         m.sink(to_json(out, a));
         m.counters.add(Counter::events_emitted);
@@ -239,28 +272,29 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     auto& m = *impl_;
     out.reset();
     m.counters.add(Counter::register_events);
-    if (m.source_banned(r.source.addr, r.now, &out.ban_until)) {
-        out.action = out.shadow_action = Action::ban;
-        out.banned_source = true;
-        m.counters.add(Counter::banned_source_drops);
-        return;
-    }
     Ctx c;
     c.kind = EventKind::reg;
     c.now = r.now;
     c.now_s = to_seconds(r.now);
-    m.resolve_keys(c, r.source, r.user, r.tenant, true);
-    m.resolve_source(c, r.source, out);
     if (!r.user.empty())
         c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, kTargetSeed));
     // Wrong credentials or no such user (enumeration).
     if ((r.outcome == Outcome::auth_failure || r.outcome == Outcome::not_found) && !r.user.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(r.user, 17));
+    if (m.source_banned(r.source.addr, r.now, &out.ban_until)) {
+        out.action = out.shadow_action = Action::ban;
+        out.banned_source = true;
+        m.counters.add(Counter::banned_source_drops);
+        m.count_banned(c, r.source);
+        return;
+    }
+    m.resolve_keys(c, r.source, r.user, r.tenant, true, nullptr, r.user_agent);
+    m.resolve_source(c, r.source, out);
     m.resolve_scanner(c, r.user_agent);
     m.prepare(c);
     m.update(c);
     m.evaluate(c, out);
-    m.finish(c, r.source, out);
+    m.finish(c, r.source, out, r.trusted);
     if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
         m.sink(to_json(out, r));
         m.counters.add(Counter::events_emitted);
@@ -270,6 +304,71 @@ void Engine::on_register(const Registration& r, Verdict& out) {
 
 bool Engine::is_banned(const base::IpAddress& a, base::Nanos now) const {
     return impl_->source_banned(a, now, nullptr);
+}
+
+bool Engine::is_caller_banned(std::string_view caller, base::Nanos now) const {
+    CallAttempt a;
+    a.caller = caller;
+    a.callee = "0";
+    AttemptKeys k;
+    impl_->attempt_keys(a, k);
+    return (k.has_key[kCaller] && impl_->hash_banned(k.key_hash[kCaller], now, nullptr)) ||
+           (k.has_key[kCallerPrefix] &&
+            impl_->hash_banned(k.key_hash[kCallerPrefix], now, nullptr));
+}
+
+std::vector<Engine::LearnedNumber> Engine::learned_callbacks(base::Nanos now) const {
+    std::vector<LearnedNumber> out;
+    const auto& t = impl_->callbacks;
+    for (std::size_t i = 0; i < t.buckets(); ++i) {
+        if (t.hash_at(i) == 0) continue;
+        auto* e = static_cast<const CallbackEntry*>(t.slot(i));
+        if (e->until > now) out.push_back({std::string(e->digits, e->len), e->until});
+    }
+    std::sort(out.begin(), out.end(),
+              [](const LearnedNumber& a, const LearnedNumber& b) { return a.number < b.number; });
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal helpers of the public API
+
+// An event of a banned source still counts toward its source prefix's windows (and nowhere
+// else): a ban does not make the prefix's counts decay while the attack goes on.
+void Engine::Impl::count_banned(Ctx& c, const Source& src) {
+    if (!kinds[kSourcePrefix].used || src.addr.is_unspecified()) return;
+    resolve_keys(c, src, {}, {}, true, nullptr, {}, 1u << kSourcePrefix);
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        if (ki != kSourcePrefix) c.slot[ki] = -1;
+    if (c.slot[kSourcePrefix] < 0) return;
+    prepare(c);
+    update(c);
+    counters.add(Counter::banned_source_counted);
+}
+
+// A pending callback entry for an inbound call from a flagged range (learned if it ends as a
+// short ring): 1 when there is one.
+std::uint8_t Engine::Impl::note_callback_candidate(const AttemptKeys& k, base::Nanos now) {
+    std::uint64_t h = k.key_hash[kCaller];
+    std::int64_t i = callbacks.find(h);
+    if (i < 0) {
+        if (callbacks.full()) {
+            // Full: the entry that stops being a reason soonest (pending ones first) goes.
+            Victim v = sample_victim(callbacks, h, [&](std::size_t b) {
+                return Candidate::ranked(
+                    static_cast<const CallbackEntry*>(callbacks.slot(b))->until);
+            });
+            if (v.bucket < 0) return 0;
+            callbacks.erase(static_cast<std::size_t>(v.bucket));
+        }
+        i = static_cast<std::int64_t>(callbacks.insert(h));
+        auto* e = static_cast<CallbackEntry*>(callbacks.slot(static_cast<std::size_t>(i)));
+        e->until = 0;
+        e->len = static_cast<std::uint8_t>(std::min<std::size_t>(k.ncaller, sizeof(e->digits)));
+        std::memcpy(e->digits, k.caller, e->len);
+    }
+    (void)now;
+    return 1;
 }
 
 void Engine::expire(base::Nanos now, std::size_t budget) {

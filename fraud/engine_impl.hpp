@@ -28,7 +28,14 @@
 namespace sbc::fraud {
 namespace detail {
 
-constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0x7e4a47, 0xd35f1c};
+constexpr std::uint64_t kSalt[kKeyKindCount] = {0x51a7e1, 0x9f0c33, 0x3ac0417, 0x7e4a47,
+                                                0xd35f1c, 0xca11e7, 0xca1157,  0xde71ce};
+// A ban of a source prefix is keyed apart from an address ban (its key hash, not the address
+// hash); caller bans are keyed by the caller keys' hashes.
+constexpr std::size_t kCaller = static_cast<std::size_t>(KeyKind::caller);
+constexpr std::size_t kCallerPrefix = static_cast<std::size_t>(KeyKind::caller_prefix);
+constexpr std::size_t kDevice = static_cast<std::size_t>(KeyKind::device);
+constexpr std::size_t kSourcePrefix = static_cast<std::size_t>(KeyKind::source_prefix);
 // Dialed numbers and request targets (INVITE/OPTIONS callee, REGISTER user) hash with one seed:
 // a user swept by several methods is one value of the request-target set, and an all-digit
 // callee's destination hash is its target hash.
@@ -78,6 +85,7 @@ inline void put_country(std::array<char, 3>& out, std::uint16_t c) {
 }
 
 struct CompiledScope {
+    std::uint8_t directions = 0;         // bit per Direction; 0 = any
     std::vector<std::uint64_t> tenants;  // tenant hashes; empty = any
     std::vector<std::uint8_t> groups;    // by group index; empty = any
     std::uint64_t dest_mask = 0;         // 0 = any destination
@@ -96,9 +104,10 @@ struct Component {
     std::uint32_t lines = 0;     // distinct sets: cache lines of entries in the cold area
     std::uint32_t offset = 0;    // in the hot slot (a distinct set's summary)
     std::uint32_t cold_offset = 0;
-    bool narrow = false;       // counter in 8-bit buckets
-    bool ratio = false;        // read by a ratio rule
-    double max_threshold = 0;  // largest threshold of the rules reading it
+    bool narrow = false;         // counter in 8-bit buckets
+    bool ratio = false;          // read by a ratio rule
+    double max_threshold = 0;    // largest threshold of the rules reading it
+    bool count_blocked = false;  // blocked attempts count here whatever blocked them
     std::uint64_t list_mask = 0;
     CompiledScope filter;
     std::string signature;
@@ -117,6 +126,7 @@ struct UpdateOp {
     std::uint32_t lines = 0;
     std::uint32_t window_s = 1;
     std::uint64_t list_mask = 0;
+    bool count_blocked = false;
 };
 
 // A ring in a hot slot, advanced with the slot's epoch.
@@ -160,7 +170,8 @@ enum class ValueSource : std::uint8_t {
     concurrent,
     scanner,
     off_hours,
-    src_not_allowed
+    src_not_allowed,
+    callback,
 };
 
 // What a rule reads. Rules that read the same value (same source, key, components, scope: a
@@ -208,6 +219,8 @@ struct CompiledDeny {
     std::uint64_t dest_mask = 0;
     std::vector<std::uint16_t> countries;
     std::vector<std::uint16_t> source_countries;
+    std::uint64_t caller_mask = 0;
+    std::vector<std::uint16_t> caller_countries;
 };
 
 struct Group {
@@ -233,7 +246,17 @@ struct CallEntry {
     std::uint8_t counted;
     std::uint8_t action;
     std::uint8_t off_hours;
-    std::uint8_t pad[2];
+    std::uint8_t direction;
+    std::uint8_t callback_candidate;  // inbound from a flagged range: learn it if it rings once
+};
+
+// A number learned from an inbound short ring, keyed by its caller-key hash. `until` 0: a
+// call from it is ringing (a candidate, not yet a reason to stop anything).
+struct CallbackEntry {
+    base::Nanos until;
+    char digits[22];
+    std::uint8_t len;
+    std::uint8_t pad;
 };
 
 struct BanEntry {
@@ -253,7 +276,7 @@ struct Ctx {
     std::uint32_t now_s = 0;
     std::uint64_t key_hash[kKeyKindCount] = {};
     bool has_key[kKeyKindCount] = {};
-    std::int64_t slot[kKeyKindCount] = {-1, -1, -1, -1, -1};
+    std::int64_t slot[kKeyKindCount] = {-1, -1, -1, -1, -1, -1, -1, -1};
     std::uint64_t tenant_hash = 0;
     int group = -1;
     char digits[32] = {};
@@ -274,6 +297,10 @@ struct Ctx {
     bool short_answered = false;
     bool failed = false;
     bool short_ring = false;
+    Direction direction = Direction::unknown;
+    std::uint64_t caller_mask = 0;  // lists the calling number is on
+    std::uint16_t caller_country = 0;
+    bool callback = false;  // the dialed number is on the callback list
     std::string_view digits_view() const { return {digits, ndigits}; }
 };
 
@@ -281,10 +308,16 @@ struct Ctx {
 // burst, to prefetch its state) and used by its evaluation.
 struct AttemptKeys {
     bool invite = true;
-    std::uint64_t call_hash = 0;     // 0 = no Call-ID to count
-    std::uint64_t key_hash[3] = {};  // source_ip, source_prefix, account
-    std::uint64_t addr_hash = 0;     // the ban table's key
-    bool has_key[3] = {};
+    std::uint64_t call_hash = 0;  // 0 = no Call-ID to count
+    // source_ip, source_prefix, account (prefetched by the pipeline), then caller,
+    // caller_prefix and device (tenant and destination_prefix are resolved later).
+    std::uint64_t key_hash[kKeyKindCount] = {};
+    std::uint64_t addr_hash = 0;  // the ban table's key
+    bool has_key[kKeyKindCount] = {};
+    char caller[22];
+    std::uint8_t ncaller = 0;
+    std::uint64_t caller_mask = 0;
+    std::uint16_t caller_country = 0;
     char digits[32];
     std::uint8_t ndigits = 0;
     std::uint32_t dest_hash = 0;    // of the digits
@@ -294,8 +327,14 @@ struct AttemptKeys {
     std::uint8_t code_len = 0;  // digits of the destination's calling code (0 = none)
     // Where the pipeline last found each key: a hint, trusted only while that bucket still
     // holds the key's hash (attempts scored in between may have moved it).
-    mutable std::int64_t hint[3] = {-1, -1, -1};
+    mutable std::int64_t hint[kKeyKindCount] = {-1, -1, -1, -1, -1, -1, -1, -1};
 };
+
+// The digits of a number as dialed or presented ("+", spaces, dashes, dots and brackets
+// ignored; "@host" or ";params" end it), at most `cap` of them into `out`.
+std::size_t number_digits(std::string_view number, char* out, std::size_t cap);
+// A device: the account seen from one source address and port with one User-Agent.
+std::uint64_t device_hash(std::uint64_t account_hash, const Source& src, std::string_view ua);
 
 struct StrHash {
     using is_transparent = void;
@@ -353,6 +392,7 @@ struct StateLayout {
     std::vector<std::string> group_names;
     std::size_t call_capacity = 0;
     std::size_t ban_capacity = 0;
+    std::size_t callback_capacity = 0;
     std::array<KindLayout, kKeyKindCount> kinds;
     bool operator==(const StateLayout&) const = default;
 };
@@ -387,6 +427,8 @@ struct Plan {
     std::vector<std::string> scope_sigs;
     bool need_source_country = false;
     std::uint32_t idle_s = 1;
+    std::uint64_t callback_mask = 0;  // lists whose short-ringing callers are learned
+    bool any_count_blocked = false;   // some component keeps blocked attempts
 };
 
 // The state: what a reload with an equal layout carries over (see Engine::Impl::take_state).
@@ -396,6 +438,7 @@ struct State {
     std::size_t calls_cursor = 0;
     SlotTable bans;
     std::size_t bans_cursor = 0;
+    SlotTable callbacks;
     struct SweepPace {
         double debt = 0;  // buckets owed to the sweep
     };
@@ -410,6 +453,16 @@ struct State {
 struct Scratch {
     std::vector<double> ladder_value;  // per event: the value each ladder read
     std::vector<std::uint16_t> fired;  // per event: rules that fired (capacity reserved)
+    // Per attempt: what counting it changed in each key, to be put back when the attempt is
+    // blocked and the key did not block it (Rule::count_blocked).
+    struct Undo {
+        std::uint8_t* at;
+        std::uint8_t key;
+        std::uint8_t len;
+        std::uint8_t bytes[64];
+    };
+    std::vector<Undo> undo;
+    bool keep_undo = false;
     // User-Agents repeat (a fleet of phones sends the same few strings): the glob verdict of
     // each is remembered by its 64-bit hash in a small direct-mapped cache.
     struct UaMemo {
@@ -461,8 +514,14 @@ struct Engine::Impl : Plan, State, Scratch {
         if (c.slot[ki] < 0) return nullptr;
         return static_cast<KeyHeader*>(key_tables[ki].table.slot(c.slot[ki]));
     }
+    // `only`: bit per key kind created (a banned source's event counts toward its prefix).
     void resolve_keys(Ctx& c, const Source& src, std::string_view account, std::string_view tenant,
-                      bool create, const AttemptKeys* pre = nullptr);
+                      bool create, const AttemptKeys* pre = nullptr, std::string_view ua = {},
+                      std::uint32_t only = ~0u);
+    void resolve_caller(Ctx& c, const AttemptKeys& k);
+    void count_banned(Ctx& c, const Source& src);
+    std::uint8_t note_callback_candidate(const AttemptKeys& k, base::Nanos now);
+    void rollback_blocked(const Verdict& out);
     void resolve_destination(Ctx& c, const AttemptKeys& k);
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
@@ -482,11 +541,14 @@ struct Engine::Impl : Plan, State, Scratch {
 
     // ---- evaluate.cpp
     void evaluate(Ctx& c, Verdict& out);
-    void finish(Ctx& c, const Source& src, Verdict& out);
+    void finish(Ctx& c, const Source& src, Verdict& out, bool trusted = false);
 
     // ---- tables.cpp
     bool source_banned(const base::IpAddress& a, base::Nanos now, base::Nanos* until) const;
     void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now);
+    void ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now);
+    bool hash_banned(std::uint64_t h, base::Nanos now, base::Nanos* until) const;
+    void learn_callback(const CallEntry& e, base::Nanos now);
     CallEntry* call(std::int64_t i) { return static_cast<CallEntry*>(calls.slot(i)); }
     std::int64_t insert_call(std::uint64_t h, base::Nanos now);
     void release(CallEntry& e, Ctx* end_ctx);

@@ -21,6 +21,10 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             if (c.dest_country && std::find(d.countries.begin(), d.countries.end(),
                                             c.dest_country) != d.countries.end())
                 hit = true;
+            if (d.caller_mask && (c.caller_mask & d.caller_mask)) hit = true;
+            if (c.caller_country && std::find(d.caller_countries.begin(), d.caller_countries.end(),
+                                              c.caller_country) != d.caller_countries.end())
+                hit = true;
         }
         if (c.src_country && std::find(d.source_countries.begin(), d.source_countries.end(),
                                        c.src_country) != d.source_countries.end())
@@ -127,6 +131,9 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
             case ValueSource::src_not_allowed:
                 value = c.src_not_allowed ? 1 : 0;
                 break;
+            case ValueSource::callback:
+                value = c.callback ? 1 : 0;
+                break;
             case ValueSource::concurrent:
                 if (!slot) continue;  // key absent or untracked
                 value = reinterpret_cast<const KeyHeader*>(slot)->concurrent + 1;  // this call
@@ -184,12 +191,47 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
     out.action = policy_observe ? Action::allow : std::max(by_score(score), hard);
 }
 
-void Engine::Impl::finish(Ctx& c, const Source& src, Verdict& out) {
-    if (out.action == Action::ban && !src.addr.is_unspecified()) {
-        out.ban_until = c.now + cfg.ban_duration;
-        ban(src.addr, out.ban_until, c.now);
-        auto* hdr = header(KeyKind::source_ip, c);
-        if (hdr) hdr->evidence_until_s = c.now_s + idle_s;
+// What a ban lands on: a rule keyed on the source prefix bans the prefix; traffic of a trusted
+// trunk is never banned by address, the calling number (or, when a caller_prefix rule fired,
+// its prefix) is banned instead, and with no calling number nothing is (the call is blocked).
+void Engine::Impl::finish(Ctx& c, const Source& src, Verdict& out, bool trusted) {
+    if (out.action == Action::ban) {
+        bool by_prefix = false, by_caller_prefix = false;
+        for (std::size_t i = 0; i < out.reason_count; ++i) {
+            const Reason& r = out.reasons[i];
+            if (r.observe || r.hard) continue;
+            by_prefix = by_prefix || r.key == KeyKind::source_prefix;
+            by_caller_prefix = by_caller_prefix || r.key == KeyKind::caller_prefix;
+        }
+        const base::Nanos until = c.now + cfg.ban_duration;
+        if (trusted) {
+            if (by_caller_prefix && c.has_key[kCallerPrefix]) {
+                ban_hash(c.key_hash[kCallerPrefix], until, c.now);
+                out.ban_target = BanTarget::caller_prefix;
+                out.ban_until = until;
+            } else if (c.has_key[kCaller]) {
+                ban_hash(c.key_hash[kCaller], until, c.now);
+                out.ban_target = BanTarget::caller;
+                out.ban_until = until;
+            } else {
+                out.action = Action::block;  // nothing to ban but the trunk: the call is refused
+            }
+        } else if (!src.addr.is_unspecified()) {
+            out.ban_until = until;
+            if (by_prefix && c.has_key[kSourcePrefix]) {
+                ban_hash(c.key_hash[kSourcePrefix], until, c.now);
+                out.ban_target = BanTarget::source_prefix;
+                out.ban_prefix_length =
+                    src.addr.is_v4() ? cfg.source_prefix_v4 : cfg.source_prefix_v6;
+                if (auto* p = header(KeyKind::source_prefix, c))
+                    p->evidence_until_s = c.now_s + idle_s;
+            } else {
+                ban(src.addr, out.ban_until, c.now);
+                out.ban_target = BanTarget::source_address;
+            }
+            auto* hdr = header(KeyKind::source_ip, c);
+            if (hdr) hdr->evidence_until_s = c.now_s + idle_s;
+        }
     }
     switch (out.action) {
         case Action::allow:

@@ -41,16 +41,37 @@ namespace sbc::fraud {
     X(off_hours, "1 if outside the account group's business hours")                  \
     X(source_country_not_allowed, "1 if the source country is not allowed")          \
     X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")
+    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")      \
+    X(callback_short_ring, "1 if the dialed number rang in once lately from a flagged range")
 SBC_DECLARE_COUNTER_LIST(Feature, SBC_FRAUD_FEATURES)
 
-#define SBC_FRAUD_KEYS(X)                  \
-    X(source_ip, "the source IP address")  \
-    X(source_prefix, "the source prefix")  \
-    X(account, "the calling account")      \
-    X(tenant, "the tenant of the account") \
-    X(destination_prefix, "the matched destination prefix (else its country code)")
+#define SBC_FRAUD_KEYS(X)                                                           \
+    X(source_ip, "the source IP address")                                           \
+    X(source_prefix, "the source prefix")                                           \
+    X(account, "the calling account")                                               \
+    X(tenant, "the tenant of the account")                                          \
+    X(destination_prefix, "the matched destination prefix (else its country code)") \
+    X(caller, "the calling number")                                                 \
+    X(caller_prefix, "the matched calling-number prefix (else its country code)")   \
+    X(device, "the account from one source address, port and User-Agent")
 SBC_DECLARE_COUNTER_LIST(KeyKind, SBC_FRAUD_KEYS)
+
+// Which way a call goes, as the adapter in sbc/ sees it (docs/fraud.md, "Direction").
+#define SBC_FRAUD_DIRECTIONS(X)                                        \
+    X(unknown, "not known (no rule scoped on a direction matches it)") \
+    X(inbound, "from a carrier or the outside towards the company")    \
+    X(outbound, "from the company's users towards the outside")        \
+    X(internal, "between the company's own users and networks")
+SBC_DECLARE_COUNTER_LIST(Direction, SBC_FRAUD_DIRECTIONS)
+
+// What a ban verdict banned.
+#define SBC_FRAUD_BAN_TARGETS(X)                                       \
+    X(none, "nothing was banned")                                      \
+    X(source_address, "the source address")                            \
+    X(source_prefix, "the source prefix (a source_prefix rule fired)") \
+    X(caller, "the calling number (traffic of a trusted trunk)")       \
+    X(caller_prefix, "the calling-number prefix (a caller_prefix rule, trusted trunk)")
+SBC_DECLARE_COUNTER_LIST(BanTarget, SBC_FRAUD_BAN_TARGETS)
 
 #define SBC_FRAUD_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
 SBC_DECLARE_COUNTER_LIST(Op, SBC_FRAUD_OPS)
@@ -72,29 +93,33 @@ SBC_DECLARE_COUNTER_LIST(Category, SBC_FRAUD_CATEGORIES)
 SBC_DECLARE_COUNTER_LIST(Action, SBC_FRAUD_ACTIONS)
 
 // Engine counters (metric labels).
-#define SBC_FRAUD_COUNTERS(X)                                                               \
-    X(attempts, "call attempts evaluated")                                                  \
-    X(requests, "non-INVITE requests evaluated (OPTIONS, ...)")                             \
-    X(auth_events, "authentication results evaluated")                                      \
-    X(register_events, "registrations evaluated")                                           \
-    X(duplicate_attempts, "attempts with a Call-ID already counted (retransmission, fork)") \
-    X(verdict_allow, "verdicts: allow")                                                     \
-    X(verdict_flag, "verdicts: flag")                                                       \
-    X(verdict_block, "verdicts: block")                                                     \
-    X(verdict_ban, "verdicts: ban (a ban was issued)")                                      \
-    X(shadow_non_allow, "verdicts whose observe-mode result was not allow")                 \
-    X(banned_source_drops, "events from a source under a ban")                              \
-    X(keys_created, "keys created")                                                         \
-    X(keys_expired, "keys freed after idle_key_expiry")                                     \
-    X(keys_evicted, "idle keys without evidence evicted for a new key")                     \
-    X(keys_untracked, "new keys not tracked: every candidate victim carried evidence")      \
-    X(calls_tracked, "calls entered in the call table")                                     \
-    X(calls_evicted, "calls evicted from a full call table (counters released)")            \
-    X(calls_expired, "calls expired after max_call_duration (counters released)")           \
-    X(end_unknown_call, "answer/end events for a Call-ID not in the table")                 \
-    X(concurrent_underflow, "decrements of a zero concurrent counter refused")              \
-    X(bans_issued, "bans issued")                                                           \
-    X(bans_evicted, "bans evicted from a full ban table (soonest to expire)")               \
+#define SBC_FRAUD_COUNTERS(X)                                                                 \
+    X(attempts, "call attempts evaluated")                                                    \
+    X(requests, "non-INVITE requests evaluated (OPTIONS, ...)")                               \
+    X(auth_events, "authentication results evaluated")                                        \
+    X(register_events, "registrations evaluated")                                             \
+    X(duplicate_attempts, "attempts with a Call-ID already counted (retransmission, fork)")   \
+    X(verdict_allow, "verdicts: allow")                                                       \
+    X(verdict_flag, "verdicts: flag")                                                         \
+    X(verdict_block, "verdicts: block")                                                       \
+    X(verdict_ban, "verdicts: ban (a ban was issued)")                                        \
+    X(shadow_non_allow, "verdicts whose observe-mode result was not allow")                   \
+    X(banned_source_drops, "events from a source under a ban")                                \
+    X(keys_created, "keys created")                                                           \
+    X(keys_expired, "keys freed after idle_key_expiry")                                       \
+    X(keys_evicted, "idle keys without evidence evicted for a new key")                       \
+    X(keys_untracked, "new keys not tracked: every candidate victim carried evidence")        \
+    X(calls_tracked, "calls entered in the call table")                                       \
+    X(calls_evicted, "calls evicted from a full call table (counters released)")              \
+    X(calls_expired, "calls expired after max_call_duration (counters released)")             \
+    X(end_unknown_call, "answer/end events for a Call-ID not in the table")                   \
+    X(concurrent_underflow, "decrements of a zero concurrent counter refused")                \
+    X(bans_issued, "bans issued")                                                             \
+    X(bans_evicted, "bans evicted from a full ban table (soonest to expire)")                 \
+    X(banned_caller_drops, "attempts from a calling number (or its prefix) under a ban")      \
+    X(banned_source_counted, "events of banned sources counted toward their source prefix")   \
+    X(blocked_not_counted, "blocked attempts not counted toward the keys that did not block") \
+    X(callbacks_learned, "numbers learned from inbound short rings of flagged ranges")        \
     X(events_emitted, "JSON event lines emitted")
 SBC_DECLARE_COUNTER_LIST(Counter, SBC_FRAUD_COUNTERS)
 
@@ -163,6 +188,7 @@ struct Scope {
     std::vector<std::string> account_groups;
     std::string destinations;  // prefix list name, "" = any
     TimeScope time = TimeScope::any;
+    std::vector<Direction> directions;  // empty = any (an unknown direction matches none)
 };
 
 struct Rule {
@@ -178,6 +204,10 @@ struct Rule {
     Scope scope;
     std::vector<std::string> lists;  // destination features: lists counted (default by category)
     std::uint32_t min_attempts = 0;  // ratio features: samples needed before the rule can fire
+    // false (default): an attempt that is blocked counts only toward the keys whose rules
+    // blocked it, so that an attacker's refused attempts do not fill the windows an account's
+    // owner is judged by; true: it counts in this rule's windows whatever blocked it.
+    bool count_blocked = false;
 };
 
 struct DenyRule {
@@ -186,6 +216,8 @@ struct DenyRule {
     std::vector<std::string> countries;         // destination countries
     std::vector<std::string> source_countries;  // source (GeoIP) countries
     bool ban = false;                           // action: block (false) or ban
+    std::string callers;                        // prefix list of calling numbers, "" = none
+    std::vector<std::string> caller_countries;  // countries of the calling number
 };
 
 class GeoIp;
@@ -215,6 +247,12 @@ struct EngineConfig {
     bool empty_user_agent_is_scanner = false;
     std::vector<Rule> rules;
     std::vector<DenyRule> deny;
+    // Callbacks: the calling numbers of inbound short rings from flagged ranges (on these
+    // lists; empty = every irsf, premium and high_risk list), remembered this long, at most
+    // this many (oldest expiry evicted first).
+    std::vector<std::string> callback_lists;
+    base::Nanos callback_expiry = 7 * 24 * 3600 * base::kNanosPerSecond;
+    std::uint32_t callback_capacity = 1u << 14;
     std::string zoneinfo_dir = "/usr/share/zoneinfo";
     std::shared_ptr<const GeoIp> geoip;  // optional: source country when events carry none
 };
@@ -249,10 +287,14 @@ struct CallAttempt {
     Source source;
     std::string_view account;  // authenticated user, else From user
     std::string_view tenant;   // "" = the tenant of the account's group
-    std::string_view caller;
-    std::string_view callee;  // E.164 digits ("+" and separators are ignored)
+    std::string_view caller;   // calling number, E.164 digits (From/P-Asserted-Identity user)
+    std::string_view callee;   // E.164 digits ("+" and separators are ignored)
     std::string_view user_agent;
     RequestKind request = RequestKind::call;  // other kinds feed sweeps, not call counts
+    Direction direction = Direction::unknown;
+    // From a trusted trunk ([access.trusted]): never banned by address; a ban lands on the
+    // calling number (or its prefix) instead.
+    bool trusted = false;
 };
 
 struct CallAnswered {
@@ -278,6 +320,7 @@ struct AuthResult {
     std::string_view tenant;
     std::string_view user_agent;
     bool success = false;
+    bool trusted = false;  // never banned by address
 };
 
 struct Registration {
@@ -288,6 +331,7 @@ struct Registration {
     std::string_view tenant;
     std::string_view user_agent;
     Outcome outcome = Outcome::answered;  // auth_failure, not_found: a failed username
+    bool trusted = false;                 // never banned by address
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -308,15 +352,19 @@ struct Reason {
 
 struct Verdict {
     static constexpr std::size_t kMaxReasons = 24;
-    Action action = Action::allow;         // what to do
-    Action shadow_action = Action::allow;  // what would be done with every rule enforced
-    double score = 0;                      // enforced rules only, capped
-    double shadow_score = 0;               // every rule, capped
-    bool duplicate = false;                // Call-ID already seen: action repeated, not counted
-    bool banned_source = false;            // the source was already under a ban
-    base::Nanos ban_until = 0;             // monotonic time a ban issued/in force ends
-    std::array<char, 3> source_country{};  // resolved (event or GeoIP), "" = unknown
+    Action action = Action::allow;           // what to do
+    Action shadow_action = Action::allow;    // what would be done with every rule enforced
+    double score = 0;                        // enforced rules only, capped
+    double shadow_score = 0;                 // every rule, capped
+    bool duplicate = false;                  // Call-ID already seen: action repeated, not counted
+    bool banned_source = false;              // the source (or its prefix) was already under a ban
+    bool banned_caller = false;              // the calling number (or its prefix) was
+    BanTarget ban_target = BanTarget::none;  // what this verdict banned (action ban)
+    std::uint8_t ban_prefix_length = 0;      // ban_target source_prefix: its length
+    base::Nanos ban_until = 0;               // monotonic time a ban issued/in force ends
+    std::array<char, 3> source_country{};    // resolved (event or GeoIP), "" = unknown
     std::array<char, 3> destination_country{};  // from the callee's calling code
+    std::array<char, 3> caller_country{};       // from the caller's calling code
     std::uint8_t reason_count = 0;
     std::uint16_t reasons_dropped = 0;  // more reasons fired than kMaxReasons
     std::array<Reason, kMaxReasons> reasons{};
@@ -326,10 +374,13 @@ struct Verdict {
     void reset() {
         action = shadow_action = Action::allow;
         score = shadow_score = 0;
-        duplicate = banned_source = false;
+        duplicate = banned_source = banned_caller = false;
+        ban_target = BanTarget::none;
+        ban_prefix_length = 0;
         ban_until = 0;
         source_country = {};
         destination_country = {};
+        caller_country = {};
         reason_count = 0;
         reasons_dropped = 0;
     }
@@ -403,8 +454,19 @@ class Engine {
     void on_auth(const AuthResult& a, Verdict& out);
     void on_register(const Registration& r, Verdict& out);
 
-    // The fast path's question: is this source under a ban? (cheap, no state change)
+    // The fast path's question: is this source (or its source prefix) under a ban? (cheap, no
+    // state change)
     bool is_banned(const base::IpAddress& a, base::Nanos now) const;
+    // Is this calling number (or its prefix) under a ban?
+    bool is_caller_banned(std::string_view caller, base::Nanos now) const;
+
+    // The callback list: numbers learned from inbound short rings of flagged ranges, with
+    // the monotonic time each stops being a reason to stop a call back.
+    struct LearnedNumber {
+        std::string number;
+        base::Nanos until = 0;
+    };
+    std::vector<LearnedNumber> learned_callbacks(base::Nanos now) const;
 
     // Frees up to `budget` idle keys and expired calls/bans (also done a little per event).
     void expire(base::Nanos now, std::size_t budget);

@@ -142,6 +142,9 @@ void verdict_fields(JsonLine& j, const Verdict& v) {
     j.num("shadow_score", v.shadow_score);
     if (v.duplicate) j.boolean("duplicate", true);
     if (v.banned_source) j.boolean("banned_source", true);
+    if (v.banned_caller) j.boolean("banned_caller", true);
+    if (v.ban_target != BanTarget::none) j.str("ban_target", name(v.ban_target));
+    if (v.ban_prefix_length) j.num("ban_prefix_length", v.ban_prefix_length);
     if (v.ban_until) j.num("ban_until_ns", static_cast<double>(v.ban_until));
 }
 
@@ -192,6 +195,9 @@ std::string to_json(const Verdict& v, const CallAttempt& a) {
     j.str("from", a.caller).str("to", a.callee);
     if (v.destination_country[0])
         j.str("dst_country", std::string_view(v.destination_country.data(), 2));
+    if (v.caller_country[0]) j.str("from_country", std::string_view(v.caller_country.data(), 2));
+    if (a.direction != Direction::unknown) j.str("direction", name(a.direction));
+    if (a.trusted) j.boolean("trusted", true);
     j.str("ua", a.user_agent);
     reasons(j, v);
     return j.done();

@@ -54,7 +54,8 @@ std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, base::Nano
 }
 
 void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view account,
-                                std::string_view tenant, bool create, const AttemptKeys* pre) {
+                                std::string_view tenant, bool create, const AttemptKeys* pre,
+                                std::string_view ua, std::uint32_t only) {
     // Account group: the first group (in configuration order) that contains the account.
     c.group = -1;
     if (!account.empty()) {
@@ -82,7 +83,7 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
         if (kinds[ki].used && !pre) key_tables[ki].table.prefetch(h);
     };
     if (pre) {
-        for (std::size_t ki = 0; ki < 3; ++ki)
+        for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
             if (pre->has_key[ki]) set(static_cast<KeyKind>(ki), pre->key_hash[ki]);
     } else {
         if (!src.addr.is_unspecified()) {
@@ -91,16 +92,20 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
             set(KeyKind::source_prefix,
                 mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
         }
-        if (!account.empty()) set(KeyKind::account, hash_string(account, kSalt[2]));
+        if (!account.empty()) {
+            set(KeyKind::account, hash_string(account, kSalt[2]));
+            set(KeyKind::device, device_hash(c.key_hash[2], src, ua));
+        }
     }
     if (!tenant.empty()) set(KeyKind::tenant, c.tenant_hash);
     if (!create) return;
     // Second pass, once the buckets are on their way into the cache.
-    for (std::size_t ki = 0; ki < static_cast<std::size_t>(KeyKind::destination_prefix); ++ki)
-        if (c.has_key[ki] && kinds[ki].used) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        if (c.has_key[ki] && kinds[ki].used && (only >> ki & 1) &&
+            ki != static_cast<std::size_t>(KeyKind::destination_prefix)) {
             if (pre) {
-                c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now,
-                                            ki < 3 ? pre->hint[ki] : -1);
+                c.slot[ki] =
+                    find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now, pre->hint[ki]);
                 continue;  // its lines were read by the pipeline
             }
             c.slot[ki] = find_or_create(static_cast<KeyKind>(ki), c.key_hash[ki], c.now);
@@ -168,6 +173,22 @@ void Engine::Impl::resolve_destination(Ctx& c, const AttemptKeys& k) {
     c.has_key[ki] = true;
     if (kinds[ki].used)
         c.slot[ki] = find_or_create(KeyKind::destination_prefix, c.key_hash[ki], c.now);
+}
+
+// The calling number's lists and country (deny rules, scopes and the callback list read
+// them); its keys were hashed with the attempt's.
+void Engine::Impl::resolve_caller(Ctx& c, const AttemptKeys& k) {
+    c.caller_mask = k.caller_mask;
+    c.caller_country = k.caller_country;
+    if (k.ndigits && callbacks.size()) {
+        // The dialed number against the callback list (keyed like a calling number).
+        std::int64_t i = callbacks.find(hash_string({k.digits, k.ndigits}, kSalt[kCaller]));
+        if (i >= 0) {
+            auto* e =
+                static_cast<const CallbackEntry*>(callbacks.slot(static_cast<std::size_t>(i)));
+            c.callback = e->until > c.now;
+        }
+    }
 }
 
 void Engine::Impl::resolve_source(Ctx& c, const Source& src, Verdict& out) {

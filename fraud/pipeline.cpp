@@ -6,6 +6,28 @@
 
 namespace sbc::fraud {
 
+std::size_t detail::number_digits(std::string_view number, char* out, std::size_t cap) {
+    std::size_t n = 0;
+    for (char ch : number) {
+        if (ch >= '0' && ch <= '9') {
+            if (n < cap) out[n++] = ch;
+        } else if (ch == '+' || ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')') {
+            continue;  // visual separators
+        } else {
+            break;  // "@host", ";params": end of the number
+        }
+    }
+    return n;
+}
+
+std::uint64_t detail::device_hash(std::uint64_t account_hash, const Source& src,
+                                  std::string_view ua) {
+    std::uint64_t h = account_hash ^ kSalt[kDevice];
+    h = mix64(h ^ src.addr.hash());
+    h = mix64(h ^ (std::uint64_t{src.port} << 17));
+    return mix64(h ^ hash_string(ua, kSalt[kDevice]));
+}
+
 void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     k.invite = a.request == RequestKind::call;
     k.call_hash = k.invite && !a.call_id.empty() ? hash_string(a.call_id, 0xca11) : 0;
@@ -19,17 +41,27 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     if (!a.account.empty()) {
         k.key_hash[2] = hash_string(a.account, kSalt[2]);
         k.has_key[2] = true;
+        k.key_hash[kDevice] = device_hash(k.key_hash[2], a.source, a.user_agent);
+        k.has_key[kDevice] = true;
     }
     k.ndigits = 0;
+    k.ncaller = 0;
     if (k.invite) {
-        for (char ch : a.callee) {
-            if (ch >= '0' && ch <= '9') {
-                if (k.ndigits < sizeof(k.digits)) k.digits[k.ndigits++] = ch;
-            } else if (ch == '+' || ch == ' ' || ch == '-' || ch == '.' || ch == '(' || ch == ')') {
-                continue;  // visual separators
-            } else {
-                break;  // "@host", ";params": end of the number
-            }
+        k.ndigits = static_cast<std::uint8_t>(number_digits(a.callee, k.digits, sizeof(k.digits)));
+        k.ncaller = static_cast<std::uint8_t>(number_digits(a.caller, k.caller, sizeof(k.caller)));
+        if (k.ncaller) {
+            std::string_view d{k.caller, k.ncaller};
+            k.key_hash[kCaller] = hash_string(d, kSalt[kCaller]);
+            k.has_key[kCaller] = true;
+            auto lw = lists.walk(d);
+            k.caller_mask = lw.mask;
+            auto cw = countries.walk(d);
+            k.caller_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
+            std::size_t klen = lw.deepest_len ? lw.deepest_len
+                               : cw.deepest   ? cw.deepest_len
+                                              : std::min<std::size_t>(3, d.size());
+            k.key_hash[kCallerPrefix] = hash_string(d.substr(0, klen), kSalt[kCallerPrefix]);
+            k.has_key[kCallerPrefix] = true;
         }
         if (k.ndigits) {
             k.dest_hash =

@@ -22,7 +22,7 @@ bool is_call_feature(Feature f) {
 
 bool is_event_feature(Feature f) {
     return f == Feature::scanner_user_agent || f == Feature::off_hours ||
-           f == Feature::source_country_not_allowed;
+           f == Feature::source_country_not_allowed || f == Feature::callback_short_ring;
 }
 
 std::string format_window(base::Nanos w) {
@@ -69,7 +69,7 @@ bool counts_on(CompType type, std::uint8_t what, EventKind k) {
 }
 
 std::string scope_signature(const CompiledScope& s) {
-    std::string sig;
+    std::string sig = std::to_string(s.directions) + "/";
     for (auto t : s.tenants) sig += std::to_string(t) + ",";
     sig += "/";
     for (auto g : s.groups) sig += g ? '1' : '0';
@@ -87,6 +87,8 @@ base::Result<std::uint64_t> Engine::Impl::list_bit(const std::string& name) cons
 
 base::Result<CompiledScope> Engine::Impl::compile_scope(const Scope& s) const {
     CompiledScope cs;
+    for (auto d : s.directions)
+        cs.directions |= static_cast<std::uint8_t>(1u << static_cast<unsigned>(d));
     for (const auto& t : s.tenants) cs.tenants.push_back(hash_string(t, kSalt[3]));
     if (!s.account_groups.empty()) {
         cs.groups.assign(cfg.account_groups.size(), 0);
@@ -138,7 +140,8 @@ int Engine::Impl::add_component(KindPlan& kt, Component c) {
     c.signature += "/";
     for (auto g : c.filter.groups) c.signature += g ? '1' : '0';
     c.signature += "/" + std::to_string(c.filter.dest_mask) + "/" +
-                   std::to_string(static_cast<int>(c.filter.time));
+                   std::to_string(static_cast<int>(c.filter.time)) + "/d" +
+                   std::to_string(c.filter.directions) + (c.count_blocked ? "/kept" : "");
     for (std::size_t i = 0; i < kt.comps.size(); ++i) {
         if (kt.comps[i].signature == c.signature) {
             kt.comps[i].capacity = std::max(kt.comps[i].capacity, c.capacity);
@@ -228,6 +231,8 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
         c.window_s = std::max<std::uint32_t>(1, to_seconds(r.window));
         c.filter = cr.scope;
         c.scope_idx = cr.scope_idx;
+        c.count_blocked = r.count_blocked;
+        if (r.count_blocked) any_count_blocked = true;
         auto wi = width_index(c.width);
         if (!wi) return err(wi.error().message);
         c.width_idx = *wi;
@@ -347,6 +352,7 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
             case Feature::concurrent_calls:
             case Feature::scanner_user_agent:
             case Feature::off_hours:
+            case Feature::callback_short_ring:
             case Feature::count_:
                 break;
         }
@@ -366,6 +372,9 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
                 break;
             case Feature::concurrent_calls:
                 cr.source = ValueSource::concurrent;
+                break;
+            case Feature::callback_short_ring:
+                cr.source = ValueSource::callback;
                 break;
             case Feature::short_call_ratio:
             case Feature::failed_call_ratio:
@@ -415,6 +424,12 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
         }
         for (const auto& c : d.countries) cd.countries.push_back(country_code16(c));
         for (const auto& c : d.source_countries) cd.source_countries.push_back(country_code16(c));
+        if (!d.callers.empty()) {
+            auto b = list_bit(d.callers);
+            if (!b) return base::make_error("deny rule '" + d.id + "': " + b.error().message);
+            cd.caller_mask = *b;
+        }
+        for (const auto& c : d.caller_countries) cd.caller_countries.push_back(country_code16(c));
         if (!cd.source_countries.empty()) need_source_country = true;
         denies.push_back(std::move(cd));
     }
@@ -424,7 +439,9 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
     // that rules read, so a flood of one kind cannot take another kind's room: addresses and
     // accounts (attacker-fed, unbounded) get 3 shares, source prefixes 2, tenants and
     // destination prefixes (bounded by configuration and numbering plans) 1.
-    constexpr std::size_t kShares[kKeyKindCount] = {3, 2, 3, 1, 1};
+    // Calling numbers and devices are attacker-fed too (3 shares); calling-number prefixes are
+    // bounded by the numbering plan (1).
+    constexpr std::size_t kShares[kKeyKindCount] = {3, 2, 3, 1, 1, 3, 1, 3};
     std::size_t shares = 0;
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) shares += kinds[ki].used ? kShares[ki] : 0;
     //
@@ -484,7 +501,7 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
                     const Component& x = kt.comps[i];
                     kt.by_event[k].push_back({x.type, x.what, x.narrow, x.width_idx, x.scope_idx,
                                               x.offset, x.cold_offset, x.lines, x.window_s,
-                                              x.list_mask});
+                                              x.list_mask, x.count_blocked});
                 }
         kt.slot_bytes = (off + 63) & ~std::size_t{63};
         kt.cold_bytes = cold;
@@ -540,9 +557,25 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
     }
     layout.call_capacity = std::max<std::uint64_t>(64, cfg.max_tracked_calls);
     layout.ban_capacity = std::max<std::uint32_t>(64, cfg.ban_capacity);
+    layout.callback_capacity = std::max<std::uint32_t>(64, cfg.callback_capacity);
+    if (cfg.callback_expiry <= 0) return base::make_error("callback_expiry must be > 0");
+    if (cfg.callback_lists.empty()) {
+        for (std::size_t i = 0; i < cfg.prefix_lists.size(); ++i) {
+            auto cat = cfg.prefix_lists[i].category;
+            if (cat == Category::irsf || cat == Category::premium || cat == Category::high_risk)
+                callback_mask |= std::uint64_t{1} << i;
+        }
+    } else {
+        for (const auto& n : cfg.callback_lists) {
+            auto b = list_bit(n);
+            if (!b) return base::make_error("callback_lists: " + b.error().message);
+            callback_mask |= *b;
+        }
+    }
     if (with_tables) {
         calls.init(layout.call_capacity, sizeof(CallEntry), 0, true);
         bans.init(layout.ban_capacity, sizeof(BanEntry), 0, true);
+        callbacks.init(layout.callback_capacity, sizeof(CallbackEntry), 0, true);
     }
     layout.source_prefix_v4 = cfg.source_prefix_v4;
     layout.source_prefix_v6 = cfg.source_prefix_v6;
@@ -568,6 +601,7 @@ void Engine::Impl::take_state(Impl& running) {
     calls_cursor = running.calls_cursor;
     bans.swap(running.bans);
     bans_cursor = running.bans_cursor;
+    callbacks.swap(running.callbacks);
     call_pace = running.call_pace;
     ban_pace = running.ban_pace;
     sweep_last = running.sweep_last;

@@ -5,10 +5,9 @@
 
 namespace sbc::fraud {
 
-bool Engine::Impl::source_banned(const base::IpAddress& a, base::Nanos now,
-                                 base::Nanos* until) const {
+bool Engine::Impl::hash_banned(std::uint64_t h, base::Nanos now, base::Nanos* until) const {
     if (bans.size() == 0) return false;
-    std::int64_t i = bans.find(a.hash());
+    std::int64_t i = bans.find(h);
     if (i < 0) return false;
     auto* b = static_cast<const BanEntry*>(bans.slot(static_cast<std::size_t>(i)));
     if (b->until <= now) return false;
@@ -16,8 +15,33 @@ bool Engine::Impl::source_banned(const base::IpAddress& a, base::Nanos now,
     return true;
 }
 
+// An address is banned by its own entry or by one on its source prefix (keyed by the prefix's
+// key hash).
+bool Engine::Impl::source_banned(const base::IpAddress& a, base::Nanos now,
+                                 base::Nanos* until) const {
+    if (bans.size() == 0 || a.is_unspecified()) return false;
+    if (hash_banned(a.hash(), now, until)) return true;
+    auto p = base::covering_prefix(a, cfg.source_prefix_v4, cfg.source_prefix_v6);
+    return hash_banned(mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]), now,
+                       until);
+}
+
 void Engine::Impl::ban(const base::IpAddress& a, base::Nanos until, base::Nanos now) {
-    std::uint64_t h = a.hash();
+    ban_hash(a.hash(), until, now);
+}
+
+// Learns the calling number of an inbound call from a flagged range that rang once: an agent
+// calling it back is then stopped (Feature::callback_short_ring) until the entry expires.
+void Engine::Impl::learn_callback(const CallEntry& e, base::Nanos now) {
+    if (!(e.keys & (1u << kCaller)) || callbacks.capacity() == 0) return;
+    std::int64_t i = callbacks.find(e.key_hash[kCaller]);
+    if (i < 0) return;  // its pending entry was evicted
+    auto* x = static_cast<CallbackEntry*>(callbacks.slot(static_cast<std::size_t>(i)));
+    x->until = std::max(x->until, now + cfg.callback_expiry);
+    counters.add(Counter::callbacks_learned);
+}
+
+void Engine::Impl::ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now) {
     std::int64_t i = bans.find(h);
     if (i < 0) {
         if (bans.full()) {

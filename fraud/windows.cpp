@@ -6,6 +6,7 @@
 namespace sbc::fraud {
 
 bool Engine::Impl::scope_match(const CompiledScope& s, const Ctx& c) const {
+    if (s.directions && !(s.directions >> static_cast<unsigned>(c.direction) & 1)) return false;
     if (!s.tenants.empty() &&
         std::find(s.tenants.begin(), s.tenants.end(), c.tenant_hash) == s.tenants.end())
         return false;
@@ -85,6 +86,16 @@ void Engine::Impl::update(Ctx& c) {
         for (const UpdateOp& comp : kt.by_event[static_cast<std::size_t>(c.kind)]) {
             if (!(c.scope_bits >> comp.scope_idx & 1)) continue;
             void* p = base_ptr + comp.offset;
+            // What this count changes, kept until the verdict says whether it stays.
+            const bool log = keep_undo && !comp.count_blocked;
+            auto save = [&](void* at, std::size_t len) {
+                Undo u;
+                u.at = static_cast<std::uint8_t*>(at);
+                u.key = static_cast<std::uint8_t>(ki);
+                u.len = static_cast<std::uint8_t>(len);
+                std::memcpy(u.bytes, at, len);
+                undo.push_back(u);
+            };
             switch (comp.type) {
                 case CompType::counter: {
                     bool hit = false;
@@ -118,6 +129,7 @@ void Engine::Impl::update(Ctx& c) {
                             break;
                     }
                     if (!hit) break;
+                    if (log) save(p, comp.narrow ? kRingBuckets : 2 * kRingBuckets);
                     std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
                     if (comp.narrow)
                         ring_add(static_cast<std::uint8_t*>(p), e);
@@ -148,6 +160,10 @@ void Engine::Impl::update(Ctx& c) {
                     }
                     if (h) {
                         auto* cold = static_cast<std::uint8_t*>(table.cold(c.slot[ki]));
+                        if (log) {
+                            save(p, sizeof(DistinctSummary));
+                            save(cold + comp.cold_offset + distinct_line_offset(h, comp.lines), 64);
+                        }
                         distinct_insert(*static_cast<DistinctSummary*>(p),
                                         reinterpret_cast<DistinctEntry*>(cold + comp.cold_offset),
                                         comp.lines, h, slot_epoch(base_ptr, comp.width_idx, c));
@@ -157,6 +173,7 @@ void Engine::Impl::update(Ctx& c) {
                 case CompType::sequential: {
                     if (c.kind != EventKind::invite || c.ndigits == 0) break;
                     auto* run = static_cast<SequentialRun*>(p);
+                    if (log) save(p, sizeof(SequentialRun));
                     auto d = c.digits_view();
                     if (d.size() > 18) d = d.substr(d.size() - 18);
                     std::uint64_t n = 0;
@@ -179,6 +196,33 @@ void Engine::Impl::update(Ctx& c) {
             }
         }
     }
+}
+
+}  // namespace sbc::fraud
+
+namespace sbc::fraud {
+
+// A blocked attempt stays counted only toward the keys whose enforced rules blocked it (and in
+// the components of rules with count_blocked): the rest of what counting it changed is put
+// back, newest first.
+void Engine::Impl::rollback_blocked(const Verdict& out) {
+    if (undo.empty()) return;
+    if (out.action == Action::block || out.action == Action::ban) {
+        std::uint32_t blocking = 0;
+        for (std::size_t i = 0; i < out.reason_count; ++i) {
+            const Reason& r = out.reasons[i];
+            if (!r.hard && !r.observe && r.key != KeyKind::count_)
+                blocking |= 1u << static_cast<unsigned>(r.key);
+        }
+        bool any = false;
+        for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+            if (blocking >> it->key & 1) continue;
+            std::memcpy(it->at, it->bytes, it->len);
+            any = true;
+        }
+        if (any) counters.add(Counter::blocked_not_counted);
+    }
+    undo.clear();
 }
 
 }  // namespace sbc::fraud

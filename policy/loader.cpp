@@ -62,6 +62,7 @@ struct RawDeny {
     Pos pos;
     Pos id_pos;
     Pos dest_pos;
+    Pos callers_pos;
 };
 struct RawCidr {
     base::Prefix prefix;
@@ -85,10 +86,11 @@ struct Loader {
     std::vector<RawGroup> raw_groups;
     std::vector<RawRule> raw_rules;
     std::vector<RawDeny> raw_deny;
-    std::vector<RawCidr> allow, deny, trusted;
+    std::vector<RawCidr> allow, deny, trusted, internal;
     std::vector<Located<std::string>> scanner_patterns;
     std::vector<Diagnostic> notices;  // keys accepted but not enforced yet
     Pos fraud_pos{};
+    std::vector<Pos> callback_list_pos;
     bool block_set = false;
     Pos thresholds_pos{};
     Pos bans_pos{};
@@ -251,7 +253,7 @@ void Loader::read_cidrs(const Table& t, std::string_view key, std::vector<RawCid
 }
 
 void Loader::read_access(const Table& t) {
-    static constexpr std::string_view kKeys[] = {"default", "allow", "deny", "trusted"};
+    static constexpr std::string_view kKeys[] = {"default", "allow", "deny", "trusted", "internal"};
     t.only_keys(kKeys);
     static constexpr std::string_view kDefaults[] = {"allow", "deny"};
     std::size_t d = 0;
@@ -259,6 +261,7 @@ void Loader::read_access(const Table& t) {
         p->access.default_allow = d == 0;
     read_cidrs(t, "allow", allow, &p->access.allow_cidrs, 0);
     read_cidrs(t, "deny", deny, &p->access.deny_cidrs, 0);
+    read_cidrs(t, "internal", internal, &p->access.internal_cidrs, 0);
     std::size_t i = 0;
     for (auto tt : t.tables("trusted")) {
         Table tr(ctx, t.file(), *tt, "access.trusted[" + std::to_string(i++) + "]");
@@ -720,6 +723,9 @@ void Loader::read_fraud(const Table& t) {
                                                  "idle_key_expiry",
                                                  "short_call_seconds",
                                                  "end_calls_on_ban",
+                                                 "callback_lists",
+                                                 "callback_expiry",
+                                                 "callback_capacity",
                                                  "rules",
                                                  "deny"};
     t.only_keys(kKeys);
@@ -752,6 +758,19 @@ void Loader::read_fraud(const Table& t) {
         f.short_call_seconds = static_cast<std::uint32_t>(v);
     if (t.has("end_calls_on_ban") && t.claim("end_calls_on_ban"))
         t.boolean("end_calls_on_ban", f.end_calls_on_ban);
+    if (t.has("callback_expiry") && t.claim("callback_expiry"))
+        t.duration("callback_expiry", f.callback_expiry, s, 365 * 86400 * s);
+    if (t.has("callback_capacity") && t.claim("callback_capacity") &&
+        t.integer("callback_capacity", v, 64, 1 << 24))
+        f.callback_capacity = static_cast<std::uint32_t>(v);
+    if (t.has("callback_lists") && t.claim("callback_lists")) {
+        std::vector<Located<std::string>> items;
+        t.strings("callback_lists", items);
+        for (auto& x : items) {
+            f.callback_lists.push_back(x.value);
+            callback_list_pos.push_back(x.pos);
+        }
+    }
     std::size_t i = 0;
     for (auto r : t.tables("rules"))
         read_rule(Table(ctx, t.file(), *r, "fraud.rules[" + std::to_string(i++) + "]"));
@@ -774,8 +793,8 @@ bool takes_lists(Feature f) {
 
 void Loader::read_rule(const Table& t) {
     static constexpr std::string_view kKeys[] = {
-        "id",        "description", "feature", "key",   "window", "op",
-        "threshold", "weight",      "mode",    "scope", "lists",  "min_attempts"};
+        "id",     "description", "feature", "key",   "window",       "op",           "threshold",
+        "weight", "mode",        "scope",   "lists", "min_attempts", "count_blocked"};
     t.only_keys(kKeys);
     FraudRule r;
     RawRule raw;
@@ -818,6 +837,7 @@ void Loader::read_rule(const Table& t) {
     if (t.choice("mode", kModeNames, c)) r.mode = static_cast<Mode>(c);
     std::int64_t v = 0;
     if (t.integer("min_attempts", v, 0, 1'000'000)) r.min_attempts = static_cast<std::uint32_t>(v);
+    t.boolean("count_blocked", r.count_blocked);
     std::vector<Located<std::string>> lists;
     if (t.strings("lists", lists) && !lists.empty()) {
         raw.has_lists = true;
@@ -835,7 +855,7 @@ void Loader::read_rule(const Table& t) {
     if (auto sc = t.table("scope")) {
         Table st(ctx, t.file(), *sc, t.key_path("scope"));
         static constexpr std::string_view kScopeKeys[] = {"tenants", "account_groups",
-                                                          "destinations", "time"};
+                                                          "destinations", "time", "directions"};
         st.only_keys(kScopeKeys);
         std::vector<Located<std::string>> items;
         st.strings("tenants", items);
@@ -851,14 +871,25 @@ void Loader::read_rule(const Table& t) {
         }
         st.string("destinations", r.scope.destinations, &raw.dest_pos);
         if (st.choice("time", kTimeNames, c)) r.scope.time = static_cast<TimeScope>(c);
+        items.clear();
+        st.strings("directions", items);
+        for (auto& x : items) {
+            if (std::find(std::begin(kCallDirectionNames), std::end(kCallDirectionNames),
+                          x.value) == std::end(kCallDirectionNames))
+                ctx.error(x.pos, "unknown call direction '" + x.value +
+                                     "': expected inbound, outbound or internal");
+            else
+                r.scope.directions.push_back(x.value);
+        }
     }
     p->fraud.rules.push_back(std::move(r));
     raw_rules.push_back(std::move(raw));
 }
 
 void Loader::read_deny(const Table& t) {
-    static constexpr std::string_view kKeys[] = {"id", "destinations", "countries",
-                                                 "source_countries", "action"};
+    static constexpr std::string_view kKeys[] = {
+        "id",      "destinations",     "countries", "source_countries",
+        "callers", "caller_countries", "action"};
     t.only_keys(kKeys);
     FraudDeny d;
     RawDeny raw;
@@ -879,12 +910,18 @@ void Loader::read_deny(const Table& t) {
     for (auto& c : items)
         if (check_country(c, "source country")) d.source_countries.push_back(c.value);
     any_countries = any_countries || !items.empty();
+    items.clear();
+    t.strings("caller_countries", items);
+    for (auto& c : items)
+        if (check_country(c, "caller country")) d.caller_countries.push_back(c.value);
+    any_countries = any_countries || !items.empty();
+    t.string("callers", d.callers, &raw.callers_pos);
     std::size_t a = 0;
     if (t.choice("action", kDenyActionNames, a)) d.action = static_cast<DenyAction>(a);
-    if (d.destinations.empty() && !any_countries)
+    if (d.destinations.empty() && d.callers.empty() && !any_countries)
         t.error(t.pos(), "fraud deny rule '" + d.id +
-                             "' matches nothing: give 'destinations', 'countries' or "
-                             "'source_countries'");
+                             "' matches nothing: give 'destinations', 'countries', "
+                             "'source_countries', 'callers' or 'caller_countries'");
     p->fraud.deny.push_back(std::move(d));
     raw_deny.push_back(std::move(raw));
 }
@@ -1070,7 +1107,12 @@ void Loader::link_deny_rules(Declared& names) {
         if (!d.destinations.empty())
             d.destinations_list = resolve_list(names, d.destinations, raw_deny[i].dest_pos,
                                                "deny rule '" + d.id + "'");
+        if (!d.callers.empty())
+            d.callers_list = resolve_list(names, d.callers, raw_deny[i].callers_pos,
+                                          "deny rule '" + d.id + "' callers");
     }
+    for (std::size_t i = 0; i < f.callback_lists.size(); ++i)
+        resolve_list(names, f.callback_lists[i], callback_list_pos[i], "fraud callback_lists");
 }
 
 // [access]: the same CIDR in allow and deny is contradictory; an allow or trusted entry inside
@@ -1113,6 +1155,7 @@ void Loader::check_access() {
     check_dups(allow, "allowed");
     check_dups(deny, "denied");
     check_dups(trusted, "trusted");
+    check_dups(internal, "internal");
 }
 
 void Loader::compile() {
@@ -1123,6 +1166,8 @@ void Loader::compile() {
     p->access.allow.finalize();
     p->access.deny.finalize();
     p->access.trusted.finalize();
+    for (const auto& n : internal) p->access.internal.add(n.prefix, n.tag);
+    p->access.internal.finalize();
     std::size_t total = 0;
     for (const auto& l : p->prefix_lists) total += l.prefixes.size();
     std::vector<PrefixTable::Entry> entries;

@@ -122,15 +122,19 @@ std::string_view toml_name(LimitKey k);
     X(off_hours, "1 if outside the account group's business hours")                  \
     X(source_country_not_allowed, "1 if the source country is not allowed")          \
     X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")
+    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")      \
+    X(callback_short_ring, "1 if the dialed number rang in once lately from a flagged range")
 SBC_DECLARE_COUNTER_LIST(Feature, SBC_POLICY_FRAUD_FEATURES)
 
-#define SBC_POLICY_RULE_KEYS(X)            \
-    X(source_ip, "the source IP address")  \
-    X(source_prefix, "the source prefix")  \
-    X(account, "the calling account")      \
-    X(tenant, "the tenant of the account") \
-    X(destination_prefix, "the matched destination prefix (else its country code)")
+#define SBC_POLICY_RULE_KEYS(X)                                                     \
+    X(source_ip, "the source IP address")                                           \
+    X(source_prefix, "the source prefix")                                           \
+    X(account, "the calling account")                                               \
+    X(tenant, "the tenant of the account")                                          \
+    X(destination_prefix, "the matched destination prefix (else its country code)") \
+    X(caller, "the calling number")                                                 \
+    X(caller_prefix, "the matched calling-number prefix (else its country code)")   \
+    X(device, "the account from one source address, port and User-Agent")
 SBC_DECLARE_COUNTER_LIST(RuleKey, SBC_POLICY_RULE_KEYS)
 
 #define SBC_POLICY_COMPARE_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
@@ -156,6 +160,8 @@ inline bool compare(CompareOp op, double value, double threshold) {
 
 enum class Mode : std::uint8_t { enforce, observe };
 enum class TimeScope : std::uint8_t { any, business_hours, off_hours };
+// Call directions a fraud rule can be scoped on (the fraud engine's names).
+inline constexpr std::string_view kCallDirectionNames[] = {"inbound", "outbound", "internal"};
 enum class DenyAction : std::uint8_t { block, ban };
 std::string_view name(Mode m);
 std::string_view name(TimeScope t);
@@ -338,10 +344,12 @@ struct TrustedTrunk {
 
 struct AccessLists {
     bool default_allow = true;
-    CidrSet allow;    // tag: index in allow_cidrs
-    CidrSet deny;     // tag: index in deny_cidrs
-    CidrSet trusted;  // tag: index in trusted_trunks
+    CidrSet allow;     // tag: index in allow_cidrs
+    CidrSet deny;      // tag: index in deny_cidrs
+    CidrSet trusted;   // tag: index in trusted_trunks
+    CidrSet internal;  // the company's own networks (call direction)
     std::vector<base::Prefix> allow_cidrs;
+    std::vector<base::Prefix> internal_cidrs;
     std::vector<base::Prefix> deny_cidrs;
     std::vector<TrustedTrunk> trusted_trunks;
 };
@@ -430,6 +438,7 @@ struct FraudScope {
     std::string destinations;             // prefix list name; "" = any
     std::int32_t destinations_list = -1;  // index in Policy::prefix_lists
     TimeScope time = TimeScope::any;
+    std::vector<std::string> directions;  // kCallDirectionNames; empty = any
 };
 
 struct FraudRule {
@@ -446,7 +455,8 @@ struct FraudRule {
     std::vector<std::string> lists;           // for destination features; empty = by category
     std::vector<std::uint32_t> list_indexes;  // resolved `lists`
     std::uint32_t min_attempts = 0;
-    std::string file;  // where the rule was declared (for explanations and diagnostics)
+    bool count_blocked = false;  // blocked attempts count here whatever blocked them
+    std::string file;            // where the rule was declared (for explanations and diagnostics)
     std::uint32_t line = 0;
     std::uint32_t column = 0;
 };
@@ -457,6 +467,9 @@ struct FraudDeny {
     std::int32_t destinations_list = -1;
     std::vector<std::string> countries;         // destination countries
     std::vector<std::string> source_countries;  // GeoIP countries of the source
+    std::string callers;                        // prefix list of calling numbers; "" = none
+    std::int32_t callers_list = -1;
+    std::vector<std::string> caller_countries;  // countries of the calling number
     DenyAction action = DenyAction::block;
     std::string file;
     std::uint32_t line = 0;
@@ -476,6 +489,10 @@ struct FraudSettings {
     // A ban verdict also ends the running calls of the banned source or account (BYE on both
     // legs), not only the next ones.
     bool end_calls_on_ban = false;
+    // The callback list: calling numbers of inbound short rings from flagged ranges.
+    std::vector<std::string> callback_lists;  // empty: every irsf, premium, high_risk list
+    base::Nanos callback_expiry = 7 * 24 * 3600 * base::kNanosPerSecond;
+    std::uint32_t callback_capacity = 1u << 14;
     std::vector<FraudRule> rules;
     std::vector<FraudDeny> deny;
 };

@@ -103,6 +103,7 @@ std::string render_policy(const Policy& p) {
     };
     o << "allow = " << cidrs(p.access.allow_cidrs) << "\n";
     o << "deny = " << cidrs(p.access.deny_cidrs) << "\n";
+    o << "internal = " << cidrs(p.access.internal_cidrs) << "\n";
     for (const auto& t : p.access.trusted_trunks)
         o << "\n[[access.trusted]]\nname = " << quote(t.name) << "\ncidrs = " << cidrs(t.cidrs)
           << "\n";
@@ -176,7 +177,11 @@ std::string render_policy(const Policy& p) {
       << "\nban_duration = " << dur(f.ban_duration) << "\nmax_tracked_keys = " << f.max_tracked_keys
       << "\nidle_key_expiry = " << dur(f.idle_key_expiry)
       << "\nshort_call_seconds = " << f.short_call_seconds
-      << "\nend_calls_on_ban = " << (f.end_calls_on_ban ? "true" : "false") << "\n";
+      << "\nend_calls_on_ban = " << (f.end_calls_on_ban ? "true" : "false")
+
+      << "\ncallback_lists = " << strings(f.callback_lists)
+      << "\ncallback_expiry = " << dur(f.callback_expiry)
+      << "\ncallback_capacity = " << f.callback_capacity << "\n";
     for (const auto& r : f.rules) {
         o << "\n[[fraud.rules]]  # " << r.file << ":" << r.line << "\nid = " << quote(r.id)
           << "\ndescription = " << quote(r.description) << "\nfeature = " << quote(name(r.feature))
@@ -184,6 +189,8 @@ std::string render_policy(const Policy& p) {
           << "\nop = " << quote(description(r.op)) << "\nthreshold = " << number(r.threshold)
           << "\nweight = " << number(r.weight) << "\nmode = " << quote(name(r.mode))
           << "\nlists = " << strings(r.lists) << "\nmin_attempts = " << r.min_attempts
+          << "\ncount_blocked = " << (r.count_blocked ? "true" : "false")
+          << "\nscope.directions = " << strings(r.scope.directions)
           << "\nscope.tenants = " << strings(r.scope.tenants)
           << "\nscope.account_groups = " << strings(r.scope.account_groups)
           << "\nscope.destinations = " << quote(r.scope.destinations)
@@ -194,6 +201,8 @@ std::string render_policy(const Policy& p) {
           << "\ndestinations = " << quote(d.destinations)
           << "\ncountries = " << strings(d.countries)
           << "\nsource_countries = " << strings(d.source_countries)
+          << "\ncallers = " << quote(d.callers)
+          << "\ncaller_countries = " << strings(d.caller_countries)
           << "\naction = " << quote(name(d.action)) << "\n";
     }
     return o.str();

@@ -76,9 +76,45 @@ fraud::Outcome outcome_of(int status) {
     return O::failed;
 }
 
+std::string_view calling_user_of(const sip::Message& m) {
+    if (const auto* pai = m.find("P-Asserted-Identity")) {
+        // <sip:user@host>, <tel:+number>, possibly a list: the first identity's user.
+        std::string_view v = pai->value;
+        for (std::string_view scheme : {"sip:", "sips:", "tel:"}) {
+            auto at = v.find(scheme);
+            if (at == std::string_view::npos) continue;
+            v.remove_prefix(at + scheme.size());
+            auto end = v.find_first_of("@;>, ");
+            v = v.substr(0, end);
+            if (!v.empty()) return v;
+            break;
+        }
+    }
+    return m.from() ? m.from()->uri.user : std::string_view{};
+}
+
+fraud::Direction direction_of(const ObservedMessage& at, const policy::AccessLists* access,
+                              std::string_view callee) {
+    std::size_t digits = 0;
+    bool number = !callee.empty();
+    for (char ch : callee) {
+        if (ch >= '0' && ch <= '9')
+            ++digits;
+        else if (ch != '+')
+            number = false;
+    }
+    const bool extension = !number || digits < 7;
+    if (access && access->trusted.contains(at.source.addr)) return fraud::Direction::inbound;
+    if (at.internal_side || (access && access->internal.contains(at.source.addr)))
+        return extension ? fraud::Direction::internal : fraud::Direction::outbound;
+    return fraud::Direction::outbound;
+}
+
 fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
-                              const policy::Numbering* numbering, std::string& callee) {
+                              const policy::Numbering* numbering, std::string& callee,
+                              std::string& caller, const policy::AccessLists* access) {
     callee = normalize_callee(m.request_uri().user, numbering);
+    caller = normalize_callee(calling_user_of(m), numbering);
     fraud::CallAttempt a;
     a.now = at.now;
     a.wall = at.wall;
@@ -87,10 +123,12 @@ fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
     a.source.port = at.source.port;
     a.source.transport = transport_name(at.tcp, at.tls);
     a.account = account_of(m);
-    a.caller = m.from() ? m.from()->uri.user : std::string_view{};
+    a.caller = caller;
     a.callee = callee;
     a.user_agent = m.user_agent();
     a.request = request_kind_of(m.method());
+    a.direction = direction_of(at, access, callee);
+    a.trusted = access && access->trusted.contains(at.source.addr);
     return a;
 }
 
@@ -183,6 +221,7 @@ struct CallObserver::Impl {
 
     FraudEventSink& sink;
     const policy::Numbering* numbering;
+    const policy::AccessLists* access = nullptr;
     ObserverLimits limits;
     base::CounterSet<ObserverEvent>& counters;
     std::list<Tx> txs;  // creation order
@@ -370,8 +409,8 @@ struct CallObserver::Impl {
     }
 
     void emit_attempt(const sip::Message& m, const ObservedMessage& at) {
-        std::string callee;
-        sink.attempt(attempt_of(m, at, numbering, callee));
+        std::string callee, caller;
+        sink.attempt(attempt_of(m, at, numbering, callee, caller, access));
     }
 
     void response(const sip::Message& m, const ObservedMessage& at) {
@@ -461,6 +500,10 @@ CallObserver::~CallObserver() = default;
 
 void CallObserver::set_numbering(const policy::Numbering* numbering) {
     impl_->numbering = numbering;
+}
+
+void CallObserver::set_access(const policy::AccessLists* access) {
+    impl_->access = access;
 }
 
 void CallObserver::request_offered(const sip::Message& m, const ObservedMessage& at) {

@@ -35,6 +35,9 @@ std::string_view registered_user_of(const sip::Message& m);
 // Dialed digits to E.164 with the policy's [numbering]; a target that is not a number (a user
 // name, "100" without a country code) is kept as is.
 std::string normalize_callee(std::string_view dialed, const policy::Numbering* numbering);
+// The calling user: the P-Asserted-Identity user (RFC 3325 §9.1: the identity a trusted trunk
+// asserts), else the From user.
+std::string_view calling_user_of(const sip::Message& m);
 // The transport name of the fraud vocabulary: "udp", "tcp", "tls".
 std::string_view transport_name(bool tcp, bool tls);
 // The request kind of a method: INVITE a call, OPTIONS a probe, REGISTER a registration...
@@ -95,14 +98,25 @@ struct ObserverLimits {
 struct ObservedMessage {
     base::Endpoint source, destination;
     bool tcp = false, tls = false;
+    bool internal_side = false;  // entered on the B2BUA's internal side
     base::Nanos now = 0;
     base::UnixNanos wall = 0;
 };
 
-// The attempt a request is (INVITE or another method): views into `m` and `callee` (the
-// dialed user normalized with `numbering`, kept in the caller's string).
+// The direction of a call (docs/fraud.md, "Direction"): from a trusted trunk, inbound; from
+// the internal side or an internal network ([access] internal), internal when the callee is
+// an extension (not a number of at least 7 digits) and outbound otherwise; from anywhere else
+// (users registered from outside), outbound.
+fraud::Direction direction_of(const ObservedMessage& at, const policy::AccessLists* access,
+                              std::string_view callee);
+
+// The attempt a request is (INVITE or another method): views into `m`, `callee` (the dialed
+// user normalized with `numbering`) and `caller` (the calling user normalized alike), kept in
+// the caller's strings. `access` (may be null): trusted trunks and internal networks, for
+// the direction and the trusted flag.
 fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
-                              const policy::Numbering* numbering, std::string& callee);
+                              const policy::Numbering* numbering, std::string& callee,
+                              std::string& caller, const policy::AccessLists* access = nullptr);
 // The registration a REGISTER is, with the outcome of its final answer.
 fraud::Registration registration_of(const sip::Message& m, const ObservedMessage& at,
                                     fraud::Outcome outcome);
@@ -117,6 +131,9 @@ class CallObserver {
 
     // The policy's [numbering] changed (a reload); the old one is not read again.
     void set_numbering(const policy::Numbering* numbering);
+    // The policy's [access] (trusted trunks, internal networks: direction and trusted flag of
+    // attempts); null: every attempt is outbound and untrusted. Same lifetime rule.
+    void set_access(const policy::AccessLists* access);
 
     // -- Passive (`sbc replay`, `sbc policy test`): every message of both directions.
     // One well-formed message (either direction).

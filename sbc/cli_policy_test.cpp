@@ -3,6 +3,7 @@
 // messages) through the compiled policy and the fraud engine on a virtual clock, and explains
 // every verdict. Events reach the engine through the CallObserver, the SIP -> fraud mapping
 // the live front door and `sbc replay` use.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -156,6 +157,7 @@ class Runner final : FraudEventSink {
   public:
     Runner(const policy::Policy& p, fraud::Engine& e, bool json_out)
         : policy_(p), engine_(e), json_(json_out), observer_(*this, &p.numbering) {
+        observer_.set_access(&p.access);
         start_wall_ = static_cast<base::UnixNanos>(std::time(nullptr)) * base::kNanosPerSecond;
     }
 
@@ -196,9 +198,24 @@ class Runner final : FraudEventSink {
         if (type == "attempt" || type == "request") {
             std::string call_id = str(j, "call_id", "call-" + std::to_string(n_));
             std::string account = str(j, "account");
-            std::string from = str(j, "from", account);
+            // The calling number, normalized like the dialed one (caller keys, callbacks).
+            std::string from = normalize_callee(str(j, "from", account), &policy_.numbering);
             std::string method = str(j, "method", type == "request" ? "OPTIONS" : "INVITE");
             std::string to = normalize_callee(str(j, "to"), &policy_.numbering);
+            // "direction": given, else derived as the live front door does (trusted trunks,
+            // internal networks of [access]).
+            ObservedMessage from_src;
+            from_src.source = {src.addr, src.port};
+            fraud::Direction direction = direction_of(from_src, &policy_.access, to);
+            if (auto d = j.find("direction"); d != j.end()) {
+                const auto* names = &fraud::kDirectionNames;
+                auto it = d->is_string()
+                              ? std::find(names->begin() + 1, names->end(), d->get<std::string>())
+                              : names->end();
+                if (it == names->end())
+                    return "\"direction\" must be \"inbound\", \"outbound\" or \"internal\"";
+                direction = static_cast<fraud::Direction>(it - names->begin());
+            }
             fraud::CallAttempt a;
             a.now = now;
             a.wall = wall;
@@ -210,6 +227,8 @@ class Runner final : FraudEventSink {
             a.callee = to;
             a.user_agent = ua;
             a.request = request_kind_of(method);
+            a.direction = direction;
+            a.trusted = policy_.access.trusted.contains(src.addr);
             label_ = method;
             attempt(a);
         } else if (type == "answer") {

@@ -78,6 +78,9 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
     for (const auto& g : p.scanners.user_agents) c.scanner_user_agents.push_back(g.pattern());
     c.empty_user_agent_is_scanner = p.scanners.empty_user_agent_is_scanner;
 
+    c.callback_lists = f.callback_lists;
+    c.callback_expiry = f.callback_expiry;
+    c.callback_capacity = f.callback_capacity;
     for (const auto& r : f.rules) {
         fraud::Rule fr;
         fr.id = r.id;
@@ -101,6 +104,12 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
         fr.scope.time = time_scope(r.scope.time);
         fr.lists = r.lists;
         fr.min_attempts = r.min_attempts;
+        fr.count_blocked = r.count_blocked;
+        for (const auto& dn : r.scope.directions) {
+            auto dir = by_name<fraud::Direction>(dn, fraud::kDirectionNames, "direction");
+            if (!dir) return dir.error();
+            fr.scope.directions.push_back(*dir);
+        }
         c.rules.push_back(std::move(fr));
     }
     for (const auto& d : f.deny) {
@@ -109,6 +118,8 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
         fd.destinations = d.destinations;
         fd.countries = d.countries;
         fd.source_countries = d.source_countries;
+        fd.callers = d.callers;
+        fd.caller_countries = d.caller_countries;
         fd.ban = d.action == policy::DenyAction::ban;
         c.deny.push_back(std::move(fd));
     }

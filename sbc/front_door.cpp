@@ -80,17 +80,22 @@ std::string fingerprint(const fraud::EngineConfig& c) {
     for (const auto& r : c.rules) {
         add(r.id, static_cast<int>(r.feature), static_cast<int>(r.key), r.window,
             static_cast<int>(r.op), r.threshold, r.weight, static_cast<int>(r.mode),
-            r.scope.destinations, static_cast<int>(r.scope.time), r.min_attempts);
+            r.scope.destinations, static_cast<int>(r.scope.time), r.min_attempts, r.count_blocked);
+        add(r.scope.directions.size());
+        for (auto d : r.scope.directions) add(static_cast<int>(d));
         list(r.scope.tenants);
         list(r.scope.account_groups);
         list(r.lists);
     }
     add(c.deny.size());
     for (const auto& d : c.deny) {
-        add(d.id, d.destinations, d.ban);
+        add(d.id, d.destinations, d.ban, d.callers);
         list(d.countries);
         list(d.source_countries);
+        list(d.caller_countries);
     }
+    list(c.callback_lists);
+    add(c.callback_expiry, c.callback_capacity);
     return f;
 }
 
@@ -320,6 +325,21 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
     daemon.add_control_command("stats", [self](std::string_view) {
         return self->rt_.call([self] { return self->rt_.stats_command() + self->stats_text(); });
     });
+    // `sbc ctl fraud lists`: the lists the engine maintains (the callback list, learned from
+    // inbound short rings of flagged ranges), one "list number expires_in_s" line each.
+    daemon.add_control_command("fraud", [self](std::string_view args) {
+        const std::string a(args);
+        return self->rt_.call([self, a]() -> std::string {
+            if (a != "lists") return "error: usage: fraud lists\n";
+            if (!self->engine_) return "";
+            const base::Nanos now = self->rt_.monotonic();
+            std::string out;
+            for (const auto& n : self->engine_->learned_callbacks(now))
+                out += "callback " + n.number + " " +
+                       std::to_string((n.until - now) / base::kNanosPerSecond) + "\n";
+            return out;
+        });
+    });
     daemon.add_control_command("calls", [self](std::string_view) {
         return self->rt_.call([self] {
             return self->core_ ? self->core_->calls_text(self->rt_.monotonic())
@@ -402,6 +422,7 @@ std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const po
         core_->set_topology(b.strip_headers, b.reason_phrases, b.user_agent);
     }
     observer_.set_numbering(policy_ ? &policy_->numbering : nullptr);
+    observer_.set_access(policy_ ? &policy_->access : nullptr);
     if (!next) return nullptr;  // same fraud configuration: the engine and its state carry on
     if (engine_ && engine_->hand_over_state(*next)) {
         // Retuned rules (thresholds, weights, modes, lists) keep the gathered state: a rebuild
@@ -625,13 +646,24 @@ void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& so
         banned_calls_.size() < 1024)
         banned_calls_.emplace_back(source, std::string(account));
     if (v.action != fraud::Action::ban || v.banned_source || source.is_unspecified()) return;
-    const base::Prefix host(source, source.is_v4() ? 32 : 128);
-    const base::Nanos duration =
-        v.ban_until > now ? v.ban_until - now : engine_->config().ban_duration;
+    // A calling number (traffic of a trusted trunk) is banned in the engine only: the trunk's
+    // address is never banned.
+    if (v.ban_target != fraud::BanTarget::source_address &&
+        v.ban_target != fraud::BanTarget::source_prefix)
+        return;
+    const bool prefix = v.ban_target == fraud::BanTarget::source_prefix;
+    const base::Prefix host =
+        prefix ? base::covering_prefix(source, v.ban_prefix_length, v.ban_prefix_length)
+               : base::Prefix(source, source.is_v4() ? 32 : 128);
+    // A prefix ban escalates per [bans] like the dataplane's own (duration 0).
+    const base::Nanos duration = prefix              ? 0
+                                 : v.ban_until > now ? v.ban_until - now
+                                                     : engine_->config().ban_duration;
     if (rt_.post_ban(host, duration, dataplane::BanOrigin::fraud)) {
         events_.add(FrontDoorEvent::fraud_bans_posted);
-        spdlog::warn("fraud ban: {} for {:.0f} s", host.to_string(),
-                     static_cast<double>(duration) / 1e9);
+        spdlog::warn("fraud ban: {} for {}", host.to_string(),
+                     prefix ? std::string("the [bans] ladder")
+                            : std::to_string(duration / base::kNanosPerSecond) + " s");
     } else {
         events_.add(FrontDoorEvent::fraud_bans_rejected);
     }

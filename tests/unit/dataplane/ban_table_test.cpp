@@ -119,3 +119,24 @@ TEST_CASE("Lookups visit every prefix length in use, for both families") {
     REQUIRE(bans.unban(*Prefix::parse("10.1.0.0/16")));
     CHECK_FALSE(bans.is_banned(*IpAddress::parse("10.1.3.4"), seconds(20)));
 }
+
+TEST_CASE("Prefix bans escalate on their own offense count") {
+    BanTable bans(64);
+    BanPolicy pol;
+    pol.durations = {seconds(10), seconds(100), seconds(1000)};
+    const auto net = *Prefix::parse("198.51.100.0/24");
+    REQUIRE(bans.ban_escalating(net, pol, BanOrigin::fraud, 0));
+    CHECK(bans.is_banned(*IpAddress::parse("198.51.100.77"), seconds(9)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("198.51.101.77"), seconds(9)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("198.51.100.77"), seconds(10)));
+    REQUIRE(bans.ban_escalating(net, pol, BanOrigin::fraud, seconds(20)));
+    CHECK(bans.is_banned(*IpAddress::parse("198.51.100.1"), seconds(119)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("198.51.100.1"), seconds(120)));
+    // An address inside keeps its own count.
+    REQUIRE(bans.ban_escalating(*IpAddress::parse("198.51.100.1"), pol, BanOrigin::fraud,
+                                seconds(200)));
+    CHECK_FALSE(bans.is_banned(*IpAddress::parse("198.51.100.1"), seconds(210)));
+    const auto list = bans.active(seconds(130));
+    REQUIRE(list.size() == 1);
+    CHECK(list.front().prefix == *Prefix::parse("198.51.100.1/32"));
+}

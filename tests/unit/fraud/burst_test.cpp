@@ -58,7 +58,7 @@ EngineConfig burst_config() {
         rule("dd-prem", Feature::distinct_destinations, KeyKind::account, 2, 20, 10 * m));
     cfg.rules.back().lists = {"premium"};
     cfg.rules[4].mode = Mode::observe;
-    cfg.deny.push_back({"deny-kp", "", {"KP"}, {}, false});
+    cfg.deny.push_back({"deny-kp", "", {"KP"}, {}, false, {}, {}});
     return cfg;
 }
 

@@ -90,9 +90,9 @@ TEST_CASE("thresholds map the capped score to flag, block and ban", "[fraud][eng
 
 TEST_CASE("deny rules block outright whatever the score", "[fraud][engine]") {
     auto cfg = base_config();
-    cfg.deny.push_back({"deny-irsf", "irsf", {}, {}, false});
-    cfg.deny.push_back({"deny-kp", "", {"KP"}, {}, true});
-    cfg.deny.push_back({"deny-src-ng", "", {}, {"NG"}, false});
+    cfg.deny.push_back({"deny-irsf", "irsf", {}, {}, false, {}, {}});
+    cfg.deny.push_back({"deny-kp", "", {"KP"}, {}, true, {}, {}});
+    cfg.deny.push_back({"deny-src-ng", "", {}, {"NG"}, false, {}, {}});
     auto e = make(cfg);
     Call c;
     c.call_id = "1";
@@ -336,7 +336,7 @@ TEST_CASE("observe mode records what a rule would do without acting", "[fraud][e
     auto whole = base_config();
     whole.mode = Mode::observe;
     whole.rules.push_back(rule("r", Feature::attempts, KeyKind::account, 1, 100));
-    whole.deny.push_back({"deny-irsf", "irsf", {}, {}, true});
+    whole.deny.push_back({"deny-irsf", "irsf", {}, {}, true, {}, {}});
     auto e2 = make(whole);
     c.callee = "88299";
     auto w = run(*e2, c, 0);
@@ -823,7 +823,7 @@ TEST_CASE("calls in progress and bans survive a reconfigure", "[fraud][engine][r
         auto cfg = base_config();
         cfg.rules.push_back(rule("conc", Feature::concurrent_calls, KeyKind::account,
                                  conc_threshold, 70, 0, Op::gt));
-        cfg.deny.push_back({"deny-irsf", "irsf", {}, {}, true});
+        cfg.deny.push_back({"deny-irsf", "irsf", {}, {}, true, {}, {}});
         return cfg;
     };
     auto e = make(config(100));

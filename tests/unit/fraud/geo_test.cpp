@@ -34,7 +34,7 @@ TEST_CASE("the engine looks the source country up when the event has none", "[fr
     REQUIRE(db.ok());
     auto cfg = base_config();
     cfg.geoip = *db;
-    cfg.deny.push_back({"deny-ru", "", {}, {"RU"}, false});
+    cfg.deny.push_back({"deny-ru", "", {}, {"RU"}, false, {}, {}});
     auto e = Engine::create(cfg);
     REQUIRE(e.ok());
     Call c;

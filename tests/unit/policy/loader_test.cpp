@@ -322,3 +322,109 @@ TEST_CASE("defaults are filled in", "[policy][loader]") {
     std::string shown = render_policy(p);
     CHECK(shown.find("block_threshold = 60") != std::string::npos);
 }
+
+TEST_CASE("caller keys, directions, devices, callbacks and internal networks",
+          "[policy][loader][fraud]") {
+    const std::string base = R"([access]
+internal = ["10.0.0.0/8", "192.168.0.0/16"]
+[[access.trusted]]
+name = "carrier"
+cidrs = ["198.51.100.0/28"]
+[[prefix_lists]]
+name = "jm-scam"
+category = "high_risk"
+prefixes = ["1876555"]
+[fraud]
+callback_lists = ["jm-scam"]
+callback_expiry = "3d"
+callback_capacity = 4096
+[[fraud.rules]]
+id = "wangiri-sweep"
+feature = "distinct_destinations"
+key = "caller_prefix"
+threshold = 5
+weight = 100
+scope.directions = ["inbound"]
+[[fraud.rules]]
+id = "device-sweep"
+feature = "distinct_destinations"
+key = "device"
+threshold = 5
+weight = 70
+[[fraud.rules]]
+id = "account-rate"
+feature = "attempts"
+key = "account"
+threshold = 20
+weight = 70
+count_blocked = true
+[[fraud.rules]]
+id = "callback"
+feature = "callback_short_ring"
+key = "account"
+threshold = 1
+weight = 70
+[[fraud.deny]]
+id = "deny-scam"
+callers = "jm-scam"
+caller_countries = ["CU"]
+)";
+    auto r = load_text(base);
+    INFO(all_errors(r));
+    REQUIRE(r.ok());
+    const Policy& p = *r.value;
+    CHECK(p.access.internal.contains(*sbc::base::IpAddress::parse("10.1.2.3")));
+    CHECK_FALSE(p.access.internal.contains(*sbc::base::IpAddress::parse("198.51.100.1")));
+    CHECK(p.fraud.callback_lists == std::vector<std::string>{"jm-scam"});
+    CHECK(p.fraud.callback_expiry == 3 * 86400 * sbc::base::kNanosPerSecond);
+    CHECK(p.fraud.callback_capacity == 4096);
+    REQUIRE(p.fraud.rules.size() == 4);
+    CHECK(p.fraud.rules[0].key == RuleKey::caller_prefix);
+    CHECK(p.fraud.rules[0].scope.directions == std::vector<std::string>{"inbound"});
+    CHECK(p.fraud.rules[1].key == RuleKey::device);
+    CHECK_FALSE(p.fraud.rules[1].count_blocked);
+    CHECK(p.fraud.rules[2].count_blocked);
+    CHECK(p.fraud.rules[3].feature == Feature::callback_short_ring);
+    REQUIRE(p.fraud.deny.size() == 1);
+    CHECK(p.fraud.deny[0].callers_list == 0);
+    CHECK(p.fraud.deny[0].caller_countries == std::vector<std::string>{"CU"});
+    // The effective policy loads back to the same keys.
+    auto again = load_text(strip_comments(render_policy(p)));
+    INFO(all_errors(again));
+    REQUIRE(again.ok());
+    CHECK(again.value->fraud.rules[2].count_blocked);
+    CHECK(again.value->fraud.rules[0].scope.directions == p.fraud.rules[0].scope.directions);
+    CHECK(again.value->access.internal_cidrs.size() == 2);
+    CHECK(again.value->fraud.deny[0].callers == "jm-scam");
+
+    // Mistakes point at file:line:column.
+    auto bad = load_text(R"([access]
+internal = ["10.0.0.0/33"]
+[fraud]
+callback_lists = ["nope"]
+[[fraud.rules]]
+id = "r"
+feature = "attempts"
+key = "caller"
+threshold = 1
+weight = 1
+scope.directions = ["sideways"]
+count_blocked = "yes"
+[[fraud.deny]]
+id = "d"
+callers = "missing"
+caller_countries = ["XX1"]
+)");
+    INFO(all_errors(bad));
+    CHECK_FALSE(bad.ok());
+    CHECK(has_error(bad, 2, "10.0.0.0/33"));
+    CHECK(has_error(bad, 4, "nope"));
+    CHECK(has_error(bad, 11, "sideways"));
+    CHECK(has_error(bad, 12, "count_blocked"));
+    CHECK(has_error(bad, 15, "missing"));
+    CHECK(has_error(bad, 16, "XX1"));
+    for (const auto& e : bad.errors) {
+        CHECK(e.file == "test.toml");
+        CHECK(e.column > 0);
+    }
+}

@@ -497,3 +497,52 @@ TEST_CASE("live: a challenge answered without credentials, then 403, is a failur
     CHECK(rec.log == std::vector<std::string>{"auth 1001 fail", "end x busy", "end x timeout",
                                               "end x answered"});
 }
+
+TEST_CASE(
+    "observer: caller from P-Asserted-Identity, direction from trunks and internal networks") {
+    const auto policy = sbc::policy::load_policy_from_string(R"([access]
+internal = ["10.0.0.0/8"]
+[[access.trusted]]
+name = "carrier"
+cidrs = ["198.51.100.0/28"]
+[numbering]
+default_country_code = "33"
+)",
+                                                             "t.toml");
+    REQUIRE(policy.ok());
+    const auto& access = policy.value->access;
+    const auto& numbering = policy.value->numbering;
+    sbc::sip::Message m;
+    const std::string inv = request("INVITE", "sip:0140000000@example.com", "pai", 1, "p1",
+                                    "P-Asserted-Identity: \"Caller\" <tel:+18765550042>\r\n");
+    REQUIRE(m.parse(inv));
+    CHECK(sbc::calling_user_of(m) == "+18765550042");
+    sbc::ObservedMessage at;
+    at.source = kClient;  // 198.51.100.7: the trusted trunk
+    std::string callee, caller;
+    auto a = sbc::attempt_of(m, at, &numbering, callee, caller, &access);
+    CHECK(a.caller == "18765550042");
+    CHECK(a.callee == "33140000000");
+    CHECK(a.direction == sbc::fraud::Direction::inbound);
+    CHECK(a.trusted);
+    // Without a P-Asserted-Identity: the From user.
+    sbc::sip::Message plain;
+    REQUIRE(plain.parse(request("INVITE", "sip:204@example.com", "x", 1, "x1")));
+    CHECK(sbc::calling_user_of(plain) == "1001");
+    // From an office network: an extension is internal, a number outbound.
+    at.source = {*IpAddress::parse("10.2.3.4"), 5060};
+    a = sbc::attempt_of(plain, at, &numbering, callee, caller, &access);
+    CHECK(a.direction == sbc::fraud::Direction::internal);
+    CHECK_FALSE(a.trusted);
+    a = sbc::attempt_of(m, at, &numbering, callee, caller, &access);
+    CHECK(a.direction == sbc::fraud::Direction::outbound);
+    // From the outside (a remote user): outbound.
+    at.source = {*IpAddress::parse("192.0.2.50"), 5060};
+    a = sbc::attempt_of(plain, at, &numbering, callee, caller, &access);
+    CHECK(a.direction == sbc::fraud::Direction::outbound);
+    // No policy: no trust, no internal networks.
+    at.source = kClient;
+    a = sbc::attempt_of(m, at, &numbering, callee, caller, nullptr);
+    CHECK(a.direction == sbc::fraud::Direction::outbound);
+    CHECK_FALSE(a.trusted);
+}

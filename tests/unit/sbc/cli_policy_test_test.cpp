@@ -114,3 +114,47 @@ TEST_CASE("sbc policy test rejects bad input with its line number", "[fraud][cli
     CHECK(run({SBC_SCENARIO_POLICY}, "", "", false).rc == 2);  // neither --call nor --calls
     std::remove(file.c_str());
 }
+
+TEST_CASE("sbc policy test takes a direction and a calling number", "[fraud][cli]") {
+    const std::string policy = write_temp(R"([[prefix_lists]]
+name = "jm-scam"
+category = "high_risk"
+prefixes = ["1876555"]
+[[fraud.rules]]
+id = "inbound-caller"
+feature = "attempts"
+key = "caller_prefix"
+threshold = 2
+weight = 70
+scope.directions = ["inbound"]
+)");
+    std::string events;
+    for (int i = 0; i < 2; ++i)
+        events += R"({"t":)" + std::to_string(i) + R"(,"src":"192.0.2.1","from":"+1 876 555 000)" +
+                  std::to_string(i) + R"(","to":"33140000000","direction":"outbound"})" + "\n";
+    for (int i = 0; i < 2; ++i)
+        events += R"({"t":)" + std::to_string(10 + i) +
+                  R"(,"src":"192.0.2.1","from":"+1 876 555 000)" + std::to_string(i) +
+                  R"(","to":"33140000000","direction":"inbound"})" + "\n";
+    const std::string input = write_temp(events);
+    auto c = run({policy}, "", input, true);
+    std::remove(input.c_str());
+    INFO(c.out);
+    std::vector<std::string> actions;
+    std::istringstream lines(c.out);
+    for (std::string line; std::getline(lines, line);) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_object() && j.contains("action")) actions.push_back(j["action"]);
+    }
+    CHECK(actions == std::vector<std::string>{"allow", "allow", "allow", "block"});
+    const std::string bad = write_temp(R"({"t":0,"to":"1","direction":"sideways"})"
+                                       "\n");
+    std::ostringstream err;
+    auto* old = std::cerr.rdbuf(err.rdbuf());
+    auto b = run({policy}, "", bad, true);
+    std::cerr.rdbuf(old);
+    std::remove(bad.c_str());
+    std::remove(policy.c_str());
+    CHECK(b.rc == 2);
+    CHECK(err.str().find(":1: \"direction\" must be") != std::string::npos);
+}
