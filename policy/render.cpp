@@ -144,6 +144,8 @@ std::string render_policy(const Policy& p) {
     o << "\n[numbering]\ndefault_country_code = " << quote(n.default_country_code)
       << "\nnational_prefix = " << quote(n.national_prefix)
       << "\ninternational_prefix = " << quote(n.international_prefix) << "\n";
+    if (!n.home_country.empty()) o << "home_country = " << quote(n.home_country) << "\n";
+    if (!n.extensions.empty()) o << "extensions = " << strings(n.extensions) << "\n";
 
     for (const auto& l : p.prefix_lists) {
         o << "\n[[prefix_lists]]\nname = " << quote(l.name)
@@ -176,6 +178,11 @@ std::string render_policy(const Policy& p) {
       << "\nban_duration = " << dur(f.ban_duration) << "\nmax_tracked_keys = " << f.max_tracked_keys
       << "\nidle_key_expiry = " << dur(f.idle_key_expiry)
       << "\nshort_call_seconds = " << f.short_call_seconds << "\n";
+    if (!f.own_networks.empty()) {
+        std::vector<std::string> own;
+        for (const auto& n : f.own_networks) own.push_back(n.to_string());
+        o << "own_networks = " << strings(own) << "\n";
+    }
     for (const auto& r : f.rules) {
         o << "\n[[fraud.rules]]  # " << r.file << ":" << r.line << "\nid = " << quote(r.id)
           << "\ndescription = " << quote(r.description) << "\nfeature = " << quote(name(r.feature))
