@@ -66,7 +66,7 @@ std::string response(int status, const std::string& method, const std::string& c
 
 struct Harness {
     Recorder rec;
-    sbc::policy::Numbering numbering{"33", "0", "00"};
+    sbc::policy::Numbering numbering{"33", "0", "00", "FR", {}};
     sbc::CallObserver obs;
     explicit Harness(sbc::ObserverLimits limits = {}) : obs(rec, &numbering, limits) {}
     void in(const std::string& text, double t, bool tcp = false) {
@@ -191,7 +191,7 @@ TEST_CASE("observer helpers: account, registered user, callee") {
     REQUIRE(m.parse(r));
     CHECK(sbc::account_of(m) == "alice");
     CHECK(sbc::registered_user_of(m) == "1001");
-    sbc::policy::Numbering n{"33", "0", "00"};
+    sbc::policy::Numbering n{"33", "0", "00", "FR", {}};
     CHECK(sbc::normalize_callee("0044 20 7946 0000", &n) == "442079460000");
     CHECK(sbc::normalize_callee("alice", &n) == "alice");
     CHECK(sbc::normalize_callee("0612345678", nullptr) == "0612345678");
