@@ -130,7 +130,7 @@ TEST_CASE("sbc policy test rejects bad input with its line number", "[fraud][cli
 TEST_CASE("RFC 3339 times are read exactly, with any offset and fraction", "[fraud][cli]") {
     using sbc::cli::parse_rfc3339;
     std::int64_t t = 0;
-    const std::int64_t base = 1'795'777'200LL * 1'000'000'000LL;  // 2026-11-27T10:00:00Z
+    const std::int64_t base = 1'795'773'600LL * 1'000'000'000LL;  // 2026-11-27T10:00:00Z
     CHECK(parse_rfc3339("2026-11-27T10:00:00Z", t).empty());
     CHECK(t == base);
     CHECK(parse_rfc3339("2026-11-27t10:00:00z", t).empty());
@@ -177,14 +177,14 @@ TEST_CASE("sbc policy test: a bad time rejects its line, in the output with the 
     REQUIRE(out.size() == 4);  // verdict, rejected, verdict, summary
     CHECK(out[0]["line"] == 1);
     CHECK(out[0]["id"] == "ok-1");
-    CHECK(out[0]["wall"] == 1795766400);  // 09:00:00Z
+    CHECK(out[0]["wall"] == 1795770000);  // 09:00:00Z
     CHECK(out[1]["event"] == "rejected");
     CHECK(out[1]["line"] == 2);
     CHECK(out[1]["id"] == "bad-2");
     CHECK(out[1]["error"].get<std::string>().find("RFC 3339") != std::string::npos);
     CHECK(out[2]["line"] == 4);
     CHECK(out[2]["id"] == "7");
-    CHECK(out[2]["wall"] == 1795766402.25);
+    CHECK(out[2]["wall"] == 1795770002);  // whole seconds in the verdict
     CHECK(out[3]["rejected"] == 1);
     CHECK(out[3]["events"]["attempt"] == 2);
     std::remove(file.c_str());
