@@ -3,6 +3,7 @@
 #include "base/clock.hpp"
 #include "base/counters.hpp"
 #include "base/hash.hpp"
+#include "base/hep.hpp"
 #include "base/ip.hpp"
 #include "base/result.hpp"
 #include "base/text.hpp"

@@ -229,7 +229,7 @@ DecodedPacket CaptureDecoder::decode(const CaptureRecord& r) {
 bool CaptureDecoder::is_hep(const PacketMeta& m) const {
     if (m.l4_proto != 17 || (m.flags & kFlagFragment) || !m.payload) return false;
     if (port_in(impl_->limits.hep_ports, m.dst_port)) return true;
-    return m.payload_len >= 4 && std::memcmp(m.payload, "HEP3", 4) == 0;
+    return m.payload_len >= 4 && std::memcmp(m.payload, base::hep::kMagic, 4) == 0;
 }
 
 bool CaptureDecoder::unwrap_hep(const PacketMeta& outer, base::Nanos time, HepMessage& out) {
@@ -242,70 +242,71 @@ bool CaptureDecoder::unwrap_hep(const PacketMeta& outer, base::Nanos time, HepMe
         return false;
     };
     PacketMeta& m = out.meta;
-    if (n >= 6 && std::memcmp(p, "HEP3", 4) == 0) {
+    if (n >= base::hep::kHeaderSize && std::memcmp(p, base::hep::kMagic, 4) == 0) {
         const std::size_t total = rd16(p + 4);
-        if (total < 6 || total > n) return bad();
+        if (total < base::hep::kHeaderSize || total > n) return bad();
         bool have_src = false, have_dst = false, sip = true;
         std::uint32_t sec = 0, usec = 0;
         bool have_time = false;
-        for (std::size_t off = 6; off < total;) {
-            if (total - off < 6) return bad();
+        for (std::size_t off = base::hep::kHeaderSize; off < total;) {
+            if (total - off < base::hep::kChunkHeaderSize) return bad();
             const std::uint16_t type = rd16(p + off + 2);
             const std::size_t len = rd16(p + off + 4);
-            if (len < 6 || len > total - off) return bad();
-            const std::uint8_t* v = p + off + 6;
-            const std::size_t vl = len - 6;
+            if (len < base::hep::kChunkHeaderSize || len > total - off) return bad();
+            const std::uint8_t* v = p + off + base::hep::kChunkHeaderSize;
+            const std::size_t vl = len - base::hep::kChunkHeaderSize;
             // HEPv3 generic chunk types 1-16 (vendor 0).
+            using namespace base::hep;
             switch (type) {
-                case 2:
+                case kIpProtocol:
                     if (vl == 1) out.tcp = v[0] == 6;
                     break;
-                case 3:
+                case kIpv4Src:
                     if (vl != 4) return bad();
                     m.src = base::IpAddress::v4_bytes(v);
                     have_src = true;
                     break;
-                case 4:
+                case kIpv4Dst:
                     if (vl != 4) return bad();
                     m.dst = base::IpAddress::v4_bytes(v);
                     have_dst = true;
                     break;
-                case 5:
+                case kIpv6Src:
                     if (vl != 16) return bad();
                     m.src = base::IpAddress::v6(v);
                     m.flags |= kFlagV6;
                     have_src = true;
                     break;
-                case 6:
+                case kIpv6Dst:
                     if (vl != 16) return bad();
                     m.dst = base::IpAddress::v6(v);
                     have_dst = true;
                     break;
-                case 7:
+                case kSrcPort:
                     if (vl != 2) return bad();
                     m.src_port = rd16(v);
                     break;
-                case 8:
+                case kDstPort:
                     if (vl != 2) return bad();
                     m.dst_port = rd16(v);
                     break;
-                case 9:
+                case kTimeSec:
                     if (vl != 4) return bad();
                     sec = rd32(v);
                     have_time = true;
                     break;
-                case 10:
+                case kTimeUsec:
                     if (vl != 4) return bad();
                     usec = rd32(v);
                     break;
-                case 11:
-                    if (vl == 1) sip = v[0] == 1;
+                case kProtoType:
+                    if (vl == 1) sip = v[0] == kProtoSip;
                     break;
-                case 15:
+                case kPayload:
                     m.payload = v;
                     m.payload_len = static_cast<std::uint16_t>(std::min<std::size_t>(vl, 0xffff));
                     break;
-                case 16:
+                case kCompressed:
                     counters_.add(CaptureEvent::hep_compressed);
                     return false;
                 default:

@@ -19,8 +19,9 @@ constexpr std::string_view kB2buaHides =
     "offered on live traffic";
 constexpr std::string_view kB2buaTopology =
     "B2BUA on relayed messages (applied at start and on reload); `sbc sip hide --policy`";
-constexpr std::string_view kTcpLater =
-    "`sbc run` opens UDP listeners only; TCP/TLS listeners come with the signaling core stage";
+constexpr std::string_view kTcpConnect =
+    "TCP/TLS connects: the dataplane's tcp_connect buckets (socket backend: asked by the "
+    "transport thread before a connection is read; dpdk: SYNs in the fast path)";
 constexpr std::string_view kAccessLater =
     "`sbc run` does not apply access lists yet (front door access stage)";
 
@@ -38,8 +39,8 @@ constexpr KeyStatus kPolicyKeys[] = {
     {"rate_limits.*.per_source", true, "dataplane token buckets"},
     {"rate_limits.*.per_prefix", true, "dataplane token buckets"},
     {"rate_limits.*.per_account", true, "front door per-account token buckets"},
-    {"rate_limits.tcp_connect.per_source", false, kTcpLater},
-    {"rate_limits.tcp_connect.per_prefix", false, kTcpLater},
+    {"rate_limits.tcp_connect.per_source", true, kTcpConnect},
+    {"rate_limits.tcp_connect.per_prefix", true, kTcpConnect},
     {"bans.base", true, "dataplane ban escalation"},
     {"bans.factor", true, "dataplane ban escalation"},
     {"bans.max", true, "dataplane ban escalation"},
@@ -104,7 +105,14 @@ constexpr KeyStatus kPolicyKeys[] = {
     {"fraud.deny[].action", true, "fraud engine; ban also bans the source in the dataplane"},
 };
 
-constexpr std::string_view kTlsLater = "TLS listeners (signaling core stage)";
+constexpr std::string_view kHep = "HEPv3 export of the B2BUA's SIP messages";
+constexpr std::string_view kTls =
+    "TLS listeners (transport thread); certificate and key reread on every reload";
+constexpr std::string_view kTlsClients =
+    "client-certificate verification of TLS listeners without their own";
+constexpr std::string_view kListenerClients =
+    "client-certificate verification of this TLS listener (a trunk realm)";
+constexpr std::string_view kConnections = "TCP/TLS connection hygiene (transport thread)";
 constexpr std::string_view kDataplaneLater =
     "`sbc run` runs the socket backend with its own burst; the dpdk and pcap backends run "
     "through `sbc dataplane`";
@@ -116,13 +124,27 @@ constexpr KeyStatus kNodeKeys[] = {
     {"listeners[].realm", true, "front door listeners: external, and internal for calls"},
     {"listeners[].address", true, "front door listeners"},
     {"listeners[].port", true, "front door listeners"},
-    {"listeners[].transport", true, "front door listeners (udp only)", "udp"},
-    {"tls.certificate_chain", false, kTlsLater},
-    {"tls.private_key", false, kTlsLater},
-    {"tls.client_ca", false, kTlsLater},
-    {"tls.require_client_certificate", false, kTlsLater},
-    {"tls.min_version", false, kTlsLater},
-    {"tls.ciphers", false, kTlsLater},
+    {"listeners[].transport", true,
+     "front door listeners: UDP on the dataplane, TCP and TLS on the "
+     "transport thread"},
+    {"listeners[].client_ca", true, kListenerClients},
+    {"listeners[].require_client_certificate", true, kListenerClients},
+    {"listeners[].client_names", true, kListenerClients},
+    {"tls.certificate_chain", true, kTls},
+    {"tls.private_key", true, kTls},
+    {"tls.client_ca", true, kTlsClients},
+    {"tls.require_client_certificate", true, kTlsClients},
+    {"tls.client_names", true, kTlsClients},
+    {"tls.min_version", true, kTls},
+    {"tls.ciphers", true, kTls},
+    {"tls.ciphersuites", true, kTls},
+    {"tls.groups", true, kTls},
+    {"connections.max_connections", true, kConnections},
+    {"connections.max_per_source", true, kConnections},
+    {"connections.max_message_bytes", true, kConnections},
+    {"connections.max_buffered_bytes", true, kConnections},
+    {"connections.handshake_timeout", true, kConnections},
+    {"connections.idle_timeout", true, kConnections},
     {"next_hops[].name", true, "start-up log of the call core"},
     {"next_hops[].address", true, kCalls},
     {"next_hops[].port", true, kCalls},
@@ -151,6 +173,16 @@ constexpr KeyStatus kNodeKeys[] = {
     {"metrics.address", false, kMetricsLater},
     {"metrics.port", false, kMetricsLater},
     {"control.socket", true, "control socket"},
+    {"control.mode", true, "control socket file mode"},
+    {"control.group", true, "control socket group, peers checked with SO_PEERCRED"},
+    {"control.drain_timeout", true, "`sbc ctl drain`, SIGTERM"},
+    {"control.drain_retry_after", true, "503 Retry-After while draining"},
+    {"hep.enabled", true, kHep},
+    {"hep.address", true, kHep},
+    {"hep.port", true, kHep},
+    {"hep.capture_id", true, kHep},
+    {"hep.password", true, kHep},
+    {"hep.queue", true, kHep},
     {"state.backend", true, "state is kept in the process; redis is a later stage", "local"},
     {"state.url", false, "shared state in redis (a later stage)"},
     {"geoip.database", true, kFraudEngine},

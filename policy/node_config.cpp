@@ -45,6 +45,18 @@ std::string resolve(const std::string& dir, const std::string& p) {
     return p.empty() ? p : detail::join_path(dir, p);
 }
 
+void read_clients(const Table& t, const std::string& dir, ClientVerification& v) {
+    if (t.string("client_ca", v.client_ca)) v.client_ca = resolve(dir, v.client_ca);
+    t.boolean("require_client_certificate", v.require_client_certificate);
+    std::vector<Located<std::string>> names;
+    if (t.strings("client_names", names))
+        for (auto& n : names) v.client_names.push_back(std::move(n.value));
+    if (v.require_client_certificate && v.client_ca.empty())
+        t.error(t.pos(), "'" + t.path() + ".require_client_certificate' needs a 'client_ca'");
+    if (!v.client_names.empty() && v.client_ca.empty())
+        t.error(t.pos(), "'" + t.path() + ".client_names' needs a 'client_ca'");
+}
+
 }  // namespace
 
 Loaded<NodeConfig> load_node_config(const std::string& path) {
@@ -68,8 +80,9 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     detail::collect_key_notices(ctx, file, *doc, node_key_status(), out.notices);
     Table top(ctx, file, *doc, "");
     static constexpr std::string_view kTop[] = {
-        "node",    "listeners", "tls",     "next_hops", "health_check", "media", "dataplane",
-        "logging", "metrics",   "control", "state",     "geoip",        "policy"};
+        "node",      "listeners", "tls",     "connections", "next_hops", "health_check", "media",
+        "dataplane", "logging",   "metrics", "control",     "state",     "geoip",        "policy",
+        "hep"};
     top.only_keys(kTop);
     std::size_t c = 0;
     if (auto t = top.table("node")) {
@@ -81,7 +94,10 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     std::size_t i = 0;
     for (auto lt : top.tables("listeners")) {
         Table l(ctx, file, *lt, "listeners[" + std::to_string(i++) + "]");
-        static constexpr std::string_view k[] = {"realm", "address", "port", "transport"};
+        static constexpr std::string_view k[] = {"realm",       "address",
+                                                 "port",        "transport",
+                                                 "client_ca",   "require_client_certificate",
+                                                 "client_names"};
         l.only_keys(k);
         ListenerConfig lc;
         if (l.choice("realm", kRealmNames, c))
@@ -91,26 +107,59 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
         if (l.choice("transport", kTransportNames, c)) lc.transport = static_cast<Transport>(c);
         read_endpoint(l, lc.endpoint, false);
         if (!l.has("port")) lc.endpoint.port = lc.transport == Transport::tls ? 5061 : 5060;
+        if (l.has("client_ca") || l.has("require_client_certificate") || l.has("client_names")) {
+            if (lc.transport != Transport::tls)
+                l.error(l.pos(), "client certificates are verified on tls listeners only");
+            lc.has_client_verification = true;
+            read_clients(l, dir, lc.clients);
+        }
         cfg->listeners.push_back(lc);
     }
     if (auto t = top.table("tls")) {
         Table l(ctx, file, *t, "tls");
-        static constexpr std::string_view k[] = {"certificate_chain", "private_key",
-                                                 "client_ca",         "require_client_certificate",
-                                                 "min_version",       "ciphers"};
+        static constexpr std::string_view k[] = {"certificate_chain",
+                                                 "private_key",
+                                                 "client_ca",
+                                                 "require_client_certificate",
+                                                 "client_names",
+                                                 "min_version",
+                                                 "ciphers",
+                                                 "ciphersuites",
+                                                 "groups"};
         l.only_keys(k);
         auto& tls = cfg->tls;
         if (l.string("certificate_chain", tls.certificate_chain))
             tls.certificate_chain = resolve(dir, tls.certificate_chain);
         if (l.string("private_key", tls.private_key))
             tls.private_key = resolve(dir, tls.private_key);
-        if (l.string("client_ca", tls.client_ca)) tls.client_ca = resolve(dir, tls.client_ca);
-        l.boolean("require_client_certificate", tls.require_client_certificate);
+        read_clients(l, dir, tls.clients);
         static constexpr std::string_view kVersions[] = {"1.2", "1.3"};
         if (l.choice("min_version", kVersions, c)) tls.min_version = std::string(kVersions[c]);
         l.string("ciphers", tls.ciphers);
-        if (tls.require_client_certificate && tls.client_ca.empty())
-            l.error(l.pos(), "'tls.require_client_certificate' needs 'tls.client_ca'");
+        l.string("ciphersuites", tls.ciphersuites);
+        l.string("groups", tls.groups);
+    }
+    if (auto t = top.table("connections")) {
+        Table n(ctx, file, *t, "connections");
+        static constexpr std::string_view k[] = {"max_connections",   "max_per_source",
+                                                 "max_message_bytes", "max_buffered_bytes",
+                                                 "handshake_timeout", "idle_timeout"};
+        n.only_keys(k);
+        auto& cc = cfg->connections;
+        std::int64_t v = 0;
+        if (n.integer("max_connections", v, 1, 1000000))
+            cc.max_connections = static_cast<std::uint32_t>(v);
+        if (n.integer("max_per_source", v, 1, 1000000))
+            cc.max_per_source = static_cast<std::uint32_t>(v);
+        if (n.integer("max_message_bytes", v, 512, 1 << 20))
+            cc.max_message_bytes = static_cast<std::uint32_t>(v);
+        if (n.integer("max_buffered_bytes", v, 1024, 64 << 20))
+            cc.max_buffered_bytes = static_cast<std::uint32_t>(v);
+        constexpr base::Nanos s = base::kNanosPerSecond;
+        n.duration("handshake_timeout", cc.handshake_timeout, s / 10, 600 * s);
+        n.duration("idle_timeout", cc.idle_timeout, s, 86400 * s);
+        if (cc.max_buffered_bytes < cc.max_message_bytes)
+            n.error(n.pos(), "'connections.max_buffered_bytes' is below 'max_message_bytes'");
     }
     bool any_tls = false;
     for (const auto& l : cfg->listeners) any_tls = any_tls || l.transport == Transport::tls;
@@ -260,8 +309,15 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     }
     if (auto t = top.table("control")) {
         Table m(ctx, file, *t, "control");
-        static constexpr std::string_view k[] = {"socket"};
+        static constexpr std::string_view k[] = {"socket", "mode", "group", "drain_timeout",
+                                                 "drain_retry_after"};
         m.only_keys(k);
+        std::int64_t v = 0;
+        if (m.integer("mode", v, 0, 0777)) cfg->control_mode = static_cast<std::uint32_t>(v);
+        m.string("group", cfg->control_group);
+        m.duration("drain_timeout", cfg->drain_timeout, 0, 86400 * base::kNanosPerSecond);
+        if (m.integer("drain_retry_after", v, 0, 86400))
+            cfg->drain_retry_after = static_cast<std::uint32_t>(v);
         Pos where;
         if (m.string("socket", cfg->control_socket, &where)) {
             cfg->control_socket = resolve(dir, cfg->control_socket);
@@ -269,6 +325,22 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             if (cfg->control_socket.empty() || cfg->control_socket.size() > 107)
                 m.error(where, "'control.socket' must be a path of 1 to 107 bytes");
         }
+    }
+    if (auto t = top.table("hep")) {
+        Table m(ctx, file, *t, "hep");
+        static constexpr std::string_view k[] = {"enabled",    "address",  "port",
+                                                 "capture_id", "password", "queue"};
+        m.only_keys(k);
+        m.boolean("enabled", cfg->hep_enabled);
+        read_address(m, "address", cfg->hep_collector.addr);
+        std::int64_t v = 0;
+        if (m.integer("port", v, 1, 65535)) cfg->hep_collector.port = static_cast<std::uint16_t>(v);
+        if (m.integer("capture_id", v, 0, 0xffffffffLL))
+            cfg->hep_capture_id = static_cast<std::uint32_t>(v);
+        m.string("password", cfg->hep_password);
+        if (m.integer("queue", v, 16, 1 << 20)) cfg->hep_queue = static_cast<std::uint32_t>(v);
+        if (cfg->hep_enabled && (!m.has("address") || !m.has("port")))
+            m.error(m.pos(), "[hep] enabled needs the collector's 'address' and 'port'");
     }
     if (auto t = top.table("state")) {
         Table m(ctx, file, *t, "state");

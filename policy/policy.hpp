@@ -547,19 +547,43 @@ std::string_view name(Transport t);
 std::string_view name(Realm r);
 std::string_view name(DataplaneBackend b);
 
+// Client-certificate verification of one TLS listener (a trunk realm), or of every TLS
+// listener ([tls]) that sets none of its own.
+struct ClientVerification {
+    std::string client_ca;  // PEM file; set = client certificates are verified
+    bool require_client_certificate = false;
+    // Names a verified client certificate must carry (subjectAltName DNS, else subject CN);
+    // empty = any certificate the CA signed.
+    std::vector<std::string> client_names;
+};
+
 struct ListenerConfig {
     Realm realm = Realm::external;
     base::Endpoint endpoint;
     Transport transport = Transport::udp;
+    // tls only: this listener's own client verification (else [tls]'s).
+    bool has_client_verification = false;
+    ClientVerification clients;
 };
 
 struct TlsConfig {
     std::string certificate_chain;  // PEM file
     std::string private_key;        // PEM file
-    std::string client_ca;          // PEM file; set = client certificates are verified
-    bool require_client_certificate = false;
+    ClientVerification clients;
     std::string min_version = "1.2";  // "1.2" | "1.3"
-    std::string ciphers;              // OpenSSL cipher list (TLS 1.2); "" = library default
+    std::string ciphers;       // OpenSSL cipher list (TLS 1.2); "" = strong default (ECDHE+AEAD)
+    std::string ciphersuites;  // TLS 1.3 ciphersuites; "" = strong default
+    std::string groups;        // key exchange groups; "" = X25519:P-256:P-384
+};
+
+// Stream (TCP and TLS) connection hygiene; sized for an open-file limit of 20,000.
+struct ConnectionsConfig {
+    std::uint32_t max_connections = 4096;
+    std::uint32_t max_per_source = 32;
+    std::uint32_t max_message_bytes = 65535;
+    std::uint32_t max_buffered_bytes = 262144;
+    base::Nanos handshake_timeout = 5 * base::kNanosPerSecond;
+    base::Nanos idle_timeout = 300 * base::kNanosPerSecond;
 };
 
 struct HealthCheckConfig {
@@ -605,6 +629,7 @@ struct NodeConfig {
     std::string node_name = "sbc";
     std::vector<ListenerConfig> listeners;
     TlsConfig tls;
+    ConnectionsConfig connections;
     std::vector<NextHopConfig> next_hops;
     HealthCheckConfig health_check;
     MediaConfig media;
@@ -614,6 +639,20 @@ struct NodeConfig {
     bool metrics_enabled = false;
     base::Endpoint metrics_listen;
     std::string control_socket = "/run/sbc/control.sock";
+    // The control socket file's permission bits and group ("" = the daemon's own group). A
+    // peer that is neither root, nor the daemon's user, nor in `control_group` is refused.
+    std::uint32_t control_mode = 0660;
+    std::string control_group;
+    // Drain (`sbc ctl drain`, SIGTERM): new calls get 503 with this Retry-After; calls in
+    // progress have `drain_timeout` to end before the rest are hung up (BYE both legs).
+    base::Nanos drain_timeout = 30 * base::kNanosPerSecond;
+    std::uint32_t drain_retry_after = 60;
+    // HEPv3 export of every SIP message the B2BUA receives and sends ([hep]).
+    bool hep_enabled = false;
+    base::Endpoint hep_collector;
+    std::uint32_t hep_capture_id = 0;
+    std::string hep_password;             // HEP auth key chunk; "" = none
+    std::uint32_t hep_queue = 4096;       // messages waiting for the sender thread
     std::string state_backend = "local";  // local | redis
     std::string state_url;
     std::string geoip_database;

@@ -83,7 +83,7 @@ std::string day_names(std::uint8_t days) {
     return out;
 }
 std::string hm(int minutes) {
-    char buf[8];
+    char buf[32];  // room for any int, so no truncation whatever the value
     std::snprintf(buf, sizeof buf, "%02d:%02d", minutes / 60, minutes % 60);
     return buf;
 }

@@ -1,6 +1,10 @@
 #include "sbc/call_core.hpp"
 
+#include <cstdio>
+
 #include <spdlog/spdlog.h>
+
+#include "sbc/hep.hpp"
 
 namespace sbc {
 
@@ -54,6 +58,11 @@ CallCore::CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admi
         free_ports_.push_back(static_cast<std::uint16_t>(p));
         if (p < 2) break;
     }
+    const signaling::SideConfig* sides[2] = {&setup_.b2bua.external, &setup_.b2bua.internal};
+    for (int i = 0; i < 2; ++i) {
+        local_[i].port = sides[i]->port;
+        if (auto a = base::IpAddress::parse(sides[i]->host)) local_[i].addr = *a;
+    }
     signaling::Wire& wire = *this;
     signaling::MediaAnchor& media = *this;
     signaling::CallHooks& hooks = *this;
@@ -70,11 +79,99 @@ void CallCore::receive(const sip::Message& m, const base::Endpoint& from, std::u
     f.transport = signaling::Transport::udp;
     f.remote = from;
     f.listener = listener;
-    b2bua_->receive(m, f, side, now);
+    receive(m, f, side, now);
+}
+
+void CallCore::receive(const sip::Message& m, const signaling::Flow& from, Side side,
+                       base::Nanos now) {
+    const base::UnixNanos t = hep_ ? wall_() : 0;
+    b2bua_->receive(m, from, side, now);
+    // Captured after the B2BUA has seen it, so that a new call's INVITE already correlates.
+    if (hep_) capture(side, from.remote, local_[static_cast<int>(side)], m.call_id(), m.bytes(), t);
 }
 
 bool CallCore::send(const signaling::Flow& flow, std::string_view bytes) {
-    return send_(flow.listener, flow.remote, bytes);
+    const bool ok = send_(flow, bytes);
+    if (hep_ && ok) {
+        const Side side =
+            flow.listener == setup_.b2bua.internal.listener ? Side::internal : Side::external;
+        const auto st = sent_.parse(bytes);
+        capture(side, local_[static_cast<int>(side)], flow.remote,
+                st ? sent_.call_id() : std::string_view{}, bytes, wall_());
+    }
+    return ok;
+}
+
+void CallCore::set_capture(HepExporter* hep, std::function<base::UnixNanos()> wall) {
+    hep_ = hep;
+    wall_ = std::move(wall);
+}
+
+void CallCore::capture(Side side, const base::Endpoint& src, const base::Endpoint& dst,
+                       std::string_view call_id, std::string_view bytes, base::UnixNanos time) {
+    // Homer ties the two legs of a call by the correlation id: the caller's Call-ID on both.
+    std::string_view correlation = call_id;
+    if (auto c = b2bua_->call_of(side, call_id))
+        if (auto v = b2bua_->call_view(*c)) correlation = v->call_id[0];
+    hep_->capture(src, dst, time, correlation, bytes);
+}
+
+namespace {
+
+std::string seconds_text(base::Nanos d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(d) / 1e9);
+    return buf;
+}
+
+}  // namespace
+
+std::string CallCore::calls_text(base::Nanos now) const {
+    std::string out;
+    const auto ids = b2bua_->calls();
+    for (auto id : ids) {
+        auto v = b2bua_->call_view(id);
+        if (!v || v->ended) continue;
+        const auto& i = *v->info;
+        out += "call=" + std::to_string(id) + " state=" + (v->answered ? "answered" : "setup") +
+               " from=" + std::string(signaling::side_name(i.from)) + " caller=" + i.caller +
+               " callee=" + i.callee + " source=" + i.source.remote.to_string() +
+               " age_s=" + seconds_text(now - i.started) + "\n";
+    }
+    out += "calls=" + std::to_string(ids.size()) + "\n";
+    return out;
+}
+
+std::string CallCore::call_text(std::uint64_t id, base::Nanos now) const {
+    auto v = b2bua_->call_view(id);
+    if (!v || v->ended) return {};
+    const auto& i = *v->info;
+    std::string out;
+    out += "call=" + std::to_string(id) + "\n";
+    out += std::string("state=") + (v->answered ? "answered" : "setup") + "\n";
+    out += "from=" + std::string(signaling::side_name(i.from)) + "\n";
+    out += "caller=" + i.caller + "\n";
+    out += "callee=" + i.callee + "\n";
+    out += "user_agent=" + i.user_agent + "\n";
+    out += "credentials_user=" + i.credentials_user + "\n";
+    out += "age_s=" + seconds_text(now - i.started) + "\n";
+    if (v->answered) out += "answered_after_s=" + seconds_text(i.answered - i.started) + "\n";
+    for (int l = 0; l < 2; ++l) {
+        const std::string p = "leg" + std::to_string(l) + ".";
+        out += p + "side=" + std::string(signaling::side_name(v->side[l])) + "\n";
+        out += p + "call_id=" + std::string(v->call_id[l]) + "\n";
+        out += p + "local=" + local_[static_cast<int>(v->side[l])].to_string() + "\n";
+        out += p + "remote=" + v->flow[l].remote.to_string() + "\n";
+    }
+    auto it = streams_by_call_.find(id);
+    const std::size_t n = it == streams_by_call_.end() ? 0 : it->second.size();
+    out += "media_streams=" + std::to_string(n) + "\n";
+    if (it != streams_by_call_.end())
+        for (const auto& [index, s] : it->second)
+            out += "media." + std::to_string(index) + "=" + s.spec.a.remote.to_string() + " <-> " +
+                   s.spec.a.local.to_string() + " | " + s.spec.b.local.to_string() + " <-> " +
+                   s.spec.b.remote.to_string() + "\n";
+    return out;
 }
 
 std::optional<std::uint16_t> CallCore::take_port() {

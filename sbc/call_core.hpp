@@ -26,10 +26,13 @@ class MediaStreams {
     virtual base::Result<void> close(dataplane::StreamId id) = 0;
 };
 
+class HepExporter;
+
 class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallHooks {
   public:
-    using SendFn =
-        std::function<bool(std::uint32_t listener, const base::Endpoint& to, std::string_view)>;
+    // Bytes to a flow: UDP from listener `flow.listener` to `flow.remote`, TCP/TLS on
+    // connection `flow.connection` (the one the peer used).
+    using SendFn = std::function<bool(const signaling::Flow& flow, std::string_view)>;
     using AdmitFn = std::function<signaling::Admission(const sip::Message&, const signaling::Flow&,
                                                        signaling::Side)>;
     using EndFn = std::function<void(const signaling::CallInfo&, signaling::CallEnd)>;
@@ -53,6 +56,9 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
 
     void receive(const sip::Message& m, const base::Endpoint& from, std::uint32_t listener,
                  signaling::Side side, base::Nanos now);
+    // The same from any transport: `from` names the connection of a TCP/TLS message.
+    void receive(const sip::Message& m, const signaling::Flow& from, signaling::Side side,
+                 base::Nanos now);
     void advance(base::Nanos now) { b2bua_->advance(now); }
     bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
     std::string stats_text() const;
@@ -64,6 +70,19 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                              std::move(user_agent));
     }
     std::size_t media_streams() const { return streams_by_call_.size(); }
+    std::size_t active_calls() const { return b2bua_->calls().size(); }
+    std::vector<std::uint64_t> call_ids() const { return b2bua_->calls(); }
+    // Whether a call the B2BUA holds has a leg with this Call-ID on `side`.
+    bool has_call(signaling::Side side, std::string_view call_id) const {
+        return b2bua_->call_of(side, call_id).has_value();
+    }
+    // `sbc ctl calls`: one line per call in progress.
+    std::string calls_text(base::Nanos now) const;
+    // `sbc ctl call show ID`: key=value lines, "" when there is no such call in progress.
+    std::string call_text(std::uint64_t id, base::Nanos now) const;
+    // HEP capture of every message the B2BUA receives and sends, both legs, correlated by the
+    // caller's Call-ID (null: off). `wall` stamps each message.
+    void set_capture(HepExporter* hep, std::function<base::UnixNanos()> wall);
 
   private:
     bool send(const signaling::Flow& flow, std::string_view bytes) override;
@@ -78,6 +97,8 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     void on_response_relayed(const signaling::CallInfo&, int status) override;
 
     std::optional<std::uint16_t> take_port();
+    void capture(signaling::Side side, const base::Endpoint& src, const base::Endpoint& dst,
+                 std::string_view call_id, std::string_view bytes, base::UnixNanos time);
     void give_port(std::uint16_t port);
 
     Setup setup_;
@@ -94,6 +115,10 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     std::vector<std::uint16_t> free_ports_;  // even RTP ports (RTCP on +1)
     std::uint64_t media_failures_ = 0;
     std::unique_ptr<signaling::B2bua> b2bua_;
+    HepExporter* hep_ = nullptr;
+    std::function<base::UnixNanos()> wall_;
+    base::Endpoint local_[2];  // the SBC's signaling address per side (Side as index)
+    sip::Message sent_;        // our own outgoing message, parsed for its Call-ID (capture only)
 };
 
 }  // namespace sbc

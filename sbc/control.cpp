@@ -3,10 +3,14 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "sbc/daemon.hpp"
 
@@ -52,7 +56,8 @@ ControlServer::~ControlServer() {
     }
 }
 
-base::Result<void> ControlServer::open(const std::string& path) {
+base::Result<void> ControlServer::open(const std::string& path, unsigned mode,
+                                       std::optional<gid_t> group) {
     sockaddr_un addr;
     if (!fill_address(path, addr))
         return base::make_error("control socket path '" + path + "' is empty or too long");
@@ -68,14 +73,25 @@ base::Result<void> ControlServer::open(const std::string& path) {
     }
     fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd_ < 0) return base::make_error(std::string("socket: ") + std::strerror(errno));
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd_, 16) != 0) {
+    // The file is created owner-only and opened up to `mode` once its group is set: nobody
+    // outside the group can connect in between.
+    const mode_t old_umask = ::umask(0177);
+    const int bound = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::umask(old_umask);
+    if (bound != 0 || ::listen(fd_, 16) != 0) {
         std::string err = std::strerror(errno);
         ::close(fd_);
         fd_ = -1;
         return base::make_error("cannot listen on '" + path + "': " + err);
     }
     path_ = path;
+    if ((group && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0) ||
+        ::chmod(path.c_str(), static_cast<mode_t>(mode & 0777)) != 0) {
+        std::string err = std::strerror(errno);
+        return base::make_error("control socket '" + path +
+                                "': cannot set its group or mode: " + err);
+    }
+    group_ = group;
     return {};
 }
 
@@ -99,9 +115,45 @@ std::string ControlServer::dispatch(std::string_view line) const {
     return reply;
 }
 
+namespace {
+
+// The peer's uid, and whether it may use the socket: root, the daemon's own user, or a member
+// (primary or supplementary group) of the socket's group.
+bool peer_allowed(int c, std::optional<gid_t> group, ucred& who) {
+    socklen_t len = sizeof who;
+    if (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &who, &len) != 0) return false;
+    if (who.uid == 0 || who.uid == ::geteuid()) return true;
+    if (!group) return false;
+    if (who.gid == *group) return true;
+    std::vector<gid_t> groups(64);
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (::getsockopt(c, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) == 0) {
+            groups.resize(glen / sizeof(gid_t));
+            for (gid_t g : groups)
+                if (g == *group) return true;
+            return false;
+        }
+        if (errno != ERANGE) return false;
+        groups.resize(glen / sizeof(gid_t) + 16);  // glen says how much is needed
+    }
+    return false;
+}
+
+}  // namespace
+
 void ControlServer::serve_one() {
     int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) return;
+    ucred who{};
+    if (!peer_allowed(c, group_, who)) {
+        ++refused_;
+        spdlog::warn("control socket: refused a command from uid {} pid {}", who.uid, who.pid);
+        write_all(c, "error: permission denied: uid " + std::to_string(who.uid) +
+                         " is not root, the daemon's user or in the control group\n");
+        ::close(c);
+        return;
+    }
     std::string line;
     char buf[512];
     // One line, read with a deadline so a silent client cannot stall the daemon.

@@ -2,14 +2,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -25,6 +29,9 @@ struct Daemon::Impl {
     int signal_fd = -1;
     int stop_pipe[2] = {-1, -1};
     base::SystemClock clock;
+    std::optional<gid_t> control_group;
+    bool draining = false;
+    base::Nanos drain_deadline = 0;               // monotonic
     std::unique_ptr<FrontDoor> front_door;        // called by the dataplane thread: outlives it
     std::unique_ptr<DataplaneRuntime> dataplane;  // last: stops before the control server goes
 };
@@ -86,6 +93,29 @@ std::unique_ptr<Daemon> Daemon::create(const std::string& config_path,
     d->add_control_command("status",
                            [daemon = d.get()](std::string_view) { return daemon->status_text(); });
     d->add_control_command("version", [](std::string_view) { return std::string("sbc 0.1.0\n"); });
+    d->add_control_command("drain", [daemon = d.get()](std::string_view args) {
+        // drain [SECONDS]: the configured drain_timeout unless given.
+        base::Nanos timeout = daemon->config_.drain_timeout;
+        while (!args.empty() && (args.back() == ' ' || args.back() == '\r')) args.remove_suffix(1);
+        if (!args.empty()) {
+            std::uint64_t s = 0;
+            const auto [p, ec] = std::from_chars(args.data(), args.data() + args.size(), s);
+            if (ec != std::errc{} || p != args.data() + args.size() || s > 86400)
+                return std::string("error: usage: drain [SECONDS (0-86400)]\n");
+            timeout = static_cast<base::Nanos>(s) * base::kNanosPerSecond;
+        }
+        return daemon->drain(timeout);
+    });
+    if (!d->config_.control_group.empty()) {
+        // Resolved here so that `sbc run --check` reports an unknown group.
+        if (const group* g = ::getgrnam(d->config_.control_group.c_str()))
+            d->impl_->control_group = g->gr_gid;
+        else
+            errors.push_back({d->config_.file, 0, 0,
+                              "[control] group = \"" + d->config_.control_group +
+                                  "\": no such group on this system"});
+        if (!errors.empty()) return nullptr;
+    }
     if (d->config_.dataplane.backend == policy::DataplaneBackend::pcap) {
         // Never a silent fallback to sockets: the capture backend has no live traffic.
         errors.push_back({d->config_.file, 0, 0,
@@ -139,6 +169,7 @@ std::string Daemon::status_text() const {
     auto st = store_->status();
     std::string out;
     out += "node=" + config_.node_name + "\n";
+    out += std::string("state=") + (impl_->draining ? "draining" : "running") + "\n";
     out += "policy_version=" + std::to_string(st.version) + "\n";
     out += "policy_hash=" + st.hash + "\n";
     out += "policy_files=" + join(st.files, ",") + "\n";
@@ -149,6 +180,40 @@ std::string Daemon::status_text() const {
     out += "last_reload_at=" + format_time(st.last_reload_at) + "\n";
     for (const auto& e : st.last_errors) out += "last_reload_error=" + e.to_string() + "\n";
     return out;
+}
+
+std::string Daemon::drain(base::Nanos timeout) {
+    const base::Nanos now = impl_->clock.monotonic();
+    if (!impl_->draining) {
+        impl_->draining = true;
+        impl_->drain_deadline = now + timeout;
+        if (impl_->front_door) impl_->front_door->set_draining(true, config_.drain_retry_after);
+        spdlog::info(
+            "draining: new calls get 503 (Retry-After {} s); {:.0f} s for the calls in "
+            "progress",
+            config_.drain_retry_after, static_cast<double>(timeout) / 1e9);
+    } else if (now + timeout < impl_->drain_deadline) {
+        impl_->drain_deadline = now + timeout;  // a shorter drain wins
+    }
+    const std::size_t calls = impl_->front_door ? impl_->front_door->active_calls() : 0;
+    char left[32];
+    std::snprintf(left, sizeof left, "%.1f",
+                  static_cast<double>(impl_->drain_deadline - now) / 1e9);
+    return "ok draining calls=" + std::to_string(calls) + " timeout_s=" + left + "\n";
+}
+
+// Whether a drain is over: no call left, or the deadline passed (the calls left are hung up).
+static bool drain_done(Daemon::Impl& impl, base::Nanos now) {
+    const std::size_t calls = impl.front_door ? impl.front_door->active_calls() : 0;
+    if (calls == 0) {
+        spdlog::info("drained: no call in progress, stopping");
+        return true;
+    }
+    if (now < impl.drain_deadline) return false;
+    const std::size_t ended = impl.front_door->end_all_calls();
+    spdlog::warn("drain timeout: {} call(s) still in progress hung up (BYE both legs), stopping",
+                 ended);
+    return true;
 }
 
 void Daemon::stop() {
@@ -187,7 +252,9 @@ int Daemon::run() {
         return 1;
     }
     impl_->front_door = std::move(*front_door);
-    if (auto r = impl_->control.open(config_.control_socket); !r) {
+    if (auto r =
+            impl_->control.open(config_.control_socket, config_.control_mode, impl_->control_group);
+        !r) {
         spdlog::error("{}", r.error().message);
         return 1;
     }
@@ -198,7 +265,8 @@ int Daemon::run() {
         pollfd fds[3] = {{impl_->signal_fd, POLLIN, 0},
                          {impl_->control.fd(), POLLIN, 0},
                          {impl_->stop_pipe[0], POLLIN, 0}};
-        int n = ::poll(fds, 3, -1);
+        // While draining, the calls left are looked at four times a second.
+        int n = ::poll(fds, 3, impl_->draining ? 250 : -1);
         if (n < 0) {
             if (errno == EINTR) continue;
             spdlog::error("poll: {}", std::strerror(errno));
@@ -214,13 +282,20 @@ int Daemon::run() {
                 if (si.ssi_signo == SIGHUP) {
                     spdlog::info("SIGHUP: reloading policy");
                     reload();
+                } else if (si.ssi_signo == SIGTERM && !impl_->draining) {
+                    spdlog::info("SIGTERM: draining");
+                    drain(config_.drain_timeout);
                 } else {
-                    spdlog::info("signal {}: stopping", si.ssi_signo);
+                    // SIGINT, or a second SIGTERM: stop now, hanging up the calls left.
+                    const std::size_t ended =
+                        impl_->front_door ? impl_->front_door->end_all_calls() : 0;
+                    spdlog::info("signal {}: stopping ({} call(s) hung up)", si.ssi_signo, ended);
                     return 0;
                 }
             }
         }
         if (fds[1].revents & POLLIN) impl_->control.serve_one();
+        if (impl_->draining && drain_done(*impl_, impl_->clock.monotonic())) return 0;
     }
 }
 

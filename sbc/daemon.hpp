@@ -43,9 +43,13 @@ class Daemon {
     [[nodiscard]] std::vector<policy::Diagnostic> add_policy_participant(
         policy::PolicyParticipant participant);
 
-    // Runs the control socket and signal handling until stop() or SIGTERM/SIGINT; returns the
-    // process exit code.
+    // Runs the control socket and signal handling until stop(), SIGINT or the end of a drain;
+    // returns the process exit code. SIGTERM drains ([control] drain_timeout), SIGHUP reloads.
     int run();
+    // Drain (`sbc ctl drain`, SIGTERM): new calls are refused with 503 and Retry-After, calls in
+    // progress may finish within `timeout`; then those left are hung up (BYE both legs) and
+    // run() returns 0. Run-loop thread. Returns the `drain` reply.
+    std::string drain(base::Nanos timeout);
     void stop();  // thread-safe, async-signal-safe
 
     // Reloads the policy files now (what SIGHUP and `sbc ctl reload` do), all or nothing;

@@ -345,6 +345,18 @@ class SocketRuntime final : public DataplaneRuntime {
                   dataplane::BanOrigin origin) override {
         return mailbox_.post({dataplane::ControlCommand::Kind::ban, prefix, duration, origin});
     }
+    bool admit_connection(const base::Endpoint& remote, const base::Endpoint& local) override {
+        dataplane::PacketMeta m;
+        m.src = remote.addr;
+        m.src_port = remote.port;
+        m.dst = local.addr;
+        m.dst_port = local.port;
+        m.l4_proto = 6;
+        m.tcp_flags = 0x02;  // SYN
+        dataplane::Decision d;
+        pipeline_.decide(std::span(&m, 1), std::span(&d, 1), clock_.monotonic());
+        return d.action == dataplane::Action::to_kernel;
+    }
     std::string stats_command() override {
         return "dataplane.backend=socket\n" + pipeline_text(pipeline_.counters()) +
                "media.streams=" + std::to_string(pipeline_.media().active()) + "\n" +

@@ -52,6 +52,17 @@ class DataplaneRuntime {
     virtual bool post_ban(const base::Prefix& prefix, base::Nanos duration,
                           dataplane::BanOrigin origin) = 0;
 
+    // Signaling thread: whether a TCP/TLS connection accepted from `remote` on `local` may be
+    // read (and its handshake run): the pipeline's verdict on its SYN, with the same ban table
+    // and tcp_connect buckets (a refusal counts as drop.banned or drop.rate_limited, and
+    // sustained excess escalates to a ban). The dpdk backend answers true: its fast path
+    // already judged the SYN before the kernel saw it.
+    virtual bool admit_connection(const base::Endpoint& remote, const base::Endpoint& local) {
+        (void)remote;
+        (void)local;
+        return true;
+    }
+
     // Signaling thread: the dataplane's counters for `stats` (key=value lines).
     virtual std::string stats_command() = 0;
 

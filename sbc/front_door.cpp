@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -166,12 +167,43 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         for (const auto& d : refused) why += (why.empty() ? "" : "; ") + d.to_string();
         return base::make_error(why);
     }
-    std::string error = rt.call([self, &daemon]() -> std::string {
+    std::vector<StreamTransport::ListenerSpec> stream_specs;
+    std::string error = rt.call([self, &daemon, &stream_specs]() -> std::string {
         // Calls go through when the node has an internal listener, a next hop and a backend
         // that offers relay streams to signaling; otherwise requests get the placeholder.
         std::uint32_t ext = 0, in = 0;
         bool have_ext = false, have_in = false;
-        for (const auto& l : daemon.config().listeners) {
+        const auto& node = daemon.config();
+        for (const auto& l : node.listeners) {
+            if (l.transport == policy::Transport::udp) continue;
+            // TCP and TLS: sockets of the stream transport, one listener index each.
+            StreamTransport::ListenerSpec spec;
+            spec.local = l.endpoint;
+            spec.transport = l.transport == policy::Transport::tls ? signaling::Transport::tls
+                                                                   : signaling::Transport::tcp;
+            spec.index = static_cast<std::uint32_t>(self->listeners_.size());
+            if (l.transport == policy::Transport::tls) {
+                const auto& t = node.tls;
+                const auto& v = l.has_client_verification ? l.clients : t.clients;
+                spec.tls.certificate_chain = t.certificate_chain;
+                spec.tls.private_key = t.private_key;
+                spec.tls.min_version = t.min_version;
+                spec.tls.ciphers = t.ciphers;
+                spec.tls.ciphersuites = t.ciphersuites;
+                spec.tls.groups = t.groups;
+                spec.tls.client_ca = v.client_ca;
+                spec.tls.require_client_certificate = v.require_client_certificate;
+                spec.tls.client_names = v.client_names;
+            }
+            stream_specs.push_back(std::move(spec));
+            self->listeners_.push_back({l.endpoint, -1,
+                                        l.realm == policy::Realm::internal
+                                            ? signaling::Side::internal
+                                            : signaling::Side::external,
+                                        stream_specs.back().transport});
+        }
+        self->rt_.set_tick([self](base::Nanos now) { self->on_tick(now); });
+        for (const auto& l : node.listeners) {
             if (l.transport != policy::Transport::udp) continue;
             if (l.realm == policy::Realm::external && !have_ext) {
                 ext = static_cast<std::uint32_t>(self->listeners_.size()), have_ext = true;
@@ -207,8 +239,8 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         self->apply_topology(setup->b2bua);
         self->core_ = std::make_unique<CallCore>(
             std::move(*setup), *streams,
-            [self](std::uint32_t l, const base::Endpoint& to, std::string_view bytes) {
-                return self->send_to(l, to, bytes);
+            [self](const signaling::Flow& f, std::string_view bytes) {
+                return self->send_to(f.listener, f.remote, bytes, f.connection);
             },
             [self](const sip::Message&, const signaling::Flow&, signaling::Side) {
                 return self->admission_;
@@ -218,10 +250,15 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             [self](const signaling::CallInfo& c, int status) {
                 self->response_relayed(c, status);
             });
-        self->rt_.set_tick([self](base::Nanos now) {
-            if (self->core_) self->core_->advance(now);
-            self->observer_.expire(now, self->rt_.wall());  // challenges not followed
-        });
+        if (const auto& cfg = daemon.config(); cfg.hep_enabled) {
+            auto hep = HepExporter::start(cfg.hep_collector, cfg.hep_capture_id, cfg.hep_password,
+                                          cfg.hep_queue);
+            if (!hep) return hep.error().message;
+            self->hep_ = std::move(*hep);
+            self->core_->set_capture(self->hep_.get(), [self] { return self->rt_.wall(); });
+            spdlog::info("HEP capture to {} (capture id {})", cfg.hep_collector.to_string(),
+                         cfg.hep_capture_id);
+        }
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
         for (const auto& h : daemon.config().next_hops)
             if (h.transport == policy::Transport::udp)
@@ -230,8 +267,55 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         return {};
     });
     if (!error.empty()) return base::make_error(error);
+    if (!stream_specs.empty()) {
+        const auto& cc = daemon.config().connections;
+        StreamTransport::Options o;
+        o.limits.max_connections = cc.max_connections;
+        o.limits.max_per_source = cc.max_per_source;
+        o.limits.max_message_bytes = cc.max_message_bytes;
+        o.limits.max_buffered_bytes = cc.max_buffered_bytes;
+        o.limits.handshake_timeout = cc.handshake_timeout;
+        o.limits.idle_timeout = cc.idle_timeout;
+        auto t = StreamTransport::open(std::move(stream_specs), o);
+        if (!t) return base::make_error(t.error().message);
+        StreamTransport* transport = t->get();
+        // Certificates and keys are reread on every reload; a broken one refuses the reload
+        // (the running certificate stays) and the reload's result says why.
+        auto refused = daemon.add_policy_participant(
+            {"tls_certificates", [transport](const std::shared_ptr<const policy::Policy>& p) {
+                 auto contexts = transport->prepare_tls();
+                 if (!contexts)
+                     return policy::PolicyChange::refuse(
+                         {policy_diagnostic(*p, contexts.error().message)});
+                 auto holder = std::make_shared<StreamTransport::Contexts>(std::move(*contexts));
+                 return policy::PolicyChange::ready(
+                     [transport, holder] { transport->install_tls(std::move(*holder)); });
+             }});
+        if (!refused.empty()) return base::make_error(refused.front().to_string());
+        (void)rt.call([self, &t] {
+            self->streams_ = std::move(*t);
+            return std::string();
+        });
+        self->streams_->start();
+        for (const auto& l : self->listeners_)
+            if (l.transport != signaling::Transport::udp)
+                spdlog::info("SIP listener {} {} open ({})",
+                             l.transport == signaling::Transport::tls ? "tls" : "tcp",
+                             l.local.to_string(),
+                             l.side == signaling::Side::internal ? "internal" : "external");
+    }
     daemon.add_control_command("stats", [self](std::string_view) {
         return self->rt_.call([self] { return self->rt_.stats_command() + self->stats_text(); });
+    });
+    daemon.add_control_command("calls", [self](std::string_view) {
+        return self->rt_.call([self] {
+            return self->core_ ? self->core_->calls_text(self->rt_.monotonic())
+                               : std::string("calls=0 (calls are not forwarded)\n");
+        });
+    });
+    daemon.add_control_command("call", [self](std::string_view args) {
+        const std::string a(args);
+        return self->rt_.call([self, a] { return self->call_command(a); });
     });
     daemon.add_control_command("answer", [self](std::string_view args) {
         const std::string a(args);
@@ -303,8 +387,49 @@ std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const po
     return next;
 }
 
+void FrontDoor::on_tick(base::Nanos now) {
+    if (streams_) drain_streams();
+    if (core_) {
+        core_->advance(now);
+        observer_.expire(now, rt_.wall());  // challenges not followed
+    }
+}
+
+void FrontDoor::drain_streams() {
+    // Bounded per tick: the relay's loop runs again before the next batch.
+    stream_batch_.clear();
+    streams_->drain(stream_batch_, 1024);
+    for (auto& in : stream_batch_) {
+        if (in.kind == StreamTransport::Inbound::Kind::admit) {
+            streams_->admit(in.connection, rt_.admit_connection(in.remote, in.local));
+            continue;
+        }
+        if (in.bytes.size() > 0xffff) continue;  // max_message_bytes is at most 65535
+        dataplane::PacketMeta m;
+        m.src = in.remote.addr;
+        m.src_port = in.remote.port;
+        m.dst = in.local.addr;
+        m.dst_port = in.local.port;
+        m.l4_proto = 6;
+        m.payload = reinterpret_cast<const std::uint8_t*>(in.bytes.data());
+        m.payload_len = static_cast<std::uint16_t>(in.bytes.size());
+        stream_ = {true, in.connection, in.transport, in.listener};
+        on_datagram(m);
+        stream_ = {};
+    }
+}
+
+signaling::Flow FrontDoor::flow_of(const dataplane::PacketMeta& m, std::size_t listener) const {
+    signaling::Flow f;
+    f.transport = stream_.active ? stream_.transport : signaling::Transport::udp;
+    f.remote = {m.src, m.src_port};
+    f.connection = stream_.active ? stream_.connection : 0;
+    f.listener = static_cast<std::uint32_t>(listener);
+    return f;
+}
+
 void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
-    events_.add(FrontDoorEvent::datagrams);
+    events_.add(stream_.active ? FrontDoorEvent::stream_messages : FrontDoorEvent::datagrams);
     const std::string_view datagram(reinterpret_cast<const char*>(m.payload), m.payload_len);
     auto st = msg_.parse(datagram);
     if (st && msg_.is_request()) st = sip::check_request(msg_);
@@ -319,26 +444,31 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     const bool to_core = core_ && li < listeners_.size();
     if (!msg_.is_request()) {
         events_.add(FrontDoorEvent::responses);
-        if (to_core)
-            core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
-                           rt_.monotonic());
+        if (to_core) core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
         return;
     }
     events_.add(FrontDoorEvent::requests);
     const auto method = msg_.method();
     const auto mi = static_cast<std::size_t>(method);
     ++by_method_[mi < kMethodCount ? mi : 0];
+    // Draining: no new call on either side; a retransmitted INVITE of a call already in
+    // progress still reaches its transaction.
+    if (method == sip::Method::invite && draining_.load(std::memory_order_relaxed) &&
+        !(msg_.to() && !msg_.to()->tag.empty()) &&
+        !(to_core && core_->has_call(side, msg_.call_id()))) {
+        events_.add(FrontDoorEvent::refused_draining);
+        answer(msg_, m, 503, "Service Unavailable",
+               drain_retry_after_.load(std::memory_order_relaxed));
+        return;
+    }
     if (to_core && side == signaling::Side::internal) {
         // The inside: in-dialog requests of calls and calls going out. Not scored.
-        core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
-                       rt_.monotonic());
+        core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
         return;
     }
     if (method == sip::Method::ack) {  // RFC 3261 §17.2.1: an ACK is never answered
         events_.add(FrontDoorEvent::not_answered);
-        if (to_core)
-            core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
-                           rt_.monotonic());
+        if (to_core) core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
         return;
     }
     // Trusted trunks bypass the signature and per-account checks as they bypass the
@@ -362,8 +492,7 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         events_.add(FrontDoorEvent::answered_403);
         answer(msg_, m, 403, "Forbidden", 0);
     } else if (to_core) {
-        core_->receive(msg_, {m.src, m.src_port}, static_cast<std::uint32_t>(li), side,
-                       rt_.monotonic());
+        core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
     } else if (method == sip::Method::cancel) {
         // No transaction can match: RFC 3261 §9.2.
         answer(msg_, m, 481, "Call/Transaction Does Not Exist", 0);
@@ -498,8 +627,19 @@ void FrontDoor::apply_topology(signaling::B2buaConfig& b) const {
     if (!t.server_header.empty()) b.user_agent = t.server_header;
 }
 
-bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes) {
+bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes,
+                        std::uint64_t connection) {
     if (listener >= listeners_.size()) return false;
+    if (listeners_[listener].transport != signaling::Transport::udp) {
+        // RFC 3261 §18.2.2: a response goes back on the connection its request came on; a
+        // request to a client goes on the connection the client uses (there are no outgoing
+        // connections yet).
+        if (!streams_ || connection == 0 || !streams_->send(connection, std::string(bytes))) {
+            events_.add(FrontDoorEvent::send_failed);
+            return false;
+        }
+        return true;
+    }
     // Always to the packet's source address and port for answers (symmetric response routing,
     // RFC 3581 §4 for every client): never to an address named inside a message, which would
     // make the SBC a reflector.
@@ -515,8 +655,10 @@ bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::str
 }
 
 std::size_t FrontDoor::listener_of(const dataplane::PacketMeta& meta) const {
+    if (stream_.active) return stream_.listener;
     for (std::size_t i = 0; i < listeners_.size(); ++i)
-        if (listeners_[i].local.port == meta.dst_port && listeners_[i].local.addr == meta.dst)
+        if (listeners_[i].transport == signaling::Transport::udp &&
+            listeners_[i].local.port == meta.dst_port && listeners_[i].local.addr == meta.dst)
             return i;
     return listeners_.size();
 }
@@ -530,7 +672,8 @@ void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int s
     }
     const std::string response =
         stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
-    if (send_to(l, {meta.src, meta.src_port}, response)) events_.add(FrontDoorEvent::answered);
+    if (send_to(l, {meta.src, meta.src_port}, response, stream_.active ? stream_.connection : 0))
+        events_.add(FrontDoorEvent::answered);
 }
 
 std::string FrontDoor::answer_command(std::string_view args) {
@@ -560,6 +703,48 @@ std::string FrontDoor::answer_command(std::string_view args) {
            "\nretry_after=" + std::to_string(placeholder_.retry_after) + "\n";
 }
 
+void FrontDoor::set_draining(bool on, std::uint32_t retry_after) {
+    drain_retry_after_.store(retry_after, std::memory_order_relaxed);
+    draining_.store(on, std::memory_order_relaxed);
+}
+
+std::size_t FrontDoor::active_calls() {
+    const std::string n =
+        rt_.call([this] { return std::to_string(core_ ? core_->active_calls() : 0); });
+    return static_cast<std::size_t>(std::stoull(n));
+}
+
+std::size_t FrontDoor::end_all_calls() {
+    const std::string n = rt_.call([this] {
+        std::size_t ended = 0;
+        if (core_)
+            for (auto id : core_->call_ids()) ended += core_->end_call(id, rt_.monotonic());
+        return std::to_string(ended);
+    });
+    return static_cast<std::size_t>(std::stoull(n));
+}
+
+std::string FrontDoor::call_command(std::string_view args) {
+    // call show ID | call hangup ID
+    std::string verb(args.substr(0, args.find(' ')));
+    std::string_view rest = verb.size() < args.size() ? args.substr(verb.size() + 1) : "";
+    while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\r')) rest.remove_suffix(1);
+    std::uint64_t id = 0;
+    const auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), id);
+    if ((verb != "show" && verb != "hangup") || rest.empty() || ec != std::errc{} ||
+        ptr != rest.data() + rest.size())
+        return "error: usage: call show ID | call hangup ID (ids from `calls`)\n";
+    if (!core_) return "error: calls are not forwarded on this node\n";
+    if (verb == "show") {
+        std::string t = core_->call_text(id, rt_.monotonic());
+        return t.empty() ? "error: no call " + std::to_string(id) + " in progress\n" : t;
+    }
+    if (!core_->end_call(id, rt_.monotonic()))
+        return "error: no call " + std::to_string(id) + " in progress\n";
+    spdlog::info("call {} hung up from the control socket", id);
+    return "ok call=" + std::to_string(id) + " ended\n";
+}
+
 std::string FrontDoor::stats_text() const {
     std::string out;
     for (std::size_t i = 0; i < kFrontDoorEventCount; ++i) {
@@ -580,7 +765,10 @@ std::string FrontDoor::stats_text() const {
         out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
     }
     out += "listeners=" + std::to_string(listeners_.size()) + "\n";
+    out += std::string("draining=") + (draining_.load() ? "1" : "0") + "\n";
+    if (hep_) out += hep_->stats_text();
     if (core_) out += core_->stats_text();
+    if (streams_) out += streams_->stats_text();
     out += "account_limits.used=" + std::to_string(account_limits_.used()) + "\n";
     out += "account_limits.capacity=" + std::to_string(account_limits_.capacity()) + "\n";
     out += "account_limits.evicted_idle=" + std::to_string(account_limits_.evicted_idle()) + "\n";

@@ -6,6 +6,7 @@
 // limits, and new INVITEs and REGISTERs are scored by the fraud engine. With calls on (an
 // internal listener and a next hop) the rest goes to the call core's B2BUA; otherwise requests
 // are answered statelessly with the placeholder final response.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -20,6 +21,8 @@
 #include "sbc/account_limiter.hpp"
 #include "sbc/call_core.hpp"
 #include "sbc/call_observer.hpp"
+#include "sbc/hep.hpp"
+#include "sbc/stream_transport.hpp"
 #include "sip/sip.hpp"
 
 namespace sbc {
@@ -29,6 +32,7 @@ class DataplaneRuntime;
 
 #define SBC_FRONT_DOOR_EVENTS(X)                                                            \
     X(datagrams, "SIP datagrams admitted by the dataplane")                                 \
+    X(stream_messages, "SIP messages framed on TCP/TLS connections")                        \
     X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")                 \
     X(responses, "SIP responses received and dropped (no transactions yet)")                \
     X(requests, "well-formed requests")                                                     \
@@ -46,7 +50,8 @@ class DataplaneRuntime;
     X(refused_scanner, "requests refused (403) for a scanner User-Agent ([scanners])")      \
     X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")   \
     X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")            \
-    X(refused_account_limit, "requests refused (403) by a per-account rate limit")
+    X(refused_account_limit, "requests refused (403) by a per-account rate limit")          \
+    X(refused_draining, "new INVITEs refused (503) while the node drains")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
 
 // The final response every admitted request gets until signaling exists (never a fake 200).
@@ -76,7 +81,8 @@ std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s
 // B2BUA's call hooks.
 class FrontDoor final : FraudEventSink {
   public:
-    // Opens every external UDP listener of the node config on the dataplane, holds the fraud
+    // Opens every UDP listener of the node config on the dataplane and every TCP/TLS one on the
+    // stream transport's thread (whose connections the dataplane admits first), holds the fraud
     // engine and takes part in policy reloads (as "fraud_engine"), and registers `stats` and
     // `answer` on the control socket. Fails when a listener cannot be opened or the fraud
     // engine refuses the policy.
@@ -89,6 +95,14 @@ class FrontDoor final : FraudEventSink {
     void on_datagram(const dataplane::PacketMeta& m);
     // Dataplane thread: the front door's part of `stats`.
     std::string stats_text() const;
+
+    // Drain (any thread): while on, new INVITEs get 503 with `retry_after` seconds; requests
+    // of calls in progress go on.
+    void set_draining(bool on, std::uint32_t retry_after);
+    // Any thread (run on the dataplane thread): calls in progress; ends them all (BYE both
+    // legs, CANCEL/480 before answer) and returns how many.
+    std::size_t active_calls();
+    std::size_t end_all_calls();
 
   private:
     FrontDoor(Daemon& daemon, DataplaneRuntime& rt);
@@ -115,7 +129,14 @@ class FrontDoor final : FraudEventSink {
     bool refuse_over_account_limit(sip::Message& m, const dataplane::PacketMeta& meta);
     void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
                 std::string_view reason, std::uint32_t retry_after);
-    bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes);
+    // UDP from the listener's socket, or TCP/TLS on `connection` (through the transport).
+    bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes,
+                 std::uint64_t connection = 0);
+    // Dataplane thread, after every poll: the stream transport's admission requests and
+    // messages, then the call core's timers.
+    void on_tick(base::Nanos now);
+    void drain_streams();
+    signaling::Flow flow_of(const dataplane::PacketMeta& meta, std::size_t listener) const;
     std::size_t listener_of(const dataplane::PacketMeta& meta) const;  // size(): none
     static std::string flag_text(const fraud::Verdict& v);
     void call_answered(const signaling::CallInfo& c);
@@ -123,13 +144,15 @@ class FrontDoor final : FraudEventSink {
     void response_relayed(const signaling::CallInfo& c, int status);
     void apply_topology(signaling::B2buaConfig& b) const;
     std::string answer_command(std::string_view args);  // dataplane thread
+    std::string call_command(std::string_view args);    // dataplane thread
 
     Daemon& daemon_;
     DataplaneRuntime& rt_;
     struct Listener {
         base::Endpoint local;
-        int fd = -1;
+        int fd = -1;  // UDP; TCP/TLS sockets are the stream transport's
         signaling::Side side = signaling::Side::external;
+        signaling::Transport transport = signaling::Transport::udp;
     };
     std::vector<Listener> listeners_;
     sip::Message msg_;  // reused for every datagram
@@ -147,9 +170,23 @@ class FrontDoor final : FraudEventSink {
     // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
     static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
     AccountLimiter account_limits_;
+    std::atomic<bool> draining_{false};
+    std::atomic<std::uint32_t> drain_retry_after_{60};
+    // HEP export of the call core's messages ([hep]); outlives core_, which points at it.
+    std::unique_ptr<HepExporter> hep_;
     // The signaling core; null when calls are not forwarded (no next hop or internal listener).
     std::unique_ptr<CallCore> core_;
     signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
+    // The message being handled came on this TCP/TLS connection (else: a UDP datagram).
+    struct StreamSource {
+        bool active = false;
+        std::uint64_t connection = 0;
+        signaling::Transport transport = signaling::Transport::udp;
+        std::size_t listener = 0;
+    } stream_;
+    std::vector<StreamTransport::Inbound> stream_batch_;
+    // Last member: its thread stops first.
+    std::unique_ptr<StreamTransport> streams_;
 };
 
 }  // namespace sbc

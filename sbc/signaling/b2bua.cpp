@@ -243,6 +243,38 @@ std::vector<std::uint64_t> B2bua::calls() const {
     return ids;
 }
 
+std::optional<CallView> B2bua::call_view(std::uint64_t id) const {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return std::nullopt;
+    const Call& c = *it->second;
+    CallView v;
+    v.info = &c.info;
+    v.answered = c.answered;
+    v.ended = c.ended;
+    for (int i = 0; i < 2; ++i) {
+        v.side[i] = c.leg[i].side;
+        v.flow[i] = c.leg[i].flow;
+        v.call_id[i] = c.leg[i].call_id;
+    }
+    return v;
+}
+
+std::optional<std::uint64_t> B2bua::call_of(Side side, std::string_view call_id) const {
+    std::string key(side_name(side));
+    key += '|';
+    key += call_id;
+    auto it = call_ids_.find(key);
+    if (it == call_ids_.end()) return std::nullopt;
+    return it->second;
+}
+
+void B2bua::forget_call_ids(const Call& c) {
+    for (const Leg& l : c.leg) {
+        auto it = call_ids_.find(std::string(side_name(l.side)) + "|" + l.call_id);
+        if (it != call_ids_.end() && it->second == c.id) call_ids_.erase(it);
+    }
+}
+
 void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now) {
     now_ = now;
     current_side_ = side;
@@ -631,6 +663,8 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const std::uint64_t id = c.id;
     dialogs_[std::string(side_name(a.side)) + "|" + a.call_id + "|" + a.local_tag] = id;
     dialogs_[std::string(side_name(b.side)) + "|" + b.call_id + "|" + b.local_tag] = id;
+    call_ids_[std::string(side_name(a.side)) + "|" + a.call_id] = id;
+    call_ids_[std::string(side_name(b.side)) + "|" + b.call_id] = id;
     server_calls_[pack(tx)] = id;
     calls_.emplace(id, std::move(owned));
     Call& call = *calls_[id];
@@ -1066,7 +1100,10 @@ void B2bua::on_terminated(TxId tx) {
     auto cit = calls_.find(id);
     if (cit == calls_.end()) return;
     Call& c = *cit->second;
-    if (--c.outstanding <= 0 && c.ended) calls_.erase(cit);
+    if (--c.outstanding <= 0 && c.ended) {
+        forget_call_ids(c);
+        calls_.erase(cit);
+    }
 }
 
 void B2bua::finish(Call& c, CallEnd how, base::Nanos now) {
@@ -1081,7 +1118,10 @@ void B2bua::finish(Call& c, CallEnd how, base::Nanos now) {
     for (const Leg& l : c.leg)
         dialogs_.erase(std::string(side_name(l.side)) + "|" + l.call_id + "|" + l.local_tag);
     hooks_.on_ended(c.info, how);
-    if (c.outstanding <= 0) calls_.erase(c.id);
+    if (c.outstanding <= 0) {
+        forget_call_ids(c);
+        calls_.erase(c.id);
+    }
 }
 
 }  // namespace sbc::signaling

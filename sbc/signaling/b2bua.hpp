@@ -121,6 +121,16 @@ struct CallInfo {
     int final_status = 0;
 };
 
+// One call as the owner may inspect it (`sbc ctl call show`, capture correlation).
+struct CallView {
+    const CallInfo* info = nullptr;
+    bool answered = false;
+    bool ended = false;  // ended, kept until its last transactions finish
+    Side side[2] = {Side::external, Side::internal};  // 0: the caller's leg, 1: the callee's
+    Flow flow[2];                                     // each leg's far end as the SBC sees it
+    std::string_view call_id[2];                      // each leg's Call-ID
+};
+
 class CallHooks {
   public:
     virtual ~CallHooks() = default;
@@ -170,6 +180,12 @@ class B2bua final : private TransactionUser {
     // Ends a call from outside the SIP flow (media inactivity, a fraud ban, shutdown).
     bool end_call(std::uint64_t call, base::Nanos now);
     std::vector<std::uint64_t> calls() const;
+    // A call the B2BUA still holds (ended ones until their last transactions finish), or
+    // nullopt. Views are valid until the next receive/advance/end_call.
+    std::optional<CallView> call_view(std::uint64_t call) const;
+    // The call one of whose legs has Call-ID `call_id` on side `side` (until that call object
+    // is freed, which may be after it ended: late responses and retransmissions still match).
+    std::optional<std::uint64_t> call_of(Side side, std::string_view call_id) const;
     // A policy reload's header stripping, reason phrases and own Server/User-Agent, for the
     // messages built from now on.
     void set_topology(std::vector<std::string> strip_headers,
@@ -248,7 +264,9 @@ class B2bua final : private TransactionUser {
     Side current_side_ = Side::external;  // the side of the message being received
     std::uint64_t next_call_ = 1;
     std::unordered_map<std::uint64_t, std::unique_ptr<Call>> calls_;
-    std::unordered_map<std::string, std::uint64_t> dialogs_;         // side|Call-ID|local tag
+    std::unordered_map<std::string, std::uint64_t> dialogs_;   // side|Call-ID|local tag
+    std::unordered_map<std::string, std::uint64_t> call_ids_;  // side|Call-ID
+    void forget_call_ids(const Call& call);
     std::unordered_map<std::uint64_t, Pending> pending_;             // client tx -> what it is for
     std::unordered_map<std::uint64_t, std::uint64_t> server_calls_;  // server INVITE tx -> call
     base::CounterSet<B2buaCounter> counters_;

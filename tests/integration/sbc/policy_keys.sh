@@ -44,14 +44,16 @@ assert "'topology.hide_topology' = false is accepted but not enforced yet" in n[
 PY
 "$SBC" run --config "$WORK/sbc.toml" --check >"$WORK/runcheck.out" 2>"$WORK/runcheck.err" ||
   fail "run --check refused: $(cat "$WORK/runcheck.err")"
-for key in "'tls.min_version'" "'metrics.enabled'" \
-  "'listeners\[1\].transport' = \"tcp\"" "'topology.hide_topology' = false"; do
+for key in "'metrics.enabled'" "'metrics.port'" "'topology.hide_topology' = false"; do
   grep -q "warning: $key.* is accepted but not enforced yet" "$WORK/runcheck.err" ||
     fail "run --check does not report $key: $(cat "$WORK/runcheck.err")"
 done
-line=$(grep -n '^min_version' "$WORK/sbc.toml" | cut -d: -f1)
-grep -q "^$WORK/sbc.toml:$line:1: warning: 'tls.min_version'" "$WORK/runcheck.err" ||
-  fail "tls notice position: $(cat "$WORK/runcheck.err")"
+# TCP/TLS listeners and [tls] are enforced now: no notice for them.
+grep -q "warning: 'tls\.\|warning: 'listeners\[1\].transport'" "$WORK/runcheck.err" &&
+  fail "an enforced tls/listener key reported: $(cat "$WORK/runcheck.err")"
+line=$(grep -n '^enabled = false' "$WORK/sbc.toml" | cut -d: -f1)
+grep -q "^$WORK/sbc.toml:$line:1: warning: 'metrics.enabled'" "$WORK/runcheck.err" ||
+  fail "metrics notice position: $(cat "$WORK/runcheck.err")"
 grep -q "^policy_version=1" "$WORK/runcheck.out" || fail "run --check status: $(cat "$WORK/runcheck.out")"
 echo "notices: $(grep -c warning "$WORK/runcheck.err") in run --check"
 
@@ -83,7 +85,7 @@ grep -q "bad.toml:2:" "$WORK/bad.err" || fail "bad policy error position: $(cat 
 start_sbc
 grep -q "warning: 'topology.hide_topology' = false is accepted but not enforced yet" "$WORK/sbc.log" ||
   fail "daemon log has no notice for the policy"
-grep -q "warning: 'tls.min_version' is accepted but not enforced yet" "$WORK/sbc.log" ||
+grep -q "warning: 'metrics.enabled' is accepted but not enforced yet" "$WORK/sbc.log" ||
   fail "daemon log has no notice for the node config"
 
 requests() {  # requests NAME SOURCE_IP COUNT RATE "METHOD;ACCOUNT;UA"

@@ -175,7 +175,7 @@ TEST_CASE("every documented policy key is enforced or reported", "[policy][keys]
             ++changed;
         }
     }
-    CHECK(reported >= 7);  // access (3), tcp_connect (2), topology (5)
+    CHECK(reported >= 3);  // access (3)
     CHECK(changed >= 30);
     check_all_documented(policy_key_status(), rows);
 }
@@ -197,18 +197,17 @@ TEST_CASE("every documented node key is enforced or reported", "[policy][keys]")
 
 TEST_CASE("an enforced-for key is quiet for an enforced value", "[policy][keys]") {
     const std::string path = "/tmp/sbc_key_values_" + std::to_string(::getpid()) + ".toml";
-    std::ofstream(path) << "[[listeners]]\nrealm = \"external\"\naddress = \"127.0.0.1\"\n"
-                           "transport = \"udp\"\n[[listeners]]\nrealm = \"internal\"\n"
-                           "address = \"127.0.0.2\"\ntransport = \"tcp\"\n[state]\n"
-                           "backend = \"local\"\n[policy]\nfiles = [\"p.toml\"]\n";
+    std::ofstream(path) << "[[next_hops]]\naddress = \"127.0.0.3\"\ntransport = \"udp\"\n"
+                           "[[next_hops]]\naddress = \"127.0.0.4\"\ntransport = \"tcp\"\n"
+                           "[state]\nbackend = \"local\"\n[policy]\nfiles = [\"p.toml\"]\n";
     auto r = load_node_config(path);
     std::remove(path.c_str());
     REQUIRE(r.ok());
-    // realm is enforced for both values; transport only for udp.
+    // next_hops[].transport is enforced for udp only.
     REQUIRE(r.notices.size() == 1);
-    CHECK(r.notices[0].line == 8);
+    CHECK(r.notices[0].line == 6);
     CHECK(r.notices[0].column == 1);
-    CHECK(r.notices[0].message.find("'listeners[1].transport' = \"tcp\"") != std::string::npos);
+    CHECK(r.notices[0].message.find("'next_hops[1].transport' = \"tcp\"") != std::string::npos);
     CHECK(r.value->notices.size() == 1);
 }
 
@@ -216,8 +215,8 @@ TEST_CASE("key status lookup: literal entries win, no prefix matching", "[policy
     const KeyStatus partial[] = {{"topology.hide_topology", true, "x"}};
     CHECK(find_key_status(partial, "topology.strip_headers") == nullptr);
     CHECK(find_key_status(policy_key_status(), "rate_limits.invite.per_account")->enforced);
-    CHECK_FALSE(
-        find_key_status(policy_key_status(), "rate_limits.tcp_connect.per_source")->enforced);
+    CHECK(find_key_status(policy_key_status(), "rate_limits.tcp_connect.per_source")->enforced);
+    CHECK_FALSE(find_key_status(policy_key_status(), "access.default")->enforced);
     CHECK(find_key_status(policy_key_status(), "rate_limits.invite.per_account.rate") == nullptr);
 }
 
@@ -231,12 +230,11 @@ TEST_CASE("the shipped configuration reports what it sets for later stages", "[p
         CHECK(n.message.find("no part of `sbc run`") == std::string::npos);
         all += n.message + "\n";
     }
-    for (const char* key :
-         {"'tls.min_version'", "'metrics.port'", "'listeners[1].transport' = \"tcp\""})
-        CHECK(all.find(key) != std::string::npos);
+    for (const char* key : {"'metrics.port'"}) CHECK(all.find(key) != std::string::npos);
     // What the call core enforces is quiet.
-    for (const char* key : {"'next_hops[0].name'", "'health_check.enabled'", "'listeners[2].realm'",
-                            "'dataplane.burst_size'"})
+    for (const char* key :
+         {"'next_hops[0].name'", "'health_check.enabled'", "'listeners[2].realm'",
+          "'dataplane.burst_size'", "'tls.min_version'", "'listeners[1].transport'"})
         CHECK(all.find(key) == std::string::npos);
     CHECK(all.find("'media.") == std::string::npos);
     CHECK(all.find("'control.") == std::string::npos);

@@ -609,3 +609,53 @@ TEST_CASE("strip_headers takes '*' patterns, case-insensitive, as topology.strip
     REQUIRE(in.find("X-Keep") != nullptr);
     CHECK(in.find("X-Keep")->value == "yes");
 }
+
+TEST_CASE("call_view and call_of: each leg's Call-ID and far end; end_call sends BYE both ways") {
+    Harness h;
+    const std::string inv = place(h);
+    const std::string inside_call_id(parse(inv).call_id());
+    const auto ids = h.b2b.calls();
+    REQUIRE(ids.size() == 1);
+    auto v = h.b2b.call_view(ids[0]);
+    REQUIRE(v);
+    CHECK_FALSE(v->answered);
+    CHECK(v->call_id[0] == "outside-call-1");
+    CHECK(v->call_id[1] == inside_call_id);
+    CHECK(v->side[0] == Side::external);
+    CHECK(v->side[1] == Side::internal);
+    CHECK(v->flow[0].remote == caller_flow().remote);
+    CHECK(v->flow[1].remote == proxy_flow().remote);
+    CHECK(h.b2b.call_of(Side::external, "outside-call-1") == ids[0]);
+    CHECK(h.b2b.call_of(Side::internal, inside_call_id) == ids[0]);
+    CHECK_FALSE(h.b2b.call_of(Side::internal, "outside-call-1"));  // sides are apart
+    CHECK_FALSE(h.b2b.call_of(Side::external, "unknown"));
+
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(20));
+    const std::string answer = h.wire.to(kCallerPort).back();
+    feed(h.b2b, caller_request(answer, "ACK", 10, "z9hG4bKack1"), caller_flow(), Side::external,
+         millis(30));
+    REQUIRE(h.b2b.call_view(ids[0])->answered);
+
+    const std::size_t mark = h.wire.sent.size();
+    CHECK(h.b2b.end_call(ids[0], millis(40)));
+    const auto out = h.wire.to(kCallerPort, mark);
+    const auto in = h.wire.to(kProxyPort, mark);
+    REQUIRE(out.size() == 1);
+    REQUIRE(in.size() == 1);
+    CHECK(parse(out[0]).method() == sip::Method::bye);
+    CHECK(parse(out[0]).call_id() == "outside-call-1");
+    CHECK(parse(in[0]).method() == sip::Method::bye);
+    CHECK(parse(in[0]).call_id() == inside_call_id);
+    CHECK(h.b2b.calls().empty());
+    CHECK_FALSE(h.b2b.end_call(ids[0], millis(50)));
+    // Ended, but its BYE transactions still run: the legs still map to the call (late
+    // responses correlate), and the view says it ended.
+    REQUIRE(h.b2b.call_view(ids[0]));
+    CHECK(h.b2b.call_view(ids[0])->ended);
+    CHECK(h.b2b.call_of(Side::internal, inside_call_id) == ids[0]);
+    // The BYEs' transactions finish (Timer K / J): the call and its index are gone.
+    h.b2b.advance(seconds(40));
+    CHECK_FALSE(h.b2b.call_view(ids[0]));
+    CHECK_FALSE(h.b2b.call_of(Side::external, "outside-call-1"));
+    CHECK_FALSE(h.b2b.call_of(Side::internal, inside_call_id));
+}

@@ -1,0 +1,219 @@
+#include "sbc/tls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <cstdio>
+
+namespace sbc::tls {
+
+namespace {
+
+SSL_CTX* as_ctx(void* p) {
+    return static_cast<SSL_CTX*>(p);
+}
+SSL* as_ssl(void* p) {
+    return static_cast<SSL*>(p);
+}
+
+// The oldest error of this thread's OpenSSL queue as text (then the queue is emptied).
+std::string openssl_error() {
+    const unsigned long e = ERR_get_error();
+    std::string out;
+    if (e != 0) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        out = buf;
+    } else {
+        out = "unknown error";
+    }
+    ERR_clear_error();
+    return out;
+}
+
+std::string summary_of(X509* cert) {
+    if (!cert) return "no certificate";
+    std::string out = "subject=";
+    char name[512];
+    X509_NAME_oneline(X509_get_subject_name(cert), name, sizeof name);
+    out += name;
+    if (BIO* b = BIO_new(BIO_s_mem())) {
+        if (ASN1_TIME_print(b, X509_get0_notAfter(cert)) == 1) {
+            char* data = nullptr;
+            const long n = BIO_get_mem_data(b, &data);
+            out += "; not_after=";
+            out.append(data, static_cast<std::size_t>(n));
+        }
+        BIO_free(b);
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (X509_digest(cert, EVP_sha256(), md, &len) == 1) {
+        out += "; sha256=";
+        for (unsigned i = 0; i < len; ++i) {
+            char hex[4];
+            std::snprintf(hex, sizeof hex, i ? ":%02X" : "%02X", md[i]);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+base::Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerSettings& s) {
+    ERR_clear_error();
+    std::shared_ptr<ServerContext> out(new ServerContext());
+    out->settings_ = s;
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) return base::make_error("TLS: " + openssl_error());
+    out->ctx_ = ctx;
+    auto fail = [](std::string what) { return base::make_error(what + ": " + openssl_error()); };
+
+    if (s.min_version != "1.2" && s.min_version != "1.3")
+        return base::make_error("tls.min_version: \"" + s.min_version + "\" (1.2 or 1.3)");
+    SSL_CTX_set_min_proto_version(ctx, s.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+    // Renegotiation asked by a client is a cheap way to make the server compute: refused.
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+    // Idle connections give their read/write buffers back (thousands of phones stay connected).
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_max_cert_list(ctx, 32 * 1024);  // a client's chain cannot take more
+    if (SSL_CTX_set_cipher_list(ctx, s.ciphers.empty() ? kDefaultCiphers : s.ciphers.c_str()) != 1)
+        return fail("tls.ciphers \"" + s.ciphers + "\"");
+    if (SSL_CTX_set_ciphersuites(
+            ctx, s.ciphersuites.empty() ? kDefaultCiphersuites : s.ciphersuites.c_str()) != 1)
+        return fail("tls.ciphersuites \"" + s.ciphersuites + "\"");
+    if (SSL_CTX_set1_groups_list(ctx, s.groups.empty() ? kDefaultGroups : s.groups.c_str()) != 1)
+        return fail("tls.groups \"" + s.groups + "\"");
+    if (SSL_CTX_use_certificate_chain_file(ctx, s.certificate_chain.c_str()) != 1)
+        return fail("tls.certificate_chain " + s.certificate_chain);
+    if (SSL_CTX_use_PrivateKey_file(ctx, s.private_key.c_str(), SSL_FILETYPE_PEM) != 1)
+        return fail("tls.private_key " + s.private_key);
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return fail("tls.private_key " + s.private_key + " does not match the certificate");
+    // Resumption: a server-side cache (TLS 1.2 session IDs) and tickets (TLS 1.2 and 1.3,
+    // keys of this context: a certificate reload starts new ones).
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, 8192);
+    static const unsigned char kSessionContext[] = "sbc-sip";
+    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+    if (!s.client_ca.empty()) {
+        if (SSL_CTX_load_verify_locations(ctx, s.client_ca.c_str(), nullptr) != 1)
+            return fail("client_ca " + s.client_ca);
+        if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(s.client_ca.c_str()))
+            SSL_CTX_set_client_CA_list(ctx, names);
+        int mode = SSL_VERIFY_PEER;
+        if (s.require_client_certificate) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_CTX_set_verify(ctx, mode, nullptr);
+        if (!s.client_names.empty()) {
+            // The names are checked by the chain verification itself (a mismatch fails the
+            // handshake with a certificate alert).
+            X509_VERIFY_PARAM* p = SSL_CTX_get0_param(ctx);
+            X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            for (std::size_t i = 0; i < s.client_names.size(); ++i) {
+                const auto& n = s.client_names[i];
+                const int ok = i == 0 ? X509_VERIFY_PARAM_set1_host(p, n.c_str(), n.size())
+                                      : X509_VERIFY_PARAM_add1_host(p, n.c_str(), n.size());
+                if (ok != 1) return fail("client_names \"" + n + "\"");
+            }
+        }
+    } else if (s.require_client_certificate) {
+        return base::make_error("require_client_certificate needs a client_ca");
+    }
+    out->summary_ = summary_of(SSL_CTX_get0_certificate(ctx));
+    return out;
+}
+
+ServerContext::~ServerContext() {
+    if (ctx_) SSL_CTX_free(as_ctx(ctx_));
+}
+
+Session::Session(std::shared_ptr<const ServerContext> ctx, int fd) : ctx_(std::move(ctx)) {
+    SSL* ssl = SSL_new(as_ctx(ctx_->ctx_));
+    if (!ssl) return;
+    ssl_ = ssl;
+    SSL_set_fd(ssl, fd);
+    SSL_set_accept_state(ssl);
+}
+
+Session::~Session() {
+    if (ssl_) SSL_free(as_ssl(ssl_));
+}
+
+Session::Io Session::result(int ret, const char* op) {
+    const int e = SSL_get_error(as_ssl(ssl_), ret);
+    switch (e) {
+        case SSL_ERROR_WANT_READ:
+            return Io::want_read;
+        case SSL_ERROR_WANT_WRITE:
+            return Io::want_write;
+        case SSL_ERROR_ZERO_RETURN:
+            return Io::closed;
+        case SSL_ERROR_SYSCALL:
+            if (ERR_peek_error() == 0) {
+                error_ = std::string(op) + ": connection closed";
+                return Io::closed;
+            }
+            break;
+        default:
+            break;
+    }
+    const unsigned long code = ERR_peek_last_error();
+    const int reason = ERR_GET_REASON(code);
+    failure_ = Failure::protocol;
+    if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        failure_ = Failure::client_certificate;
+    } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        failure_ = SSL_get_verify_result(as_ssl(ssl_)) == X509_V_ERR_HOSTNAME_MISMATCH
+                       ? Failure::client_name
+                       : Failure::client_certificate;
+    }
+    error_ = std::string(op) + ": " + openssl_error();
+    return Io::failed;
+}
+
+Session::Io Session::handshake() {
+    if (!ssl_) {
+        error_ = "handshake: no TLS session";
+        failure_ = Failure::protocol;
+        return Io::failed;
+    }
+    ERR_clear_error();
+    const int r = SSL_do_handshake(as_ssl(ssl_));
+    return r == 1 ? Io::done : result(r, "handshake");
+}
+
+Session::Io Session::read(char* buf, std::size_t cap, std::size_t& n) {
+    n = 0;
+    ERR_clear_error();
+    const int r = SSL_read_ex(as_ssl(ssl_), buf, cap, &n);
+    return r == 1 ? Io::done : result(r, "read");
+}
+
+Session::Io Session::write(const char* data, std::size_t len, std::size_t& n) {
+    n = 0;
+    ERR_clear_error();
+    const int r = SSL_write_ex(as_ssl(ssl_), data, len, &n);
+    return r == 1 ? Io::done : result(r, "write");
+}
+
+void Session::shutdown() {
+    if (!ssl_ || !SSL_is_init_finished(as_ssl(ssl_))) return;
+    ERR_clear_error();
+    (void)SSL_shutdown(as_ssl(ssl_));
+    ERR_clear_error();
+}
+
+bool Session::resumed() const {
+    return ssl_ && SSL_session_reused(as_ssl(ssl_)) == 1;
+}
+
+std::string Session::version() const {
+    return ssl_ ? SSL_get_version(as_ssl(ssl_)) : "";
+}
+
+}  // namespace sbc::tls

@@ -1,0 +1,96 @@
+#pragma once
+// TLS termination for the stream transport: the only part of the project that includes
+// OpenSSL. A ServerContext is one immutable server configuration (certificate chain and key,
+// versions, ciphers, groups, client verification, session resumption); a Session is one
+// non-blocking server-side TLS connection on a socket the caller owns. A certificate reload
+// builds a new ServerContext: connections already established keep the one they started with.
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/base.hpp"
+
+namespace sbc::tls {
+
+struct ServerSettings {
+    std::string certificate_chain;    // PEM: the leaf first, then intermediates
+    std::string private_key;          // PEM
+    std::string min_version = "1.2";  // "1.2" | "1.3"
+    // TLS 1.2 cipher list (OpenSSL syntax); "" = kDefaultCiphers.
+    std::string ciphers;
+    // TLS 1.3 ciphersuites; "" = kDefaultCiphersuites.
+    std::string ciphersuites;
+    // Key exchange groups; "" = kDefaultGroups.
+    std::string groups;
+    // Client certificates: verified against this CA file when set; required when
+    // `require_client_certificate`; when `client_names` is not empty the certificate must name
+    // one of them (subjectAltName DNS, or the subject CN when there is no DNS name).
+    std::string client_ca;
+    bool require_client_certificate = false;
+    std::vector<std::string> client_names;
+};
+
+// Forward secrecy and AEAD only.
+inline constexpr const char* kDefaultCiphers =
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+    "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+inline constexpr const char* kDefaultCiphersuites =
+    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+inline constexpr const char* kDefaultGroups = "X25519:P-256:P-384";
+
+class ServerContext {
+  public:
+    // Reads the chain and key (and the client CA), checks that the key matches the
+    // certificate and that every list is understood; the error says which file or setting.
+    static base::Result<std::shared_ptr<ServerContext>> create(const ServerSettings& s);
+    ~ServerContext();
+    ServerContext(const ServerContext&) = delete;
+    ServerContext& operator=(const ServerContext&) = delete;
+
+    // "subject=...; not_after=...; sha256=AB:CD:..." of the leaf certificate, for logs and
+    // `sbc ctl stats`.
+    const std::string& certificate_summary() const { return summary_; }
+    const ServerSettings& settings() const { return settings_; }
+
+  private:
+    friend class Session;
+    ServerContext() = default;
+    void* ctx_ = nullptr;  // SSL_CTX
+    ServerSettings settings_;
+    std::string summary_;
+};
+
+class Session {
+  public:
+    enum class Io : std::uint8_t { done, want_read, want_write, closed, failed };
+    // Why a handshake failed, for the refusal counters.
+    enum class Failure : std::uint8_t { none, protocol, client_certificate, client_name };
+
+    Session(std::shared_ptr<const ServerContext> ctx, int fd);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    Io handshake();
+    // Reads up to `cap` bytes into `buf`; `n` is what was read when done.
+    Io read(char* buf, std::size_t cap, std::size_t& n);
+    // Writes from `data`; `n` is what was written when done (may be less than `len`).
+    Io write(const char* data, std::size_t len, std::size_t& n);
+    // Sends close_notify (best effort, never blocks).
+    void shutdown();
+
+    bool resumed() const;
+    Failure failure() const { return failure_; }
+    const std::string& error() const { return error_; }  // the last failure, as text
+    std::string version() const;                         // "TLSv1.3"
+
+  private:
+    Io result(int ret, const char* op);
+    std::shared_ptr<const ServerContext> ctx_;
+    void* ssl_ = nullptr;  // SSL
+    Failure failure_ = Failure::none;
+    std::string error_;
+};
+
+}  // namespace sbc::tls
