@@ -285,6 +285,7 @@ struct Ctx {
     std::uint64_t dest_mask = 0;
     std::uint16_t dest_country = 0;
     bool international = false;
+    bool extension = false;  // the callee is an internal extension
     std::uint16_t src_country = 0;
     bool off_hours = false;
     bool src_not_allowed = false;
@@ -325,6 +326,7 @@ struct AttemptKeys {
     std::uint16_t src_country = 0;  // from the event (GeoIP is looked up later, if needed)
     std::uint16_t dest_country = 0;
     std::uint8_t code_len = 0;  // digits of the destination's calling code (0 = none)
+    bool extension = false;     // the callee is an internal extension
     // Where the pipeline last found each key: a hint, trusted only while that bucket still
     // holds the key's hash (attempts scored in between may have moved it).
     mutable std::int64_t hint[kKeyKindCount] = {-1, -1, -1, -1, -1, -1, -1, -1};
@@ -408,6 +410,7 @@ struct Plan {
     std::vector<std::uint16_t> country_iso;
     std::vector<std::string> country_code_str;
     std::string home_code;
+    std::uint16_t home_country = 0;
     std::vector<Group> groups;
     std::unordered_map<std::string, int, StrHash, std::equal_to<>> exact_accounts;
     std::vector<std::pair<std::string, int>> account_patterns;
@@ -426,6 +429,11 @@ struct Plan {
     std::vector<CompiledScope> scopes;  // distinct scopes; [0] matches everything
     std::vector<std::string> scope_sigs;
     bool need_source_country = false;
+    bool own_network(const base::IpAddress& a) const {
+        for (const auto& p : cfg.own_networks)
+            if (p.contains(a)) return true;
+        return false;
+    }
     std::uint32_t idle_s = 1;
     std::uint64_t callback_mask = 0;  // lists whose short-ringing callers are learned
     bool any_count_blocked = false;   // some component keeps blocked attempts

@@ -42,9 +42,9 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
         push(r);
         hard = std::max(hard, d.rule->ban ? Action::ban : Action::block);
     }
-    if (c.kind == EventKind::invite && c.group >= 0 && c.ndigits) {
+    if (c.kind == EventKind::invite && c.group >= 0 && c.ndigits && !c.extension) {
         // An allow-list: a destination of unknown country (international networks 882/883,
-        // satellite 881) is not on it.
+        // satellite 881) is not on it; an internal extension is no destination abroad.
         const auto& g = groups[static_cast<std::size_t>(c.group)];
         if (!g.allowed_dst.empty() && std::find(g.allowed_dst.begin(), g.allowed_dst.end(),
                                                 c.dest_country) == g.allowed_dst.end()) {
@@ -195,6 +195,11 @@ void Engine::Impl::evaluate(Ctx& c, Verdict& out) {
 // trunk is never banned by address, the calling number (or, when a caller_prefix rule fired,
 // its prefix) is banned instead, and with no calling number nothing is (the call is blocked).
 void Engine::Impl::finish(Ctx& c, const Source& src, Verdict& out, bool trusted) {
+    // A shared company address is never banned: the request is refused, its users go on.
+    if (own_network(src.addr)) {
+        if (out.action == Action::ban) out.action = Action::block;
+        if (out.shadow_action == Action::ban) out.shadow_action = Action::block;
+    }
     if (out.action == Action::ban) {
         bool by_prefix = false, by_caller_prefix = false;
         for (std::size_t i = 0; i < out.reason_count; ++i) {

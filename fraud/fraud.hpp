@@ -238,9 +238,15 @@ struct EngineConfig {
     std::uint32_t ban_capacity = 1u << 16;
     std::uint8_t source_prefix_v4 = 24;
     std::uint8_t source_prefix_v6 = 64;
-    std::uint32_t sequential_max_step = 9;   // consecutive numbers within this step are a run
-    std::string home_country_code;           // international = another calling code
+    std::uint32_t sequential_max_step = 9;  // consecutive numbers within this step are a run
+    std::string home_country_code;          // international = another calling code ...
+    std::string home_country;  // ... or, when set (ISO alpha-2), another country: under a
+                               // shared code (NANP "1") the area code says which country
     std::vector<CountryCode> country_codes;  // calling code -> country (longest match)
+    // The company's own networks (office NATs shared by many users): their events are keyed
+    // by account (and tenant, destination), never by source address or prefix, and a ban
+    // verdict on them blocks the request instead of banning the shared address.
+    std::vector<base::Prefix> own_networks;
     std::vector<PrefixList> prefix_lists;
     std::vector<AccountGroup> account_groups;
     std::vector<std::string> scanner_user_agents;  // case-insensitive globs, matched anywhere
@@ -289,6 +295,7 @@ struct CallAttempt {
     std::string_view tenant;   // "" = the tenant of the account's group
     std::string_view caller;   // calling number, E.164 digits (From/P-Asserted-Identity user)
     std::string_view callee;   // E.164 digits ("+" and separators are ignored)
+    bool callee_extension = false;  // an internal extension: of no country, not international
     std::string_view user_agent;
     RequestKind request = RequestKind::call;  // other kinds feed sweeps, not call counts
     Direction direction = Direction::unknown;

@@ -86,7 +86,7 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
         for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
             if (pre->has_key[ki]) set(static_cast<KeyKind>(ki), pre->key_hash[ki]);
     } else {
-        if (!src.addr.is_unspecified()) {
+        if (!src.addr.is_unspecified() && !own_network(src.addr)) {
             set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
             auto p = base::covering_prefix(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
             set(KeyKind::source_prefix,
@@ -161,7 +161,12 @@ void Engine::Impl::resolve_destination(Ctx& c, const AttemptKeys& k) {
     c.dest_mask = lw.mask;
     std::size_t code_len = k.code_len;
     c.dest_country = k.dest_country;
-    if (!home_code.empty()) {
+    c.extension = k.extension;
+    if (k.extension) {
+        c.international = false;
+    } else if (home_country && c.dest_country) {
+        c.international = c.dest_country != home_country;
+    } else if (!home_code.empty()) {
         c.international = code_len ? d.substr(0, code_len) != home_code : !d.starts_with(home_code);
     }
     // Destination key: the longest matching list prefix, else the calling code, else 3 digits.

@@ -31,7 +31,7 @@ std::uint64_t detail::device_hash(std::uint64_t account_hash, const Source& src,
 void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     k.invite = a.request == RequestKind::call;
     k.call_hash = k.invite && !a.call_id.empty() ? hash_string(a.call_id, 0xca11) : 0;
-    if (!a.source.addr.is_unspecified()) {
+    if (!a.source.addr.is_unspecified() && !own_network(a.source.addr)) {
         k.addr_hash = a.source.addr.hash();
         k.key_hash[0] = mix64(k.addr_hash ^ kSalt[0]);
         auto p = base::covering_prefix(a.source.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
@@ -63,10 +63,11 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
             k.key_hash[kCallerPrefix] = hash_string(d.substr(0, klen), kSalt[kCallerPrefix]);
             k.has_key[kCallerPrefix] = true;
         }
+        k.extension = a.callee_extension;
         if (k.ndigits) {
             k.dest_hash =
                 static_cast<std::uint32_t>(hash_string({k.digits, k.ndigits}, kTargetSeed));
-            auto cw = countries.walk({k.digits, k.ndigits});
+            auto cw = k.extension ? DigitTrie::Walk{} : countries.walk({k.digits, k.ndigits});
             k.dest_country = cw.deepest ? country_iso[cw.deepest - 1] : 0;
             k.code_len = cw.deepest ? cw.deepest_len : 0;
         }

@@ -170,11 +170,15 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
             lists.add(p, std::uint64_t{1} << i, true);
     }
     for (const auto& cc : cfg.country_codes) {
+        // Several countries share a code (MA/EH on 212): the first listed is the answer, not
+        // the last (a later add would overwrite it).
+        if (countries.walk(cc.code).deepest_len == cc.code.size()) continue;
         country_iso.push_back(country_code16(cc.iso));
         country_code_str.push_back(cc.code);
         countries.add(cc.code, country_iso.size(), false);
     }
     home_code = cfg.home_country_code;
+    home_country = country_code16(cfg.home_country);
 
     for (std::size_t gi = 0; gi < cfg.account_groups.size(); ++gi) {
         const auto& g = cfg.account_groups[gi];

@@ -23,6 +23,7 @@ namespace {
 
 constexpr std::size_t kMaxIncludeDepth = 16;
 constexpr std::size_t kMaxE164Digits = 15;  // ITU-T E.164 §6.1
+constexpr std::size_t kMaxOwnNetworks = 64;
 
 constexpr std::string_view kTopKeys[] = {
     "include",  "policy",    "access",       "rate_limits",    "bans", "scanners",
@@ -457,17 +458,20 @@ bool all_digits(std::string_view s) {
 
 void Loader::read_numbering(const Table& t) {
     static constexpr std::string_view kKeys[] = {"default_country_code", "national_prefix",
-                                                 "international_prefix"};
+                                                 "international_prefix", "home_country",
+                                                 "extensions"};
     t.only_keys(kKeys);
     auto& n = p->numbering;
     Pos where;
+    Pos code_pos = t.pos();
+    bool code_ok = false;
     if (t.has("default_country_code") && t.claim("default_country_code") &&
         t.string("default_country_code", n.default_country_code, &where)) {
-        bool known = false;
-        for (const auto& c : country_calling_codes())
-            known = known || c.code == n.default_country_code;
+        code_pos = where;
         // "" is the default: national numbers are then left unnormalized.
-        if (!n.default_country_code.empty() && (!all_digits(n.default_country_code) || !known))
+        code_ok = !n.default_country_code.empty() && all_digits(n.default_country_code) &&
+                  is_country_calling_code(n.default_country_code);
+        if (!n.default_country_code.empty() && !code_ok)
             t.error(where, "'numbering.default_country_code' = \"" + n.default_country_code +
                                "\" is not an E.164 country calling code (digits, e.g. \"33\")");
     }
@@ -479,6 +483,58 @@ void Loader::read_numbering(const Table& t) {
         t.string("international_prefix", n.international_prefix, &where) &&
         !n.international_prefix.empty() && !all_digits(n.international_prefix))
         t.error(where, "'numbering.international_prefix' must be digits (or empty)");
+
+    Located<std::string> home;
+    if (t.has("home_country") && t.claim("home_country") &&
+        t.string("home_country", home.value, &home.pos) && check_country(home, "home_country")) {
+        // The home country must be one the default calling code reaches ("US" under "1").
+        bool under_code = code_ok;
+        for (auto code : calling_codes_of(home.value))
+            under_code = under_code && code.starts_with(n.default_country_code);
+        if (!code_ok)
+            t.error(home.pos, "'numbering.home_country' needs 'numbering.default_country_code'");
+        else if (!under_code)
+            t.error(home.pos, "'numbering.home_country' = \"" + home.value +
+                                  "\" is not reached by default_country_code \"" +
+                                  n.default_country_code + "\"");
+        else
+            n.home_country = home.value;
+    } else if (code_ok) {
+        n.home_country = home_country_of(n.default_country_code);
+        // Under a shared code, "international" would otherwise mean "another calling code":
+        // a US node would see every Caribbean NANP number as a domestic call.
+        if (n.home_country.empty())
+            t.error(code_pos, "'numbering.default_country_code' = \"" + n.default_country_code +
+                                  "\" is shared by several countries: set "
+                                  "'numbering.home_country' (e.g. \"US\" or \"CA\" under \"1\")");
+    }
+
+    std::vector<Located<std::string>> extensions;
+    t.strings("extensions", extensions);
+    for (auto& e : extensions) {
+        if (auto why = Numbering::check_extension_pattern(e.value); !why.empty()) {
+            t.error(e.pos, "extension pattern '" + e.value + "': " + why);
+            continue;
+        }
+        // A pattern that could be the start of an international call would hide real
+        // international attempts from every rule.
+        if (!n.international_prefix.empty() && e.value.size() > n.international_prefix.size()) {
+            bool can_be_international = true;
+            for (std::size_t i = 0; i < n.international_prefix.size(); ++i) {
+                const char pc = e.value[i], d = n.international_prefix[i];
+                can_be_international =
+                    can_be_international &&
+                    (pc == d || pc == 'X' || (pc == 'Z' && d != '0') || (pc == 'N' && d >= '2'));
+            }
+            if (can_be_international) {
+                t.error(e.pos, "extension pattern '" + e.value +
+                                   "' matches numbers that start with the international prefix '" +
+                                   n.international_prefix + "'");
+                continue;
+            }
+        }
+        n.extensions.push_back(std::move(e.value));
+    }
 }
 
 bool Loader::check_prefix(std::string_view digits, Pos where, std::string_view list_name) {
@@ -726,6 +782,7 @@ void Loader::read_fraud(const Table& t) {
                                                  "callback_lists",
                                                  "callback_expiry",
                                                  "callback_capacity",
+                                                 "own_networks",
                                                  "rules",
                                                  "deny"};
     t.only_keys(kKeys);
@@ -770,6 +827,14 @@ void Loader::read_fraud(const Table& t) {
             f.callback_lists.push_back(x.value);
             callback_list_pos.push_back(x.pos);
         }
+    }
+    if (t.has("own_networks") && t.claim("own_networks")) {
+        std::vector<RawCidr> own;
+        read_cidrs(t, "own_networks", own, &f.own_networks, 0);
+        // The engine checks each event's address against every entry.
+        if (own.size() > kMaxOwnNetworks)
+            t.error(own[kMaxOwnNetworks].pos, "at most " + std::to_string(kMaxOwnNetworks) +
+                                                  " 'fraud.own_networks' (use wider prefixes)");
     }
     std::size_t i = 0;
     for (auto r : t.tables("rules"))
@@ -1194,6 +1259,7 @@ void set_key_homes(Context& ctx) {
         {"idle_key_expiry", "fraud"},
         {"short_call_seconds", "fraud"},
         {"end_calls_on_ban", "fraud"},
+        {"own_networks", "fraud"},
         {"factor", "bans"},
         {"violations", "bans"},
         {"violation_window", "bans"},
@@ -1205,6 +1271,8 @@ void set_key_homes(Context& ctx) {
         {"default_country_code", "numbering"},
         {"national_prefix", "numbering"},
         {"international_prefix", "numbering"},
+        {"home_country", "numbering"},
+        {"extensions", "numbering"},
         {"source_prefix_v4", "rate_limits"},
         {"source_prefix_v6", "rate_limits"},
         {"allow", "access"},

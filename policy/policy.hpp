@@ -176,6 +176,11 @@ struct CountryCallingCode {
 };
 // Every known country with its calling code(s); a country may appear more than once.
 std::span<const CountryCallingCode> country_calling_codes();
+// A country calling code ("33", "1" for the whole NANP, "1876"...).
+bool is_country_calling_code(std::string_view code);
+// The one country whose calling code this is ("33" -> "FR"); "" when the code is shared
+// ("1": the NANP, "590": GP/BL/MF) or unknown.
+std::string home_country_of(std::string_view calling_code);
 // Calling codes of an ISO alpha-2 country (upper case); empty if unknown.
 std::vector<std::string_view> calling_codes_of(std::string_view iso);
 // Country of an E.164 number (digits only) by longest calling-code match; "" if none.
@@ -185,6 +190,17 @@ struct Numbering {
     std::string default_country_code;  // empty: national numbers cannot be normalized
     std::string national_prefix = "0";
     std::string international_prefix = "00";
+    // ISO alpha-2 country of this node's users: calls to another country are international.
+    // From `numbering.home_country`, else the one country of default_country_code.
+    std::string home_country;
+    // Internal extensions (`numbering.extensions`): patterns of digits and X (any digit),
+    // Z (1-9), N (2-9), each matching numbers of exactly its length ("2XXX"). A dialed number
+    // that matches is an extension: kept as dialed, of no country, never international.
+    std::vector<std::string> extensions;
+    static constexpr std::size_t kMaxExtensionDigits = 15;
+    // "" or why `pattern` is not an extension pattern.
+    static std::string check_extension_pattern(std::string_view pattern);
+    bool is_extension(std::string_view dialed) const;
     // "+44 20..." / "0044..." -> "4420..."; "0612345678" -> "33612345678" (with cc 33).
     // Visual separators (space - . ( )) are dropped. Returns "" when the input is not a number.
     std::string normalize(std::string_view dialed) const;
@@ -493,6 +509,8 @@ struct FraudSettings {
     std::vector<std::string> callback_lists;  // empty: every irsf, premium, high_risk list
     base::Nanos callback_expiry = 7 * 24 * 3600 * base::kNanosPerSecond;
     std::uint32_t callback_capacity = 1u << 14;
+    // The company's own networks (office NATs): scored by account, never by address.
+    std::vector<base::Prefix> own_networks;
     std::vector<FraudRule> rules;
     std::vector<FraudDeny> deny;
 };

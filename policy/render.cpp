@@ -145,6 +145,8 @@ std::string render_policy(const Policy& p) {
     o << "\n[numbering]\ndefault_country_code = " << quote(n.default_country_code)
       << "\nnational_prefix = " << quote(n.national_prefix)
       << "\ninternational_prefix = " << quote(n.international_prefix) << "\n";
+    if (!n.home_country.empty()) o << "home_country = " << quote(n.home_country) << "\n";
+    if (!n.extensions.empty()) o << "extensions = " << strings(n.extensions) << "\n";
 
     for (const auto& l : p.prefix_lists) {
         o << "\n[[prefix_lists]]\nname = " << quote(l.name)
@@ -178,10 +180,14 @@ std::string render_policy(const Policy& p) {
       << "\nidle_key_expiry = " << dur(f.idle_key_expiry)
       << "\nshort_call_seconds = " << f.short_call_seconds
       << "\nend_calls_on_ban = " << (f.end_calls_on_ban ? "true" : "false")
-
       << "\ncallback_lists = " << strings(f.callback_lists)
       << "\ncallback_expiry = " << dur(f.callback_expiry)
       << "\ncallback_capacity = " << f.callback_capacity << "\n";
+    if (!f.own_networks.empty()) {
+        std::vector<std::string> own;
+        for (const auto& n : f.own_networks) own.push_back(n.to_string());
+        o << "own_networks = " << strings(own) << "\n";
+    }
     for (const auto& r : f.rules) {
         o << "\n[[fraud.rules]]  # " << r.file << ":" << r.line << "\nid = " << quote(r.id)
           << "\ndescription = " << quote(r.description) << "\nfeature = " << quote(name(r.feature))

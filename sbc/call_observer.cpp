@@ -125,6 +125,7 @@ fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
     a.account = account_of(m);
     a.caller = caller;
     a.callee = callee;
+    a.callee_extension = numbering && numbering->is_extension(m.request_uri().user);
     a.user_agent = m.user_agent();
     a.request = request_kind_of(m.method());
     a.direction = direction_of(at, access, callee);

@@ -202,6 +202,7 @@ void register_policy_commands(CLI::App& app) {
         std::string call;
         std::string calls;
         bool json = false;
+        bool lenient = false;
     };
     auto test_opts = std::make_shared<TestOptions>();
     auto* test = policy_cmd->add_subcommand(
@@ -210,9 +211,11 @@ void register_policy_commands(CLI::App& app) {
     test->add_option("--call", test_opts->call, "One call attempt as JSON");
     test->add_option("--calls", test_opts->calls, "A JSONL file of call attempts");
     test->add_flag("--json", test_opts->json, "Machine-readable output");
+    test->add_flag("--lenient", test_opts->lenient,
+                   "Unknown keys in an event are warnings, not errors");
     test->callback([test_opts] {
-        finish(
-            run_policy_test(test_opts->files, test_opts->call, test_opts->calls, test_opts->json));
+        finish(run_policy_test(test_opts->files, test_opts->call, test_opts->calls, test_opts->json,
+                               test_opts->lenient));
     });
 #endif
 

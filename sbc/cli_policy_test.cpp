@@ -32,6 +32,8 @@ struct Stats {
     std::uint64_t shadow_non_allow = 0;
     std::uint64_t duplicates = 0;
     std::uint64_t banned_drops = 0;
+    std::uint64_t rejected = 0;
+    std::uint64_t warnings = 0;
     struct Ban {
         std::string src;
         double t = 0;
@@ -62,28 +64,86 @@ bool parse_source(const std::string& s, base::IpAddress& addr, std::uint16_t& po
     return true;
 }
 
-// Wall time: "wall" as Unix seconds or "YYYY-MM-DDTHH:MM:SSZ"; else the start wall time + t.
-bool parse_wall(const json& j, base::UnixNanos start, base::Nanos t, base::UnixNanos& out) {
-    auto it = j.find("wall");
-    if (it == j.end()) {
-        out = start + t;
-        return true;
+bool digits_at(std::string_view s, std::size_t at, std::size_t n, int& out) {
+    if (at + n > s.size()) return false;
+    out = 0;
+    for (std::size_t i = at; i < at + n; ++i) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        out = out * 10 + (s[i] - '0');
     }
-    if (it->is_number()) {
-        out = static_cast<base::UnixNanos>(it->get<double>() * 1e9);
-        return true;
-    }
-    if (!it->is_string()) return false;
-    std::tm tm{};
-    const std::string s = it->get<std::string>();
-    if (std::sscanf(s.c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                    &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
-        return false;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    out = static_cast<base::UnixNanos>(timegm(&tm)) * base::kNanosPerSecond;
     return true;
 }
+
+// Days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse).
+std::int64_t days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int yoe = static_cast<int>(y - era * 400);
+    const int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+}  // namespace
+
+// RFC 3339 §5.6 date-time: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), "T" and "Z" in
+// either case (§5.6 NOTE). The fraction is read to the nanosecond, exactly; a leap second
+// (:60) has no Unix time and is refused. Returns "" or what is wrong.
+std::string parse_rfc3339(std::string_view s, std::int64_t& out) {
+    const char* expected =
+        "expected an RFC 3339 time YYYY-MM-DDTHH:MM:SS[.fraction] with Z or a UTC offset "
+        "(+HH:MM/-HH:MM)";
+    int year, mon, day, hour, min, sec;
+    if (!digits_at(s, 0, 4, year) || s.size() < 19 || s[4] != '-' || !digits_at(s, 5, 2, mon) ||
+        s[7] != '-' || !digits_at(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') ||
+        !digits_at(s, 11, 2, hour) || s[13] != ':' || !digits_at(s, 14, 2, min) || s[16] != ':' ||
+        !digits_at(s, 17, 2, sec))
+        return expected;
+    static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (mon < 1 || mon > 12) return "month " + std::to_string(mon) + " is not 01-12";
+    const int mdays = kDays[mon - 1] + (mon == 2 && leap ? 1 : 0);
+    if (day < 1 || day > mdays) return "day " + std::to_string(day) + " is not in that month";
+    if (hour > 23 || min > 59) return "time of day out of range";
+    if (sec == 60) return "a leap second (:60) has no Unix time";
+    if (sec > 59) return "seconds out of range";
+    std::size_t at = 19;
+    std::int64_t nanos = 0;
+    if (at < s.size() && s[at] == '.') {
+        ++at;
+        std::size_t n = 0;
+        for (; at < s.size() && s[at] >= '0' && s[at] <= '9'; ++at, ++n) {
+            if (n < 9)
+                nanos = nanos * 10 + (s[at] - '0');
+            else if (s[at] != '0')
+                return "a fraction finer than a nanosecond cannot be kept exactly";
+        }
+        if (n == 0) return "a '.' must be followed by the fraction's digits";
+        for (; n < 9; ++n) nanos *= 10;
+    }
+    if (at >= s.size()) return "no UTC offset: add Z or +HH:MM/-HH:MM (a local time is ambiguous)";
+    std::int64_t offset = 0;
+    if (s[at] == 'Z' || s[at] == 'z') {
+        ++at;
+    } else if (s[at] == '+' || s[at] == '-') {
+        int oh, om;
+        if (!digits_at(s, at + 1, 2, oh) || at + 3 >= s.size() || s[at + 3] != ':' ||
+            !digits_at(s, at + 4, 2, om))
+            return "the UTC offset must be +HH:MM or -HH:MM";
+        if (oh > 23 || om > 59) return "UTC offset out of range";
+        offset = (oh * 60 + om) * 60 * (s[at] == '-' ? -1 : 1);
+        at += 6;
+    } else {
+        return expected;
+    }
+    if (at != s.size()) return "unexpected text after the time";
+    const std::int64_t secs =
+        days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec - offset;
+    out = secs * base::kNanosPerSecond + nanos;
+    return {};
+}
+
+namespace {
 
 std::string fmt(double v) {
     char buf[32];
@@ -100,8 +160,9 @@ std::string upper(std::string_view s) {
     return u;
 }
 
-void print_human(std::size_t n, double t, const std::string& what, const fraud::Verdict& v) {
-    std::cout << "#" << n << " t=" << fmt(t) << "s " << what << ": " << upper(name(v.action));
+void print_human(const std::string& where, double t, const std::string& what,
+                 const fraud::Verdict& v) {
+    std::cout << where << " t=" << fmt(t) << "s " << what << ": " << upper(name(v.action));
     if (v.banned_source) {
         std::cout << " (source under a ban)\n";
         return;
@@ -153,16 +214,55 @@ std::string outcome_field(const json& j, fraud::Outcome& out) {
     return {};
 }
 
+// The keys each event type reads; any other key is a mistake in the input (a misspelt
+// field would otherwise be silently ignored and the verdict explained without it).
+struct EventKeys {
+    std::string_view type;
+    std::vector<std::string_view> keys;
+};
+const std::vector<std::string_view> kCommonKeys = {"type", "t", "wall", "id"};
+const std::vector<std::string_view> kSourceKeys = {"src", "transport", "country", "ua", "tenant"};
+const EventKeys kEventKeys[] = {
+    {"attempt", {"account", "from", "to", "method", "call_id", "direction"}},
+    {"request", {"account", "from", "to", "method", "call_id", "direction"}},
+    {"answer", {"call_id"}},
+    {"end", {"call_id", "status", "outcome"}},
+    {"auth", {"account", "user", "ok"}},
+    {"register", {"account", "user", "status", "outcome"}},
+    {"sip", {"message", "dst"}},
+};
+
+const EventKeys* event_keys(std::string_view type) {
+    for (const auto& e : kEventKeys)
+        if (e.type == type) return &e;
+    return nullptr;
+}
+
+bool known_key(const EventKeys& e, std::string_view key) {
+    auto in = [&](const std::vector<std::string_view>& v) {
+        return std::find(v.begin(), v.end(), key) != v.end();
+    };
+    if (in(kCommonKeys) || in(e.keys)) return true;
+    return e.type != "answer" && e.type != "end" && in(kSourceKeys);
+}
+
 class Runner final : FraudEventSink {
   public:
-    Runner(const policy::Policy& p, fraud::Engine& e, bool json_out)
-        : policy_(p), engine_(e), json_(json_out), observer_(*this, &p.numbering) {
+    Runner(const policy::Policy& p, fraud::Engine& e, bool json_out, bool lenient)
+        : policy_(p),
+          engine_(e),
+          json_(json_out),
+          lenient_(lenient),
+          observer_(*this, &p.numbering) {
         observer_.set_access(&p.access);
         start_wall_ = static_cast<base::UnixNanos>(std::time(nullptr)) * base::kNanosPerSecond;
     }
 
-    // Returns "" or an error message for this input line.
-    std::string run(const std::string& line) {
+    // Scores one input line; returns "" or why the line was rejected (then nothing of it
+    // reached the engine). Warnings (lenient mode) are reported here.
+    std::string run(const std::string& line, std::size_t lineno) {
+        lineno_ = lineno;
+        id_.clear();
         json j;
         try {
             j = json::parse(line);
@@ -170,16 +270,64 @@ class Runner final : FraudEventSink {
             return std::string("not JSON: ") + e.what();
         }
         if (!j.is_object()) return "an event must be a JSON object";
-        ++n_;
+        if (auto it = j.find("id"); it != j.end()) {
+            if (!it->is_string() && !it->is_number_integer())
+                return "\"id\" must be a string or an integer";
+            id_ = it->is_string() ? it->get<std::string>() : it->dump();
+        }
+        std::string type = str(j, "type", "attempt");
+        const EventKeys* keys = event_keys(type);
+        if (!keys)
+            return "unknown event type '" + type +
+                   "' (attempt, request, answer, end, auth, register, sip)";
+        for (const auto& [key, value] : j.items()) {
+            if (known_key(*keys, key)) continue;
+            std::string known;
+            for (auto k : kCommonKeys)
+                known += std::string(known.empty() ? "" : ", ") + std::string(k);
+            if (type != "answer" && type != "end")
+                for (auto k : kSourceKeys) known += ", " + std::string(k);
+            for (auto k : keys->keys) known += ", " + std::string(k);
+            std::string msg = "unknown key \"" + key + "\" in a " + type + " event (" + known + ")";
+            if (!lenient_) return msg;
+            warn(msg + "; ignored (--lenient)");
+        }
+        base::Nanos now = now_;
+        base::UnixNanos wall = 0;
+        bool has_wall = false;
+        if (auto it = j.find("wall"); it != j.end()) {
+            if (it->is_number_integer()) {
+                wall = it->get<std::int64_t>() * base::kNanosPerSecond;
+            } else if (it->is_number()) {
+                // A JSON number is a double: exact to the microsecond at today's Unix times.
+                wall = std::llround(it->get<double>() * 1e6) * 1000;
+            } else if (it->is_string()) {
+                if (auto err = parse_rfc3339(it->get<std::string>(), wall); !err.empty())
+                    return "\"wall\" '" + it->get<std::string>() + "': " + err;
+            } else {
+                return "\"wall\" must be Unix seconds or an RFC 3339 time";
+            }
+            has_wall = true;
+        }
         if (auto it = j.find("t"); it != j.end()) {
             if (!it->is_number()) return "\"t\" must be a number of seconds";
-            t_ = it->get<double>();
+            now = static_cast<base::Nanos>(std::llround(it->get<double>() * 1e9));
+            if (now < now_)
+                return "\"t\" " + fmt(it->get<double>()) + " is before the previous event's " +
+                       fmt(static_cast<double>(now_) / 1e9) + "s: events must be in time order";
+            if (has_wall && !anchored_) anchor(now, wall);
+        } else if (has_wall) {
+            // Wall-clock times only: they drive the engine's clock.
+            if (!anchored_) anchor(now_, wall);
+            now = anchor_now_ + (wall - anchor_wall_);
+            if (now < now_)
+                return "\"wall\" is " + fmt(static_cast<double>(now_ - now) / 1e9) +
+                       "s before the previous event's: events must be in time order";
         }
-        base::Nanos now = static_cast<base::Nanos>(t_ * 1e9);
-        base::UnixNanos wall = 0;
-        if (!parse_wall(j, start_wall_, now, wall))
-            return "\"wall\" must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ";
-        std::string type = str(j, "type", "attempt");
+        if (!has_wall) wall = anchored_ ? anchor_wall_ + (now - anchor_now_) : start_wall_ + now;
+        now_ = now;
+        t_ = static_cast<double>(now) / 1e9;
+        ++n_;
         ++stats_.events[type];
         std::string src_text = str(j, "src", "");
         fraud::Source src;
@@ -194,6 +342,14 @@ class Runner final : FraudEventSink {
         std::string ua = str(j, "ua");
         std::string tenant = str(j, "tenant");
         src_text_ = src_text;
+        // The account is "account" in every event; "user" is its older name in auth and
+        // register events.
+        std::string account = str(j, "account");
+        if (auto user = str(j, "user"); !user.empty()) {
+            if (!account.empty() && account != user)
+                return "\"account\" '" + account + "' and its alias \"user\" '" + user + "' differ";
+            account = user;
+        }
 
         if (type == "attempt" || type == "request") {
             std::string call_id = str(j, "call_id", "call-" + std::to_string(n_));
@@ -225,6 +381,7 @@ class Runner final : FraudEventSink {
             a.tenant = tenant;
             a.caller = from;
             a.callee = to;
+            a.callee_extension = policy_.numbering.is_extension(str(j, "to"));
             a.user_agent = ua;
             a.request = request_kind_of(method);
             a.direction = direction;
@@ -238,23 +395,21 @@ class Runner final : FraudEventSink {
             if (auto err = outcome_field(j, o); !err.empty()) return err;
             ended({now, wall, str(j, "call_id"), o});
         } else if (type == "auth") {
-            std::string user = str(j, "user");
             fraud::AuthResult a;
             a.now = now;
             a.wall = wall;
             a.source = src;
-            a.username = user;
+            a.username = account;
             a.tenant = tenant;
             a.user_agent = ua;
             a.success = j.value("ok", false);
             auth(a);
         } else if (type == "register") {
-            std::string user = str(j, "user");
             fraud::Registration r;
             r.now = now;
             r.wall = wall;
             r.source = src;
-            r.user = user;
+            r.user = account;
             r.tenant = tenant;
             r.user_agent = ua;
             if (auto err = outcome_field(j, r.outcome); !err.empty()) return err;
@@ -284,21 +439,34 @@ class Runner final : FraudEventSink {
             observer_.observe(m, at);
             from_sip_ = false;
             sip_seen_ = true;
-        } else {
-            return "unknown event type '" + type +
-                   "' (attempt, request, answer, end, auth, register, sip)";
         }
         return {};
     }
 
+    // A line that was not scored, in the output stream with its line number and id.
+    void rejected(const std::string& why) {
+        ++stats_.rejected;
+        if (json_) {
+            json r = {{"event", "rejected"}, {"line", lineno_}, {"error", why}};
+            if (!id_.empty()) r["id"] = id_;
+            std::cout << r.dump() << "\n";
+        } else {
+            std::cout << "line " << lineno_ << where_id() << ": REJECTED: " << why << "\n";
+        }
+    }
+
     void summary() {
-        base::Nanos now = static_cast<base::Nanos>(t_ * 1e9);
+        base::Nanos now = now_;
         // SIP transactions still open settle as their timeouts would.
-        if (sip_seen_) observer_.finish(now, start_wall_ + now);
+        if (sip_seen_)
+            observer_.finish(now,
+                             anchored_ ? anchor_wall_ + (now - anchor_now_) : start_wall_ + now);
         const auto& c = engine_.counters();
         if (json_) {
             json s = {{"event", "summary"},
                       {"events", stats_.events},
+                      {"rejected", stats_.rejected},
+                      {"warnings", stats_.warnings},
                       {"duplicates", stats_.duplicates},
                       {"banned_source_drops", stats_.banned_drops},
                       {"shadow_non_allow", stats_.shadow_non_allow},
@@ -323,6 +491,9 @@ class Runner final : FraudEventSink {
             std::cout << (first ? "" : ", ") << n << " " << k;
             first = false;
         }
+        if (stats_.rejected || stats_.warnings)
+            std::cout << "\n  rejected lines: " << stats_.rejected << ", warnings "
+                      << stats_.warnings;
         std::cout << "\n  verdicts:";
         for (std::size_t i = 0; i < fraud::kActionCount; ++i)
             std::cout << " " << fraud::kActionNames[i] << "=" << stats_.actions[i];
@@ -387,17 +558,50 @@ class Runner final : FraudEventSink {
             stats_.bans.push_back(
                 {src_text, t_, static_cast<double>(v.ban_until) / 1e9 - t_, rules});
         }
-        if (json_)
-            std::cout << line << "\n";
-        else
-            print_human(n_, t_, what, v);
+        if (json_) {
+            // The input's line and id first, so verdicts join to their input without order.
+            std::string head = "{\"line\":" + std::to_string(lineno_);
+            if (!id_.empty()) head += ",\"id\":" + json(id_).dump();
+            std::cout << head << (line.size() > 2 ? "," : "") << line.substr(1) << "\n";
+        } else {
+            print_human("line " + std::to_string(lineno_) + where_id(), t_, what, v);
+        }
+    }
+
+    std::string where_id() const { return id_.empty() ? "" : " id=" + id_; }
+
+    void warn(const std::string& msg) {
+        ++stats_.warnings;
+        if (json_) {
+            json w = {{"event", "warning"}, {"line", lineno_}, {"warning", msg}};
+            if (!id_.empty()) w["id"] = id_;
+            std::cout << w.dump() << "\n";
+        } else {
+            std::cout << "line " << lineno_ << where_id() << ": warning: " << msg << "\n";
+        }
+        std::cerr << "line " << lineno_ << ": warning: " << msg << "\n";
+    }
+
+    void anchor(base::Nanos now, base::UnixNanos wall) {
+        anchored_ = true;
+        anchor_now_ = now;
+        anchor_wall_ = wall;
     }
 
     const policy::Policy& policy_;
     fraud::Engine& engine_;
     bool json_;
+    bool lenient_;
     std::size_t n_ = 0;
+    std::size_t lineno_ = 0;
+    std::string id_;  // the event's "id", "" when it has none
     double t_ = 0;
+    base::Nanos now_ = 0;  // the engine's clock: never goes back
+    // The first wall-clock time seen and the engine time it was read at: wall-only events
+    // advance the clock from it, and events without a wall time get one from it.
+    bool anchored_ = false;
+    base::Nanos anchor_now_ = 0;
+    base::UnixNanos anchor_wall_ = 0;
     base::UnixNanos start_wall_ = 0;
     Stats stats_;
     CallObserver observer_;
@@ -410,7 +614,7 @@ class Runner final : FraudEventSink {
 }  // namespace
 
 int run_policy_test(const std::vector<std::string>& files, const std::string& call_json,
-                    const std::string& calls_file, bool json_out) {
+                    const std::string& calls_file, bool json_out, bool lenient) {
     if (call_json.empty() == calls_file.empty()) {
         std::cerr << "sbc policy test: give exactly one of --call JSON or --calls FILE.jsonl\n";
         return 2;
@@ -426,10 +630,11 @@ int run_policy_test(const std::vector<std::string>& files, const std::string& ca
         std::cerr << "sbc policy test: " << engine.error().message << "\n";
         return 1;
     }
-    Runner runner(*loaded.value, **engine, json_out);
+    Runner runner(*loaded.value, **engine, json_out, lenient);
     if (!call_json.empty()) {
-        auto err = runner.run(call_json);
+        auto err = runner.run(call_json, 1);
         if (!err.empty()) {
+            runner.rejected(err);
             std::cerr << "sbc policy test: --call: " << err << "\n";
             return 2;
         }
@@ -446,8 +651,9 @@ int run_policy_test(const std::vector<std::string>& files, const std::string& ca
     while (std::getline(in, line)) {
         ++lineno;
         if (line.empty() || line[0] == '#') continue;
-        auto err = runner.run(line);
+        auto err = runner.run(line, lineno);
         if (!err.empty()) {
+            runner.rejected(err);
             std::cerr << calls_file << ":" << lineno << ": " << err << "\n";
             rc = 2;
         }

@@ -48,12 +48,14 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
     c.max_tracked_keys = f.max_tracked_keys;
     c.idle_key_expiry = f.idle_key_expiry;
     c.short_call_seconds = f.short_call_seconds;
+    c.own_networks = f.own_networks;
     // The call table holds calls in progress (and ended ones for 32 s): a quarter of the key
     // budget is far above any node's concurrent calls and keeps memory proportional.
     c.max_tracked_calls = std::max<std::uint64_t>(1024, f.max_tracked_keys / 4);
     c.source_prefix_v4 = p.rate_limits.source_prefix_v4;
     c.source_prefix_v6 = p.rate_limits.source_prefix_v6;
     c.home_country_code = p.numbering.default_country_code;
+    c.home_country = p.numbering.home_country;
     for (const auto& cc : policy::country_calling_codes())
         c.country_codes.push_back({std::string(cc.code), std::string(cc.iso)});
 

@@ -426,5 +426,48 @@ caller_countries = ["XX1"]
     for (const auto& e : bad.errors) {
         CHECK(e.file == "test.toml");
         CHECK(e.column > 0);
+TEST_CASE("the numbering section's home country and extensions are checked",
+          "[policy][loader][numbering]") {
+    SECTION("a shared calling code needs a home country") {
+        auto r = load_text("[numbering]\ndefault_country_code = \"1\"\n");
+        REQUIRE_FALSE(r.ok());
+        CHECK(has_error(r, 2, "home_country"));
+        CHECK(r.errors[0].column == 24);
+    }
+    SECTION("the home country must be under the calling code") {
+        auto r = load_text("[numbering]\ndefault_country_code = \"33\"\nhome_country = \"US\"\n");
+        REQUIRE_FALSE(r.ok());
+        CHECK(has_error(r, 3, "not reached by default_country_code"));
+        auto r2 = load_text("[numbering]\nhome_country = \"US\"\n");
+        CHECK(has_error(r2, 2, "needs 'numbering.default_country_code'"));
+        auto r3 = load_text("[numbering]\ndefault_country_code = \"1\"\nhome_country = \"us\"\n");
+        CHECK(has_error(r3, 3, "did you mean 'US'"));
+    }
+    SECTION("a home country follows from a code of one country") {
+        auto r = load_text("[numbering]\ndefault_country_code = \"33\"\n");
+        REQUIRE(r.ok());
+        CHECK(r.value->numbering.home_country == "FR");
+        auto jm = load_text("[numbering]\ndefault_country_code = \"1\"\nhome_country = \"JM\"\n");
+        REQUIRE(jm.ok());
+        CHECK(jm.value->numbering.home_country == "JM");
+    }
+    SECTION("extension patterns") {
+        auto r = load_text(
+            "[numbering]\ndefault_country_code = \"33\"\nextensions = [\"2XXX\", \"NXX\"]\n");
+        REQUIRE(r.ok());
+        CHECK(r.value->numbering.extensions == std::vector<std::string>{"2XXX", "NXX"});
+        auto bad = load_text(
+            "[numbering]\ndefault_country_code = \"33\"\nextensions = [\"2XXX\", \"2x\", "
+            "\"00XX\", \"XXXX\", \"\"]\n");
+        REQUIRE_FALSE(bad.ok());
+        // Every bad pattern at once, each at its own column.
+        std::vector<std::uint32_t> columns;
+        for (const auto& e : bad.errors) {
+            CHECK(e.line == 3);
+            columns.push_back(e.column);
+        }
+        CHECK(columns == std::vector<std::uint32_t>{23, 29, 37, 45});
+        CHECK(has_error(bad, 3, "'x' is not a digit"));
+        CHECK(has_error(bad, 3, "start with the international prefix '00'"));
     }
 }

@@ -66,7 +66,7 @@ std::string response(int status, const std::string& method, const std::string& c
 
 struct Harness {
     Recorder rec;
-    sbc::policy::Numbering numbering{"33", "0", "00"};
+    sbc::policy::Numbering numbering{"33", "0", "00", "FR", {}};
     sbc::CallObserver obs;
     explicit Harness(sbc::ObserverLimits limits = {}) : obs(rec, &numbering, limits) {}
     void in(const std::string& text, double t, bool tcp = false) {
@@ -191,7 +191,7 @@ TEST_CASE("observer helpers: account, registered user, callee") {
     REQUIRE(m.parse(r));
     CHECK(sbc::account_of(m) == "alice");
     CHECK(sbc::registered_user_of(m) == "1001");
-    sbc::policy::Numbering n{"33", "0", "00"};
+    sbc::policy::Numbering n{"33", "0", "00", "FR", {}};
     CHECK(sbc::normalize_callee("0044 20 7946 0000", &n) == "442079460000");
     CHECK(sbc::normalize_callee("alice", &n) == "alice");
     CHECK(sbc::normalize_callee("0612345678", nullptr) == "0612345678");
@@ -268,8 +268,15 @@ std::vector<std::string> policy_test_lines(const std::vector<std::string>& event
     CHECK(rc == 0);
     std::vector<std::string> lines;
     std::istringstream in(buf.str());
-    for (std::string l; std::getline(in, l);)
-        if (l.find("\"event\":\"summary\"") == std::string::npos) lines.push_back(l);
+    for (std::string l; std::getline(in, l);) {
+        if (l.find("\"event\":\"summary\"") != std::string::npos) continue;
+        // The input's line number leads each verdict; the rest is the engine's event line.
+        const std::string head = "{\"line\":";
+        REQUIRE(l.starts_with(head));
+        const auto comma = l.find(',');
+        REQUIRE(comma != std::string::npos);
+        lines.push_back("{" + l.substr(comma + 1));
+    }
     return lines;
 }
 

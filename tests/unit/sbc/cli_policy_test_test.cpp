@@ -15,17 +15,29 @@ namespace {
 struct Captured {
     int rc = 0;
     std::string out;
+    std::string err;
 };
 
 Captured run(const std::vector<std::string>& files, const std::string& call,
-             const std::string& calls, bool json) {
-    std::ostringstream buf;
+             const std::string& calls, bool json, bool lenient = false) {
+    std::ostringstream buf, err;
     auto* old = std::cout.rdbuf(buf.rdbuf());
+    auto* old_err = std::cerr.rdbuf(err.rdbuf());
     Captured c;
-    c.rc = sbc::cli::run_policy_test(files, call, calls, json);
+    c.rc = sbc::cli::run_policy_test(files, call, calls, json, lenient);
     std::cout.rdbuf(old);
+    std::cerr.rdbuf(old_err);
     c.out = buf.str();
+    c.err = err.str();
     return c;
+}
+
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+    std::istringstream lines(out);
+    std::string line;
+    std::vector<nlohmann::json> v;
+    while (std::getline(lines, line)) v.push_back(nlohmann::json::parse(line));
+    return v;
 }
 
 std::string write_temp(const std::string& text) {
@@ -69,7 +81,7 @@ TEST_CASE("sbc policy test runs a stream of events on a virtual clock", "[fraud]
     auto file = write_temp(events);
     auto human = run({SBC_SCENARIO_POLICY}, "", file, false);
     CHECK(human.rc == 0);
-    CHECK(human.out.find("#3 t=6s INVITE 1042 -> 8821600002") != std::string::npos);
+    CHECK(human.out.find("line 3 t=6s INVITE 1042 -> 8821600002") != std::string::npos);
     CHECK(human.out.find("BLOCK score 70") != std::string::npos);
     CHECK(human.out.find("summary: ") != std::string::npos);
 
@@ -104,13 +116,13 @@ TEST_CASE("sbc policy test runs a stream of events on a virtual clock", "[fraud]
 
 TEST_CASE("sbc policy test rejects bad input with its line number", "[fraud][cli]") {
     auto file = write_temp("{\"src\":\"not-an-ip\"}\nnot json\n");
-    std::ostringstream err;
-    auto* old = std::cerr.rdbuf(err.rdbuf());
     auto c = run({SBC_SCENARIO_POLICY}, "", file, false);
-    std::cerr.rdbuf(old);
     CHECK(c.rc == 2);
-    CHECK(err.str().find(":1: bad \"src\"") != std::string::npos);
-    CHECK(err.str().find(":2: not JSON") != std::string::npos);
+    CHECK(c.err.find(":1: bad \"src\"") != std::string::npos);
+    CHECK(c.err.find(":2: not JSON") != std::string::npos);
+    // ... and in the output stream, where the verdicts are.
+    CHECK(c.out.find("line 1: REJECTED: bad \"src\"") != std::string::npos);
+    CHECK(c.out.find("line 2: REJECTED: not JSON") != std::string::npos);
     CHECK(run({SBC_SCENARIO_POLICY}, "", "", false).rc == 2);  // neither --call nor --calls
     std::remove(file.c_str());
 }
@@ -157,4 +169,151 @@ scope.directions = ["inbound"]
     std::remove(policy.c_str());
     CHECK(b.rc == 2);
     CHECK(err.str().find(":1: \"direction\" must be") != std::string::npos);
+TEST_CASE("RFC 3339 times are read exactly, with any offset and fraction", "[fraud][cli]") {
+    using sbc::cli::parse_rfc3339;
+    std::int64_t t = 0;
+    const std::int64_t base = 1'795'773'600LL * 1'000'000'000LL;  // 2026-11-27T10:00:00Z
+    CHECK(parse_rfc3339("2026-11-27T10:00:00Z", t).empty());
+    CHECK(t == base);
+    CHECK(parse_rfc3339("2026-11-27t10:00:00z", t).empty());
+    CHECK(t == base);
+    CHECK(parse_rfc3339("2026-11-27T11:30:00+01:30", t).empty());
+    CHECK(t == base);
+    CHECK(parse_rfc3339("2026-11-27T04:00:00-06:00", t).empty());
+    CHECK(t == base);
+    CHECK(parse_rfc3339("2026-11-27T10:00:00.123456789Z", t).empty());
+    CHECK(t == base + 123'456'789);
+    CHECK(parse_rfc3339("2026-11-27T10:00:00.5+00:00", t).empty());
+    CHECK(t == base + 500'000'000);
+    CHECK(parse_rfc3339("2024-02-29T00:00:00Z", t).empty());  // a leap day
+    CHECK(t == 1'709'164'800LL * 1'000'000'000LL);
+    CHECK(parse_rfc3339("1969-12-31T23:59:59Z", t).empty());
+    CHECK(t == -1'000'000'000LL);
+    // Everything else is an error, never a silent UTC or zero.
+    for (const char* bad :
+         {"2026-11-27T10:00:00", "2026-11-27 10:00:00Z", "2026-11-27T10:00Z",
+          "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2026-11-27T24:00:00Z",
+          "2026-11-27T10:00:60Z", "2026-11-27T10:00:00.Z", "2026-11-27T10:00:00+0100",
+          "2026-11-27T10:00:00+01:00x", "2026-11-27T10:00:00.1234567891Z", "27/11/2026 10:00", "",
+          "1795777200"}) {
+        INFO(bad);
+        t = 42;
+        CHECK_FALSE(parse_rfc3339(bad, t).empty());
+    }
+    CHECK(parse_rfc3339("2026-11-27T10:00:00.1234567890Z", t).empty());  // trailing zero: exact
+    CHECK(t == base + 123'456'789);
+}
+
+TEST_CASE("sbc policy test: a bad time rejects its line, in the output with the line's id",
+          "[fraud][cli]") {
+    auto file = write_temp(
+        R"({"id":"ok-1","wall":"2026-11-27T10:00:00+01:00","src":"10.1.0.52","account":"1042","to":"0612345678"})"
+        "\n"
+        R"({"id":"bad-2","wall":"2026-11-27 10:00:01","src":"10.1.0.52","account":"1042","to":"0612345679"})"
+        "\n\n"
+        R"({"id":7,"wall":"2026-11-27T10:00:02.250+01:00","src":"10.1.0.52","account":"1042","to":"0612345670"})"
+        "\n");
+    auto c = run({SBC_SCENARIO_POLICY}, "", file, true);
+    CHECK(c.rc == 2);
+    auto out = json_lines(c.out);
+    REQUIRE(out.size() == 4);  // verdict, rejected, verdict, summary
+    CHECK(out[0]["line"] == 1);
+    CHECK(out[0]["id"] == "ok-1");
+    CHECK(out[0]["wall"] == 1795770000);  // 09:00:00Z
+    CHECK(out[1]["event"] == "rejected");
+    CHECK(out[1]["line"] == 2);
+    CHECK(out[1]["id"] == "bad-2");
+    CHECK(out[1]["error"].get<std::string>().find("RFC 3339") != std::string::npos);
+    CHECK(out[2]["line"] == 4);
+    CHECK(out[2]["id"] == "7");
+    CHECK(out[2]["wall"] == 1795770002);  // whole seconds in the verdict
+    CHECK(out[3]["rejected"] == 1);
+    CHECK(out[3]["events"]["attempt"] == 2);
+    std::remove(file.c_str());
+}
+
+TEST_CASE("sbc policy test: wall-clock times alone drive the engine's clock", "[fraud][cli]") {
+    // Ten failed authentications, one a minute: a 5-minute window never holds ten of them if
+    // the clock follows the wall times; all ten would fall in one instant if it stood still.
+    std::string events;
+    for (int i = 0; i < 10; ++i)
+        events +=
+            R"({"type":"auth","src":"203.0.113.60","account":"1001","ok":false,"wall":"2026-11-27T10:)" +
+            std::string(i < 10 ? "0" : "") + std::to_string(i) + R"(:00Z"})" + "\n";
+    auto file = write_temp(events);
+    auto c = run({SBC_SCENARIO_POLICY}, "", file, true);
+    CHECK(c.rc == 0);
+    auto out = json_lines(c.out);
+    REQUIRE(out.size() == 11);
+    for (int i = 0; i < 10; ++i) {
+        INFO(i);
+        CHECK(out[i]["action"] == "allow");
+        CHECK(out[i]["line"] == i + 1);
+    }
+    // The same ten in one second are a brute force.
+    std::string burst;
+    for (int i = 0; i < 10; ++i)
+        burst +=
+            R"({"type":"auth","src":"203.0.113.60","account":"1001","ok":false,"wall":"2026-11-27T10:00:00.)" +
+            std::to_string(i) + R"(Z"})" + "\n";
+    auto file2 = write_temp(burst);
+    auto b = run({SBC_SCENARIO_POLICY}, "", file2, true);
+    auto bout = json_lines(b.out);
+    REQUIRE(bout.size() == 11);
+    CHECK(bout[9]["action"] != "allow");
+    // Time going back is an error for that line, not a clock that runs backwards.
+    auto file3 = write_temp(
+        R"({"type":"auth","src":"203.0.113.60","account":"1001","ok":false,"wall":"2026-11-27T10:05:00Z"})"
+        "\n"
+        R"({"type":"auth","src":"203.0.113.60","account":"1001","ok":false,"wall":"2026-11-27T10:04:00Z"})"
+        "\n");
+    auto back = run({SBC_SCENARIO_POLICY}, "", file3, false);
+    CHECK(back.rc == 2);
+    CHECK(back.out.find("line 2: REJECTED: \"wall\" is 60s before the previous event's") !=
+          std::string::npos);
+    for (const auto& f : {file, file2, file3}) std::remove(f.c_str());
+}
+
+TEST_CASE("sbc policy test: unknown keys are errors, warnings with --lenient", "[fraud][cli]") {
+    const std::string line =
+        R"({"id":"x1","src":"10.1.0.52","account":"1042","to":"0612345678","acount":"1043"})";
+    auto strict = run({SBC_SCENARIO_POLICY}, line, "", false);
+    CHECK(strict.rc == 2);
+    CHECK(strict.out.find("line 1 id=x1: REJECTED: unknown key \"acount\" in a attempt event") !=
+          std::string::npos);
+    auto lenient = run({SBC_SCENARIO_POLICY}, line, "", false, true);
+    CHECK(lenient.rc == 0);
+    CHECK(lenient.out.find("line 1 id=x1: warning: unknown key \"acount\"") != std::string::npos);
+    CHECK(lenient.out.find("INVITE 1042 -> 33612345678") != std::string::npos);
+    // A key of another event type is unknown here too.
+    auto answer = run({SBC_SCENARIO_POLICY},
+                      R"({"type":"answer","call_id":"c1","src":"10.1.0.52"})", "", true);
+    CHECK(answer.rc == 2);
+    CHECK(json_lines(answer.out)[0]["error"].get<std::string>().find("\"src\"") !=
+          std::string::npos);
+}
+
+TEST_CASE("sbc policy test: the account is \"account\" in every event", "[fraud][cli]") {
+    for (std::string type : {"auth", "register"}) {
+        INFO(type);
+        const std::string extra = type == "auth" ? R"("ok":false)" : R"("status":401)";
+        const std::string head = R"({"type":")" + type + R"(","src":"203.0.113.60",)" + extra;
+        auto a = run({SBC_SCENARIO_POLICY}, head + R"(,"account":"1001"})", "", true);
+        CHECK(a.rc == 0);
+        auto out = json_lines(a.out);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0]["kind"] == type);
+        CHECK(out[0]["user"] == "1001");
+        // "user" stays as a documented alias; both, differing, is an error.
+        auto u = run({SBC_SCENARIO_POLICY}, head + R"(,"user":"1001"})", "", true);
+        CHECK(json_lines(u.out)[0]["user"] == "1001");
+        CHECK(
+            run({SBC_SCENARIO_POLICY}, head + R"(,"user":"1001","account":"1002"})", "", true).rc ==
+            2);
+        // The attempt's fields are not the register's: "ok" is auth only.
+        if (type == "register")
+            CHECK(
+                run({SBC_SCENARIO_POLICY}, head + R"(,"account":"1001","ok":true})", "", true).rc ==
+                2);
+    }
 }

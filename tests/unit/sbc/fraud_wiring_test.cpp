@@ -228,3 +228,121 @@ TEST_CASE("the engine's limits are refused at the rule's file:line:column", "[fr
         CHECK(errors[0].message.find("at most 64 prefix lists") != std::string::npos);
     }
 }
+
+namespace {
+
+// A policy whose one rule blocks the first international attempt of an account.
+std::unique_ptr<fraud::Engine> intl_engine(const std::string& numbering, policy::Numbering& out) {
+    const std::string toml = "[numbering]\n" + numbering + R"(
+[fraud]
+mode = "enforce"
+block_threshold = 50
+
+[[fraud.rules]]
+id = "intl"
+feature = "international_attempts"
+key = "account"
+window = "10m"
+op = ">="
+threshold = 1
+weight = 60
+)";
+    auto p = policy::load_policy_from_string(toml, "intl.toml");
+    for (const auto& e : p.errors) INFO(e.to_string());
+    REQUIRE(p.ok());
+    out = p.value->numbering;
+    auto e = make_fraud_engine(*p.value, "");
+    REQUIRE(e);
+    return std::move(*e);
+}
+
+// One attempt of its own account (windows never mix) to `dialed`, scored as the front door
+// scores it: normalized, extensions flagged.
+fraud::Verdict call(fraud::Engine& e, const policy::Numbering& n, const std::string& dialed) {
+    static int seq = 0;
+    const std::string id = "c" + std::to_string(++seq), account = "acct" + id;
+    const std::string callee = n.normalize(dialed);
+    fraud::CallAttempt a;
+    a.now = seq * base::kNanosPerSecond;
+    a.wall = 1'795'737'600LL * base::kNanosPerSecond + a.now;
+    a.call_id = id;
+    a.source.addr = *base::IpAddress::parse("192.0.2.10");
+    a.source.port = 5060;
+    a.account = account;
+    a.callee = callee;
+    a.callee_extension = n.is_extension(dialed);
+    a.user_agent = "Yealink";
+    fraud::Verdict v;
+    e.on_attempt(a, v);
+    return v;
+}
+
+std::string country(const fraud::Verdict& v) {
+    return std::string(v.destination_country.data(), v.destination_country[0] ? 2 : 0);
+}
+
+}  // namespace
+
+TEST_CASE("a US node: +1 calls abroad in the NANP are international, US calls are not",
+          "[fraud][wiring][numbering]") {
+    policy::Numbering n;
+    auto e = intl_engine(
+        "default_country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = "
+        "\"011\"\nhome_country = \"US\"\nextensions = [\"2XXX\"]\n",
+        n);
+    struct Case {
+        const char* dialed;
+        const char* country;
+        fraud::Action action;
+    };
+    const Case cases[] = {
+        {"12125550100", "US", fraud::Action::allow},
+        {"2125550100", "US", fraud::Action::allow},
+        {"19075550100", "US", fraud::Action::allow},
+        {"14165550100", "CA", fraud::Action::block},
+        {"18765550100", "JM", fraud::Action::block},
+        {"18095550100", "DO", fraud::Action::block},
+        {"12845550100", "VG", fraud::Action::block},
+        {"17875550100", "PR", fraud::Action::block},
+        {"011442079460000", "GB", fraud::Action::block},
+        {"18005550100", "", fraud::Action::allow},
+        {"2001", "", fraud::Action::allow},
+    };
+    for (const auto& c : cases) {
+        INFO(c.dialed);
+        auto v = call(*e, n, c.dialed);
+        CHECK(country(v) == c.country);
+        CHECK(v.action == c.action);
+    }
+}
+
+TEST_CASE("a Canadian node: US calls are international", "[fraud][wiring][numbering]") {
+    policy::Numbering n;
+    auto e = intl_engine(
+        "default_country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = "
+        "\"011\"\nhome_country = \"CA\"\n",
+        n);
+    CHECK(call(*e, n, "14165550100").action == fraud::Action::allow);
+    CHECK(call(*e, n, "12125550100").action == fraud::Action::block);
+}
+
+TEST_CASE("internal extensions are not international attempts", "[fraud][wiring][numbering]") {
+    policy::Numbering n;
+    // "2001" would be +20 (Egypt) and "0N" the national prefix without the pattern.
+    auto e = intl_engine("default_country_code = \"33\"\nextensions = [\"2XXX\", \"3XX\"]\n", n);
+    CHECK(call(*e, n, "2001").action == fraud::Action::allow);
+    CHECK(call(*e, n, "301").action == fraud::Action::allow);
+    CHECK(call(*e, n, "0612345678").action == fraud::Action::allow);
+    CHECK(call(*e, n, "0044207946000").action == fraud::Action::block);
+    // Without the section's patterns the same short number is a call to Egypt.
+    policy::Numbering plain;
+    auto e2 = intl_engine("default_country_code = \"33\"\n", plain);
+    CHECK(call(*e2, plain, "2001").action == fraud::Action::block);
+}
+
+TEST_CASE("a calling code shared by two countries is the first one's",
+          "[fraud][wiring][numbering]") {
+    policy::Numbering n;
+    auto e = intl_engine("default_country_code = \"33\"\n", n);
+    CHECK(country(call(*e, n, "+212612345678")) == "MA");  // not EH, listed after it
+}
