@@ -122,7 +122,7 @@ EngineConfig config(std::size_t max_keys, int nrules) {
             c.rules.push_back(r);
         }
     }
-    c.deny.push_back({"deny-kp", "", {"KP"}, {}, false});
+    c.deny.push_back({"deny-kp", "", {"KP"}, {}, false, "", {}});
     return c;
 }
 

@@ -426,6 +426,9 @@ caller_countries = ["XX1"]
     for (const auto& e : bad.errors) {
         CHECK(e.file == "test.toml");
         CHECK(e.column > 0);
+    }
+}
+
 TEST_CASE("the numbering section's home country and extensions are checked",
           "[policy][loader][numbering]") {
     SECTION("a shared calling code needs a home country") {

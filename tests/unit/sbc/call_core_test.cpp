@@ -61,8 +61,8 @@ struct Core {
         s.port_max = 30099;
         core = std::make_unique<CallCore>(
             s, streams,
-            [this](std::uint32_t l, const base::Endpoint&, std::string_view b) {
-                sent.push_back({l, std::string(b)});
+            [this](const signaling::Flow& f, std::string_view b) {
+                sent.push_back({f.listener, std::string(b)});
                 return true;
             },
             nullptr, nullptr,

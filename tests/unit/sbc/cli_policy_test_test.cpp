@@ -169,6 +169,8 @@ scope.directions = ["inbound"]
     std::remove(policy.c_str());
     CHECK(b.rc == 2);
     CHECK(err.str().find(":1: \"direction\" must be") != std::string::npos);
+}
+
 TEST_CASE("RFC 3339 times are read exactly, with any offset and fraction", "[fraud][cli]") {
     using sbc::cli::parse_rfc3339;
     std::int64_t t = 0;
