@@ -161,14 +161,12 @@ scope.directions = ["inbound"]
     CHECK(actions == std::vector<std::string>{"allow", "allow", "allow", "block"});
     const std::string bad = write_temp(R"({"t":0,"to":"1","direction":"sideways"})"
                                        "\n");
-    std::ostringstream err;
-    auto* old = std::cerr.rdbuf(err.rdbuf());
     auto b = run({policy}, "", bad, true);
-    std::cerr.rdbuf(old);
     std::remove(bad.c_str());
     std::remove(policy.c_str());
     CHECK(b.rc == 2);
-    CHECK(err.str().find(":1: \"direction\" must be") != std::string::npos);
+    CHECK(b.err.find(":1: \"direction\" must be") != std::string::npos);
+    CHECK(b.out.find("\"event\":\"rejected\"") != std::string::npos);
 }
 
 TEST_CASE("RFC 3339 times are read exactly, with any offset and fraction", "[fraud][cli]") {
