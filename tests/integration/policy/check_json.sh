@@ -33,6 +33,6 @@ doc = json.load(open(sys.argv[1]))
 assert doc["ok"] is True, doc
 assert [r["ok"] for r in doc["results"]] == [True, True]
 cc = doc["results"][0]["summary"]
-assert cc["prefix_lists"] == 3 and cc["fraud_rules"] == 11, cc
+assert cc["prefix_lists"] == 3 and cc["fraud_rules"] == 14, cc
 PY
 echo "PASS: --json reports every error with file/line/column and exits 1; good policies exit 0"
