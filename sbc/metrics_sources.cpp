@@ -8,6 +8,7 @@
 #include "sbc/dataplane_wiring.hpp"
 #include "sbc/front_door.hpp"
 #include "sbc/metrics.hpp"
+#include "sbc/stream_transport.hpp"
 
 namespace sbc {
 
@@ -87,6 +88,30 @@ void CallCore::write_metrics(MetricsWriter& w) const {
     w.family("sbc_relay_jitter_seconds", "histogram",
              "RTP interarrival jitter of each stream leg when its stream closed (RFC 3550 §6.4.1)");
     w.histogram("sbc_relay_jitter_seconds", {}, quality_.jitter_seconds);
+    if (const auto* regs = b2bua_->registrations()) {
+        w.each("registrations", regs->counters(), signaling::kRegistrationCounterNames,
+               signaling::kRegistrationCounterDescriptions);
+        w.gauge("sbc_registrations_active", "registered contacts (bindings) held by the SBC",
+                static_cast<double>(regs->bindings()));
+        w.gauge("sbc_registration_flows_active", "flows (NAT bindings) registered contacts use",
+                static_cast<double>(regs->flows()));
+    }
+}
+
+void StreamTransport::write_metrics(MetricsWriter& w) const {
+    base::CounterSet<signaling::StreamEvent> c;
+    std::size_t open = 0;
+    {
+        std::lock_guard lock(stats_mu_);
+        c = published_;
+        open = published_open_;
+    }
+    c.add(signaling::StreamEvent::outbox_full, outbox_full_.load(std::memory_order_relaxed));
+    // TLS handshakes, their failures by reason and every connection refusal are stream events.
+    w.each("streams", c, signaling::kStreamEventNames, signaling::kStreamEventDescriptions);
+    w.gauge("sbc_streams_open", "TCP and TLS connections open", static_cast<double>(open));
+    w.counter("sbc_tls_reloads_total", "TLS certificate and key reloads",
+              tls_reloads_.load(std::memory_order_relaxed));
 }
 
 void FrontDoor::write_metrics(MetricsWriter& w) const {
@@ -124,6 +149,7 @@ void FrontDoor::write_metrics(MetricsWriter& w) const {
     for (const auto& [rule, n] : m.verdict_rules)
         w.sample("sbc_fraud_rule_hits_total", {{"rule", rule}}, static_cast<double>(n));
     if (core_) core_->write_metrics(w);
+    if (streams_) streams_->write_metrics(w);
 }
 
 void FrontDoor::security_event(SecurityEventKind kind,

@@ -25,6 +25,8 @@
 
 namespace sbc {
 
+class MetricsWriter;
+
 class StreamTransport {
   public:
     struct ListenerSpec {
@@ -75,6 +77,8 @@ class StreamTransport {
     // Any thread: the counters (published by the transport thread at least every 100 ms) and
     // the certificates in use, as key=value lines.
     std::string stats_text() const;
+    // Signaling thread (the metrics page): the same counters as Prometheus families.
+    void write_metrics(MetricsWriter& w) const;
     std::size_t listener_count() const { return listeners_.size(); }
 
   private:
