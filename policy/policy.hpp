@@ -665,6 +665,9 @@ struct DataplaneConfig {
     std::uint32_t burst_size = 32;
 };
 
+// Where `sbc run` and `sbc ctl` meet when sbc.toml names no control socket.
+inline constexpr std::string_view kDefaultControlSocket = "/run/sbc/control.sock";
+
 struct NodeConfig {
     std::string file;  // the sbc.toml it was read from
     std::string node_name = "sbc";
@@ -692,7 +695,7 @@ struct NodeConfig {
     } events;
     bool metrics_enabled = false;
     base::Endpoint metrics_listen;
-    std::string control_socket = "/run/sbc/control.sock";
+    std::string control_socket{kDefaultControlSocket};
     // The control socket file's permission bits and group ("" = the daemon's own group). A
     // peer that is neither root, nor the daemon's user, nor in `control_group` is refused.
     std::uint32_t control_mode = 0660;

@@ -239,7 +239,7 @@ void register_policy_commands(CLI::App& app) {
     ctl->callback([ctl_opts] {
         std::string path = ctl_opts->socket;
         if (path.empty() && !ctl_opts->config.empty()) path = socket_from_config(ctl_opts->config);
-        if (path.empty()) path = policy::NodeConfig{}.control_socket;
+        if (path.empty()) path = policy::kDefaultControlSocket;
         std::string line;
         for (const auto& w : ctl_opts->command) line += (line.empty() ? "" : " ") + w;
         auto reply = control_request(path, line);
