@@ -401,7 +401,8 @@ ReplayResult run_replay(const policy::Policy& policy, const policy::NodeConfig* 
     } else {
         // No node configuration: the policy's limits with the default ports, and every
         // address the SBC's (direction is told by the ports).
-        config = pipeline_config_from(policy::NodeConfig{}, &policy);
+        static const policy::NodeConfig kDefaultNode;
+        config = pipeline_config_from(kDefaultNode, &policy);
         const auto d = dataplane::PipelineConfig::defaults();
         config.sip_udp_ports = d.sip_udp_ports;
         config.sip_tcp_ports = d.sip_tcp_ports;
