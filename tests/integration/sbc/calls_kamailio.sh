@@ -61,7 +61,9 @@ cat >"$WORK/kamailio.cfg" <<KCFG
 #!KAMAILIO
 debug=2
 log_stderror=yes
-children=2
+# One UDP worker: messages are relayed in the order they arrive (with several, an ACK and
+# the BYE right behind it can overtake each other and a far end scripted as ACK-then-BYE fails).
+children=1
 disable_tcp=yes
 auto_aliases=no
 listen=udp:$KAM:$KAM_PORT
