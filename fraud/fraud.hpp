@@ -291,10 +291,10 @@ struct CallAttempt {
     base::UnixNanos wall = 0;
     std::string_view call_id;  // counted once: retransmissions and forks are duplicates
     Source source;
-    std::string_view account;  // authenticated user, else From user
-    std::string_view tenant;   // "" = the tenant of the account's group
-    std::string_view caller;   // calling number, E.164 digits (From/P-Asserted-Identity user)
-    std::string_view callee;   // E.164 digits ("+" and separators are ignored)
+    std::string_view account;       // authenticated user, else From user
+    std::string_view tenant;        // "" = the tenant of the account's group
+    std::string_view caller;        // calling number, E.164 digits (From/P-Asserted-Identity user)
+    std::string_view callee;        // E.164 digits ("+" and separators are ignored)
     bool callee_extension = false;  // an internal extension: of no country, not international
     std::string_view user_agent;
     RequestKind request = RequestKind::call;  // other kinds feed sweeps, not call counts

@@ -82,7 +82,7 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     static constexpr std::string_view kTop[] = {
         "node",          "listeners", "tls",       "connections", "next_hops", "health_check",
         "registrations", "media",     "dataplane", "logging",     "metrics",   "control",
-        "state",         "geoip",     "policy",    "events", "hep"};
+        "state",         "geoip",     "policy",    "events",      "hep"};
     top.only_keys(kTop);
     std::size_t c = 0;
     if (auto t = top.table("node")) {
