@@ -1,5 +1,7 @@
 #include "sbc/events.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <unistd.h>
 
 #include <chrono>
@@ -27,35 +29,10 @@ constexpr char kNumberMark = '\x01';
 constexpr std::size_t kFileQueue = 4096;
 
 void append_json_string(std::string& out, std::string_view s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    out += '"';
+    // nlohmann-json's escaping (the project's JSON library); bytes that are not UTF-8 become
+    // U+FFFD so that every line stays valid JSON.
+    out += nlohmann::json(std::string(s))
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string utc_time(std::int64_t unix_nanos) {
