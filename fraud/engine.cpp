@@ -144,6 +144,12 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
     m.evaluate(c, out);
     m.rollback_blocked(out);
     m.finish(c, a.source, out, a.trusted);
+    // A source banned on a call attempt: its earlier authentication failures leave the
+    // owner-side keys too.
+    if (out.ban_target == BanTarget::source_address || out.ban_target == BanTarget::source_prefix)
+        m.retract_source_credits(c.key_hash[kSourceIp], out.ban_target == BanTarget::source_prefix
+                                                            ? c.key_hash[kSourcePrefix]
+                                                            : 0);
 
     if (call_hash) {
         std::int64_t i = m.insert_call(call_hash, a.now);
@@ -258,9 +264,13 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     m.resolve_source(c, a.source, out);
     m.resolve_scanner(c, a.user_agent);
     m.prepare(c);
+    m.keep_undo = m.cfg.mode == Mode::enforce;
+    m.credit_mark = m.auth_credit_next;
     m.update(c);
+    m.keep_undo = false;
     m.evaluate(c, out);
     m.finish(c, a.source, out, a.trusted);
+    m.rollback_auth(c, out);
     if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
         m.sink(to_json(out, a));
         m.counters.add(Counter::events_emitted);
@@ -292,9 +302,13 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     m.resolve_source(c, r.source, out);
     m.resolve_scanner(c, r.user_agent);
     m.prepare(c);
+    m.keep_undo = m.cfg.mode == Mode::enforce;
+    m.credit_mark = m.auth_credit_next;
     m.update(c);
+    m.keep_undo = false;
     m.evaluate(c, out);
     m.finish(c, r.source, out, r.trusted);
+    m.rollback_auth(c, out);
     if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
         m.sink(to_json(out, r));
         m.counters.add(Counter::events_emitted);

@@ -119,6 +119,8 @@ SBC_DECLARE_COUNTER_LIST(Action, SBC_FRAUD_ACTIONS)
     X(banned_caller_drops, "attempts from a calling number (or its prefix) under a ban")      \
     X(banned_source_counted, "events of banned sources counted toward their source prefix")   \
     X(blocked_not_counted, "blocked attempts not counted toward the keys that did not block") \
+    X(source_failures_retracted,                                                              \
+      "blocked or banned sources whose auth failures left owner-side keys")                   \
     X(callbacks_learned, "numbers learned from inbound short rings of flagged ranges")        \
     X(events_emitted, "JSON event lines emitted")
 SBC_DECLARE_COUNTER_LIST(Counter, SBC_FRAUD_COUNTERS)
