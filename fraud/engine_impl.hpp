@@ -262,6 +262,10 @@ struct CallbackEntry {
 
 struct BanEntry {
     base::Nanos until;
+    // What the banned source was doing (the event that got it banned): the fast path's drop
+    // counts of the ban are counted as events of this kind (Engine::on_banned_drops).
+    std::uint8_t kind;
+    bool auth_failed;
 };
 
 constexpr std::size_t kMaxWidths = 64;
@@ -580,8 +584,10 @@ struct Engine::Impl : Plan, State, Scratch {
 
     // ---- tables.cpp
     bool source_banned(const base::IpAddress& a, base::Nanos now, base::Nanos* until) const;
-    void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now);
-    void ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now);
+    void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now,
+             EventKind kind = EventKind::invite, bool auth_failed = false);
+    void ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now,
+                  EventKind kind = EventKind::invite, bool auth_failed = false);
     bool hash_banned(std::uint64_t h, base::Nanos now, base::Nanos* until) const;
     void learn_callback(const CallEntry& e, base::Nanos now);
     CallEntry* call(std::int64_t i) { return static_cast<CallEntry*>(calls.slot(i)); }

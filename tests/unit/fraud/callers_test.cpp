@@ -413,3 +413,91 @@ TEST_CASE("observe mode takes nothing back from the account") {
     (*e)->on_auth(auth("192.0.2.10", "1001", false, t, "Yealink SIP-T46S"), v);
     CHECK(v.shadow_action == Action::block);
 }
+
+TEST_CASE("the fast path's drop counts of a prefix ban keep the prefix's windows from decaying") {
+    EngineConfig cfg = base_config();
+    cfg.ban_duration = 60 * kSec;
+    cfg.rules.push_back(
+        rule("prefix-brute", Feature::auth_failures, KeyKind::source_prefix, 20, 100, 30 * kSec));
+    const auto prefix = *base::Prefix::parse("192.0.2.0/24");
+    for (bool fed : {false, true}) {
+        auto e = Engine::create(cfg);
+        REQUIRE(e);
+        auto& eng = **e;
+        Verdict v;
+        base::Nanos t = 100 * kSec;
+        for (int i = 1; i <= 20; ++i) {
+            eng.on_auth(auth("192.0.2." + std::to_string(i), "100", false, t), v);
+            t += kSec;
+        }
+        REQUIRE(v.action == Action::ban);
+        REQUIRE(v.ban_target == BanTarget::source_prefix);
+        const base::Nanos lapse = v.ban_until;
+        // The attack goes on; the dataplane drops it and reports 10 drops every 5 s.
+        std::uint64_t counted = 0;
+        for (t += 5 * kSec; t < lapse; t += 5 * kSec)
+            if (fed) counted += eng.on_banned_drops(prefix, 10, t);
+        CHECK(counted == (fed ? 110u : 0u));
+        CHECK(eng.counters()[Counter::banned_drops_counted] == counted);
+        // After the ban, a minute after the last failure the engine saw: without the drops the
+        // window is empty and the rule has re-armed; with them it still holds the attack.
+        t = lapse + kSec;
+        eng.on_auth(auth("192.0.2.77", "100", false, t), v);
+        CHECK(v.action == (fed ? Action::ban : Action::allow));
+    }
+}
+
+TEST_CASE("drops of a ban the engine did not issue count nothing") {
+    EngineConfig cfg = base_config();
+    cfg.rules.push_back(
+        rule("prefix-brute", Feature::auth_failures, KeyKind::source_prefix, 20, 100, 120 * kSec));
+    auto e = Engine::create(cfg);
+    REQUIRE(e);
+    CHECK((*e)->on_banned_drops(*base::Prefix::parse("192.0.2.0/24"), 50, kSec) == 0);
+    CHECK((*e)->on_banned_drops(*base::Prefix::parse("192.0.2.9/32"), 50, kSec) == 0);
+    CHECK((*e)->on_banned_drops(*base::Prefix::parse("192.0.2.0/25"), 50, kSec) == 0);
+}
+
+TEST_CASE("authentication and registration events are counted only in their direction's scopes") {
+    EngineConfig cfg = base_config();
+    auto internal = rule("internal-typos", Feature::auth_failures, KeyKind::account, 3, 60);
+    internal.scope.directions = {Direction::internal};
+    cfg.rules.push_back(internal);
+    auto outside = rule("outside-sweep", Feature::distinct_usernames, KeyKind::source_ip, 3, 60);
+    outside.scope.directions = {Direction::outbound};
+    cfg.rules.push_back(outside);
+    auto e = Engine::create(cfg);
+    REQUIRE(e);
+    Verdict v;
+    base::Nanos t = kSec;
+    // Failures of another direction count nowhere.
+    for (int i = 0; i < 5; ++i) {
+        AuthResult a = auth("203.0.113.5", "1001", false, t += kSec);
+        a.direction = Direction::outbound;
+        (*e)->on_auth(a, v);
+        CHECK(v.action == Action::allow);
+        Registration r =
+            registration("203.0.113.5", "u" + std::to_string(i), Outcome::not_found, t += kSec);
+        r.direction = Direction::internal;
+        (*e)->on_register(r, v);
+        CHECK(v.action == Action::allow);
+    }
+    // An unknown direction matches no directed scope.
+    (*e)->on_auth(auth("203.0.113.5", "1001", false, t += kSec), v);
+    CHECK(v.action == Action::allow);
+    for (int i = 0; i < 3; ++i) {
+        AuthResult a = auth("10.0.0.5", "1001", false, t += kSec);
+        a.direction = Direction::internal;
+        (*e)->on_auth(a, v);
+    }
+    CHECK(v.action == Action::block);
+    CHECK(v.reasons[0].rule_id == "internal-typos");
+    for (int i = 0; i < 3; ++i) {
+        Registration r =
+            registration("203.0.113.6", "w" + std::to_string(i), Outcome::not_found, t += kSec);
+        r.direction = Direction::outbound;
+        (*e)->on_register(r, v);
+    }
+    CHECK(v.action == Action::block);
+    CHECK(v.reasons[0].rule_id == "outside-sweep");
+}
