@@ -6,7 +6,7 @@
 // Prints the table memory (fixed at creation) and RSS, a labeled line for the burst path, and
 // ends with the RESULT line of the single path (path=single).
 // --case adds the second round's key kinds on top of the 100 rules: `caller` (calling number
-// and its prefix: 3 features x 4 thresholds each, every attempt carrying a calling number, a
+// and its prefix: 3 rules x 4 thresholds, every attempt carrying a calling number, a
 // quarter of them inbound from a trusted trunk), `device` (account + address + port +
 // User-Agent: 2 features x 4 thresholds); `base` (default) is the 100 rules alone.
 //   fraud_bench [--keys N] [--evals N] [--rules N] [--path single|burst|both]
@@ -110,11 +110,12 @@ EngineConfig config(std::size_t max_keys, int nrules) {
     };
     // The second round's key kinds, on top of the nrules above (--case).
     std::vector<Base> extra;
+    // Caller prefixes are country codes here (no caller list), each shared by most of the
+    // traffic: their rules are rates with operator-scale thresholds, as destination_prefix's.
     if (g_case == Case::caller)
-        extra = {
-            {Feature::attempts, KeyKind::caller, 10 * m, 20, TimeScope::any},
-            {Feature::distinct_destinations, KeyKind::caller_prefix, 10 * m, 40, TimeScope::any},
-            {Feature::short_rings, KeyKind::caller_prefix, 10 * m, 10, TimeScope::any}};
+        extra = {{Feature::attempts, KeyKind::caller, 10 * m, 20, TimeScope::any},
+                 {Feature::distinct_destinations, KeyKind::caller, 10 * m, 20, TimeScope::any},
+                 {Feature::attempts, KeyKind::caller_prefix, m, 200000, TimeScope::any}};
     if (g_case == Case::device)
         extra = {{Feature::attempts, KeyKind::device, 10 * m, 20, TimeScope::any},
                  {Feature::distinct_destinations, KeyKind::device, 10 * m, 20, TimeScope::any}};
