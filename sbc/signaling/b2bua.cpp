@@ -71,31 +71,9 @@ std::optional<base::Endpoint> endpoint_of_uri(std::string_view uri_text) {
     return base::Endpoint{*addr, uri.has_port ? uri.port : std::uint16_t{5060}};
 }
 
-// Keys of the dialog and Call-ID indexes: side, Call-ID and (dialog) our tag.
-std::string index_key(Side side, std::string_view call_id, std::string_view tag = {}) {
-    std::string k;
-    k.reserve(2 + call_id.size() + 1 + tag.size());
-    k += side == Side::external ? 'e' : 'i';
-    k += '|';
-    k += call_id;
-    if (!tag.empty()) {
-        k += '|';
-        k += tag;
-    }
-    return k;
-}
-
 // Hands a string's block back to the call memory.
 void release_text(std::pmr::string& s) {
     std::pmr::string(s.get_allocator()).swap(s);
-}
-
-template <class Index>
-void index_put(Index& index, std::string_view key, std::uint64_t id) {
-    if (auto it = index.find(key); it != index.end())
-        it->second = id;
-    else
-        index.emplace(key, id);
 }
 
 std::string host_port(const SideConfig& s) {
@@ -249,6 +227,35 @@ constexpr std::size_t kLargestPooled = 2048;
 B2bua::CallMemory::CallMemory()
     : pool_(std::pmr::pool_options{kMaxBlocksPerChunk, kLargestPooled}, &upstream_) {}
 
+B2bua::CallMemory::~CallMemory() {
+    for (void* c : chunks_) ::operator delete (c, std::align_val_t{alignof(std::max_align_t)});
+}
+
+void* B2bua::CallMemory::take_slot(std::size_t size) {
+    size = (size + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) *
+           alignof(std::max_align_t);
+    if (!free_slots_) {
+        slot_size_ = size;
+        auto* chunk = static_cast<std::byte*>(
+            ::operator new (size* kSlotsPerChunk, std::align_val_t{alignof(std::max_align_t)}));
+        chunks_.push_back(chunk);
+        held_ += size * kSlotsPerChunk;
+        for (std::size_t i = kSlotsPerChunk; i-- > 0;) {
+            void* slot = chunk + i * size;
+            *static_cast<void**>(slot) = free_slots_;
+            free_slots_ = slot;
+        }
+    }
+    void* slot = free_slots_;
+    free_slots_ = *static_cast<void**>(slot);
+    return slot;
+}
+
+void B2bua::CallMemory::give_slot(void* p) {
+    *static_cast<void**>(p) = free_slots_;
+    free_slots_ = p;
+}
+
 void* B2bua::CallMemory::do_allocate(std::size_t bytes, std::size_t align) {
     return pool_.allocate(bytes, align);
 }
@@ -266,7 +273,8 @@ void B2bua::CallMemory::Counting::do_deallocate(void* p, std::size_t bytes, std:
 }
 
 void B2bua::CallDelete::operator()(Call* c) const {
-    std::pmr::polymorphic_allocator<Call>(memory).delete_object(c);
+    c->~Call();
+    memory->give_slot(c);
 }
 
 B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hooks,
@@ -278,6 +286,7 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
       tx_(*this, timers, limits) {
     hops_.resize(std::min<std::size_t>(config_.internal.next_hops.size(), 64));
     rng_ = config_.seed;
+    index_seed_ = random_token(16);
     if (rng_ == 0)
         for (char ch : random_token(12)) rng_ = rng_ * 37 + static_cast<unsigned char>(ch);
     if (!config_.health.enabled)
@@ -426,17 +435,45 @@ std::optional<CallView> B2bua::call_view(std::uint64_t id) const {
     return v;
 }
 
+std::uint64_t B2bua::index_hash(Side side, std::string_view call_id, std::string_view tag) const {
+    std::string k;
+    k.reserve(index_seed_.size() + 3 + call_id.size() + tag.size());
+    k += index_seed_;
+    k += side == Side::external ? 'e' : 'i';
+    k += call_id;
+    k += '\0';
+    k += tag;
+    return std::hash<std::string_view>{}(k);
+}
+
+void B2bua::index_add(KeyIndex& index, std::uint64_t hash, std::uint64_t call) {
+    index.emplace(hash, call);
+}
+
+void B2bua::index_remove(KeyIndex& index, std::uint64_t hash, std::uint64_t call) {
+    auto [it, end] = index.equal_range(hash);
+    for (; it != end; ++it)
+        if (it->second == call) {
+            index.erase(it);
+            return;
+        }
+}
+
 std::optional<std::uint64_t> B2bua::call_of(Side side, std::string_view call_id) const {
-    auto it = call_ids_.find(std::string_view(index_key(side, call_id)));
-    if (it == call_ids_.end()) return std::nullopt;
-    return it->second;
+    // The newest call with a leg of that Call-ID on that side.
+    std::optional<std::uint64_t> found;
+    auto [it, end] = call_ids_.equal_range(index_hash(side, call_id, {}));
+    for (; it != end; ++it) {
+        auto c = calls_.find(it->second);
+        if (c == calls_.end() || (found && *found > it->second)) continue;
+        for (const Leg& l : c->second->leg)
+            if (l.side == side && l.call_id == call_id) found = it->second;
+    }
+    return found;
 }
 
 void B2bua::forget_call_ids(const Call& c) {
-    for (const Leg& l : c.leg) {
-        auto it = call_ids_.find(std::string_view(index_key(l.side, l.call_id)));
-        if (it != call_ids_.end() && it->second == c.id) call_ids_.erase(it);
-    }
+    for (const Leg& l : c.leg) index_remove(call_ids_, index_hash(l.side, l.call_id, {}), c.id);
 }
 
 void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now) {
@@ -774,9 +811,8 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     }
     if (adm.kind == Admission::Kind::flag) counters_.add(B2buaCounter::calls_flagged);
 
-    CallPtr owned(
-        std::pmr::polymorphic_allocator<Call>(&call_memory_).new_object<Call>(&call_memory_),
-        CallDelete{&call_memory_});
+    CallPtr owned(new (call_memory_.take_slot(sizeof(Call))) Call(&call_memory_),
+                  CallDelete{&call_memory_});
     Call& c = *owned;
     c.id = next_call_++;
     c.flagged = adm.kind == Admission::Kind::flag;
@@ -856,10 +892,10 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
         c.offer = *sdp;
     }
     const std::uint64_t id = c.id;
-    index_put(dialogs_, index_key(a.side, a.call_id, a.local_tag), id);
-    index_put(dialogs_, index_key(b.side, b.call_id, b.local_tag), id);
-    index_put(call_ids_, index_key(a.side, a.call_id), id);
-    index_put(call_ids_, index_key(b.side, b.call_id), id);
+    index_add(dialogs_, index_hash(a.side, a.call_id, a.local_tag), id);
+    index_add(dialogs_, index_hash(b.side, b.call_id, b.local_tag), id);
+    index_add(call_ids_, index_hash(a.side, a.call_id, {}), id);
+    index_add(call_ids_, index_hash(b.side, b.call_id, {}), id);
     server_calls_[pack(tx)] = id;
     calls_.emplace(id, std::move(owned));
     Call& call = *calls_[id];
@@ -944,17 +980,18 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
 }
 
 B2bua::Call* B2bua::call_of_dialog(const sip::Message& m, Side side, int* leg) {
-    auto it = dialogs_.find(std::string_view(index_key(side, m.call_id(), m.to()->tag)));
-    if (it == dialogs_.end()) return nullptr;
-    auto c = calls_.find(it->second);
-    if (c == calls_.end() || c->second->ended) return nullptr;
-    Call& call = *c->second;
-    for (int i = 0; i < 2; ++i)
-        if (call.leg[i].side == side && call.leg[i].call_id == m.call_id() &&
-            call.leg[i].local_tag == m.to()->tag) {
-            *leg = i;
-            return &call;
-        }
+    auto [it, end] = dialogs_.equal_range(index_hash(side, m.call_id(), m.to()->tag));
+    for (; it != end; ++it) {
+        auto c = calls_.find(it->second);
+        if (c == calls_.end() || c->second->ended) continue;
+        Call& call = *c->second;
+        for (int i = 0; i < 2; ++i)
+            if (call.leg[i].side == side && call.leg[i].call_id == m.call_id() &&
+                call.leg[i].local_tag.view() == m.to()->tag) {
+                *leg = i;
+                return &call;
+            }
+    }
     return nullptr;
 }
 
@@ -1333,9 +1370,7 @@ void B2bua::finish(Call& c, CallEnd how, base::Nanos now) {
         c.media = false;
     }
     for (const Leg& l : c.leg)
-        if (auto it = dialogs_.find(std::string_view(index_key(l.side, l.call_id, l.local_tag)));
-            it != dialogs_.end())
-            dialogs_.erase(it);
+        index_remove(dialogs_, index_hash(l.side, l.call_id, l.local_tag), c.id);
     hooks_.on_ended(c.info, how);
     if (c.outstanding <= 0) {
         forget_call_ids(c);

@@ -252,7 +252,12 @@ class B2bua final : private TransactionUser {
     class CallMemory final : public std::pmr::memory_resource {
       public:
         CallMemory();
+        ~CallMemory() override;
         std::size_t held() const { return held_; }
+        // Slots of one size (the Call's), carved from chunks of kSlotsPerChunk: a Call is
+        // larger than the pool's block sizes are fine-grained (1304 bytes would take 1536).
+        void* take_slot(std::size_t size);
+        void give_slot(void* p);
 
       private:
         void* do_allocate(std::size_t bytes, std::size_t align) override;
@@ -269,25 +274,31 @@ class B2bua final : private TransactionUser {
                 return this == &o;
             }
         };
+        static constexpr std::size_t kSlotsPerChunk = 64;
         std::size_t held_ = 0;
+        std::size_t slot_size_ = 0;
+        void* free_slots_ = nullptr;  // intrusive list: each free slot holds the next
+        std::vector<void*> chunks_;
         Counting upstream_{&held_};
         std::pmr::unsynchronized_pool_resource pool_;
     };
     CallMemory call_memory_;
     struct CallDelete {
-        std::pmr::memory_resource* memory = nullptr;
+        CallMemory* memory = nullptr;
         void operator()(Call* c) const;
     };
     using CallPtr = std::unique_ptr<Call, CallDelete>;
-    // Keys of the dialog and Call-ID indexes, looked up by string_view.
-    struct KeyHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const {
-            return std::hash<std::string_view>{}(s);
-        }
+    // The dialog and Call-ID indexes map a keyed hash of (side, Call-ID[, our tag]) to calls;
+    // every hit is checked against the call's own legs, so a collision costs a comparison,
+    // never a wrong match, and an index entry is two words instead of a copy of its strings.
+    struct Prehashed {
+        std::size_t operator()(std::uint64_t h) const { return static_cast<std::size_t>(h); }
     };
-    using KeyIndex =
-        std::pmr::unordered_map<std::pmr::string, std::uint64_t, KeyHash, std::equal_to<>>;
+    using KeyIndex = std::pmr::unordered_multimap<std::uint64_t, std::uint64_t, Prehashed>;
+    std::uint64_t index_hash(Side side, std::string_view call_id, std::string_view tag) const;
+    void index_add(KeyIndex& index, std::uint64_t hash, std::uint64_t call);
+    void index_remove(KeyIndex& index, std::uint64_t hash, std::uint64_t call);
+    std::string index_seed_;  // random, secret: the hash is not steerable from outside
     struct Pending {
         std::uint64_t call = 0;
         int leg = 0;  // the leg the client transaction runs on
