@@ -112,8 +112,17 @@ echo "legitimate calls during the flood: $ok completed, $failed failed of $CALLS
 # 3. Memory once the strangers' last transactions have ended (a 401 relayed to a spoofed
 # address waits for its ACK for Timer H, 32 s): bounded wait.
 rss_flood=$(rss)
-for _ in $(seq 45); do
-  [ "$(stat transactions.active)" -le 20 ] && [ "$(stat calls.active)" = 0 ] && break
+# Settled: no call, and at most a few transactions (probes) for 3 s in a row; the layer gives
+# its pooled transactions back at its next timer run after a burst.
+quiet=0
+for i in $(seq 50); do
+  [ -n "${FLOOD_TRACE:-}" ] && echo "  +${i}s rss $(($(rss) >> 20)) MiB $(ctl stats | grep -E '^(transactions\.active|calls\.active)=' | tr '\n' ' ')"
+  if [ "$(stat transactions.active)" -le 10 ] && [ "$(stat calls.active)" = 0 ]; then
+    quiet=$((quiet + 1))
+    [ "$quiet" -ge 3 ] && break
+  else
+    quiet=0
+  fi
   sleep 1
 done
 after=$(rss)
