@@ -1,5 +1,6 @@
 #include "sbc/call_core.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include <spdlog/spdlog.h>
@@ -85,6 +86,11 @@ CallCore::CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admi
         local_[i].port = sides[i]->port;
         if (auto a = base::IpAddress::parse(sides[i]->host)) local_[i].addr = *a;
     }
+    // Strangers' calls in setup hold at most a quarter of the relay's port blocks (a call with
+    // one audio stream takes two blocks, one per side): a spoofed flood cannot take them all.
+    auto& strangers = setup_.b2bua.max_stranger_setups;
+    if (strangers > 0)
+        strangers = std::min(strangers, std::max<std::size_t>(1, free_ports_.size() / 2 / 4));
     signaling::Wire& wire = *this;
     signaling::MediaAnchor& media = *this;
     signaling::CallHooks& hooks = *this;
@@ -340,6 +346,8 @@ std::string CallCore::stats_text() const {
     }
     out += "media.calls_anchored=" + std::to_string(streams_by_call_.size()) + "\n";
     out += "media.free_port_pairs=" + std::to_string(free_ports_.size() / 2) + "\n";
+    out +=
+        "calls.max_stranger_setups=" + std::to_string(b2bua_->config().max_stranger_setups) + "\n";
     out += "media.anchor_failures=" + std::to_string(media_failures_) + "\n";
     out += "calls.ended_inactive=" + std::to_string(ended_inactive_) + "\n";
     out += "calls.ended_banned=" + std::to_string(ended_banned_) + "\n";

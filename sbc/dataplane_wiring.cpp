@@ -70,6 +70,19 @@ void add_unique(std::vector<base::IpAddress>& v, const base::IpAddress& a) {
     if (a.is_unspecified()) return;
     if (std::find(v.begin(), v.end(), a) == v.end()) v.push_back(a);
 }
+
+// The internal next hops are peers the node itself chose: their answers, probes and in-dialog
+// requests are not rate limited (bans still apply). Else a flood that the front door forwards
+// inside makes the proxy's replies look like a flood too, the limiter bans the proxy and every
+// call fails.
+void trust_next_hops(const policy::NodeConfig& node, dataplane::PipelineConfig& c) {
+    for (const auto& h : node.next_hops) {
+        if (h.endpoint.addr.is_unspecified()) continue;
+        const base::Prefix host(h.endpoint.addr, h.endpoint.addr.is_v4() ? 32 : 128);
+        if (std::find(c.trusted.begin(), c.trusted.end(), host) == c.trusted.end())
+            c.trusted.push_back(host);
+    }
+}
 }  // namespace
 
 dataplane::PipelineConfig pipeline_config_from(const policy::NodeConfig& node,
@@ -93,7 +106,10 @@ dataplane::PipelineConfig pipeline_config_from(const policy::NodeConfig& node,
     add_unique(c.local_addresses, node.media.internal_address);
     // A wildcard listener means every address of the host is ours.
     if (any_wildcard) c.local_addresses.clear();
-    if (!p) return c;
+    if (!p) {
+        trust_next_hops(node, c);
+        return c;
+    }
 
     // Limits: per source and per prefix from the policy; the shared new-source budget keeps
     // its default unless a class is unlimited in the policy.
@@ -121,6 +137,7 @@ dataplane::PipelineConfig pipeline_config_from(const policy::NodeConfig& node,
     c.trusted.clear();
     for (const auto& t : p->access.trusted_trunks)
         c.trusted.insert(c.trusted.end(), t.cidrs.begin(), t.cidrs.end());
+    trust_next_hops(node, c);
     return c;
 }
 

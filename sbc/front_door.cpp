@@ -575,6 +575,8 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     fraud::Action action = fraud::Action::allow;
     const bool in_dialog = msg_.to() && !msg_.to()->tag.empty();
     admission_ = {};
+    admission_.known_source =
+        policy_ && policy_->classify_source(m.src) == policy::SourceVerdict::trusted;
     // A REGISTER the registrations proxy forwards is scored when its answer is known (the
     // registrar's outcome, challenges included); OPTIONS from strangers are scored as probes.
     const bool registrar_proxy = to_core && core_->registrations();

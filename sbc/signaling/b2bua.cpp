@@ -200,7 +200,8 @@ struct B2bua::Call {
     std::pmr::string flag_value;
     std::pmr::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
     bool answered = false, ended = false, cancelled = false, media = false;
-    int outstanding = 0;  // client transactions still running
+    bool stranger = false;  // counted in stranger_setups_ until answered or ended
+    int outstanding = 0;    // client transactions still running
     // The INVITE (initial or re-) whose 2xx waits for the ACK of the side that sent it.
     TxId ack_server;
     int ack_leg = -1;  // where our ACK goes
@@ -291,6 +292,7 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
         for (char ch : random_token(12)) rng_ = rng_ * 37 + static_cast<unsigned char>(ch);
     if (!config_.health.enabled)
         for (auto& h : hops_) h.up = h.ever_up = true;
+    known_.resize(config_.known_sources);
     if (config_.registrations.enabled && !config_.internal.next_hops.empty()) {
         RegistrationConfig rc = config_.registrations;
         rc.external_host = config_.external.host;
@@ -482,18 +484,37 @@ void B2bua::forget_call_ids(const Call& c) {
 void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now) {
     now_ = now;
     current_side_ = side;
-    const auto r = tx_.receive(m, from, now);
-    if (r == TransactionLayer::Received::overloaded) {
-        sip::ResponseOptions o;
-        const std::string src = from.remote.addr.to_string();
-        o.source_address = src;
-        o.source_port = from.remote.port;
-        const std::string tag = random_token(16);
-        o.to_tag = tag;
-        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "5"}};
-        o.headers = h;
-        wire_.send(from, sip::build_response(m, 503, {}, o));
+    if (refuse_stranger(m, from, side)) {
+        counters_.add(B2buaCounter::calls_refused_strangers);
+        respond_503_statelessly(m, from);
+        return;
     }
+    const auto r = tx_.receive(m, from, now);
+    if (r == TransactionLayer::Received::overloaded) respond_503_statelessly(m, from);
+}
+
+void B2bua::respond_503_statelessly(const sip::Message& m, const Flow& from) {
+    sip::ResponseOptions o;
+    const std::string src = from.remote.addr.to_string();
+    o.source_address = src;
+    o.source_port = from.remote.port;
+    const std::string tag = random_token(16);
+    o.to_tag = tag;
+    const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "5"}};
+    o.headers = h;
+    wire_.send(from, sip::build_response(m, 503, {}, o));
+}
+
+// Known callers first: strangers (a spoofed flood among them) get max_stranger_setups calls in
+// setup at a time, so their relay ports and the inside's time stay bounded. The refusal is
+// stateless: no transaction, no retransmitted 503 toward an address that may be spoofed.
+bool B2bua::refuse_stranger(const sip::Message& m, const Flow& from, Side side) {
+    if (side != Side::external || config_.max_stranger_setups == 0 ||
+        stranger_setups_ < config_.max_stranger_setups || !m.is_request() ||
+        m.method() != sip::Method::invite || (m.to() && !m.to()->tag.empty()))
+        return false;
+    if (is_known(from.remote.addr) || tx_.has_server_transaction(m)) return false;
+    return !hooks_.admit(m, from, side).known_source;
 }
 
 void B2bua::advance(base::Nanos now) {
@@ -812,6 +833,9 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
                     now_);
         return;
     }
+    // A call in setup of a stranger (refuse_stranger) until answered or ended.
+    const bool stranger =
+        side == Side::external && !adm.known_source && !is_known(from.remote.addr);
     if (adm.kind == Admission::Kind::flag) counters_.add(B2buaCounter::calls_flagged);
 
     CallPtr owned(new (call_memory_.take_slot(sizeof(Call))) Call(&call_memory_),
@@ -902,6 +926,10 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     server_calls_[pack(tx)] = id;
     calls_.emplace(id, std::move(owned));
     Call& call = *calls_[id];
+    if (stranger) {
+        call.stranger = true;
+        ++stranger_setups_;
+    }
     if (!try_next_hop(call, now_)) {
         counters_.add(B2buaCounter::no_next_hop);
         const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "30"}};
@@ -1161,6 +1189,8 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
             }
             c.answered = true;
             c.info.answered = now_;
+            stranger_setup_done(c);
+            if (c.info.from == Side::external) remember_known(c.info.source.remote.addr);
             c.info.final_status = status;
             if (config_.max_call_duration > 0) c.deadline = now_ + config_.max_call_duration;
             counters_.add(B2buaCounter::calls_answered);
@@ -1366,12 +1396,29 @@ void B2bua::on_terminated(TxId tx) {
     }
 }
 
+bool B2bua::is_known(const base::IpAddress& a) const {
+    if (known_.empty() || a.is_unspecified()) return false;
+    return known_[std::hash<base::IpAddress>{}(a) % known_.size()] == a;
+}
+
+void B2bua::remember_known(const base::IpAddress& a) {
+    if (known_.empty() || a.is_unspecified()) return;
+    known_[std::hash<base::IpAddress>{}(a) % known_.size()] = a;
+}
+
+void B2bua::stranger_setup_done(Call& c) {
+    if (!c.stranger) return;
+    c.stranger = false;
+    --stranger_setups_;
+}
+
 void B2bua::finish(Call& c, CallEnd how, base::Nanos now) {
     if (c.ended) return;
     c.ended = true;
     c.info.ended = now;
     release_text(c.offer);
     release_text(c.ack_body);
+    stranger_setup_done(c);
     if (c.answered) counters_.add(B2buaCounter::calls_ended);
     if (c.media) {
         media_.release(c.id);

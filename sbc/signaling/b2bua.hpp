@@ -76,6 +76,14 @@ struct B2buaConfig {
     // names a product a scanner could look up.
     std::string user_agent;
     std::size_t max_calls = 20000;
+    // Calls in setup (not answered yet) from external sources with no answered call behind
+    // them: a spoofed INVITE flood passes the dataplane's new-source budget as strangers, and
+    // without a cap its calls take the relay ports and the inside's capacity from the callers
+    // the node knows. Beyond the cap a stranger's INVITE gets 503 (Retry-After). 0: no cap.
+    std::size_t max_stranger_setups = 256;
+    // External source addresses remembered as known (one of their calls was answered); a
+    // fixed table, an address overwriting the one in its slot. Trusted sources are known.
+    std::size_t known_sources = 16384;
     // Seed of the weighted next-hop choice; 0: from the kernel's random source.
     std::uint64_t seed = 0;
     // REGISTERs from outside (registrations.hpp). Hosts, ports, listeners and registrars are
@@ -107,6 +115,9 @@ struct Admission {
     int status = 403;        // block
     std::string reason;      // block: the reason phrase
     std::string flag_value;  // flag: the flag header's value
+    // The owner vouches for the source (a trusted trunk): never counted as a stranger. (The
+    // B2BUA may ask admit() again for an INVITE it would refuse as a stranger's, to learn this.)
+    bool known_source = false;
 };
 
 enum class CallEnd : std::uint8_t {
@@ -162,26 +173,27 @@ class CallHooks : public RegistrationHooks {
     virtual void on_response_relayed(const CallInfo&, int /*status*/) {}
 };
 
-#define SBC_SIGNALING_B2BUA_COUNTERS(X)                                \
-    X(calls_offered, "new INVITEs")                                    \
-    X(calls_blocked, "new INVITEs refused by admission")               \
-    X(calls_flagged, "new INVITEs forwarded with the flag header")     \
-    X(calls_answered, "calls answered")                                \
-    X(calls_failed, "calls ended before answer")                       \
-    X(calls_ended, "answered calls ended")                             \
-    X(calls_refused_capacity, "new INVITEs refused at the call limit") \
-    X(no_next_hop, "new INVITEs with no next hop up (503)")            \
-    X(failovers, "INVITEs retried on the next hop")                    \
-    X(unknown_dialog, "in-dialog requests matching no dialog (481)")   \
-    X(options_answered, "OPTIONS to the SBC answered locally")         \
-    X(sdp_rewritten, "SDP bodies anchored on the relay")               \
-    X(sdp_refused, "SDP bodies that could not be anchored (488)")      \
-    X(loops, "requests refused for Max-Forwards 0 (483)")              \
-    X(in_dialog_relayed, "in-dialog requests relayed")                 \
-    X(probes_sent, "OPTIONS probes sent to next hops")                 \
-    X(probes_answered, "OPTIONS probes answered")                      \
-    X(probes_failed, "OPTIONS probes without an answer in time")       \
-    X(hops_down, "next hops marked down")                              \
+#define SBC_SIGNALING_B2BUA_COUNTERS(X)                                                         \
+    X(calls_offered, "new INVITEs")                                                             \
+    X(calls_blocked, "new INVITEs refused by admission")                                        \
+    X(calls_flagged, "new INVITEs forwarded with the flag header")                              \
+    X(calls_answered, "calls answered")                                                         \
+    X(calls_failed, "calls ended before answer")                                                \
+    X(calls_ended, "answered calls ended")                                                      \
+    X(calls_refused_capacity, "new INVITEs refused at the call limit")                          \
+    X(calls_refused_strangers, "new INVITEs of unknown sources refused at max_stranger_setups") \
+    X(no_next_hop, "new INVITEs with no next hop up (503)")                                     \
+    X(failovers, "INVITEs retried on the next hop")                                             \
+    X(unknown_dialog, "in-dialog requests matching no dialog (481)")                            \
+    X(options_answered, "OPTIONS to the SBC answered locally")                                  \
+    X(sdp_rewritten, "SDP bodies anchored on the relay")                                        \
+    X(sdp_refused, "SDP bodies that could not be anchored (488)")                               \
+    X(loops, "requests refused for Max-Forwards 0 (483)")                                       \
+    X(in_dialog_relayed, "in-dialog requests relayed")                                          \
+    X(probes_sent, "OPTIONS probes sent to next hops")                                          \
+    X(probes_answered, "OPTIONS probes answered")                                               \
+    X(probes_failed, "OPTIONS probes without an answer in time")                                \
+    X(hops_down, "next hops marked down")                                                       \
     X(hops_up, "next hops marked up")
 SBC_DECLARE_COUNTER_LIST(B2buaCounter, SBC_SIGNALING_B2BUA_COUNTERS)
 
@@ -369,6 +381,14 @@ class B2bua final : private TransactionUser {
     std::unordered_map<std::uint64_t, std::uint64_t> server_calls_;  // server INVITE tx -> call
     base::CounterSet<B2buaCounter> counters_;
     std::unique_ptr<Registrations> regs_;
+    // Sources with an answered call (max_stranger_setups), direct-mapped by address hash.
+    std::vector<base::IpAddress> known_;
+    std::size_t stranger_setups_ = 0;
+    bool is_known(const base::IpAddress& a) const;
+    void remember_known(const base::IpAddress& a);
+    void stranger_setup_done(Call& c);
+    bool refuse_stranger(const sip::Message& m, const Flow& from, Side side);
+    void respond_503_statelessly(const sip::Message& m, const Flow& from);
 };
 
 }  // namespace sbc::signaling

@@ -314,6 +314,11 @@ void TransactionLayer::fail(Tx& tx, TimeoutKind kind) {
     if (Tx* still = find(id)) terminate(*still);
 }
 
+bool TransactionLayer::has_server_transaction(const sip::Message& request) const {
+    if (!request.is_request() || request.vias().empty() || !request.cseq()) return false;
+    return by_key_.count(server_key(request, request.method_name())) != 0;
+}
+
 TransactionLayer::Received TransactionLayer::receive(const sip::Message& m, const Flow& from,
                                                      Nanos now) {
     advance(now);

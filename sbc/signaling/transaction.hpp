@@ -190,6 +190,8 @@ class TransactionLayer {
     Nanos next_deadline() const;
 
     TxState state(TxId tx) const;  // terminated for a stale id
+    // Whether `request` belongs to a live server transaction (a retransmission, §17.2.3).
+    bool has_server_transaction(const sip::Message& request) const;
     std::size_t size() const { return live_; }
     // Ended transactions kept allocated for reuse (at most kPooledTransactions once advance()
     // has run): a burst's transactions do not hold memory after it.

@@ -2,6 +2,7 @@
 // each side receives is checked byte by byte for what must and must not be there.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -77,7 +78,8 @@ B2buaConfig config(std::vector<std::uint16_t> hops = {kProxyPort}) {
     c.internal.media_host = "10.0.0.1";
     c.internal.listener = 1;
     for (auto p : hops) c.internal.next_hops.push_back({*base::IpAddress::parse("10.0.0.2"), p});
-    c.health.enabled = false;  // hops always up, except in the health check's own test
+    c.health.enabled = false;   // hops always up, except in the health check's own test
+    c.max_stranger_setups = 0;  // one unknown caller places many calls; the cap has its test
     return c;
 }
 
@@ -883,4 +885,79 @@ TEST_CASE("held calls keep a bounded state in the call memory, reused by the nex
     REQUIRE(h.b2b.calls().size() == kCalls);
     // The same number of calls again: the memory of the ended ones is reused, not added to.
     CHECK(h.b2b.call_memory_bytes() <= peak + peak / 10);
+}
+
+namespace {
+Flow stranger_flow(int i) {
+    Flow f;
+    f.remote = {*base::IpAddress::parse("192.0.2." + std::to_string(i)),
+                static_cast<std::uint16_t>(6000 + i)};
+    return f;
+}
+std::string stranger_invite(int i) {
+    std::string s = invite("z9hG4bKstranger" + std::to_string(i));
+    const std::string id = "outside-call-1";
+    s.replace(s.find(id), id.size(), "stranger-call-" + std::to_string(i));
+    return s;
+}
+}  // namespace
+
+// A spoofed INVITE flood passes the dataplane's new-source budget as strangers; their calls
+// must not take every relay port and the inside's time from the callers the node knows.
+TEST_CASE("strangers get max_stranger_setups calls in setup; known and trusted callers pass") {
+    auto cfg = config();
+    cfg.max_stranger_setups = 2;
+    Harness h(cfg);
+    // A caller whose call was answered becomes known.
+    const std::string first = place(h);
+    feed(h.b2b, inside_response(first, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(5));
+    REQUIRE(h.hooks.answered == 1);
+
+    // Two strangers' calls go inside; the third stranger gets 503 with Retry-After at once.
+    for (int i = 1; i <= 2; ++i)
+        feed(h.b2b, stranger_invite(i), stranger_flow(i), Side::external, millis(10 + i));
+    // The refusal is stateless: no transaction, nothing retransmitted to a spoofable address.
+    const std::size_t transactions = h.b2b.transactions().size();
+    feed(h.b2b, stranger_invite(3), stranger_flow(3), Side::external, millis(13));
+    CHECK(h.b2b.transactions().size() == transactions);
+    h.b2b.advance(seconds(2));
+    CHECK(h.wire.to(6003).size() == 1);
+    // A retransmission of an admitted stranger's INVITE is still absorbed by its transaction.
+    feed(h.b2b, stranger_invite(2), stranger_flow(2), Side::external, seconds(2));
+    CHECK(h.b2b.counters()[B2buaCounter::calls_refused_strangers] == 1);
+    const auto refused = h.wire.to(6003);
+    REQUIRE_FALSE(refused.empty());
+    CHECK(parse(refused.back()).status_code() == 503);
+    CHECK(parse(refused.back()).find("Retry-After") != nullptr);
+    CHECK(h.b2b.counters()[B2buaCounter::calls_refused_strangers] == 1);
+    CHECK(h.media.anchors.size() == 3);  // the known call and two strangers: none for the third
+
+    // The known caller is not counted: its next call goes inside while the strangers wait.
+    std::string again = invite("z9hG4bKagain");
+    again.replace(again.find("outside-call-1"), 14, "outside-call-2");
+    feed(h.b2b, again, caller_flow(), Side::external, seconds(3));
+    CHECK(h.media.anchors.size() == 4);
+    // So is a source the owner vouches for (a trusted trunk).
+    h.hooks.next.known_source = true;
+    feed(h.b2b, stranger_invite(4), stranger_flow(4), Side::external, seconds(3));
+    CHECK(h.media.anchors.size() == 5);
+    h.hooks.next.known_source = false;
+
+    // The inside challenges a stranger's call (401): it ends, and its place is free again.
+    // The inside sees only the SBC's identifiers: the calls' INVITEs in the order sent.
+    std::vector<std::string> invites;
+    for (const auto& m : h.wire.to(kProxyPort))
+        if (m.rfind("INVITE ", 0) == 0 &&
+            std::find_if(invites.begin(), invites.end(), [&](const std::string& x) {
+                return parse(x).call_id() == parse(m).call_id();
+            }) == invites.end())
+            invites.push_back(m);
+    REQUIRE(invites.size() == 5);
+    const std::string challenged = invites[1];  // the first stranger's
+    feed(h.b2b, inside_response(challenged, 401), proxy_flow(), Side::internal, seconds(4));
+    feed(h.b2b, stranger_invite(5), stranger_flow(5), Side::external, seconds(4));
+    CHECK(h.media.anchors.size() == 6);
+    feed(h.b2b, stranger_invite(6), stranger_flow(6), Side::external, seconds(4));
+    CHECK(h.media.anchors.size() == 6);
+    CHECK(h.b2b.counters()[B2buaCounter::calls_refused_strangers] == 2);
 }
