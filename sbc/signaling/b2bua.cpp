@@ -678,6 +678,23 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     Admission adm = hooks_.admit(m, from, side);
     if (adm.kind == Admission::Kind::block) {
         counters_.add(B2buaCounter::calls_blocked);
+        if (adm.uniform) {
+            // A block must not read differently from an unknown or a known user: what they
+            // get now, the challenge, or the 503 of a node with no next hop up.
+            bool hop_up = hops_.empty();
+            for (const HopState& h : hops_) hop_up = hop_up || h.up;
+            if (!hop_up) {
+                const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "30"}};
+                sip::ResponseOptions o;
+                o.headers = h;
+                const std::string tag = random_token(16);
+                o.to_tag = tag;
+                tx_.respond(tx, 503, {}, o, now_);
+                return;
+            }
+            uniform_answer(tx, m, nullptr, random_token(16));
+            return;
+        }
         tx_.respond(tx, adm.status >= 300 && adm.status <= 699 ? adm.status : 403,
                     adm.reason.empty() ? std::string_view{} : std::string_view(adm.reason), {},
                     now_);
@@ -977,6 +994,32 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
     tx_.respond(server, out_status, reason, o, now);
 }
 
+void B2bua::uniform_answer(TxId tx, const sip::Message& request, const sip::Message* real,
+                           std::string_view to_tag) {
+    counters_.add(B2buaCounter::uniform_answers);
+    std::vector<std::pair<std::string_view, std::string_view>> h;
+    ChallengeTemplate::Challenge drawn;
+    int status = 0;
+    if (real) {
+        status = real->status_code();
+        for (const sip::Header& x : real->headers())
+            if (x.id == sip::HeaderId::www_authenticate ||
+                x.id == sip::HeaderId::proxy_authenticate)
+                h.emplace_back(x.id == sip::HeaderId::www_authenticate ? "WWW-Authenticate"
+                                                                       : "Proxy-Authenticate",
+                               x.value);
+    } else {
+        drawn = call_challenge_.draw(request, config_.registrations.realm);
+        status = drawn.status;
+        h.emplace_back(drawn.header, drawn.value);
+    }
+    if (!config_.user_agent.empty()) h.emplace_back("Server", config_.user_agent);
+    sip::ResponseOptions o;
+    o.to_tag = to_tag;
+    o.headers = h;
+    tx_.respond(tx, status, reason_for(status), o, now_);
+}
+
 void B2bua::on_response(TxId tx, const sip::Message& r) {
     if (regs_ && regs_->on_response(tx, r, now_)) return;
     auto pit = pending_.find(pack(tx));
@@ -1051,7 +1094,18 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
             }
         }
         c.info.final_status = status >= 300 && status < 400 ? config_.redirect_status : status;
-        relay_response(c, p.server, p.server_leg, r, now_);
+        const sip::Message* invite = tx_.request_of(p.server);
+        if (c.admission.uniform && c.leg[p.server_leg].side == Side::external &&
+            reveals_user(status) && invite) {
+            // Enumeration resistance: a challenge is relayed in a response of our own making,
+            // any other answer about the user becomes a challenge drawn like the last real one.
+            const bool challenge = status == 401 || status == 407;
+            if (challenge) call_challenge_.learn(r);
+            uniform_answer(p.server, *invite, challenge ? &r : nullptr,
+                           c.leg[p.server_leg].local_tag);
+        } else {
+            relay_response(c, p.server, p.server_leg, r, now_);
+        }
         hooks_.on_response_relayed(c.info, status);
         counters_.add(B2buaCounter::calls_failed);
         finish(c, CallEnd::rejected, now_);
