@@ -1060,7 +1060,12 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
                 return;
             }
             if (c.cancelled || c.ended) {
-                // A 2xx crossing our CANCEL: confirm and end that dialog at once.
+                // A 2xx crossing our CANCEL: confirm and end that dialog at once. A retransmission
+                // of it means our ACK went missing: the ACK again, not another BYE.
+                if (!c.ack_bytes.empty() && c.ack_leg == p.leg) {
+                    wire_.send(leg_destination(c, p.leg), c.ack_bytes);
+                    return;
+                }
                 send_ack(c, p.leg, {});
                 send_bye(c, p.leg, now_);
                 return;

@@ -397,6 +397,12 @@ TEST_CASE("a 200 crossing the CANCEL is ACKed and ended inside with BYE") {
     CHECK(parse(in[1]).method() == sip::Method::bye);
     CHECK(h.wire.to(kCallerPort, mark).empty());  // the caller already has its 487
     CHECK(h.media.released[1] == 1);
+    // The far end retransmits its 200 (our ACK went missing): the same ACK again, no second BYE.
+    const std::size_t again = h.wire.sent.size();
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(30));
+    auto re = h.wire.to(kProxyPort, again);
+    REQUIRE(re.size() == 1);
+    CHECK(re[0] == in[0]);
 }
 
 TEST_CASE("failover: a next hop that times out, then one that answers 503, then 503 out") {
