@@ -484,7 +484,9 @@ std::string B2bua::build_request(Call& call, int li, std::string_view method,
     out += ' ';
     out += l.remote_target;
     out += " SIP/2.0\r\nVia: SIP/2.0/";
-    out += transport_name(sc.transport);
+    // RFC 3261 §18.1.1: the transport the request really goes on (a registered phone's TCP
+    // or TLS connection, whatever the side's default).
+    out += transport_name(l.flow.transport);
     out += ' ';
     out += host_port(sc);
     out += ";branch=";

@@ -63,7 +63,6 @@ for _ in $(seq 150); do
 done
 [ "$(stat registrations.bindings)" = 1 ] ||
   { cat "$WORK/phone.msg" 2>/dev/null; fail "no binding over TCP: $(ctl stats | grep ^registrations)"; }
-[ "$(stat stream.messages_in)" -ge 2 ] 2>/dev/null || ctl stats | grep -E '^stream\.' | head -5
 echo "register over TCP: bound"
 
 # 2. A call from inside reaches the phone over its TCP connection.

@@ -483,10 +483,10 @@ namespace {
 std::string outside_invite(std::string_view user, std::string_view call_id) {
     return "INVITE sip:" + std::string(user) +
            "@pbx.example SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:40123;branch=z9hG4bK" +
-           std::string(call_id) + ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:" +
-           std::string(user) + "@pbx.example>;tag=sw" + std::string(call_id) +
-           "\r\nTo: <sip:" + std::string(user) + "@pbx.example>\r\nCall-ID: " +
-           std::string(call_id) + "\r\nCSeq: 1 INVITE\r\nContact: <sip:" + std::string(user) +
+           std::string(call_id) + ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:" + std::string(user) +
+           "@pbx.example>;tag=sw" + std::string(call_id) + "\r\nTo: <sip:" + std::string(user) +
+           "@pbx.example>\r\nCall-ID: " + std::string(call_id) +
+           "\r\nCSeq: 1 INVITE\r\nContact: <sip:" + std::string(user) +
            "@198.51.100.7:40123>\r\nUser-Agent: friendly\r\nContent-Length: 0\r\n\r\n";
 }
 
@@ -578,6 +578,21 @@ TEST_CASE("a closed TCP connection takes its bindings at once; calls to them get
     tcp.connection = 7;
     const std::string token = r.register_fully(1, tcp);
     REQUIRE(r.b.registrations()->binding(token)->flow == tcp);
+    // While it is open, a call from inside goes on that connection, its Via saying TCP.
+    const std::string first =
+        "INVITE sip:" + token +
+        "@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKtcp0\r\n"
+        "Max-Forwards: 69\r\nFrom: <sip:2000@pbx.example>;tag=t0\r\nTo: "
+        "<sip:1001@pbx.example>\r\nCall-ID: tcp-0\r\nCSeq: 1 INVITE\r\nContact: "
+        "<sip:2000@10.0.0.2:5080>\r\nContent-Length: 0\r\n\r\n";
+    bool delivered = false;
+    for (const auto& x : r.feed(first, registrar(), Side::internal))
+        if (x.bytes.rfind("INVITE ", 0) == 0) {
+            delivered = true;
+            CHECK(x.flow == tcp);
+            CHECK(contains(x.bytes, "\r\nVia: SIP/2.0/TCP "));
+        }
+    CHECK(delivered);
     Flow other = tcp;
     other.connection = 8;  // another connection of the same address: not this flow
     r.b.registrations()->flow_closed(other, r.now);
