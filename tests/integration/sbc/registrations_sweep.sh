@@ -68,8 +68,22 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter=';'))
 print(rows[-1]["SuccessfulCall(C)"], rows[-1]["FailedCall(C)"])
 PY
 }
-# Final answers a run received (a retransmitted one counts again: it is an answer too).
-answered() { grep -c '^SIP/2.0 [2-6]' "$WORK/$1.msg" || true; }
+# Requests (Call-ID and CSeq) of a run that got a final answer (a retransmitted answer, e.g. a
+# 407 whose ACK the ban dropped, counts once).
+answered() {
+  python3 - "$WORK/$1.msg" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+ids = set()
+for block in re.split(r"\n(?=-{5,})", text):
+    m = re.search(r"^SIP/2\.0 [2-6].*?(?:\r?\n\r?\n|\Z)", block, re.S | re.M)
+    if m:
+        c = re.search(r"^(?:Call-ID|i):\s*(\S+)", m.group(0), re.M | re.I)
+        q = re.search(r"^CSeq:\s*(\d+)", m.group(0), re.M | re.I)
+        ids.add((c.group(1) if c else m.group(0), q.group(1) if q else ""))
+print(len(ids))
+PY
+}
 # The answers of a sweep, existing users against missing ones: one shape for all.
 alike() {  # alike RUN
   python3 - "$WORK/$1.msg" <<'PY'
