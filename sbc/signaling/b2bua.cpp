@@ -648,9 +648,19 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const Side side = current_side_;
     counters_.add(B2buaCounter::calls_offered);
     const SideConfig& here = side == Side::external ? config_.external : config_.internal;
+    // A call from inside to a phone registered through us (its Request-URI one of our binding
+    // tokens) may carry our own Via: a phone outside calling another one, routed back by the
+    // inside's registrar. That is a spiral, not a loop (RFC 3261 §16.3 4: the Request-URI
+    // changed); Max-Forwards still bounds it.
+    const sip::Uri& ruri = m.request_uri();
+    const bool to_binding =
+        regs_ && side == Side::internal && ruri.has_user &&
+        (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
+        base::iequals(ruri.host, regs_->config().internal_host);
     // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
     for (const sip::Via& v : m.vias())
-        if (v.host == here.host && v.has_port && v.port == here.port && v.branch.size() == 31) {
+        if (!to_binding && v.host == here.host && v.has_port && v.port == here.port &&
+            v.branch.size() == 31) {
             counters_.add(B2buaCounter::loops);
             tx_.respond(tx, 482, {}, {}, now_);
             return;
