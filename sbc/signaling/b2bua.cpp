@@ -258,7 +258,10 @@ void B2bua::probe_hops(base::Nanos now) {
     for (std::size_t i = 0; i < hops_.size(); ++i) {
         HopState& h = hops_[i];
         if (h.probe && now - h.probe_sent >= config_.health.timeout) {
-            pending_.erase(pack(h.probe));  // a late answer no longer counts
+            // A late answer no longer counts, and a dead hop is not sent retransmissions
+            // until Timer F: the next probe comes at the health check's interval.
+            pending_.erase(pack(h.probe));
+            tx_.abandon(h.probe);
             h.probe = {};
             counters_.add(B2buaCounter::probes_failed);
             hop_result(i, false);
