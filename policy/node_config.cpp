@@ -94,10 +94,10 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     std::size_t i = 0;
     for (auto lt : top.tables("listeners")) {
         Table l(ctx, file, *lt, "listeners[" + std::to_string(i++) + "]");
-        static constexpr std::string_view k[] = {"realm",       "address",
-                                                 "port",        "transport",
-                                                 "client_ca",   "require_client_certificate",
-                                                 "client_names"};
+        static constexpr std::string_view k[] = {"realm",        "address",
+                                                 "port",         "transport",
+                                                 "client_ca",    "require_client_certificate",
+                                                 "client_names", "enumeration_resistance"};
         l.only_keys(k);
         ListenerConfig lc;
         if (l.choice("realm", kRealmNames, c))
@@ -112,6 +112,13 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
                 l.error(l.pos(), "client certificates are verified on tls listeners only");
             lc.has_client_verification = true;
             read_clients(l, dir, lc.clients);
+        }
+        if (l.has("enumeration_resistance")) {
+            bool on = false;
+            l.boolean("enumeration_resistance", on);
+            if (on && lc.realm == Realm::internal)
+                l.error(l.pos(), "'enumeration_resistance' applies to external listeners only");
+            lc.enumeration_resistance = on;
         }
         cfg->listeners.push_back(lc);
     }

@@ -584,6 +584,9 @@ struct ListenerConfig {
     // tls only: this listener's own client verification (else [tls]'s).
     bool has_client_verification = false;
     ClientVerification clients;
+    // Uniform answers to strangers on this listener (external only); unset: the node's
+    // `registrations.enumeration_resistance`.
+    std::optional<bool> enumeration_resistance;
 };
 
 struct TlsConfig {

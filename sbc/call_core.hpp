@@ -89,6 +89,13 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     }
     std::size_t media_streams() const { return streams_by_call_.size(); }
     bool registrations() const { return b2bua_->registrations() != nullptr; }
+    // The registrar proxy (null: registrations are not forwarded), for `sbc ctl registrations`.
+    signaling::Registrations* registrar() { return b2bua_->registrations(); }
+    const signaling::Registrations* registrar() const { return b2bua_->registrations(); }
+    // A TCP/TLS connection is gone: the bindings on it go at once (calls to them get 480).
+    void flow_closed(const signaling::Flow& f, base::Nanos now) {
+        if (auto* r = b2bua_->registrations()) r->flow_closed(f, now);
+    }
     std::size_t active_calls() const { return b2bua_->calls().size(); }
     std::vector<std::uint64_t> call_ids() const { return b2bua_->calls(); }
     // Whether a call the B2BUA holds has a leg with this Call-ID on `side`.

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <vector>
 
@@ -200,6 +201,83 @@ base::Result<std::string> control_request(const std::string& socket_path, std::s
     }
     ::close(fd);
     return reply;
+}
+
+namespace {
+
+std::string_view trimmed(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+// Seconds left until `until` (rounded up; 0 once past).
+long long seconds_left(base::Nanos until, base::Nanos now) {
+    return until <= now ? 0 : (until - now + base::seconds(1) - 1) / base::seconds(1);
+}
+
+std::string flow_text(const signaling::Flow& f) {
+    std::string t(signaling::transport_name(f.transport));
+    for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return "transport=" + t + " remote=" + f.remote.to_string() +
+           " connection=" + std::to_string(f.connection);
+}
+
+}  // namespace
+
+std::string registrations_text(const signaling::Registrations* regs, std::string_view args,
+                               base::Nanos now) {
+    if (!regs) return "registrations=0 (registrations are not forwarded)\n";
+    const std::string_view aor = trimmed(args);
+    std::string out;
+    std::size_t n = 0;
+    for (const std::string& t : regs->tokens(aor)) {
+        const auto b = regs->binding(t);
+        if (!b) continue;
+        ++n;
+        out += "aor=" + b->aor + " token=" + t + " " + flow_text(b->flow) +
+               " client_expires_s=" + std::to_string(seconds_left(b->client_until, now)) +
+               " registrar_expires_s=" + std::to_string(seconds_left(b->registrar_until, now)) +
+               " contact=" + b->contact + "\n";
+    }
+    out += "registrations=" + std::to_string(n) + "\n";
+    return out;
+}
+
+std::string registration_command(signaling::Registrations* regs, std::string_view args,
+                                 base::Nanos now) {
+    args = trimmed(args);
+    const std::size_t sp = args.find(' ');
+    const std::string_view verb = args.substr(0, sp);
+    const std::string_view what = sp == std::string_view::npos ? "" : trimmed(args.substr(sp + 1));
+    if ((verb != "show" && verb != "remove") || what.empty() ||
+        what.find(' ') != std::string_view::npos)
+        return "error: usage: registration show TOKEN | registration remove TOKEN|AOR\n";
+    if (!regs) return "error: registrations are not forwarded on this node\n";
+    if (verb == "show") {
+        const auto b = regs->binding(what);
+        if (!b) return "error: no binding with token " + std::string(what) + "\n";
+        std::string f = flow_text(b->flow);
+        for (char& c : f)
+            if (c == ' ') c = '\n';
+        return "token=" + std::string(what) + "\naor=" + b->aor + "\ncontact=" + b->contact + "\n" +
+               f + "\nlistener=" + std::to_string(b->flow.listener) +
+               "\nclient_expires_s=" + std::to_string(seconds_left(b->client_until, now)) +
+               "\nregistrar_expires_s=" + std::to_string(seconds_left(b->registrar_until, now)) +
+               "\n";
+    }
+    // A token, or every binding of an address of record (user@host).
+    std::vector<std::string> tokens;
+    if (regs->binding(what))
+        tokens.emplace_back(what);
+    else if (what.find('@') != std::string_view::npos)
+        tokens = regs->tokens(what);
+    if (tokens.empty()) return "error: no binding " + std::string(what) + "\n";
+    std::size_t removed = 0;
+    for (const auto& t : tokens) removed += regs->remove_binding(t) ? 1 : 0;
+    return "ok removed=" + std::to_string(removed) + "\n";
 }
 
 }  // namespace sbc

@@ -10,8 +10,19 @@
 #include <string_view>
 
 #include "base/result.hpp"
+#include "sbc/signaling/registrations.hpp"
 
 namespace sbc {
+
+// `sbc ctl registrations [AOR]`: one line per binding (address of record, contact token, the
+// flow's transport, address and connection, expiry toward the client and toward the
+// registrar in seconds, the client's Contact), then `registrations=N`. `regs` null: the node
+// does not forward registrations.
+std::string registrations_text(const signaling::Registrations* regs, std::string_view args,
+                               base::Nanos now);
+// `sbc ctl registration show TOKEN | remove TOKEN|AOR`.
+std::string registration_command(signaling::Registrations* regs, std::string_view args,
+                                 base::Nanos now);
 
 class ControlServer {
   public:

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/sockaddr.hpp"
+#include "sbc/control.hpp"
 #include "sbc/daemon.hpp"
 #include "sbc/dataplane_wiring.hpp"
 #include "sbc/fraud_wiring.hpp"
@@ -209,11 +210,13 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                 spec.tls.client_names = v.client_names;
             }
             stream_specs.push_back(std::move(spec));
-            self->listeners_.push_back({l.endpoint, -1,
-                                        l.realm == policy::Realm::internal
-                                            ? signaling::Side::internal
-                                            : signaling::Side::external,
-                                        stream_specs.back().transport});
+            self->listeners_.push_back(
+                {l.endpoint, -1,
+                 l.realm == policy::Realm::internal ? signaling::Side::internal
+                                                    : signaling::Side::external,
+                 stream_specs.back().transport,
+                 l.realm == policy::Realm::external &&
+                     l.enumeration_resistance.value_or(node.registrations.enumeration_resistance)});
         }
         self->rt_.set_tick([self](base::Nanos now) { self->on_tick(now); });
         for (const auto& l : node.listeners) {
@@ -227,10 +230,13 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             }
             auto r = self->rt_.open_signaling(l.endpoint, front_door_handler, self);
             if (!r) return "SIP listener udp " + l.endpoint.to_string() + ": " + r.error().message;
-            self->listeners_.push_back({l.endpoint, *r,
-                                        l.realm == policy::Realm::internal
-                                            ? signaling::Side::internal
-                                            : signaling::Side::external});
+            self->listeners_.push_back(
+                {l.endpoint, *r,
+                 l.realm == policy::Realm::internal ? signaling::Side::internal
+                                                    : signaling::Side::external,
+                 signaling::Transport::udp,
+                 l.realm == policy::Realm::external &&
+                     l.enumeration_resistance.value_or(node.registrations.enumeration_resistance)});
             spdlog::info("SIP listener udp {} open ({})", l.endpoint.to_string(),
                          l.realm == policy::Realm::internal ? "internal" : "external");
         }
@@ -349,6 +355,20 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
     daemon.add_control_command("call", [self](std::string_view args) {
         const std::string a(args);
         return self->rt_.call([self, a] { return self->call_command(a); });
+    });
+    daemon.add_control_command("registrations", [self](std::string_view args) {
+        const std::string a(args);
+        return self->rt_.call([self, a] {
+            return registrations_text(self->core_ ? self->core_->registrar() : nullptr, a,
+                                      self->rt_.monotonic());
+        });
+    });
+    daemon.add_control_command("registration", [self](std::string_view args) {
+        const std::string a(args);
+        return self->rt_.call([self, a] {
+            return registration_command(self->core_ ? self->core_->registrar() : nullptr, a,
+                                        self->rt_.monotonic());
+        });
     });
     daemon.add_control_command("answer", [self](std::string_view args) {
         const std::string a(args);
@@ -498,6 +518,12 @@ void FrontDoor::drain_streams() {
             streams_->admit(in.connection, rt_.admit_connection(in.remote, in.local));
             continue;
         }
+        if (in.kind == StreamTransport::Inbound::Kind::closed) {
+            if (core_)
+                core_->flow_closed({in.transport, in.remote, in.connection, in.listener},
+                                   rt_.monotonic());
+            continue;
+        }
         if (in.bytes.size() > 0xffff) continue;  // max_message_bytes is at most 65535
         dataplane::PacketMeta m;
         m.src = in.remote.addr;
@@ -567,24 +593,29 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         if (to_core) core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
         return;
     }
-    // Trusted trunks bypass the signature and per-account checks as they bypass the
-    // dataplane's rate limits. A refused request is not scored.
-    if (policy_ && policy_->classify_source(m.src) != policy::SourceVerdict::trusted &&
-        (refuse_scanner(msg_, m) || refuse_over_account_limit(msg_, m)))
-        return;
-    fraud::Action action = fraud::Action::allow;
     const bool in_dialog = msg_.to() && !msg_.to()->tag.empty();
-    admission_ = {};
-    admission_.known_source =
-        policy_ && policy_->classify_source(m.src) == policy::SourceVerdict::trusted;
-    // A REGISTER the registrations proxy forwards is scored when its answer is known (the
-    // registrar's outcome, challenges included); OPTIONS from strangers are scored as probes.
-    const bool registrar_proxy = to_core && core_->registrations();
     const bool stranger =
         !policy_ || policy_->classify_source(m.src) != policy::SourceVerdict::trusted;
+    admission_ = {};
+    admission_.known_source = !stranger;
+    // Enumeration resistance: a stranger's out-of-dialog request (a CANCEL belongs to an
+    // INVITE) is answered alike for every user, its refusals included.
+    uniform_ = to_core && stranger && !in_dialog && method != sip::Method::cancel &&
+               listeners_[li].uniform;
+    admission_.uniform = uniform_;
+    // Trusted trunks bypass the signature and per-account checks as they bypass the
+    // dataplane's rate limits. A refused request is not scored.
+    if (policy_ && stranger && (refuse_scanner(msg_, m) || refuse_over_account_limit(msg_, m)))
+        return;
+    fraud::Action action = fraud::Action::allow;
+    // A REGISTER the registrations proxy forwards is scored when its answer is known (the
+    // registrar's outcome, challenges included); out-of-dialog OPTIONS and MESSAGE from
+    // strangers are scored as probes (request sweeps, host discovery).
+    const bool registrar_proxy = to_core && core_->registrations();
     if ((method == sip::Method::invite && !(to_core && in_dialog)) ||
         (method == sip::Method::register_ && !registrar_proxy) ||
-        (method == sip::Method::options && !in_dialog && stranger)) {
+        ((method == sip::Method::options || method == sip::Method::message) && !in_dialog &&
+         stranger)) {
         const auto& v = score(msg_, m);
         action = v.action;
         if (action == fraud::Action::flag) {
@@ -593,8 +624,7 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
         }
     }
     if (action == fraud::Action::block || action == fraud::Action::ban) {
-        events_.add(FrontDoorEvent::answered_403);
-        answer(msg_, m, 403, "Forbidden", 0);
+        refuse(msg_, m);
     } else if (to_core) {
         core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
     } else if (method == sip::Method::cancel) {
@@ -603,6 +633,20 @@ void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
     } else {
         answer(msg_, m, placeholder_.status, placeholder_.reason, placeholder_.retry_after);
     }
+}
+
+void FrontDoor::refuse(sip::Message& msg, const dataplane::PacketMeta& meta) {
+    if (uniform_) {
+        // The call core answers it as it answers any user: a REGISTER or INVITE with the
+        // uniform challenge, an OPTIONS or MESSAGE as the SBC answers them all.
+        events_.add(FrontDoorEvent::refused_uniform);
+        admission_.kind = signaling::Admission::Kind::block;
+        const std::size_t li = listener_of(meta);
+        core_->receive(msg, flow_of(meta, li), listeners_[li].side, rt_.monotonic());
+        return;
+    }
+    events_.add(FrontDoorEvent::answered_403);
+    answer(msg, meta, 403, "Forbidden", 0);
 }
 
 bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& meta) {
@@ -626,8 +670,7 @@ bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& m
             events_.add(FrontDoorEvent::scanner_bans_rejected);
         }
     }
-    events_.add(FrontDoorEvent::answered_403);
-    answer(msg, meta, 403, "Forbidden", 0);
+    refuse(msg, meta);
     return true;
 }
 
@@ -640,8 +683,7 @@ bool FrontDoor::refuse_over_account_limit(sip::Message& msg, const dataplane::Pa
     if (account.empty() || account_limits_.admit(account, cls, limit, rt_.monotonic()))
         return false;
     events_.add(FrontDoorEvent::refused_account_limit);
-    events_.add(FrontDoorEvent::answered_403);
-    answer(msg, meta, 403, "Forbidden", 0);
+    refuse(msg, meta);
     return true;
 }
 

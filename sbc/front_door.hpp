@@ -56,7 +56,8 @@ class DataplaneRuntime;
     X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")    \
     X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")             \
     X(refused_account_limit, "requests refused (403) by a per-account rate limit")           \
-    X(refused_draining, "new INVITEs refused (503) while the node drains")
+    X(refused_draining, "new INVITEs refused (503) while the node drains")                   \
+    X(refused_uniform, "blocked requests answered like every user (enumeration resistance)")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
 
 // The final response every admitted request gets until signaling exists (never a fake 200).
@@ -171,8 +172,15 @@ class FrontDoor final : FraudEventSink {
         int fd = -1;  // UDP; TCP/TLS sockets are the stream transport's
         signaling::Side side = signaling::Side::external;
         signaling::Transport transport = signaling::Transport::udp;
+        bool uniform = false;  // enumeration resistance toward strangers
     };
     std::vector<Listener> listeners_;
+    // The message being handled gets enumeration resistance: a stranger's out-of-dialog
+    // request on an external listener that has it, with the call core running. Its refusals
+    // then go through the core as a blocked admission (answered as every user is).
+    bool uniform_ = false;
+    // Refuses the message being handled: the uniform answer, else 403.
+    void refuse(sip::Message& m, const dataplane::PacketMeta& meta);
     sip::Message msg_;  // reused for every datagram
     PlaceholderAnswer placeholder_;
     std::shared_ptr<const policy::Policy> policy_;

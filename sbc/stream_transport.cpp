@@ -533,6 +533,19 @@ void StreamTransport::close(ConnectionId id) {
     auto it = by_id_.find(id);
     if (it != by_id_.end()) {
         Conn& c = *it->second;
+        if (c.reading) {
+            // Past the inbox's capacity: one per admitted connection, so bounded by
+            // max_connections, and a lost one would leave bindings on a dead connection.
+            Inbound gone;
+            gone.kind = Inbound::Kind::closed;
+            gone.connection = id;
+            gone.listener = listeners_[c.listener].spec.index;
+            gone.transport = listeners_[c.listener].spec.transport;
+            gone.remote = c.remote;
+            gone.local = c.local;
+            std::lock_guard lock(in_mu_);
+            inbox_.push_back(std::move(gone));
+        }
         if (c.tls) c.tls->shutdown();
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
         ::close(c.fd);

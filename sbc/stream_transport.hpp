@@ -40,9 +40,10 @@ class StreamTransport {
         std::size_t inbox_capacity = 8192;   // messages and admission requests
         std::size_t outbox_capacity = 8192;  // sends and admission verdicts
     };
-    // To the signaling thread.
+    // To the signaling thread. `closed`: an admitted connection is gone (peer closed, error,
+    // idle, limit), so whatever was bound to it (registrations) can go at once.
     struct Inbound {
-        enum class Kind : std::uint8_t { admit, message } kind = Kind::message;
+        enum class Kind : std::uint8_t { admit, message, closed } kind = Kind::message;
         signaling::ConnectionId connection = 0;
         std::uint32_t listener = 0;
         signaling::Transport transport = signaling::Transport::tcp;

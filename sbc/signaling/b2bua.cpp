@@ -634,7 +634,9 @@ std::string B2bua::build_request(Call& call, int li, std::string_view method,
     out += ' ';
     out += l.remote_target;
     out += " SIP/2.0\r\nVia: SIP/2.0/";
-    out += transport_name(sc.transport);
+    // RFC 3261 §18.1.1: the transport the request really goes on (a registered phone's TCP
+    // or TLS connection, whatever the side's default).
+    out += transport_name(l.flow.transport);
     out += ' ';
     out += host_port(sc);
     out += ";branch=";
@@ -796,9 +798,19 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const Side side = current_side_;
     counters_.add(B2buaCounter::calls_offered);
     const SideConfig& here = side == Side::external ? config_.external : config_.internal;
+    // A call from inside to a phone registered through us (its Request-URI one of our binding
+    // tokens) may carry our own Via: a phone outside calling another one, routed back by the
+    // inside's registrar. That is a spiral, not a loop (RFC 3261 §16.3 4: the Request-URI
+    // changed); Max-Forwards still bounds it.
+    const sip::Uri& ruri = m.request_uri();
+    const bool to_binding =
+        regs_ && side == Side::internal && ruri.has_user &&
+        (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
+        base::iequals(ruri.host, regs_->config().internal_host);
     // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
     for (const sip::Via& v : m.vias())
-        if (v.host == here.host && v.has_port && v.port == here.port && v.branch.size() == 31) {
+        if (!to_binding && v.host == here.host && v.has_port && v.port == here.port &&
+            v.branch.size() == 31) {
             counters_.add(B2buaCounter::loops);
             tx_.respond(tx, 482, {}, {}, now_);
             return;
@@ -828,6 +840,23 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     Admission adm = hooks_.admit(m, from, side);
     if (adm.kind == Admission::Kind::block) {
         counters_.add(B2buaCounter::calls_blocked);
+        if (adm.uniform) {
+            // A block must not read differently from an unknown or a known user: what they
+            // get now, the challenge, or the 503 of a node with no next hop up.
+            bool hop_up = hops_.empty();
+            for (const HopState& h : hops_) hop_up = hop_up || h.up;
+            if (!hop_up) {
+                const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "30"}};
+                sip::ResponseOptions o;
+                o.headers = h;
+                const std::string tag = random_token(16);
+                o.to_tag = tag;
+                tx_.respond(tx, 503, {}, o, now_);
+                return;
+            }
+            uniform_answer(tx, m, nullptr, random_token(16));
+            return;
+        }
         tx_.respond(tx, adm.status >= 300 && adm.status <= 699 ? adm.status : 403,
                     adm.reason.empty() ? std::string_view{} : std::string_view(adm.reason), {},
                     now_);
@@ -1138,6 +1167,32 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
     tx_.respond(server, out_status, reason, o, now);
 }
 
+void B2bua::uniform_answer(TxId tx, const sip::Message& request, const sip::Message* real,
+                           std::string_view to_tag) {
+    counters_.add(B2buaCounter::uniform_answers);
+    std::vector<std::pair<std::string_view, std::string_view>> h;
+    ChallengeTemplate::Challenge drawn;
+    int status = 0;
+    if (real) {
+        status = real->status_code();
+        for (const sip::Header& x : real->headers())
+            if (x.id == sip::HeaderId::www_authenticate ||
+                x.id == sip::HeaderId::proxy_authenticate)
+                h.emplace_back(x.id == sip::HeaderId::www_authenticate ? "WWW-Authenticate"
+                                                                       : "Proxy-Authenticate",
+                               x.value);
+    } else {
+        drawn = call_challenge_.draw(request, config_.registrations.realm);
+        status = drawn.status;
+        h.emplace_back(drawn.header, drawn.value);
+    }
+    if (!config_.user_agent.empty()) h.emplace_back("Server", config_.user_agent);
+    sip::ResponseOptions o;
+    o.to_tag = to_tag;
+    o.headers = h;
+    tx_.respond(tx, status, reason_for(status), o, now_);
+}
+
 void B2bua::on_response(TxId tx, const sip::Message& r) {
     if (regs_ && regs_->on_response(tx, r, now_)) return;
     auto pit = pending_.find(pack(tx));
@@ -1220,7 +1275,18 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
         }
         c.info.final_status = status >= 300 && status < 400 ? config_.redirect_status : status;
         release_text(c.offer);
-        relay_response(c, p.server, p.server_leg, r, now_);
+        const sip::Message* invite = tx_.request_of(p.server);
+        if (c.admission.uniform && c.leg[p.server_leg].side == Side::external &&
+            reveals_user(status) && invite) {
+            // Enumeration resistance: a challenge is relayed in a response of our own making,
+            // any other answer about the user becomes a challenge drawn like the last real one.
+            const bool challenge = status == 401 || status == 407;
+            if (challenge) call_challenge_.learn(r);
+            uniform_answer(p.server, *invite, challenge ? &r : nullptr,
+                           c.leg[p.server_leg].local_tag);
+        } else {
+            relay_response(c, p.server, p.server_leg, r, now_);
+        }
         hooks_.on_response_relayed(c.info, status);
         counters_.add(B2buaCounter::calls_failed);
         finish(c, CallEnd::rejected, now_);

@@ -118,6 +118,10 @@ struct Admission {
     // The owner vouches for the source (a trusted trunk): never counted as a stranger. (The
     // B2BUA may ask admit() again for an INVITE it would refuse as a stranger's, to learn this.)
     bool known_source = false;
+    // Enumeration resistance (a stranger on an external listener that has it): a block, and
+    // every final answer that could tell whether the user exists (reveals_user()), is the
+    // same challenge for every user.
+    bool uniform = false;
 };
 
 enum class CallEnd : std::uint8_t {
@@ -186,6 +190,7 @@ class CallHooks : public RegistrationHooks {
     X(failovers, "INVITEs retried on the next hop")                                             \
     X(unknown_dialog, "in-dialog requests matching no dialog (481)")                            \
     X(options_answered, "OPTIONS to the SBC answered locally")                                  \
+    X(uniform_answers, "INVITE refusals made uniform (challenge)")                              \
     X(sdp_rewritten, "SDP bodies anchored on the relay")                                        \
     X(sdp_refused, "SDP bodies that could not be anchored (488)")                               \
     X(loops, "requests refused for Max-Forwards 0 (483)")                                       \
@@ -251,6 +256,7 @@ class B2bua final : private TransactionUser {
     const TransactionLayer& transactions() const { return tx_; }
     // Null when registrations are disabled.
     const Registrations* registrations() const { return regs_.get(); }
+    Registrations* registrations() { return regs_.get(); }
     const B2buaConfig& config() const { return config_; }
 
   private:
@@ -389,6 +395,12 @@ class B2bua final : private TransactionUser {
     void stranger_setup_done(Call& c);
     bool refuse_stranger(const sip::Message& m, const Flow& from, Side side);
     void respond_503_statelessly(const sip::Message& m, const Flow& from);
+    // The challenge uniform INVITE refusals copy (the inside's last 401/407 to an INVITE).
+    ChallengeTemplate call_challenge_{407, "Proxy-Authenticate"};
+    // A challenge (the inside's, `real`, or one drawn from call_challenge_) in a response of
+    // our own making: the same header set whoever is asked.
+    void uniform_answer(TxId tx, const sip::Message& request, const sip::Message* real,
+                        std::string_view to_tag);
 };
 
 }  // namespace sbc::signaling

@@ -88,6 +88,52 @@ std::string redraw(std::string_view like) {
 
 }  // namespace
 
+void ChallengeTemplate::learn(const sip::Message& r) {
+    for (const sip::Header& h : r.headers())
+        if (h.id == sip::HeaderId::www_authenticate || h.id == sip::HeaderId::proxy_authenticate) {
+            status_ = r.status_code();
+            header_ =
+                h.id == sip::HeaderId::www_authenticate ? "WWW-Authenticate" : "Proxy-Authenticate";
+            value_ = std::string(h.value);
+            return;
+        }
+}
+
+ChallengeTemplate::Challenge ChallengeTemplate::draw(const sip::Message& request,
+                                                     std::string_view realm) const {
+    Challenge c{status_, header_, {}};
+    if (value_.empty()) {
+        std::string r(realm);
+        if (r.empty() && request.to()) r = std::string(request.to()->uri.host);
+        c.value = "Digest realm=\"" + r + "\", nonce=\"" + redraw(std::string(32, '0')) +
+                  "\", qop=\"auth\", algorithm=MD5";
+        return c;
+    }
+    c.value = value_;
+    for (std::string_view name : {"nonce", "opaque"}) {
+        const auto [at, len] = quoted_param(c.value, name);
+        if (at != std::string_view::npos)
+            c.value.replace(at, len, redraw(std::string_view(c.value).substr(at, len)));
+    }
+    return c;
+}
+
+bool reveals_user(int status) {
+    switch (status) {
+        case 401:
+        case 403:
+        case 404:
+        case 407:
+        case 410:
+        case 484:
+        case 485:
+        case 604:
+            return true;
+        default:
+            return false;
+    }
+}
+
 Registrations::Registrations(RegistrationConfig config, TransactionLayer& tx, Wire& wire,
                              RegistrationHooks& hooks, HopUsable hop_usable)
     : config_(std::move(config)),
@@ -476,6 +522,17 @@ void Registrations::uniform_refusal(TxId tx, const sip::Message& request, int fa
 void Registrations::refuse(TxId tx, const sip::Message& m, base::Nanos now) {
     counters_.add(RegistrationCounter::registers);
     counters_.add(RegistrationCounter::refused_by_hook);
+    bool usable = false;
+    for (std::size_t i = 0; i < config_.registrars.size() && !usable; ++i)
+        usable = !hop_usable_ || hop_usable_(i);
+    if (config_.uniform_answers && !usable) {
+        // What every REGISTER gets while no registrar is up (forward()): a block reads alike.
+        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "60"}};
+        sip::ResponseOptions o;
+        o.headers = h;
+        tx_.respond(tx, 503, {}, o, now);
+        return;
+    }
     uniform_refusal(tx, m, 403, now);
 }
 
@@ -702,6 +759,14 @@ void Registrations::advance(base::Nanos now) {
     }
 }
 
+void Registrations::flow_closed(const Flow& f, base::Nanos) {
+    auto it = flows_.find(flow_key(f));
+    if (it == flows_.end()) return;
+    const std::vector<std::string> tokens = it->second.tokens;
+    counters_.add(RegistrationCounter::flows_closed);
+    for (const auto& t : tokens) remove(t, RegistrationCounter::expired);
+}
+
 base::Nanos Registrations::next_deadline() const {
     base::Nanos next = INT64_MAX;
     if (!expiry_.empty()) next = std::min(next, expiry_.top().at);
@@ -756,6 +821,29 @@ std::vector<std::string> Registrations::tokens_of(std::string_view aor) const {
     if (auto it = by_aor_.find(std::string(aor)); it != by_aor_.end())
         for (const Token& t : it->second) out.emplace_back(t.view());
     return out;
+}
+
+std::vector<std::string> Registrations::tokens(std::string_view aor) const {
+    std::vector<std::pair<std::string_view, std::string_view>> all;
+    if (!aor.empty()) {
+        if (auto it = by_aor_.find(std::string(aor)); it != by_aor_.end())
+            for (const auto& t : it->second) all.emplace_back(it->first, t);
+    } else {
+        all.reserve(bindings_.size());
+        for (const auto& [t, b] : bindings_) all.emplace_back(b.aor, t);
+    }
+    std::sort(all.begin(), all.end());
+    std::vector<std::string> out;
+    out.reserve(all.size());
+    for (const auto& [a, t] : all) out.emplace_back(t);
+    return out;
+}
+
+bool Registrations::remove_binding(std::string_view token) {
+    const std::string t(token);
+    if (!bindings_.count(t)) return false;
+    remove(t, RegistrationCounter::removed_by_operator);
+    return true;
 }
 
 }  // namespace sbc::signaling

@@ -47,6 +47,34 @@ namespace sbc::signaling {
 
 class Wire;
 
+// Enumeration resistance for requests other than REGISTER (INVITE from outside): the challenge
+// a uniform refusal shows, copied from the last real one the inside sent (status, header and
+// value), its nonce and opaque redrawn with the same length and alphabet. Before any real one:
+// `default_status`, `default_header` and Digest realm="<realm or To host>", a 32-hex nonce,
+// qop="auth", algorithm=MD5.
+class ChallengeTemplate {
+  public:
+    ChallengeTemplate(int default_status, std::string default_header)
+        : status_(default_status), header_(std::move(default_header)) {}
+    // A 401/407 from inside: the template from now on.
+    void learn(const sip::Message& challenge);
+    struct Challenge {
+        int status = 0;
+        std::string header, value;
+    };
+    Challenge draw(const sip::Message& request, std::string_view realm) const;
+    bool learned() const { return !value_.empty(); }
+
+  private:
+    int status_;
+    std::string header_, value_;
+};
+
+// Final statuses to a request from outside that can tell whether its user exists (RFC 3261
+// §21: 401/407 challenge a known user, 404/604/410/484/485 say there is none, 403 refuses a
+// known one); under enumeration resistance they are all answered as the uniform challenge.
+bool reveals_user(int status);
+
 enum class Keepalive : std::uint8_t { none, options, crlf };
 
 struct RegistrationConfig {
@@ -102,6 +130,8 @@ class RegistrationHooks {
     X(unregistered, "bindings removed by Expires 0 or *")                                 \
     X(expired, "bindings expired (no refresh in time)")                                   \
     X(flows_dead, "flows removed with their bindings (keep-alives unanswered)")           \
+    X(flows_closed, "TCP/TLS flows removed with their bindings (connection closed)")      \
+    X(removed_by_operator, "bindings removed from the control socket")                    \
     X(keepalives_sent, "keep-alives sent (OPTIONS or CRLF)")                              \
     X(keepalives_answered, "OPTIONS keep-alives answered")                                \
     X(challenges_relayed, "401/407 challenges relayed")                                   \
@@ -133,6 +163,9 @@ class Registrations {
     bool on_timeout(TxId tx, TimeoutKind kind, base::Nanos now);
     void advance(base::Nanos now);
     base::Nanos next_deadline() const;
+    // The connection of a TCP/TLS flow closed: its bindings go now (a call to them gets 480
+    // at once instead of waiting for a keep-alive or the expiry).
+    void flow_closed(const Flow& f, base::Nanos now);
 
     struct Route {
         enum class Kind : std::uint8_t { not_ours, found, gone } kind = Kind::not_ours;
@@ -158,6 +191,13 @@ class Registrations {
     };
     std::optional<BindingView> binding(std::string_view token) const;
     std::vector<std::string> tokens_of(std::string_view aor) const;
+    // Every binding's token (`sbc ctl registrations`), sorted by address of record then
+    // token; only those of `aor` when it is given.
+    std::vector<std::string> tokens(std::string_view aor = {}) const;
+    // The operator removes a binding (`sbc ctl registration remove`): gone at the SBC at once
+    // (calls to it get 480); the registrar keeps its own until it expires. False: no such
+    // token.
+    bool remove_binding(std::string_view token);
     const base::CounterSet<RegistrationCounter>& counters() const { return counters_; }
     const RegistrationConfig& config() const { return config_; }
     // The challenge the uniform refusal copies (status and header value; empty: none seen).

@@ -38,6 +38,9 @@ for p in $SIP_PORT $SBC_IN_PORT $KAM_PORT $UAS_PORT; do
 done
 
 write_config
+# This test reads the fraud block's own answer (403): uniform answers toward strangers
+# (docs/registrations.md, "Enumeration resistance") would make it the challenge.
+sed -i 's/^realm = "external"$/realm = "external"\nenumeration_resistance = false/' "$WORK/sbc.toml"
 python3 - "$WORK/sbc.toml" "$SBC_IN" "$SBC_IN_PORT" "$DEAD" "$DEAD_PORT" "$KAM" "$KAM_PORT" <<'PY'
 import re, sys
 path, sin, sinp, dead, deadp, kam, kamp = sys.argv[1:]

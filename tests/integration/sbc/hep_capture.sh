@@ -14,6 +14,9 @@ UAS_PORT=45921
 UAC_PORT=45922
 HEP_PORT=45990
 write_config
+# This test reads the front door's own answer to a scanner (403): uniform answers toward
+# strangers (docs/registrations.md, "Enumeration resistance") would answer it as any OPTIONS.
+sed -i 's/^realm = "external"$/realm = "external"\nenumeration_resistance = false/' "$WORK/sbc.toml"
 python3 - "$WORK/sbc.toml" "$UAS_PORT" "$HEP_PORT" <<'PY'
 import re, sys
 path, uas, hep = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -9,6 +9,9 @@ need sipp sip-tester
 need tshark tshark
 need python3 python3
 write_config
+# This test reads the fraud block's own answer (403): uniform answers toward strangers
+# (docs/registrations.md, "Enumeration resistance") would make it the challenge.
+sed -i 's/^realm = "external"$/realm = "external"\nenumeration_resistance = false/' "$WORK/sbc.toml"
 start_sbc
 
 tshark -i lo -f "udp port $SIP_PORT" -a duration:50 -w "$WORK/wire.pcapng" >"$WORK/tshark.log" 2>&1 &

@@ -12,6 +12,9 @@ source "$(dirname "$0")/lib.sh" "$1" "$2" 45300
 need sipp sip-tester
 need python3 python3
 write_config
+# This test reads the fraud block's own answer (403): uniform answers toward strangers
+# (docs/registrations.md, "Enumeration resistance") would make it the challenge.
+sed -i 's/^realm = "external"$/realm = "external"\nenumeration_resistance = false/' "$WORK/sbc.toml"
 cat >"$WORK/keys.toml" <<'TOML'
 [policy]
 name = "keys-live"

@@ -10,6 +10,9 @@ source "$(dirname "$0")/lib.sh" "$1" "$2" 45290
 need python3 python3
 cp -r "$ROOT/policy/examples" "$WORK/policy"
 write_config
+# This test reads the fraud block's own answer (403): uniform answers toward strangers
+# (docs/registrations.md, "Enumeration resistance") would make it the challenge.
+sed -i 's/^realm = "external"$/realm = "external"\nenumeration_resistance = false/' "$WORK/sbc.toml"
 sed -i "s|$ROOT/policy/examples/|$WORK/policy/|" "$WORK/sbc.toml"
 grep -q "$WORK/policy/callcenter.toml" "$WORK/sbc.toml" || fail "policy path not rewritten"
 POLICY=$WORK/policy/callcenter.toml

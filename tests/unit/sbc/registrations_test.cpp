@@ -44,7 +44,8 @@ struct NoMedia final : MediaAnchor {
 struct Hooks final : CallHooks {
     std::vector<int> outcomes;
     bool refuse = false;
-    Admission admit(const sip::Message&, const Flow&, Side) override { return {}; }
+    Admission admission;  // what every new request is admitted with
+    Admission admit(const sip::Message&, const Flow&, Side) override { return admission; }
     bool on_register_answered(const sip::Message&, const Flow&, int status) override {
         outcomes.push_back(status);
         return refuse;
@@ -503,4 +504,153 @@ TEST_CASE("hundreds of contacts, absurd Expires, a full AOR: counted refusals") 
     CHECK(parse(out[0].bytes).status_code() == 403);
     CHECK(c[RegistrationCounter::refused_aor_full] == 1);
     CHECK(r.b.registrations()->bindings() == 3);
+}
+
+namespace {
+
+// A stranger's INVITE from outside (no SDP: no media to anchor).
+std::string outside_invite(std::string_view user, std::string_view call_id) {
+    return "INVITE sip:" + std::string(user) +
+           "@pbx.example SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:40123;branch=z9hG4bK" +
+           std::string(call_id) + ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:" + std::string(user) +
+           "@pbx.example>;tag=sw" + std::string(call_id) + "\r\nTo: <sip:" + std::string(user) +
+           "@pbx.example>\r\nCall-ID: " + std::string(call_id) +
+           "\r\nCSeq: 1 INVITE\r\nContact: <sip:" + std::string(user) +
+           "@198.51.100.7:40123>\r\nUser-Agent: friendly\r\nContent-Length: 0\r\n\r\n";
+}
+
+// The inside's final answer to the INVITE the SBC forwarded (among `sent`).
+std::string inside_answer(const std::vector<Sent>& sent, int status) {
+    for (const auto& x : sent)
+        if (x.bytes.rfind("INVITE ", 0) == 0) {
+            std::string a = registrar_answer(x.bytes, status);
+            if (status == 407)
+                a.insert(a.find("Server: "),
+                         "Proxy-Authenticate: Digest realm=\"pbx.example\", "
+                         "nonce=\"Yx7Qk2Lm9Pq4Rs8Tu1Vw5Xz0Ab3Cd6Ef\", qop=\"auth\"\r\n");
+            return a;
+        }
+    FAIL("no INVITE went inside");
+    return {};
+}
+
+// The final response the caller got (the last one toward `to`).
+sip::Message final_to(const std::vector<Sent>& sent, const Flow& to) {
+    for (auto it = sent.rbegin(); it != sent.rend(); ++it)
+        if (it->flow == to && it->bytes.rfind("SIP/2.0 ", 0) == 0) {
+            sip::Message m = parse(it->bytes);
+            if (m.status_code() >= 200) return m;
+        }
+    FAIL("no final response to the caller");
+    return {};
+}
+
+std::string proxy_challenge_of(const sip::Message& m) {
+    const sip::Header* h = m.find(sip::HeaderId::proxy_authenticate);
+    return h ? std::string(h->value) : std::string();
+}
+
+// The challenge with its nonce's characters replaced by their classes.
+std::string shape(std::string c) {
+    for (char& x : c)
+        if (std::isdigit(static_cast<unsigned char>(x)))
+            x = '9';
+        else if (std::islower(static_cast<unsigned char>(x)))
+            x = 'a';
+        else if (std::isupper(static_cast<unsigned char>(x)))
+            x = 'A';
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("INVITE sweeps: a known user, an unknown one and a block read alike") {
+    Rig r;
+    r.hooks.admission.uniform = true;
+    // A known user: the inside challenges (407); the caller gets it in a response of the
+    // SBC's own making (no Server of the inside's).
+    auto out = r.feed(outside_invite("1001", "sw1"), client(), Side::external);
+    auto back = r.feed(inside_answer(out, 407), registrar(), Side::internal);
+    const sip::Message known = final_to(back, client());
+    CHECK(known.status_code() == 407);
+    CHECK(known.find(sip::HeaderId::server) == nullptr);
+    // An unknown one: the inside says 404, the caller reads a 407 of the same shape.
+    out = r.feed(outside_invite("1999", "sw2"), client(), Side::external);
+    back = r.feed(inside_answer(out, 404), registrar(), Side::internal);
+    const sip::Message unknown = final_to(back, client());
+    // A blocked one (a fraud verdict): never forwarded, the same again.
+    r.hooks.admission.kind = Admission::Kind::block;
+    out = r.feed(outside_invite("1002", "sw3"), client(), Side::external);
+    for (const auto& x : out) CHECK(x.bytes.rfind("INVITE ", 0) != 0);
+    const sip::Message blocked = final_to(out, client());
+    for (const sip::Message* m : {&unknown, &blocked}) {
+        CHECK(m->status_code() == known.status_code());
+        CHECK(m->reason_phrase() == known.reason_phrase());
+        CHECK(header_names(*m) == header_names(known));
+        CHECK(m->to()->tag.size() == known.to()->tag.size());
+        CHECK(shape(proxy_challenge_of(*m)) == shape(proxy_challenge_of(known)));
+        CHECK(proxy_challenge_of(*m) != proxy_challenge_of(known));  // a fresh nonce
+    }
+    CHECK(r.b.counters()[B2buaCounter::uniform_answers] == 3);
+
+    // Without enumeration resistance (a trusted trunk), the inside's 404 goes out as it is.
+    r.hooks.admission = {};
+    out = r.feed(outside_invite("1998", "sw4"), client(), Side::external);
+    back = r.feed(inside_answer(out, 404), registrar(), Side::internal);
+    CHECK(final_to(back, client()).status_code() == 404);
+}
+
+TEST_CASE("a closed TCP connection takes its bindings at once; calls to them get 480") {
+    Rig r;
+    Flow tcp = client(40200);
+    tcp.transport = Transport::tcp;
+    tcp.connection = 7;
+    const std::string token = r.register_fully(1, tcp);
+    REQUIRE(r.b.registrations()->binding(token)->flow == tcp);
+    // While it is open, a call from inside goes on that connection, its Via saying TCP.
+    const std::string first =
+        "INVITE sip:" + token +
+        "@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKtcp0\r\n"
+        "Max-Forwards: 69\r\nFrom: <sip:2000@pbx.example>;tag=t0\r\nTo: "
+        "<sip:1001@pbx.example>\r\nCall-ID: tcp-0\r\nCSeq: 1 INVITE\r\nContact: "
+        "<sip:2000@10.0.0.2:5080>\r\nContent-Length: 0\r\n\r\n";
+    bool delivered = false;
+    for (const auto& x : r.feed(first, registrar(), Side::internal))
+        if (x.bytes.rfind("INVITE ", 0) == 0) {
+            delivered = true;
+            CHECK(x.flow == tcp);
+            CHECK(contains(x.bytes, "\r\nVia: SIP/2.0/TCP "));
+        }
+    CHECK(delivered);
+    Flow other = tcp;
+    other.connection = 8;  // another connection of the same address: not this flow
+    r.b.registrations()->flow_closed(other, r.now);
+    CHECK(r.b.registrations()->bindings() == 1);
+    r.b.registrations()->flow_closed(tcp, r.now);
+    CHECK(r.b.registrations()->bindings() == 0);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::flows_closed] == 1);
+    const std::string inv =
+        "INVITE sip:" + token +
+        "@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKtcp1\r\n"
+        "Max-Forwards: 69\r\nFrom: <sip:2000@pbx.example>;tag=t1\r\nTo: "
+        "<sip:1001@pbx.example>\r\nCall-ID: tcp-1\r\nCSeq: 1 INVITE\r\nContact: "
+        "<sip:2000@10.0.0.2:5080>\r\nContent-Length: 0\r\n\r\n";
+    auto out = r.feed(inv, registrar(), Side::internal);
+    REQUIRE_FALSE(out.empty());
+    CHECK(parse(out.back().bytes).status_code() == 480);
+}
+
+TEST_CASE("the operator lists, filters and removes bindings") {
+    Rig r;
+    const std::string a = r.register_fully(1, client(40301), "1002", "<sip:1002@192.168.1.6>");
+    const std::string b = r.register_fully(3, client(40302), "1001", "<sip:1001@192.168.1.5>");
+    auto& regs = *r.b.registrations();
+    CHECK(regs.tokens() == std::vector<std::string>{b, a});  // by address of record
+    CHECK(regs.tokens("1002@pbx.example") == std::vector<std::string>{a});
+    CHECK(regs.tokens("1003@pbx.example").empty());
+    CHECK_FALSE(regs.remove_binding("nosuchtoken"));
+    CHECK(regs.remove_binding(a));
+    CHECK(regs.tokens() == std::vector<std::string>{b});
+    CHECK_FALSE(regs.binding(a).has_value());
+    CHECK(regs.counters()[RegistrationCounter::removed_by_operator] == 1);
 }
