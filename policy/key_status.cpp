@@ -164,6 +164,8 @@ constexpr KeyStatus kNodeKeys[] = {
     {"next_hops[].transport", true,
      "B2BUA next hops over UDP, or over the SBC's own TCP/TLS connection (transport thread)"},
     {"next_hops[].server_name", true, "outgoing TLS: SNI and the name verified"},
+    {"next_hops[].realm", true,
+     "internal: calls from outside go there; external: a trunk for calls from inside"},
     {"next_hops[].weight", true,
      "the B2BUA picks among the hops up at random in proportion to their weights"},
     {"health_check.enabled", true, "OPTIONS probes of the next hops (B2BUA)"},

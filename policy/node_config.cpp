@@ -172,29 +172,33 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     i = 0;
     for (auto ht : top.tables("next_hops")) {
         Table h(ctx, file, *ht, "next_hops[" + std::to_string(i++) + "]");
-        static constexpr std::string_view k[] = {"name",      "address", "port",
-                                                 "transport", "weight",  "server_name"};
+        static constexpr std::string_view k[] = {"name",   "address",     "port", "transport",
+                                                 "weight", "server_name", "realm"};
         h.only_keys(k);
         NextHopConfig nh;
         h.string("name", nh.name);
+        if (h.choice("realm", kRealmNames, c)) nh.realm = static_cast<Realm>(c);
         if (h.choice("transport", kTransportNames, c)) nh.transport = static_cast<Transport>(c);
         read_endpoint(h, nh.endpoint, false);
         if (!h.has("port")) nh.endpoint.port = nh.transport == Transport::tls ? 5061 : 5060;
         std::int64_t w = 0;
         if (h.integer("weight", w, 1, 1000)) nh.weight = static_cast<std::uint32_t>(w);
         if (nh.name.empty()) nh.name = nh.endpoint.to_string();
+        if (nh.realm == Realm::external && h.has("weight"))
+            h.error(h.pos(), "'" + h.path() +
+                                 ".weight' is for internal next hops (trunks are tried in order)");
         if (h.string("server_name", nh.server_name) && nh.transport != Transport::tls)
             h.error(h.pos(), "'" + h.path() + ".server_name' is for transport = \"tls\" only");
         // The SBC's Via and Contact toward the hop name a listener of the hop's transport in the
-        // internal realm: the hop's requests in the dialog come back there.
+        // hop's realm: the hop's requests in the dialog come back there.
         if (nh.transport != Transport::udp) {
             bool listening = false;
             for (const auto& l : cfg->listeners)
-                listening =
-                    listening || (l.realm == Realm::internal && l.transport == nh.transport);
+                listening = listening || (l.realm == nh.realm && l.transport == nh.transport);
             if (!listening)
                 h.error(h.pos(), "'" + h.path() + "' over " + std::string(name(nh.transport)) +
-                                     " needs an internal " + std::string(name(nh.transport)) +
+                                     " needs an " + std::string(name(nh.realm)) + " " +
+                                     std::string(name(nh.transport)) +
                                      " listener (named in the SBC's Via and Contact)");
         }
         cfg->next_hops.push_back(nh);

@@ -639,6 +639,9 @@ struct RegistrationsConfig {
 
 struct NextHopConfig {
     std::string name;
+    // internal: where calls from outside go (health-checked, weighted); external: a trunk where
+    // calls from inside go (in order, failover on timeout or 503) instead of their Request-URI.
+    Realm realm = Realm::internal;
     base::Endpoint endpoint;
     Transport transport = Transport::udp;
     std::uint32_t weight = 1;

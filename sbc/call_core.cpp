@@ -33,11 +33,17 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     std::vector<std::uint32_t> weights;
     std::vector<signaling::Transport> transports;
     for (const auto& h : node.next_hops) {
+        if (h.realm == policy::Realm::external) {
+            // A trunk: calls from inside go there (in order) instead of their Request-URI.
+            s.b2bua.external.next_hops.push_back(h.endpoint);
+            s.b2bua.external.hop_transports.push_back(transport_of(h.transport));
+            continue;
+        }
         hops.push_back(h.endpoint);
         weights.push_back(h.weight);
         transports.push_back(transport_of(h.transport));
     }
-    if (hops.empty()) return base::Error{"calls need at least one next hop in sbc.toml"};
+    if (hops.empty()) return base::Error{"calls need at least one internal next hop in sbc.toml"};
     for (const auto& l : streams) {
         auto& side = l.realm == policy::Realm::internal ? s.b2bua.internal : s.b2bua.external;
         const auto t = transport_of(l.transport);

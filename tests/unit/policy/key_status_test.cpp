@@ -206,12 +206,15 @@ TEST_CASE("an enforced-for key is quiet for an enforced value", "[policy][keys]"
     auto r = load_node_config(path);
     std::remove(path.c_str());
     REQUIRE(r.ok());
-    // Next hops over TCP are enforced; state.backend is enforced for local only.
-    REQUIRE(r.notices.size() == 1);
+    // Next hops over TCP are enforced (no notice); state.backend is enforced for local only,
+    // and state.url not at all.
+    REQUIRE(r.notices.size() == 2);
     CHECK(r.notices[0].line == 12);
     CHECK(r.notices[0].column == 1);
     CHECK(r.notices[0].message.find("'state.backend' = \"redis\"") != std::string::npos);
-    CHECK(r.value->notices.size() == 1);
+    CHECK(r.notices[1].message.find("'state.url'") != std::string::npos);
+    for (const auto& n : r.notices) CHECK(n.message.find("next_hops") == std::string::npos);
+    CHECK(r.value->notices.size() == 2);
 }
 
 TEST_CASE("key status lookup: literal entries win, no prefix matching", "[policy][keys]") {

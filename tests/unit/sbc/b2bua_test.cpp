@@ -986,3 +986,29 @@ TEST_CASE("transports: a request that carries any of the side's listeners in a V
     feed(h.b2b, s, caller_flow(), Side::external, 0);
     CHECK(parse(h.wire.sent.back().bytes).status_code() == 482);
 }
+
+TEST_CASE(
+    "transports: a trunk next hop on the external side takes calls from inside over its "
+    "transport, in order, failing over on a connect failure") {
+    B2buaConfig c = stream_config({});
+    c.external.next_hops = {{*base::IpAddress::parse("192.0.2.60"), 5061},
+                            {*base::IpAddress::parse("192.0.2.61"), 5060}};
+    c.external.hop_transports = {Transport::tls, Transport::udp};
+    Harness h(std::move(c));
+    feed(h.b2b, inside_invite("sip:+33123456789@trunk.example"), proxy_flow(), Side::internal, 0);
+    const Sent first = h.wire.sent.back();
+    CHECK(first.flow.transport == Transport::tls);
+    CHECK(first.flow.remote.port == 5061);
+    CHECK(first.flow.listener == 11);
+    sip::Message m = parse(first.bytes);
+    CHECK(m.request_uri().host == "192.0.2.60");
+    CHECK(m.request_uri().params_text == "transport=tls");
+    CHECK(m.vias()[0].transport == "TLS");
+    CHECK(m.vias()[0].port == 5061);
+    CHECK(h.b2b.transport_failed(first.flow, millis(10)) == 1);
+    const Sent& second = h.wire.sent.back();
+    CHECK(second.flow.transport == Transport::udp);
+    CHECK(second.flow.remote.port == 5060);
+    CHECK(parse(second.bytes).vias()[0].transport == "UDP");
+    CHECK(parse(second.bytes).vias()[0].port == 5060);
+}
