@@ -842,8 +842,17 @@ void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int s
     }
     const std::string response =
         stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
-    if (send_to(l, {meta.src, meta.src_port}, response, stream_.active ? stream_.connection : 0))
-        events_.add(FrontDoorEvent::answered);
+    if (!send_to(l, {meta.src, meta.src_port}, response, stream_.active ? stream_.connection : 0))
+        return;
+    events_.add(FrontDoorEvent::answered);
+    if (hep_) {
+        // The front door's own answers (blocks, drain, placeholders) reach Homer too, with the
+        // request they answer; no other leg exists, so the Call-ID is the correlation id.
+        const base::Endpoint peer{meta.src, meta.src_port};
+        const base::UnixNanos t = rt_.wall();
+        hep_->capture(peer, listeners_[l].local, t, m.call_id(), m.bytes());
+        hep_->capture(listeners_[l].local, peer, t, m.call_id(), response);
+    }
 }
 
 std::string FrontDoor::answer_command(std::string_view args) {

@@ -341,7 +341,10 @@ void B2bua::probe_hops(base::Nanos now) {
     for (std::size_t i = 0; i < hops_.size(); ++i) {
         HopState& h = hops_[i];
         if (h.probe && now - h.probe_sent >= config_.health.timeout) {
-            pending_.erase(pack(h.probe));  // a late answer no longer counts
+            // A late answer no longer counts, and a dead hop is not sent retransmissions
+            // until Timer F: the next probe comes at the health check's interval.
+            pending_.erase(pack(h.probe));
+            tx_.abandon(h.probe);
             h.probe = {};
             counters_.add(B2buaCounter::probes_failed);
             hop_result(i, false);
@@ -1116,7 +1119,12 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
                 return;
             }
             if (c.cancelled || c.ended) {
-                // A 2xx crossing our CANCEL: confirm and end that dialog at once.
+                // A 2xx crossing our CANCEL: confirm and end that dialog at once. A retransmission
+                // of it means our ACK went missing: the ACK again, not another BYE.
+                if (!c.ack_bytes.empty() && c.ack_leg == p.leg) {
+                    wire_.send(leg_destination(c, p.leg), c.ack_bytes);
+                    return;
+                }
                 send_ack(c, p.leg, {});
                 send_bye(c, p.leg, now_);
                 return;

@@ -593,6 +593,15 @@ TxId TransactionLayer::request(const Flow& to, std::string bytes, Nanos now) {
     return id;
 }
 
+bool TransactionLayer::abandon(TxId id) {
+    Tx* tx = find(id);
+    if (!tx || tx->kind != TxKind::client_non_invite || tx->state == TxState::terminated)
+        return false;
+    counters_.add(TxCounter::abandoned);
+    terminate(*tx);
+    return true;
+}
+
 bool TransactionLayer::cancel(TxId id, Nanos now) {
     Tx* tx = find(id);
     if (!tx || tx->kind != TxKind::client_invite || tx->cancel_sent || tx->cancel_pending)

@@ -397,6 +397,12 @@ TEST_CASE("a 200 crossing the CANCEL is ACKed and ended inside with BYE") {
     CHECK(parse(in[1]).method() == sip::Method::bye);
     CHECK(h.wire.to(kCallerPort, mark).empty());  // the caller already has its 487
     CHECK(h.media.released[1] == 1);
+    // The far end retransmits its 200 (our ACK went missing): the same ACK again, no second BYE.
+    const std::size_t again = h.wire.sent.size();
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(30));
+    auto re = h.wire.to(kProxyPort, again);
+    REQUIRE(re.size() == 1);
+    CHECK(re[0] == in[0]);
 }
 
 TEST_CASE("failover: a next hop that times out, then one that answers 503, then 503 out") {
@@ -594,6 +600,19 @@ TEST_CASE("health checks: calls go only to hops that answer OPTIONS") {
     CHECK_FALSE(h.b2b.hop_up(1));
     CHECK(h.b2b.counters()[B2buaCounter::hops_down] == 1);
     CHECK(h.b2b.counters()[B2buaCounter::probes_failed] >= 2);
+    // The first hop never answered: each probe is retransmitted only until the health check's
+    // timeout (0.5 s and 1.5 s after it), not until Timer F, while probes go on every 5 s.
+    const std::size_t mark = h.wire.to(kProxyPort).size();
+    for (int t = 13; t <= 60; ++t) h.b2b.advance(seconds(t));
+    const auto later = h.wire.to(kProxyPort, mark);
+    std::set<std::string> branches;
+    for (const auto& m : later) {
+        const auto p = parse(m);
+        CHECK(p.method() == sip::Method::options);
+        branches.insert(std::string(p.vias().front().branch));
+    }
+    CHECK(branches.size() >= 9);
+    CHECK(later.size() <= 3 * branches.size());
 }
 
 TEST_CASE("strip_headers takes '*' patterns, case-insensitive, as topology.strip_headers") {
