@@ -132,7 +132,8 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
                                                  "min_version",
                                                  "ciphers",
                                                  "ciphersuites",
-                                                 "groups"};
+                                                 "groups",
+                                                 "server_ca"};
         l.only_keys(k);
         auto& tls = cfg->tls;
         if (l.string("certificate_chain", tls.certificate_chain))
@@ -145,12 +146,13 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
         l.string("ciphers", tls.ciphers);
         l.string("ciphersuites", tls.ciphersuites);
         l.string("groups", tls.groups);
+        if (l.string("server_ca", tls.server_ca)) tls.server_ca = resolve(dir, tls.server_ca);
     }
     if (auto t = top.table("connections")) {
         Table n(ctx, file, *t, "connections");
-        static constexpr std::string_view k[] = {"max_connections",   "max_per_source",
-                                                 "max_message_bytes", "max_buffered_bytes",
-                                                 "handshake_timeout", "idle_timeout"};
+        static constexpr std::string_view k[] = {
+            "max_connections",    "max_per_source",    "max_outgoing", "max_message_bytes",
+            "max_buffered_bytes", "handshake_timeout", "idle_timeout"};
         n.only_keys(k);
         auto& cc = cfg->connections;
         std::int64_t v = 0;
@@ -158,6 +160,8 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
             cc.max_connections = static_cast<std::uint32_t>(v);
         if (n.integer("max_per_source", v, 1, 1000000))
             cc.max_per_source = static_cast<std::uint32_t>(v);
+        if (n.integer("max_outgoing", v, 1, 100000))
+            cc.max_outgoing = static_cast<std::uint32_t>(v);
         if (n.integer("max_message_bytes", v, 512, 1 << 20))
             cc.max_message_bytes = static_cast<std::uint32_t>(v);
         if (n.integer("max_buffered_bytes", v, 1024, 64 << 20))
@@ -175,16 +179,35 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
     i = 0;
     for (auto ht : top.tables("next_hops")) {
         Table h(ctx, file, *ht, "next_hops[" + std::to_string(i++) + "]");
-        static constexpr std::string_view k[] = {"name", "address", "port", "transport", "weight"};
+        static constexpr std::string_view k[] = {"name",   "address",     "port", "transport",
+                                                 "weight", "server_name", "realm"};
         h.only_keys(k);
         NextHopConfig nh;
         h.string("name", nh.name);
+        if (h.choice("realm", kRealmNames, c)) nh.realm = static_cast<Realm>(c);
         if (h.choice("transport", kTransportNames, c)) nh.transport = static_cast<Transport>(c);
         read_endpoint(h, nh.endpoint, false);
         if (!h.has("port")) nh.endpoint.port = nh.transport == Transport::tls ? 5061 : 5060;
         std::int64_t w = 0;
         if (h.integer("weight", w, 1, 1000)) nh.weight = static_cast<std::uint32_t>(w);
         if (nh.name.empty()) nh.name = nh.endpoint.to_string();
+        if (nh.realm == Realm::external && h.has("weight"))
+            h.error(h.pos(), "'" + h.path() +
+                                 ".weight' is for internal next hops (trunks are tried in order)");
+        if (h.string("server_name", nh.server_name) && nh.transport != Transport::tls)
+            h.error(h.pos(), "'" + h.path() + ".server_name' is for transport = \"tls\" only");
+        // The SBC's Via and Contact toward the hop name a listener of the hop's transport in the
+        // hop's realm: the hop's requests in the dialog come back there.
+        if (nh.transport != Transport::udp) {
+            bool listening = false;
+            for (const auto& l : cfg->listeners)
+                listening = listening || (l.realm == nh.realm && l.transport == nh.transport);
+            if (!listening)
+                h.error(h.pos(), "'" + h.path() + "' over " + std::string(name(nh.transport)) +
+                                     " needs an " + std::string(name(nh.realm)) + " " +
+                                     std::string(name(nh.transport)) +
+                                     " listener (named in the SBC's Via and Contact)");
+        }
         cfg->next_hops.push_back(nh);
     }
     if (auto t = top.table("health_check")) {

@@ -597,12 +597,17 @@ struct TlsConfig {
     std::string ciphers;       // OpenSSL cipher list (TLS 1.2); "" = strong default (ECDHE+AEAD)
     std::string ciphersuites;  // TLS 1.3 ciphersuites; "" = strong default
     std::string groups;        // key exchange groups; "" = X25519:P-256:P-384
+    // Outgoing TLS (next hops, trunks, sips: Request-URIs): the CAs that verify the servers'
+    // certificates; "" = the system's trust store. certificate_chain/private_key, when set, are
+    // presented to a server that asks for a client certificate.
+    std::string server_ca;
 };
 
 // Stream (TCP and TLS) connection hygiene; sized for an open-file limit of 20,000.
 struct ConnectionsConfig {
     std::uint32_t max_connections = 4096;
     std::uint32_t max_per_source = 32;
+    std::uint32_t max_outgoing = 512;  // connections the SBC opens (one per destination)
     std::uint32_t max_message_bytes = 65535;
     std::uint32_t max_buffered_bytes = 262144;
     base::Nanos handshake_timeout = 5 * base::kNanosPerSecond;
@@ -637,9 +642,15 @@ struct RegistrationsConfig {
 
 struct NextHopConfig {
     std::string name;
+    // internal: where calls from outside go (health-checked, weighted); external: a trunk where
+    // calls from inside go (in order, failover on timeout or 503) instead of their Request-URI.
+    Realm realm = Realm::internal;
     base::Endpoint endpoint;
     Transport transport = Transport::udp;
     std::uint32_t weight = 1;
+    // tls: the name the server's certificate must carry, also sent as SNI; "" = the address
+    // (checked against the certificate's IP addresses).
+    std::string server_name;
 };
 
 struct MediaConfig {

@@ -13,7 +13,8 @@ using signaling::Side;
 
 base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& node,
                                                    std::uint32_t external_listener,
-                                                   std::uint32_t internal_listener) {
+                                                   std::uint32_t internal_listener,
+                                                   const std::vector<StreamListenerRef>& streams) {
     Setup s;
     const policy::ListenerConfig* ext = nullptr;
     const policy::ListenerConfig* in = nullptr;
@@ -24,14 +25,34 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     }
     if (!ext || !in)
         return base::Error{"calls need an external and an internal UDP listener in sbc.toml"};
+    auto transport_of = [](policy::Transport t) {
+        return t == policy::Transport::tls   ? signaling::Transport::tls
+               : t == policy::Transport::tcp ? signaling::Transport::tcp
+                                             : signaling::Transport::udp;
+    };
     std::vector<base::Endpoint> hops;
     std::vector<std::uint32_t> weights;
-    for (const auto& h : node.next_hops)
-        if (h.transport == policy::Transport::udp) {
-            hops.push_back(h.endpoint);
-            weights.push_back(h.weight);
+    std::vector<signaling::Transport> transports;
+    for (const auto& h : node.next_hops) {
+        if (h.realm == policy::Realm::external) {
+            // A trunk: calls from inside go there (in order) instead of their Request-URI.
+            s.b2bua.external.next_hops.push_back(h.endpoint);
+            s.b2bua.external.hop_transports.push_back(transport_of(h.transport));
+            continue;
         }
-    if (hops.empty()) return base::Error{"calls need at least one UDP next hop in sbc.toml"};
+        hops.push_back(h.endpoint);
+        weights.push_back(h.weight);
+        transports.push_back(transport_of(h.transport));
+    }
+    if (hops.empty()) return base::Error{"calls need at least one internal next hop in sbc.toml"};
+    for (const auto& l : streams) {
+        auto& side = l.realm == policy::Realm::internal ? s.b2bua.internal : s.b2bua.external;
+        const auto t = transport_of(l.transport);
+        bool have = false;
+        for (const auto& sl : side.stream_listeners) have = have || sl.transport == t;
+        if (!have)
+            side.stream_listeners.push_back({t, l.local.addr.to_string(), l.local.port, l.index});
+    }
     s.b2bua.external.host = ext->endpoint.addr.to_string();
     s.b2bua.external.port = ext->endpoint.port;
     s.b2bua.external.listener = external_listener;
@@ -40,6 +61,7 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     s.b2bua.internal.listener = internal_listener;
     s.b2bua.internal.next_hops = std::move(hops);
     s.b2bua.internal.weights = std::move(weights);
+    s.b2bua.internal.hop_transports = std::move(transports);
     s.media_external = node.media.external_address;
     s.media_internal = node.media.internal_address;
     s.b2bua.external.media_host = node.media.external_address.to_string();
@@ -118,11 +140,18 @@ void CallCore::receive(const sip::Message& m, const signaling::Flow& from, Side 
     if (hep_) capture(side, from.remote, local_[static_cast<int>(side)], m.call_id(), m.bytes(), t);
 }
 
+Side CallCore::side_of_listener(std::uint32_t listener) const {
+    const auto& in = setup_.b2bua.internal;
+    if (listener == in.listener) return Side::internal;
+    for (const auto& l : in.stream_listeners)
+        if (l.listener == listener) return Side::internal;
+    return Side::external;
+}
+
 bool CallCore::send(const signaling::Flow& flow, std::string_view bytes) {
     const bool ok = send_(flow, bytes);
     if (hep_ && ok) {
-        const Side side =
-            flow.listener == setup_.b2bua.internal.listener ? Side::internal : Side::external;
+        const Side side = side_of_listener(flow.listener);
         const auto st = sent_.parse(bytes);
         capture(side, local_[static_cast<int>(side)], flow.remote,
                 st ? sent_.call_id() : std::string_view{}, bytes, wall_());

@@ -52,12 +52,26 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
         std::uint16_t port_min = 20000, port_max = 29999;
         base::IpAddress media_external, media_internal;
     };
+    // A TCP or TLS listener of the front door, by its index there.
+    struct StreamListenerRef {
+        policy::Realm realm = policy::Realm::external;
+        policy::Transport transport = policy::Transport::tcp;
+        base::Endpoint local;
+        std::uint32_t index = 0;
+    };
     // The B2BUA configuration from the node's listeners, next hops and media addresses:
     // external and internal UDP listener indexes are those of `listeners` (the front door's
-    // order). Fails when the node has no internal UDP listener or no next hop.
+    // order), and `streams` the TCP/TLS ones (the first of each transport per realm is the one
+    // a leg over that transport names in its Via and Contact). Next hops keep their transport.
+    // Fails when the node has no internal UDP listener or no next hop.
     static base::Result<Setup> setup_from(const policy::NodeConfig& node,
                                           std::uint32_t external_listener,
-                                          std::uint32_t internal_listener);
+                                          std::uint32_t internal_listener,
+                                          const std::vector<StreamListenerRef>& streams = {});
+    // The owner could not open a connection to `to` (TCP/TLS): its transactions fail over.
+    void transport_failed(const signaling::Flow& to, base::Nanos now) {
+        b2bua_->transport_failed(to, now);
+    }
 
     CallCore(Setup setup, MediaStreams& streams, SendFn send, AdmitFn admit, EndFn answered,
              EndFn ended, RelayedFn relayed = {}, RegisteredFn registered = {});
@@ -104,6 +118,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     }
     // `sbc ctl calls`: one line per call in progress.
     std::string calls_text(base::Nanos now) const;
+    signaling::Side side_of_listener(std::uint32_t listener) const;
     // `sbc ctl call show ID`: key=value lines, "" when there is no such call in progress.
     std::string call_text(std::uint64_t id, base::Nanos now) const;
     // HEP capture of every message the B2BUA receives and sends, both legs, correlated by the

@@ -182,7 +182,8 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         return base::make_error(why);
     }
     std::vector<StreamTransport::ListenerSpec> stream_specs;
-    std::string error = rt.call([self, &daemon, &stream_specs]() -> std::string {
+    std::vector<CallCore::StreamListenerRef> stream_refs;
+    std::string error = rt.call([self, &daemon, &stream_specs, &stream_refs]() -> std::string {
         // Calls go through when the node has an internal listener, a next hop and a backend
         // that offers relay streams to signaling; otherwise requests get the placeholder.
         std::uint32_t ext = 0, in = 0;
@@ -209,6 +210,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                 spec.tls.require_client_certificate = v.require_client_certificate;
                 spec.tls.client_names = v.client_names;
             }
+            stream_refs.push_back({l.realm, l.transport, l.endpoint, spec.index});
             stream_specs.push_back(std::move(spec));
             self->listeners_.push_back(
                 {l.endpoint, -1,
@@ -240,7 +242,10 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             spdlog::info("SIP listener udp {} open ({})", l.endpoint.to_string(),
                          l.realm == policy::Realm::internal ? "internal" : "external");
         }
-        auto setup = CallCore::setup_from(daemon.config(), ext, in);
+        auto setup = CallCore::setup_from(daemon.config(), ext, in, stream_refs);
+        for (const auto& h : node.next_hops)
+            if (h.transport == policy::Transport::tls && !h.server_name.empty())
+                self->tls_names_.emplace_back(h.endpoint, h.server_name);
         MediaStreams* streams = self->rt_.media_streams();
         if (!setup || !streams) {
             spdlog::warn("calls are not forwarded ({}): requests get the placeholder answer",
@@ -259,7 +264,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         self->core_ = std::make_unique<CallCore>(
             std::move(*setup), *streams,
             [self](const signaling::Flow& f, std::string_view bytes) {
-                return self->send_to(f.listener, f.remote, bytes, f.connection);
+                return self->send_flow(f, bytes);
             },
             [self](const sip::Message&, const signaling::Flow&, signaling::Side) {
                 return self->admission_;
@@ -284,9 +289,16 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                          cfg.hep_capture_id);
         }
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
-        for (const auto& h : daemon.config().next_hops)
-            if (h.transport == policy::Transport::udp)
-                spdlog::info("next hop {} {} (udp)", h.name, h.endpoint.to_string());
+        for (const auto& h : daemon.config().next_hops) {
+            if (h.transport != policy::Transport::udp && daemon.config().registrations.enabled)
+                spdlog::warn(
+                    "next hop {}: REGISTERs are relayed to registrars over UDP only "
+                    "(to udp:{}); calls use {}",
+                    h.name, h.endpoint.to_string(), policy::name(h.transport));
+            spdlog::info("next hop {} {} ({}{})", h.name, h.endpoint.to_string(),
+                         policy::name(h.transport),
+                         h.server_name.empty() ? std::string() : ", tls name " + h.server_name);
+        }
         spdlog::info("calls: external -> internal next hops through the B2BUA");
         return {};
     });
@@ -296,6 +308,18 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         StreamTransport::Options o;
         o.limits.max_connections = cc.max_connections;
         o.limits.max_per_source = cc.max_per_source;
+        o.limits.max_outgoing = cc.max_outgoing;
+        // Outgoing TLS verifies servers against [tls] server_ca (else the system's store) and
+        // presents the node's certificate when a server asks for one.
+        const auto& tc = daemon.config().tls;
+        o.client_tls_enabled = true;
+        o.client_tls.ca_file = tc.server_ca;
+        o.client_tls.certificate_chain = tc.certificate_chain;
+        o.client_tls.private_key = tc.private_key;
+        o.client_tls.min_version = tc.min_version;
+        o.client_tls.ciphers = tc.ciphers;
+        o.client_tls.ciphersuites = tc.ciphersuites;
+        o.client_tls.groups = tc.groups;
         o.limits.max_message_bytes = cc.max_message_bytes;
         o.limits.max_buffered_bytes = cc.max_buffered_bytes;
         o.limits.handshake_timeout = cc.handshake_timeout;
@@ -522,6 +546,12 @@ void FrontDoor::drain_streams() {
             if (core_)
                 core_->flow_closed({in.transport, in.remote, in.connection, in.listener},
                                    rt_.monotonic());
+            continue;
+        }
+        if (in.kind == StreamTransport::Inbound::Kind::connect_failed) {
+            // RFC 3261 §17.1.4: what was sent there fails as a transport error (failover).
+            if (core_)
+                core_->transport_failed({in.transport, in.remote, 0, in.listener}, rt_.monotonic());
             continue;
         }
         if (in.bytes.size() > 0xffff) continue;  // max_message_bytes is at most 65535
@@ -841,6 +871,28 @@ bool FrontDoor::send_to(std::size_t listener, const base::Endpoint& to, std::str
         return false;
     }
     metrics_.sent(static_cast<std::size_t>(listeners_[listener].side), bytes);
+    return true;
+}
+
+bool FrontDoor::send_flow(const signaling::Flow& f, std::string_view bytes) {
+    if (f.transport == signaling::Transport::udp) return send_to(f.listener, f.remote, bytes);
+    if (f.connection != 0) {  // the connection the peer opened, or ours it answers on
+        if (!streams_ || !streams_->send(f.connection, std::string(bytes))) {
+            events_.add(FrontDoorEvent::send_failed);
+            return false;
+        }
+        return true;
+    }
+    std::string name;
+    for (const auto& [ep, n] : tls_names_)
+        if (ep == f.remote && f.transport == signaling::Transport::tls) name = n;
+    if (!streams_ || !streams_->send_to(f.transport, f.remote, std::move(name), f.listener,
+                                        std::string(bytes))) {
+        events_.add(FrontDoorEvent::send_failed);
+        return false;
+    }
+    if (f.listener < listeners_.size())
+        metrics_.sent(static_cast<std::size_t>(listeners_[f.listener].side), bytes);
     return true;
 }
 

@@ -149,6 +149,9 @@ class FrontDoor final : FraudEventSink {
     // UDP from the listener's socket, or TCP/TLS on `connection` (through the transport).
     bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes,
                  std::uint64_t connection = 0);
+    // The call core's sends: UDP from the flow's listener; TCP/TLS on the flow's connection, or
+    // (connection 0) on the SBC's own connection to the flow's address, opened if needed.
+    bool send_flow(const signaling::Flow& flow, std::string_view bytes);
     // Dataplane thread, after every poll: the stream transport's admission requests and
     // messages, then the call core's timers.
     void on_tick(base::Nanos now);
@@ -219,6 +222,8 @@ class FrontDoor final : FraudEventSink {
         std::size_t listener = 0;
     } stream_;
     std::vector<StreamTransport::Inbound> stream_batch_;
+    // TLS next hops with a server_name: the name to verify (and send as SNI) per address.
+    std::vector<std::pair<base::Endpoint, std::string>> tls_names_;
     // Last member: its thread stops first.
     std::unique_ptr<StreamTransport> streams_;
     // The running engine's tables (sized by max_tracked_keys) and how much of them was

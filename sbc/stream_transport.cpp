@@ -36,7 +36,14 @@ constexpr std::size_t kReadsPerEvent = 8;
 struct StreamTransport::Conn {
     ConnectionId id = 0;
     int fd = -1;
-    std::uint32_t listener = 0;  // index into listeners_
+    std::uint32_t listener = 0;        // index into listeners_ (accepted connections)
+    std::uint32_t front_listener = 0;  // the front door's listener index, for what is read
+    Transport transport = Transport::tcp;
+    bool outgoing = false;
+    bool connecting = false;   // outgoing: connect() in progress
+    bool established = false;  // outgoing: connected (and the TLS handshake done)
+    std::string pool_key;      // outgoing: the destination in pool_
+    std::string server_name;   // outgoing TLS: the name verified ("" = the address)
     base::Endpoint remote, local;
     std::unique_ptr<tls::Session> tls;
     bool handshaking = false;
@@ -91,6 +98,11 @@ base::Result<std::unique_ptr<StreamTransport>> StreamTransport::open(
             spdlog::info("SIP listener {}: certificate {}", name, l.tls->certificate_summary());
         t->listeners_.push_back(std::move(l));
     }
+    if (options.client_tls_enabled) {
+        auto ctx = tls::ClientContext::create(options.client_tls);
+        if (!ctx) return base::make_error("outgoing TLS: " + ctx.error().message);
+        t->client_tls_ = *ctx;
+    }
     return t;
 }
 
@@ -140,7 +152,10 @@ void StreamTransport::admit(ConnectionId c, bool ok) {
         std::lock_guard lock(out_mu_);
         // Verdicts are never dropped: at most one per connection the transport asked about,
         // and those are bounded by max_connections.
-        outbox_.push_back({ok ? Outbound::Kind::admit : Outbound::Kind::refuse, c, {}});
+        Outbound o;
+        o.kind = ok ? Outbound::Kind::admit : Outbound::Kind::refuse;
+        o.connection = c;
+        outbox_.push_back(std::move(o));
     }
     const std::uint64_t one = 1;
     (void)!::write(wake_fd_, &one, sizeof one);
@@ -153,7 +168,33 @@ bool StreamTransport::send(ConnectionId c, std::string bytes) {
             outbox_full_.fetch_add(1, std::memory_order_relaxed);
             return false;
         }
-        outbox_.push_back({Outbound::Kind::send, c, std::move(bytes)});
+        Outbound o;
+        o.kind = Outbound::Kind::send;
+        o.connection = c;
+        o.bytes = std::move(bytes);
+        outbox_.push_back(std::move(o));
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+    return true;
+}
+
+bool StreamTransport::send_to(Transport transport, const base::Endpoint& remote,
+                              std::string server_name, std::uint32_t listener, std::string bytes) {
+    {
+        std::lock_guard lock(out_mu_);
+        if (outbox_.size() >= options_.outbox_capacity) {
+            outbox_full_.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
+        Outbound o;
+        o.kind = Outbound::Kind::send_to;
+        o.bytes = std::move(bytes);
+        o.transport = transport;
+        o.remote = remote;
+        o.server_name = std::move(server_name);
+        o.listener = listener;
+        outbox_.push_back(std::move(o));
     }
     const std::uint64_t one = 1;
     (void)!::write(wake_fd_, &one, sizeof one);
@@ -201,6 +242,11 @@ std::string StreamTransport::stats_text() const {
         out += "streams." + std::string(name(e)) + "=" + std::to_string(v) + "\n";
     }
     out += "streams.open=" + std::to_string(open) + "\n";
+    {
+        std::lock_guard lock(stats_mu_);
+        out += "streams.outgoing_open=" + std::to_string(published_outgoing_) + "\n";
+    }
+    out += "streams.max_outgoing=" + std::to_string(options_.limits.max_outgoing) + "\n";
     out += "streams.max_connections=" + std::to_string(options_.limits.max_connections) + "\n";
     out += "tls.reloads=" + std::to_string(tls_reloads_.load(std::memory_order_relaxed)) + "\n";
     std::lock_guard lock(tls_mu_);
@@ -224,6 +270,7 @@ void StreamTransport::publish(base::Nanos now, bool force) {
     std::lock_guard lock(stats_mu_);
     published_ = conns_.counters();
     published_open_ = conns_.size();
+    published_outgoing_ = conns_.outgoing();
 }
 
 void StreamTransport::loop() {
@@ -256,6 +303,10 @@ void StreamTransport::loop() {
             work.swap(outbox_);
         }
         for (auto& o : work) {
+            if (o.kind == Outbound::Kind::send_to) {
+                send_outgoing(o, now);
+                continue;
+            }
             if (o.kind != Outbound::Kind::send) {
                 on_admit(o.connection, o.kind == Outbound::Kind::admit, now);
                 continue;
@@ -310,6 +361,8 @@ void StreamTransport::accept_on(Listening& l, base::Nanos now) {
         c->listener = static_cast<std::uint32_t>(&l - listeners_.data());
         c->remote = remote;
         c->local = local;
+        c->front_listener = l.spec.index;
+        c->transport = l.spec.transport;
         Inbound ask;
         ask.kind = Inbound::Kind::admit;
         ask.connection = id;
@@ -365,6 +418,11 @@ void StreamTransport::handshake(Conn& c, base::Nanos now) {
             c.want_write = false;
             conns_.established(c.id, now);
             if (c.tls->resumed()) conns_.counters().add(StreamEvent::resumed);
+            if (c.outgoing) {
+                c.established = true;
+                // What was queued while connecting goes now.
+                if (!c.out.empty() && !flush(c)) return;
+            }
             update_events(c);
             on_readable(c, now);  // application data may have come with the handshake
             return;
@@ -390,6 +448,11 @@ void StreamTransport::handshake(Conn& c, base::Nanos now) {
         case tls::Session::Failure::client_name:
             conns_.counters().add(StreamEvent::client_name_refused);
             break;
+        case tls::Session::Failure::server_certificate:
+            conns_.counters().add(StreamEvent::server_cert_refused);
+            spdlog::warn("TLS to {} ({}): server certificate refused: {}", c.remote.to_string(),
+                         c.server_name.empty() ? "its address" : c.server_name, c.tls->error());
+            break;
         default:
             conns_.counters().add(StreamEvent::handshake_failed);
             break;
@@ -411,6 +474,8 @@ void StreamTransport::on_readable(Conn& c, base::Nanos now) {
         return;
     }
     const ConnectionId id = c.id;
+    const std::uint32_t front_listener = c.front_listener;
+    const Transport transport = c.transport;
     char buf[kReadChunk];
     for (std::size_t round = 0; round < kReadsPerEvent; ++round) {
         std::size_t got = 0;
@@ -439,15 +504,14 @@ void StreamTransport::on_readable(Conn& c, base::Nanos now) {
         }
         if (again || got == 0) return;
         int pongs = 0;
-        const auto* l = &listeners_[c.listener];
         const auto verdict = conns_.receive(
             id, std::string_view(buf, got), now,
             [&](std::string_view message) {
                 Inbound m;
                 m.kind = Inbound::Kind::message;
                 m.connection = id;
-                m.listener = l->spec.index;
-                m.transport = l->spec.transport;
+                m.listener = front_listener;
+                m.transport = transport;
                 m.remote = c.remote;
                 m.local = c.local;
                 m.bytes.assign(message);
@@ -465,6 +529,10 @@ void StreamTransport::on_readable(Conn& c, base::Nanos now) {
 }
 
 void StreamTransport::on_writable(Conn& c, base::Nanos now) {
+    if (c.connecting) {
+        finish_connect(c, now);
+        return;
+    }
     if (c.handshaking) {
         handshake(c, now);
         return;
@@ -478,6 +546,8 @@ void StreamTransport::queue(Conn& c, std::string_view bytes) {
         return;
     }
     c.out.append(bytes);
+    // An outgoing connection still connecting or handshaking sends it once established.
+    if (c.connecting || c.handshaking) return;
     if (!c.want_write && flush(c)) update_events(c);
 }
 
@@ -539,12 +609,20 @@ void StreamTransport::close(ConnectionId id) {
             Inbound gone;
             gone.kind = Inbound::Kind::closed;
             gone.connection = id;
-            gone.listener = listeners_[c.listener].spec.index;
-            gone.transport = listeners_[c.listener].spec.transport;
+            gone.listener = c.front_listener;
+            gone.transport = c.outgoing ? c.transport : listeners_[c.listener].spec.transport;
             gone.remote = c.remote;
             gone.local = c.local;
             std::lock_guard lock(in_mu_);
             inbox_.push_back(std::move(gone));
+        }
+        if (c.outgoing) {
+            if (auto p = pool_.find(c.pool_key); p != pool_.end() && p->second == id)
+                pool_.erase(p);  // the next send to this destination reconnects
+            if (!c.established) {
+                conns_.counters().add(StreamEvent::connect_failed);
+                connect_failed(c.transport, c.remote, c.front_listener);
+            }
         }
         if (c.tls) c.tls->shutdown();
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
@@ -552,6 +630,129 @@ void StreamTransport::close(ConnectionId id) {
         by_id_.erase(it);
     }
     conns_.close(id);
+}
+
+}  // namespace sbc
+
+namespace sbc {
+
+void StreamTransport::connect_failed(Transport t, const base::Endpoint& remote,
+                                     std::uint32_t listener) {
+    Inbound f;
+    f.kind = Inbound::Kind::connect_failed;
+    f.transport = t;
+    f.remote = remote;
+    f.listener = listener;
+    // Lost when the inbox is full: the transactions then end by their own timers.
+    if (!push_inbound(std::move(f))) conns_.counters().add(StreamEvent::inbox_full);
+}
+
+void StreamTransport::send_outgoing(Outbound& o, base::Nanos now) {
+    std::string key(signaling::transport_name(o.transport));
+    key += ' ';
+    key += o.remote.to_string();
+    key += ' ';
+    key += o.server_name;
+    if (auto p = pool_.find(key); p != pool_.end()) {
+        if (auto it = by_id_.find(p->second); it != by_id_.end()) {
+            if (it->second->established) conns_.counters().add(StreamEvent::reused);
+            conns_.counters().add(StreamEvent::sent);
+            queue(*it->second, o.bytes);
+            return;
+        }
+        pool_.erase(p);
+    }
+    if (o.transport == Transport::udp || (o.transport == Transport::tls && !client_tls_)) {
+        conns_.counters().add(StreamEvent::connect_failed);
+        connect_failed(o.transport, o.remote, o.listener);
+        return;
+    }
+    const ConnectionId id = conns_.open_outgoing(o.remote, ~std::uint32_t{0}, o.transport, now);
+    if (id == 0) {
+        connect_failed(o.transport, o.remote, o.listener);
+        return;
+    }
+    sockaddr_storage ss;
+    const socklen_t len = base::to_sockaddr(o.remote, ss);
+    const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) {
+        spdlog::warn("connection to {}: {}", o.remote.to_string(), std::strerror(errno));
+        conns_.counters().add(StreamEvent::connect_failed);
+        conns_.close(id);
+        connect_failed(o.transport, o.remote, o.listener);
+        return;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // From the address of the listener the Via names (the realm's interface), any port.
+    for (const auto& l : listeners_) {
+        if (l.spec.index != o.listener || l.spec.local.addr.is_v4() != o.remote.addr.is_v4())
+            continue;
+        sockaddr_storage src;
+        const socklen_t slen = base::to_sockaddr(base::Endpoint{l.spec.local.addr, 0}, src);
+        ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&src), slen) != 0)
+            spdlog::debug("connection to {}: bind: {}", o.remote.to_string(), std::strerror(errno));
+        break;
+    }
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
+        spdlog::debug("connection to {}: {}", o.remote.to_string(), std::strerror(errno));
+        ::close(fd);
+        conns_.counters().add(StreamEvent::connect_failed);
+        conns_.close(id);
+        connect_failed(o.transport, o.remote, o.listener);
+        return;
+    }
+    auto c = std::make_unique<Conn>();
+    c->id = id;
+    c->fd = fd;
+    c->listener = ~std::uint32_t{0};
+    c->front_listener = o.listener;
+    c->transport = o.transport;
+    c->outgoing = true;
+    c->connecting = true;
+    c->want_write = true;  // EPOLLOUT says the connect finished
+    c->remote = o.remote;
+    c->pool_key = key;
+    c->server_name = o.server_name;
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.u64 = id;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    Conn& ref = *c;
+    by_id_.emplace(id, std::move(c));
+    pool_[key] = id;
+    conns_.counters().add(StreamEvent::sent);
+    queue(ref, o.bytes);
+}
+
+void StreamTransport::finish_connect(Conn& c, base::Nanos now) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) {
+        spdlog::debug("connection to {}: {}", c.remote.to_string(), std::strerror(err));
+        close(c.id);
+        return;
+    }
+    sockaddr_storage ls;
+    socklen_t llen = sizeof ls;
+    if (::getsockname(c.fd, reinterpret_cast<sockaddr*>(&ls), &llen) == 0)
+        c.local = base::from_sockaddr(ls).value_or(base::Endpoint{});
+    c.connecting = false;
+    c.want_write = false;
+    c.reading = true;
+    conns_.connected(c.id, now);
+    if (c.transport == Transport::tls) {
+        c.tls = std::make_unique<tls::Session>(
+            client_tls_, c.fd, c.server_name.empty() ? c.remote.addr.to_string() : c.server_name);
+        c.handshaking = true;
+        handshake(c, now);
+        return;
+    }
+    c.established = true;
+    if (!c.out.empty() && !flush(c)) return;
+    update_events(c);
 }
 
 }  // namespace sbc

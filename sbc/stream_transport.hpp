@@ -7,6 +7,15 @@
 // bounded outbox and an eventfd. The relay and the fraud engine never run here, and no
 // handshake ever runs on the relay's thread.
 //
+// Outgoing connections (next hops, trunks, Request-URIs over TCP/TLS): the signaling thread
+// hands bytes for a destination (transport, address, TLS name); the transport thread keeps one
+// connection per destination, opens it when there is none (non-blocking connect, then the TLS
+// handshake with the server certificate verified), queues what comes meanwhile, reuses it
+// afterwards, and opens a new one after a loss. A connection that cannot be established (refused,
+// unreachable, TLS failure, no handshake within handshake_timeout, max_outgoing reached) comes
+// back to the signaling thread as a connect_failed item, so that its transactions fail over at
+// once. What arrives on an outgoing connection is framed and handed over like the rest.
+//
 // A new connection is not read (nor is a handshake started) before the signaling thread has
 // asked the dataplane's ban table and tcp_connect rate limiter about its source: the
 // connection's first trip through the inbox is an admission request.
@@ -39,11 +48,21 @@ class StreamTransport {
         signaling::StreamLimits limits;
         std::size_t inbox_capacity = 8192;   // messages and admission requests
         std::size_t outbox_capacity = 8192;  // sends and admission verdicts
+        // Outgoing TLS; without it a TLS destination fails at once.
+        bool client_tls_enabled = false;
+        tls::ClientSettings client_tls;
     };
     // To the signaling thread. `closed`: an admitted connection is gone (peer closed, error,
     // idle, limit), so whatever was bound to it (registrations) can go at once.
     struct Inbound {
-        enum class Kind : std::uint8_t { admit, message, closed } kind = Kind::message;
+        // connect_failed: an outgoing connection to `remote` over `transport` was not
+        // established; `listener` is the one its sends named.
+        enum class Kind : std::uint8_t {
+            admit,
+            message,
+            closed,
+            connect_failed
+        } kind = Kind::message;
         signaling::ConnectionId connection = 0;
         std::uint32_t listener = 0;
         signaling::Transport transport = signaling::Transport::tcp;
@@ -67,6 +86,12 @@ class StreamTransport {
     void admit(signaling::ConnectionId c, bool ok);
     // Signaling thread: bytes for a connection; false when the outbox is full (counted).
     bool send(signaling::ConnectionId c, std::string bytes);
+    // Signaling thread: bytes for `remote` over `transport` (tcp or tls) on the SBC's own
+    // connection to it, opened if needed. `server_name` is the TLS name to verify and send as
+    // SNI ("" = the address itself); `listener` names the front door listener that messages
+    // received on the connection are attributed to. false when the outbox is full (counted).
+    bool send_to(signaling::Transport transport, const base::Endpoint& remote,
+                 std::string server_name, std::uint32_t listener, std::string bytes);
 
     // Reload, any thread: new TLS contexts from the same settings (the files are reread), built
     // aside; nullopt-equivalent error names the listener and the file. install() swaps them in:
@@ -90,14 +115,23 @@ class StreamTransport {
     };
     struct Conn;
     struct Outbound {
-        enum class Kind : std::uint8_t { admit, refuse, send } kind = Kind::send;
+        enum class Kind : std::uint8_t { admit, refuse, send, send_to } kind = Kind::send;
         signaling::ConnectionId connection = 0;
         std::string bytes;
+        // send_to
+        signaling::Transport transport = signaling::Transport::tcp;
+        base::Endpoint remote;
+        std::string server_name;
+        std::uint32_t listener = 0;
     };
 
     explicit StreamTransport(const Options& options);
     void loop();
     void accept_on(Listening& l, base::Nanos now);
+    void send_outgoing(Outbound& o, base::Nanos now);
+    void finish_connect(Conn& c, base::Nanos now);
+    void connect_failed(signaling::Transport t, const base::Endpoint& remote,
+                        std::uint32_t listener);
     void on_admit(signaling::ConnectionId id, bool ok, base::Nanos now);
     void on_readable(Conn& c, base::Nanos now);
     void on_writable(Conn& c, base::Nanos now);
@@ -120,6 +154,8 @@ class StreamTransport {
     // Transport thread only.
     signaling::StreamConnections conns_;
     std::unordered_map<signaling::ConnectionId, std::unique_ptr<Conn>> by_id_;
+    std::unordered_map<std::string, signaling::ConnectionId> pool_;  // destination -> outgoing
+    std::shared_ptr<const tls::ClientContext> client_tls_;
     base::Nanos last_expire_ = 0, last_publish_ = 0;
 
     mutable std::mutex tls_mu_;
@@ -132,6 +168,7 @@ class StreamTransport {
     mutable std::mutex stats_mu_;
     base::CounterSet<signaling::StreamEvent> published_;
     std::size_t published_open_ = 0;
+    std::size_t published_outgoing_ = 0;
     std::atomic<std::uint64_t> outbox_full_{0};
     std::atomic<std::uint64_t> tls_reloads_{0};
 };

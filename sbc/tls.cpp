@@ -128,6 +128,49 @@ base::Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerS
     return out;
 }
 
+base::Result<std::shared_ptr<ClientContext>> ClientContext::create(const ClientSettings& s) {
+    ERR_clear_error();
+    std::shared_ptr<ClientContext> out(new ClientContext());
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return base::make_error("TLS: " + openssl_error());
+    out->ctx_ = ctx;
+    auto fail = [](std::string what) { return base::make_error(what + ": " + openssl_error()); };
+    if (s.min_version != "1.2" && s.min_version != "1.3")
+        return base::make_error("tls.min_version: \"" + s.min_version + "\" (1.2 or 1.3)");
+    SSL_CTX_set_min_proto_version(ctx, s.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_max_cert_list(ctx, 32 * 1024);
+    if (SSL_CTX_set_cipher_list(ctx, s.ciphers.empty() ? kDefaultCiphers : s.ciphers.c_str()) != 1)
+        return fail("tls.ciphers \"" + s.ciphers + "\"");
+    if (SSL_CTX_set_ciphersuites(
+            ctx, s.ciphersuites.empty() ? kDefaultCiphersuites : s.ciphersuites.c_str()) != 1)
+        return fail("tls.ciphersuites \"" + s.ciphersuites + "\"");
+    if (SSL_CTX_set1_groups_list(ctx, s.groups.empty() ? kDefaultGroups : s.groups.c_str()) != 1)
+        return fail("tls.groups \"" + s.groups + "\"");
+    if (!s.ca_file.empty()) {
+        if (SSL_CTX_load_verify_locations(ctx, s.ca_file.c_str(), nullptr) != 1)
+            return fail("tls.server_ca " + s.ca_file);
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        return fail("TLS: the system's trust store");
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    if (!s.certificate_chain.empty() && !s.private_key.empty()) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, s.certificate_chain.c_str()) != 1)
+            return fail("tls.certificate_chain " + s.certificate_chain);
+        if (SSL_CTX_use_PrivateKey_file(ctx, s.private_key.c_str(), SSL_FILETYPE_PEM) != 1)
+            return fail("tls.private_key " + s.private_key);
+        if (SSL_CTX_check_private_key(ctx) != 1)
+            return fail("tls.private_key " + s.private_key + " does not match the certificate");
+    }
+    return out;
+}
+
+ClientContext::~ClientContext() {
+    if (ctx_) SSL_CTX_free(as_ctx(ctx_));
+}
+
 ServerContext::~ServerContext() {
     if (ctx_) SSL_CTX_free(as_ctx(ctx_));
 }
@@ -138,6 +181,24 @@ Session::Session(std::shared_ptr<const ServerContext> ctx, int fd) : ctx_(std::m
     ssl_ = ssl;
     SSL_set_fd(ssl, fd);
     SSL_set_accept_state(ssl);
+}
+
+Session::Session(std::shared_ptr<const ClientContext> ctx, int fd, const std::string& host)
+    : client_ctx_(std::move(ctx)) {
+    SSL* ssl = SSL_new(as_ctx(client_ctx_->ctx_));
+    if (!ssl) return;
+    ssl_ = ssl;
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    X509_VERIFY_PARAM* p = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    // An address is checked against the certificate's IP entries; a name is sent as SNI and
+    // checked against its DNS names (RFC 5922 §7.2 for SIP over TLS).
+    if (X509_VERIFY_PARAM_set1_ip_asc(p, host.c_str()) != 1) {
+        SSL_set_tlsext_host_name(ssl, host.c_str());
+        X509_VERIFY_PARAM_set1_host(p, host.c_str(), host.size());
+    }
+    ERR_clear_error();
 }
 
 Session::~Session() {
@@ -167,6 +228,8 @@ Session::Io Session::result(int ret, const char* op) {
     failure_ = Failure::protocol;
     if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
         failure_ = Failure::client_certificate;
+    } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && client_ctx_) {
+        failure_ = Failure::server_certificate;
     } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         failure_ = SSL_get_verify_result(as_ssl(ssl_)) == X509_V_ERR_HOSTNAME_MISMATCH
                        ? Failure::client_name

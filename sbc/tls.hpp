@@ -61,13 +61,48 @@ class ServerContext {
     std::string summary_;
 };
 
+// The client side: TLS connections the SBC opens to next hops and trunks. The server's
+// certificate is always verified, against `ca_file` (else the system's trust store), and must
+// name the host the SBC connects to (a DNS name, also sent as SNI, or the IP address).
+struct ClientSettings {
+    std::string ca_file;  // PEM; "" = the system's default trust store
+    // Presented when a server asks for a client certificate (mutual TLS with a trunk); "" =
+    // none.
+    std::string certificate_chain;
+    std::string private_key;
+    std::string min_version = "1.2";
+    std::string ciphers, ciphersuites, groups;  // "" = the defaults above
+};
+
+class ClientContext {
+  public:
+    static base::Result<std::shared_ptr<ClientContext>> create(const ClientSettings& s);
+    ~ClientContext();
+    ClientContext(const ClientContext&) = delete;
+    ClientContext& operator=(const ClientContext&) = delete;
+
+  private:
+    friend class Session;
+    ClientContext() = default;
+    void* ctx_ = nullptr;  // SSL_CTX
+};
+
 class Session {
   public:
     enum class Io : std::uint8_t { done, want_read, want_write, closed, failed };
     // Why a handshake failed, for the refusal counters.
-    enum class Failure : std::uint8_t { none, protocol, client_certificate, client_name };
+    enum class Failure : std::uint8_t {
+        none,
+        protocol,
+        client_certificate,
+        client_name,
+        server_certificate,  // client side: the server's certificate or its name did not verify
+    };
 
     Session(std::shared_ptr<const ServerContext> ctx, int fd);
+    // Client side on a connected socket: `host` is a DNS name (sent as SNI and verified) or an
+    // IP address (verified against the certificate's IP addresses; no SNI, RFC 6066 §3).
+    Session(std::shared_ptr<const ClientContext> ctx, int fd, const std::string& host);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -88,6 +123,7 @@ class Session {
   private:
     Io result(int ret, const char* op);
     std::shared_ptr<const ServerContext> ctx_;
+    std::shared_ptr<const ClientContext> client_ctx_;
     void* ssl_ = nullptr;  // SSL
     Failure failure_ = Failure::none;
     std::string error_;

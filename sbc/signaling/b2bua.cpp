@@ -50,6 +50,19 @@ std::string without_tag(const sip::NameAddr& a) {
     return s;
 }
 
+// The value of URI parameter `name` in `params` ("a=b;c;transport=tcp"), "" when absent.
+std::string_view uri_param(std::string_view params, std::string_view name) {
+    while (!params.empty()) {
+        const auto semi = params.find(';');
+        std::string_view p = params.substr(0, semi);
+        params = semi == std::string_view::npos ? std::string_view{} : params.substr(semi + 1);
+        const auto eq = p.find('=');
+        if (eq != std::string_view::npos && base::iequals(p.substr(0, eq), name))
+            return p.substr(eq + 1);
+    }
+    return {};
+}
+
 std::optional<base::Endpoint> endpoint_of_uri(std::string_view uri_text) {
     std::string_view t = uri_text;
     if (!t.empty() && t.front() == '<') {
@@ -68,7 +81,36 @@ std::optional<base::Endpoint> endpoint_of_uri(std::string_view uri_text) {
         return std::nullopt;
     auto addr = base::IpAddress::parse(uri.host);
     if (!addr) return std::nullopt;
-    return base::Endpoint{*addr, uri.has_port ? uri.port : std::uint16_t{5060}};
+    // RFC 3263 §4.2: without a port, 5061 for TLS, 5060 otherwise.
+    const bool tls = uri.kind == sip::UriScheme::sips ||
+                     base::iequals(uri_param(uri.params_text, "transport"), "tls");
+    return base::Endpoint{*addr, uri.has_port ? uri.port : std::uint16_t(tls ? 5061 : 5060)};
+}
+
+// The transport a URI asks for (RFC 3261 §19.1.4, RFC 3263 §4.1): sips: is TLS, else its
+// transport parameter, else UDP.
+Transport transport_of_uri(std::string_view uri_text) {
+    std::string_view t = uri_text;
+    if (const auto lt = t.find('<'); lt != std::string_view::npos) {
+        const auto close = t.find('>', lt);
+        t = t.substr(lt + 1, close == std::string_view::npos ? close : close - lt - 1);
+    }
+    sip::Uri uri;
+    std::vector<sip::Param> pool;
+    if (!sip::parse_uri(t, uri, pool).ok) return Transport::udp;
+    if (uri.kind == sip::UriScheme::sips) return Transport::tls;
+    const std::string_view tp = uri_param(uri.params_text, "transport");
+    if (base::iequals(tp, "tls")) return Transport::tls;
+    if (base::iequals(tp, "tcp")) return Transport::tcp;
+    return Transport::udp;
+}
+
+std::string host_port(std::string_view host, std::uint16_t port) {
+    const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+    std::string out = v6 ? "[" + std::string(host) + "]" : std::string(host);
+    out += ':';
+    out += std::to_string(port);
+    return out;
 }
 
 // Hands a string's block back to the call memory.
@@ -77,11 +119,52 @@ void release_text(std::pmr::string& s) {
 }
 
 std::string host_port(const SideConfig& s) {
-    const bool v6 = s.host.find(':') != std::string::npos && s.host.front() != '[';
-    std::string out = v6 ? "[" + s.host + "]" : s.host;
-    out += ':';
-    out += std::to_string(s.port);
+    return host_port(s.host, s.port);
+}
+
+// The SBC's address on side `s` for a leg over transport `t`: the stream listener of that
+// transport when the side has one, else the side's UDP address.
+std::string host_port(const SideConfig& s, Transport t) {
+    if (t != Transport::udp)
+        for (const auto& l : s.stream_listeners)
+            if (l.transport == t) return host_port(l.host, l.port);
+    return host_port(s);
+}
+
+std::uint32_t listener_for(const SideConfig& s, Transport t) {
+    if (t != Transport::udp)
+        for (const auto& l : s.stream_listeners)
+            if (l.transport == t) return l.listener;
+    return s.listener;
+}
+
+// The SBC's Contact on a leg over `t` (RFC 3261 §8.1.1.8: a URI that reaches us over the same
+// transport): sips: when the leg's target is a SIPS URI, else the transport parameter.
+std::string contact_of(std::string_view user, const SideConfig& s, Transport t,
+                       std::string_view target) {
+    const bool sips =
+        t == Transport::tls && target.size() >= 5 && base::iequals(target.substr(0, 5), "sips:");
+    std::string out = sips ? "<sips:" : "<sip:";
+    out += user;
+    out += '@';
+    out += host_port(s, t);
+    if (!sips && t == Transport::tcp) out += ";transport=tcp";
+    if (!sips && t == Transport::tls) out += ";transport=tls";
+    out += '>';
     return out;
+}
+
+// The Request-URI for a next hop over `t`.
+std::string hop_uri(const sip::Uri& request_uri, const base::Endpoint& hop, Transport t) {
+    std::string ruri = "sip:";
+    if (request_uri.has_user) {
+        ruri += request_uri.user;
+        ruri += '@';
+    }
+    ruri += hop.to_string();
+    if (t == Transport::tcp) ruri += ";transport=tcp";
+    if (t == Transport::tls) ruri += ";transport=tls";
+    return ruri;
 }
 
 // Header fields outgoing messages may carry from the other leg when they leave to the outside:
@@ -197,6 +280,7 @@ struct B2bua::Call {
     std::size_t hop = 0;      // the next hop tried last (internal side), or how many (external)
     std::uint64_t tried = 0;  // internal next hops tried, bit i = hop i
     bool flagged = false;     // admitted with a flag verdict: flag_value goes inside
+    bool uniform = false;     // admitted with enumeration resistance: refusals made uniform
     std::pmr::string flag_value;
     std::pmr::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
     bool answered = false, ended = false, cancelled = false, media = false;
@@ -372,19 +456,19 @@ void B2bua::probe_hops(base::Nanos now) {
         if (h.probe || now < h.next_probe) continue;
         h.next_probe = now + config_.health.interval;
         const base::Endpoint& to = in.next_hops[i];
+        const Transport tp = i < in.hop_transports.size() ? in.hop_transports[i] : Transport::udp;
         std::string req =
             "OPTIONS sip:" + to.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
-            std::string(transport_name(in.transport)) + " " + host_port(in) +
-            ";branch=" + new_branch() + ";rport\r\nMax-Forwards: 70\r\n" +
-            "From: <sip:" + host_port(in) + ">;tag=" + random_token(12) +
-            "\r\nTo: <sip:" + to.to_string() + ">\r\nCall-ID: " + random_token(24) +
-            "\r\nCSeq: 1 OPTIONS\r\n" +
+            std::string(transport_name(tp)) + " " + host_port(in, tp) + ";branch=" + new_branch() +
+            ";rport\r\nMax-Forwards: 70\r\n" + "From: <sip:" + host_port(in) +
+            ">;tag=" + random_token(12) + "\r\nTo: <sip:" + to.to_string() +
+            ">\r\nCall-ID: " + random_token(24) + "\r\nCSeq: 1 OPTIONS\r\n" +
             (config_.user_agent.empty() ? std::string()
                                         : "User-Agent: " + config_.user_agent + "\r\n") +
             "Content-Length: 0\r\n\r\n";
         Flow f;
-        f.transport = in.transport;
-        f.listener = in.listener;
+        f.transport = tp;
+        f.listener = listener_for(in, tp);
         f.remote = to;
         const TxId t = tx_.request(f, std::move(req), now);
         if (!t) continue;
@@ -517,6 +601,11 @@ bool B2bua::refuse_stranger(const sip::Message& m, const Flow& from, Side side) 
     return !hooks_.admit(m, from, side).known_source;
 }
 
+std::size_t B2bua::transport_failed(const Flow& to, base::Nanos now) {
+    now_ = now;
+    return tx_.fail_flow(to, now);
+}
+
 void B2bua::advance(base::Nanos now) {
     now_ = now;
     tx_.advance(now);
@@ -638,7 +727,7 @@ std::string B2bua::build_request(Call& call, int li, std::string_view method,
     // or TLS connection, whatever the side's default).
     out += transport_name(l.flow.transport);
     out += ' ';
-    out += host_port(sc);
+    out += host_port(sc, l.flow.transport);
     out += ";branch=";
     out += branch;
     out += ";rport\r\n";
@@ -666,11 +755,9 @@ std::string B2bua::build_request(Call& call, int li, std::string_view method,
     out += "\r\n";
     if (method == "INVITE" || method == "UPDATE" || method == "SUBSCRIBE" || method == "NOTIFY" ||
         method == "REFER") {
-        out += "Contact: <sip:";
-        out += l.contact_user;
-        out += '@';
-        out += host_port(sc);
-        out += ">\r\n";
+        out += "Contact: ";
+        out += contact_of(l.contact_user, sc, l.flow.transport, l.remote_target);
+        out += "\r\n";
     }
     if (!config_.user_agent.empty()) {
         out += "User-Agent: ";
@@ -808,9 +895,15 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
         (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
         base::iequals(ruri.host, regs_->config().internal_host);
     // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
+    auto ours = [&here](const sip::Via& v) {
+        if (!v.has_port || v.branch.size() != 31) return false;
+        if (v.host == here.host && v.port == here.port) return true;
+        for (const auto& l : here.stream_listeners)
+            if (v.host == l.host && v.port == l.port) return true;
+        return false;
+    };
     for (const sip::Via& v : m.vias())
-        if (!to_binding && v.host == here.host && v.has_port && v.port == here.port &&
-            v.branch.size() == 31) {
+        if (!to_binding && ours(v)) {
             counters_.add(B2buaCounter::loops);
             tx_.respond(tx, 482, {}, {}, now_);
             return;
@@ -873,6 +966,7 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     c.id = next_call_++;
     c.flagged = adm.kind == Admission::Kind::flag;
     if (c.flagged) c.flag_value = adm.flag_value;
+    c.uniform = adm.uniform;
     c.invite_server = tx;
     c.info.id = c.id;
     c.info.from = side;
@@ -988,18 +1082,20 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         }
         if (hop < there.next_hops.size()) {
             dest = there.next_hops[hop];
-            ruri = "sip:";
-            if (inv->request_uri().has_user) {
-                ruri += inv->request_uri().user;
-                ruri += '@';
-            }
-            ruri += dest->to_string();
+            const Transport tp =
+                hop < there.hop_transports.size() ? there.hop_transports[hop] : Transport::udp;
+            ruri = hop_uri(inv->request_uri(), *dest, tp);
+            // Over TCP/TLS the owner opens or reuses its own connection to the hop.
+            b.flow = Flow{tp, *dest, 0, listener_for(there, tp)};
         } else if (b.side == Side::external && c.registered && c.hop == 0) {
             dest = c.registered->remote;
             ruri = c.registered_target;
+            b.flow = *c.registered;  // the connection the client registered on
         } else if (b.side == Side::external && there.next_hops.empty() && c.hop == 0) {
             dest = endpoint_of_uri(inv->request_uri().raw);
             ruri = std::string(inv->request_uri().raw);
+            const Transport tp = transport_of_uri(ruri);
+            b.flow = Flow{tp, dest.value_or(base::Endpoint{}), 0, listener_for(there, tp)};
         }
         if (!dest) return false;
         b.flow.remote = *dest;
@@ -1137,8 +1233,11 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
     const SideConfig& sc = l.side == Side::external ? config_.external : config_.internal;
     std::vector<std::pair<std::string_view, std::string_view>> hs;
     collect_headers(r, l.side, config_, hs);
-    const std::string contact =
-        "<sip:" + std::string(l.contact_user.view()) + "@" + host_port(sc) + ">";
+    // The Contact answers in the scheme the request was addressed with (a sips: request gets a
+    // sips: Contact, RFC 3261 §12.1.1).
+    const sip::Message* req = tx_.request_of(server);
+    const std::string contact = contact_of(l.contact_user.view(), sc, l.flow.transport,
+                                           req ? req->request_uri().raw : std::string_view{});
     const bool dialog_response = status > 100 && status < 300 && r.cseq() &&
                                  (r.cseq()->method == "INVITE" || r.cseq()->method == "UPDATE" ||
                                   r.cseq()->method == "SUBSCRIBE");
@@ -1276,8 +1375,8 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
         c.info.final_status = status >= 300 && status < 400 ? config_.redirect_status : status;
         release_text(c.offer);
         const sip::Message* invite = tx_.request_of(p.server);
-        if (c.admission.uniform && c.leg[p.server_leg].side == Side::external &&
-            reveals_user(status) && invite) {
+        if (c.uniform && c.leg[p.server_leg].side == Side::external && reveals_user(status) &&
+            invite) {
             // Enumeration resistance: a challenge is relayed in a response of our own making,
             // any other answer about the user becomes a challenge drawn like the last real one.
             const bool challenge = status == 401 || status == 407;
@@ -1389,8 +1488,8 @@ void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
         if (p.initial) {
             if (c.cancelled || c.ended || c.answered) return;
             // A next hop that lets an INVITE time out takes no more calls until probes say so.
-            if (kind == TimeoutKind::no_response && config_.health.enabled &&
-                p.hop < hops_.size() && hops_[p.hop].up) {
+            if ((kind == TimeoutKind::no_response || kind == TimeoutKind::transport_error) &&
+                config_.health.enabled && p.hop < hops_.size() && hops_[p.hop].up) {
                 hops_[p.hop].up = false;
                 hops_[p.hop].successes = 0;
                 counters_.add(B2buaCounter::hops_down);

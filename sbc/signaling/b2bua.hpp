@@ -35,9 +35,23 @@ struct SideConfig {
     std::string media_host;  // the relay's address on this side, written into SDP
     Transport transport = Transport::udp;
     std::uint32_t listener = 0;  // the owner's listener index for this side
+    // The SBC's stream listeners on this side. A leg that runs over TCP or TLS names the
+    // listener of that transport in its Via and Contact (RFC 3261 §18.2.1 and §8.1.1.8), so
+    // that the peer's requests come back over the same transport; without one, `host`/`port`.
+    struct StreamListener {
+        Transport transport = Transport::tcp;
+        std::string host;
+        std::uint16_t port = 5060;
+        std::uint32_t listener = 0;  // the owner's listener index
+    };
+    std::vector<StreamListener> stream_listeners;
     // Where new calls that leave on this side go (failover on timeout or 503). Empty on the
-    // external side: a call from inside goes to its Request-URI's address.
+    // external side: a call from inside goes to its Request-URI's address, over the transport
+    // the URI names (sips: or ;transport=tls: TLS, ;transport=tcp: TCP, else UDP).
     std::vector<base::Endpoint> next_hops;
+    // Transport of each next hop (same order; missing counts as UDP). Over TCP and TLS the
+    // owner opens (or reuses) a connection to the hop: the flow carries connection 0.
+    std::vector<Transport> hop_transports;
     // Relative weight of each next hop (same order; missing or 0 counts as 1). A new call goes
     // to one of the hops up, chosen at random in proportion to their weights; on failover the
     // next one is chosen the same way among the hops up it has not tried yet.
@@ -212,6 +226,10 @@ class B2bua final : private TransactionUser {
     void receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now);
     void advance(base::Nanos now);
     base::Nanos next_deadline() const;
+    // The owner could not open a connection to `to` (connect refused or timed out, TLS
+    // handshake failed): requests sent there and still unanswered fail as a transport error
+    // (RFC 3261 §17.1.4), so a new call fails over to the next hop at once.
+    std::size_t transport_failed(const Flow& to, base::Nanos now);
     // Ends a call from outside the SIP flow (media inactivity, a fraud ban, shutdown).
     bool end_call(std::uint64_t call, base::Nanos now);
     // Ends every call (BYE on both legs once answered, else 480 and CANCEL) whose information

@@ -760,9 +760,9 @@ void Registrations::advance(base::Nanos now) {
 }
 
 void Registrations::flow_closed(const Flow& f, base::Nanos) {
-    auto it = flows_.find(flow_key(f));
+    auto it = flows_.find(f);
     if (it == flows_.end()) return;
-    const std::vector<std::string> tokens = it->second.tokens;
+    const std::vector<Token> tokens = it->second.tokens;
     counters_.add(RegistrationCounter::flows_closed);
     for (const auto& t : tokens) remove(t, RegistrationCounter::expired);
 }
@@ -827,10 +827,10 @@ std::vector<std::string> Registrations::tokens(std::string_view aor) const {
     std::vector<std::pair<std::string_view, std::string_view>> all;
     if (!aor.empty()) {
         if (auto it = by_aor_.find(std::string(aor)); it != by_aor_.end())
-            for (const auto& t : it->second) all.emplace_back(it->first, t);
+            for (const Token& t : it->second) all.emplace_back(it->first, t.view());
     } else {
         all.reserve(bindings_.size());
-        for (const auto& [t, b] : bindings_) all.emplace_back(b.aor, t);
+        for (const auto& [t, b] : bindings_) all.emplace_back(*b.aor, t.view());
     }
     std::sort(all.begin(), all.end());
     std::vector<std::string> out;
@@ -840,9 +840,9 @@ std::vector<std::string> Registrations::tokens(std::string_view aor) const {
 }
 
 bool Registrations::remove_binding(std::string_view token) {
-    const std::string t(token);
-    if (!bindings_.count(t)) return false;
-    remove(t, RegistrationCounter::removed_by_operator);
+    const auto t = Token::of(token);
+    if (!t || !bindings_.count(*t)) return false;
+    remove(*t, RegistrationCounter::removed_by_operator);
     return true;
 }
 

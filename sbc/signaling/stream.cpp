@@ -49,6 +49,38 @@ ConnectionId StreamConnections::open(const base::Endpoint& remote, std::uint32_t
     return id;
 }
 
+ConnectionId StreamConnections::open_outgoing(const base::Endpoint& remote, std::uint32_t listener,
+                                              Transport t, base::Nanos now) {
+    if (outgoing_ >= limits_.max_outgoing) {
+        counters_.add(StreamEvent::refused_outgoing_capacity);
+        return 0;
+    }
+    ++outgoing_;
+    auto c = std::make_unique<Connection>(framing_);
+    c->id = next_id_++;
+    c->remote = remote;
+    c->listener = listener;
+    c->transport = t;
+    c->outgoing = true;
+    c->opened = c->last_activity = now;
+    const ConnectionId id = c->id;
+    connections_.emplace(id, std::move(c));
+    counters_.add(StreamEvent::connects);
+    return id;
+}
+
+void StreamConnections::connected(ConnectionId id, base::Nanos now) {
+    Connection* c = get(id);
+    if (!c || !c->outgoing || c->state != State::admitting) return;
+    if (c->transport == Transport::tls) {
+        c->state = State::handshaking;  // the deadline still runs from connect()
+    } else {
+        c->state = State::open;
+        c->last_activity = now;
+        counters_.add(StreamEvent::connected);
+    }
+}
+
 void StreamConnections::admitted(ConnectionId id, base::Nanos now) {
     Connection* c = get(id);
     if (!c || c->state != State::admitting) return;
@@ -64,7 +96,7 @@ void StreamConnections::admitted(ConnectionId id, base::Nanos now) {
 void StreamConnections::established(ConnectionId id, base::Nanos now) {
     Connection* c = get(id);
     if (!c || c->state == State::open) return;
-    counters_.add(StreamEvent::handshakes);
+    counters_.add(c->outgoing ? StreamEvent::connected : StreamEvent::handshakes);
     c->state = State::open;
     c->last_activity = now;
 }
@@ -72,6 +104,11 @@ void StreamConnections::established(ConnectionId id, base::Nanos now) {
 void StreamConnections::close(ConnectionId id) {
     auto it = connections_.find(id);
     if (it == connections_.end()) return;
+    if (it->second->outgoing) {
+        --outgoing_;
+        connections_.erase(it);
+        return;
+    }
     auto s = per_source_.find(it->second->remote.addr);
     if (s != per_source_.end() && --s->second == 0) per_source_.erase(s);
     connections_.erase(it);

@@ -25,37 +25,47 @@ struct StreamLimits {
     // Unframed input plus unsent output of one connection: a slow sender or a reader that never
     // reads cannot pin more than this.
     std::size_t max_buffered_bytes = 262144;
-    // From accept to the end of the TLS handshake (TCP: to the dataplane's admission).
+    // From accept to the end of the TLS handshake (TCP: to the dataplane's admission); for an
+    // outgoing connection, from connect() to the end of its handshake.
     base::Nanos handshake_timeout = base::seconds(5);
     // Without a complete message or keep-alive (a partial message does not count).
     base::Nanos idle_timeout = base::seconds(300);
+    // Connections the SBC opens itself (to next hops, trunks and Request-URIs over TCP/TLS),
+    // on top of max_connections; one per destination, reused.
+    std::uint32_t max_outgoing = 512;
 };
 
-#define SBC_SIGNALING_STREAM_EVENTS(X)                                                       \
-    X(accepted, "connections accepted")                                                      \
-    X(admitted, "connections admitted by the dataplane's bans and tcp_connect limits")       \
-    X(refused_capacity, "connections refused: max_connections reached")                      \
-    X(refused_per_source, "connections refused: the source's connection limit reached")      \
-    X(refused_dataplane, "connections refused by the dataplane (banned or rate limited)")    \
-    X(refused_queue_full, "connections refused: admission queue to the dataplane full")      \
-    X(handshakes, "TLS handshakes completed")                                                \
-    X(handshake_failed, "TLS handshakes failed (version, cipher, certificate, garbage)")     \
-    X(client_cert_refused, "TLS clients refused for a missing or unverified certificate")    \
-    X(client_name_refused, "TLS client certificates with a name not allowed")                \
-    X(resumed, "TLS sessions resumed")                                                       \
-    X(handshake_timeout, "connections closed: no handshake (or admission) within the limit") \
-    X(idle_timeout, "connections closed: idle longer than the limit")                        \
-    X(oversized, "connections closed: a message larger than max_message_bytes")              \
-    X(framing_error, "connections closed: unframeable input (no Content-Length, garbage)")   \
-    X(buffer_full, "connections closed: more than max_buffered_bytes pending")               \
-    X(messages, "SIP messages framed")                                                       \
-    X(keepalives_answered, "CRLFCRLF keep-alives answered with CRLF (RFC 5626 §3.5.1)")      \
-    X(closed_by_peer, "connections closed by the peer")                                      \
-    X(read_errors, "connections closed on a read or TLS error")                              \
-    X(inbox_full, "messages dropped: queue to the signaling thread full")                    \
-    X(sent, "messages sent on connections")                                                  \
-    X(send_no_connection, "messages not sent: the connection is gone")                       \
-    X(outbox_full, "messages not sent: queue to the transport thread full")
+#define SBC_SIGNALING_STREAM_EVENTS(X)                                                         \
+    X(accepted, "connections accepted")                                                        \
+    X(admitted, "connections admitted by the dataplane's bans and tcp_connect limits")         \
+    X(refused_capacity, "connections refused: max_connections reached")                        \
+    X(refused_per_source, "connections refused: the source's connection limit reached")        \
+    X(refused_dataplane, "connections refused by the dataplane (banned or rate limited)")      \
+    X(refused_queue_full, "connections refused: admission queue to the dataplane full")        \
+    X(handshakes, "TLS handshakes completed")                                                  \
+    X(handshake_failed, "TLS handshakes failed (version, cipher, certificate, garbage)")       \
+    X(client_cert_refused, "TLS clients refused for a missing or unverified certificate")      \
+    X(client_name_refused, "TLS client certificates with a name not allowed")                  \
+    X(resumed, "TLS sessions resumed")                                                         \
+    X(handshake_timeout, "connections closed: no handshake (or admission) within the limit")   \
+    X(idle_timeout, "connections closed: idle longer than the limit")                          \
+    X(oversized, "connections closed: a message larger than max_message_bytes")                \
+    X(framing_error, "connections closed: unframeable input (no Content-Length, garbage)")     \
+    X(buffer_full, "connections closed: more than max_buffered_bytes pending")                 \
+    X(messages, "SIP messages framed")                                                         \
+    X(keepalives_answered, "CRLFCRLF keep-alives answered with CRLF (RFC 5626 §3.5.1)")        \
+    X(closed_by_peer, "connections closed by the peer")                                        \
+    X(read_errors, "connections closed on a read or TLS error")                                \
+    X(inbox_full, "messages dropped: queue to the signaling thread full")                      \
+    X(sent, "messages sent on connections")                                                    \
+    X(send_no_connection, "messages not sent: the connection is gone")                         \
+    X(outbox_full, "messages not sent: queue to the transport thread full")                    \
+    X(connects, "outgoing connections started")                                                \
+    X(connected, "outgoing connections established (TCP connected, TLS handshake done)")       \
+    X(connect_failed, "outgoing connections that failed (refused, unreachable, TLS, timeout)") \
+    X(server_cert_refused, "outgoing TLS connections refused: server certificate or name")     \
+    X(refused_outgoing_capacity, "outgoing connections refused: max_outgoing reached")         \
+    X(reused, "messages sent on an outgoing connection already open")
 SBC_DECLARE_COUNTER_LIST(StreamEvent, SBC_SIGNALING_STREAM_EVENTS)
 
 using ConnectionId = std::uint64_t;  // never 0, never reused while the process runs
@@ -68,7 +78,8 @@ class StreamConnections {
         base::Endpoint remote;
         std::uint32_t listener = 0;
         Transport transport = Transport::tcp;
-        State state = State::admitting;
+        State state = State::admitting;  // outgoing: connecting
+        bool outgoing = false;
         base::Nanos opened = 0, last_activity = 0;
         std::size_t output_bytes = 0;  // queued, not yet written
         sip::StreamFramer framer;
@@ -81,6 +92,12 @@ class StreamConnections {
     // per source).
     ConnectionId open(const base::Endpoint& remote, std::uint32_t listener, Transport t,
                       base::Nanos now);
+    // A connection the SBC opens to `remote` (a connect in progress): its id, or 0 with the
+    // refusal counted (max_outgoing). Its deadline is handshake_timeout from now; connected()
+    // moves it on as admitted() does for an accepted one.
+    ConnectionId open_outgoing(const base::Endpoint& remote, std::uint32_t listener, Transport t,
+                               base::Nanos now);
+    void connected(ConnectionId id, base::Nanos now);
     // The dataplane admitted it: a TLS connection now handshakes, a TCP one is open.
     void admitted(ConnectionId id, base::Nanos now);
     // The TLS handshake completed.
@@ -119,6 +136,7 @@ class StreamConnections {
 
     const Connection* find(ConnectionId id) const;
     std::size_t size() const { return connections_.size(); }
+    std::size_t outgoing() const { return outgoing_; }
     std::uint32_t from_source(const base::IpAddress& a) const;
     const StreamLimits& limits() const { return limits_; }
     base::CounterSet<StreamEvent>& counters() { return counters_; }
@@ -131,6 +149,7 @@ class StreamConnections {
     ConnectionId next_id_ = 1;
     std::unordered_map<ConnectionId, std::unique_ptr<Connection>> connections_;
     std::unordered_map<base::IpAddress, std::uint32_t> per_source_;
+    std::size_t outgoing_ = 0;
     base::CounterSet<StreamEvent> counters_;
 };
 

@@ -294,6 +294,25 @@ bool TransactionLayer::transmit(Tx& tx, std::string_view bytes) {
     return user_.send(tx.flow, bytes);
 }
 
+std::size_t TransactionLayer::fail_flow(const Flow& to, Nanos) {
+    // Collected first: the user's on_timeout may start new transactions (a failover).
+    std::vector<TxId> due;
+    for (const auto& slot : slots_) {
+        if (!slot || slot->state == TxState::terminated || slot->internal) continue;
+        const bool client =
+            slot->kind == TxKind::client_invite || slot->kind == TxKind::client_non_invite;
+        const bool unanswered = slot->state == TxState::calling || slot->state == TxState::trying;
+        if (client && unanswered && slot->flow == to) due.push_back(slot->id());
+    }
+    std::size_t n = 0;
+    for (TxId id : due)
+        if (Tx* tx = find(id); tx && tx->state != TxState::terminated) {
+            fail(*tx, TimeoutKind::transport_error);
+            ++n;
+        }
+    return n;
+}
+
 void TransactionLayer::fail(Tx& tx, TimeoutKind kind) {
     const TxId id = tx.id();
     switch (kind) {

@@ -178,6 +178,10 @@ class TransactionLayer {
     // Cancels a client INVITE (RFC 3261 §9.1): sent now if a provisional came, else as soon as
     // one does. false when the transaction is not a pending client INVITE.
     bool cancel(TxId invite, Nanos now);
+    // The transport could not reach `to` (a TCP connect or TLS handshake that failed or timed
+    // out, RFC 3261 §17.1.4): every client transaction sent to that flow that has no response
+    // yet fails with TimeoutKind::transport_error. Returns how many.
+    std::size_t fail_flow(const Flow& to, Nanos now);
     // Ends a client non-INVITE transaction now, without waiting for Timer F: no more
     // retransmissions, a late response is stray. For a request whose answer no longer matters
     // (a health probe judged by its own timeout). false when `tx` is not a live client

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """What the SBC sent to the outside, checked for anything of the inside, from a capture.
+Over UDP and TCP (messages framed out of each connection's byte stream).
 
   leak_check.py PCAP --sbc ADDR --outside ADDR --inside FILTER [options]
 
@@ -34,14 +35,45 @@ def tshark(pcap, display, fields):
     return [line.split("\t") for line in out.splitlines() if line.strip()]
 
 
+SIP_START = re.compile(rb"^(SIP/2\.0 \d{3} |[A-Z]+ sips?:)")
+
+
 def messages(pcap, display):
-    """(frame number, SIP message text) of every UDP SIP frame matching `display`."""
+    """(frame number, SIP message text) of every SIP message matching `display`: each UDP SIP
+    frame, and over TCP every message framed (by Content-Length) out of the byte stream of each
+    direction of each connection, numbered by the frame it starts in."""
     out = []
     for row in tshark(pcap, display + " && sip && udp", ["frame.number", "udp.payload"]):
         if len(row) < 2 or not row[1]:
             continue
         data = bytes.fromhex(row[1].replace(":", ""))
         out.append((int(row[0]), data.decode("utf-8", "replace")))
+    flows = {}
+    for row in tshark(pcap, display + " && tcp.len > 0",
+                      ["frame.number", "tcp.stream", "ip.src", "tcp.srcport", "tcp.payload"]):
+        if len(row) < 5 or not row[4]:
+            continue
+        chunks = flows.setdefault((row[1], row[2], row[3]), [])
+        chunks.append((int(row[0]), bytes.fromhex(row[4].replace(":", ""))))
+    for chunks in flows.values():
+        data, starts = b"", []  # starts: (offset, frame) of each chunk
+        for frame, chunk in chunks:
+            starts.append((len(data), frame))
+            data += chunk
+        pos = 0
+        while pos < len(data):
+            while data[pos:pos + 2] == b"\r\n":
+                pos += 2  # keep-alives between messages
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                break
+            head = data[pos:end]
+            m = re.search(rb"\r\n(?:content-length|l)\s*:\s*(\d+)", head, re.I)
+            stop = end + 4 + (int(m.group(1)) if m else 0)
+            frame = max(f for off, f in starts if off <= pos)
+            if SIP_START.match(head):
+                out.append((frame, data[pos:stop].decode("utf-8", "replace")))
+            pos = stop
     return out
 
 

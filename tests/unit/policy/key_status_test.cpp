@@ -197,18 +197,24 @@ TEST_CASE("every documented node key is enforced or reported", "[policy][keys]")
 
 TEST_CASE("an enforced-for key is quiet for an enforced value", "[policy][keys]") {
     const std::string path = "/tmp/sbc_key_values_" + std::to_string(::getpid()) + ".toml";
-    std::ofstream(path) << "[[next_hops]]\naddress = \"127.0.0.3\"\ntransport = \"udp\"\n"
+    std::ofstream(path) << "[[listeners]]\nrealm = \"internal\"\naddress = \"127.0.0.2\"\n"
+                           "transport = \"tcp\"\n"
+                           "[[next_hops]]\naddress = \"127.0.0.3\"\ntransport = \"udp\"\n"
                            "[[next_hops]]\naddress = \"127.0.0.4\"\ntransport = \"tcp\"\n"
-                           "[state]\nbackend = \"local\"\n[policy]\nfiles = [\"p.toml\"]\n";
+                           "[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1\"\n"
+                           "[policy]\nfiles = [\"p.toml\"]\n";
     auto r = load_node_config(path);
     std::remove(path.c_str());
     REQUIRE(r.ok());
-    // next_hops[].transport is enforced for udp only.
-    REQUIRE(r.notices.size() == 1);
-    CHECK(r.notices[0].line == 6);
+    // Next hops over TCP are enforced (no notice); state.backend is enforced for local only,
+    // and state.url not at all.
+    REQUIRE(r.notices.size() == 2);
+    CHECK(r.notices[0].line == 12);
     CHECK(r.notices[0].column == 1);
-    CHECK(r.notices[0].message.find("'next_hops[1].transport' = \"tcp\"") != std::string::npos);
-    CHECK(r.value->notices.size() == 1);
+    CHECK(r.notices[0].message.find("'state.backend' = \"redis\"") != std::string::npos);
+    CHECK(r.notices[1].message.find("'state.url'") != std::string::npos);
+    for (const auto& n : r.notices) CHECK(n.message.find("next_hops") == std::string::npos);
+    CHECK(r.value->notices.size() == 2);
 }
 
 TEST_CASE("key status lookup: literal entries win, no prefix matching", "[policy][keys]") {

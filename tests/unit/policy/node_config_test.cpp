@@ -103,3 +103,72 @@ TEST_CASE("dpdk tap_addresses: parsed, checked, and must hold the node's address
     CHECK(message(load("198.51.100.10", "\"203.0.113.10/24\""),
                   "media address 198.51.100.10 is not in [dataplane.dpdk] tap_addresses"));
 }
+
+TEST_CASE("next hops over TCP/TLS: transport, server_name, server_ca and max_outgoing",
+          "[policy][node]") {
+    auto ok = write_temp("tcp_hops.toml",
+                         "[[listeners]]\nrealm = \"internal\"\naddress = \"127.0.0.2\"\n"
+                         "transport = \"tls\"\n"
+                         "[tls]\ncertificate_chain = \"c.pem\"\nprivate_key = \"k.pem\"\n"
+                         "server_ca = \"ca.pem\"\n"
+                         "[connections]\nmax_outgoing = 64\n"
+                         "[[next_hops]]\naddress = \"127.0.0.3\"\ntransport = \"tls\"\n"
+                         "server_name = \"proxy.inside.test\"\n"
+                         "[policy]\nfiles = [\"p.toml\"]\n");
+    auto r = load_node_config(ok);
+    std::remove(ok.c_str());
+    for (const auto& e : r.errors) INFO(e.to_string());
+    REQUIRE(r.ok());
+    REQUIRE(r.value->next_hops.size() == 1);
+    const auto& h = r.value->next_hops[0];
+    CHECK(h.transport == Transport::tls);
+    CHECK(h.endpoint.port == 5061);
+    CHECK(h.server_name == "proxy.inside.test");
+    CHECK(r.value->tls.server_ca == "/tmp/ca.pem");
+    CHECK(r.value->connections.max_outgoing == 64);
+
+    // A TCP hop without an internal TCP listener (the SBC's Via and Contact need one), and a
+    // server_name on a hop that is not TLS: both refused, with positions.
+    auto bad = write_temp("tcp_hops_bad.toml",
+                          "[[next_hops]]\naddress = \"127.0.0.3\"\ntransport = \"tcp\"\n"
+                          "server_name = \"x.test\"\n[policy]\nfiles = [\"p.toml\"]\n");
+    auto b = load_node_config(bad);
+    std::remove(bad.c_str());
+    REQUIRE_FALSE(b.ok());
+    std::string all;
+    for (const auto& e : b.errors) all += e.to_string() + "\n";
+    INFO(all);
+    CHECK(all.find("'next_hops[0].server_name' is for transport = \"tls\" only") !=
+          std::string::npos);
+    CHECK(all.find("over tcp needs an internal tcp listener") != std::string::npos);
+}
+
+TEST_CASE("an external next hop is a trunk: its realm needs the listener, no weight",
+          "[policy][node]") {
+    auto ok = write_temp("trunk_hop.toml",
+                         "[[listeners]]\nrealm = \"external\"\naddress = \"127.0.0.1\"\n"
+                         "transport = \"tls\"\n"
+                         "[tls]\ncertificate_chain = \"c.pem\"\nprivate_key = \"k.pem\"\n"
+                         "[[next_hops]]\naddress = \"127.0.0.3\"\n"
+                         "[[next_hops]]\nrealm = \"external\"\naddress = \"192.0.2.9\"\n"
+                         "transport = \"tls\"\nserver_name = \"trunk.example\"\n"
+                         "[policy]\nfiles = [\"p.toml\"]\n");
+    auto r = load_node_config(ok);
+    std::remove(ok.c_str());
+    for (const auto& e : r.errors) INFO(e.to_string());
+    REQUIRE(r.ok());
+    REQUIRE(r.value->next_hops.size() == 2);
+    CHECK(r.value->next_hops[0].realm == Realm::internal);
+    CHECK(r.value->next_hops[1].realm == Realm::external);
+    auto bad = write_temp("trunk_hop_bad.toml",
+                          "[[next_hops]]\nrealm = \"external\"\naddress = \"192.0.2.9\"\n"
+                          "transport = \"tcp\"\nweight = 5\n[policy]\nfiles = [\"p.toml\"]\n");
+    auto b = load_node_config(bad);
+    std::remove(bad.c_str());
+    REQUIRE_FALSE(b.ok());
+    std::string all;
+    for (const auto& e : b.errors) all += e.to_string() + "\n";
+    INFO(all);
+    CHECK(all.find("over tcp needs an external tcp listener") != std::string::npos);
+    CHECK(all.find("'next_hops[0].weight' is for internal next hops") != std::string::npos);
+}

@@ -961,3 +961,229 @@ TEST_CASE("strangers get max_stranger_setups calls in setup; known and trusted c
     CHECK(h.media.anchors.size() == 6);
     CHECK(h.b2b.counters()[B2buaCounter::calls_refused_strangers] == 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Transports: each leg's Via, Contact and flow name the transport and listener of that leg.
+
+namespace {
+
+B2buaConfig stream_config(std::vector<Transport> hop_transports) {
+    B2buaConfig c = config({kProxyPort, kProxy2Port});
+    c.external.stream_listeners = {{Transport::tcp, "203.0.113.1", 5060, 10},
+                                   {Transport::tls, "203.0.113.1", 5061, 11}};
+    c.internal.stream_listeners = {{Transport::tcp, "10.0.0.1", 5062, 12},
+                                   {Transport::tls, "10.0.0.1", 5063, 13}};
+    c.internal.hop_transports = std::move(hop_transports);
+    c.internal.weights = {1000, 1};  // the first hop nearly always first
+    c.seed = 7;
+    return c;
+}
+
+Flow caller_tcp_flow(std::uint64_t connection = 42) {
+    Flow f = caller_flow();
+    f.transport = Transport::tcp;
+    f.connection = connection;
+    f.listener = 10;
+    return f;
+}
+
+std::string tcp_invite() {
+    std::string s = invite();
+    const auto at = s.find("SIP/2.0/UDP");
+    s.replace(at, 11, "SIP/2.0/TCP");
+    const auto ct = s.find("<sip:alice@198.51.100.7:5070>");
+    s.replace(ct, 29, "<sip:alice@198.51.100.7:5070;transport=tcp>");
+    return s;
+}
+
+// An INVITE from inside to `ruri` (the call leaves to the outside).
+std::string inside_invite(std::string_view ruri) {
+    std::string s = "INVITE ";
+    s += ruri;
+    s += " SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKinout1\r\n"
+         "Max-Forwards: 70\r\nFrom: <sip:100@inside.lan>;tag=in1\r\n"
+         "To: <sip:+33123456789@trunk.example>\r\nCall-ID: inside-call-9\r\n"
+         "CSeq: 1 INVITE\r\nContact: <sip:100@10.0.0.2:5080>\r\n"
+         "Content-Type: application/sdp\r\nContent-Length: ";
+    s += std::to_string(kCalleeSdp.size());
+    s += "\r\n\r\n";
+    s += kCalleeSdp;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "transports: a TCP next hop gets the INVITE over TCP with the internal TCP listener's "
+    "Via and Contact; the caller's TCP leg answers with its own") {
+    Harness h(stream_config({Transport::tcp, Transport::udp}));
+    feed(h.b2b, tcp_invite(), caller_tcp_flow(), Side::external, 0);
+    REQUIRE(h.wire.sent.size() == 2);  // 100 Trying out, INVITE in
+    const Sent& trying = h.wire.sent[0];
+    CHECK(trying.flow.connection == 42);  // the response goes back on the caller's connection
+    const Sent& in = h.wire.sent[1];
+    CHECK(in.flow.transport == Transport::tcp);
+    CHECK(in.flow.connection == 0);  // the owner opens or reuses its own connection to the hop
+    CHECK(in.flow.listener == 12);
+    CHECK(in.flow.remote.port == kProxyPort);
+    sip::Message m = parse(in.bytes);
+    REQUIRE(m.vias().size() == 1);
+    CHECK(m.vias()[0].transport == "TCP");
+    CHECK(m.vias()[0].host == "10.0.0.1");
+    CHECK(m.vias()[0].port == 5062);
+    CHECK(m.contacts().front().uri.port == 5062);
+    CHECK(m.contacts().front().uri.params_text == "transport=tcp");
+    CHECK(m.request_uri().params_text == "transport=tcp");
+
+    // The answer from inside comes over the SBC's connection; the 200 out names the external
+    // TCP listener.
+    Flow back = proxy_flow();
+    back.transport = Transport::tcp;
+    back.connection = 77;
+    back.listener = 12;
+    feed(h.b2b, inside_response(in.bytes, 200, kCalleeSdp), back, Side::internal, millis(5));
+    const Sent& ok = h.wire.sent.back();
+    CHECK(ok.flow.connection == 42);
+    sip::Message r = parse(ok.bytes);
+    CHECK(r.status_code() == 200);
+    CHECK(r.contacts().front().uri.host == "203.0.113.1");
+    CHECK(r.contacts().front().uri.port == 5060);
+    CHECK(r.contacts().front().uri.params_text == "transport=tcp");
+    CHECK(!leaks_inside(ok.bytes));
+
+    // The ACK inside goes over TCP with a TCP Via too.
+    feed(h.b2b, caller_request(ok.bytes, "ACK", 10, "z9hG4bKack1"), caller_tcp_flow(),
+         Side::external, millis(6));
+    const Sent& ack = h.wire.sent.back();
+    CHECK(ack.flow.transport == Transport::tcp);
+    CHECK(parse(ack.bytes).method() == sip::Method::ack);
+    CHECK(parse(ack.bytes).vias()[0].transport == "TCP");
+    CHECK(parse(ack.bytes).vias()[0].port == 5062);
+}
+
+TEST_CASE("transports: a TLS next hop gets TLS in Via, Contact and Request-URI") {
+    Harness h(stream_config({Transport::tls, Transport::udp}));
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    const Sent& in = h.wire.sent.back();
+    CHECK(in.flow.transport == Transport::tls);
+    CHECK(in.flow.listener == 13);
+    sip::Message m = parse(in.bytes);
+    CHECK(m.vias()[0].transport == "TLS");
+    CHECK(m.vias()[0].port == 5063);
+    CHECK(m.contacts().front().uri.params_text == "transport=tls");
+    // The caller's leg is UDP: its 100 names nothing else, and the UDP Via stays on UDP hops.
+    CHECK(h.wire.sent[0].flow.transport == Transport::udp);
+}
+
+TEST_CASE("transports: OPTIONS probes go over each hop's transport") {
+    B2buaConfig c = stream_config({Transport::tcp, Transport::udp});
+    c.health.enabled = true;
+    Harness h(std::move(c));
+    h.b2b.advance(0);
+    REQUIRE(h.wire.sent.size() == 2);
+    for (const auto& s : h.wire.sent) {
+        const bool tcp = s.flow.remote.port == kProxyPort;
+        CHECK(s.flow.transport == (tcp ? Transport::tcp : Transport::udp));
+        CHECK(parse(s.bytes).vias()[0].transport == (tcp ? "TCP" : "UDP"));
+        CHECK(parse(s.bytes).vias()[0].port == (tcp ? 5062 : 5060));
+    }
+}
+
+TEST_CASE(
+    "transports: a connection that cannot be opened fails the INVITE over to the next hop "
+    "at once, and the hop goes down") {
+    B2buaConfig c = stream_config({Transport::tcp, Transport::udp});
+    Harness h(std::move(c));
+    feed(h.b2b, invite(), caller_flow(), Side::external, 0);
+    const Flow tcp_hop = h.wire.sent.back().flow;
+    REQUIRE(tcp_hop.transport == Transport::tcp);
+    const std::size_t before = h.wire.sent.size();
+    // A flow nobody sent to fails nothing.
+    Flow other = tcp_hop;
+    other.remote.port = 1;
+    CHECK(h.b2b.transport_failed(other, millis(100)) == 0);
+    CHECK(h.wire.sent.size() == before);
+    CHECK(h.b2b.transport_failed(tcp_hop, millis(200)) == 1);
+    REQUIRE(h.wire.sent.size() == before + 1);
+    const Sent& retry = h.wire.sent.back();
+    CHECK(retry.flow.transport == Transport::udp);
+    CHECK(retry.flow.remote.port == kProxy2Port);
+    CHECK(parse(retry.bytes).vias()[0].transport == "UDP");
+    CHECK(h.b2b.counters()[B2buaCounter::failovers] == 1);
+    // Once answered, the hop is not failed again by a late report.
+    CHECK(h.b2b.transport_failed(tcp_hop, millis(300)) == 0);
+}
+
+TEST_CASE(
+    "transports: a call from inside to a sips: or ;transport=tcp Request-URI goes out over "
+    "TLS or TCP with the external listener of that transport") {
+    struct Case {
+        std::string ruri;
+        Transport t;
+        std::uint16_t port, via_port;
+        std::string contact_scheme, contact_params;
+    };
+    const Case cases[] = {
+        {"sips:+33123456789@192.0.2.50", Transport::tls, 5061, 5061, "sips", ""},
+        {"sip:+33123456789@192.0.2.50;transport=tls", Transport::tls, 5061, 5061, "sip",
+         "transport=tls"},
+        {"sip:+33123456789@192.0.2.50:5070;transport=TCP", Transport::tcp, 5070, 5060, "sip",
+         "transport=tcp"},
+        {"sip:+33123456789@192.0.2.50", Transport::udp, 5060, 5060, "sip", ""},
+    };
+    for (const auto& k : cases) {
+        INFO(k.ruri);
+        Harness h(stream_config({}));
+        feed(h.b2b, inside_invite(k.ruri), proxy_flow(), Side::internal, 0);
+        const Sent& out = h.wire.sent.back();
+        CHECK(out.flow.transport == k.t);
+        CHECK(out.flow.remote.port == k.port);
+        CHECK(out.flow.connection == 0);
+        CHECK(out.flow.listener == (k.t == Transport::tls   ? 11u
+                                    : k.t == Transport::tcp ? 10u
+                                                            : 0u));
+        sip::Message m = parse(out.bytes);
+        REQUIRE(m.is_request());
+        CHECK(m.vias()[0].transport == transport_name(k.t));
+        CHECK(m.vias()[0].host == "203.0.113.1");
+        CHECK(m.vias()[0].port == k.via_port);
+        CHECK(m.contacts().front().uri.scheme == k.contact_scheme);
+        CHECK(m.contacts().front().uri.params_text == k.contact_params);
+        CHECK(!leaks_inside(out.bytes));
+    }
+}
+
+TEST_CASE("transports: a request that carries any of the side's listeners in a Via is a loop") {
+    Harness h(stream_config({Transport::tcp}));
+    std::string s = invite();
+    s.insert(s.find("Via: "),
+             "Via: SIP/2.0/TCP 203.0.113.1:5061;branch=z9hG4bKabcdefghijklmnopqrstuvwx\r\n");
+    feed(h.b2b, s, caller_flow(), Side::external, 0);
+    CHECK(parse(h.wire.sent.back().bytes).status_code() == 482);
+}
+
+TEST_CASE(
+    "transports: a trunk next hop on the external side takes calls from inside over its "
+    "transport, in order, failing over on a connect failure") {
+    B2buaConfig c = stream_config({});
+    c.external.next_hops = {{*base::IpAddress::parse("192.0.2.60"), 5061},
+                            {*base::IpAddress::parse("192.0.2.61"), 5060}};
+    c.external.hop_transports = {Transport::tls, Transport::udp};
+    Harness h(std::move(c));
+    feed(h.b2b, inside_invite("sip:+33123456789@trunk.example"), proxy_flow(), Side::internal, 0);
+    const Sent first = h.wire.sent.back();
+    CHECK(first.flow.transport == Transport::tls);
+    CHECK(first.flow.remote.port == 5061);
+    CHECK(first.flow.listener == 11);
+    sip::Message m = parse(first.bytes);
+    CHECK(m.request_uri().host == "192.0.2.60");
+    CHECK(m.request_uri().params_text == "transport=tls");
+    CHECK(m.vias()[0].transport == "TLS");
+    CHECK(m.vias()[0].port == 5061);
+    CHECK(h.b2b.transport_failed(first.flow, millis(10)) == 1);
+    const Sent& second = h.wire.sent.back();
+    CHECK(second.flow.transport == Transport::udp);
+    CHECK(second.flow.remote.port == 5060);
+    CHECK(parse(second.bytes).vias()[0].transport == "UDP");
+    CHECK(parse(second.bytes).vias()[0].port == 5060);
+}

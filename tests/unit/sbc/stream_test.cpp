@@ -1,6 +1,7 @@
 // Stream connection bookkeeping and framing (sbc/signaling/stream.hpp) with a moved clock.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -169,4 +170,39 @@ TEST_CASE("stream: handshake and idle deadlines; a partial message is not activi
     REQUIRE(due.size() == 2);  // slow (not closed by this test) and tcp
     CHECK(t.counters()[StreamEvent::handshake_timeout] == 1);
     CHECK(t.counters()[StreamEvent::idle_timeout] == 3);
+}
+
+TEST_CASE("stream: outgoing connections have their own limit and the handshake deadline") {
+    StreamLimits l;
+    l.max_connections = 1;
+    l.max_outgoing = 2;
+    l.handshake_timeout = base::seconds(2);
+    StreamConnections t(l);
+    // An accepted connection fills max_connections; outgoing ones do not count against it.
+    CHECK(t.open(ep("192.0.2.1", 1000), 0, Transport::tcp, 0) != 0);
+    const auto o1 = t.open_outgoing(ep("10.0.0.2", 5060), 7, Transport::tcp, 0);
+    const auto o2 = t.open_outgoing(ep("10.0.0.3", 5061), 7, Transport::tls, 0);
+    CHECK(o1 != 0);
+    CHECK(o2 != 0);
+    CHECK(t.open_outgoing(ep("10.0.0.4", 5060), 7, Transport::tcp, 0) == 0);
+    CHECK(t.counters()[StreamEvent::refused_outgoing_capacity] == 1);
+    CHECK(t.outgoing() == 2);
+    CHECK(t.from_source(*base::IpAddress::parse("10.0.0.2")) == 0);  // not a source's quota
+    // TCP is open once connected; TLS then handshakes, still under the deadline from connect.
+    t.connected(o1, base::seconds(1));
+    t.connected(o2, base::seconds(1));
+    CHECK(t.find(o1)->state == StreamConnections::State::open);
+    CHECK(t.find(o2)->state == StreamConnections::State::handshaking);
+    CHECK(t.counters()[StreamEvent::connected] == 1);
+    std::vector<ConnectionId> expired;
+    t.expire(base::seconds(2), [&](ConnectionId id, StreamEvent why) {
+        CHECK(why == StreamEvent::handshake_timeout);
+        expired.push_back(id);
+    });
+    // The accepted one never admitted, the TLS one never handshaken; the TCP one lives on.
+    CHECK(expired.size() == 2);
+    CHECK(std::find(expired.begin(), expired.end(), o1) == expired.end());
+    for (auto id : expired) t.close(id);
+    CHECK(t.outgoing() == 1);
+    CHECK(t.open_outgoing(ep("10.0.0.4", 5060), 7, Transport::tcp, 0) != 0);
 }

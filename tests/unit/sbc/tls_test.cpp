@@ -2,6 +2,7 @@
 // named. Certificates are made with the openssl command line in a temporary directory.
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -98,4 +99,84 @@ TEST_CASE("tls: client verification needs its CA file") {
     auto r = tls::ServerContext::create(s);
     REQUIRE_FALSE(r);
     CHECK(r.error().message.find("client_ca") != std::string::npos);
+}
+
+namespace {
+
+// A client and a server session over a non-blocking socket pair, stepped in turn until both
+// handshakes end (bounded). Returns the client's outcome.
+tls::Session::Io handshake_pair(tls::Session& client, tls::Session& server) {
+    tls::Session::Io c = tls::Session::Io::want_write, s = tls::Session::Io::want_read;
+    auto pending = [](tls::Session::Io r) {
+        return r == tls::Session::Io::want_read || r == tls::Session::Io::want_write;
+    };
+    for (int i = 0; i < 200 && (pending(c) || pending(s)); ++i) {
+        if (pending(c)) c = client.handshake();
+        if (pending(s)) s = server.handshake();
+    }
+    return c;
+}
+
+struct Pair {
+    int fd[2] = {-1, -1};
+    Pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fd) == 0); }
+    ~Pair() {
+        ::close(fd[0]);
+        ::close(fd[1]);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("tls client: the server certificate is verified against the CA and the name") {
+    Certs c;
+    auto server_ctx = tls::ServerContext::create(c.settings());
+    REQUIRE(server_ctx);
+    struct Case {
+        const char* ca;
+        std::string host;
+        bool ok;
+    };
+    // a.pem is self-signed (its own CA) for CN sbc-a.test; b.pem is another CA.
+    const Case cases[] = {
+        {"a", "sbc-a.test", true},
+        {"a", "other.test", false},  // the name is not the certificate's
+        {"b", "sbc-a.test", false},  // another CA signed it
+        {"a", "127.0.0.1", false},   // an address the certificate does not carry
+    };
+    for (const auto& k : cases) {
+        INFO(k.ca << " " << k.host);
+        tls::ClientSettings cs;
+        cs.ca_file = c.dir + "/" + k.ca + ".pem";
+        auto client_ctx = tls::ClientContext::create(cs);
+        REQUIRE(client_ctx);
+        Pair p;
+        tls::Session client(std::shared_ptr<const tls::ClientContext>(*client_ctx), p.fd[0],
+                            k.host);
+        tls::Session server(std::shared_ptr<const tls::ServerContext>(*server_ctx), p.fd[1]);
+        const auto r = handshake_pair(client, server);
+        if (k.ok) {
+            CHECK(r == tls::Session::Io::done);
+            // Application data both ways once established.
+            std::size_t n = 0;
+            REQUIRE(client.write("OPTIONS", 7, n) == tls::Session::Io::done);
+            char buf[16];
+            auto rr = tls::Session::Io::want_read;
+            for (int i = 0; i < 50 && rr == tls::Session::Io::want_read; ++i)
+                rr = server.read(buf, sizeof buf, n);
+            REQUIRE(rr == tls::Session::Io::done);
+            CHECK(std::string(buf, n) == "OPTIONS");
+        } else {
+            CHECK(r == tls::Session::Io::failed);
+            CHECK(client.failure() == tls::Session::Failure::server_certificate);
+        }
+    }
+}
+
+TEST_CASE("tls client: a CA file that does not load is refused by name") {
+    tls::ClientSettings cs;
+    cs.ca_file = "/nonexistent/ca.pem";
+    auto ctx = tls::ClientContext::create(cs);
+    REQUIRE_FALSE(ctx);
+    CHECK(ctx.error().message.find("tls.server_ca /nonexistent/ca.pem") != std::string::npos);
 }
