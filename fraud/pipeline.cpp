@@ -171,6 +171,9 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
     return acc;
 }
 
+template std::uint64_t Engine::Impl::state_lines<false>(const AttemptKeys&) const;
+template std::uint64_t Engine::Impl::state_lines<true>(const AttemptKeys&) const;
+
 namespace {
 // Reads the first and last byte of each string an attempt's keys are hashed from, so that the
 // burst's strings (wherever the caller keeps them) are brought in by independent loads issued

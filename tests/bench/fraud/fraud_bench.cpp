@@ -151,6 +151,9 @@ bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool descri
         return false;
     }
     auto& e = **created;
+    // As the daemon does at start (sbc/front_door.cpp): every page of the tables backed before
+    // the first event, so no page fault is timed.
+    e.commit_tables();
     if (describe) {
         std::printf(
             "engine: %d rules, key budget %zu (source_ip %zu, source_prefix %zu, account %zu, "
