@@ -6,24 +6,6 @@
 
 namespace sbc::fraud {
 
-bool compare(Op op, double value, double threshold) {
-    switch (op) {
-        case Op::gt:
-            return value > threshold;
-        case Op::ge:
-            return value >= threshold;
-        case Op::lt:
-            return value < threshold;
-        case Op::le:
-            return value <= threshold;
-        case Op::eq:
-            return value == threshold;
-        case Op::count_:
-            break;
-    }
-    return false;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Public API
 
