@@ -137,6 +137,12 @@ void Engine::Impl::attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& 
     m.evaluate(c, out);
     m.rollback_blocked(out);
     m.finish(c, a.source, out, a.trusted);
+    // A source banned on a call attempt: its earlier authentication failures leave the
+    // owner-side keys too.
+    if (out.ban_target == BanTarget::source_address || out.ban_target == BanTarget::source_prefix)
+        m.retract_source_credits(c.key_hash[kSourceIp], out.ban_target == BanTarget::source_prefix
+                                                            ? c.key_hash[kSourcePrefix]
+                                                            : 0);
 
     if (call_hash) {
         std::int64_t i = m.insert_call(call_hash, a.now);
@@ -237,6 +243,7 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     c.kind = EventKind::auth;
     c.now = a.now;
     c.now_s = to_seconds(a.now);
+    c.direction = a.direction;
     c.auth_failed = !a.success;
     if (!a.success && !a.username.empty())
         c.username_hash = static_cast<std::uint32_t>(hash_string(a.username, 17));
@@ -251,9 +258,13 @@ void Engine::on_auth(const AuthResult& a, Verdict& out) {
     m.resolve_source(c, a.source, out);
     m.resolve_scanner(c, a.user_agent);
     m.prepare(c);
+    m.keep_undo = m.cfg.mode == Mode::enforce;
+    m.credit_mark = m.auth_credit_next;
     m.update(c);
+    m.keep_undo = false;
     m.evaluate(c, out);
     m.finish(c, a.source, out, a.trusted);
+    m.rollback_auth(c, out);
     if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
         m.sink(to_json(out, a));
         m.counters.add(Counter::events_emitted);
@@ -269,6 +280,7 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     c.kind = EventKind::reg;
     c.now = r.now;
     c.now_s = to_seconds(r.now);
+    c.direction = r.direction;
     if (!r.user.empty())
         c.target_hash = static_cast<std::uint32_t>(hash_string(r.user, kTargetSeed));
     // Wrong credentials or no such user (enumeration).
@@ -285,9 +297,13 @@ void Engine::on_register(const Registration& r, Verdict& out) {
     m.resolve_source(c, r.source, out);
     m.resolve_scanner(c, r.user_agent);
     m.prepare(c);
+    m.keep_undo = m.cfg.mode == Mode::enforce;
+    m.credit_mark = m.auth_credit_next;
     m.update(c);
+    m.keep_undo = false;
     m.evaluate(c, out);
     m.finish(c, r.source, out, r.trusted);
+    m.rollback_auth(c, out);
     if (m.sink && (out.action != Action::allow || out.shadow_action != Action::allow)) {
         m.sink(to_json(out, r));
         m.counters.add(Counter::events_emitted);
@@ -297,6 +313,42 @@ void Engine::on_register(const Registration& r, Verdict& out) {
 
 bool Engine::is_banned(const base::IpAddress& a, base::Nanos now) const {
     return impl_->source_banned(a, now, nullptr);
+}
+
+std::uint64_t Engine::on_banned_drops(const base::Prefix& banned, std::uint64_t dropped,
+                                      base::Nanos now) {
+    auto& m = *impl_;
+    if (dropped == 0 || !m.kinds[kSourcePrefix].used || m.bans.size() == 0) return 0;
+    const base::IpAddress& a = banned.address();
+    const unsigned full = a.is_v4() ? 32 : 128;
+    const unsigned plen = a.is_v4() ? m.cfg.source_prefix_v4 : m.cfg.source_prefix_v6;
+    std::uint64_t h = 0;
+    if (banned.length() == full)
+        h = a.hash();
+    else if (banned.length() == plen)
+        h = mix64(a.hash() ^ (std::uint64_t{plen} << 8) ^ kSalt[kSourcePrefix]);
+    else
+        return 0;
+    std::int64_t i = m.bans.find(h);
+    if (i < 0) return 0;  // not the engine's ban (rate limits, `sbc ctl ban`)
+    const auto* b = static_cast<const BanEntry*>(m.bans.slot(static_cast<std::size_t>(i)));
+    const std::uint64_t n = std::min<std::uint64_t>(dropped, 4096);
+    Ctx c;
+    c.kind = static_cast<EventKind>(b->kind);
+    c.now = now;
+    c.now_s = to_seconds(now);
+    c.auth_failed = b->auth_failed;
+    Source src;
+    src.addr = a;
+    m.resolve_keys(c, src, {}, {}, true, nullptr, {}, 1u << kSourcePrefix);
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        if (ki != kSourcePrefix) c.slot[ki] = -1;
+    if (c.slot[kSourcePrefix] < 0) return 0;
+    m.prepare(c);
+    for (std::uint64_t k = 0; k < n; ++k) m.update(c);
+    m.counters.add(Counter::banned_drops_counted, n);
+    m.housekeep(now);
+    return n;
 }
 
 bool Engine::is_caller_banned(std::string_view caller, base::Nanos now) const {

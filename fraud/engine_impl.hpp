@@ -36,6 +36,7 @@ constexpr std::size_t kCaller = static_cast<std::size_t>(KeyKind::caller);
 constexpr std::size_t kCallerPrefix = static_cast<std::size_t>(KeyKind::caller_prefix);
 constexpr std::size_t kDevice = static_cast<std::size_t>(KeyKind::device);
 constexpr std::size_t kSourcePrefix = static_cast<std::size_t>(KeyKind::source_prefix);
+constexpr std::size_t kSourceIp = static_cast<std::size_t>(KeyKind::source_ip);
 // Dialed numbers and request targets (INVITE/OPTIONS callee, REGISTER user) hash with one seed:
 // a user swept by several methods is one value of the request-target set, and an all-digit
 // callee's destination hash is its target hash.
@@ -261,6 +262,10 @@ struct CallbackEntry {
 
 struct BanEntry {
     base::Nanos until;
+    // What the banned source was doing (the event that got it banned): the fast path's drop
+    // counts of the ban are counted as events of this kind (Engine::on_banned_drops).
+    std::uint8_t kind;
+    bool auth_failed;
 };
 
 constexpr std::size_t kMaxWidths = 64;
@@ -452,6 +457,24 @@ struct State {
     };
     SweepPace key_pace[kKeyKindCount], call_pace, ban_pace;
     base::Nanos sweep_last = 0;
+    // The authentication failures counted toward owner-side keys (account, tenant), each with
+    // the source it came from, so that they can be taken back from those keys once the source
+    // is blocked by a rule on the source or banned (docs/fraud.md, "Blocked attempts"). A ring:
+    // the oldest credit is overwritten (then it stays counted).
+    struct AuthCredit {
+        std::uint64_t source_ip = 0;      // key hash of the source address
+        std::uint64_t source_prefix = 0;  // and of its prefix
+        std::uint64_t key_hash = 0;       // the key counted in (0 = taken back already)
+        std::uint32_t epoch = 0;          // the sub-bucket counted in
+        std::uint32_t offset = 0;         // the counter's place in the hot slot
+        std::uint16_t width_idx = 0;
+        std::uint8_t key = 0;
+        bool narrow = false;
+    };
+    static constexpr std::size_t kAuthCredits = 4096;
+    std::vector<AuthCredit> auth_credits;  // kAuthCredits once the first is written
+    std::size_t auth_credit_next = 0;
+    std::size_t auth_credits_live = 0;  // upper bound: 0 = nothing to take back
     base::CounterSet<Counter> counters;
     std::function<void(std::string_view)> sink;
 };
@@ -471,6 +494,7 @@ struct Scratch {
     };
     std::vector<Undo> undo;
     bool keep_undo = false;
+    std::size_t credit_mark = 0;  // auth_credit_next before the event's update
     // User-Agents repeat (a fleet of phones sends the same few strings): the glob verdict of
     // each is remembered by its 64-bit hash in a small direct-mapped cache.
     struct UaMemo {
@@ -530,6 +554,13 @@ struct Engine::Impl : Plan, State, Scratch {
     void count_banned(Ctx& c, const Source& src);
     std::uint8_t note_callback_candidate(const AttemptKeys& k, base::Nanos now);
     void rollback_blocked(const Verdict& out);
+    // Authentication results and registrations: when a rule on the source (address, prefix,
+    // device) blocked the event or the source was banned, the event and every earlier
+    // authentication failure of that source leave the owner-side keys (account, tenant).
+    void rollback_auth(const Ctx& c, const Verdict& out);
+    void retract_source_credits(std::uint64_t source_ip, std::uint64_t source_prefix);
+    void credit_auth_failure(const Ctx& c, std::size_t ki, const UpdateOp& comp,
+                             std::uint32_t epoch);
     void resolve_destination(Ctx& c, const AttemptKeys& k);
     void resolve_source(Ctx& c, const Source& src, Verdict& out);
     void resolve_time(Ctx& c, base::UnixNanos wall);
@@ -553,8 +584,10 @@ struct Engine::Impl : Plan, State, Scratch {
 
     // ---- tables.cpp
     bool source_banned(const base::IpAddress& a, base::Nanos now, base::Nanos* until) const;
-    void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now);
-    void ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now);
+    void ban(const base::IpAddress& a, base::Nanos until, base::Nanos now,
+             EventKind kind = EventKind::invite, bool auth_failed = false);
+    void ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now,
+                  EventKind kind = EventKind::invite, bool auth_failed = false);
     bool hash_banned(std::uint64_t h, base::Nanos now, base::Nanos* until) const;
     void learn_callback(const CallEntry& e, base::Nanos now);
     CallEntry* call(std::int64_t i) { return static_cast<CallEntry*>(calls.slot(i)); }

@@ -224,14 +224,14 @@ void Engine::Impl::finish(Ctx& c, const Source& src, Verdict& out, bool trusted)
         } else if (!src.addr.is_unspecified()) {
             out.ban_until = until;
             if (by_prefix && c.has_key[kSourcePrefix]) {
-                ban_hash(c.key_hash[kSourcePrefix], until, c.now);
+                ban_hash(c.key_hash[kSourcePrefix], until, c.now, c.kind, c.auth_failed);
                 out.ban_target = BanTarget::source_prefix;
                 out.ban_prefix_length =
                     src.addr.is_v4() ? cfg.source_prefix_v4 : cfg.source_prefix_v6;
                 if (auto* p = header(KeyKind::source_prefix, c))
                     p->evidence_until_s = c.now_s + idle_s;
             } else {
-                ban(src.addr, out.ban_until, c.now);
+                ban(src.addr, out.ban_until, c.now, c.kind, c.auth_failed);
                 out.ban_target = BanTarget::source_address;
             }
             auto* hdr = header(KeyKind::source_ip, c);

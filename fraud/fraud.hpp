@@ -92,7 +92,10 @@ SBC_DECLARE_COUNTER_LIST(Action, SBC_FRAUD_ACTIONS)
     X(bans_evicted, "bans evicted from a full ban table (soonest to expire)")                 \
     X(banned_caller_drops, "attempts from a calling number (or its prefix) under a ban")      \
     X(banned_source_counted, "events of banned sources counted toward their source prefix")   \
+    X(banned_drops_counted, "fast-path drops of banned sources counted toward their prefix")  \
     X(blocked_not_counted, "blocked attempts not counted toward the keys that did not block") \
+    X(source_failures_retracted,                                                              \
+      "blocked or banned sources whose auth failures left owner-side keys")                   \
     X(callbacks_learned, "numbers learned from inbound short rings of flagged ranges")        \
     X(events_emitted, "JSON event lines emitted")
 SBC_DECLARE_COUNTER_LIST(Counter, SBC_FRAUD_COUNTERS)
@@ -296,7 +299,8 @@ struct AuthResult {
     std::string_view tenant;
     std::string_view user_agent;
     bool success = false;
-    bool trusted = false;  // never banned by address
+    bool trusted = false;                      // never banned by address
+    Direction direction = Direction::unknown;  // of the request authenticated (as attempts)
 };
 
 struct Registration {
@@ -306,8 +310,9 @@ struct Registration {
     std::string_view user;  // the AOR user being registered
     std::string_view tenant;
     std::string_view user_agent;
-    Outcome outcome = Outcome::answered;  // auth_failure, not_found: a failed username
-    bool trusted = false;                 // never banned by address
+    Outcome outcome = Outcome::answered;       // auth_failure, not_found: a failed username
+    bool trusted = false;                      // never banned by address
+    Direction direction = Direction::unknown;  // derived as for attempts
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -433,6 +438,14 @@ class Engine {
     // The fast path's question: is this source (or its source prefix) under a ban? (cheap, no
     // state change)
     bool is_banned(const base::IpAddress& a, base::Nanos now) const;
+    // `sbc run`'s fast path drops a banned source's packets before they reach the engine; it
+    // reports them here in batches: the ban as the dataplane holds it (an address, or a source
+    // prefix of the engine's length) and the packets it dropped since the last report. Each
+    // counts toward the source prefix's windows as one event of the kind that got the source
+    // banned (at most 4096 a report), so a prefix rule does not re-arm while the attack goes
+    // on. A ban the engine did not issue counts nothing. Returns the events counted.
+    std::uint64_t on_banned_drops(const base::Prefix& banned, std::uint64_t dropped,
+                                  base::Nanos now);
     // Is this calling number (or its prefix) under a ban?
     bool is_caller_banned(std::string_view caller, base::Nanos now) const;
 

@@ -609,6 +609,9 @@ void Engine::Impl::take_state(Impl& running) {
     call_pace = running.call_pace;
     ban_pace = running.ban_pace;
     sweep_last = running.sweep_last;
+    auth_credits.swap(running.auth_credits);
+    auth_credit_next = running.auth_credit_next;
+    auth_credits_live = running.auth_credits_live;
     counters = running.counters;
     sink = std::move(running.sink);
 }

@@ -26,8 +26,9 @@ bool Engine::Impl::source_banned(const base::IpAddress& a, base::Nanos now,
                        until);
 }
 
-void Engine::Impl::ban(const base::IpAddress& a, base::Nanos until, base::Nanos now) {
-    ban_hash(a.hash(), until, now);
+void Engine::Impl::ban(const base::IpAddress& a, base::Nanos until, base::Nanos now, EventKind kind,
+                       bool auth_failed) {
+    ban_hash(a.hash(), until, now, kind, auth_failed);
 }
 
 // Learns the calling number of an inbound call from a flagged range that rang once: an agent
@@ -41,7 +42,8 @@ void Engine::Impl::learn_callback(const CallEntry& e, base::Nanos now) {
     counters.add(Counter::callbacks_learned);
 }
 
-void Engine::Impl::ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now) {
+void Engine::Impl::ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now, EventKind kind,
+                            bool auth_failed) {
     std::int64_t i = bans.find(h);
     if (i < 0) {
         if (bans.full()) {
@@ -56,6 +58,8 @@ void Engine::Impl::ban_hash(std::uint64_t h, base::Nanos until, base::Nanos now)
     }
     auto* b = static_cast<BanEntry*>(bans.slot(static_cast<std::size_t>(i)));
     b->until = std::max(b->until, until);
+    b->kind = static_cast<std::uint8_t>(kind);
+    b->auth_failed = auth_failed;
     counters.add(Counter::bans_issued);
 }
 

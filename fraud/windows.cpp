@@ -144,6 +144,8 @@ void Engine::Impl::update(Ctx& c) {
                     if (!hit) break;
                     if (log) save(p, comp.narrow ? kRingBuckets : 2 * kRingBuckets);
                     std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
+                    if (c.kind == EventKind::auth && keep_undo && !comp.count_blocked)
+                        credit_auth_failure(c, ki, comp, e);
                     if (comp.narrow)
                         ring_add(static_cast<std::uint8_t*>(p), e);
                     else
@@ -236,6 +238,100 @@ void Engine::Impl::rollback_blocked(const Verdict& out) {
         if (any) counters.add(Counter::blocked_not_counted);
     }
     undo.clear();
+}
+
+namespace {
+// The keys a source owns: what they count is the source's own doing.
+constexpr std::uint32_t kSourceSide = 1u << kSourceIp | 1u << kSourcePrefix | 1u << kDevice;
+}  // namespace
+
+void Engine::Impl::credit_auth_failure(const Ctx& c, std::size_t ki, const UpdateOp& comp,
+                                       std::uint32_t epoch) {
+    // Only failures from a source that can be blocked or banned, on the keys its owner is
+    // judged by.
+    if ((kSourceSide >> ki & 1) || !c.has_key[kSourceIp]) return;
+    if (auth_credits.empty()) auth_credits.resize(kAuthCredits);
+    AuthCredit& a = auth_credits[auth_credit_next];
+    auth_credit_next = (auth_credit_next + 1) % kAuthCredits;
+    a.source_ip = c.key_hash[kSourceIp];
+    a.source_prefix = c.key_hash[kSourcePrefix];
+    a.key_hash = c.key_hash[ki];
+    a.epoch = epoch;
+    a.offset = comp.offset;
+    a.width_idx = comp.width_idx;
+    a.key = static_cast<std::uint8_t>(ki);
+    a.narrow = comp.narrow;
+    if (auth_credits_live < kAuthCredits) ++auth_credits_live;
+}
+
+// Takes the credited failures of a source (or of every source of a prefix) back out of the
+// keys they were counted in, while the sub-bucket they were counted in is still in the ring.
+void Engine::Impl::retract_source_credits(std::uint64_t source_ip, std::uint64_t source_prefix) {
+    if (auth_credits_live == 0) return;
+    std::size_t live = 0;
+    bool any = false;
+    for (AuthCredit& a : auth_credits) {
+        if (a.key_hash == 0) continue;
+        if (!((source_ip && a.source_ip == source_ip) ||
+              (source_prefix && a.source_prefix == source_prefix))) {
+            ++live;
+            continue;
+        }
+        const std::uint64_t h = a.key_hash;
+        a.key_hash = 0;
+        auto& table = key_tables[a.key].table;
+        std::int64_t i = table.find(h);
+        if (i < 0) continue;
+        auto* slot = static_cast<std::uint8_t*>(table.slot(static_cast<std::size_t>(i)));
+        std::uint32_t current =
+            epoch_of(reinterpret_cast<const KeyHeader*>(slot)->last_seen, widths[a.width_idx]);
+        if (current < a.epoch || current - a.epoch >= kRingBuckets) continue;  // slid out
+        if (a.narrow) {
+            std::uint8_t& b = slot[a.offset + a.epoch % kRingBuckets];
+            if (b != 0 && b != 0xff) --b;
+        } else {
+            auto* ring = reinterpret_cast<std::uint16_t*>(slot + a.offset);
+            std::uint16_t& b = ring[a.epoch % kRingBuckets];
+            if (b != 0 && b != 0xffff) --b;
+        }
+        any = true;
+    }
+    auth_credits_live = live;
+    if (any) counters.add(Counter::source_failures_retracted);
+}
+
+void Engine::Impl::rollback_auth(const Ctx& c, const Verdict& out) {
+    bool by_source =
+        out.ban_target == BanTarget::source_address || out.ban_target == BanTarget::source_prefix;
+    std::uint32_t blocking = 0;
+    if (out.action == Action::block || out.action == Action::ban)
+        for (std::size_t i = 0; i < out.reason_count; ++i) {
+            const Reason& r = out.reasons[i];
+            if (!r.hard && !r.observe && r.key != KeyKind::count_)
+                blocking |= 1u << static_cast<unsigned>(r.key);
+        }
+    if (blocking & kSourceSide) by_source = true;
+    if (!by_source) {
+        // Allowed, or stopped on the owner's keys alone: every count stays (the source's keys
+        // are its own; an owner-side key that blocked keeps what it blocked on).
+        undo.clear();
+        return;
+    }
+    bool any = false;
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+        if (kSourceSide >> it->key & 1) continue;
+        std::memcpy(it->at, it->bytes, it->len);
+        any = true;
+    }
+    undo.clear();
+    // This event's credits were just put back with the bytes they changed.
+    if (!auth_credits.empty())
+        for (std::size_t i = credit_mark; i != auth_credit_next; i = (i + 1) % kAuthCredits)
+            auth_credits[i].key_hash = 0;
+    if (any) counters.add(Counter::blocked_not_counted);
+    const bool prefix =
+        (blocking >> kSourcePrefix & 1) || out.ban_target == BanTarget::source_prefix;
+    retract_source_credits(c.key_hash[kSourceIp], prefix ? c.key_hash[kSourcePrefix] : 0);
 }
 
 }  // namespace sbc::fraud

@@ -88,6 +88,8 @@ struct Loader {
     std::vector<RawRule> raw_rules;
     std::vector<RawDeny> raw_deny;
     std::vector<RawCidr> allow, deny, trusted, internal;
+    std::vector<RawCidr> own;  // [fraud] own_networks
+    bool own_given = false;
     std::vector<Located<std::string>> scanner_patterns;
     std::vector<Diagnostic> notices;  // keys accepted but not enforced yet
     Pos fraud_pos{};
@@ -829,7 +831,7 @@ void Loader::read_fraud(const Table& t) {
         }
     }
     if (t.has("own_networks") && t.claim("own_networks")) {
-        std::vector<RawCidr> own;
+        own_given = true;
         read_cidrs(t, "own_networks", own, &f.own_networks, 0);
         // The engine checks each event's address against every entry.
         if (own.size() > kMaxOwnNetworks)
@@ -1220,6 +1222,43 @@ void Loader::check_access() {
     check_dups(deny, "denied");
     check_dups(trusted, "trusted");
     check_dups(internal, "internal");
+
+    // The company's own networks are defined once, by [access] internal; [fraud] own_networks
+    // names those of them the fraud engine keys by account (shared office NATs), and is
+    // derived from [access] internal when absent. Either overlapping a trusted trunk is a
+    // contradiction: a trunk carries other parties' calls and is judged by its address and
+    // calling numbers, the company's own users by account.
+    auto check_against_trusted = [&](const std::vector<RawCidr>& list, std::string_view what) {
+        for (const auto& a : list)
+            for (const auto& tr : trusted)
+                if (a.prefix.contains(tr.prefix) || tr.prefix.contains(a.prefix)) {
+                    std::string msg(what);
+                    msg += " '";
+                    msg += a.prefix.to_string();
+                    msg += "' overlaps trusted trunk '";
+                    msg += p->access.trusted_trunks[tr.tag].name;
+                    msg += "' ";
+                    msg += tr.prefix.to_string();
+                    msg += " (at ";
+                    msg += ctx.where(tr.pos);
+                    msg +=
+                        "): a trusted trunk carries other parties' calls and is scored by address "
+                        "and calling number, the company's own networks by account; an address "
+                        "cannot be both";
+                    ctx.error(a.pos, std::move(msg));
+                }
+    };
+    check_against_trusted(internal, "access.internal");
+    check_against_trusted(own, "fraud.own_networks");
+    if (!own_given && !internal.empty()) {
+        if (internal.size() > kMaxOwnNetworks)
+            ctx.error(internal[kMaxOwnNetworks].pos,
+                      "at most " + std::to_string(kMaxOwnNetworks) +
+                          " 'access.internal' networks when 'fraud.own_networks' is derived from "
+                          "them (use wider prefixes, or set 'fraud.own_networks')");
+        else
+            for (const auto& n : internal) p->fraud.own_networks.push_back(n.prefix);
+    }
 }
 
 void Loader::compile() {
@@ -1231,6 +1270,8 @@ void Loader::compile() {
     p->access.deny.finalize();
     p->access.trusted.finalize();
     for (const auto& n : internal) p->access.internal.add(n.prefix, n.tag);
+    // Own networks are the company's: internal for the call direction too.
+    for (const auto& n : own) p->access.internal.add(n.prefix, 0);
     p->access.internal.finalize();
     std::size_t total = 0;
     for (const auto& l : p->prefix_lists) total += l.prefixes.size();

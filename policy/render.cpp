@@ -183,7 +183,8 @@ std::string render_policy(const Policy& p) {
       << "\ncallback_lists = " << strings(f.callback_lists)
       << "\ncallback_expiry = " << dur(f.callback_expiry)
       << "\ncallback_capacity = " << f.callback_capacity << "\n";
-    if (!f.own_networks.empty()) {
+    // Empty with [access] internal set: the explicit opt-out (else derived from internal).
+    if (!f.own_networks.empty() || !p.access.internal_cidrs.empty()) {
         std::vector<std::string> own;
         for (const auto& n : f.own_networks) own.push_back(n.to_string());
         o << "own_networks = " << strings(own) << "\n";

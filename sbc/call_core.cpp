@@ -156,8 +156,9 @@ std::string CallCore::calls_text(base::Nanos now) const {
         if (!v || v->ended) continue;
         const auto& i = *v->info;
         out += "call=" + std::to_string(id) + " state=" + (v->answered ? "answered" : "setup") +
-               " from=" + std::string(signaling::side_name(i.from)) + " caller=" + i.caller +
-               " callee=" + i.callee + " source=" + i.source.remote.to_string() +
+               " from=" + std::string(signaling::side_name(i.from)) +
+               " caller=" + std::string(i.caller) + " callee=" + std::string(i.callee) +
+               " source=" + i.source.remote.to_string() +
                " age_s=" + seconds_text(now - i.started) + "\n";
     }
     out += "calls=" + std::to_string(ids.size()) + "\n";
@@ -172,10 +173,10 @@ std::string CallCore::call_text(std::uint64_t id, base::Nanos now) const {
     out += "call=" + std::to_string(id) + "\n";
     out += std::string("state=") + (v->answered ? "answered" : "setup") + "\n";
     out += "from=" + std::string(signaling::side_name(i.from)) + "\n";
-    out += "caller=" + i.caller + "\n";
-    out += "callee=" + i.callee + "\n";
-    out += "user_agent=" + i.user_agent + "\n";
-    out += "credentials_user=" + i.credentials_user + "\n";
+    out += "caller=" + std::string(i.caller) + "\n";
+    out += "callee=" + std::string(i.callee) + "\n";
+    out += "user_agent=" + std::string(i.user_agent) + "\n";
+    out += "credentials_user=" + std::string(i.credentials_user) + "\n";
     out += "age_s=" + seconds_text(now - i.started) + "\n";
     if (v->answered) out += "answered_after_s=" + seconds_text(i.answered - i.started) + "\n";
     for (int l = 0; l < 2; ++l) {
@@ -281,7 +282,7 @@ std::size_t CallCore::end_banned(const base::IpAddress& source, std::string_view
         [&](const signaling::CallInfo& c) {
             if (c.from != Side::external) return false;
             if (!source.is_unspecified() && c.source.remote.addr == source) return true;
-            const std::string& who = c.credentials_user.empty() ? c.caller : c.credentials_user;
+            const std::string_view who = c.credentials_user.empty() ? c.caller : c.credentials_user;
             return !account.empty() && who == account;
         },
         now);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <vector>
 
@@ -132,7 +133,12 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
         dataplane::StreamId id;
         dataplane::StreamSpec spec;
     };
-    std::map<std::uint64_t, std::map<std::size_t, Anchored>> streams_by_call_;
+    // The anchored streams of the calls in progress, in a pool of their own as the B2BUA's
+    // call state is (sbc/signaling/b2bua.hpp): held for a call's whole life, they would
+    // otherwise pin heap pages that its setup's transactions leave free.
+    std::pmr::unsynchronized_pool_resource stream_memory_{std::pmr::pool_options{256, 1024}};
+    std::pmr::map<std::uint64_t, std::pmr::map<std::size_t, Anchored>> streams_by_call_{
+        &stream_memory_};
     std::vector<std::uint16_t> free_ports_;  // even RTP ports (RTCP on +1)
     std::uint64_t media_failures_ = 0;
     std::uint64_t ended_inactive_ = 0, ended_banned_ = 0;

@@ -134,7 +134,7 @@ fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
 }
 
 fraud::Registration registration_of(const sip::Message& m, const ObservedMessage& at,
-                                    fraud::Outcome outcome) {
+                                    fraud::Outcome outcome, const policy::AccessLists* access) {
     fraud::Registration r;
     r.now = at.now;
     r.wall = at.wall;
@@ -144,6 +144,9 @@ fraud::Registration registration_of(const sip::Message& m, const ObservedMessage
     r.user = registered_user_of(m);
     r.user_agent = m.user_agent();
     r.outcome = outcome;
+    // A REGISTER names no number: from a trusted trunk inbound, from inside internal.
+    r.direction = direction_of(at, access, m.request_uri().user);
+    r.trusted = access && access->trusted.contains(at.source.addr);
     return r;
 }
 
@@ -191,6 +194,8 @@ struct CallObserver::Impl {
         std::string_view user_agent;
         base::Endpoint source;
         bool tcp = false, tls = false;
+        fraud::Direction direction = fraud::Direction::unknown;
+        bool trusted = false;
     };
     struct Tx {
         std::string key;
@@ -204,6 +209,8 @@ struct CallObserver::Impl {
         base::Endpoint source;
         bool tcp = false, tls = false;
         base::Nanos created = 0;
+        fraud::Direction direction = fraud::Direction::unknown;
+        bool trusted = false;
         base::Nanos final_at = 0;
         int final_status = 0;
     };
@@ -245,7 +252,8 @@ struct CallObserver::Impl {
     }
     static fraud::Source source_of(const Tx& t) { return source_of(t.source, t.tcp, t.tls); }
     static AuthSubject subject_of(const Tx& t) {
-        return {t.cred_user, t.account, t.user_agent, t.source, t.tcp, t.tls};
+        return {t.cred_user, t.account, t.user_agent, t.source,
+                t.tcp,       t.tls,     t.direction,  t.trusted};
     }
 
     Call* find_call(std::string_view id) {
@@ -313,6 +321,8 @@ struct CallObserver::Impl {
         a.username = user;
         a.user_agent = t.user_agent;
         a.success = success;
+        a.direction = t.direction;
+        a.trusted = t.trusted;
         counters.add(success ? ObserverEvent::auth_success : ObserverEvent::auth_failure);
         sink.auth(a);
     }
@@ -344,6 +354,8 @@ struct CallObserver::Impl {
         r.user = t.reg_user;
         r.user_agent = t.user_agent;
         r.outcome = outcome_of(status);
+        r.direction = t.direction;
+        r.trusted = t.trusted;
         counters.add(ObserverEvent::registrations);
         sink.registration(r);
     }
@@ -373,6 +385,8 @@ struct CallObserver::Impl {
         t.tcp = at.tcp;
         t.tls = at.tls;
         t.created = at.now;
+        t.direction = direction_of(at, access, m.request_uri().user);
+        t.trusted = access && access->trusted.contains(at.source.addr);
         const bool in_dialog = has_to_tag(m);
         t.initial_invite = method == sip::Method::invite && !in_dialog;
         if (method == sip::Method::register_) t.reg_user = std::string(registered_user_of(m));
@@ -520,7 +534,7 @@ void CallObserver::registration_answered(const sip::Message& m, int status,
     counters_.add(ObserverEvent::messages);
     counters_.add(ObserverEvent::requests);
     counters_.add(ObserverEvent::registrations);
-    impl_->sink.registration(registration_of(m, at, outcome_of(status)));
+    impl_->sink.registration(registration_of(m, at, outcome_of(status), impl_->access));
     // How the credentials fared (RFC 3261 §22): a relayed challenge, then a success or a
     // refusal for the same user and source.
     const std::string cred = credentials_user(m);
@@ -531,6 +545,8 @@ void CallObserver::registration_answered(const sip::Message& m, int status,
     s.source = at.source;
     s.tcp = at.tcp;
     s.tls = at.tls;
+    s.direction = direction_of(at, impl_->access, m.request_uri().user);
+    s.trusted = impl_->access && impl_->access->trusted.contains(at.source.addr);
     impl_->settle_auth(s, status, false, at.now, at.wall);
 }
 
@@ -568,6 +584,10 @@ void CallObserver::response_relayed(const signaling::CallInfo& c, int status, ba
     s.source = c.source.remote;
     s.tcp = c.source.transport != signaling::Transport::udp;
     s.tls = c.source.transport == signaling::Transport::tls;
+    ObservedMessage at;  // the call's INVITE, from the external side
+    at.source = c.source.remote;
+    s.direction = direction_of(at, impl_->access, c.callee);
+    s.trusted = impl_->access && impl_->access->trusted.contains(at.source.addr);
     impl_->settle_auth(s, status, true, now, wall);
 }
 

@@ -117,9 +117,11 @@ fraud::Direction direction_of(const ObservedMessage& at, const policy::AccessLis
 fraud::CallAttempt attempt_of(const sip::Message& m, const ObservedMessage& at,
                               const policy::Numbering* numbering, std::string& callee,
                               std::string& caller, const policy::AccessLists* access = nullptr);
-// The registration a REGISTER is, with the outcome of its final answer.
+// The registration a REGISTER is, with the outcome of its final answer; `access` (may be
+// null): its direction and trusted flag, derived as for attempts.
 fraud::Registration registration_of(const sip::Message& m, const ObservedMessage& at,
-                                    fraud::Outcome outcome);
+                                    fraud::Outcome outcome,
+                                    const policy::AccessLists* access = nullptr);
 
 class CallObserver {
   public:

@@ -227,8 +227,8 @@ const EventKeys kEventKeys[] = {
     {"request", {"account", "from", "to", "method", "call_id", "direction"}},
     {"answer", {"call_id"}},
     {"end", {"call_id", "status", "outcome"}},
-    {"auth", {"account", "user", "ok"}},
-    {"register", {"account", "user", "status", "outcome"}},
+    {"auth", {"account", "user", "ok", "direction"}},
+    {"register", {"account", "user", "status", "outcome", "direction"}},
     {"sip", {"message", "dst"}},
 };
 
@@ -351,6 +351,24 @@ class Runner final : FraudEventSink {
             account = user;
         }
 
+        // "direction": given, else derived as the live front door does (trusted trunks,
+        // internal networks of [access]) from the source and the dialed number.
+        auto direction_field = [&](std::string_view dialed, fraud::Direction& direction) {
+            ObservedMessage from_src;
+            from_src.source = {src.addr, src.port};
+            direction = direction_of(from_src, &policy_.access, dialed);
+            if (auto d = j.find("direction"); d != j.end()) {
+                const auto* names = &fraud::kDirectionNames;
+                auto it = d->is_string()
+                              ? std::find(names->begin() + 1, names->end(), d->get<std::string>())
+                              : names->end();
+                if (it == names->end())
+                    return std::string(
+                        "\"direction\" must be \"inbound\", \"outbound\" or \"internal\"");
+                direction = static_cast<fraud::Direction>(it - names->begin());
+            }
+            return std::string();
+        };
         if (type == "attempt" || type == "request") {
             std::string call_id = str(j, "call_id", "call-" + std::to_string(n_));
             std::string account = str(j, "account");
@@ -358,20 +376,8 @@ class Runner final : FraudEventSink {
             std::string from = normalize_callee(str(j, "from", account), &policy_.numbering);
             std::string method = str(j, "method", type == "request" ? "OPTIONS" : "INVITE");
             std::string to = normalize_callee(str(j, "to"), &policy_.numbering);
-            // "direction": given, else derived as the live front door does (trusted trunks,
-            // internal networks of [access]).
-            ObservedMessage from_src;
-            from_src.source = {src.addr, src.port};
-            fraud::Direction direction = direction_of(from_src, &policy_.access, to);
-            if (auto d = j.find("direction"); d != j.end()) {
-                const auto* names = &fraud::kDirectionNames;
-                auto it = d->is_string()
-                              ? std::find(names->begin() + 1, names->end(), d->get<std::string>())
-                              : names->end();
-                if (it == names->end())
-                    return "\"direction\" must be \"inbound\", \"outbound\" or \"internal\"";
-                direction = static_cast<fraud::Direction>(it - names->begin());
-            }
+            fraud::Direction direction;
+            if (auto err = direction_field(to, direction); !err.empty()) return err;
             fraud::CallAttempt a;
             a.now = now;
             a.wall = wall;
@@ -403,6 +409,8 @@ class Runner final : FraudEventSink {
             a.tenant = tenant;
             a.user_agent = ua;
             a.success = j.value("ok", false);
+            a.trusted = policy_.access.trusted.contains(src.addr);
+            if (auto err = direction_field({}, a.direction); !err.empty()) return err;
             auth(a);
         } else if (type == "register") {
             fraud::Registration r;
@@ -412,6 +420,8 @@ class Runner final : FraudEventSink {
             r.user = account;
             r.tenant = tenant;
             r.user_agent = ua;
+            r.trusted = policy_.access.trusted.contains(src.addr);
+            if (auto err = direction_field({}, r.direction); !err.empty()) return err;
             if (auto err = outcome_field(j, r.outcome); !err.empty()) return err;
             registration(r);
         } else if (type == "sip") {

@@ -867,6 +867,75 @@ class DpdkRuntime final : public DataplaneRuntime {
         return kMediaUsage;
     }
 
+    MediaStreams* media_streams() override { return &streams_for_calls_; }
+
+    // The call core's streams: each change is a command to the worker lcore, which applies it
+    // between two bursts; the signaling thread waits for its result (the worker polls its
+    // control ring every loop, so the wait is short; bounded by kMediaWait).
+    struct CallStreams final : MediaStreams {
+        DpdkRuntime& rt;
+        explicit CallStreams(DpdkRuntime& r) : rt(r) {}
+        base::Result<dataplane::StreamId> open(const dataplane::StreamSpec& spec) override {
+            auto r = rt.media_now(dataplane::MediaCommandKind::create, {}, spec);
+            if (!r) return r.error();
+            return r->stream;
+        }
+        base::Result<void> update(dataplane::StreamId id,
+                                  const dataplane::StreamSpec& spec) override {
+            auto r = rt.media_now(dataplane::MediaCommandKind::update, id, spec);
+            if (!r) return r.error();
+            return {};
+        }
+        base::Result<void> close(dataplane::StreamId id) override {
+            auto r = rt.media_now(dataplane::MediaCommandKind::remove, id, {});
+            if (!r) return r.error();
+            return {};
+        }
+        // From the worker's last snapshot (its first Backend::kReportedStreams streams).
+        base::Result<dataplane::StreamStats> stats(dataplane::StreamId id) const override {
+            const auto s = rt.backend_->snapshot();
+            for (const auto& x : s.streams)
+                if (x.id == id) return x.stats;
+            return base::make_error("stream not in the DPDK worker's snapshot");
+        }
+    };
+    CallStreams streams_for_calls_{*this};
+    static constexpr auto kMediaWait = std::chrono::seconds(1);
+
+    // Signaling thread: one media command, waited for.
+    base::Result<dataplane::dpdk::ControlResult> media_now(dataplane::MediaCommandKind kind,
+                                                           dataplane::StreamId id,
+                                                           const dataplane::StreamSpec& spec) {
+        dataplane::dpdk::ControlCommand c;
+        c.kind = dataplane::dpdk::ControlCommand::Kind::media;
+        c.media.kind = kind;
+        c.media.id = id;
+        c.media.spec = spec;
+        c.tag = next_tag_++;
+        const std::uint64_t tag = c.tag;
+        if (!backend_->post(std::move(c)))
+            return base::make_error("the DPDK worker's control queue is full");
+        const auto deadline = std::chrono::steady_clock::now() + kMediaWait;
+        for (int spin = 0;; ++spin) {
+            collect_results();
+            {
+                std::lock_guard lock(results_mu_);
+                if (auto it = results_.find(tag); it != results_.end()) {
+                    auto r = std::move(it->second);
+                    results_.erase(it);
+                    if (!r.ok) return base::make_error(r.error);
+                    return r;
+                }
+            }
+            if (std::chrono::steady_clock::now() > deadline)
+                return base::make_error("the DPDK worker did not answer a media command in 1 s");
+            if (spin < 1000)
+                std::this_thread::yield();
+            else
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    }
+
     std::string media_add(std::string_view args) {
         auto spec = parse_media_add(args, media_a_addr_, media_b_addr_);
         if (!spec)

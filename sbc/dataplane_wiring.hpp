@@ -74,8 +74,7 @@ class DataplaneRuntime {
     // Signaling thread: `tick` runs after every poll of the signaling loop (at most ~20 ms
     // apart) with the monotonic time: the call core's timers.
     void set_tick(std::function<void(base::Nanos)> tick) { tick_ = std::move(tick); }
-    // Signaling thread: the relay's streams for the call core, or nullptr when this backend
-    // does not offer them to signaling yet.
+    // Signaling thread: the relay's streams for the call core (both backends offer them).
     virtual MediaStreams* media_streams() { return nullptr; }
     // Signaling thread: `handler` gets every media event of the relay (inactive, latched,
     // relatched) on the signaling thread, after the poll that collected it.

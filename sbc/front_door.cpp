@@ -456,10 +456,37 @@ void FrontDoor::on_tick(base::Nanos now) {
     // What ended calls and transactions freed goes back to the kernel: freed chunks in the
     // middle of the heap are otherwise kept by the allocator, and the node would keep the
     // resident size of its busiest minute.
+    if (!fed_bans_.empty() && now - last_ban_feedback_ >= kBanFeedbackInterval) {
+        last_ban_feedback_ = now;
+        feed_ban_drops(now);
+    }
     if (now - last_trim_ >= kTrimInterval) {
         last_trim_ = now;
         malloc_trim(0);
     }
+}
+
+void FrontDoor::feed_ban_drops(base::Nanos now) {
+    // One pass over the dataplane's bans, only while a fraud ban of ours is live.
+    std::unordered_map<std::string, FedBan> live;
+    for (const auto& b : rt_.active_bans()) {
+        if (b.origin != dataplane::BanOrigin::fraud) continue;
+        auto key = b.prefix.to_string();
+        auto it = fed_bans_.find(key);
+        if (it == fed_bans_.end()) continue;
+        // A ban posted again (escalated) may start its count afresh.
+        const std::uint64_t seen = it->second.hits;
+        const std::uint64_t dropped = b.hits >= seen ? b.hits - seen : b.hits;
+        if (dropped && engine_)
+            events_.add(FrontDoorEvent::fraud_ban_drops_fed,
+                        engine_->on_banned_drops(b.prefix, dropped, now));
+        live[std::move(key)] = {b.hits, it->second.posted};
+    }
+    // Posted a moment ago and not in the table yet (the mailbox is behind): kept a few
+    // seconds. Lapsed bans go.
+    for (auto& [key, f] : fed_bans_)
+        if (!live.count(key) && now - f.posted < 5 * base::kNanosPerSecond) live.emplace(key, f);
+    fed_bans_ = std::move(live);
 }
 
 void FrontDoor::drain_streams() {
@@ -661,6 +688,7 @@ void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& so
                                                      : engine_->config().ban_duration;
     if (rt_.post_ban(host, duration, dataplane::BanOrigin::fraud)) {
         events_.add(FrontDoorEvent::fraud_bans_posted);
+        if (fed_bans_.size() < kMaxFedBans) fed_bans_[host.to_string()].posted = now;
         spdlog::warn("fraud ban: {} for {}", host.to_string(),
                      prefix ? std::string("the [bans] ladder")
                             : std::to_string(duration / base::kNanosPerSecond) + " s");
@@ -790,8 +818,17 @@ void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int s
     }
     const std::string response =
         stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
-    if (send_to(l, {meta.src, meta.src_port}, response, stream_.active ? stream_.connection : 0))
-        events_.add(FrontDoorEvent::answered);
+    if (!send_to(l, {meta.src, meta.src_port}, response, stream_.active ? stream_.connection : 0))
+        return;
+    events_.add(FrontDoorEvent::answered);
+    if (hep_) {
+        // The front door's own answers (blocks, drain, placeholders) reach Homer too, with the
+        // request they answer; no other leg exists, so the Call-ID is the correlation id.
+        const base::Endpoint peer{meta.src, meta.src_port};
+        const base::UnixNanos t = rt_.wall();
+        hep_->capture(peer, listeners_[l].local, t, m.call_id(), m.bytes());
+        hep_->capture(listeners_[l].local, peer, t, m.call_id(), response);
+    }
 }
 
 std::string FrontDoor::answer_command(std::string_view args) {

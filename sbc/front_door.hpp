@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/base.hpp"
@@ -33,27 +34,28 @@ namespace sbc {
 class Daemon;
 class DataplaneRuntime;
 
-#define SBC_FRONT_DOOR_EVENTS(X)                                                            \
-    X(datagrams, "SIP datagrams admitted by the dataplane")                                 \
-    X(stream_messages, "SIP messages framed on TCP/TLS connections")                        \
-    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")                 \
-    X(responses, "SIP responses received and dropped (no transactions yet)")                \
-    X(requests, "well-formed requests")                                                     \
-    X(answered, "stateless final responses sent")                                           \
-    X(answered_403, "403 Forbidden sent for a blocked or banned request")                   \
-    X(not_answered, "requests not answered (ACK)")                                          \
-    X(send_failed, "responses that could not be sent")                                      \
-    X(calls_ended, "calls through the B2BUA ended (fed to the fraud engine)")               \
-    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")                 \
-    X(fraud_auth_events, "authentication outcomes in relayed responses scored")             \
-    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")                    \
-    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")                \
-    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration")            \
-    X(engine_reconfigured, "changed fraud rules applied in place, the engine's state kept") \
-    X(refused_scanner, "requests refused (403) for a scanner User-Agent ([scanners])")      \
-    X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")   \
-    X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")            \
-    X(refused_account_limit, "requests refused (403) by a per-account rate limit")          \
+#define SBC_FRONT_DOOR_EVENTS(X)                                                             \
+    X(datagrams, "SIP datagrams admitted by the dataplane")                                  \
+    X(stream_messages, "SIP messages framed on TCP/TLS connections")                         \
+    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")                  \
+    X(responses, "SIP responses received and dropped (no transactions yet)")                 \
+    X(requests, "well-formed requests")                                                      \
+    X(answered, "stateless final responses sent")                                            \
+    X(answered_403, "403 Forbidden sent for a blocked or banned request")                    \
+    X(not_answered, "requests not answered (ACK)")                                           \
+    X(send_failed, "responses that could not be sent")                                       \
+    X(calls_ended, "calls through the B2BUA ended (fed to the fraud engine)")                \
+    X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")                  \
+    X(fraud_auth_events, "authentication outcomes in relayed responses scored")              \
+    X(fraud_bans_posted, "fraud bans handed to the dataplane ban table")                     \
+    X(fraud_bans_rejected, "fraud bans refused by a full dataplane mailbox")                 \
+    X(fraud_ban_drops_fed, "packets dropped by fraud bans, counted in the engine's windows") \
+    X(engine_rebuilt, "fraud engines rebuilt for a changed fraud configuration")             \
+    X(engine_reconfigured, "changed fraud rules applied in place, the engine's state kept")  \
+    X(refused_scanner, "requests refused (403) for a scanner User-Agent ([scanners])")       \
+    X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")    \
+    X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")             \
+    X(refused_account_limit, "requests refused (403) by a per-account rate limit")           \
     X(refused_draining, "new INVITEs refused (503) while the node drains")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
 
@@ -219,6 +221,19 @@ class FrontDoor final : FraudEventSink {
     // Free heap pages handed back to the kernel this often (signaling thread's tick).
     static constexpr base::Nanos kTrimInterval = 30 * base::kNanosPerSecond;
     base::Nanos last_trim_ = 0;
+    // Ban feedback: the fraud bans this front door posted (prefix -> packets the dataplane had
+    // dropped on it at the last look). Once a second while any is live, the drops since are
+    // handed to the engine (fraud::Engine::on_banned_drops), so that the source prefix's
+    // windows keep counting an attack the fast path now drops.
+    void feed_ban_drops(base::Nanos now);
+    static constexpr std::size_t kMaxFedBans = 4096;
+    static constexpr base::Nanos kBanFeedbackInterval = base::kNanosPerSecond;
+    struct FedBan {
+        std::uint64_t hits = 0;  // dropped at the last look
+        base::Nanos posted = 0;  // until it shows in the table (the mailbox may be behind)
+    };
+    std::unordered_map<std::string, FedBan> fed_bans_;
+    base::Nanos last_ban_feedback_ = 0;
 };
 
 }  // namespace sbc

@@ -1,6 +1,7 @@
 #include "sbc/signaling/b2bua.hpp"
 
 #include <algorithm>
+#include <array>
 #include <map>
 
 namespace sbc::signaling {
@@ -68,6 +69,11 @@ std::optional<base::Endpoint> endpoint_of_uri(std::string_view uri_text) {
     auto addr = base::IpAddress::parse(uri.host);
     if (!addr) return std::nullopt;
     return base::Endpoint{*addr, uri.has_port ? uri.port : std::uint16_t{5060}};
+}
+
+// Hands a string's block back to the call memory.
+void release_text(std::pmr::string& s) {
+    std::pmr::string(s.get_allocator()).swap(s);
 }
 
 std::string host_port(const SideConfig& s) {
@@ -139,19 +145,48 @@ bool safe_outbound(std::string_view name) {
 
 }  // namespace
 
-struct B2bua::Leg {
-    Side side = Side::external;
-    Flow flow;
-    std::string call_id, local_tag, remote_tag;
-    std::string local_uri, remote_uri;  // name-addrs without tags
-    std::string remote_target;          // the peer's Contact URI
-    std::vector<std::string> route_set;
-    std::uint32_t local_cseq = 0;
-    std::uint32_t remote_cseq = 0;
-    std::string contact_user;
+// An identifier of ours of fixed length (tags, Contact users, branches), kept inline.
+template <std::size_t N>
+struct Token {
+    std::array<char, N> text{};
+    std::uint8_t size = 0;
+    Token& operator=(std::string_view s) {
+        size = static_cast<std::uint8_t>(std::min(s.size(), N));
+        std::copy_n(s.data(), size, text.data());
+        return *this;
+    }
+    std::string_view view() const { return {text.data(), size}; }
+    operator std::string_view() const { return view(); }
+    bool empty() const { return size == 0; }
 };
 
+struct B2bua::Leg {
+    explicit Leg(std::pmr::memory_resource* r)
+        : call_id(r), remote_tag(r), local_uri(r), remote_uri(r), remote_target(r), route_set(r) {}
+    Side side = Side::external;
+    Flow flow;
+    std::pmr::string call_id;
+    Token<16> local_tag;
+    std::pmr::string remote_tag;
+    std::pmr::string local_uri, remote_uri;  // name-addrs without tags
+    std::pmr::string remote_target;          // the peer's Contact URI
+    std::pmr::vector<std::pmr::string> route_set;
+    std::uint32_t local_cseq = 0;
+    std::uint32_t remote_cseq = 0;
+    Token<20> contact_user;
+};
+
+// What a call keeps for its whole life: both dialogs, and only what the rest of them needs
+// (no copy of the INVITE or its 2xx; the caller's offer only until the call is answered or
+// fails; our ACK of a 2xx as the few fields that rebuild it).
 struct B2bua::Call {
+    explicit Call(std::pmr::memory_resource* r)
+        : info(r),
+          leg{Leg(r), Leg(r)},
+          flag_value(r),
+          offer(r),
+          ack_body(r),
+          registered_target(r) {}
     std::uint64_t id = 0;
     CallInfo info;
     Leg leg[2];  // 0: the side the call came from, 1: the side it went to
@@ -161,21 +196,86 @@ struct B2bua::Call {
     std::uint32_t caller_invite_cseq = 0;  // the caller's INVITE, on leg 0
     std::size_t hop = 0;      // the next hop tried last (internal side), or how many (external)
     std::uint64_t tried = 0;  // internal next hops tried, bit i = hop i
-    Admission admission;
-    std::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
+    bool flagged = false;     // admitted with a flag verdict: flag_value goes inside
+    std::pmr::string flag_value;
+    std::pmr::string offer;  // the caller's SDP anchored toward leg 1 (kept for failover)
     bool answered = false, ended = false, cancelled = false, media = false;
     int outstanding = 0;  // client transactions still running
     // The INVITE (initial or re-) whose 2xx waits for the ACK of the side that sent it.
     TxId ack_server;
     int ack_leg = -1;  // where our ACK goes
     std::uint32_t ack_cseq = 0;
-    std::string ack_bytes;       // our ACK, re-sent for a retransmitted 2xx
+    // Our ACK went (to ack_leg): a retransmitted 2xx gets it again, rebuilt from the dialog
+    // with the same branch and body.
+    bool acked = false;
+    Token<31> ack_branch;
+    std::pmr::string ack_body;   // a late answer in our ACK (usually empty)
     bool offer_pending = false;  // an INVITE/UPDATE transaction in progress (glare: 491)
     base::Nanos deadline = 0;
     // A call from inside to a registered client: the flow it registered on and its Contact.
     std::optional<Flow> registered;
-    std::string registered_target;
+    std::pmr::string registered_target;
 };
+
+namespace {
+// Chunks of the call memory grow up to this many blocks; blocks up to kLargestPooled bytes are
+// pooled (a Call and every string of one), larger ones (index buckets) come from the heap.
+constexpr std::size_t kMaxBlocksPerChunk = 256;
+constexpr std::size_t kLargestPooled = 2048;
+}  // namespace
+
+B2bua::CallMemory::CallMemory()
+    : pool_(std::pmr::pool_options{kMaxBlocksPerChunk, kLargestPooled}, &upstream_) {}
+
+B2bua::CallMemory::~CallMemory() {
+    for (void* c : chunks_) ::operator delete (c, std::align_val_t{alignof(std::max_align_t)});
+}
+
+void* B2bua::CallMemory::take_slot(std::size_t size) {
+    size = (size + alignof(std::max_align_t) - 1) / alignof(std::max_align_t) *
+           alignof(std::max_align_t);
+    if (!free_slots_) {
+        slot_size_ = size;
+        auto* chunk = static_cast<std::byte*>(
+            ::operator new (size* kSlotsPerChunk, std::align_val_t{alignof(std::max_align_t)}));
+        chunks_.push_back(chunk);
+        held_ += size * kSlotsPerChunk;
+        for (std::size_t i = kSlotsPerChunk; i-- > 0;) {
+            void* slot = chunk + i * size;
+            *static_cast<void**>(slot) = free_slots_;
+            free_slots_ = slot;
+        }
+    }
+    void* slot = free_slots_;
+    free_slots_ = *static_cast<void**>(slot);
+    return slot;
+}
+
+void B2bua::CallMemory::give_slot(void* p) {
+    *static_cast<void**>(p) = free_slots_;
+    free_slots_ = p;
+}
+
+void* B2bua::CallMemory::do_allocate(std::size_t bytes, std::size_t align) {
+    return pool_.allocate(bytes, align);
+}
+void B2bua::CallMemory::do_deallocate(void* p, std::size_t bytes, std::size_t align) {
+    pool_.deallocate(p, bytes, align);
+}
+void* B2bua::CallMemory::Counting::do_allocate(std::size_t bytes, std::size_t align) {
+    void* p = std::pmr::new_delete_resource()->allocate(bytes, align);
+    *held += bytes;
+    return p;
+}
+void B2bua::CallMemory::Counting::do_deallocate(void* p, std::size_t bytes, std::size_t align) {
+    std::pmr::new_delete_resource()->deallocate(p, bytes, align);
+    *held -= bytes;
+}
+
+void B2bua::CallDelete::operator()(Call* c) const {
+    c->~Call();
+    memory->give_slot(c);
+}
 
 B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hooks,
              TimerSettings timers, TransactionLimits limits)
@@ -186,6 +286,7 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
       tx_(*this, timers, limits) {
     hops_.resize(std::min<std::size_t>(config_.internal.next_hops.size(), 64));
     rng_ = config_.seed;
+    index_seed_ = random_token(16);
     if (rng_ == 0)
         for (char ch : random_token(12)) rng_ = rng_ * 37 + static_cast<unsigned char>(ch);
     if (!config_.health.enabled)
@@ -258,7 +359,10 @@ void B2bua::probe_hops(base::Nanos now) {
     for (std::size_t i = 0; i < hops_.size(); ++i) {
         HopState& h = hops_[i];
         if (h.probe && now - h.probe_sent >= config_.health.timeout) {
-            pending_.erase(pack(h.probe));  // a late answer no longer counts
+            // A late answer no longer counts, and a dead hop is not sent retransmissions
+            // until Timer F: the next probe comes at the health check's interval.
+            pending_.erase(pack(h.probe));
+            tx_.abandon(h.probe);
             h.probe = {};
             counters_.add(B2buaCounter::probes_failed);
             hop_result(i, false);
@@ -334,20 +438,45 @@ std::optional<CallView> B2bua::call_view(std::uint64_t id) const {
     return v;
 }
 
+std::uint64_t B2bua::index_hash(Side side, std::string_view call_id, std::string_view tag) const {
+    std::string k;
+    k.reserve(index_seed_.size() + 3 + call_id.size() + tag.size());
+    k += index_seed_;
+    k += side == Side::external ? 'e' : 'i';
+    k += call_id;
+    k += '\0';
+    k += tag;
+    return std::hash<std::string_view>{}(k);
+}
+
+void B2bua::index_add(KeyIndex& index, std::uint64_t hash, std::uint64_t call) {
+    index.emplace(hash, call);
+}
+
+void B2bua::index_remove(KeyIndex& index, std::uint64_t hash, std::uint64_t call) {
+    auto [it, end] = index.equal_range(hash);
+    for (; it != end; ++it)
+        if (it->second == call) {
+            index.erase(it);
+            return;
+        }
+}
+
 std::optional<std::uint64_t> B2bua::call_of(Side side, std::string_view call_id) const {
-    std::string key(side_name(side));
-    key += '|';
-    key += call_id;
-    auto it = call_ids_.find(key);
-    if (it == call_ids_.end()) return std::nullopt;
-    return it->second;
+    // The newest call with a leg of that Call-ID on that side.
+    std::optional<std::uint64_t> found;
+    auto [it, end] = call_ids_.equal_range(index_hash(side, call_id, {}));
+    for (; it != end; ++it) {
+        auto c = calls_.find(it->second);
+        if (c == calls_.end() || (found && *found > it->second)) continue;
+        for (const Leg& l : c->second->leg)
+            if (l.side == side && l.call_id == call_id) found = it->second;
+    }
+    return found;
 }
 
 void B2bua::forget_call_ids(const Call& c) {
-    for (const Leg& l : c.leg) {
-        auto it = call_ids_.find(std::string(side_name(l.side)) + "|" + l.call_id);
-        if (it != call_ids_.end() && it->second == c.id) call_ids_.erase(it);
-    }
+    for (const Leg& l : c.leg) index_remove(call_ids_, index_hash(l.side, l.call_id, {}), c.id);
 }
 
 void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Nanos now) {
@@ -685,34 +814,35 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     }
     if (adm.kind == Admission::Kind::flag) counters_.add(B2buaCounter::calls_flagged);
 
-    auto owned = std::make_unique<Call>();
+    CallPtr owned(new (call_memory_.take_slot(sizeof(Call))) Call(&call_memory_),
+                  CallDelete{&call_memory_});
     Call& c = *owned;
     c.id = next_call_++;
-    c.admission = std::move(adm);
+    c.flagged = adm.kind == Admission::Kind::flag;
+    if (c.flagged) c.flag_value = adm.flag_value;
     c.invite_server = tx;
     c.info.id = c.id;
     c.info.from = side;
     c.info.source = from;
-    c.info.caller = m.from() ? std::string(m.from()->uri.user) : std::string();
-    c.info.callee = std::string(m.request_uri().user);
-    c.info.call_id = std::string(m.call_id());
+    if (m.from()) c.info.caller = m.from()->uri.user;
+    c.info.callee = m.request_uri().user;
+    c.info.call_id = m.call_id();
     if (const auto* a = m.authorization(); a && !a->username.empty())
-        c.info.credentials_user = std::string(a->username);
+        c.info.credentials_user = a->username;
     else if (const auto* p = m.proxy_authorization(); p && !p->username.empty())
-        c.info.credentials_user = std::string(p->username);
-    c.info.user_agent = std::string(m.user_agent());
+        c.info.credentials_user = p->username;
+    c.info.user_agent = m.user_agent();
     c.info.started = now_;
 
     Leg& a = c.leg[0];
     a.side = side;
     a.flow = from;
-    a.call_id = std::string(m.call_id());
+    a.call_id = m.call_id();
     a.local_tag = random_token(16);
-    a.remote_tag = m.from() ? std::string(m.from()->tag) : std::string();
-    a.local_uri = m.to() ? without_tag(*m.to()) : std::string();
-    a.remote_uri = m.from() ? without_tag(*m.from()) : std::string();
-    a.remote_target = m.contacts().empty() ? std::string(m.request_uri().raw)
-                                           : std::string(m.contacts().front().uri.raw);
+    if (m.from()) a.remote_tag = m.from()->tag;
+    if (m.to()) a.local_uri = without_tag(*m.to());
+    if (m.from()) a.remote_uri = without_tag(*m.from());
+    a.remote_target = m.contacts().empty() ? m.request_uri().raw : m.contacts().front().uri.raw;
     for (const auto& rr : m.record_routes()) a.route_set.emplace_back(rr.raw);
     a.remote_cseq = m.cseq()->number;
     c.caller_invite_cseq = a.remote_cseq;
@@ -729,15 +859,18 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     b.flow.listener = there.listener;
     if (route && route->kind == Registrations::Route::Kind::found) {
         c.registered = route->flow;
-        c.registered_target = std::move(route->target);
+        c.registered_target = route->target;
         b.flow = route->flow;  // UDP to the observed source; the same connection for TCP/TLS
     }
     // The caller as the far side sees it: its user, and a host that is the SBC when the call
     // leaves to the outside (an inside domain never leaks).
     if (m.from()) {
         if (b.side == Side::external) {
-            std::string disp(m.from()->display_name);
-            b.local_uri = disp.empty() ? std::string() : disp + " ";
+            const std::string_view disp = m.from()->display_name;
+            if (!disp.empty()) {
+                b.local_uri = disp;
+                b.local_uri += ' ';
+            }
             b.local_uri += "<sip:";
             if (m.from()->uri.has_user) {
                 b.local_uri += m.from()->uri.user;
@@ -749,7 +882,7 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
             b.local_uri = without_tag(*m.from());
         }
     }
-    b.remote_uri = m.to() ? without_tag(*m.to()) : std::string();
+    if (m.to()) b.remote_uri = without_tag(*m.to());
 
     if (!m.body().empty()) {
         auto sdp = anchor_sdp(c, m.body(), side, now_);
@@ -759,13 +892,13 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
             tx_.respond(tx, 488, {}, {}, now_);
             return;
         }
-        c.offer = std::move(*sdp);
+        c.offer = *sdp;
     }
     const std::uint64_t id = c.id;
-    dialogs_[std::string(side_name(a.side)) + "|" + a.call_id + "|" + a.local_tag] = id;
-    dialogs_[std::string(side_name(b.side)) + "|" + b.call_id + "|" + b.local_tag] = id;
-    call_ids_[std::string(side_name(a.side)) + "|" + a.call_id] = id;
-    call_ids_[std::string(side_name(b.side)) + "|" + b.call_id] = id;
+    index_add(dialogs_, index_hash(a.side, a.call_id, a.local_tag), id);
+    index_add(dialogs_, index_hash(b.side, b.call_id, b.local_tag), id);
+    index_add(call_ids_, index_hash(a.side, a.call_id, {}), id);
+    index_add(call_ids_, index_hash(b.side, b.call_id, {}), id);
     server_calls_[pack(tx)] = id;
     calls_.emplace(id, std::move(owned));
     Call& call = *calls_[id];
@@ -819,8 +952,9 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         c.invite_cseq = b.local_cseq;
         const std::string branch = new_branch();
         std::string bytes = build_request(c, 1, "INVITE", inv, c.offer, c.invite_cseq, branch);
-        if (c.admission.kind == Admission::Kind::flag && b.side == Side::internal) {
-            const std::string line = config_.flag_header + ": " + c.admission.flag_value + "\r\n";
+        if (c.flagged && b.side == Side::internal) {
+            const std::string line =
+                config_.flag_header + ": " + std::string(c.flag_value) + "\r\n";
             bytes.insert(bytes.find("\r\nContent-Length: ") + 2, line);
         }
         // Max-Forwards goes on decremented inside; toward the outside it starts afresh so that
@@ -849,19 +983,18 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
 }
 
 B2bua::Call* B2bua::call_of_dialog(const sip::Message& m, Side side, int* leg) {
-    const std::string key = std::string(side_name(side)) + "|" + std::string(m.call_id()) + "|" +
-                            std::string(m.to()->tag);
-    auto it = dialogs_.find(key);
-    if (it == dialogs_.end()) return nullptr;
-    auto c = calls_.find(it->second);
-    if (c == calls_.end() || c->second->ended) return nullptr;
-    Call& call = *c->second;
-    for (int i = 0; i < 2; ++i)
-        if (call.leg[i].side == side && call.leg[i].call_id == m.call_id() &&
-            call.leg[i].local_tag == m.to()->tag) {
-            *leg = i;
-            return &call;
-        }
+    auto [it, end] = dialogs_.equal_range(index_hash(side, m.call_id(), m.to()->tag));
+    for (; it != end; ++it) {
+        auto c = calls_.find(it->second);
+        if (c == calls_.end() || c->second->ended) continue;
+        Call& call = *c->second;
+        for (int i = 0; i < 2; ++i)
+            if (call.leg[i].side == side && call.leg[i].call_id == m.call_id() &&
+                call.leg[i].local_tag.view() == m.to()->tag) {
+                *leg = i;
+                return &call;
+            }
+    }
     return nullptr;
 }
 
@@ -902,8 +1035,7 @@ void B2bua::in_dialog(TxId tx, const sip::Message& m, const Flow& from, Call& c,
         tx_.respond(tx, 491, {}, {}, now_);  // RFC 3261 §14.2 glare
         return;
     }
-    if (offer_method && !m.contacts().empty())
-        here.remote_target = std::string(m.contacts().front().uri.raw);
+    if (offer_method && !m.contacts().empty()) here.remote_target = m.contacts().front().uri.raw;
     std::string body(m.body());
     if (!body.empty() && m.content_type().find("sdp") != std::string_view::npos) {
         auto sdp = anchor_sdp(c, body, here.side, now_);
@@ -938,7 +1070,7 @@ void B2bua::in_dialog(TxId tx, const sip::Message& m, const Flow& from, Call& c,
         c.ack_server = tx;
         c.ack_leg = oi;
         c.ack_cseq = out_cseq;
-        c.ack_bytes.clear();
+        c.acked = false;
     }
 }
 
@@ -948,7 +1080,8 @@ void B2bua::relay_response(Call& c, TxId server, int li, const sip::Message& r, 
     const SideConfig& sc = l.side == Side::external ? config_.external : config_.internal;
     std::vector<std::pair<std::string_view, std::string_view>> hs;
     collect_headers(r, l.side, config_, hs);
-    const std::string contact = "<sip:" + l.contact_user + "@" + host_port(sc) + ">";
+    const std::string contact =
+        "<sip:" + std::string(l.contact_user.view()) + "@" + host_port(sc) + ">";
     const bool dialog_response = status > 100 && status < 300 && r.cseq() &&
                                  (r.cseq()->method == "INVITE" || r.cseq()->method == "UPDATE" ||
                                   r.cseq()->method == "SUBSCRIBE");
@@ -1002,22 +1135,26 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
         if (status == 100) return;
         const bool dialog = r.to() && !r.to()->tag.empty() && status < 300;
         if (dialog && l.remote_tag.empty()) {
-            l.remote_tag = std::string(r.to()->tag);
-            if (!r.contacts().empty()) l.remote_target = std::string(r.contacts().front().uri.raw);
+            l.remote_tag = r.to()->tag;
+            if (!r.contacts().empty()) l.remote_target = r.contacts().front().uri.raw;
             l.route_set.clear();
             for (auto it = r.record_routes().rbegin(); it != r.record_routes().rend(); ++it)
                 l.route_set.emplace_back(it->raw);
         }
         if (status >= 200 && status < 300) {
-            if (!r.contacts().empty()) l.remote_target = std::string(r.contacts().front().uri.raw);
+            if (!r.contacts().empty()) l.remote_target = r.contacts().front().uri.raw;
             if (c.answered) {
                 // A retransmitted 2xx: our ACK went missing.
-                if (!c.ack_bytes.empty() && c.ack_leg == p.leg)
-                    wire_.send(leg_destination(c, p.leg), c.ack_bytes);
+                if (c.acked && c.ack_leg == p.leg) resend_ack(c);
                 return;
             }
             if (c.cancelled || c.ended) {
-                // A 2xx crossing our CANCEL: confirm and end that dialog at once.
+                // A 2xx crossing our CANCEL: confirm and end that dialog at once. A retransmission
+                // of it means our ACK went missing: the ACK again, not another BYE.
+                if (c.acked && c.ack_leg == p.leg) {
+                    resend_ack(c);
+                    return;
+                }
                 send_ack(c, p.leg, {});
                 send_bye(c, p.leg, now_);
                 return;
@@ -1030,7 +1167,8 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
             c.ack_server = p.server;
             c.ack_leg = p.leg;
             c.ack_cseq = c.invite_cseq;
-            c.ack_bytes.clear();
+            c.acked = false;
+            release_text(c.offer);  // no failover once answered
             relay_response(c, p.server, p.server_leg, r, now_);
             hooks_.on_response_relayed(c.info, status);
             hooks_.on_answered(c.info);
@@ -1051,6 +1189,7 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
             }
         }
         c.info.final_status = status >= 300 && status < 400 ? config_.redirect_status : status;
+        release_text(c.offer);
         relay_response(c, p.server, p.server_leg, r, now_);
         hooks_.on_response_relayed(c.info, status);
         counters_.add(B2buaCounter::calls_failed);
@@ -1062,11 +1201,11 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
     if (status >= 200 && (p.method == sip::Method::invite || p.method == sip::Method::update))
         c.offer_pending = false;
     if (p.method == sip::Method::invite && status >= 200 && status < 300) {
-        if (!c.ack_bytes.empty() && c.ack_leg == p.leg) {
-            wire_.send(leg_destination(c, p.leg), c.ack_bytes);
+        if (c.acked && c.ack_leg == p.leg) {
+            resend_ack(c);
             return;
         }
-        if (!r.contacts().empty()) l.remote_target = std::string(r.contacts().front().uri.raw);
+        if (!r.contacts().empty()) l.remote_target = r.contacts().front().uri.raw;
     }
     if (tx_.state(p.server) == TxState::accepted || tx_.state(p.server) == TxState::completed)
         return;
@@ -1080,7 +1219,7 @@ void B2bua::on_ack(TxId invite, const sip::Message& ack, const Flow&) {
     auto cit = calls_.find(it->second);
     if (cit == calls_.end()) return;
     Call& c = *cit->second;
-    if (c.ack_server != invite || c.ack_leg < 0 || !c.ack_bytes.empty()) return;
+    if (c.ack_server != invite || c.ack_leg < 0 || c.acked) return;
     std::string body;
     if (!ack.body().empty()) {
         auto sdp = anchor_sdp(c, ack.body(), c.leg[1 - c.ack_leg].side, now_);
@@ -1091,15 +1230,25 @@ void B2bua::on_ack(TxId invite, const sip::Message& ack, const Flow&) {
 
 void B2bua::send_ack(Call& c, int li, std::string_view body) {
     // The ACK of a 2xx is a transaction of its own (new branch), with the INVITE's CSeq number.
-    std::string bytes = build_request(c, li, "ACK", nullptr, body,
-                                      c.ack_cseq ? c.ack_cseq : c.invite_cseq, new_branch());
-    if (!body.empty()) {
+    const std::string branch = new_branch();
+    c.ack_branch = branch;
+    c.ack_body = body;
+    c.ack_leg = li;
+    c.acked = true;
+    resend_ack(c);
+}
+
+void B2bua::resend_ack(Call& c) {
+    // RFC 3261 §13.2.2.4: each retransmission of the 2xx gets the ACK again; the dialog it is
+    // built from is the one the first went in (a re-INVITE's 2xx has not been relayed yet).
+    const int li = c.ack_leg;
+    std::string bytes = build_request(c, li, "ACK", nullptr, c.ack_body,
+                                      c.ack_cseq ? c.ack_cseq : c.invite_cseq, c.ack_branch);
+    if (!c.ack_body.empty()) {
         const std::size_t at = bytes.find("Content-Length: ");
         bytes.insert(at, "Content-Type: application/sdp\r\n");
     }
     wire_.send(leg_destination(c, li), bytes);
-    c.ack_bytes = std::move(bytes);
-    c.ack_leg = li;
 }
 
 void B2bua::on_cancel(TxId invite, const sip::Message&) {
@@ -1193,7 +1342,7 @@ void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
         auto cit = calls_.find(it->second);
         if (cit == calls_.end()) return;
         Call& c = *cit->second;
-        if (c.ended || c.ack_server != tx || !c.ack_bytes.empty()) return;
+        if (c.ended || c.ack_server != tx || c.acked) return;
         if (!c.answered) return;
         send_bye(c, 0, now_);
         send_bye(c, 1, now_);
@@ -1221,13 +1370,15 @@ void B2bua::finish(Call& c, CallEnd how, base::Nanos now) {
     if (c.ended) return;
     c.ended = true;
     c.info.ended = now;
+    release_text(c.offer);
+    release_text(c.ack_body);
     if (c.answered) counters_.add(B2buaCounter::calls_ended);
     if (c.media) {
         media_.release(c.id);
         c.media = false;
     }
     for (const Leg& l : c.leg)
-        dialogs_.erase(std::string(side_name(l.side)) + "|" + l.call_id + "|" + l.local_tag);
+        index_remove(dialogs_, index_hash(l.side, l.call_id, l.local_tag), c.id);
     hooks_.on_ended(c.info, how);
     if (c.outstanding <= 0) {
         forget_call_ids(c);

@@ -9,6 +9,7 @@
 // CallHooks (admission before a new call goes on, and the call's life after).
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -120,15 +121,20 @@ enum class CallEnd : std::uint8_t {
 };
 std::string_view call_end_name(CallEnd e);
 
+// The strings of a call the B2BUA holds live in its call memory (see B2bua); a copy takes the
+// default resource, so a copy may outlive the B2BUA.
 struct CallInfo {
+    CallInfo() = default;
+    explicit CallInfo(std::pmr::memory_resource* r)
+        : caller(r), callee(r), call_id(r), credentials_user(r), user_agent(r) {}
     std::uint64_t id = 0;
     Side from = Side::external;
     Flow source;
-    std::string caller, callee;  // From user, Request-URI user
-    std::string call_id;         // the caller's Call-ID
+    std::pmr::string caller, callee;  // From user, Request-URI user
+    std::pmr::string call_id;         // the caller's Call-ID
     // Authorization (else Proxy-Authorization) username of the INVITE, "" = no credentials.
-    std::string credentials_user;
-    std::string user_agent;  // the caller's User-Agent
+    std::pmr::string credentials_user;
+    std::pmr::string user_agent;  // the caller's User-Agent
     base::Nanos started = 0, answered = 0, ended = 0;
     int final_status = 0;
 };
@@ -224,6 +230,9 @@ class B2bua final : private TransactionUser {
     }
 
     std::size_t active_calls() const { return calls_.size(); }
+    // Bytes the call memory holds from the allocator (calls, their strings, their dialog
+    // index), whether in use or kept for the next calls.
+    std::size_t call_memory_bytes() const { return call_memory_.held(); }
     // Whether next hop i of the internal side takes calls now.
     bool hop_up(std::size_t i) const { return i < hops_.size() && hops_[i].up; }
     const base::CounterSet<B2buaCounter>& counters() const { return counters_; }
@@ -235,6 +244,61 @@ class B2bua final : private TransactionUser {
   private:
     struct Leg;
     struct Call;
+    // Everything a call keeps for its whole life (the Call, its strings, its entries in the
+    // dialog index) comes from this pool, apart from the short-lived messages and transactions
+    // of the general heap: a held call's bytes sit together, and the pages that its setup's
+    // transactions used are handed back whole once those end (docs/running.md, "Memory per
+    // call"). Declared first: destroyed last.
+    class CallMemory final : public std::pmr::memory_resource {
+      public:
+        CallMemory();
+        ~CallMemory() override;
+        std::size_t held() const { return held_; }
+        // Slots of one size (the Call's), carved from chunks of kSlotsPerChunk: a Call is
+        // larger than the pool's block sizes are fine-grained (1304 bytes would take 1536).
+        void* take_slot(std::size_t size);
+        void give_slot(void* p);
+
+      private:
+        void* do_allocate(std::size_t bytes, std::size_t align) override;
+        void do_deallocate(void* p, std::size_t bytes, std::size_t align) override;
+        bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override {
+            return this == &o;
+        }
+        struct Counting final : std::pmr::memory_resource {
+            std::size_t* held;
+            explicit Counting(std::size_t* h) : held(h) {}
+            void* do_allocate(std::size_t bytes, std::size_t align) override;
+            void do_deallocate(void* p, std::size_t bytes, std::size_t align) override;
+            bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override {
+                return this == &o;
+            }
+        };
+        static constexpr std::size_t kSlotsPerChunk = 64;
+        std::size_t held_ = 0;
+        std::size_t slot_size_ = 0;
+        void* free_slots_ = nullptr;  // intrusive list: each free slot holds the next
+        std::vector<void*> chunks_;
+        Counting upstream_{&held_};
+        std::pmr::unsynchronized_pool_resource pool_;
+    };
+    CallMemory call_memory_;
+    struct CallDelete {
+        CallMemory* memory = nullptr;
+        void operator()(Call* c) const;
+    };
+    using CallPtr = std::unique_ptr<Call, CallDelete>;
+    // The dialog and Call-ID indexes map a keyed hash of (side, Call-ID[, our tag]) to calls;
+    // every hit is checked against the call's own legs, so a collision costs a comparison,
+    // never a wrong match, and an index entry is two words instead of a copy of its strings.
+    struct Prehashed {
+        std::size_t operator()(std::uint64_t h) const { return static_cast<std::size_t>(h); }
+    };
+    using KeyIndex = std::pmr::unordered_multimap<std::uint64_t, std::uint64_t, Prehashed>;
+    std::uint64_t index_hash(Side side, std::string_view call_id, std::string_view tag) const;
+    void index_add(KeyIndex& index, std::uint64_t hash, std::uint64_t call);
+    void index_remove(KeyIndex& index, std::uint64_t hash, std::uint64_t call);
+    std::string index_seed_;  // random, secret: the hash is not steerable from outside
     struct Pending {
         std::uint64_t call = 0;
         int leg = 0;  // the leg the client transaction runs on
@@ -265,6 +329,7 @@ class B2bua final : private TransactionUser {
     void relay_response(Call& call, TxId server, int server_leg, const sip::Message& response,
                         base::Nanos now);
     void send_ack(Call& call, int leg, std::string_view body);
+    void resend_ack(Call& call);
     void send_bye(Call& call, int leg, base::Nanos now);
     void finish(Call& call, CallEnd how, base::Nanos now);
     Call* call_of_dialog(const sip::Message& m, Side side, int* leg);
@@ -296,9 +361,9 @@ class B2bua final : private TransactionUser {
     base::Nanos now_ = 0;
     Side current_side_ = Side::external;  // the side of the message being received
     std::uint64_t next_call_ = 1;
-    std::unordered_map<std::uint64_t, std::unique_ptr<Call>> calls_;
-    std::unordered_map<std::string, std::uint64_t> dialogs_;   // side|Call-ID|local tag
-    std::unordered_map<std::string, std::uint64_t> call_ids_;  // side|Call-ID
+    std::pmr::unordered_map<std::uint64_t, CallPtr> calls_{&call_memory_};
+    KeyIndex dialogs_{&call_memory_};   // side|Call-ID|local tag
+    KeyIndex call_ids_{&call_memory_};  // side|Call-ID
     void forget_call_ids(const Call& call);
     std::unordered_map<std::uint64_t, Pending> pending_;             // client tx -> what it is for
     std::unordered_map<std::uint64_t, std::uint64_t> server_calls_;  // server INVITE tx -> call

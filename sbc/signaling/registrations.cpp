@@ -118,9 +118,38 @@ std::string Registrations::call_id_for(std::string_view client_call_id, const Fl
     return out;
 }
 
-std::string Registrations::flow_key(const Flow& f) const {
-    return std::string(transport_name(f.transport)) + "|" + f.remote.to_string() + "|" +
-           std::to_string(f.connection) + "|" + std::to_string(f.listener);
+std::uint64_t Registrations::call_id_hash(std::string_view client_call_id) const {
+    // Keyed, so that a cached refresh cannot be had by a Call-ID made to collide.
+    std::uint64_t h =
+        base::fnv1a64(std::string_view(reinterpret_cast<const char*>(secret_), sizeof secret_));
+    return base::fnv1a64(client_call_id, h);
+}
+
+std::optional<Registrations::Token> Registrations::Token::of(std::string_view text) {
+    Token t;
+    if (text.size() != t.chars.size()) return std::nullopt;
+    std::copy(text.begin(), text.end(), t.chars.begin());
+    return t;
+}
+
+Registrations::Token Registrations::Token::random() {
+    Token t;
+    const std::string r = random_token(t.chars.size());
+    std::copy(r.begin(), r.end(), t.chars.begin());
+    return t;
+}
+
+std::size_t Registrations::TokenHash::operator()(const Token& t) const {
+    return static_cast<std::size_t>(base::fnv1a64(t.view()));
+}
+
+std::size_t Registrations::FlowHash::operator()(const Flow& f) const {
+    std::uint64_t h = f.remote.addr.hash();
+    h ^= (std::uint64_t{f.remote.port} << 8 | static_cast<std::uint64_t>(f.transport)) +
+         0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    h ^= (f.connection * 0x9e3779b97f4a7c15ULL) + (std::uint64_t{f.listener} << 32) + (h << 6) +
+         (h >> 2);
+    return static_cast<std::size_t>(h);
 }
 
 std::string Registrations::our_contact(std::string_view token) const {
@@ -211,14 +240,18 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
             secs = *e;
         }
         w.expires = base::seconds(static_cast<std::int64_t>(cap(secs)));
+        bool have = false;
         if (known != by_aor_.end())
-            for (const std::string& t : known->second)
+            for (const Token& t : known->second)
                 if (auto b = bindings_.find(t);
-                    b != bindings_.end() && b->second.contact == w.contact)
+                    b != bindings_.end() && b->second.contact == w.contact) {
                     w.token = t;
-        if (w.token.empty()) {
+                    have = true;
+                }
+        if (!have) {
             if (w.expires == 0) continue;  // removing what is not there: nothing to forward
-            w.token = random_token(24);
+            do w.token = Token::random();
+            while (bindings_.count(w.token));
             w.fresh = true;
             ++fresh;
         } else if (w.expires > 0) {
@@ -248,9 +281,10 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
     // answered from the cache.
     if (!contacts.empty() && fresh == 0 && kept == f.contacts.size() && kept > 0) {
         bool cached = true;
+        const std::uint64_t call_id = call_id_hash(m.call_id());
         for (const Wanted& w : f.contacts) {
             const Binding& b = bindings_.at(w.token);
-            if (!(b.flow == from) || b.client_call_id != m.call_id() ||
+            if (!(b.flow == from) || b.client_call_id != call_id ||
                 b.registrar_until - now <= b.registrar_granted / 2)
                 cached = false;
         }
@@ -261,7 +295,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
                 if (b.natted && config_.nat_expires > 0)
                     grant = std::min(grant, config_.nat_expires);
                 b.client_until = now + grant;
-                expiry_.emplace(b.client_until, b.token);
+                schedule_expiry(w.token, b);
                 counters_.add(RegistrationCounter::refreshed);
             }
             counters_.add(RegistrationCounter::answered_from_cache);
@@ -318,7 +352,7 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
     } else {
         for (const Wanted& w : f.contacts) {
             out += "Contact: <";
-            out += our_contact(w.token);
+            out += our_contact(w.token.view());
             out += ">;expires=";
             out += std::to_string(w.expires / base::seconds(1));
             out += "\r\n";
@@ -359,7 +393,7 @@ void Registrations::answer_ok(TxId tx, const std::string& aor, base::Nanos now) 
     // RFC 3261 §10.3 step 8: the 200 lists the AOR's current bindings with their expiry.
     std::vector<std::string> values;
     if (auto it = by_aor_.find(aor); it != by_aor_.end())
-        for (const std::string& t : it->second) {
+        for (const Token& t : it->second) {
             const Binding& b = bindings_.at(t);
             if (b.client_until <= now) continue;
             values.push_back(
@@ -445,41 +479,45 @@ void Registrations::refuse(TxId tx, const sip::Message& m, base::Nanos now) {
     uniform_refusal(tx, m, 403, now);
 }
 
-void Registrations::attach(Binding& b, const Flow& flow, base::Nanos now) {
+void Registrations::attach(const Token& t, Binding& b, const Flow& flow, base::Nanos now) {
     b.flow = flow;
-    const std::string key = flow_key(flow);
-    auto [it, inserted] = flows_.try_emplace(key);
+    auto [it, inserted] = flows_.try_emplace(flow);
     FlowState& fs = it->second;
-    fs.tokens.push_back(b.token);
-    if (inserted) {
-        fs.flow = flow;
-        if (config_.keepalive != Keepalive::none) {
-            fs.next_probe = now + config_.keepalive_interval;
-            keepalive_.emplace(fs.next_probe, key);
-        }
+    fs.tokens.push_back(t);
+    if (inserted && config_.keepalive != Keepalive::none) {
+        fs.next_probe = now + config_.keepalive_interval;
+        keepalive_.push({fs.next_probe, flow});
     }
 }
 
-void Registrations::detach(Binding& b) {
-    auto it = flows_.find(flow_key(b.flow));
+void Registrations::detach(const Token& t, Binding& b) {
+    auto it = flows_.find(b.flow);
     if (it == flows_.end()) return;
     auto& v = it->second.tokens;
-    v.erase(std::remove(v.begin(), v.end(), b.token), v.end());
+    v.erase(std::remove(v.begin(), v.end(), t), v.end());
     if (v.empty()) {
         if (it->second.probe) probes_.erase(pack(it->second.probe));
         flows_.erase(it);
     }
 }
 
-void Registrations::remove(const std::string& token, RegistrationCounter why) {
+void Registrations::schedule_expiry(const Token& t, Binding& b) {
+    // One live entry per binding: a later expiry is rescheduled when the live entry comes
+    // due (advance()), so refreshes do not pile entries up in the queue.
+    if (b.expiry_due != 0 && b.expiry_due <= b.client_until) return;
+    b.expiry_due = b.client_until;
+    expiry_.push({b.client_until, t});
+}
+
+void Registrations::remove(const Token& token, RegistrationCounter why) {
     auto it = bindings_.find(token);
     if (it == bindings_.end()) return;
     Binding& b = it->second;
-    detach(b);
-    if (auto a = by_aor_.find(b.aor); a != by_aor_.end()) {
+    detach(token, b);
+    if (auto a = by_aor_.find(*b.aor); a != by_aor_.end()) {
         auto& v = a->second;
         v.erase(std::remove(v.begin(), v.end(), token), v.end());
-        if (v.empty()) by_aor_.erase(a);
+        if (v.empty()) by_aor_.erase(a);  // b.aor dangles from here on: not used again
     }
     bindings_.erase(it);
     counters_.add(why);
@@ -489,14 +527,14 @@ void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nan
     if (f.star) {
         const auto it = by_aor_.find(f.aor);
         if (it == by_aor_.end()) return;
-        const std::vector<std::string> tokens = it->second;
-        for (const auto& t : tokens) remove(t, RegistrationCounter::unregistered);
+        const std::vector<Token> tokens = it->second;
+        for (const Token& t : tokens) remove(t, RegistrationCounter::unregistered);
         return;
     }
     // What the registrar granted each of our Contacts (§10.3 step 8: its expires parameter,
     // else the Expires header).
     const std::string ours = host_port(config_.internal_host, config_.internal_port);
-    std::unordered_map<std::string, base::Nanos> granted;
+    std::unordered_map<std::string_view, base::Nanos> granted;
     for (const sip::NameAddr& c : ok.contacts()) {
         if (c.star || base::to_lower(c.uri.host) != base::to_lower(config_.internal_host)) continue;
         std::optional<std::uint64_t> e;
@@ -504,15 +542,14 @@ void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nan
             e = delta_seconds(c.expires);
         else if (ok.expires())
             e = *ok.expires();
-        granted[std::string(c.uri.user)] =
-            e ? base::seconds(static_cast<std::int64_t>(*e)) : base::Nanos{-1};
+        granted[c.uri.user] = e ? base::seconds(static_cast<std::int64_t>(*e)) : base::Nanos{-1};
     }
     for (const Wanted& w : f.contacts) {
         if (w.expires == 0) {
             remove(w.token, RegistrationCounter::unregistered);
             continue;
         }
-        auto g = granted.find(w.token);
+        auto g = granted.find(w.token.view());
         if (g == granted.end()) continue;  // the registrar did not take it
         base::Nanos grant = g->second < 0 ? w.expires : g->second;
         if (grant == 0) {
@@ -525,32 +562,32 @@ void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nan
                 counters_.add(RegistrationCounter::refused_table_full);
                 continue;
             }
+            auto a = by_aor_.try_emplace(f.aor).first;
+            a->second.push_back(w.token);
             Binding b;
-            b.token = w.token;
-            b.aor = f.aor;
+            b.aor = &a->first;
             b.contact = w.contact;
             it = bindings_.emplace(w.token, std::move(b)).first;
-            by_aor_[f.aor].push_back(w.token);
-            attach(it->second, f.from, now);
+            attach(w.token, it->second, f.from, now);
             counters_.add(RegistrationCounter::registered);
         } else {
             if (!(it->second.flow == f.from)) {
                 // DSL reconnect, Wi-Fi to 4G: the binding follows the client to its new flow.
-                detach(it->second);
-                attach(it->second, f.from, now);
+                detach(w.token, it->second);
+                attach(w.token, it->second, f.from, now);
                 counters_.add(RegistrationCounter::moved);
             }
             counters_.add(RegistrationCounter::refreshed);
         }
         Binding& b = it->second;
-        b.client_call_id = f.client_call_id;
+        b.client_call_id = call_id_hash(f.client_call_id);
         b.natted = f.natted;
         b.registrar_granted = grant;
         b.registrar_until = now + grant;
         const base::Nanos to_client =
             f.natted && config_.nat_expires > 0 ? std::min(grant, config_.nat_expires) : grant;
         b.client_until = now + to_client;
-        expiry_.emplace(b.client_until, b.token);
+        schedule_expiry(w.token, b);
     }
 }
 
@@ -604,15 +641,21 @@ bool Registrations::on_timeout(TxId tx, TimeoutKind, base::Nanos now) {
 }
 
 void Registrations::advance(base::Nanos now) {
-    while (!expiry_.empty() && expiry_.top().first <= now) {
-        const std::string token = expiry_.top().second;
+    while (!expiry_.empty() && expiry_.top().at <= now) {
+        const auto [due, token] = expiry_.top();
         expiry_.pop();
         auto it = bindings_.find(token);
-        if (it != bindings_.end() && it->second.client_until <= now)
+        if (it == bindings_.end() || it->second.expiry_due != due) continue;  // a stale entry
+        Binding& b = it->second;
+        if (b.client_until <= now) {
             remove(token, RegistrationCounter::expired);
+        } else {  // refreshed since: its entry moves to the new expiry
+            b.expiry_due = b.client_until;
+            expiry_.push({b.client_until, token});
+        }
     }
-    while (!probe_due_.empty() && probe_due_.top().first <= now) {
-        const std::string key = probe_due_.top().second;
+    while (!probe_due_.empty() && probe_due_.top().at <= now) {
+        const Flow key = probe_due_.top().what;
         probe_due_.pop();
         auto it = flows_.find(key);
         if (it == flows_.end()) continue;
@@ -623,48 +666,47 @@ void Registrations::advance(base::Nanos now) {
         if (++fs.failures < config_.keepalive_failures) continue;
         // The client behind this flow is gone (or its NAT forgot it): its bindings go, and a
         // call to them fails at once instead of timing out.
-        const std::vector<std::string> tokens = fs.tokens;
+        const std::vector<Token> tokens = fs.tokens;
         counters_.add(RegistrationCounter::flows_dead);
-        for (const auto& t : tokens) remove(t, RegistrationCounter::expired);
+        for (const Token& t : tokens) remove(t, RegistrationCounter::expired);
     }
-    while (!keepalive_.empty() && keepalive_.top().first <= now) {
-        const std::string key = keepalive_.top().second;
+    while (!keepalive_.empty() && keepalive_.top().at <= now) {
+        const Flow key = keepalive_.top().what;
         keepalive_.pop();
         auto it = flows_.find(key);
         if (it == flows_.end()) continue;
         FlowState& fs = it->second;
         if (fs.next_probe > now) continue;  // a stale entry
         fs.next_probe = now + config_.keepalive_interval;
-        keepalive_.emplace(fs.next_probe, key);
-        if (config_.keepalive == Keepalive::crlf || is_reliable(fs.flow.transport)) {
+        keepalive_.push({fs.next_probe, key});
+        if (config_.keepalive == Keepalive::crlf || is_reliable(key.transport)) {
             // RFC 5626 §3.5.1: CRLF over streams; over UDP it only keeps the NAT open.
-            if (wire_.send(fs.flow, "\r\n\r\n"))
-                counters_.add(RegistrationCounter::keepalives_sent);
+            if (wire_.send(key, "\r\n\r\n")) counters_.add(RegistrationCounter::keepalives_sent);
             continue;
         }
         if (fs.probe) continue;  // the last one is still out
         const std::string ext = host_port(config_.external_host, config_.external_port);
         std::string req =
-            "OPTIONS sip:" + fs.flow.remote.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
-            std::string(transport_name(fs.flow.transport)) + " " + ext + ";branch=" + new_branch() +
+            "OPTIONS sip:" + key.remote.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
+            std::string(transport_name(key.transport)) + " " + ext + ";branch=" + new_branch() +
             ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:" + ext + ">;tag=" + random_token(12) +
-            "\r\nTo: <sip:" + fs.flow.remote.to_string() + ">\r\nCall-ID: " + random_token(24) +
+            "\r\nTo: <sip:" + key.remote.to_string() + ">\r\nCall-ID: " + random_token(24) +
             "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-        const TxId t = tx_.request(fs.flow, std::move(req), now);
+        const TxId t = tx_.request(key, std::move(req), now);
         if (!t) continue;
         counters_.add(RegistrationCounter::keepalives_sent);
         fs.probe = t;
         fs.probe_sent = now;
         probes_[pack(t)] = key;
-        probe_due_.emplace(now + config_.keepalive_timeout, key);
+        probe_due_.push({now + config_.keepalive_timeout, key});
     }
 }
 
 base::Nanos Registrations::next_deadline() const {
     base::Nanos next = INT64_MAX;
-    if (!expiry_.empty()) next = std::min(next, expiry_.top().first);
-    if (!keepalive_.empty()) next = std::min(next, keepalive_.top().first);
-    if (!probe_due_.empty()) next = std::min(next, probe_due_.top().first);
+    if (!expiry_.empty()) next = std::min(next, expiry_.top().at);
+    if (!keepalive_.empty()) next = std::min(next, keepalive_.top().at);
+    if (!probe_due_.empty()) next = std::min(next, probe_due_.top().at);
     return next;
 }
 
@@ -674,7 +716,8 @@ Registrations::Route Registrations::route(const sip::Uri& uri) {
     const Binding* b = nullptr;
     if (base::iequals(uri.host, config_.internal_host)) {
         // A URI on the SBC itself: its user part must be one of our tokens.
-        if (auto it = bindings_.find(std::string(uri.user)); it != bindings_.end()) b = &it->second;
+        if (auto t = Token::of(uri.user))
+            if (auto it = bindings_.find(*t); it != bindings_.end()) b = &it->second;
         if (!b) {
             counters_.add(RegistrationCounter::inbound_gone);
             r.kind = Route::Kind::gone;
@@ -687,7 +730,7 @@ Registrations::Route Registrations::route(const sip::Uri& uri) {
         auto it = by_aor_.find(aor);
         if (it == by_aor_.end() || it->second.empty()) return r;
         // The most recent registration of the address of record.
-        for (const std::string& t : it->second) {
+        for (const Token& t : it->second) {
             const Binding& c = bindings_.at(t);
             if (!b || c.client_until > b->client_until) b = &c;
         }
@@ -700,15 +743,19 @@ Registrations::Route Registrations::route(const sip::Uri& uri) {
 }
 
 std::optional<Registrations::BindingView> Registrations::binding(std::string_view token) const {
-    auto it = bindings_.find(std::string(token));
+    const auto t = Token::of(token);
+    if (!t) return std::nullopt;
+    auto it = bindings_.find(*t);
     if (it == bindings_.end()) return std::nullopt;
     const Binding& b = it->second;
-    return BindingView{b.aor, b.contact, b.flow, b.client_until, b.registrar_until};
+    return BindingView{*b.aor, b.contact, b.flow, b.client_until, b.registrar_until};
 }
 
 std::vector<std::string> Registrations::tokens_of(std::string_view aor) const {
-    auto it = by_aor_.find(std::string(aor));
-    return it == by_aor_.end() ? std::vector<std::string>{} : it->second;
+    std::vector<std::string> out;
+    if (auto it = by_aor_.find(std::string(aor)); it != by_aor_.end())
+        for (const Token& t : it->second) out.emplace_back(t.view());
+    return out;
 }
 
 }  // namespace sbc::signaling

@@ -29,6 +29,7 @@
 // 403 for a wrong password, the SBC's own refusals) becomes the same status with a challenge
 // made from the last real one seen, its nonce and opaque redrawn with the same length and
 // alphabet.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -144,6 +145,11 @@ class Registrations {
 
     std::size_t bindings() const { return bindings_.size(); }
     std::size_t flows() const { return flows_.size(); }
+    // Entries in the due-time queues (expiry, keep-alive, probe): about one per binding and
+    // one per flow, however often the bindings are refreshed.
+    std::size_t timer_entries() const {
+        return expiry_.size() + keepalive_.size() + probe_due_.size();
+    }
     // The binding a token names (tests, `ctl`): its address of record and flow.
     struct BindingView {
         std::string aor, contact;
@@ -158,17 +164,37 @@ class Registrations {
     std::string_view challenge_template() const { return template_value_; }
 
   private:
+    // Storage is laid out for tens of thousands of bindings (docs/registrations.md, "Sizing"):
+    // a token is 24 characters held inline (no heap), a binding names its address of record by
+    // the key of its by_aor_ entry, the client's Call-ID is kept as a keyed hash, flows are
+    // keyed by value, and each binding has one live entry in the expiry queue.
+    struct Token {
+        std::array<char, 24> chars{};
+        static std::optional<Token> of(std::string_view text);  // nullopt: not 24 characters
+        static Token random();
+        std::string_view view() const { return {chars.data(), chars.size()}; }
+        bool operator==(const Token&) const = default;
+    };
+    struct TokenHash {
+        std::size_t operator()(const Token& t) const;
+    };
+    struct FlowHash {
+        std::size_t operator()(const Flow& f) const;
+    };
     struct Binding {
-        std::string token, aor, contact;  // contact: the client's URI as it wrote it
+        const std::string* aor = nullptr;  // the key of its by_aor_ entry (nodes do not move)
+        std::string contact;               // the client's URI as it wrote it
         Flow flow;
-        std::string client_call_id;
-        base::Nanos client_until = 0;     // the client must refresh before this
-        base::Nanos registrar_until = 0;  // the registrar's binding lasts until this
+        std::uint64_t client_call_id = 0;  // call_id_hash() of the client's Call-ID
+        base::Nanos client_until = 0;      // the client must refresh before this
+        base::Nanos registrar_until = 0;   // the registrar's binding lasts until this
         base::Nanos registrar_granted = 0;
+        base::Nanos expiry_due = 0;  // when its live expiry_ entry comes due (0: none)
         bool natted = false;
     };
     struct Wanted {  // one Contact of a forwarded REGISTER
-        std::string token, contact;
+        Token token;
+        std::string contact;
         base::Nanos expires = 0;
         bool fresh = false;  // not a binding yet
     };
@@ -182,13 +208,21 @@ class Registrations {
         base::Nanos requested = 0;  // Expires header asked of the registrar (or -1: none)
     };
     struct FlowState {
-        Flow flow;
-        std::vector<std::string> tokens;  // its bindings
+        std::vector<Token> tokens;  // its bindings
         base::Nanos next_probe = 0;
         TxId probe;
         base::Nanos probe_sent = 0;
         std::uint32_t failures = 0;
     };
+    // Due times, lazily checked against the binding or flow they name; ordered by time only.
+    template <class T>
+    struct Due {
+        base::Nanos at;
+        T what;
+        bool operator>(const Due& o) const { return at > o.at; }
+    };
+    template <class T>
+    using DueQueue = std::priority_queue<Due<T>, std::vector<Due<T>>, std::greater<Due<T>>>;
 
     void forward(TxId tx, const sip::Message& m, const Flow& from, Forwarded f, base::Nanos now);
     void answer_from_cache(TxId tx, const sip::Message& m, const std::string& aor, base::Nanos now);
@@ -199,11 +233,12 @@ class Registrations {
     void learn_challenge(const sip::Message& r);
     std::string fake_challenge(const sip::Message& request) const;
     void commit(const Forwarded& f, const sip::Message& ok, base::Nanos now);
-    void attach(Binding& b, const Flow& flow, base::Nanos now);
-    void detach(Binding& b);
-    void remove(const std::string& token, RegistrationCounter why);
+    void attach(const Token& t, Binding& b, const Flow& flow, base::Nanos now);
+    void detach(const Token& t, Binding& b);
+    void remove(const Token& token, RegistrationCounter why);
+    void schedule_expiry(const Token& t, Binding& b);
     std::string call_id_for(std::string_view client_call_id, const Flow& from) const;
-    std::string flow_key(const Flow& f) const;
+    std::uint64_t call_id_hash(std::string_view client_call_id) const;
     std::string our_contact(std::string_view token) const;
     bool natted(const sip::Message& m, const Flow& from) const;
 
@@ -213,14 +248,13 @@ class Registrations {
     RegistrationHooks& hooks_;
     HopUsable hop_usable_;
     std::uint64_t secret_[2];
-    std::unordered_map<std::string, Binding> bindings_;                 // token -> binding
-    std::unordered_map<std::string, std::vector<std::string>> by_aor_;  // aor -> tokens
-    std::unordered_map<std::string, FlowState> flows_;                  // flow key -> state
-    std::unordered_map<std::uint64_t, Forwarded> forwarded_;            // client tx -> request
-    std::unordered_map<std::uint64_t, std::string> probes_;             // client tx -> flow key
-    // Due times, lazily checked against the binding or flow they name.
-    using Due = std::pair<base::Nanos, std::string>;
-    std::priority_queue<Due, std::vector<Due>, std::greater<Due>> expiry_, keepalive_, probe_due_;
+    std::unordered_map<Token, Binding, TokenHash> bindings_;
+    std::unordered_map<std::string, std::vector<Token>> by_aor_;  // aor -> tokens
+    std::unordered_map<Flow, FlowState, FlowHash> flows_;
+    std::unordered_map<std::uint64_t, Forwarded> forwarded_;  // client tx -> request
+    std::unordered_map<std::uint64_t, Flow> probes_;          // client tx -> flow probed
+    DueQueue<Token> expiry_;
+    DueQueue<Flow> keepalive_, probe_due_;
     int template_status_ = 0;
     std::string template_header_, template_value_;
     base::CounterSet<RegistrationCounter> counters_;

@@ -107,6 +107,7 @@ std::string_view timeout_name(TimeoutKind k);
     X(timeouts, "client transactions timed out (Timer B/F)")                 \
     X(ack_timeouts, "server INVITE transactions without ACK (Timer H/L)")    \
     X(transport_errors, "transactions ended by a transport error")           \
+    X(abandoned, "client transactions ended early by their user")            \
     X(overloaded, "new transactions refused at capacity")                    \
     X(malformed, "messages without Via or CSeq (dropped)")
 SBC_DECLARE_COUNTER_LIST(TxCounter, SBC_SIGNALING_TX_COUNTERS)
@@ -177,6 +178,11 @@ class TransactionLayer {
     // Cancels a client INVITE (RFC 3261 §9.1): sent now if a provisional came, else as soon as
     // one does. false when the transaction is not a pending client INVITE.
     bool cancel(TxId invite, Nanos now);
+    // Ends a client non-INVITE transaction now, without waiting for Timer F: no more
+    // retransmissions, a late response is stray. For a request whose answer no longer matters
+    // (a health probe judged by its own timeout). false when `tx` is not a live client
+    // non-INVITE transaction.
+    bool abandon(TxId tx);
 
     // Fires every timer due at `now`.
     void advance(Nanos now);

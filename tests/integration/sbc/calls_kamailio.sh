@@ -61,8 +61,9 @@ cat >"$WORK/kamailio.cfg" <<KCFG
 #!KAMAILIO
 debug=2
 log_stderror=yes
-# One UDP worker: messages are relayed in the order they arrive (with several, an ACK and
-# the BYE right behind it can overtake each other and a far end scripted as ACK-then-BYE fails).
+# One UDP worker (here and -n 1 on the command line, which overrides it): messages are relayed
+# in the order they arrive (with several, an ACK and the BYE right behind it can overtake each
+# other and a far end scripted as ACK-then-BYE fails).
 children=1
 disable_tcp=yes
 auto_aliases=no
@@ -106,7 +107,7 @@ PEER_PIDS+=($TSHARK_PID)
 for _ in $(seq 100); do grep -q "Capturing on" "$WORK/tshark.log" && break; sleep 0.1; done
 grep -q "Capturing on" "$WORK/tshark.log" || fail "tshark did not start: $(cat "$WORK/tshark.log")"
 
-kamailio -DD -E -f "$WORK/kamailio.cfg" -n 2 -m 64 -M 8 >"$WORK/kamailio.log" 2>&1 &
+kamailio -DD -E -f "$WORK/kamailio.cfg" -n 1 -m 64 -M 8 >"$WORK/kamailio.log" 2>&1 &
 PEER_PIDS+=($!)
 start_sbc
 for _ in $(seq 100); do

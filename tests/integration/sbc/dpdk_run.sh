@@ -6,7 +6,9 @@
 #                   net_tap exception port that sbc itself gives 203.0.113.10/24.
 # SIP requests from the peer are answered by the front door through the exception port, a
 # flood from one source is rate limited and banned in the fast path, the fraud engine's ban of
-# an IRSF dialer and `sbc ctl ban` reach the worker, and RTP is relayed on the worker lcore through streams added with `sbc ctl media add`.
+# an IRSF dialer and `sbc ctl ban` reach the worker, and RTP is relayed on the worker lcore through
+# streams added with `sbc ctl media add`; then a call through the B2BUA with its RTP relayed by
+# the worker.
 # Exits 77 (skipped) only when the namespaces or the veth pair cannot be created.
 #   dpdk_run.sh SBC_BINARY REPO_ROOT
 source "$(dirname "$0")/lib.sh" "$1" "$2" 5060
@@ -195,4 +197,80 @@ grep -q '^203.0.113.66/32 ' <<<"$(ctl bans)" || fail "ban lost on reload"
 ctl stats | grep -E '^(dpdk\.(rx|relayed|to_kernel|from_kernel)|drop\.(rate_limited|banned))='
 stop_sbc
 grep -q "DPDK worker stopped on lcore 1" "$WORK/sbc.log" || fail "worker did not run on lcore 1"
+
+# 6. Calls on the DPDK backend: the node config gains the internal realm (a listener on the
+#    exception interface's address, a next hop at 203.0.113.21 in the peer namespace). A sipp
+#    call with RTP from 203.0.113.20 goes through the B2BUA to a sipp UAS that echoes its RTP;
+#    the call core opens the call's relay streams on the worker, which relays the RTP both ways.
+python3 - "$WORK/sbc.toml" >"$WORK/calls.toml" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace("[media]", '''[[listeners]]
+realm = "internal"
+address = "203.0.113.10"
+port = 5070
+transport = "udp"
+
+[[next_hops]]
+name = "uas"
+address = "203.0.113.21"
+port = 5080
+transport = "udp"
+
+[health_check]
+enabled = true
+interval = "1s"
+timeout = "500ms"
+failures_before_down = 3
+successes_before_up = 1
+
+[media]''', 1)
+print(s, end="")
+PY
+"$SBC" run --check --config "$WORK/calls.toml" >"$WORK/check2.out" 2>&1 ||
+  { cat "$WORK/check2.out"; fail "calls config refused"; }
+mkdir -p "$WORK/pcap"
+ln -sf /usr/share/sip-tester/g711a.pcap /usr/share/sip-tester/dtmf_2833_1.pcap "$WORK/pcap/"
+(cd "$WORK" && exec ip netns exec "$NS_PEER" timeout 60 sipp -nostdin \
+  -sf "$HERE/scenarios/uas_call.xml" -i 203.0.113.21 -p 5080 -mi 203.0.113.21 -mp 6100 \
+  -rtp_echo -timeout 50s >"$WORK/uas.out" 2>&1) &
+PEER_PIDS+=($!)
+ip netns exec "$NS_SBC" "$SBC" run --config "$WORK/calls.toml" >"$WORK/sbc2.log" 2>&1 &
+SBC_PID=$!
+for _ in $(seq 100); do
+  [ -S "$WORK/control.sock" ] && break
+  kill -0 "$SBC_PID" 2>/dev/null || { cat "$WORK/sbc2.log"; fail "sbc run (calls) exited at start"; }
+  sleep 0.1
+done
+grep -q "calls: external -> internal next hops" "$WORK/sbc2.log" ||
+  { cat "$WORK/sbc2.log"; fail "calls not forwarded on DPDK"; }
+for _ in $(seq 100); do [ "$(stat calls.hops_up)" = 1 ] && break; sleep 0.1; done
+[ "$(stat calls.hops_up)" = 1 ] || { cat "$WORK/sbc2.log"; fail "next hop never up: $(ctl stats | grep ^calls)"; }
+relayed=$(stat dpdk.relayed)
+(cd "$WORK" && peer timeout 40 sipp 203.0.113.10:5060 -nostdin -sn uac_pcap -s 7001 \
+  -i 203.0.113.20 -p 45364 -mi 203.0.113.20 -mp 6200 -m 1 -timeout 30s -recv_timeout 10000 \
+  -default_behaviors all,-abortunexp -trace_stat -stf dcall.csv >"$WORK/dcall.out" 2>&1) ||
+  { cat "$WORK/dcall.out"; fail "the call through the SBC on DPDK failed (exit $?)"; }
+[ "$(calls dcall)" = "1 0" ] || fail "sipp statistics (successful failed): $(calls dcall)"
+sent=$(python3 - "$WORK/pcap/g711a.pcap" "$WORK/pcap/dtmf_2833_1.pcap" <<'PY'
+import struct, sys
+n = 0
+for path in sys.argv[1:]:
+    d = open(path, "rb").read()
+    off = 24
+    while off + 16 <= len(d):
+        off += 16 + struct.unpack("<I", d[off + 8:off + 12])[0]
+        n += 1
+print(n)
+PY
+)
+for _ in $(seq 50); do [ "$(stat calls.active)" = 0 ] && break; sleep 0.1; done
+carried=$(($(stat dpdk.relayed) - relayed))
+echo "dpdk call: the caller sent $sent RTP packets, the worker relayed $carried (both directions)"
+[ "$carried" -ge $((sent * 2 * 99 / 100)) ] || fail "the worker relayed $carried of $((sent * 2))"
+[ "$(stat calls.calls_answered)" = 1 ] || fail "answered: $(ctl stats | grep ^calls)"
+[ "$(stat calls.active)" = 0 ] || fail "call still active: $(ctl stats | grep ^calls)"
+[ "$(stat media.streams)" = 0 ] || fail "streams not freed: $(ctl stats | grep ^media)"
+[ "$(stat dpdk.commands_failed)" = 0 ] || fail "commands failed: $(ctl stats)"
+stop_sbc
 echo "sbc run on dpdk ok"

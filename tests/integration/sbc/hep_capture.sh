@@ -4,7 +4,8 @@
 # collector on 127.0.0.1 (a python receiver that decodes HEP), while tshark captures the same
 # packets on lo and dissects them as HEP (hep.lua: Debian 12's tshark has no HEP dissector)
 # with Wireshark's own SIP dissector for the payload. Checks: each call's two legs carry their
-# real addresses and are tied by one correlation id (the caller's Call-ID); nothing is dropped.
+# real addresses and are tied by one correlation id (the caller's Call-ID); a request the front
+# door answers itself (a scanner's OPTIONS, 403) is captured with its answer; nothing is dropped.
 #   hep_capture.sh SBC_BINARY REPO_ROOT
 source "$(dirname "$0")/lib.sh" "$1" "$2" 45920
 need sipp sip-tester
@@ -47,6 +48,23 @@ for _ in $(seq 100); do [ "$(stat calls.hops_up)" -ge 1 ] && break; sleep 0.1; d
   -default_behaviors all,-abortunexp -trace_stat -stf uac.csv >"$WORK/uac.out" 2>&1) ||
   { cat "$WORK/uac.out"; fail "sipp UAC failed (exit $?)"; }
 for _ in $(seq 50); do [ "$(stat calls.active)" = 0 ] && break; sleep 0.1; done
+# A request the front door answers itself (a scanner's OPTIONS: 403, and a ban): captured too,
+# with its answer.
+python3 - "$SIP_PORT" <<'PY' || fail "no 403 for the scanner's OPTIONS"
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.7", 45923))
+s.settimeout(5)
+msg = ("OPTIONS sip:100@127.0.0.1:%d SIP/2.0\r\n"
+       "Via: SIP/2.0/UDP 127.0.0.7:45923;branch=z9hG4bK-scan-1;rport\r\n"
+       "From: <sip:100@127.0.0.7>;tag=scan1\r\nTo: <sip:100@127.0.0.1>\r\n"
+       "Call-ID: hep-scan-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+       "User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n") % port
+s.sendto(msg.encode(), ("127.0.0.1", port))
+data, _ = s.recvfrom(65535)
+assert data.startswith(b"SIP/2.0 403"), data[:80]
+PY
 for _ in $(seq 50); do [ "$(stat hep.sent)" = "$(stat hep.captured)" ] && break; sleep 0.1; done
 ctl stats | grep '^hep\.' | tee "$WORK/hep_stats.txt"
 grep -q '^hep.dropped_queue_full=0$' "$WORK/hep_stats.txt" || fail "HEP messages dropped"
@@ -69,6 +87,7 @@ assert not bad, bad[:3]
 outside = {("127.0.0.1", sip_port), ("127.0.0.1", uac_port)}
 inside = {("127.0.0.2", 45960), ("127.0.0.3", uas_port)}
 calls = collections.defaultdict(lambda: {"ext": [], "int": [], "ext_ids": set(), "int_ids": set()})
+scan = []
 for p in pk:
     assert p["family"] == 2 and p["proto"] == 17 and p["proto_type"] == 1, p
     assert p["capture_id"] == 2026, p
@@ -83,6 +102,11 @@ for p in pk:
         name, _, value = l.partition(":")
         hdr.setdefault({"i": "call-id"}.get(name.strip().lower(), name.strip().lower()), value.strip())
     call_id = hdr["call-id"]
+    if call_id == "hep-scan-1":
+        assert ends == {("127.0.0.7", 45923), ("127.0.0.1", sip_port)}, p
+        assert p["correlation_id"] == call_id, p
+        scan.append(first)
+        continue
     if hdr["cseq"].split()[-1] == "OPTIONS":
         assert ends == inside, p  # health probes of the next hop
         continue
@@ -94,6 +118,7 @@ for p in pk:
     else:
         raise AssertionError("a message between unexpected ends: %s" % (ends,))
 assert len(calls) == 3, "calls by correlation id: %d" % len(calls)
+assert sorted(scan) == ["OPTIONS sip:100@127.0.0.1:%d SIP/2.0" % sip_port, "SIP/2.0 403 Forbidden"], scan
 for corr, c in calls.items():
     # Leg by leg: the caller's Call-ID outside (the correlation id), another one inside.
     assert c["ext_ids"] == {corr}, (corr, c["ext_ids"])
@@ -102,7 +127,7 @@ for corr, c in calls.items():
         lines = c[leg]
         for want in ("INVITE ", "ACK ", "BYE ", "SIP/2.0 200", "SIP/2.0 180"):
             assert any(l.startswith(want) for l in lines), (corr, leg, want, lines)
-print("hep: %d packets, 3 calls, each with both legs under one correlation id" % len(pk))
+print("hep: %d packets, 3 calls, each with both legs under one correlation id; the front door's own 403 with its request" % len(pk))
 PY
 received=$(wc -l <"$WORK/hep.jsonl")
 [ "$received" -ge "$sent" ] || fail "the collector got $received of $sent HEP packets"

@@ -304,3 +304,200 @@ TEST_CASE("a rule keyed on the source prefix bans the prefix, and banned sources
     CHECK(v.action == Action::ban);
     CHECK(v.ban_target == BanTarget::source_prefix);
 }
+
+namespace {
+
+// An account rule (the window its owner is judged by) under a stricter source rule.
+EngineConfig auth_config(double source_weight, bool count_blocked = false) {
+    EngineConfig cfg = base_config();
+    cfg.ban_duration = 900 * kSec;
+    auto account =
+        rule("brute-force-account", Feature::auth_failures, KeyKind::account, 5, 60, 120 * kSec);
+    account.count_blocked = count_blocked;
+    cfg.rules.push_back(account);
+    cfg.rules.push_back(rule("brute-force", Feature::auth_failures, KeyKind::source_ip, 4,
+                             source_weight, 300 * kSec));
+    return cfg;
+}
+
+// Four wrong passwords for 1001 from outside, one every 2 s; returns the last verdict.
+Verdict guess(Engine& e, base::Nanos& t, const std::string& src = "203.0.113.9") {
+    Verdict v;
+    for (int i = 0; i < 4; ++i) {
+        e.on_auth(auth(src, "1001", false, t, "friendly"), v);
+        t += 2 * kSec;
+    }
+    return v;
+}
+
+// The owner, from the office: mistypes twice, then logs in.
+void owner_mistypes_twice(Engine& e, base::Nanos t, Action expected) {
+    Verdict v;
+    e.on_auth(auth("192.0.2.10", "1001", false, t, "Yealink SIP-T46S"), v);
+    CHECK(v.action == expected);
+    e.on_auth(auth("192.0.2.10", "1001", false, t + kSec, "Yealink SIP-T46S"), v);
+    CHECK(v.action == expected);
+    e.on_auth(auth("192.0.2.10", "1001", true, t + 2 * kSec, "Yealink SIP-T46S"), v);
+    CHECK(v.action == expected);
+}
+
+}  // namespace
+
+TEST_CASE("a banned guesser's authentication failures leave the account its owner is judged by") {
+    auto e = Engine::create(auth_config(100));
+    REQUIRE(e);
+    base::Nanos t = 10 * kSec;
+    Verdict v = guess(**e, t);
+    REQUIRE(v.action == Action::ban);
+    CHECK(v.ban_target == BanTarget::source_address);
+    CHECK((*e)->counters()[Counter::source_failures_retracted] == 1);
+    // The account's window holds none of the attacker's four failures: the owner's two typos
+    // are two, under the account rule's 5.
+    owner_mistypes_twice(**e, t, Action::allow);
+    // Still counted toward the source: its next try is refused as a banned source.
+    (*e)->on_auth(auth("203.0.113.9", "1001", false, t + 5 * kSec), v);
+    CHECK(v.banned_source);
+}
+
+TEST_CASE("a guesser blocked by a source rule (no ban) leaves the account too") {
+    auto e = Engine::create(auth_config(60));
+    REQUIRE(e);
+    base::Nanos t = 10 * kSec;
+    Verdict v = guess(**e, t);
+    REQUIRE(v.action == Action::block);
+    // It goes on, blocked each time; none of it reaches the account.
+    for (int i = 0; i < 6; ++i) {
+        (*e)->on_auth(auth("203.0.113.9", "1001", false, t, "friendly"), v);
+        CHECK(v.action == Action::block);
+        CHECK(v.reasons[0].rule_id == "brute-force");
+        t += kSec;
+    }
+    owner_mistypes_twice(**e, t, Action::allow);
+}
+
+TEST_CASE("count_blocked on the account rule keeps a banned guesser's failures") {
+    auto e = Engine::create(auth_config(100, true));
+    REQUIRE(e);
+    base::Nanos t = 10 * kSec;
+    REQUIRE(guess(**e, t).action == Action::ban);
+    CHECK((*e)->counters()[Counter::source_failures_retracted] == 0);
+    // 4 + the owner's first typo: the account rule blocks the owner (the other side of the
+    // trade-off).
+    Verdict v;
+    (*e)->on_auth(auth("192.0.2.10", "1001", false, t, "Yealink SIP-T46S"), v);
+    CHECK(v.action == Action::block);
+}
+
+TEST_CASE("failures spread over sources no source rule stops still count toward the account") {
+    auto e = Engine::create(auth_config(100));
+    REQUIRE(e);
+    base::Nanos t = 10 * kSec;
+    Verdict v;
+    for (int i = 0; i < 5; ++i) {
+        (*e)->on_auth(auth("203.0.113." + std::to_string(10 + i), "1001", false, t), v);
+        t += kSec;
+    }
+    CHECK(v.action == Action::block);
+    REQUIRE(v.reason_count >= 1);
+    CHECK(v.reasons[0].rule_id == "brute-force-account");
+}
+
+TEST_CASE("observe mode takes nothing back from the account") {
+    EngineConfig cfg = auth_config(100);
+    cfg.mode = Mode::observe;
+    auto e = Engine::create(cfg);
+    REQUIRE(e);
+    base::Nanos t = 10 * kSec;
+    Verdict v = guess(**e, t);
+    CHECK(v.shadow_action == Action::ban);
+    (*e)->on_auth(auth("192.0.2.10", "1001", false, t, "Yealink SIP-T46S"), v);
+    CHECK(v.shadow_action == Action::block);
+}
+
+TEST_CASE("the fast path's drop counts of a prefix ban keep the prefix's windows from decaying") {
+    EngineConfig cfg = base_config();
+    cfg.ban_duration = 60 * kSec;
+    cfg.rules.push_back(
+        rule("prefix-brute", Feature::auth_failures, KeyKind::source_prefix, 20, 100, 30 * kSec));
+    const auto prefix = *base::Prefix::parse("192.0.2.0/24");
+    for (bool fed : {false, true}) {
+        auto e = Engine::create(cfg);
+        REQUIRE(e);
+        auto& eng = **e;
+        Verdict v;
+        base::Nanos t = 100 * kSec;
+        for (int i = 1; i <= 20; ++i) {
+            eng.on_auth(auth("192.0.2." + std::to_string(i), "100", false, t), v);
+            t += kSec;
+        }
+        REQUIRE(v.action == Action::ban);
+        REQUIRE(v.ban_target == BanTarget::source_prefix);
+        const base::Nanos lapse = v.ban_until;
+        // The attack goes on; the dataplane drops it and reports 10 drops every 5 s.
+        std::uint64_t counted = 0;
+        for (t += 5 * kSec; t < lapse; t += 5 * kSec)
+            if (fed) counted += eng.on_banned_drops(prefix, 10, t);
+        CHECK(counted == (fed ? 110u : 0u));
+        CHECK(eng.counters()[Counter::banned_drops_counted] == counted);
+        // After the ban, a minute after the last failure the engine saw: without the drops the
+        // window is empty and the rule has re-armed; with them it still holds the attack.
+        t = lapse + kSec;
+        eng.on_auth(auth("192.0.2.77", "100", false, t), v);
+        CHECK(v.action == (fed ? Action::ban : Action::allow));
+    }
+}
+
+TEST_CASE("drops of a ban the engine did not issue count nothing") {
+    EngineConfig cfg = base_config();
+    cfg.rules.push_back(
+        rule("prefix-brute", Feature::auth_failures, KeyKind::source_prefix, 20, 100, 120 * kSec));
+    auto e = Engine::create(cfg);
+    REQUIRE(e);
+    CHECK((*e)->on_banned_drops(*base::Prefix::parse("192.0.2.0/24"), 50, kSec) == 0);
+    CHECK((*e)->on_banned_drops(*base::Prefix::parse("192.0.2.9/32"), 50, kSec) == 0);
+    CHECK((*e)->on_banned_drops(*base::Prefix::parse("192.0.2.0/25"), 50, kSec) == 0);
+}
+
+TEST_CASE("authentication and registration events are counted only in their direction's scopes") {
+    EngineConfig cfg = base_config();
+    auto internal = rule("internal-typos", Feature::auth_failures, KeyKind::account, 3, 60);
+    internal.scope.directions = {Direction::internal};
+    cfg.rules.push_back(internal);
+    auto outside = rule("outside-sweep", Feature::distinct_usernames, KeyKind::source_ip, 3, 60);
+    outside.scope.directions = {Direction::outbound};
+    cfg.rules.push_back(outside);
+    auto e = Engine::create(cfg);
+    REQUIRE(e);
+    Verdict v;
+    base::Nanos t = kSec;
+    // Failures of another direction count nowhere.
+    for (int i = 0; i < 5; ++i) {
+        AuthResult a = auth("203.0.113.5", "1001", false, t += kSec);
+        a.direction = Direction::outbound;
+        (*e)->on_auth(a, v);
+        CHECK(v.action == Action::allow);
+        Registration r =
+            registration("203.0.113.5", "u" + std::to_string(i), Outcome::not_found, t += kSec);
+        r.direction = Direction::internal;
+        (*e)->on_register(r, v);
+        CHECK(v.action == Action::allow);
+    }
+    // An unknown direction matches no directed scope.
+    (*e)->on_auth(auth("203.0.113.5", "1001", false, t += kSec), v);
+    CHECK(v.action == Action::allow);
+    for (int i = 0; i < 3; ++i) {
+        AuthResult a = auth("10.0.0.5", "1001", false, t += kSec);
+        a.direction = Direction::internal;
+        (*e)->on_auth(a, v);
+    }
+    CHECK(v.action == Action::block);
+    CHECK(v.reasons[0].rule_id == "internal-typos");
+    for (int i = 0; i < 3; ++i) {
+        Registration r =
+            registration("203.0.113.6", "w" + std::to_string(i), Outcome::not_found, t += kSec);
+        r.direction = Direction::outbound;
+        (*e)->on_register(r, v);
+    }
+    CHECK(v.action == Action::block);
+    CHECK(v.reasons[0].rule_id == "outside-sweep");
+}

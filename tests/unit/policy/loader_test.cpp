@@ -474,3 +474,56 @@ TEST_CASE("the numbering section's home country and extensions are checked",
         CHECK(has_error(bad, 3, "start with the international prefix '00'"));
     }
 }
+
+TEST_CASE(
+    "own networks: derived from [access] internal, refused where they overlap a trusted trunk") {
+    // Derived: the company's networks are [access] internal; fraud keys them by account.
+    auto derived = load_text(R"([access]
+internal = ["10.0.0.0/8", "192.0.2.0/27"]
+)");
+    REQUIRE(derived.ok());
+    REQUIRE(derived.value->fraud.own_networks.size() == 2);
+    CHECK(derived.value->fraud.own_networks[1].to_string() == "192.0.2.0/27");
+    // Given: it names the shared NATs among them, and they are internal for the direction.
+    auto given = load_text(R"([access]
+internal = ["10.0.0.0/8"]
+[fraud]
+own_networks = ["192.0.2.0/27"]
+)");
+    REQUIRE(given.ok());
+    REQUIRE(given.value->fraud.own_networks.size() == 1);
+    CHECK(given.value->access.internal.contains(*sbc::base::IpAddress::parse("192.0.2.9")));
+    CHECK(given.value->access.internal.contains(*sbc::base::IpAddress::parse("10.0.0.1")));
+    // Opted out explicitly: nothing keyed by account; the rendering keeps the opt-out.
+    auto none = load_text(R"([access]
+internal = ["10.0.0.0/8"]
+[fraud]
+own_networks = []
+)");
+    REQUIRE(none.ok());
+    CHECK(none.value->fraud.own_networks.empty());
+    auto again = load_text(strip_comments(render_policy(*none.value)));
+    REQUIRE(again.ok());
+    CHECK(again.value->fraud.own_networks.empty());
+    // Contradictory: an own network overlapping a trusted trunk.
+    for (const char* text : {R"([[access.trusted]]
+name = "carrier"
+cidrs = ["192.0.2.8/29"]
+[fraud]
+own_networks = ["192.0.2.0/27"]
+)",
+                             R"([access]
+internal = ["198.51.100.10/32"]
+[[access.trusted]]
+name = "carrier"
+cidrs = ["198.51.100.0/24"]
+)"}) {
+        auto bad = load_text(text);
+        REQUIRE_FALSE(bad.ok());
+        bool found = false;
+        for (const auto& d : bad.errors)
+            found =
+                found || d.message.find("overlaps trusted trunk 'carrier'") != std::string::npos;
+        CHECK(found);
+    }
+}

@@ -397,6 +397,12 @@ TEST_CASE("a 200 crossing the CANCEL is ACKed and ended inside with BYE") {
     CHECK(parse(in[1]).method() == sip::Method::bye);
     CHECK(h.wire.to(kCallerPort, mark).empty());  // the caller already has its 487
     CHECK(h.media.released[1] == 1);
+    // The far end retransmits its 200 (our ACK went missing): the same ACK again, no second BYE.
+    const std::size_t again = h.wire.sent.size();
+    feed(h.b2b, inside_response(inv, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(30));
+    auto re = h.wire.to(kProxyPort, again);
+    REQUIRE(re.size() == 1);
+    CHECK(re[0] == in[0]);
 }
 
 TEST_CASE("failover: a next hop that times out, then one that answers 503, then 503 out") {
@@ -594,6 +600,19 @@ TEST_CASE("health checks: calls go only to hops that answer OPTIONS") {
     CHECK_FALSE(h.b2b.hop_up(1));
     CHECK(h.b2b.counters()[B2buaCounter::hops_down] == 1);
     CHECK(h.b2b.counters()[B2buaCounter::probes_failed] >= 2);
+    // The first hop never answered: each probe is retransmitted only until the health check's
+    // timeout (0.5 s and 1.5 s after it), not until Timer F, while probes go on every 5 s.
+    const std::size_t mark = h.wire.to(kProxyPort).size();
+    for (int t = 13; t <= 60; ++t) h.b2b.advance(seconds(t));
+    const auto later = h.wire.to(kProxyPort, mark);
+    std::set<std::string> branches;
+    for (const auto& m : later) {
+        const auto p = parse(m);
+        CHECK(p.method() == sip::Method::options);
+        branches.insert(std::string(p.vias().front().branch));
+    }
+    CHECK(branches.size() >= 9);
+    CHECK(later.size() <= 3 * branches.size());
 }
 
 TEST_CASE("strip_headers takes '*' patterns, case-insensitive, as topology.strip_headers") {
@@ -785,4 +804,83 @@ TEST_CASE("call_view and call_of: each leg's Call-ID and far end; end_call sends
     CHECK_FALSE(h.b2b.call_view(ids[0]));
     CHECK_FALSE(h.b2b.call_of(Side::external, "outside-call-1"));
     CHECK_FALSE(h.b2b.call_of(Side::internal, inside_call_id));
+}
+
+namespace {
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+    for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+        s.replace(at, from.size(), to);
+    return s;
+}
+
+// Places call `n` (its own Call-ID, tag and branch), answers it inside and ACKs it outside.
+void place_answered(Harness& h, int n, base::Nanos now) {
+    const std::string id = "outside-call-n" + std::to_string(n);
+    std::string inv = replace_all(invite("z9hG4bKcall" + std::to_string(n)), "outside-call-1", id);
+    inv = replace_all(inv, "tag=alice1", "tag=alice" + std::to_string(n));
+    const std::size_t mark = h.wire.sent.size();
+    feed(h.b2b, inv, caller_flow(), Side::external, now);
+    const auto inside = h.wire.to(kProxyPort, mark);
+    REQUIRE(inside.size() == 1);
+    feed(h.b2b, inside_response(inside[0], 200, kCalleeSdp), proxy_flow(), Side::internal,
+         now + millis(1));
+    const std::string answer = h.wire.to(kCallerPort, mark).back();
+    REQUIRE(parse(answer).status_code() == 200);
+    const std::string ack = replace_all(
+        caller_request(answer, "ACK", 10, "z9hG4bKack" + std::to_string(n)), "outside-call-1", id);
+    const std::size_t before = h.wire.sent.size();
+    feed(h.b2b, ack, caller_flow(), Side::external, now + millis(2));
+    REQUIRE(h.wire.to(kProxyPort, before).size() == 1);
+    h.wire.sent.clear();  // keeps the fake wire small over many calls
+}
+
+}  // namespace
+
+TEST_CASE("a retransmitted 2xx gets the same ACK again, rebuilt from the dialog") {
+    Harness h;
+    const std::string inv = place(h);
+    const std::string ok = inside_response(inv, 200, kCalleeSdp);
+    feed(h.b2b, ok, proxy_flow(), Side::internal, millis(20));
+    const std::string answer = h.wire.to(kCallerPort).back();
+    feed(h.b2b, caller_request(answer, "ACK", 10, "z9hG4bKack1"), caller_flow(), Side::external,
+         millis(30));
+    const std::string first = h.wire.to(kProxyPort).back();
+    REQUIRE(parse(first).method() == sip::Method::ack);
+    // The inside missed the ACK and sends its 200 again (its T1 schedule), twice.
+    for (int i = 1; i <= 2; ++i) {
+        const std::size_t mark = h.wire.sent.size();
+        feed(h.b2b, ok, proxy_flow(), Side::internal, millis(500 * i));
+        const auto again = h.wire.to(kProxyPort, mark);
+        REQUIRE(again.size() == 1);
+        CHECK(again[0] == first);  // same branch, same CSeq, same route: byte for byte
+        CHECK(h.wire.to(kCallerPort, mark).empty());  // the caller sees nothing of it
+    }
+}
+
+TEST_CASE("held calls keep a bounded state in the call memory, reused by the next calls") {
+    Harness h;
+    constexpr int kCalls = 1024;
+    const std::size_t idle = h.b2b.call_memory_bytes();
+    for (int n = 0; n < kCalls; ++n) place_answered(h, n, millis(n));
+    // Established: the INVITE transactions end (RFC 6026 Timer L / M, 64*T1); each call keeps
+    // only its own state.
+    h.b2b.advance(seconds(40));
+    REQUIRE(h.b2b.calls().size() == kCalls);
+    CHECK(h.b2b.transactions().size() == 0);
+    const std::size_t held = h.b2b.call_memory_bytes() - idle;
+    // Both dialogs with their strings, the call's information, the index entries: about 2 KB a
+    // call (1.9 KB here; a copy of the INVITE or of its 2xx alone would add about 1 KB).
+    CHECK(held / kCalls < 2304);
+    CHECK(held / kCalls > 256);  // the state is counted where it lives
+
+    for (auto id : h.b2b.calls()) CHECK(h.b2b.end_call(id, seconds(41)));
+    h.b2b.advance(seconds(100));  // the BYEs time out (no answers here): calls freed
+    REQUIRE(h.b2b.active_calls() == 0);
+    const std::size_t peak = h.b2b.call_memory_bytes();
+    for (int n = 0; n < kCalls; ++n) place_answered(h, kCalls + n, seconds(101) + millis(n));
+    h.b2b.advance(seconds(150));
+    REQUIRE(h.b2b.calls().size() == kCalls);
+    // The same number of calls again: the memory of the ended ones is reused, not added to.
+    CHECK(h.b2b.call_memory_bytes() <= peak + peak / 10);
 }

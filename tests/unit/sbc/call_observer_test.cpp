@@ -553,3 +553,52 @@ default_country_code = "33"
     CHECK(a.direction == sbc::fraud::Direction::outbound);
     CHECK_FALSE(a.trusted);
 }
+
+TEST_CASE("observer: authentication results and registrations carry the attempts' direction") {
+    const auto policy = sbc::policy::load_policy_from_string(R"([access]
+internal = ["10.0.0.0/8"]
+[[access.trusted]]
+name = "carrier"
+cidrs = ["198.51.100.0/28"]
+)",
+                                                             "t.toml");
+    REQUIRE(policy.ok());
+    struct Directions : sbc::FraudEventSink {
+        std::vector<std::string> log;
+        void attempt(const sbc::fraud::CallAttempt&) override {}
+        void answered(const sbc::fraud::CallAnswered&) override {}
+        void ended(const sbc::fraud::CallEnded&) override {}
+        void auth(const sbc::fraud::AuthResult& a) override {
+            log.push_back("auth " + std::string(name(a.direction)) + (a.trusted ? " trusted" : ""));
+        }
+        void registration(const sbc::fraud::Registration& r) override {
+            log.push_back("register " + std::string(name(r.direction)) +
+                          (r.trusted ? " trusted" : ""));
+        }
+    } rec;
+    sbc::policy::Numbering numbering{"33", "0", "00", "FR", {}};
+    sbc::CallObserver obs(rec, &numbering);
+    obs.set_access(&policy.value->access);
+    const std::string auth =
+        "Authorization: Digest username=\"1001\", realm=\"r\", "
+        "nonce=\"n\", uri=\"sip:x\", response=\"bad\"\r\n";
+    int n = 0;
+    for (const char* from : {"10.1.2.3", "192.0.2.50", "198.51.100.7"}) {
+        const Endpoint src{*IpAddress::parse(from), 5062};
+        const std::string b = "d" + std::to_string(++n);
+        auto feed = [&](const std::string& text, Endpoint s, Endpoint d) {
+            sbc::sip::Message m;
+            REQUIRE(m.parse(text));
+            sbc::ObservedMessage at;
+            at.source = s;
+            at.destination = d;
+            at.now = n * sbc::base::kNanosPerSecond;
+            obs.observe(m, at);
+        };
+        feed(request("REGISTER", "sip:example.com", "reg" + b, 1, b, auth), src, kSbc);
+        feed(response(403, "REGISTER", "reg" + b, 1, b), kSbc, src);
+    }
+    CHECK(rec.log == std::vector<std::string>{"auth internal", "register internal", "auth outbound",
+                                              "register outbound", "auth inbound trusted",
+                                              "register inbound trusted"});
+}

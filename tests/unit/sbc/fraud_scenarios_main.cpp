@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
     }
     std::vector<sbc::scenarios::Outcome> outcomes;
     auto all = sbc::scenarios::attack_scenarios();
+    all.push_back(sbc::scenarios::extension_night());
     all.push_back(sbc::scenarios::callcenter_day());
     bool ok = true;
     for (const auto& s : all) {

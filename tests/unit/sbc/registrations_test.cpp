@@ -272,6 +272,35 @@ TEST_CASE("refreshes are answered from the cache until the registrar's binding i
     CHECK(c[RegistrationCounter::expired] == 1);
 }
 
+TEST_CASE("refreshes move a binding's expiry without piling up timers") {
+    auto cfg = config();
+    cfg.registrations.keepalive = Keepalive::none;  // NATed: the client is given 60 s
+    Rig r(cfg);
+    const std::string token = r.register_fully(1, client());
+    const auto* regs = r.b.registrations();
+    CHECK(regs->timer_entries() == 1);
+    int cseq = 3;
+    // 100 refreshes 10 s apart, all from the cache, each moving the expiry 60 s on: still one
+    // timer for the binding (one per refresh would leave six pending at any time).
+    for (int i = 0; i < 100; ++i) {
+        r.tick(seconds(10));
+        auto out = r.feed(register_req(cseq++), client(), Side::external);
+        REQUIRE(out.size() == 1);
+        REQUIRE(parse(out[0].bytes).status_code() == 200);
+        CHECK(regs->timer_entries() <= 2);
+    }
+    CHECK(regs->counters()[RegistrationCounter::answered_from_cache] == 100);
+    // It expires 60 s after the last refresh, not after the first registration.
+    const auto until = regs->binding(token)->client_until;
+    CHECK(until == r.now + seconds(60));
+    r.tick(until - r.now - seconds(1));
+    CHECK(regs->binding(token));
+    r.tick(seconds(2));
+    CHECK_FALSE(regs->binding(token));
+    CHECK(regs->counters()[RegistrationCounter::expired] == 1);
+    CHECK(regs->timer_entries() == 0);
+}
+
 TEST_CASE("a refresh after half the registrar's time goes to the registrar") {
     auto cfg = config();
     cfg.registrations.nat_expires = 0;  // not shortened: the client refreshes at its own pace

@@ -339,7 +339,151 @@ std::vector<Scenario> attack_scenarios() {
         sort_by_time(s.events);
         out.push_back(std::move(s));
     }
+    // Second-round cases: callers, devices, callbacks, prefix bans, NANP, extensions.
+    {  // One-ring calls over the carrier trunk from a Jamaican range to the company's DIDs.
+        Scenario s{
+            "inbound-sweep-trunk",
+            "calls from +1 876 555 numbers over the trusted trunk to 40 DIDs, cancelled after 6 s",
+            kFriday10Paris,
+            {},
+            Target::ban,
+            10,
+            false};
+        for (int i = 0; i < 40; ++i) {
+            std::string id = "sweep-" + std::to_string(i);
+            Event e = invite(300 + i * 2.0, "198.51.100.10", "",
+                             "3314000" + std::to_string(1000 + i), id, true, "", "carrier-sbc");
+            e.caller = "1876555" + std::to_string(1000 + i * 7);
+            e.direction = fraud::Direction::inbound;
+            e.trusted = true;
+            s.events.push_back(e);
+            // Rings once or twice (6 s): past the 5 s short ring, so the rules keyed on the
+            // trunk's address (wangiri) stay quiet: a trusted trunk's address carries customers.
+            s.events.push_back(end(300 + i * 2.0 + 6, id, 487, true));
+        }
+        for (int i = 0; i < 3; ++i) {  // a customer calls in over the same trunk meanwhile
+            std::string id = "customer-" + std::to_string(i);
+            Event e = invite(310 + i * 25.0, "198.51.100.10", "", "33140001000", id, false, "",
+                             "carrier-sbc");
+            e.caller = "33612345678";
+            e.direction = fraud::Direction::inbound;
+            e.trusted = true;
+            s.events.push_back(e);
+            s.events.push_back(answer(312 + i * 25.0, id, false));
+            s.events.push_back(end(400 + i * 25.0, id, 200, false));
+        }
+        sort_by_time(s.events);
+        out.push_back(std::move(s));
+    }
+    {  // Stolen credentials used from a second phone behind the owner's office NAT.
+        Scenario s{"compromised-device",
+                   "account 1042 from another port and User-Agent behind its NAT dials 30 "
+                   "numbers; the owner keeps calling",
+                   kFriday10Paris,
+                   {},
+                   Target::block,
+                   10,
+                   false};
+        warmup(s.events, 42, 600);
+        for (int i = 0; i < 30; ++i) {
+            std::string id = "dev-" + std::to_string(i);
+            Event e = invite(700 + i * 8.0, agent_ip(42), "1042",
+                             "336" + std::to_string(20000000 + i * 7919), id, true, "FR",
+                             "Zoiper rv2.10");
+            e.port = 5082;
+            s.events.push_back(e);
+            s.events.push_back(end(700 + i * 8.0 + 4, id, 486, true));
+        }
+        for (int i = 0; i < 3; ++i) {
+            std::string id = "own-" + std::to_string(i);
+            s.events.push_back(invite(760 + i * 60.0, agent_ip(42), "1042",
+                                      "3314555" + std::to_string(2000 + i), id, false));
+            s.events.push_back(answer(765 + i * 60.0, id, false));
+            s.events.push_back(end(800 + i * 60.0, id, 200, false));
+        }
+        sort_by_time(s.events);
+        out.push_back(std::move(s));
+    }
+    {  // An agent calls back a number that rang once from a flagged range.
+        Scenario s{"callback-one-ring",
+                   "+1 876 555 rings the DID once (3 s, cancelled); agent 1042 calls it back",
+                   kFriday10Paris,
+                   {},
+                   Target::block,
+                   2,
+                   false};
+        Event ring = invite(100, "198.51.100.10", "", "33140001042", "lure", true, "", "carrier");
+        ring.caller = "18765550199";
+        ring.direction = fraud::Direction::inbound;
+        ring.trusted = true;
+        s.events.push_back(ring);
+        s.events.push_back(end(103, "lure", 487, true));
+        Event back = invite(400, agent_ip(42), "1042", "18765550199", "callback", true);
+        back.direction = fraud::Direction::outbound;
+        s.events.push_back(back);
+        s.events.push_back(end(430, "callback", 200, true));
+        out.push_back(std::move(s));
+    }
+    {  // A slow guess at one account from every address of a /24, on through the ban.
+        Scenario s{"prefix-brute-force",
+                   "one failed login for 1001 from each address of 198.18.7.0/24, every 3 s",
+                   kFriday10Paris,
+                   {},
+                   Target::ban,
+                   20,
+                   false};
+        for (int i = 0; i < 200; ++i)
+            s.events.push_back(
+                auth(i * 3.0, "198.18.7." + std::to_string(1 + i), "1001", false, true, "FR"));
+        out.push_back(std::move(s));
+    }
+    {  // North American numbers by area code: six Caribbean countries, not one "+1".
+        Scenario s{"nanp-caribbean",
+                   "account 1042 calls +1 876/809/284/268/473/868 (JM DO VG AG GD TT)",
+                   kFriday10Paris,
+                   {},
+                   Target::block,
+                   6,
+                   false};
+        warmup(s.events, 42, 600);
+        const char* npa[] = {"1876", "1809", "1284", "1268", "1473", "1868"};
+        for (int i = 0; i < 12; ++i) {
+            std::string id = "nanp-" + std::to_string(i);
+            s.events.push_back(invite(700 + i * 30.0, agent_ip(42), "1042",
+                                      std::string(npa[i % 6]) + std::to_string(5550100 + i), id,
+                                      true));
+            s.events.push_back(end(700 + i * 30.0 + 5, id, 480, true));
+        }
+        sort_by_time(s.events);
+        out.push_back(std::move(s));
+    }
     return out;
+}
+
+// A night shift calling each other's extensions (legitimate): an extension is of no country,
+// so the off-hours international rule never sees these.
+Scenario extension_night() {
+    Scenario s{"extension-night",
+               "10 agents call each other's 4-digit extensions, 22:00-23:00 Paris",
+               kFriday + 21 * 3600 * kSec,
+               {},
+               Target::none,
+               0,
+               true};
+    for (int a = 0; a < 10; ++a)
+        for (int i = 0; i < 6; ++i) {
+            std::string id = "ext-" + std::to_string(a) + "-" + std::to_string(i);
+            double t = a * 30.0 + i * 500.0;
+            Event e = invite(t, agent_ip(a), std::to_string(1000 + a),
+                             std::to_string(1000 + (a * 13 + i * 37) % 100), id, false);
+            e.extension = true;
+            e.direction = fraud::Direction::internal;
+            s.events.push_back(e);
+            s.events.push_back(answer(t + 4, id, false));
+            s.events.push_back(end(t + 60, id, 200, false));
+        }
+    sort_by_time(s.events);
+    return s;
 }
 
 Scenario callcenter_day() {
@@ -433,7 +577,7 @@ Outcome run(const Scenario& s, fraud::Engine& engine) {
         base::UnixNanos wall = s.wall_start + e.t;
         fraud::Source src;
         if (!e.src.empty()) src.addr = *base::IpAddress::parse(e.src);
-        src.port = 5060;
+        src.port = e.port;
         src.transport = "udp";
         src.country = e.country;
         bool verdict = true;
@@ -446,10 +590,13 @@ Outcome run(const Scenario& s, fraud::Engine& engine) {
                 a.call_id = e.call_id;
                 a.source = src;
                 a.account = e.account;
-                a.caller = e.account;
+                a.caller = e.caller.empty() ? std::string_view(e.account) : e.caller;
                 a.callee = e.callee;
+                a.callee_extension = e.extension;
                 a.user_agent = e.ua;
                 a.request = request_kind_of(e.method);
+                a.direction = e.direction;
+                a.trusted = e.trusted;
                 engine.on_attempt(a, v);
                 is_call = a.request == fraud::RequestKind::call;
                 break;

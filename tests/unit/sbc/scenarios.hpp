@@ -24,6 +24,13 @@ struct Event {
     bool ok = false;
     int status = 200;
     bool fraud = false;  // part of the attack (measured), else background traffic
+    // Attempts: calling number ("" = the account), direction and trust as the call observer
+    // derives them, an internal extension dialed, the source port (device keys).
+    std::string caller;
+    fraud::Direction direction = fraud::Direction::unknown;
+    bool trusted = false;
+    bool extension = false;
+    std::uint16_t port = 5060;
 };
 
 enum class Target { none, block, ban };
@@ -60,6 +67,7 @@ struct Outcome {
 
 std::vector<Scenario> attack_scenarios();
 Scenario callcenter_day();
+Scenario extension_night();  // legitimate: internal extension calls at night
 
 // Runs one scenario on a fresh engine.
 Outcome run(const Scenario& s, fraud::Engine& engine);

@@ -50,3 +50,13 @@ TEST_CASE("a legitimate call-center day is never flagged or blocked", "[fraud][s
         CHECK(engine->concurrent_calls(fraud::KeyKind::account, std::to_string(1000 + a)) == 0);
     CHECK(engine->counters()[fraud::Counter::concurrent_underflow] == 0);
 }
+
+TEST_CASE("internal extension calls at night are not international attempts",
+          "[fraud][scenarios]") {
+    auto engine = engine_from(SBC_SCENARIO_POLICY);
+    auto o = scenarios::run(scenarios::extension_night(), *engine);
+    CHECK(o.legit_events == 60);
+    CHECK(o.legit_flagged == 0);
+    INFO(o.legit_flag_rules);
+    CHECK(o.legit_blocked == 0);
+}
