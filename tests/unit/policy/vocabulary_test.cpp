@@ -45,7 +45,8 @@ TEST_CASE("every feature of the vocabulary is a policy feature", "[policy][vocab
         const std::string n(name(f));
         INFO(n);
         auto r = load_rule("feature = \"" + n + "\"\nkey = \"account\"\nmin_attempts = 1\n");
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         REQUIRE(r.value->fraud.rules.size() == 1);
         CHECK(r.value->fraud.rules[0].feature == f);
         CHECK(renders(*r.value, "feature = \"" + n + "\""));
@@ -60,7 +61,8 @@ TEST_CASE("every key of the vocabulary is a policy rule key", "[policy][vocabula
         const std::string n(name(k));
         INFO(n);
         auto r = load_rule("feature = \"attempts\"\nkey = \"" + n + "\"\n");
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         CHECK(r.value->fraud.rules[0].key == k);
         CHECK(renders(*r.value, "key = \"" + n + "\""));
     }
@@ -73,7 +75,8 @@ TEST_CASE("every operator, mode and time scope of the vocabulary is policy synta
         const std::string spelled(description(op));
         INFO(spelled);
         auto r = load_rule("feature = \"attempts\"\nkey = \"account\"\nop = \"" + spelled + "\"\n");
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         CHECK(r.value->fraud.rules[0].op == op);
     }
     for (std::size_t i = 0; i < base::kFraudModeCount; ++i) {
@@ -81,7 +84,8 @@ TEST_CASE("every operator, mode and time scope of the vocabulary is policy synta
         const std::string n(name(m));
         INFO(n);
         auto r = load_rule("feature = \"attempts\"\nkey = \"account\"\nmode = \"" + n + "\"\n");
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         CHECK(r.value->fraud.rules[0].mode == m);
     }
     for (std::size_t i = 0; i < base::kFraudTimeScopeCount; ++i) {
@@ -90,7 +94,8 @@ TEST_CASE("every operator, mode and time scope of the vocabulary is policy synta
         INFO(n);
         auto r =
             load_rule("feature = \"attempts\"\nkey = \"account\"\nscope.time = \"" + n + "\"\n");
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         CHECK(r.value->fraud.rules[0].scope.time == t);
     }
 }
@@ -107,7 +112,8 @@ TEST_CASE("every call direction but unknown scopes a policy rule", "[policy][voc
             CHECK_FALSE(base::scope_direction(n).has_value());
             continue;
         }
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         CHECK(r.value->fraud.rules[0].scope.directions == std::vector<std::string>{n});
         CHECK(base::scope_direction(n) == d);
     }
@@ -120,7 +126,8 @@ TEST_CASE("every list category and weekday of the vocabulary is policy syntax",
         const std::string n(name(c));
         INFO(n);
         auto r = load_rule("feature = \"attempts\"\nkey = \"account\"\n", n);
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         REQUIRE(r.value->prefix_lists.size() == 1);
         CHECK(r.value->prefix_lists[0].category == c);
         CHECK(renders(*r.value, "category = \"" + n + "\""));
@@ -130,7 +137,8 @@ TEST_CASE("every list category and weekday of the vocabulary is policy syntax",
         INFO(n);
         auto r =
             load_rule("feature = \"attempts\"\nkey = \"account\"\n", "irsf", n + " 09:00-12:00");
-        REQUIRE_MESSAGE(r.ok(), errors_of(r));
+        UNSCOPED_INFO(errors_of(r));
+        REQUIRE(r.ok());
         REQUIRE(r.value->account_groups.size() == 1);
         REQUIRE(r.value->account_groups[0].business_hours.size() == 1);
         CHECK(r.value->account_groups[0].business_hours[0].days == (1u << d));
