@@ -17,52 +17,38 @@
 #include <vector>
 
 #include "base/base.hpp"
+#include "base/fraud_vocabulary.hpp"
 
 namespace sbc::fraud {
 
 // ---------------------------------------------------------------------------------------------
 // Vocabulary (names are the policy language's spelling; see the contract in docs/fraud.md)
 
-#define SBC_FRAUD_FEATURES(X)                                                        \
-    X(attempts, "call attempts (to `lists` when given)")                             \
-    X(international_attempts, "attempts to another country")                         \
-    X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
-    X(premium_attempts, "attempts to premium lists (or `lists`)")                    \
-    X(distinct_destinations, "distinct dialed numbers (on `lists` when given)")      \
-    X(distinct_destination_countries, "distinct destination countries")              \
-    X(sequential_dialing, "longest run of destinations differing by small steps")    \
-    X(concurrent_calls, "calls in progress now (no window)")                         \
-    X(short_call_ratio, "answered calls shorter than short_call_seconds / answered") \
-    X(failed_call_ratio, "failed calls / ended calls")                               \
-    X(auth_failures, "authentication failures")                                      \
-    X(distinct_usernames, "distinct usernames that failed auth/register")            \
-    X(scanner_user_agent, "1 if the User-Agent matches a scanner signature")         \
-    X(request_sweep, "distinct target users of OPTIONS/REGISTER/INVITE")             \
-    X(off_hours, "1 if outside the account group's business hours")                  \
-    X(source_country_not_allowed, "1 if the source country is not allowed")          \
-    X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")      \
-    X(callback_short_ring, "1 if the dialed number rang in once lately from a flagged range")
-SBC_DECLARE_COUNTER_LIST(Feature, SBC_FRAUD_FEATURES)
-
-#define SBC_FRAUD_KEYS(X)                                                           \
-    X(source_ip, "the source IP address")                                           \
-    X(source_prefix, "the source prefix")                                           \
-    X(account, "the calling account")                                               \
-    X(tenant, "the tenant of the account")                                          \
-    X(destination_prefix, "the matched destination prefix (else its country code)") \
-    X(caller, "the calling number")                                                 \
-    X(caller_prefix, "the matched calling-number prefix (else its country code)")   \
-    X(device, "the account from one source address, port and User-Agent")
-SBC_DECLARE_COUNTER_LIST(KeyKind, SBC_FRAUD_KEYS)
-
-// Which way a call goes, as the adapter in sbc/ sees it (docs/fraud.md, "Direction").
-#define SBC_FRAUD_DIRECTIONS(X)                                        \
-    X(unknown, "not known (no rule scoped on a direction matches it)") \
-    X(inbound, "from a carrier or the outside towards the company")    \
-    X(outbound, "from the company's users towards the outside")        \
-    X(internal, "between the company's own users and networks")
-SBC_DECLARE_COUNTER_LIST(Direction, SBC_FRAUD_DIRECTIONS)
+// Features, key kinds, operators, list categories, modes, time scopes and directions are the
+// rule language's words, declared once in base/fraud_vocabulary.hpp for the policy and the
+// engine; here they take the engine's names.
+using Feature = base::FraudFeature;
+using KeyKind = base::FraudKey;
+using Op = base::FraudOp;
+using Category = base::FraudCategory;
+using Mode = base::FraudMode;
+using TimeScope = base::FraudTimeScope;
+using Direction = base::FraudDirection;
+using base::compare;
+using base::description;
+using base::name;
+inline constexpr std::size_t kFeatureCount = base::kFraudFeatureCount;
+inline constexpr std::size_t kKeyKindCount = base::kFraudKeyCount;
+inline constexpr std::size_t kOpCount = base::kFraudOpCount;
+inline constexpr std::size_t kCategoryCount = base::kFraudCategoryCount;
+inline constexpr std::size_t kDirectionCount = base::kFraudDirectionCount;
+inline constexpr const auto& kFeatureNames = base::kFraudFeatureNames;
+inline constexpr const auto& kFeatureDescriptions = base::kFraudFeatureDescriptions;
+inline constexpr const auto& kKeyKindNames = base::kFraudKeyNames;
+inline constexpr const auto& kKeyKindDescriptions = base::kFraudKeyDescriptions;
+inline constexpr const auto& kOpNames = base::kFraudOpNames;
+inline constexpr const auto& kCategoryNames = base::kFraudCategoryNames;
+inline constexpr const auto& kDirectionNames = base::kFraudDirectionNames;
 
 // What a ban verdict banned.
 #define SBC_FRAUD_BAN_TARGETS(X)                                       \
@@ -72,18 +58,6 @@ SBC_DECLARE_COUNTER_LIST(Direction, SBC_FRAUD_DIRECTIONS)
     X(caller, "the calling number (traffic of a trusted trunk)")       \
     X(caller_prefix, "the calling-number prefix (a caller_prefix rule, trusted trunk)")
 SBC_DECLARE_COUNTER_LIST(BanTarget, SBC_FRAUD_BAN_TARGETS)
-
-#define SBC_FRAUD_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
-SBC_DECLARE_COUNTER_LIST(Op, SBC_FRAUD_OPS)
-
-#define SBC_FRAUD_CATEGORIES(X)            \
-    X(irsf, "IRSF ranges")                 \
-    X(premium, "premium-rate numbers")     \
-    X(high_risk, "other high-risk ranges") \
-    X(domestic, "domestic ranges")         \
-    X(emergency, "emergency numbers")      \
-    X(custom, "any other list")
-SBC_DECLARE_COUNTER_LIST(Category, SBC_FRAUD_CATEGORIES)
 
 #define SBC_FRAUD_ACTIONS(X)                          \
     X(allow, "no rule reached a threshold")           \
@@ -149,11 +123,6 @@ SBC_DECLARE_COUNTER_LIST(RequestKind, SBC_FRAUD_REQUEST_KINDS)
     X(auth_challenge, "credentials were asked for and not given") \
     X(auth_failure, "the credentials given were refused")
 SBC_DECLARE_COUNTER_LIST(Outcome, SBC_FRAUD_OUTCOMES)
-
-enum class Mode : std::uint8_t { enforce, observe };
-enum class TimeScope : std::uint8_t { any, business_hours, off_hours };
-
-bool compare(Op op, double value, double threshold);
 
 // ---------------------------------------------------------------------------------------------
 // Configuration (the engine's own structs; sbc/fraud_wiring maps the policy onto them)

@@ -6,40 +6,6 @@
 
 namespace sbc::fraud::detail {
 
-void DigitTrie::add(std::string_view digits, std::uint64_t value_bits, bool or_bits) {
-    std::size_t n = 0;
-    for (char c : digits) {
-        if (c < '0' || c > '9') continue;
-        int d = c - '0';
-        if (nodes_[n].child[d] < 0) {
-            nodes_[n].child[d] = static_cast<std::int32_t>(nodes_.size());
-            nodes_.push_back(Node{});
-        }
-        n = static_cast<std::size_t>(nodes_[n].child[d]);
-    }
-    if (n == 0) return;  // empty prefix: never matches
-    nodes_[n].value = or_bits ? (nodes_[n].value | value_bits) : value_bits;
-}
-
-DigitTrie::Walk DigitTrie::walk(std::string_view digits) const {
-    Walk w;
-    std::size_t n = 0;
-    std::uint8_t depth = 0;
-    for (char c : digits) {
-        if (c < '0' || c > '9') break;
-        std::int32_t next = nodes_[n].child[c - '0'];
-        if (next < 0) break;
-        n = static_cast<std::size_t>(next);
-        ++depth;
-        if (nodes_[n].value != 0) {
-            w.mask |= nodes_[n].value;
-            w.deepest = nodes_[n].value;
-            w.deepest_len = depth;
-        }
-    }
-    return w;
-}
-
 UaGlob::UaGlob(std::string_view pattern) : pattern_(pattern), glob_(pattern) {}
 
 bool UaGlob::matches(std::string_view lowered_text) const {

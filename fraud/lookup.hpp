@@ -1,6 +1,6 @@
 #pragma once
-// Internal to fraud/: lookup structures compiled from the configuration (digit tries,
-// globs, time zones, weekly business-hour maps).
+// Internal to fraud/: lookup structures compiled from the configuration (globs, time zones,
+// weekly business-hour maps; digit tries are base::DigitTrie).
 #include <bitset>
 #include <cstdint>
 #include <span>
@@ -9,31 +9,14 @@
 #include <vector>
 
 #include "base/base.hpp"
+#include "base/digit_trie.hpp"
 #include "fraud/fraud.hpp"
 
 namespace sbc::fraud::detail {
 
-// A trie over decimal digits. Each node carries a 64-bit value that callers use as a list
-// bitmask (OR along the path) or as an index (deepest non-zero).
-class DigitTrie {
-  public:
-    DigitTrie() { nodes_.push_back(Node{}); }
-    void add(std::string_view digits, std::uint64_t value_bits, bool or_bits);
-    struct Walk {
-        std::uint64_t mask = 0;        // OR of every matched node's bits
-        std::uint64_t deepest = 0;     // value of the deepest matched node
-        std::uint8_t deepest_len = 0;  // its depth (0 = nothing matched)
-    };
-    Walk walk(std::string_view digits) const;
-    std::size_t bytes() const { return nodes_.size() * sizeof(Node); }
-
-  private:
-    struct Node {
-        std::int32_t child[10] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
-        std::uint64_t value = 0;
-    };
-    std::vector<Node> nodes_;
-};
+// The digit trie of prefix lists (bit per list, OR along the path) and calling codes (index+1
+// into the country table, deepest wins) is the one in base/.
+using base::DigitTrie;
 
 // Case-insensitive glob with '*' only, matched anywhere in the text (scanner User-Agents).
 class UaGlob {

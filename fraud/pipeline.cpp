@@ -89,7 +89,11 @@ std::uint64_t Engine::Impl::load_buckets(const AttemptKeys& k) const {
         if (k.has_key[ki] && kinds[ki].used)
             acc += static_cast<std::uint64_t>(key_tables[ki].table.find(k.key_hash[ki]));
     if (k.call_hash) acc += static_cast<std::uint64_t>(calls.find(k.call_hash));
-    if (bans.size() && k.addr_hash) acc += static_cast<std::uint64_t>(bans.find(k.addr_hash));
+    if (bans.size() && k.addr_hash) {
+        acc += static_cast<std::uint64_t>(bans.find(k.addr_hash));
+        // A ban of the source prefix is keyed by the prefix key's hash (source_banned).
+        acc += static_cast<std::uint64_t>(bans.find(k.key_hash[kSourcePrefix]));
+    }
     return acc;
 }
 
@@ -170,6 +174,9 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
     }
     return acc;
 }
+
+template std::uint64_t Engine::Impl::state_lines<false>(const AttemptKeys&) const;
+template std::uint64_t Engine::Impl::state_lines<true>(const AttemptKeys&) const;
 
 namespace {
 // Reads the first and last byte of each string an attempt's keys are hashed from, so that the

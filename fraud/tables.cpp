@@ -86,10 +86,21 @@ std::int64_t Engine::Impl::insert_call(std::uint64_t h, base::Nanos now) {
 // Ends a call's hold on the concurrent counters (exactly once: `counted` is cleared) and,
 // given an end context, counts its outcome on each key.
 void Engine::Impl::release(CallEntry& e, Ctx* end_ctx) {
+    // In three passes, so that the misses of the call's keys overlap: every key's bucket
+    // requested, then every key found and its slot requested, then the slots written.
+    std::int64_t at[kKeyKindCount];
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
+        if ((e.keys & (1u << ki)) && kinds[ki].used) key_tables[ki].table.prefetch(e.key_hash[ki]);
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        at[ki] = -1;
+        if (!(e.keys & (1u << ki)) || !kinds[ki].used) continue;
+        at[ki] = key_tables[ki].table.find(e.key_hash[ki]);
+        if (at[ki] >= 0) key_tables[ki].table.prefetch_slot(static_cast<std::size_t>(at[ki]));
+    }
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
         if (!(e.keys & (1u << ki)) || !kinds[ki].used) continue;
         auto& table = key_tables[ki].table;
-        std::int64_t i = table.find(e.key_hash[ki]);
+        const std::int64_t i = at[ki];
         if (end_ctx) end_ctx->slot[ki] = i;
         if (i < 0 || !e.counted) continue;
         auto* hdr = static_cast<KeyHeader*>(table.slot(i));

@@ -34,8 +34,8 @@ std::span<const std::string_view> names_of(const std::array<std::string_view, N>
     return std::span<const std::string_view>(a.data(), a.size());
 }
 
-constexpr std::string_view kModeNames[] = {"enforce", "observe"};
-constexpr std::string_view kTimeNames[] = {"any", "business_hours", "off_hours"};
+constexpr const auto& kModeNames = base::kFraudModeNames;
+constexpr const auto& kTimeNames = base::kFraudTimeScopeNames;
 constexpr std::string_view kDenyActionNames[] = {"block", "ban"};
 constexpr std::string_view kCompareOpSpellings[] = {">", ">=", "<", "<=", "=="};
 
@@ -648,7 +648,7 @@ void Loader::read_prefix_file(const std::string& path, Pos where, PrefixList& li
 
 // "Mon-Fri 08:00-19:00", "Sat 09:00-12:00", "Mon,Wed,Fri 08:00-12:00"
 bool parse_business_hours(std::string_view text, BusinessHours& out, std::string& why) {
-    static constexpr std::string_view kDays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    const auto& kDays = base::kWeekdayNames;
     auto space = text.find(' ');
     if (space == std::string_view::npos) {
         why = "expected \"<days> HH:MM-HH:MM\"";
@@ -941,8 +941,7 @@ void Loader::read_rule(const Table& t) {
         items.clear();
         st.strings("directions", items);
         for (auto& x : items) {
-            if (std::find(std::begin(kCallDirectionNames), std::end(kCallDirectionNames),
-                          x.value) == std::end(kCallDirectionNames))
+            if (!base::scope_direction(x.value))
                 ctx.error(x.pos, "unknown call direction '" + x.value +
                                      "': expected inbound, outbound or internal");
             else

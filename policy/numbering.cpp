@@ -718,17 +718,13 @@ constexpr CountryCallingCode kCodes[] = {
     {"UZ", "998"},
 };
 
-// Lazily built digit trie over the calling codes for destination_country().
+// Lazily built digit trie over the calling codes for destination_country(): value = index+1
+// into kCodes. Several countries share a code (MA/EH on 212): the first listed is the answer,
+// so the codes are added last to first.
 struct CountryIndex {
-    PrefixTable table;
-    std::vector<std::string_view> iso_of_entry;
+    base::DigitTrie trie;
     CountryIndex() {
-        std::vector<PrefixTable::Entry> entries;
-        for (std::uint32_t i = 0; i < std::size(kCodes); ++i) {
-            entries.push_back({std::string(kCodes[i].code), i, PrefixCategory::custom});
-            iso_of_entry.push_back(kCodes[i].iso);
-        }
-        table = PrefixTable::build(std::move(entries));
+        for (std::size_t i = std::size(kCodes); i-- > 0;) trie.add(kCodes[i].code, i + 1, false);
     }
 };
 
@@ -772,11 +768,9 @@ std::vector<std::string_view> calling_codes_of(std::string_view iso) {
 }
 
 std::string_view destination_country(std::string_view e164_digits) {
-    const auto& index = country_index();
-    auto m = index.table.lpm(e164_digits);
-    // Several countries share a code (MA/EH on 212): the first listed is the answer.
-    if (!m.matched() || m.lists.empty()) return {};
-    return index.iso_of_entry[m.lists.front()];
+    const auto w = country_index().trie.walk(e164_digits);
+    if (w.deepest == 0) return {};
+    return kCodes[w.deepest - 1].iso;
 }
 
 std::string home_country_of(std::string_view calling_code) {

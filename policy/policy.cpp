@@ -42,20 +42,6 @@ std::string_view toml_name(LimitKey k) {
     return "?";
 }
 
-std::string_view name(Mode m) {
-    return m == Mode::enforce ? "enforce" : "observe";
-}
-std::string_view name(TimeScope t) {
-    switch (t) {
-        case TimeScope::any:
-            return "any";
-        case TimeScope::business_hours:
-            return "business_hours";
-        case TimeScope::off_hours:
-            return "off_hours";
-    }
-    return "?";
-}
 std::string_view name(DenyAction a) {
     return a == DenyAction::block ? "block" : "ban";
 }

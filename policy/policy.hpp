@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "base/base.hpp"
+#include "base/digit_trie.hpp"
+#include "base/fraud_vocabulary.hpp"
 
 namespace sbc::policy {
 
@@ -70,19 +72,14 @@ const KeyStatus* find_key_status(std::span<const KeyStatus> table, std::string_v
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations of the policy language. The X-macro lists give the enum, the TOML spelling
-// (`name(e)`) and a description. They are not shared: the dataplane and the fraud engine keep
-// their own copies (fraud/ and dataplane/ do not depend on policy/), sbc/'s wiring converts
-// between them by name, and the wiring tests check that the features, rule keys, operators and
-// categories here and in fraud/ have the same names and descriptions.
+// (`name(e)`) and a description. The fraud rule language's words (features, rule keys,
+// operators, list categories, modes, time scopes, call directions, weekdays) are declared once
+// in base/fraud_vocabulary.hpp, shared with the fraud engine, and take the policy's names here.
 
-#define SBC_POLICY_PREFIX_CATEGORIES(X)                        \
-    X(irsf, "International revenue share fraud ranges")        \
-    X(premium, "Premium-rate numbers")                         \
-    X(high_risk, "Other high-risk destinations")               \
-    X(domestic, "Domestic ranges")                             \
-    X(emergency, "Emergency numbers (never blocked by score)") \
-    X(custom, "Any other list")
-SBC_DECLARE_COUNTER_LIST(PrefixCategory, SBC_POLICY_PREFIX_CATEGORIES)
+using PrefixCategory = base::FraudCategory;
+inline constexpr std::size_t kPrefixCategoryCount = base::kFraudCategoryCount;
+inline constexpr const auto& kPrefixCategoryNames = base::kFraudCategoryNames;
+inline constexpr const auto& kPrefixCategoryDescriptions = base::kFraudCategoryDescriptions;
 
 // Rate-limit traffic classes of the dataplane. TOML names: register, invite, other,
 // tcp_connect, media_unallocated.
@@ -104,67 +101,28 @@ std::string_view toml_name(TrafficClass c);
 SBC_DECLARE_COUNTER_LIST(LimitKey, SBC_POLICY_LIMIT_KEYS)
 std::string_view toml_name(LimitKey k);
 
-#define SBC_POLICY_FRAUD_FEATURES(X)                                                 \
-    X(attempts, "call attempts (to `lists` when given)")                             \
-    X(international_attempts, "attempts to another country")                         \
-    X(high_risk_attempts, "attempts to irsf/premium/high_risk lists (or `lists`)")   \
-    X(premium_attempts, "attempts to premium lists (or `lists`)")                    \
-    X(distinct_destinations, "distinct dialed numbers (on `lists` when given)")      \
-    X(distinct_destination_countries, "distinct destination countries")              \
-    X(sequential_dialing, "longest run of destinations differing by small steps")    \
-    X(concurrent_calls, "calls in progress now (no window)")                         \
-    X(short_call_ratio, "answered calls shorter than short_call_seconds / answered") \
-    X(failed_call_ratio, "failed calls / ended calls")                               \
-    X(auth_failures, "authentication failures")                                      \
-    X(distinct_usernames, "distinct usernames that failed auth/register")            \
-    X(scanner_user_agent, "1 if the User-Agent matches a scanner signature")         \
-    X(request_sweep, "distinct target users of OPTIONS/REGISTER/INVITE")             \
-    X(off_hours, "1 if outside the account group's business hours")                  \
-    X(source_country_not_allowed, "1 if the source country is not allowed")          \
-    X(country_change, "distinct source countries of the key")                        \
-    X(short_rings, "calls cancelled (487) within short_ring_seconds (Wangiri)")      \
-    X(callback_short_ring, "1 if the dialed number rang in once lately from a flagged range")
-SBC_DECLARE_COUNTER_LIST(Feature, SBC_POLICY_FRAUD_FEATURES)
+using Feature = base::FraudFeature;
+inline constexpr std::size_t kFeatureCount = base::kFraudFeatureCount;
+inline constexpr const auto& kFeatureNames = base::kFraudFeatureNames;
+inline constexpr const auto& kFeatureDescriptions = base::kFraudFeatureDescriptions;
 
-#define SBC_POLICY_RULE_KEYS(X)                                                     \
-    X(source_ip, "the source IP address")                                           \
-    X(source_prefix, "the source prefix")                                           \
-    X(account, "the calling account")                                               \
-    X(tenant, "the tenant of the account")                                          \
-    X(destination_prefix, "the matched destination prefix (else its country code)") \
-    X(caller, "the calling number")                                                 \
-    X(caller_prefix, "the matched calling-number prefix (else its country code)")   \
-    X(device, "the account from one source address, port and User-Agent")
-SBC_DECLARE_COUNTER_LIST(RuleKey, SBC_POLICY_RULE_KEYS)
+using RuleKey = base::FraudKey;
+inline constexpr std::size_t kRuleKeyCount = base::kFraudKeyCount;
+inline constexpr const auto& kRuleKeyNames = base::kFraudKeyNames;
+inline constexpr const auto& kRuleKeyDescriptions = base::kFraudKeyDescriptions;
 
-#define SBC_POLICY_COMPARE_OPS(X) X(gt, ">") X(ge, ">=") X(lt, "<") X(le, "<=") X(eq, "==")
-SBC_DECLARE_COUNTER_LIST(CompareOp, SBC_POLICY_COMPARE_OPS)
 // The TOML spelling of an operator is its description (">=", ...).
-inline bool compare(CompareOp op, double value, double threshold) {
-    switch (op) {
-        case CompareOp::gt:
-            return value > threshold;
-        case CompareOp::ge:
-            return value >= threshold;
-        case CompareOp::lt:
-            return value < threshold;
-        case CompareOp::le:
-            return value <= threshold;
-        case CompareOp::eq:
-            return value == threshold;
-        case CompareOp::count_:
-            break;
-    }
-    return false;
-}
+using CompareOp = base::FraudOp;
+inline constexpr std::size_t kCompareOpCount = base::kFraudOpCount;
+inline constexpr const auto& kCompareOpNames = base::kFraudOpNames;
+inline constexpr const auto& kCompareOpDescriptions = base::kFraudOpDescriptions;
 
-enum class Mode : std::uint8_t { enforce, observe };
-enum class TimeScope : std::uint8_t { any, business_hours, off_hours };
-// Call directions a fraud rule can be scoped on (the fraud engine's names).
-inline constexpr std::string_view kCallDirectionNames[] = {"inbound", "outbound", "internal"};
+using Mode = base::FraudMode;
+using TimeScope = base::FraudTimeScope;
+using base::compare;
+using base::description;
+using base::name;
 enum class DenyAction : std::uint8_t { block, ban };
-std::string_view name(Mode m);
-std::string_view name(TimeScope t);
 std::string_view name(DenyAction a);
 
 // ---------------------------------------------------------------------------------------------
@@ -209,30 +167,13 @@ struct Numbering {
 // ---------------------------------------------------------------------------------------------
 // Compiled lookup structures
 
-// Longest-prefix match over E.164 digits: a digit trie in flat, cache-line-sized node arrays,
-// with the first 4 or 6 digits resolved through one direct-indexed table.
+// Longest-prefix match over E.164 digits, on the digit trie the fraud engine uses
+// (base::DigitTrie: one cache line per node), each prefix's node holding its match.
 struct PrefixMatch {
     std::uint8_t length = 0;  // digits matched; 0 = no match
     PrefixCategory category = PrefixCategory::custom;
     std::span<const std::uint32_t> lists;  // indexes into Policy::prefix_lists
     bool matched() const { return length != 0; }
-};
-
-// Allocator giving cache-line-aligned storage (one trie node = one cache line).
-template <class T>
-struct CacheAlignedAllocator {
-    using value_type = T;
-    CacheAlignedAllocator() = default;
-    template <class U>
-    CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}  // NOLINT
-    T* allocate(std::size_t n) {
-        return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
-    }
-    void deallocate(T* p, std::size_t) { ::operator delete (p, std::align_val_t{64}); }
-    template <class U>
-    bool operator==(const CacheAlignedAllocator<U>&) const {
-        return true;
-    }
 };
 
 class PrefixTable {
@@ -243,13 +184,13 @@ class PrefixTable {
         PrefixCategory category = PrefixCategory::custom;
     };
     // Entries may repeat a prefix (several lists); the category of a prefix is that of its
-    // first entry (the validator rejects a prefix in lists of different categories).
+    // first entry (the validator rejects a prefix in lists of different categories). Entries
+    // that are not all digits (or longer than 255) are left out.
     static PrefixTable build(std::vector<Entry> entries);
 
     // The longest prefix of `digits` present in the table. Non-digits end the walk.
     PrefixMatch lpm(std::string_view digits) const noexcept;
-    // lpm() of many numbers at once: the walks are interleaved and each next node prefetched,
-    // so memory latency overlaps (the batch form the signaling and fraud paths should use).
+    // lpm() of each number in turn.
     void lpm_batch(std::span<const std::string_view> numbers,
                    std::span<PrefixMatch> out) const noexcept;
     // Every prefix of `digits` present in the table, shortest first; returns how many were
@@ -257,34 +198,20 @@ class PrefixTable {
     std::size_t all_matches(std::string_view digits, std::span<PrefixMatch> out) const noexcept;
 
     std::size_t prefix_count() const { return matches_.size(); }
-    std::size_t node_count() const { return node_count_; }
+    std::size_t node_count() const { return trie_.node_count(); }
     std::size_t memory_bytes() const;
 
   private:
-    // Digits resolved by the direct table: 4 (10k slots, 80 KB) for small tables, 6 (1M slots,
-    // 8 MB) from kLargeTable prefixes on, where it saves the deepest, most cache-missing levels.
-    static constexpr std::size_t kLargeTable = 20000;
-    static constexpr std::uint32_t kStride = 16;  // 10 children, match, padding: 64 bytes
-    static constexpr std::uint32_t kMatchSlot = 10;
     struct MatchEntry {
         std::uint32_t first_list = 0;
         std::uint16_t list_count = 0;
         std::uint8_t length = 0;
         PrefixCategory category = PrefixCategory::custom;
     };
-    // A direct slot holds the trie node at depth direct_digits_, or, when the walk cannot go
-    // that deep, kMatchOnly | the best match (1-based, 0 = none).
-    static constexpr std::uint32_t kMatchOnly = 0x80000000u;
-    PrefixMatch make_match(std::uint32_t m) const noexcept;
-    // Node n: children at nodes_[n*kStride + d]; at nodes_[n*kStride + 10] the best match
-    // (1-based) of the path ending at n, pushed down from ancestors so a walk only needs the
-    // last node it reaches.
-    std::vector<std::uint32_t, CacheAlignedAllocator<std::uint32_t>> nodes_;
-    std::vector<std::uint32_t> direct_;
+    PrefixMatch make_match(std::uint64_t m) const noexcept;
+    base::DigitTrie trie_;  // value: 1-based index into matches_
     std::vector<MatchEntry> matches_;
     std::vector<std::uint32_t> list_ids_;
-    std::size_t node_count_ = 0;
-    std::uint32_t direct_digits_ = 4;
 };
 
 // A set of IPv4/IPv6 prefixes with longest-prefix match (one hash probe per distinct length).
@@ -454,7 +381,7 @@ struct FraudScope {
     std::string destinations;             // prefix list name; "" = any
     std::int32_t destinations_list = -1;  // index in Policy::prefix_lists
     TimeScope time = TimeScope::any;
-    std::vector<std::string> directions;  // kCallDirectionNames; empty = any
+    std::vector<std::string> directions;  // base::scope_direction names; empty = any
 };
 
 struct FraudRule {

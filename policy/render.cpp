@@ -73,7 +73,7 @@ std::string dur(base::Nanos d) {
     return quote(detail::format_duration(d));
 }
 std::string day_names(std::uint8_t days) {
-    static constexpr const char* kDays[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+    const auto& kDays = base::kWeekdayNames;
     std::string out;
     for (int d = 0; d < 7; ++d) {
         if (!(days & (1u << d))) continue;

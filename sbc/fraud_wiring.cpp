@@ -1,45 +1,24 @@
 #include "sbc/fraud_wiring.hpp"
 
 #include <span>
+#include <type_traits>
 
 namespace sbc {
 
-namespace {
-
-// The policy and the engine spell every feature, key, operator and category the same way
-// (the contract in docs/fraud.md); map by name so a reordering on either side cannot
-// silently change meaning.
-template <class To, std::size_t N>
-base::Result<To> by_name(std::string_view n, const std::array<std::string_view, N>& names,
-                         std::string_view what) {
-    for (std::size_t i = 0; i < N; ++i)
-        if (names[i] == n) return static_cast<To>(i);
-    return base::make_error("fraud engine has no " + std::string(what) + " '" + std::string(n) +
-                            "'");
-}
-
-fraud::Mode mode(policy::Mode m) {
-    return m == policy::Mode::observe ? fraud::Mode::observe : fraud::Mode::enforce;
-}
-
-fraud::TimeScope time_scope(policy::TimeScope t) {
-    switch (t) {
-        case policy::TimeScope::business_hours:
-            return fraud::TimeScope::business_hours;
-        case policy::TimeScope::off_hours:
-            return fraud::TimeScope::off_hours;
-        case policy::TimeScope::any:
-            break;
-    }
-    return fraud::TimeScope::any;
-}
-
-}  // namespace
+// The policy and the engine share the rule language's words (base/fraud_vocabulary.hpp):
+// features, keys, operators, categories, modes and time scopes are the same types on both
+// sides; directions are kept as names by the policy and checked by it.
+static_assert(std::is_same_v<policy::Feature, fraud::Feature>);
+static_assert(std::is_same_v<policy::RuleKey, fraud::KeyKind>);
+static_assert(std::is_same_v<policy::CompareOp, fraud::Op>);
+static_assert(std::is_same_v<policy::PrefixCategory, fraud::Category>);
+static_assert(std::is_same_v<policy::Mode, fraud::Mode>);
+static_assert(std::is_same_v<policy::TimeScope, fraud::TimeScope>);
 
 base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
     fraud::EngineConfig c;
     const auto& f = p.fraud;
-    c.mode = mode(f.mode);
+    c.mode = f.mode;
     c.score_cap = f.score_cap;
     c.flag_threshold = f.flag_threshold;
     c.block_threshold = f.block_threshold;
@@ -60,9 +39,7 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
         c.country_codes.push_back({std::string(cc.code), std::string(cc.iso)});
 
     for (const auto& l : p.prefix_lists) {
-        auto cat = by_name<fraud::Category>(name(l.category), fraud::kCategoryNames, "category");
-        if (!cat) return cat.error();
-        c.prefix_lists.push_back({l.name, *cat, l.prefixes});
+        c.prefix_lists.push_back({l.name, l.category, l.prefixes});
     }
     for (const auto& g : p.account_groups) {
         fraud::AccountGroup ag;
@@ -87,29 +64,23 @@ base::Result<fraud::EngineConfig> fraud_config(const policy::Policy& p) {
         fraud::Rule fr;
         fr.id = r.id;
         fr.description = r.description;
-        auto feat = by_name<fraud::Feature>(name(r.feature), fraud::kFeatureNames, "feature");
-        auto key = by_name<fraud::KeyKind>(name(r.key), fraud::kKeyKindNames, "key");
-        auto op = by_name<fraud::Op>(name(r.op), fraud::kOpNames, "operator");
-        if (!feat) return feat.error();
-        if (!key) return key.error();
-        if (!op) return op.error();
-        fr.feature = *feat;
-        fr.key = *key;
-        fr.op = *op;
+        fr.feature = r.feature;
+        fr.key = r.key;
+        fr.op = r.op;
         fr.window = r.window;
         fr.threshold = r.threshold;
         fr.weight = r.weight;
-        fr.mode = mode(r.mode);
+        fr.mode = r.mode;
         fr.scope.tenants = r.scope.tenants;
         fr.scope.account_groups = r.scope.account_groups;
         fr.scope.destinations = r.scope.destinations;
-        fr.scope.time = time_scope(r.scope.time);
+        fr.scope.time = r.scope.time;
         fr.lists = r.lists;
         fr.min_attempts = r.min_attempts;
         fr.count_blocked = r.count_blocked;
         for (const auto& dn : r.scope.directions) {
-            auto dir = by_name<fraud::Direction>(dn, fraud::kDirectionNames, "direction");
-            if (!dir) return dir.error();
+            auto dir = base::scope_direction(dn);
+            if (!dir) return base::make_error("fraud engine has no call direction '" + dn + "'");
             fr.scope.directions.push_back(*dir);
         }
         c.rules.push_back(std::move(fr));
