@@ -134,7 +134,7 @@ sipp_run legit -sf "$HERE/scenarios/register_options.xml" -i 203.0.113.20 -p 453
 [ "$(stat dpdk.from_kernel)" -ge 12 ] || fail "answers did not leave by the data port: $(ctl stats)"
 echo "sip: 6 calls (REGISTER + OPTIONS) answered through the exception port"
 
-# 2. A flood from 203.0.113.66 (policy: 10/s, burst 30, ban after 5 denials) is rate limited,
+# 2. A flood from 203.0.113.66 (policy: 10/s, burst 15, ban after 5 denials) is rate limited,
 #    then banned, by the worker: the dropped requests never reach the kernel.
 to_kernel=$(stat dpdk.to_kernel)
 sipp_run flood -sf "$HERE/scenarios/options.xml" -i 203.0.113.66 -p 45361 -r 400 -m 800 || true

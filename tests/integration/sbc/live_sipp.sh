@@ -20,7 +20,7 @@ sipp_run() {  # sipp_run NAME ARGS... (bounded: -m and -timeout)
     -timeout 15s -recv_timeout 1000 -trace_stat -stf "$name.csv" "$@" >"$WORK/$name.out" 2>&1)
 }
 
-# 1. Flood: 600 OPTIONS at 300/s from one source (policy: 10/s, burst 30, ban after 5 denials).
+# 1. Flood: 600 OPTIONS at 300/s from one source (policy: 10/s, burst 15, ban after 5 denials).
 sipp_run flood -sf "$HERE/scenarios/options.xml" -i 127.0.0.2 -p 45261 -r 300 -m 600 || true
 limited=$(stat drop.rate_limited)
 banned=$(stat drop.banned)

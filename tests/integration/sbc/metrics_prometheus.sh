@@ -115,7 +115,7 @@ wait_for 'sbc_fraud_verdicts_total{action="allow"}' 5 "fraud verdicts"
 p50=$(query 'histogram_quantile(0.5, sbc_call_setup_seconds_bucket)')
 echo "call setup p50 (Prometheus histogram_quantile): ${p50}s"
 
-# 4. An OPTIONS flood from another source: over its bucket (10/s, burst 30), then banned.
+# 4. An OPTIONS flood from another source: over its bucket (10/s, burst 15), then banned.
 before=$(query 'sbc_dataplane_rate_limited_total{class="sip_other"}')
 (cd "$WORK" && timeout 20 sipp "127.0.0.1:$SIP_PORT" -nostdin -sf "$HERE/scenarios/options.xml" \
   -i 127.0.0.5 -p 45704 -r 300 -m 600 -timeout 6s -recv_timeout 300 >"$WORK/flood.out" 2>&1) || true
@@ -126,7 +126,7 @@ wait_for 'sbc_dataplane_drops_total{reason="rate_limited",backend="socket"}' 5 "
 wait_for 'sbc_dataplane_drops_total{reason="banned",backend="socket"}' 100 "flood dropped as banned"
 wait_for 'sbc_dataplane_bans_issued_total{origin="rate_limit"}' 1 "flood banned"
 wait_for 'sbc_dataplane_bans_active{origin="rate_limit"}' 1 "ban in force"
-wait_for 'sbc_sip_requests_total{realm="external",method="OPTIONS"}' 30 "OPTIONS admitted before the limit"
+wait_for 'sbc_sip_requests_total{realm="external",method="OPTIONS"}' 15 "OPTIONS admitted before the limit"
 wait_for 'rate(sbc_metrics_scrapes_total[10s])' 0.5 "scraped about every second"
 
 # 5. The Grafana dashboard only queries metrics the SBC exports.
