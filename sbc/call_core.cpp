@@ -377,6 +377,8 @@ std::string CallCore::stats_text() const {
     out += "media.free_port_pairs=" + std::to_string(free_ports_.size() / 2) + "\n";
     out +=
         "calls.max_stranger_setups=" + std::to_string(b2bua_->config().max_stranger_setups) + "\n";
+    // The call state pool keeps its peak for the next calls (not returned to the system).
+    out += "calls.call_memory_bytes=" + std::to_string(b2bua_->call_memory_bytes()) + "\n";
     out += "media.anchor_failures=" + std::to_string(media_failures_) + "\n";
     out += "calls.ended_inactive=" + std::to_string(ended_inactive_) + "\n";
     out += "calls.ended_banned=" + std::to_string(ended_banned_) + "\n";

@@ -336,6 +336,30 @@ void* B2bua::CallMemory::take_slot(std::size_t size) {
     return slot;
 }
 
+void B2bua::CallMemory::release() {
+    pool_.release();
+    for (void* c : chunks_) {
+        ::operator delete (c, std::align_val_t{alignof(std::max_align_t)});
+        held_ -= slot_size_ * kSlotsPerChunk;
+    }
+    chunks_.clear();
+    chunks_.shrink_to_fit();
+    free_slots_ = nullptr;
+}
+
+void B2bua::trim_call_memory() {
+    // Below this the memory is kept for the next calls.
+    constexpr std::size_t kKeepBelow = 1 << 20;
+    if (!calls_.empty() || !dialogs_.empty() || !call_ids_.empty() ||
+        call_memory_.held() < kKeepBelow)
+        return;
+    // Empty containers still hold their bucket arrays in the call memory: replace them.
+    decltype(calls_)(&call_memory_).swap(calls_);
+    KeyIndex(&call_memory_).swap(dialogs_);
+    KeyIndex(&call_memory_).swap(call_ids_);
+    call_memory_.release();
+}
+
 void B2bua::CallMemory::give_slot(void* p) {
     *static_cast<void**>(p) = free_slots_;
     free_slots_ = p;
@@ -611,6 +635,7 @@ void B2bua::advance(base::Nanos now) {
     tx_.advance(now);
     probe_hops(now);
     if (regs_) regs_->advance(now);
+    trim_call_memory();
     if (config_.max_call_duration > 0) {
         std::vector<std::uint64_t> due;
         for (const auto& [id, c] : calls_)

@@ -294,6 +294,9 @@ class B2bua final : private TransactionUser {
         // larger than the pool's block sizes are fine-grained (1304 bytes would take 1536).
         void* take_slot(std::size_t size);
         void give_slot(void* p);
+        // Hands every chunk back to the system. Only when nothing allocated from it is alive
+        // (no call, every container on it emptied and shrunk).
+        void release();
 
       private:
         void* do_allocate(std::size_t bytes, std::size_t align) override;
@@ -319,6 +322,9 @@ class B2bua final : private TransactionUser {
         std::pmr::unsynchronized_pool_resource pool_;
     };
     CallMemory call_memory_;
+    // With no call left, the call memory's peak (a burst of calls, a flood of strangers) goes
+    // back to the system instead of waiting for the next calls.
+    void trim_call_memory();
     struct CallDelete {
         CallMemory* memory = nullptr;
         void operator()(Call* c) const;

@@ -151,6 +151,7 @@ echo "  dropped: rate_limited=$(d drop.rate_limited) banned=$(d drop.banned) ban
 echo "  reached the front door: $(d sip.requests) requests, $(d calls.calls_offered) INVITEs offered to calls"
 echo "legitimate calls: $ok of $CALLS completed ($pct%), RTP relayed: $(d pipeline.relayed) packets"
 echo "rss: $((before >> 20)) MiB before, $((rss_flood >> 20)) MiB at the end of the flood, $((after >> 20)) MiB ${settle}s after (+$growth%)"
+echo "call state pool: $(stat calls.call_memory_bytes) bytes held for the next calls"
 if [ -n "${RESULT_CASE:-}" ]; then
   echo "RESULT case=$RESULT_CASE metric=flood_sent_per_s ours=$rate_sent"
   echo "RESULT case=$RESULT_CASE metric=flood_handled_per_s ours=$rate_handled"
