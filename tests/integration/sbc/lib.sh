@@ -54,3 +54,29 @@ stop_sbc() {
 
 ctl() { "$SBC" ctl --socket "$WORK/control.sock" "$@"; }
 stat() { ctl stats | sed -n "s/^$1=//p"; }
+
+# registrar_config REG_PORT INT_PORT PORT_MIN PORT_MAX REGISTRATIONS_TOML: the default node
+# config in front of a registrar next hop on 127.0.0.3:REG_PORT (internal listener on INT_PORT,
+# fast health checks, media ports PORT_MIN-PORT_MAX, a [registrations] section), and a copy of
+# the example policies with the per-account REGISTER limit out of the way (a test's phones
+# register, move and unregister within seconds).
+registrar_config() {
+  write_config
+  cp -r "$ROOT/policy/examples" "$WORK/policy"
+  python3 - "$WORK/sbc.toml" "$1" "$2" "$WORK/policy/callcenter.toml" "$3" "$4" "$5" <<'PY'
+import re, sys
+path, reg, internal, pol, pmin, pmax, regs = sys.argv[1:8]
+p = open(pol).read()
+p = p.replace('per_account = { rate = 1, burst = 5 }', 'per_account = { rate = 100, burst = 200 }')
+open(pol, "w").write(p)
+s = open(path).read()
+s = re.sub(r'files = \[.*\]', 'files = ["' + pol + '"]', s)
+s = re.sub(r'(\[\[next_hops\]\][^\[]*?port = )\d+', r'\g<1>' + reg, s, flags=re.S)
+s = re.sub(r'(realm = "internal"[^\[]*?port = )\d+', r'\g<1>' + internal, s, flags=re.S)
+s = s.replace('interval = "5s"', 'interval = "1s"').replace('timeout = "2s"', 'timeout = "500ms"')
+s = s.replace('port_min = 20000', 'port_min = ' + pmin).replace('port_max = 29999', 'port_max = ' + pmax)
+s = s.replace('[media]', '[registrations]\n' + regs + '\n\n[media]')
+open(path, "w").write(s)
+PY
+  grep -q "port = $2" "$WORK/sbc.toml" || fail "internal port not rewritten"
+}

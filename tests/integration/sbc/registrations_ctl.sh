@@ -11,23 +11,8 @@ need kamailio kamailio
 REG=127.0.0.3
 REG_PORT=11082
 INT_PORT=11081
-write_config
-cp -r "$ROOT/policy/examples" "$WORK/policy"
-python3 - "$WORK/sbc.toml" "$REG_PORT" "$INT_PORT" "$WORK/policy/callcenter.toml" <<'PY'
-import re, sys
-path, reg, internal, pol = sys.argv[1:5]
-p = open(pol).read()
-p = p.replace('per_account = { rate = 1, burst = 5 }', 'per_account = { rate = 100, burst = 200 }')
-open(pol, "w").write(p)
-s = open(path).read()
-s = re.sub(r'files = \[.*\]', 'files = ["' + pol + '"]', s)
-s = re.sub(r'(\[\[next_hops\]\][^\[]*?port = )\d+', r'\g<1>' + reg, s, flags=re.S)
-s = re.sub(r'(realm = "internal"[^\[]*?port = )\d+', r'\g<1>' + internal, s, flags=re.S)
-s = s.replace('interval = "5s"', 'interval = "1s"').replace('timeout = "2s"', 'timeout = "500ms"')
-s = s.replace('port_min = 20000', 'port_min = 20500').replace('port_max = 29999', 'port_max = 20599')
-s = s.replace('[media]', '[registrations]\nkeepalive = "none"\nnat_expires = "60s"\n\n[media]')
-open(path, "w").write(s)
-PY
+registrar_config "$REG_PORT" "$INT_PORT" 20500 20599 'keepalive = "none"
+nat_expires = "60s"'
 ! ss -uln | grep -q "$REG:$REG_PORT " || fail "port $REG:$REG_PORT is taken"
 kamailio -DD -E -f "$HERE/registrar/kamailio.cfg" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 -m 64 -M 8 \
   -Y "$WORK" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &

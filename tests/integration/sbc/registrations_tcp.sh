@@ -14,25 +14,8 @@ REG_PORT=11012
 INT_PORT=11011
 PHONE=127.0.0.30
 PHONE_PORT=11013
-write_config
-cp -r "$ROOT/policy/examples" "$WORK/policy"
-python3 - "$WORK/sbc.toml" "$REG_PORT" "$INT_PORT" "$WORK/policy/callcenter.toml" <<'PY'
-import re, sys
-path, reg, internal, pol = sys.argv[1:5]
-p = open(pol).read()
-p = p.replace('per_account = { rate = 1, burst = 5 }', 'per_account = { rate = 100, burst = 200 }')
-open(pol, "w").write(p)
-s = open(path).read()
-s = re.sub(r'files = \[.*\]', 'files = ["' + pol + '"]', s)
-s = re.sub(r'(\[\[next_hops\]\][^\[]*?port = )\d+', r'\g<1>' + reg, s, flags=re.S)
-s = re.sub(r'(realm = "internal"[^\[]*?port = )\d+', r'\g<1>' + internal, s, flags=re.S)
-s = s.replace('interval = "5s"', 'interval = "1s"').replace('timeout = "2s"', 'timeout = "500ms"')
-s = s.replace('port_min = 20000', 'port_min = 20100').replace('port_max = 29999', 'port_max = 20199')
 # CRLF keep-alives on the connection are covered by the unit tests; keep them out of sipp's way.
-s = s.replace('[media]', '[registrations]\nkeepalive_interval = "120s"\n\n[media]')
-open(path, "w").write(s)
-PY
-grep -q "port = $INT_PORT" "$WORK/sbc.toml" || fail "internal port not rewritten"
+registrar_config "$REG_PORT" "$INT_PORT" 20100 20199 'keepalive_interval = "120s"'
 grep -q 'transport = "tcp"' "$WORK/sbc.toml" || fail "no TCP listener in the config"
 ! ss -uln | grep -q "$REG:$REG_PORT " || fail "port $REG:$REG_PORT is taken"
 ! ss -tln | grep -q "127.0.0.1:$SIP_PORT " || fail "port 127.0.0.1:$SIP_PORT (tcp) is taken"
