@@ -91,6 +91,7 @@ class ClientContext {
 
   private:
     friend class Session;
+    friend struct SessionCallbacks;
     struct SessionCache;
     ClientContext();
     void* ctx_ = nullptr;  // SSL_CTX
