@@ -33,7 +33,7 @@ open(path, "w").write(s)
 PY
 grep -q 'port = 11932' "$WORK/sbc.toml" || fail "config not rewritten"
 
-python3 "$HERE/sip_udp_answerer.py" $PROXY 11932 "$WORK/inside.log" 100 nobody=404 &
+python3 "$HERE/sip_udp_answerer.py" $PROXY 11932 "$WORK/inside.log" 100 nobody=404 alice=202 &
 PEER_PIDS+=($!)
 python3 "$HERE/sip_udp_answerer.py" $OUT 11935 "$WORK/outside.log" 100 &
 PEER_PIDS+=($!)
@@ -55,7 +55,7 @@ message out_in "$EXT:11930" "alice@$EXT:11930" $SENDER 11940 5
   fail "outside -> inside: finals $(finals out_in | tr '\n' ' ') (5 x 202 expected)"
 python3 - "$WORK/inside.log" "$WORK/out_in.msg" <<'PY' || fail "what the inside got"
 import re, sys
-reqs = [r for r in open(sys.argv[1]).read().split("=" * 20 + "\n") if r.startswith("MESSAGE ")]
+reqs = [r for r in open(sys.argv[1], newline="").read().split("=" * 20 + "\n") if r.startswith("MESSAGE ")]
 sent = open(sys.argv[2]).read()
 sent_ids = set(re.findall(r"^Call-ID:\s*(\S+)", sent, re.M))
 bad = []
@@ -71,10 +71,11 @@ for r in reqs:
         bad.append("the caller's Call-ID went inside")
     if not r.startswith("MESSAGE sip:alice@127.0.0.3:11932 "):
         bad.append("Request-URI: " + r.split("\r\n")[0])
-    if "hello alice number" not in body:
+    if "hello alice@" not in body:
         bad.append("body lost: %r" % body[:60])
     if not re.search(r"^Max-Forwards:\s*69\s*$", head, re.M | re.I):
         bad.append("Max-Forwards not decremented")
+if bad and reqs: print(reqs[0])
 for b in bad[:10]:
     print("BAD", b)
 print("inside got %d MESSAGEs from the SBC" % len(reqs))
@@ -94,7 +95,7 @@ message in_out "$IN:11931" "bob@$OUT:11935" $INSIDE_UAC 11942 3
   fail "inside -> outside: finals $(finals in_out | tr '\n' ' ') (3 x 200 expected)"
 python3 - "$WORK/outside.log" "$WORK/in_out.msg" <<'PY' || fail "what the outside got"
 import re, sys
-reqs = [r for r in open(sys.argv[1]).read().split("=" * 20 + "\n") if r.startswith("MESSAGE ")]
+reqs = [r for r in open(sys.argv[1], newline="").read().split("=" * 20 + "\n") if r.startswith("MESSAGE ")]
 sent_ids = set(re.findall(r"^Call-ID:\s*(\S+)", open(sys.argv[2]).read(), re.M))
 bad = []
 if len(reqs) < 3:
@@ -116,6 +117,7 @@ for r in reqs:
         bad.append("Max-Forwards not reset")
     if "hello bob@" not in body:
         bad.append("body lost")
+if bad and reqs: print(reqs[0])
 for b in bad[:10]:
     print("BAD", b)
 print("outside got %d MESSAGEs from the SBC" % len(reqs))
