@@ -111,7 +111,7 @@ for r in reqs:
     frm = re.search(r"^(?:From|f)\s*:(.*)$", head, re.M | re.I).group(1)
     if "@127.0.0.1>" not in frm:
         bad.append("From: " + frm)
-    if re.search(r"inside\.lan|DeskPhone|127\.0\.0\.[27]", head):
+    if re.search(r"branch\.lan|inside\.lan|DeskPhone|127\.0\.0\.[27]", head):
         bad.append("inside detail in: " + head.replace("\r\n", " | ")[:300])
     if not re.search(r"^Max-Forwards:\s*70\s*$", head, re.M | re.I):
         bad.append("Max-Forwards not reset")

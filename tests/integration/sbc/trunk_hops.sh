@@ -8,6 +8,7 @@
 #     status` shows the dead trunk down and the other two up. Then both live trunks stop: once
 #     the probes mark them down, a new call gets 503 with Retry-After at once.
 #  2. Two good trunks with weights 1 and 3: 40 calls split about a quarter / three quarters.
+# Calls go at 4/s: under the example policy's per-source INVITE limit (5/s) for the caller.
 #   trunk_hops.sh SBC_BINARY REPO_ROOT
 source "$(dirname "$0")/lib.sh" "$1" "$2" 11900
 need sipp sip-tester
@@ -61,10 +62,10 @@ PY
 }
 
 calls() {  # NAME LOCAL_PORT MEDIA_PORT N: N calls from inside, all must complete
-  (cd "$WORK" && timeout 120 sipp "$IN:11901" -nostdin -sn uac -s 0044207946000 -i $UAC \
-    -p "$2" -mi $UAC -mp "$3" -r 10 -m "$4" -d 100 -timeout 110s -recv_timeout 10000 \
-    -trace_stat -stf "$1.csv" >"$WORK/$1.out" 2>&1) ||
-    { cat "$WORK/$1.out"; fail "sipp $1 failed"; }
+  (cd "$WORK" && timeout 120 sipp "$IN:11901" -nostdin -sf "$HERE/scenarios/uac_outbound.xml" -s 0044207946000 -i $UAC \
+    -p "$2" -mi $UAC -mp "$3" -r 4 -m "$4" -timeout 110s -recv_timeout 10000 \
+    -trace_stat -stf "$1.csv" -trace_err -error_file "$WORK/$1.err" >"$WORK/$1.out" 2>&1) ||
+    { grep -m3 -i "abort\|unexpected\|timeout" "$WORK/$1.err" | cut -c1-300; tail -5 "$WORK/$1.csv" | cut -d";" -f1-20; ctl stats | grep -E "^calls\.|^next_hop"; fail "sipp $1 failed"; }
   local r
   r=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]),delimiter=";"))[-1]; print(r["SuccessfulCall(C)"], r["FailedCall(C)"])' "$WORK/$1.csv")
   [ "$r" = "$4 0" ] || fail "$1 calls (successful failed): $r"
@@ -127,11 +128,11 @@ src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.arg
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((src, sport))
 s.settimeout(0.2)
-msg = ("INVITE sip:0044207946001@%s:%d SIP/2.0\r\n"
+msg = ("INVITE sip:0044207946001@carrier.example SIP/2.0\r\n"
        "Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-none-up-1;rport\r\n"
        "Max-Forwards: 70\r\nFrom: <sip:agent@%s>;tag=a1\r\nTo: <sip:0044207946001@%s>\r\n"
        "Call-ID: none-up-1@%s\r\nCSeq: 1 INVITE\r\nContact: <sip:agent@%s:%d>\r\n"
-       "Content-Length: 0\r\n\r\n") % (dst, dport, src, sport, src, dst, src, src, sport)
+       "Content-Length: 0\r\n\r\n") % (src, sport, src, dst, src, src, sport)
 start = time.time()
 s.sendto(msg.encode(), (dst, dport))
 final = None
