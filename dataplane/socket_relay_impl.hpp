@@ -313,7 +313,7 @@ struct SocketRelay::Impl {
             io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
         }
         ++t.gen;
-        io_uring_submit(&ring);
+        submit_cancels();
         ::close(t.fd);
         const std::uint32_t gen = t.gen;
         t = Twin{};
@@ -333,7 +333,16 @@ struct SocketRelay::Impl {
             io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
         }
         ++gen_by_port[port];
-        io_uring_submit(&ring);
+        submit_cancels();
+    }
+    // Submits what is queued, cancels included. A cancelled receive lets go of its socket when
+    // its completion runs, which a deferred ring does only when asked for events: asked here, so
+    // that the socket closed next frees its port at once (it may be reopened right away).
+    void submit_cancels() {
+        if (deferred)
+            io_uring_submit_and_get_events(&ring);
+        else
+            io_uring_submit(&ring);
     }
     void stop_uring() {
         if (!ring_up) return;
