@@ -324,6 +324,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         o.limits.max_buffered_bytes = cc.max_buffered_bytes;
         o.limits.handshake_timeout = cc.handshake_timeout;
         o.limits.idle_timeout = cc.idle_timeout;
+        o.wake_signaling = [&rt = self->rt_] { rt.wake(); };
         auto t = StreamTransport::open(std::move(stream_specs), o);
         if (!t) return base::make_error(t.error().message);
         StreamTransport* transport = t->get();
