@@ -485,12 +485,15 @@ struct Scratch {
     std::vector<double> ladder_value;  // per event: the value each ladder read
     std::vector<std::uint16_t> fired;  // per event: rules that fired (capacity reserved)
     // Per attempt: what counting it changed in each key, to be put back when the attempt is
-    // blocked and the key did not block it (Rule::count_blocked).
+    // blocked and the key did not block it (Rule::count_blocked). Only the bytes a count
+    // writes are kept: a counter's one bucket, a distinct set's summary and the one entry its
+    // insertion writes, a sequential run. Capacity is reserved by compile(): at most one
+    // record per counter or sequential run and two per distinct set of the event's keys.
     struct Undo {
         std::uint8_t* at;
         std::uint8_t key;
-        std::uint8_t len;
-        std::uint8_t bytes[64];
+        std::uint8_t len;  // 1, 2, 4 or 16
+        alignas(8) std::uint8_t bytes[16];
     };
     std::vector<Undo> undo;
     bool keep_undo = false;
