@@ -340,6 +340,7 @@ struct AttemptKeys {
 // The digits of a number as dialed or presented ("+", spaces, dashes, dots and brackets
 // ignored; "@host" or ";params" end it), at most `cap` of them into `out`.
 std::size_t number_digits(std::string_view number, char* out, std::size_t cap);
+std::uint32_t distinct_value(const Component& comp, const AttemptKeys& k);
 // A device: the account seen from one source address and port with one User-Agent.
 std::uint64_t device_hash(std::uint64_t account_hash, const Source& src, std::string_view ua);
 
