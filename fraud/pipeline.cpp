@@ -120,9 +120,11 @@ std::uint32_t detail::distinct_value(const Component& comp, const AttemptKeys& k
 // The lines an attempt reads beyond its hash buckets: its keys' hot slots and the cold lines
 // its distinct-set insertions will touch. The burst pipeline prefetches them; just before the
 // attempt is scored they are all read once more, independently of each other: the first
-// access to a random line can cost more than its transfer even once it was prefetched (see
-// docs/fraud.md, "Speed"), and independent loads issued together overlap those costs where the
-// scoring code, reaching them one after the other, would pay them in turn.
+// access to a random line can cost more than its transfer even once it was prefetched (the
+// translation of its page, a prefetch dropped), and independent loads issued together overlap
+// those costs where the scoring code, reaching them one after the other, would pay them in
+// turn. A key not found is left out, except that a key to be created in a full table has the
+// entries its eviction will judge prefetched.
 template <bool kTouch>
 std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
     std::uint64_t acc = 0;
@@ -215,7 +217,7 @@ void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out
     // prefetch of a random bucket is not guaranteed to have arrived by the time the lookup
     // needs it, and a load issued between the scoring of two attempts stalls as long as a miss;
     // loads issued back to back, with nothing else in between, overlap. The slot prefetches,
-    // issued once the buckets are in, arrive in time (figures: docs/fraud.md, "Speed").
+    // issued once the buckets are in, arrive in time.
     constexpr std::size_t kBatch = 32;
     constexpr std::size_t kStateAhead = 10;
     auto& m = *impl_;
