@@ -324,6 +324,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         o.limits.max_buffered_bytes = cc.max_buffered_bytes;
         o.limits.handshake_timeout = cc.handshake_timeout;
         o.limits.idle_timeout = cc.idle_timeout;
+        o.wake_signaling = [&rt = self->rt_] { rt.wake(); };
         auto t = StreamTransport::open(std::move(stream_specs), o);
         if (!t) return base::make_error(t.error().message);
         StreamTransport* transport = t->get();
@@ -451,6 +452,10 @@ std::string FrontDoor::memory_status() const {
     return "fraud_max_tracked_keys=" + std::to_string(fraud_max_tracked_keys_.load()) +
            "\nfraud_table_bytes=" + std::to_string(fraud_table_bytes_.load()) +
            "\nfraud_table_committed_bytes=" + std::to_string(fraud_committed_bytes_.load()) + "\n";
+}
+
+std::string FrontDoor::next_hops_status() {
+    return rt_.call([this] { return core_ ? core_->next_hops_text() : std::string(); });
 }
 
 std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
