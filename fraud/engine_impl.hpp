@@ -340,6 +340,7 @@ struct AttemptKeys {
 // The digits of a number as dialed or presented ("+", spaces, dashes, dots and brackets
 // ignored; "@host" or ";params" end it), at most `cap` of them into `out`.
 std::size_t number_digits(std::string_view number, char* out, std::size_t cap);
+std::uint32_t distinct_value(const Component& comp, const AttemptKeys& k);
 // A device: the account seen from one source address and port with one User-Agent.
 std::uint64_t device_hash(std::uint64_t account_hash, const Source& src, std::string_view ua);
 
@@ -485,12 +486,15 @@ struct Scratch {
     std::vector<double> ladder_value;  // per event: the value each ladder read
     std::vector<std::uint16_t> fired;  // per event: rules that fired (capacity reserved)
     // Per attempt: what counting it changed in each key, to be put back when the attempt is
-    // blocked and the key did not block it (Rule::count_blocked).
+    // blocked and the key did not block it (Rule::count_blocked). Only the bytes a count
+    // writes are kept: a counter's one bucket, a distinct set's summary and the one entry its
+    // insertion writes, a sequential run. Capacity is reserved by compile(): at most one
+    // record per counter or sequential run and two per distinct set of the event's keys.
     struct Undo {
         std::uint8_t* at;
         std::uint8_t key;
-        std::uint8_t len;
-        std::uint8_t bytes[64];
+        std::uint8_t len;  // 1, 2, 4 or 16
+        alignas(8) std::uint8_t bytes[16];
     };
     std::vector<Undo> undo;
     bool keep_undo = false;

@@ -3,6 +3,7 @@
 // ahead. It changes when memory is read, never what is computed: on_attempts gives the same
 // verdicts as on_attempt called for each attempt in turn.
 #include "fraud/engine_impl.hpp"
+#include "fraud/eviction.hpp"
 
 namespace sbc::fraud {
 
@@ -85,7 +86,7 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
 // probe beyond them): the first step of the burst pipeline, see on_attempts.
 std::uint64_t Engine::Impl::load_buckets(const AttemptKeys& k) const {
     std::uint64_t acc = 0;
-    for (std::size_t ki = 0; ki < 3; ++ki)
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki)
         if (k.has_key[ki] && kinds[ki].used)
             acc += static_cast<std::uint64_t>(key_tables[ki].table.find(k.key_hash[ki]));
     if (k.call_hash) acc += static_cast<std::uint64_t>(calls.find(k.call_hash));
@@ -97,12 +98,33 @@ std::uint64_t Engine::Impl::load_buckets(const AttemptKeys& k) const {
     return acc;
 }
 
+// The value an attempt inserts into a distinct set, as far as it is known before the attempt
+// is scored (0: none). A set restricted to lists may not take a destination (the lists are
+// matched when the attempt is scored): one line read for nothing, never a wrong count.
+std::uint32_t detail::distinct_value(const Component& comp, const AttemptKeys& k) {
+    switch (static_cast<DistinctValue>(comp.what)) {
+        case DistinctValue::destination:
+            return k.invite && k.ndigits ? k.dest_hash : 0;
+        case DistinctValue::destination_country:
+            return k.invite ? k.dest_country : 0;
+        case DistinctValue::request_target:
+            return k.target_hash;
+        case DistinctValue::source_country:
+            return k.src_country;
+        case DistinctValue::failed_username:
+            break;
+    }
+    return 0;
+}
+
 // The lines an attempt reads beyond its hash buckets: its keys' hot slots and the cold lines
 // its distinct-set insertions will touch. The burst pipeline prefetches them; just before the
 // attempt is scored they are all read once more, independently of each other: the first
-// access to a random line can cost more than its transfer even once it was prefetched (see
-// docs/fraud.md, "Speed"), and independent loads issued together overlap those costs where the
-// scoring code, reaching them one after the other, would pay them in turn.
+// access to a random line can cost more than its transfer even once it was prefetched (the
+// translation of its page, a prefetch dropped), and independent loads issued together overlap
+// those costs where the scoring code, reaching them one after the other, would pay them in
+// turn. A key not found is left out, except that a key to be created in a full table has the
+// entries its eviction will judge prefetched.
 template <bool kTouch>
 std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
     std::uint64_t acc = 0;
@@ -112,13 +134,18 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         else
             __builtin_prefetch(p);
     };
-    for (std::size_t ki = 0; ki < 3; ++ki) {
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
         if (!k.has_key[ki] || !kinds[ki].used) continue;
         const auto& kt = kinds[ki];
         const auto& table = key_tables[ki].table;
         std::int64_t at = table.find_hinted(k.key_hash[ki], k.hint[ki]);
         k.hint[ki] = at;
-        if (at < 0) continue;
+        if (at < 0) {
+            // A key to be created in a full table: the entries its eviction will judge.
+            if constexpr (!kTouch)
+                if (table.full()) prefetch_sample(table, k.key_hash[ki]);
+            continue;
+        }
         auto i = static_cast<std::size_t>(at);
         const auto* slot = static_cast<const std::uint8_t*>(table.slot(i));
         for (std::size_t off = 0; off < kt.slot_bytes; off += 64) line(slot + off);
@@ -126,26 +153,8 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         const auto* cold = static_cast<const std::uint8_t*>(table.cold(i));
         for (auto ci : kt.distinct_comps) {
             const auto& comp = kt.comps[ci];
-            std::uint32_t h = 0;
-            switch (static_cast<DistinctValue>(comp.what)) {
-                case DistinctValue::destination:
-                    // A set restricted to lists may not take it (the lists are matched when
-                    // the attempt is scored): one line read for nothing, never a wrong count.
-                    h = k.invite && k.ndigits ? k.dest_hash : 0;
-                    break;
-                case DistinctValue::destination_country:
-                    h = k.invite ? k.dest_country : 0;
-                    break;
-                case DistinctValue::request_target:
-                    h = k.target_hash;
-                    break;
-                case DistinctValue::source_country:
-                    h = k.src_country;
-                    break;
-                case DistinctValue::failed_username:
-                    break;
-            }
-            if (h) line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
+            if (std::uint32_t h = distinct_value(comp, k))
+                line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
         }
     }
     if constexpr (!kTouch) {
@@ -208,7 +217,7 @@ void Engine::on_attempts(std::span<const CallAttempt> in, std::span<Verdict> out
     // prefetch of a random bucket is not guaranteed to have arrived by the time the lookup
     // needs it, and a load issued between the scoring of two attempts stalls as long as a miss;
     // loads issued back to back, with nothing else in between, overlap. The slot prefetches,
-    // issued once the buckets are in, arrive in time (figures: docs/fraud.md, "Speed").
+    // issued once the buckets are in, arrive in time.
     constexpr std::size_t kBatch = 32;
     constexpr std::size_t kStateAhead = 10;
     auto& m = *impl_;

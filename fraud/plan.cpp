@@ -413,6 +413,11 @@ base::Result<void> Engine::Impl::compile(bool with_tables) {
     }
     ladder_value.assign(ladders.size(), 0);
     fired.reserve(rules.size());
+    {
+        std::size_t records = 0;
+        for (const auto& kt : kinds) records += 2 * kt.comps.size();
+        undo.reserve(records);
+    }
     for (const auto& d : cfg.deny) {
         at(S::deny_rule, static_cast<std::size_t>(&d - cfg.deny.data()));
         if (d.id.empty()) return base::make_error("a fraud deny rule has no id");

@@ -230,9 +230,13 @@ inline std::uint32_t distinct_line_of(std::uint32_t h, std::uint32_t lines) {
 }
 
 // Counts value `h` (non-zero) seen at epoch `e` (the summary's ring is already advanced to
-// e). `entries` holds lines * 16 entries.
+// e). `entries` holds lines * 16 entries. `before_entry(DistinctEntry&)` is called with the one
+// entry the insertion writes, before it is written: with the summary as it was, that entry is
+// all a caller must keep to put the set back (a line cleared on first use is marked so in the
+// summary's `clean` bits only; restoring the summary makes it uncleared again).
+template <class BeforeEntry>
 inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uint32_t lines,
-                            std::uint32_t h, std::uint32_t e) {
+                            std::uint32_t h, std::uint32_t e, BeforeEntry&& before_entry) {
     h = distinct_mix(h);
     std::uint16_t fp = distinct_fingerprint(h);
     auto now16 = static_cast<std::uint16_t>(e);
@@ -279,6 +283,7 @@ inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uin
         // Seen before: it moves to the current sub-bucket.
         DistinctEntry& x = line[__builtin_ctz(match_mask)];
         if (x.t != now16) {
+            before_entry(x);
             forget(x.t);
             ring_add(s.n, e);
             x.t = now16;
@@ -302,10 +307,16 @@ inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uin
         }
         forget(line[slot].t);
     }
+    before_entry(line[slot]);
     line[slot] = {fp, now16};
     ring_add(s.n, e);
     s.last_fp = fp;
     s.last_t = now16;
+}
+
+inline void distinct_insert(DistinctSummary& s, DistinctEntry* entries, std::uint32_t lines,
+                            std::uint32_t h, std::uint32_t e) {
+    distinct_insert(s, entries, lines, h, e, [](DistinctEntry&) {});
 }
 
 // The cold line an insertion of `h` will touch (to prefetch it).

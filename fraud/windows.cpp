@@ -101,13 +101,25 @@ void Engine::Impl::update(Ctx& c) {
             void* p = base_ptr + comp.offset;
             // What this count changes, kept until the verdict says whether it stays.
             const bool log = keep_undo && !comp.count_blocked;
-            auto save = [&](void* at, std::size_t len) {
-                Undo u;
+            auto save = [&](void* at, std::size_t len) __attribute__((always_inline)) {
+                Undo& u = undo.emplace_back();
                 u.at = static_cast<std::uint8_t*>(at);
                 u.key = static_cast<std::uint8_t>(ki);
                 u.len = static_cast<std::uint8_t>(len);
-                std::memcpy(u.bytes, at, len);
-                undo.push_back(u);
+                switch (len) {
+                    case 1:
+                        std::memcpy(u.bytes, at, 1);
+                        break;
+                    case 2:
+                        std::memcpy(u.bytes, at, 2);
+                        break;
+                    case 4:
+                        std::memcpy(u.bytes, at, 4);
+                        break;
+                    default:
+                        std::memcpy(u.bytes, at, 16);
+                        break;
+                }
             };
             switch (comp.type) {
                 case CompType::counter: {
@@ -142,8 +154,12 @@ void Engine::Impl::update(Ctx& c) {
                             break;
                     }
                     if (!hit) break;
-                    if (log) save(p, comp.narrow ? kRingBuckets : 2 * kRingBuckets);
                     std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
+                    if (log) {
+                        // The one bucket ring_add writes.
+                        const std::size_t b = comp.narrow ? 1 : 2;
+                        save(static_cast<std::uint8_t*>(p) + b * (e % kRingBuckets), b);
+                    }
                     if (c.kind == EventKind::auth && keep_undo && !comp.count_blocked)
                         credit_auth_failure(c, ki, comp, e);
                     if (comp.narrow)
@@ -175,13 +191,16 @@ void Engine::Impl::update(Ctx& c) {
                     }
                     if (h) {
                         auto* cold = static_cast<std::uint8_t*>(table.cold(c.slot[ki]));
+                        auto* entries = reinterpret_cast<DistinctEntry*>(cold + comp.cold_offset);
+                        auto* sum = static_cast<DistinctSummary*>(p);
+                        const std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
                         if (log) {
                             save(p, sizeof(DistinctSummary));
-                            save(cold + comp.cold_offset + distinct_line_offset(h, comp.lines), 64);
+                            distinct_insert(*sum, entries, comp.lines, h, e,
+                                            [&](DistinctEntry& x) { save(&x, sizeof(x)); });
+                        } else {
+                            distinct_insert(*sum, entries, comp.lines, h, e);
                         }
-                        distinct_insert(*static_cast<DistinctSummary*>(p),
-                                        reinterpret_cast<DistinctEntry*>(cold + comp.cold_offset),
-                                        comp.lines, h, slot_epoch(base_ptr, comp.width_idx, c));
                     }
                     break;
                 }
@@ -217,6 +236,12 @@ void Engine::Impl::update(Ctx& c) {
 
 namespace sbc::fraud {
 
+namespace {
+void put_back(const Scratch::Undo& u) {
+    std::memcpy(u.at, u.bytes, u.len);
+}
+}  // namespace
+
 // A blocked attempt stays counted only toward the keys whose enforced rules blocked it (and in
 // the components of rules with count_blocked): the rest of what counting it changed is put
 // back, newest first.
@@ -232,7 +257,7 @@ void Engine::Impl::rollback_blocked(const Verdict& out) {
         bool any = false;
         for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
             if (blocking >> it->key & 1) continue;
-            std::memcpy(it->at, it->bytes, it->len);
+            put_back(*it);
             any = true;
         }
         if (any) counters.add(Counter::blocked_not_counted);
@@ -320,7 +345,7 @@ void Engine::Impl::rollback_auth(const Ctx& c, const Verdict& out) {
     bool any = false;
     for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
         if (kSourceSide >> it->key & 1) continue;
-        std::memcpy(it->at, it->bytes, it->len);
+        put_back(*it);
         any = true;
     }
     undo.clear();

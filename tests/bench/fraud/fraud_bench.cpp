@@ -285,9 +285,9 @@ bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool descri
     // followed by the ends of the calls of the group before. The single path scores the group
     // one attempt per on_attempt call, the burst path with one on_attempts call.
     // The workload is built in chunks of kChunk attempts outside the timed part: the strings
-    // an attempt carries (Call-ID, account, callee) are copied into one buffer in arrival
-    // order, as a signaling thread holds them in the messages it has just parsed, so that the
-    // time is the engine's and not the harness's random reads of its populations.
+    // an attempt carries (Call-ID, account, callee, calling number) are copied into one buffer
+    // in arrival order, as a signaling thread holds them in the messages it has just parsed,
+    // so that the time is the engine's and not the harness's random reads of its populations.
     constexpr std::size_t kBurst = 32;
     constexpr std::size_t kChunk = 4096;
     std::vector<CallAttempt> chunk(kChunk);
@@ -312,6 +312,7 @@ bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool descri
             a.call_id = keep(at, call_ids[i & (call_ids.size() - 1)]);
             a.account = keep(at, a.account);
             a.callee = keep(at, a.callee);
+            if (!a.caller.empty()) a.caller = keep(at, a.caller);
             chunk[j] = a;
         }
         double c0 = cpu_seconds();

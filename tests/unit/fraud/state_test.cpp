@@ -183,3 +183,46 @@ TEST_CASE("slot table insert/find/erase agrees with a map", "[fraud][table]") {
         REQUIRE(t.size() <= 1000);
     }
 }
+
+TEST_CASE("distinct set: its summary and the one entry an insertion reports are enough to undo it",
+          "[fraud][distinct]") {
+    // Two sets fed the same values; on `undone` every insertion is made and then put back from
+    // the summary and the entry it reported (as the engine does for a blocked attempt), on
+    // `skipped` the same insertion is never made. From then on they must count alike: lines
+    // full of live values (replacement of the oldest), repeats, and sets left empty for a
+    // window (lines cleared again on first use) included.
+    std::mt19937 rng(7);
+    TestSet undone(20), skipped(20);
+    std::uint32_t e = 100;
+    int put_back = 0;
+    for (int step = 0; step < 20000; ++step) {
+        if (rng() % 8 == 0) e += 1 + (rng() % 64 == 0 ? 9 : 0);  // now and then a whole window
+        const std::uint32_t h = spread(1 + rng() % 48);
+        const bool undo = rng() % 3 == 0;
+        undone.at(e);
+        skipped.at(e);
+        if (undo) {
+            const DistinctSummary before = undone.sum;
+            DistinctEntry* at = nullptr;
+            DistinctEntry old{};
+            int reported = 0;
+            distinct_insert(undone.sum, undone.entries.data(), undone.lines, h, e,
+                            [&](DistinctEntry& x) {
+                                at = &x;
+                                old = x;
+                                ++reported;
+                            });
+            REQUIRE(reported <= 1);
+            undone.sum = before;
+            if (at) *at = old;
+            ++put_back;
+        } else {
+            undone.add(h, e);
+            skipped.add(h, e);
+        }
+        REQUIRE(undone.count(e) == skipped.count(e));
+        REQUIRE(undone.sum.last_fp == skipped.sum.last_fp);
+    }
+    CHECK(put_back > 5000);
+    CHECK(skipped.count(e) > 16);  // the sets held more than one line's worth
+}
