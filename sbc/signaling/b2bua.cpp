@@ -638,11 +638,17 @@ void B2bua::respond_503_statelessly(const sip::Message& m, const Flow& from) {
 // Known callers first: strangers (a spoofed flood among them) get max_stranger_setups calls in
 // setup at a time, so their relay ports and the inside's time stay bounded. The refusal is
 // stateless: no transaction, no retransmitted 503 toward an address that may be spoofed.
+//
+// Strangers also leave transactions behind them: a final to a spoofed source is never ACKed,
+// so its server transaction lives until Timer H and the call's client INVITE until Timer D
+// (32 s each). A flood fast enough would fill the table and known callers' INVITEs would get
+// the layer's 503 (overloaded): the last quarter of it is kept for them.
 bool B2bua::refuse_stranger(const sip::Message& m, const Flow& from, Side side) {
-    if (side != Side::external || config_.max_stranger_setups == 0 ||
-        stranger_setups_ < config_.max_stranger_setups || !m.is_request() ||
+    if (side != Side::external || config_.max_stranger_setups == 0 || !m.is_request() ||
         m.method() != sip::Method::invite || (m.to() && !m.to()->tag.empty()))
         return false;
+    const bool table_left = tx_.size() < tx_.capacity() - tx_.capacity() / 4;
+    if (stranger_setups_ < config_.max_stranger_setups && table_left) return false;
     if (is_known(from.remote.addr) || tx_.has_server_transaction(m)) return false;
     return !hooks_.admit(m, from, side).known_source;
 }
@@ -938,6 +944,12 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const Side side = current_side_;
     counters_.add(B2buaCounter::calls_offered);
     const SideConfig& here = side == Side::external ? config_.external : config_.internal;
+    // A stranger's address may be spoofed: whatever final answers it (ours or the inside's) is
+    // retransmitted only a bounded number of times toward it.
+    const Admission adm = hooks_.admit(m, from, side);
+    const bool stranger =
+        side == Side::external && !adm.known_source && !is_known(from.remote.addr);
+    if (stranger) tx_.limit_final_retransmissions(tx, config_.stranger_final_retransmissions);
     // A call from inside to a phone registered through us (its Request-URI one of our binding
     // tokens) may carry our own Via: a phone outside calling another one, routed back by the
     // inside's registrar. That is a spiral, not a loop (RFC 3261 §16.3 4: the Request-URI
@@ -974,7 +986,6 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
             return;
         }
     }
-    Admission adm = hooks_.admit(m, from, side);
     if (adm.kind == Admission::Kind::block) {
         counters_.add(B2buaCounter::calls_blocked);
         if (adm.uniform) {
@@ -1000,9 +1011,6 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
                     now_);
         return;
     }
-    // A call in setup of a stranger (refuse_stranger) until answered or ended.
-    const bool stranger =
-        side == Side::external && !adm.known_source && !is_known(from.remote.addr);
     if (adm.kind == Admission::Kind::flag) counters_.add(B2buaCounter::calls_flagged);
 
     CallPtr owned(new (call_memory_.take_slot(sizeof(Call))) Call(&call_memory_),
@@ -1094,7 +1102,7 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     server_calls_[pack(tx)] = id;
     calls_.emplace(id, std::move(owned));
     Call& call = *calls_[id];
-    if (stranger) {
+    if (stranger) {  // a call in setup of a stranger (refuse_stranger) until answered or ended
         call.stranger = true;
         ++stranger_setups_;
     }

@@ -100,6 +100,10 @@ struct B2buaConfig {
     // External source addresses remembered as known (one of their calls was answered); a
     // fixed table, an address overwriting the one in its slot. Trusted sources are known.
     std::size_t known_sources = 16384;
+    // Retransmissions over UDP of a non-2xx final response to a stranger's INVITE (Timer G
+    // would send up to ten datagrams toward an address that may be spoofed); the transaction
+    // then absorbs the ACK or a retransmitted INVITE (answered once more) until Timer H.
+    std::uint8_t stranger_final_retransmissions = 2;
     // Seed of the weighted next-hop choice; 0: from the kernel's random source.
     std::uint64_t seed = 0;
     // REGISTERs from outside (registrations.hpp). Hosts, ports, listeners and registrars are

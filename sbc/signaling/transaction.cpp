@@ -107,8 +107,10 @@ struct TransactionLayer::Tx {
     std::uint32_t end_serial = 0;
     bool cancel_pending = false;  // client INVITE: CANCEL asked before any provisional
     bool cancel_sent = false;
-    bool acked = false;     // server INVITE in Accepted: the 2xx's ACK came
-    bool internal = false;  // a CANCEL the layer sent itself: no events for the user
+    bool acked = false;          // server INVITE in Accepted: the 2xx's ACK came
+    bool internal = false;       // a CANCEL the layer sent itself: no events for the user
+    bool final_bounded = false;  // limit_final_retransmissions() was called
+    std::uint8_t final_retransmissions = 0;  // then: how many more Timer G may send
     TxId id() const { return {index, generation}; }
 };
 
@@ -244,6 +246,8 @@ TxId TransactionLayer::allocate(TxKind kind) {
     tx.interval = 0;
     tx.retransmit_serial = tx.end_serial = 0;
     tx.cancel_pending = tx.cancel_sent = tx.acked = tx.internal = false;
+    tx.final_bounded = false;
+    tx.final_retransmissions = 0;
     ++live_;
     counters_.add(kind == TxKind::server_invite || kind == TxKind::server_non_invite
                       ? TxCounter::server_transactions
@@ -557,6 +561,14 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
     return true;
 }
 
+bool TransactionLayer::limit_final_retransmissions(TxId id, std::uint8_t max) {
+    Tx* tx = find(id);
+    if (!tx || tx->kind != TxKind::server_invite) return false;
+    tx->final_bounded = true;
+    tx->final_retransmissions = max;
+    return true;
+}
+
 const sip::Message* TransactionLayer::request_of(TxId id) const {
     const Tx* tx = find(id);
     return tx ? &tx->request : nullptr;
@@ -745,6 +757,14 @@ void TransactionLayer::fire(Tx& tx, bool retransmit, Nanos now) {
                                                    : timers_.t2;
                 break;
             case TxKind::server_invite:
+                if (tx.state == TxState::completed && tx.final_bounded) {
+                    if (tx.final_retransmissions == 0) {
+                        // Quiet until the ACK or Timer H (limit_final_retransmissions).
+                        counters_.add(TxCounter::finals_capped);
+                        return;
+                    }
+                    --tx.final_retransmissions;
+                }
                 if (tx.state == TxState::completed ||
                     (tx.state == TxState::accepted && !tx.acked)) {
                     bytes = tx.last_response;

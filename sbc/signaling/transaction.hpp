@@ -109,6 +109,7 @@ std::string_view timeout_name(TimeoutKind k);
     X(transport_errors, "transactions ended by a transport error")           \
     X(abandoned, "client transactions ended early by their user")            \
     X(overloaded, "new transactions refused at capacity")                    \
+    X(finals_capped, "non-2xx finals at their retransmission bound")         \
     X(malformed, "messages without Via or CSeq (dropped)")
 SBC_DECLARE_COUNTER_LIST(TxCounter, SBC_SIGNALING_TX_COUNTERS)
 
@@ -169,6 +170,13 @@ class TransactionLayer {
     // Same with bytes the user built (a relayed response).
     bool respond_with(TxId tx, int status, std::string bytes, Nanos now);
     // The request of a server transaction (valid while it lives).
+    // Bounds how often a server INVITE's non-2xx final response is retransmitted over UDP
+    // (Timer G) to `max`. For a source whose address nothing proves (a stranger: it may be
+    // spoofed), so that one datagram in cannot make the layer send ten out. Once the bound is
+    // reached the transaction stays in Completed, quiet: it still absorbs the ACK, and a
+    // retransmitted INVITE still gets the final once more (one datagram for one), until Timer
+    // H. A 2xx is not bounded (a call was answered). false when `tx` is not a server INVITE.
+    bool limit_final_retransmissions(TxId tx, std::uint8_t max);
     const sip::Message* request_of(TxId tx) const;
     const Flow* flow_of(TxId tx) const;
 

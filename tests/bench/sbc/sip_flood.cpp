@@ -11,12 +11,14 @@
 //   sbc-sip-flood --target 127.0.0.1:5060 [--sources 1000000] [--source-base 127.16.0.0]
 //                 [--count N] [--seconds S] [--rate PER_SECOND] [--burst 64]
 // Stops after N packets or S seconds, whichever comes first (both bounded; default: one
-// packet per source, 60 s at most). Prints one line: key=value pairs (sent, send_errors,
-// seconds, rate).
+// packet per source, 60 s at most), or on SIGTERM/SIGINT (a test ends the flood when its calls
+// are done). Prints one line: key=value pairs (sent, send_errors, seconds, rate).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <array>
@@ -32,6 +34,11 @@
 #include <vector>
 
 namespace {
+
+volatile std::sig_atomic_t stop_requested = 0;
+extern "C" void request_stop(int) {
+    stop_requested = 1;
+}
 
 constexpr std::size_t kMaxBurst = 256;
 constexpr std::size_t kIpHeader = 20;
@@ -187,6 +194,8 @@ std::size_t build(std::uint8_t* out, const Options& o, std::uint32_t src, std::u
 
 int main(int argc, char** argv) {
     const Options o = parse_args(argc, argv);
+    std::signal(SIGTERM, request_stop);
+    std::signal(SIGINT, request_stop);
     const int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
     if (fd < 0) {
         std::fprintf(stderr, "sbc-sip-flood: raw socket: %s (needs CAP_NET_RAW)\n",
@@ -207,7 +216,7 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     const auto deadline = start + std::chrono::duration<double>(o.seconds);
     std::uint64_t sent = 0, errors = 0, n = 0;
-    while (n < o.count) {
+    while (n < o.count && !stop_requested) {
         const auto now = Clock::now();
         if (now >= deadline) break;
         if (o.rate > 0) {

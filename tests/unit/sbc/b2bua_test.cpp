@@ -909,6 +909,89 @@ TEST_CASE("strangers get max_stranger_setups calls in setup; known and trusted c
     CHECK(h.b2b.counters()[B2buaCounter::calls_refused_strangers] == 2);
 }
 
+// A flood's calls leave transactions behind (Timer H and D, 32 s): strangers may not take the
+// last quarter of the table, so a known caller's INVITE still finds room.
+TEST_CASE("strangers leave the last quarter of the transaction table to known callers") {
+    FakeWire wire;
+    FakeMedia media;
+    FakeHooks hooks;
+    auto cfg = config();
+    cfg.max_stranger_setups = 100;  // not the limit here
+    TransactionLimits limits;
+    limits.max_transactions = 8;  // strangers stop at 6
+    B2bua b2b(cfg, wire, media, hooks, {}, limits);
+    feed(b2b, invite(), caller_flow(), Side::external, 0);
+    const std::string first = wire.to(kProxyPort).back();
+    feed(b2b, inside_response(first, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(5));
+    REQUIRE(hooks.answered == 1);
+    REQUIRE(b2b.transactions().size() == 2);
+    // Two strangers' calls (a server and a client transaction each), challenged inside: their
+    // transactions stay for Timer H / D.
+    for (int i = 1; i <= 2; ++i) {
+        feed(b2b, stranger_invite(i), stranger_flow(i), Side::external, millis(10 + i));
+        feed(b2b, inside_response(wire.to(kProxyPort).back(), 401), proxy_flow(), Side::internal,
+             millis(20 + i));
+    }
+    CHECK(b2b.transactions().size() == 6);
+    CHECK(b2b.counters()[B2buaCounter::calls_refused_strangers] == 0);
+    // The third stranger is refused statelessly; the known caller still gets in.
+    feed(b2b, stranger_invite(3), stranger_flow(3), Side::external, millis(30));
+    CHECK(b2b.counters()[B2buaCounter::calls_refused_strangers] == 1);
+    REQUIRE(wire.to(6003).size() == 1);
+    CHECK(parse(wire.to(6003).back()).status_code() == 503);
+    CHECK(b2b.transactions().size() == 6);
+    std::string again = invite("z9hG4bKagain");
+    again.replace(again.find("outside-call-1"), 14, "outside-call-2");
+    const std::size_t inside_before = wire.to(kProxyPort).size();
+    feed(b2b, again, caller_flow(), Side::external, millis(40));
+    CHECK(wire.to(kProxyPort).size() == inside_before + 1);
+    CHECK(b2b.transactions().size() == 8);
+    CHECK(b2b.transactions().counters()[TxCounter::overloaded] == 0);
+    // Once Timer H and D have ended the strangers' transactions, strangers get in again.
+    b2b.advance(seconds(40));
+    feed(b2b, stranger_invite(4), stranger_flow(4), Side::external, seconds(40));
+    CHECK(b2b.counters()[B2buaCounter::calls_refused_strangers] == 1);
+}
+
+// A stranger's INVITE may come from a spoofed address: the inside's refusal is relayed to it
+// with a bounded number of retransmissions, not Timer G's ten; a known caller's is not bounded.
+TEST_CASE("a non-2xx final to a stranger is retransmitted twice; to a known caller until ACK") {
+    Harness h;
+    // A known caller: one of its calls was answered.
+    const std::string first = place(h);
+    feed(h.b2b, inside_response(first, 200, kCalleeSdp), proxy_flow(), Side::internal, millis(5));
+    REQUIRE(h.hooks.answered == 1);
+    std::string again = invite("z9hG4bKagain");
+    again.replace(again.find("outside-call-1"), 14, "outside-call-2");
+    const std::size_t known_mark = h.wire.to(kCallerPort).size();
+    feed(h.b2b, again, caller_flow(), Side::external, seconds(1));
+    feed(h.b2b, stranger_invite(1), stranger_flow(1), Side::external, seconds(1));
+    std::vector<std::string> invites;
+    for (const auto& m : h.wire.to(kProxyPort))
+        if (m.rfind("INVITE ", 0) == 0) invites.push_back(m);
+    REQUIRE(invites.size() == 3);
+    feed(h.b2b, inside_response(invites[1], 486), proxy_flow(), Side::internal, seconds(2));
+    feed(h.b2b, inside_response(invites[2], 401), proxy_flow(), Side::internal, seconds(2));
+    for (int ms = 0; ms <= 31000; ms += 100) h.b2b.advance(seconds(2) + millis(ms));
+
+    auto finals = [](const std::vector<std::string>& msgs, int status) {
+        std::size_t n = 0;
+        for (const auto& m : msgs) n += parse(m).status_code() == status;
+        return n;
+    };
+    const auto to_stranger = h.wire.to(6001);
+    CHECK(finals(to_stranger, 100) == 1);
+    CHECK(finals(to_stranger, 401) == 3);  // the final and two retransmissions
+    CHECK(to_stranger.size() == 4);
+    CHECK(finals(h.wire.to(kCallerPort, known_mark), 486) >= 8);  // Timer G until Timer H
+    CHECK(h.b2b.transactions().counters()[TxCounter::finals_capped] == 1);
+
+    // A retransmitted INVITE still gets the final once more (one datagram for one).
+    feed(h.b2b, stranger_invite(1), stranger_flow(1), Side::external, seconds(33));
+    CHECK(h.wire.to(6001).size() == 5);
+    CHECK(parse(h.wire.to(6001).back()).status_code() == 401);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transports: each leg's Via, Contact and flow name the transport and listener of that leg.
 

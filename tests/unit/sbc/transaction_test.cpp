@@ -168,6 +168,79 @@ TEST_CASE("server INVITE: a final response without ACK times out at 64*T1 (Timer
     CHECK(layer.counters()[TxCounter::ack_timeouts] == 1);
 }
 
+TEST_CASE("server INVITE: a bounded non-2xx final is retransmitted twice, then only on request") {
+    User u;
+    TransactionLayer layer(u);
+    const std::string inv = request("INVITE", "z9hG4bKbound");
+    feed(layer, inv, 0);
+    const TxId tx = u.events[0].tx;
+    REQUIRE(layer.limit_final_retransmissions(tx, 2));
+    REQUIRE(layer.respond(tx, 401, {}, {}, 0));
+    const std::size_t after_final = u.sent.size();  // the 100 and the 401
+    // Timer G at T1 and 2T1 (two retransmissions), then nothing until Timer H.
+    layer.advance(millis(500));
+    CHECK(u.sent.size() == after_final + 1);
+    layer.advance(millis(1500));
+    CHECK(u.sent.size() == after_final + 2);
+    CHECK(layer.counters()[TxCounter::finals_capped] == 0);
+    layer.advance(millis(3500));
+    CHECK(u.sent.size() == after_final + 2);
+    CHECK(layer.counters()[TxCounter::finals_capped] == 1);
+    layer.advance(seconds(20));
+    CHECK(u.sent.size() == after_final + 2);
+    CHECK(layer.state(tx) == TxState::completed);
+    // A retransmitted INVITE still gets the final once: one datagram for one.
+    feed(layer, inv, seconds(21));
+    CHECK(u.sent.size() == after_final + 3);
+    CHECK(u.last_sent_status() == 401);
+    layer.advance(seconds(25));
+    CHECK(u.sent.size() == after_final + 3);
+    // The ACK is still absorbed (Confirmed, then gone after T4), never the user's.
+    feed(layer, request("ACK", "z9hG4bKbound", {}, "x"), seconds(26));
+    CHECK(layer.state(tx) == TxState::confirmed);
+    CHECK(u.count("ack") == 0);
+    layer.advance(seconds(31));
+    CHECK(layer.state(tx) == TxState::terminated);
+    CHECK(u.count("timeout") == 0);
+    CHECK(u.sent.size() == after_final + 3);
+    CHECK(layer.counters()[TxCounter::finals_capped] == 1);
+}
+
+TEST_CASE("server INVITE: a bounded final without ACK stays quiet and ends at Timer H") {
+    User u;
+    TransactionLayer layer(u);
+    feed(layer, request("INVITE", "z9hG4bKquiet"), 0);
+    const TxId tx = u.events[0].tx;
+    REQUIRE(layer.limit_final_retransmissions(tx, 0));
+    REQUIRE(layer.respond(tx, 403, {}, {}, 0));
+    const std::size_t after_final = u.sent.size();
+    layer.advance(seconds(31.9));
+    CHECK(u.sent.size() == after_final);
+    CHECK(layer.state(tx) == TxState::completed);
+    layer.advance(seconds(32));
+    CHECK(layer.state(tx) == TxState::terminated);
+    CHECK(u.count("timeout") == 1);
+    CHECK(layer.counters()[TxCounter::ack_timeouts] == 1);
+    // Only server INVITEs take a bound.
+    feed(layer, request("OPTIONS", "z9hG4bKopt"), seconds(33));
+    CHECK_FALSE(layer.limit_final_retransmissions(u.events.back().tx, 2));
+}
+
+TEST_CASE("server INVITE: the bound leaves a 2xx's retransmissions alone") {
+    User u;
+    TransactionLayer layer(u);
+    feed(layer, request("INVITE", "z9hG4bKok"), 0);
+    const TxId tx = u.events[0].tx;
+    REQUIRE(layer.limit_final_retransmissions(tx, 0));
+    sip::ResponseOptions o;
+    o.to_tag = "sbctag";
+    REQUIRE(layer.respond(tx, 200, {}, o, 0));
+    const std::size_t after_200 = u.sent.size();
+    layer.advance(millis(500));
+    layer.advance(millis(1500));
+    CHECK(u.sent.size() == after_200 + 2);
+}
+
 TEST_CASE("server INVITE: a 2xx is retransmitted until its ACK, which goes to the user once") {
     User u;
     TransactionLayer layer(u);
