@@ -412,6 +412,9 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
         rc.internal_transport = config_.internal.transport;
         rc.internal_listener = config_.internal.listener;
         rc.registrars = config_.internal.next_hops;
+        rc.registrar_transports = config_.internal.hop_transports;
+        for (const auto& l : config_.internal.stream_listeners)
+            rc.internal_streams.push_back({l.transport, l.host, l.port, l.listener});
         regs_ = std::make_unique<Registrations>(std::move(rc), tx_, wire_, hooks_,
                                                 [this](std::size_t i) { return hop_usable(i); });
     }
@@ -918,7 +921,7 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const bool to_binding =
         regs_ && side == Side::internal && ruri.has_user &&
         (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
-        base::iequals(ruri.host, regs_->config().internal_host);
+        regs_->internal_host(ruri.host);
     // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
     auto ours = [&here](const sip::Via& v) {
         if (!v.has_port || v.branch.size() != 31) return false;

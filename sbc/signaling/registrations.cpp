@@ -198,9 +198,33 @@ std::size_t Registrations::FlowHash::operator()(const Flow& f) const {
     return static_cast<std::size_t>(h);
 }
 
-std::string Registrations::our_contact(std::string_view token) const {
-    return "sip:" + std::string(token) + "@" +
-           host_port(config_.internal_host, config_.internal_port);
+Registrations::Local Registrations::internal_local(Transport t) const {
+    if (t != Transport::udp)
+        for (const auto& l : config_.internal_streams)
+            if (l.transport == t) return {l.host, l.port, l.listener, true};
+    return {config_.internal_host, config_.internal_port, config_.internal_listener, false};
+}
+
+Transport Registrations::registrar_transport(std::size_t hop) const {
+    return hop < config_.registrar_transports.size() ? config_.registrar_transports[hop]
+                                                     : config_.internal_transport;
+}
+
+bool Registrations::internal_host(std::string_view host) const {
+    if (base::iequals(host, config_.internal_host)) return true;
+    for (const auto& l : config_.internal_streams)
+        if (base::iequals(host, l.host)) return true;
+    return false;
+}
+
+std::string Registrations::our_contact(std::string_view token, Transport t) const {
+    const Local l = internal_local(t);
+    std::string out = "sip:" + std::string(token) + "@" + host_port(l.host, l.port);
+    if (l.stream) {
+        out += ";transport=";
+        out += base::to_lower(transport_name(t));
+    }
+    return out;
 }
 
 bool Registrations::natted(const sip::Message& m, const Flow& from) const {
@@ -370,13 +394,16 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
         tx_.respond(tx, 503, {}, o, now);
         return;
     }
-    const std::string ours = host_port(config_.internal_host, config_.internal_port);
+    // Over TCP/TLS the Via and Contacts name the SBC's listener of that transport.
+    const Transport tp = registrar_transport(hop);
+    const Local local = internal_local(tp);
+    const std::string ours = host_port(local.host, local.port);
     std::string out;
     out.reserve(1024);
     out += "REGISTER ";
     out += m.request_uri().raw;  // unchanged: the digest covers it
     out += " SIP/2.0\r\nVia: SIP/2.0/";
-    out += transport_name(config_.internal_transport);
+    out += transport_name(tp);
     out += ' ';
     out += ours;
     out += ";branch=";
@@ -398,7 +425,7 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
     } else {
         for (const Wanted& w : f.contacts) {
             out += "Contact: <";
-            out += our_contact(w.token.view());
+            out += our_contact(w.token.view(), tp);
             out += ">;expires=";
             out += std::to_string(w.expires / base::seconds(1));
             out += "\r\n";
@@ -419,8 +446,8 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
         }
     out += "Content-Length: 0\r\n\r\n";
     Flow to;
-    to.transport = config_.internal_transport;
-    to.listener = config_.internal_listener;
+    to.transport = tp;
+    to.listener = local.listener;
     to.remote = config_.registrars[hop];
     const TxId t = tx_.request(to, std::move(out), now);
     if (!t) {
@@ -590,10 +617,9 @@ void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nan
     }
     // What the registrar granted each of our Contacts (§10.3 step 8: its expires parameter,
     // else the Expires header).
-    const std::string ours = host_port(config_.internal_host, config_.internal_port);
     std::unordered_map<std::string_view, base::Nanos> granted;
     for (const sip::NameAddr& c : ok.contacts()) {
-        if (c.star || base::to_lower(c.uri.host) != base::to_lower(config_.internal_host)) continue;
+        if (c.star || !internal_host(c.uri.host)) continue;
         std::optional<std::uint64_t> e;
         if (!c.expires.empty())
             e = delta_seconds(c.expires);
@@ -779,7 +805,7 @@ Registrations::Route Registrations::route(const sip::Uri& uri) {
     Route r;
     if (uri.kind != sip::UriScheme::sip && uri.kind != sip::UriScheme::sips) return r;
     const Binding* b = nullptr;
-    if (base::iequals(uri.host, config_.internal_host)) {
+    if (internal_host(uri.host)) {
         // A URI on the SBC itself: its user part must be one of our tokens.
         if (auto t = Token::of(uri.user))
             if (auto it = bindings_.find(*t); it != bindings_.end()) b = &it->second;

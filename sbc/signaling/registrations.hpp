@@ -90,6 +90,21 @@ struct RegistrationConfig {
     Transport internal_transport = Transport::udp;
     std::uint32_t internal_listener = 0;
     std::vector<base::Endpoint> registrars;  // the internal next hops, in order of preference
+    // Transport of each registrar (same order; missing: `internal_transport`). Over TCP and
+    // TLS the owner opens or reuses its connection to it (the flow carries connection 0), as
+    // for the calls' next hops.
+    std::vector<Transport> registrar_transports;
+    // The SBC's internal TCP/TLS listeners: a REGISTER that goes over one of those transports
+    // names the listener of that transport in its Via and in its Contacts (with
+    // `;transport=`), so that the registrar's answers and the calls from inside to the
+    // binding come back over it (RFC 3261 §18.2.1); without one, the UDP address.
+    struct StreamListener {
+        Transport transport = Transport::tcp;
+        std::string host;
+        std::uint16_t port = 5060;
+        std::uint32_t listener = 0;
+    };
+    std::vector<StreamListener> internal_streams;
 
     // Expiry granted to clients behind NAT (0: as the registrar grants). Requests above
     // `max_expires` ask the registrar for `max_expires`.
@@ -175,6 +190,9 @@ class Registrations {
     // Where a request from inside with this Request-URI goes: a token of ours (the user part
     // of a URI on the SBC's internal address), or an address of record with bindings.
     Route route(const sip::Uri& request_uri);
+    // Whether `host` is one of the SBC's internal addresses (the UDP listener or a stream one):
+    // a Request-URI there names a binding by its token.
+    bool internal_host(std::string_view host) const;
 
     std::size_t bindings() const { return bindings_.size(); }
     std::size_t flows() const { return flows_.size(); }
@@ -279,7 +297,16 @@ class Registrations {
     void schedule_expiry(const Token& t, Binding& b);
     std::string call_id_for(std::string_view client_call_id, const Flow& from) const;
     std::uint64_t call_id_hash(std::string_view client_call_id) const;
-    std::string our_contact(std::string_view token) const;
+    std::string our_contact(std::string_view token, Transport t) const;
+    // The SBC's internal address for transport `t` (a stream listener, else the UDP one).
+    struct Local {
+        const std::string& host;
+        std::uint16_t port;
+        std::uint32_t listener;
+        bool stream;
+    };
+    Local internal_local(Transport t) const;
+    Transport registrar_transport(std::size_t hop) const;
     bool natted(const sip::Message& m, const Flow& from) const;
 
     RegistrationConfig config_;
