@@ -32,6 +32,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory_resource>
 #include <optional>
 #include <queue>
 #include <string>
@@ -240,8 +241,9 @@ class Registrations {
         std::size_t operator()(const Flow& f) const;
     };
     struct Binding {
-        const std::string* aor = nullptr;  // the key of its by_aor_ entry (nodes do not move)
-        std::string contact;               // the client's URI as it wrote it
+        explicit Binding(std::pmr::memory_resource* store) : contact(store) {}
+        const std::pmr::string* aor = nullptr;  // the key of its by_aor_ entry (nodes do not move)
+        std::pmr::string contact;               // the client's URI as it wrote it
         Flow flow;
         std::uint64_t client_call_id = 0;  // call_id_hash() of the client's Call-ID
         base::Nanos client_until = 0;      // the client must refresh before this
@@ -266,7 +268,8 @@ class Registrations {
         base::Nanos requested = 0;  // Expires header asked of the registrar (or -1: none)
     };
     struct FlowState {
-        std::vector<Token> tokens;  // its bindings
+        explicit FlowState(std::pmr::memory_resource* store) : tokens(store) {}
+        std::pmr::vector<Token> tokens;  // its bindings
         base::Nanos next_probe = 0;
         TxId probe;
         base::Nanos probe_sent = 0;
@@ -315,9 +318,25 @@ class Registrations {
     RegistrationHooks& hooks_;
     HopUsable hop_usable_;
     std::uint64_t secret_[2];
-    std::unordered_map<Token, Binding, TokenHash> bindings_;
-    std::unordered_map<std::string, std::vector<Token>> by_aor_;  // aor -> tokens
-    std::unordered_map<Flow, FlowState, FlowHash> flows_;
+    // The bindings, addresses of record and flows live in a pool of their own: they outlive
+    // the transactions of the REGISTERs that made them by hours, and the transactions' memory
+    // (freed seconds later) then leaves whole pages behind that go back to the system,
+    // instead of holes between bindings that the heap keeps (docs/registrations.md, "Sizing").
+    std::pmr::unsynchronized_pool_resource store_;
+    struct AorHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    std::pmr::unordered_map<Token, Binding, TokenHash> bindings_{&store_};
+    struct AorEq {
+        using is_transparent = void;
+        bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    };
+    std::pmr::unordered_map<std::pmr::string, std::pmr::vector<Token>, AorHash, AorEq> by_aor_{
+        &store_};  // aor -> tokens
+    std::pmr::unordered_map<Flow, FlowState, FlowHash> flows_{&store_};
     std::unordered_map<std::uint64_t, Forwarded> forwarded_;  // client tx -> request
     std::unordered_map<std::uint64_t, Flow> probes_;          // client tx -> flow probed
     DueQueue<Token> expiry_;
