@@ -72,7 +72,7 @@ PY
 ! ss -tln | grep -q "$REG:$REG_PORT " || fail "port $REG:$REG_PORT (tcp) is taken"
 ! ss -tln | grep -q "127.0.0.1:$TLS_PORT " || fail "port 127.0.0.1:$TLS_PORT (tcp) is taken"
 
-tshark -i lo -q -w "$WORK/inside.pcap" -f "tcp port $REG_PORT" >"$WORK/tshark.log" 2>&1 &
+tshark -i lo -q -w "$WORK/inside.pcap" -f "tcp port $REG_PORT or tcp port $INT_TCP" >"$WORK/tshark.log" 2>&1 &
 TSHARK_PID=$!
 PEER_PIDS+=($TSHARK_PID)
 for _ in $(seq 100); do grep -q "Capturing on" "$WORK/tshark.log" && break; sleep 0.1; done
