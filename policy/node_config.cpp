@@ -191,9 +191,6 @@ Loaded<NodeConfig> load_node_config(const std::string& path) {
         std::int64_t w = 0;
         if (h.integer("weight", w, 1, 1000)) nh.weight = static_cast<std::uint32_t>(w);
         if (nh.name.empty()) nh.name = nh.endpoint.to_string();
-        if (nh.realm == Realm::external && h.has("weight"))
-            h.error(h.pos(), "'" + h.path() +
-                                 ".weight' is for internal next hops (trunks are tried in order)");
         if (h.string("server_name", nh.server_name) && nh.transport != Transport::tls)
             h.error(h.pos(), "'" + h.path() + ".server_name' is for transport = \"tls\" only");
         // The SBC's Via and Contact toward the hop name a listener of the hop's transport in the

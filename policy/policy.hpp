@@ -569,8 +569,9 @@ struct RegistrationsConfig {
 
 struct NextHopConfig {
     std::string name;
-    // internal: where calls from outside go (health-checked, weighted); external: a trunk where
-    // calls from inside go (in order, failover on timeout or 503) instead of their Request-URI.
+    // internal: where calls from outside go; external: a trunk where calls from inside go
+    // instead of their Request-URI. Both are health-checked by [health_check] and weighted
+    // among the hops up; failover on timeout, 503 or a transport error.
     Realm realm = Realm::internal;
     base::Endpoint endpoint;
     Transport transport = Transport::udp;

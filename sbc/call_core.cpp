@@ -30,21 +30,18 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
                : t == policy::Transport::tcp ? signaling::Transport::tcp
                                              : signaling::Transport::udp;
     };
-    std::vector<base::Endpoint> hops;
-    std::vector<std::uint32_t> weights;
-    std::vector<signaling::Transport> transports;
+    // Internal next hops take the calls from outside; trunks (external) those from inside,
+    // instead of their Request-URI. Both are health-checked and weighted the same way.
     for (const auto& h : node.next_hops) {
-        if (h.realm == policy::Realm::external) {
-            // A trunk: calls from inside go there (in order) instead of their Request-URI.
-            s.b2bua.external.next_hops.push_back(h.endpoint);
-            s.b2bua.external.hop_transports.push_back(transport_of(h.transport));
-            continue;
-        }
-        hops.push_back(h.endpoint);
-        weights.push_back(h.weight);
-        transports.push_back(transport_of(h.transport));
+        const bool trunk = h.realm == policy::Realm::external;
+        auto& side = trunk ? s.b2bua.external : s.b2bua.internal;
+        side.next_hops.push_back(h.endpoint);
+        side.weights.push_back(h.weight);
+        side.hop_transports.push_back(transport_of(h.transport));
+        s.hop_names[trunk ? 0 : 1].push_back(h.name);
     }
-    if (hops.empty()) return base::Error{"calls need at least one internal next hop in sbc.toml"};
+    if (s.b2bua.internal.next_hops.empty())
+        return base::Error{"calls need at least one internal next hop in sbc.toml"};
     for (const auto& l : streams) {
         auto& side = l.realm == policy::Realm::internal ? s.b2bua.internal : s.b2bua.external;
         const auto t = transport_of(l.transport);
@@ -59,9 +56,12 @@ base::Result<CallCore::Setup> CallCore::setup_from(const policy::NodeConfig& nod
     s.b2bua.internal.host = in->endpoint.addr.to_string();
     s.b2bua.internal.port = in->endpoint.port;
     s.b2bua.internal.listener = internal_listener;
-    s.b2bua.internal.next_hops = std::move(hops);
-    s.b2bua.internal.weights = std::move(weights);
-    s.b2bua.internal.hop_transports = std::move(transports);
+    const auto& hc = node.health_check;
+    s.b2bua.health.enabled = hc.enabled;
+    s.b2bua.health.interval = hc.interval;
+    s.b2bua.health.timeout = hc.timeout;
+    s.b2bua.health.failures_before_down = hc.failures_before_down;
+    s.b2bua.health.successes_before_up = hc.successes_before_up;
     s.media_external = node.media.external_address;
     s.media_internal = node.media.internal_address;
     s.b2bua.external.media_host = node.media.external_address.to_string();
@@ -232,6 +232,32 @@ std::string CallCore::call_text(std::uint64_t id, base::Nanos now) const {
     return out;
 }
 
+std::string CallCore::next_hops_text() const {
+    std::string out;
+    const auto& cfg = b2bua_->config();
+    for (const Side side : {Side::internal, Side::external}) {
+        const auto& sc = side == Side::external ? cfg.external : cfg.internal;
+        const auto& names = setup_.hop_names[side == Side::external ? 0 : 1];
+        for (std::size_t i = 0; i < sc.next_hops.size(); ++i) {
+            const auto h = b2bua_->hop_health(side, i);
+            if (!h) continue;
+            const std::string name = i < names.size() ? names[i] : sc.next_hops[i].to_string();
+            const auto t =
+                i < sc.hop_transports.size() ? sc.hop_transports[i] : signaling::Transport::udp;
+            const std::uint32_t w = i < sc.weights.size() && sc.weights[i] ? sc.weights[i] : 1;
+            out += "next_hop." + name + "=" + (h->up ? "up" : "down") +
+                   " realm=" + std::string(signaling::side_name(side)) +
+                   " address=" + sc.next_hops[i].to_string() +
+                   " transport=" + std::string(signaling::transport_name(t)) +
+                   " weight=" + std::to_string(w) +
+                   " probes_sent=" + std::to_string(h->probes_sent) +
+                   " probes_answered=" + std::to_string(h->probes_answered) +
+                   " failures_in_a_row=" + std::to_string(h->failures) + "\n";
+        }
+    }
+    return out;
+}
+
 std::optional<std::uint16_t> CallCore::take_port() {
     if (free_ports_.empty()) return std::nullopt;
     const std::uint16_t p = free_ports_.back();
@@ -380,6 +406,7 @@ std::string CallCore::stats_text() const {
     // The call state pool keeps its peak for the next calls (not returned to the system).
     out += "calls.call_memory_bytes=" + std::to_string(b2bua_->call_memory_bytes()) + "\n";
     out += "media.anchor_failures=" + std::to_string(media_failures_) + "\n";
+    out += next_hops_text();
     out += "calls.ended_inactive=" + std::to_string(ended_inactive_) + "\n";
     out += "calls.ended_banned=" + std::to_string(ended_banned_) + "\n";
     return out;

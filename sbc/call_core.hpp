@@ -51,6 +51,8 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
         signaling::B2buaConfig b2bua;
         std::uint16_t port_min = 20000, port_max = 29999;
         base::IpAddress media_external, media_internal;
+        // The next hops' names (sbc.toml), trunks (external) first, in each side's order.
+        std::vector<std::string> hop_names[2];
     };
     // A TCP or TLS listener of the front door, by its index there.
     struct StreamListenerRef {
@@ -93,6 +95,10 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     std::size_t end_banned(const base::IpAddress& source, std::string_view account,
                            base::Nanos now);
     std::string stats_text() const;
+    // One line per next hop, internal ones then trunks: "next_hop.NAME=up|down realm=...
+    // address=... transport=... weight=... probes_sent=... probes_answered=...
+    // failures_in_a_row=..." (in `sbc ctl stats` and `sbc ctl status`).
+    std::string next_hops_text() const;
     void write_metrics(MetricsWriter& w) const;  // sbc/metrics_sources.cpp
     const signaling::B2buaConfig& b2bua_config() const { return b2bua_->config(); }
     void set_topology(std::vector<std::string> strip_headers,

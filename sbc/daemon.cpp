@@ -217,6 +217,7 @@ std::string Daemon::status_text() const {
         out += "memory_rss_at_start_bytes=" + std::to_string(impl_->rss_at_start) + "\n";
         out += "memory_rss_bytes=" + std::to_string(resident_bytes()) + "\n";
         out += impl_->front_door->memory_status();
+        out += impl_->front_door->next_hops_status();
     }
     return out;
 }

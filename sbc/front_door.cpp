@@ -448,6 +448,10 @@ std::string FrontDoor::memory_status() const {
            "\nfraud_table_committed_bytes=" + std::to_string(fraud_committed_bytes_.load()) + "\n";
 }
 
+std::string FrontDoor::next_hops_status() {
+    return rt_.call([this] { return core_ ? core_->next_hops_text() : std::string(); });
+}
+
 std::unique_ptr<fraud::Engine> FrontDoor::commit_policy(std::shared_ptr<const policy::Policy> p,
                                                         std::unique_ptr<fraud::Engine> next) {
     policy_ = std::move(p);

@@ -111,6 +111,8 @@ class FrontDoor final : FraudEventSink {
     void watch_bans();
     // Any thread: the fraud engine's fixed tables, for `status` (key=value lines).
     std::string memory_status() const;
+    // The next hops' health, one line each (runs on the dataplane thread).
+    std::string next_hops_status();
 
     // Drain (any thread): while on, new INVITEs get 503 with `retry_after` seconds; requests
     // of calls in progress go on.

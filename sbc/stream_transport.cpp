@@ -417,7 +417,9 @@ void StreamTransport::handshake(Conn& c, base::Nanos now) {
             c.handshaking = false;
             c.want_write = false;
             conns_.established(c.id, now);
-            if (c.tls->resumed()) conns_.counters().add(StreamEvent::resumed);
+            if (c.tls->resumed())
+                conns_.counters().add(c.outgoing ? StreamEvent::resumed_outgoing
+                                                 : StreamEvent::resumed);
             if (c.outgoing) {
                 c.established = true;
                 // What was queued while connecting goes now.
@@ -744,8 +746,11 @@ void StreamTransport::finish_connect(Conn& c, base::Nanos now) {
     c.reading = true;
     conns_.connected(c.id, now);
     if (c.transport == Transport::tls) {
+        // Keyed by the pool's destination (transport, address, name verified): a session is
+        // only offered to where it was verified.
         c.tls = std::make_unique<tls::Session>(
-            client_tls_, c.fd, c.server_name.empty() ? c.remote.addr.to_string() : c.server_name);
+            client_tls_, c.fd, c.server_name.empty() ? c.remote.addr.to_string() : c.server_name,
+            c.pool_key);
         c.handshaking = true;
         handshake(c, now);
         return;

@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstdio>
+#include <unordered_map>
 
 namespace sbc::tls {
 
@@ -128,6 +129,55 @@ base::Result<std::shared_ptr<ServerContext>> ServerContext::create(const ServerS
     return out;
 }
 
+// The sessions servers gave, one per destination (the latest).
+struct ClientContext::SessionCache {
+    std::unordered_map<std::string, SSL_SESSION*> by_destination;
+    ~SessionCache() {
+        for (auto& [k, s] : by_destination) SSL_SESSION_free(s);
+    }
+    SSL_SESSION* find(const std::string& destination) const {
+        auto it = by_destination.find(destination);
+        return it == by_destination.end() ? nullptr : it->second;
+    }
+    void put(const std::string& destination, SSL_SESSION* s) {
+        auto it = by_destination.find(destination);
+        if (it != by_destination.end()) {
+            SSL_SESSION_free(it->second);
+            it->second = s;
+            return;
+        }
+        if (by_destination.size() >= ClientContext::kMaxCachedSessions) {
+            SSL_SESSION_free(by_destination.begin()->second);
+            by_destination.erase(by_destination.begin());
+        }
+        by_destination.emplace(destination, s);
+    }
+    void erase(const std::string& destination) {
+        auto it = by_destination.find(destination);
+        if (it == by_destination.end()) return;
+        SSL_SESSION_free(it->second);
+        by_destination.erase(it);
+    }
+};
+
+struct SessionCallbacks {
+    // OpenSSL hands every session the server establishes or issues a ticket for (TLS 1.3:
+    // after the handshake, when the NewSessionTicket is read). Returning 1 keeps its reference.
+    static int new_session(SSL* ssl, SSL_SESSION* session) {
+        auto* s = static_cast<Session*>(SSL_get_app_data(ssl));
+        if (!s || !s->client_ctx_ || s->destination_.empty()) return 0;
+        if (SSL_SESSION_is_resumable(session) != 1) return 0;
+        s->client_ctx_->cache_->put(s->destination_, session);
+        return 1;
+    }
+};
+
+ClientContext::ClientContext() : cache_(std::make_unique<SessionCache>()) {}
+
+std::size_t ClientContext::cached_sessions() const {
+    return cache_->by_destination.size();
+}
+
 base::Result<std::shared_ptr<ClientContext>> ClientContext::create(const ClientSettings& s) {
     ERR_clear_error();
     std::shared_ptr<ClientContext> out(new ClientContext());
@@ -142,6 +192,10 @@ base::Result<std::shared_ptr<ClientContext>> ClientContext::create(const ClientS
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_max_cert_list(ctx, 32 * 1024);
+    // Sessions are kept per destination by SessionCache, not in OpenSSL's internal store
+    // (which a client does not look up).
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, &SessionCallbacks::new_session);
     if (SSL_CTX_set_cipher_list(ctx, s.ciphers.empty() ? kDefaultCiphers : s.ciphers.c_str()) != 1)
         return fail("tls.ciphers \"" + s.ciphers + "\"");
     if (SSL_CTX_set_ciphersuites(
@@ -183,13 +237,19 @@ Session::Session(std::shared_ptr<const ServerContext> ctx, int fd) : ctx_(std::m
     SSL_set_accept_state(ssl);
 }
 
-Session::Session(std::shared_ptr<const ClientContext> ctx, int fd, const std::string& host)
-    : client_ctx_(std::move(ctx)) {
+Session::Session(std::shared_ptr<const ClientContext> ctx, int fd, const std::string& host,
+                 std::string destination)
+    : client_ctx_(std::move(ctx)), destination_(std::move(destination)) {
     SSL* ssl = SSL_new(as_ctx(client_ctx_->ctx_));
     if (!ssl) return;
     ssl_ = ssl;
     SSL_set_fd(ssl, fd);
     SSL_set_connect_state(ssl);
+    SSL_set_app_data(ssl, this);
+    // The destination's session, when it has one (the same name verified: the key names it).
+    if (!destination_.empty())
+        if (SSL_SESSION* cached = client_ctx_->cache_->find(destination_))
+            if (SSL_SESSION_is_resumable(cached) == 1) SSL_set_session(ssl, cached);
     X509_VERIFY_PARAM* p = SSL_get0_param(ssl);
     X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     // An address is checked against the certificate's IP entries; a name is sent as SNI and
@@ -236,6 +296,8 @@ Session::Io Session::result(int ret, const char* op) {
                        : Failure::client_certificate;
     }
     error_ = std::string(op) + ": " + openssl_error();
+    // A destination whose handshake failed offers nothing stale next time.
+    if (client_ctx_ && !destination_.empty()) client_ctx_->cache_->erase(destination_);
     return Io::failed;
 }
 

@@ -74,17 +74,28 @@ struct ClientSettings {
     std::string ciphers, ciphersuites, groups;  // "" = the defaults above
 };
 
+// Session resumption (RFC 5077 tickets and TLS 1.2 session ids, RFC 8446 §2.2 tickets): the
+// latest session each destination gave is kept and offered on the next connection there, so
+// that reconnecting to a trunk or next hop skips the certificate exchange and its signatures.
+// At most kMaxCachedSessions destinations (one more replaces an arbitrary one). A context and
+// its sessions belong to the one thread that runs its connections.
 class ClientContext {
   public:
+    static constexpr std::size_t kMaxCachedSessions = 1024;
     static base::Result<std::shared_ptr<ClientContext>> create(const ClientSettings& s);
     ~ClientContext();
     ClientContext(const ClientContext&) = delete;
     ClientContext& operator=(const ClientContext&) = delete;
+    // Destinations with a session to offer.
+    std::size_t cached_sessions() const;
 
   private:
     friend class Session;
-    ClientContext() = default;
+    friend struct SessionCallbacks;
+    struct SessionCache;
+    ClientContext();
     void* ctx_ = nullptr;  // SSL_CTX
+    std::unique_ptr<SessionCache> cache_;
 };
 
 class Session {
@@ -102,7 +113,10 @@ class Session {
     Session(std::shared_ptr<const ServerContext> ctx, int fd);
     // Client side on a connected socket: `host` is a DNS name (sent as SNI and verified) or an
     // IP address (verified against the certificate's IP addresses; no SNI, RFC 6066 §3).
-    Session(std::shared_ptr<const ClientContext> ctx, int fd, const std::string& host);
+    // `destination` names where it goes (address, port and `host`): the session the server
+    // gave the last connection there is offered, and the one this connection gets is kept.
+    Session(std::shared_ptr<const ClientContext> ctx, int fd, const std::string& host,
+            std::string destination = {});
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -115,6 +129,8 @@ class Session {
     // Sends close_notify (best effort, never blocks).
     void shutdown();
 
+    // The handshake resumed a session (server: the client offered one we took; client: the
+    // server took the one we offered).
     bool resumed() const;
     Failure failure() const { return failure_; }
     const std::string& error() const { return error_; }  // the last failure, as text
@@ -124,7 +140,9 @@ class Session {
     Io result(int ret, const char* op);
     std::shared_ptr<const ServerContext> ctx_;
     std::shared_ptr<const ClientContext> client_ctx_;
-    void* ssl_ = nullptr;  // SSL
+    std::string destination_;  // client side: the key of its cached session
+    void* ssl_ = nullptr;      // SSL
+    friend struct SessionCallbacks;
     Failure failure_ = Failure::none;
     std::string error_;
 };

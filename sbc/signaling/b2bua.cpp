@@ -277,8 +277,9 @@ struct B2bua::Call {
     TxId invite_client;
     std::uint32_t invite_cseq = 0;         // on leg 1
     std::uint32_t caller_invite_cseq = 0;  // the caller's INVITE, on leg 0
-    std::size_t hop = 0;      // the next hop tried last (internal side), or how many (external)
-    std::uint64_t tried = 0;  // internal next hops tried, bit i = hop i
+    // The next hop tried last + 1, or (to a registered client or a Request-URI) how many tries.
+    std::size_t hop = 0;
+    std::uint64_t tried = 0;  // next hops of leg 1's side tried, bit i = hop i
     bool flagged = false;     // admitted with a flag verdict: flag_value goes inside
     bool uniform = false;     // admitted with enumeration resistance: refusals made uniform
     std::pmr::string flag_value;
@@ -393,13 +394,17 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
       media_(media),
       hooks_(hooks),
       tx_(*this, timers, limits) {
-    hops_.resize(std::min<std::size_t>(config_.internal.next_hops.size(), 64));
+    // At most 64 next hops per side: a call's tried set is one word.
+    for (const Side side : {Side::external, Side::internal})
+        hops_[static_cast<int>(side)].resize(
+            std::min<std::size_t>(side_config(side).next_hops.size(), 64));
     rng_ = config_.seed;
     index_seed_ = random_token(16);
     if (rng_ == 0)
         for (char ch : random_token(12)) rng_ = rng_ * 37 + static_cast<unsigned char>(ch);
     if (!config_.health.enabled)
-        for (auto& h : hops_) h.up = h.ever_up = true;
+        for (auto& side : hops_)
+            for (auto& h : side) h.up = h.ever_up = true;
     known_.resize(config_.known_sources);
     if (config_.registrations.enabled && !config_.internal.next_hops.empty()) {
         RegistrationConfig rc = config_.registrations;
@@ -421,15 +426,28 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
 }
 
 bool B2bua::hop_usable(std::size_t hop) const {
-    return hop >= hops_.size() || hops_[hop].up;
+    const auto& hops = hops_[static_cast<int>(Side::internal)];
+    return hop >= hops.size() || hops[hop].up;
 }
 
-std::size_t B2bua::pick_hop(std::uint64_t tried) {
-    const auto& w = config_.internal.weights;
+std::optional<B2bua::HopHealth> B2bua::hop_health(Side side, std::size_t i) const {
+    const auto& hops = hops_[static_cast<int>(side)];
+    if (i >= hops.size()) return std::nullopt;
+    HopHealth h;
+    h.up = hops[i].up;
+    h.failures = hops[i].failures;
+    h.probes_sent = hops[i].probes_sent;
+    h.probes_answered = hops[i].probes_answered;
+    return h;
+}
+
+std::size_t B2bua::pick_hop(Side side, std::uint64_t tried) {
+    const auto& hops = hops_[static_cast<int>(side)];
+    const auto& w = side_config(side).weights;
     std::uint64_t total = 0;
-    for (std::size_t i = 0; i < hops_.size(); ++i)
-        if (!(tried >> i & 1u) && hops_[i].up) total += i < w.size() && w[i] > 0 ? w[i] : 1;
-    if (total == 0) return hops_.size();
+    for (std::size_t i = 0; i < hops.size(); ++i)
+        if (!(tried >> i & 1u) && hops[i].up) total += i < w.size() && w[i] > 0 ? w[i] : 1;
+    if (total == 0) return hops.size();
     // splitmix64: cheap, well mixed, and deterministic for a given seed (tests).
     rng_ += 0x9e3779b97f4a7c15ull;
     std::uint64_t z = rng_;
@@ -437,18 +455,19 @@ std::size_t B2bua::pick_hop(std::uint64_t tried) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
     std::uint64_t r = z % total;
-    for (std::size_t i = 0; i < hops_.size(); ++i) {
-        if ((tried >> i & 1u) || !hops_[i].up) continue;
+    for (std::size_t i = 0; i < hops.size(); ++i) {
+        if ((tried >> i & 1u) || !hops[i].up) continue;
         const std::uint64_t wi = i < w.size() && w[i] > 0 ? w[i] : 1;
         if (r < wi) return i;
         r -= wi;
     }
-    return hops_.size();
+    return hops.size();
 }
 
-void B2bua::hop_result(std::size_t hop, bool ok) {
-    if (hop >= hops_.size() || !config_.health.enabled) return;
-    HopState& h = hops_[hop];
+void B2bua::hop_result(Side side, std::size_t hop, bool ok) {
+    auto& hops = hops_[static_cast<int>(side)];
+    if (hop >= hops.size() || !config_.health.enabled) return;
+    HopState& h = hops[hop];
     if (ok) {
         h.failures = 0;
         ++h.successes;
@@ -466,11 +485,12 @@ void B2bua::hop_result(std::size_t hop, bool ok) {
     }
 }
 
-void B2bua::probe_hops(base::Nanos now) {
+void B2bua::probe_hops(Side side, base::Nanos now) {
     if (!config_.health.enabled) return;
-    const SideConfig& in = config_.internal;
-    for (std::size_t i = 0; i < hops_.size(); ++i) {
-        HopState& h = hops_[i];
+    const SideConfig& in = side_config(side);
+    auto& hops = hops_[static_cast<int>(side)];
+    for (std::size_t i = 0; i < hops.size(); ++i) {
+        HopState& h = hops[i];
         if (h.probe && now - h.probe_sent >= config_.health.timeout) {
             // A late answer no longer counts, and a dead hop is not sent retransmissions
             // until Timer F: the next probe comes at the health check's interval.
@@ -478,7 +498,7 @@ void B2bua::probe_hops(base::Nanos now) {
             tx_.abandon(h.probe);
             h.probe = {};
             counters_.add(B2buaCounter::probes_failed);
-            hop_result(i, false);
+            hop_result(side, i, false);
         }
         if (h.probe || now < h.next_probe) continue;
         h.next_probe = now + config_.health.interval;
@@ -500,10 +520,12 @@ void B2bua::probe_hops(base::Nanos now) {
         const TxId t = tx_.request(f, std::move(req), now);
         if (!t) continue;
         counters_.add(B2buaCounter::probes_sent);
+        ++h.probes_sent;
         h.probe = t;
         h.probe_sent = now;
         Pending p;
         p.probe = static_cast<int>(i);
+        p.hop_side = side;
         pending_[pack(t)] = p;
     }
 }
@@ -636,7 +658,8 @@ std::size_t B2bua::transport_failed(const Flow& to, base::Nanos now) {
 void B2bua::advance(base::Nanos now) {
     now_ = now;
     tx_.advance(now);
-    probe_hops(now);
+    probe_hops(Side::internal, now);
+    probe_hops(Side::external, now);
     if (regs_) regs_->advance(now);
     trim_call_memory();
     if (config_.max_call_duration > 0) {
@@ -658,8 +681,10 @@ base::Nanos B2bua::next_deadline() const {
     base::Nanos next = tx_.next_deadline();
     if (regs_) next = std::min(next, regs_->next_deadline());
     if (config_.health.enabled)
-        for (const HopState& h : hops_)
-            next = std::min(next, h.probe ? h.probe_sent + config_.health.timeout : h.next_probe);
+        for (const auto& side : hops_)
+            for (const HopState& h : side)
+                next =
+                    std::min(next, h.probe ? h.probe_sent + config_.health.timeout : h.next_probe);
     if (config_.max_call_duration > 0)
         for (const auto& [id, c] : calls_)
             if (!c->ended && c->answered) next = std::min(next, c->deadline);
@@ -890,6 +915,9 @@ void B2bua::on_request(TxId tx, const sip::Message& m, const Flow& from) {
             tx_.respond(tx, 503, {}, o, now_);
             return;
         }
+        case sip::Method::message:
+            relay_message(tx, m, from);
+            return;
         case sip::Method::bye:
         case sip::Method::prack:
         case sip::Method::update:
@@ -922,20 +950,11 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
         regs_ && side == Side::internal && ruri.has_user &&
         (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
         regs_->internal_host(ruri.host);
-    // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
-    auto ours = [&here](const sip::Via& v) {
-        if (!v.has_port || v.branch.size() != 31) return false;
-        if (v.host == here.host && v.port == here.port) return true;
-        for (const auto& l : here.stream_listeners)
-            if (v.host == l.host && v.port == l.port) return true;
-        return false;
-    };
-    for (const sip::Via& v : m.vias())
-        if (!to_binding && ours(v)) {
-            counters_.add(B2buaCounter::loops);
-            tx_.respond(tx, 482, {}, {}, now_);
-            return;
-        }
+    if (looped(m, here, to_binding)) {
+        counters_.add(B2buaCounter::loops);
+        tx_.respond(tx, 482, {}, {}, now_);
+        return;
+    }
     if (m.max_forwards() && *m.max_forwards() == 0) {
         counters_.add(B2buaCounter::loops);
         tx_.respond(tx, 483, {}, {}, now_);
@@ -964,8 +983,9 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
         if (adm.uniform) {
             // A block must not read differently from an unknown or a known user: what they
             // get now, the challenge, or the 503 of a node with no next hop up.
-            bool hop_up = hops_.empty();
-            for (const HopState& h : hops_) hop_up = hop_up || h.up;
+            const auto& inside = hops_[static_cast<int>(Side::internal)];
+            bool hop_up = inside.empty();
+            for (const HopState& h : inside) hop_up = hop_up || h.up;
             if (!hop_up) {
                 const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", "30"}};
                 sip::ResponseOptions o;
@@ -1093,22 +1113,216 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     }
 }
 
+// A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
+bool B2bua::looped(const sip::Message& m, const SideConfig& here, bool to_binding) const {
+    if (to_binding) return false;
+    auto ours = [&here](const sip::Via& v) {
+        if (!v.has_port || v.branch.size() != 31) return false;
+        if (v.host == here.host && v.port == here.port) return true;
+        for (const auto& l : here.stream_listeners)
+            if (v.host == l.host && v.port == l.port) return true;
+        return false;
+    };
+    for (const sip::Via& v : m.vias())
+        if (ours(v)) return true;
+    return false;
+}
+
+void B2bua::relay_message(TxId tx, const sip::Message& m, const Flow& from) {
+    const Side side = current_side_;
+    const Side to_side = other(side);
+    const SideConfig& here = side_config(side);
+    const SideConfig& there = side_config(to_side);
+    auto refuse = [&](int status, std::string_view retry_after) {
+        counters_.add(B2buaCounter::messages_refused);
+        const std::pair<std::string_view, std::string_view> h[] = {{"Retry-After", retry_after}};
+        sip::ResponseOptions o;
+        if (!retry_after.empty()) o.headers = h;
+        tx_.respond(tx, status, {}, o, now_);
+    };
+    const sip::Uri& ruri = m.request_uri();
+    const bool to_binding =
+        regs_ && side == Side::internal && ruri.has_user &&
+        (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
+        regs_->internal_host(ruri.host);
+    if (looped(m, here, to_binding)) {
+        counters_.add(B2buaCounter::loops);
+        return refuse(482, {});
+    }
+    if (m.max_forwards() && *m.max_forwards() == 0) {
+        counters_.add(B2buaCounter::loops);
+        return refuse(483, {});
+    }
+    // From outside: the front door's verdict (strangers' MESSAGEs are scored as probes). A
+    // refusal under enumeration resistance reads as any user's answer: the challenge.
+    Admission adm;
+    if (side == Side::external) adm = hooks_.admit(m, from, side);
+    if (adm.kind == Admission::Kind::block) {
+        counters_.add(B2buaCounter::messages_refused);
+        if (adm.uniform) {
+            uniform_answer(tx, m, nullptr, random_token(16));
+            return;
+        }
+        tx_.respond(tx, adm.status >= 300 && adm.status <= 699 ? adm.status : 403,
+                    adm.reason.empty() ? std::string_view{} : std::string_view(adm.reason), {},
+                    now_);
+        return;
+    }
+    // Where it goes: a registered client's flow (a token of ours from inside), else a next hop
+    // of the other side up (weighted), else (to the outside, no trunk) its Request-URI.
+    Flow flow;
+    std::string target;
+    std::optional<Registrations::Route> route;
+    if (to_binding) route = regs_->route(ruri);
+    const auto& hops = hops_[static_cast<int>(to_side)];
+    if (route && route->kind == Registrations::Route::Kind::gone) return refuse(480, {});
+    if (route && route->kind == Registrations::Route::Kind::found) {
+        flow = route->flow;
+        target = route->target;
+    } else if (!hops.empty()) {
+        const std::size_t hop = pick_hop(to_side, 0);
+        if (hop >= hops.size()) {
+            counters_.add(B2buaCounter::no_next_hop);
+            return refuse(503, "30");
+        }
+        const Transport tp =
+            hop < there.hop_transports.size() ? there.hop_transports[hop] : Transport::udp;
+        flow = Flow{tp, there.next_hops[hop], 0, listener_for(there, tp)};
+        target = hop_uri(ruri, there.next_hops[hop], tp);
+    } else if (to_side == Side::external) {
+        auto ep = endpoint_of_uri(ruri.raw);
+        if (!ep) return refuse(404, {});
+        const Transport tp = transport_of_uri(ruri.raw);
+        flow = Flow{tp, *ep, 0, listener_for(there, tp)};
+        target = std::string(ruri.raw);
+    } else {
+        return refuse(503, "30");
+    }
+    // The request as a first request of a dialog of ours (RFC 3428 §4: MESSAGE is outside any
+    // dialog): our Call-ID, From tag, branch and Via; the sender as the far side may see it.
+    std::string out;
+    out.reserve(1024 + m.body().size());
+    out += "MESSAGE ";
+    out += target;
+    out += " SIP/2.0\r\nVia: SIP/2.0/";
+    out += transport_name(flow.transport);
+    out += ' ';
+    out += host_port(there, flow.transport);
+    out += ";branch=";
+    out += new_branch();
+    out += ";rport\r\nMax-Forwards: ";
+    // Decremented inside; afresh outside so that the hops inside stay invisible.
+    out += std::to_string(to_side == Side::internal && m.max_forwards()
+                              ? std::min<int>(*m.max_forwards() - 1, 70)
+                              : 70);
+    out += "\r\nFrom: ";
+    if (const sip::NameAddr* f = m.from()) {
+        if (to_side == Side::external) {
+            if (!f->display_name.empty()) {
+                out += f->display_name;
+                out += ' ';
+            }
+            out += "<sip:";
+            if (f->uri.has_user) {
+                out += f->uri.user;
+                out += '@';
+            }
+            out += there.host;
+            out += '>';
+        } else {
+            out += without_tag(*f);
+        }
+    }
+    out += ";tag=";
+    out += random_token(16);
+    out += "\r\nTo: ";
+    if (const sip::NameAddr* t = m.to()) out += without_tag(*t);
+    out += "\r\nCall-ID: ";
+    out += random_token(32);
+    out += "\r\nCSeq: 1 MESSAGE\r\n";
+    if (!config_.user_agent.empty()) {
+        out += "User-Agent: ";
+        out += config_.user_agent;
+        out += "\r\n";
+    }
+    if (adm.kind == Admission::Kind::flag && to_side == Side::internal) {
+        out += config_.flag_header;
+        out += ": ";
+        out += adm.flag_value;
+        out += "\r\n";
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> hs;
+    collect_headers(m, to_side, config_, hs);
+    for (const auto& [n, v] : hs) {
+        out += n;
+        out += ": ";
+        out += v;
+        out += "\r\n";
+    }
+    if (!m.body().empty() && !m.content_type().empty()) {
+        out += "Content-Type: ";
+        out += m.content_type();
+        out += "\r\n";
+    }
+    out += "Content-Length: ";
+    out += std::to_string(m.body().size());
+    out += "\r\n\r\n";
+    out += m.body();
+    const TxId t = tx_.request(flow, std::move(out), now_);
+    if (!t) return refuse(503, "5");
+    counters_.add(B2buaCounter::messages_relayed);
+    Pending p;
+    p.server = tx;
+    p.method = sip::Method::message;
+    p.standalone = true;
+    p.uniform = adm.uniform;
+    p.server_side = side;
+    pending_[pack(t)] = p;
+}
+
+void B2bua::answer_message(const Pending& p, const sip::Message& r) {
+    const int status = r.status_code();
+    if (status < 200) return;  // RFC 3428 §7: provisionals are not forwarded
+    if (tx_.state(p.server) == TxState::completed) return;
+    const sip::Message* request = tx_.request_of(p.server);
+    const std::string tag = random_token(16);
+    if (p.uniform && p.server_side == Side::external && reveals_user(status) && request) {
+        // Enumeration resistance: as for an INVITE, an answer that tells whether the user
+        // exists becomes the challenge; a challenge goes in a response of our own making.
+        const bool challenge = status == 401 || status == 407;
+        if (challenge) call_challenge_.learn(r);
+        uniform_answer(p.server, *request, challenge ? &r : nullptr, tag);
+        return;
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> hs;
+    collect_headers(r, p.server_side, config_, hs);
+    if (!config_.user_agent.empty()) hs.emplace_back("Server", config_.user_agent);
+    sip::ResponseOptions o;
+    o.to_tag = tag;
+    o.headers = hs;
+    const int out_status = status >= 300 && status < 400 ? config_.redirect_status : status;
+    tx_.respond(p.server, out_status, reason_for(out_status), o, now_);
+}
+
 bool B2bua::try_next_hop(Call& c, base::Nanos now) {
     Leg& b = c.leg[1];
     const SideConfig& there = b.side == Side::external ? config_.external : config_.internal;
     const sip::Message* inv = tx_.request_of(c.invite_server);
     if (!inv) return false;
+    const auto& hops = hops_[static_cast<int>(b.side)];
+    // A call to a registered client goes on its flow; any other call leaving on a side with
+    // next hops goes to one of them (the inside's proxies, the outside's trunks), chosen by
+    // health and weight; without any, a call to the outside goes to its Request-URI.
+    const bool via_hops = !hops.empty() && !(b.side == Side::external && c.registered);
     while (true) {
         std::optional<base::Endpoint> dest;
         std::string ruri;
         std::size_t hop = there.next_hops.size();
-        if (b.side == Side::internal && !hops_.empty()) {
-            hop = pick_hop(c.tried);
-            if (hop < hops_.size()) c.tried |= std::uint64_t{1} << hop;
-        } else if (c.hop < there.next_hops.size()) {
-            hop = c.hop;
+        if (via_hops) {
+            hop = pick_hop(b.side, c.tried);
+            if (hop < hops.size()) c.tried |= std::uint64_t{1} << hop;
         }
-        if (hop < there.next_hops.size()) {
+        if (hop < hops.size()) {
             dest = there.next_hops[hop];
             const Transport tp =
                 hop < there.hop_transports.size() ? there.hop_transports[hop] : Transport::udp;
@@ -1146,7 +1360,7 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
             bytes.replace(at, 18, "Max-Forwards: " + std::to_string(mf) + "\r\n");
         }
         const TxId t = tx_.request(b.flow, std::move(bytes), now);
-        c.hop = b.side == Side::internal && !hops_.empty() ? hop + 1 : c.hop + 1;
+        c.hop = via_hops ? hop + 1 : c.hop + 1;
         if (!t) continue;
         c.invite_client = t;
         ++c.outstanding;
@@ -1157,7 +1371,8 @@ bool B2bua::try_next_hop(Call& c, base::Nanos now) {
         p.server_leg = 0;
         p.method = sip::Method::invite;
         p.initial = true;
-        p.hop = c.hop - 1;
+        p.hop = via_hops ? hop : ~std::size_t{0};
+        p.hop_side = b.side;
         pending_[pack(t)] = p;
         return true;
     }
@@ -1325,13 +1540,18 @@ void B2bua::on_response(TxId tx, const sip::Message& r) {
     auto pit = pending_.find(pack(tx));
     if (pit == pending_.end()) return;
     const Pending p = pit->second;
+    if (p.standalone) {
+        answer_message(p, r);
+        return;
+    }
     if (p.probe >= 0) {
         if (r.status_code() < 200) return;
-        HopState& h = hops_[static_cast<std::size_t>(p.probe)];
+        HopState& h = hops_[static_cast<int>(p.hop_side)][static_cast<std::size_t>(p.probe)];
         if (h.probe == tx) {
             h.probe = {};
+            ++h.probes_answered;
             counters_.add(B2buaCounter::probes_answered);
-            hop_result(static_cast<std::size_t>(p.probe), true);
+            hop_result(p.hop_side, static_cast<std::size_t>(p.probe), true);
         }
         return;
     }
@@ -1510,16 +1730,24 @@ void B2bua::on_timeout(TxId tx, TimeoutKind kind) {
     if (auto pit = pending_.find(pack(tx)); pit != pending_.end()) {
         const Pending p = pit->second;
         if (p.probe >= 0) return;  // judged by the health check's own timeout
+        if (p.standalone) {
+            // No answer from the destination, or it could not be reached (RFC 3261 §8.1.3.1).
+            if (tx_.state(p.server) != TxState::completed)
+                tx_.respond(p.server, kind == TimeoutKind::transport_error ? 503 : 408, {}, {},
+                            now_);
+            return;
+        }
         auto cit = calls_.find(p.call);
         if (cit == calls_.end()) return;
         Call& c = *cit->second;
         if (p.initial) {
             if (c.cancelled || c.ended || c.answered) return;
             // A next hop that lets an INVITE time out takes no more calls until probes say so.
+            auto& hops = hops_[static_cast<int>(p.hop_side)];
             if ((kind == TimeoutKind::no_response || kind == TimeoutKind::transport_error) &&
-                config_.health.enabled && p.hop < hops_.size() && hops_[p.hop].up) {
-                hops_[p.hop].up = false;
-                hops_[p.hop].successes = 0;
+                config_.health.enabled && p.hop < hops.size() && hops[p.hop].up) {
+                hops[p.hop].up = false;
+                hops[p.hop].successes = 0;
                 counters_.add(B2buaCounter::hops_down);
             }
             if (kind != TimeoutKind::no_final_after_cancel && c.leg[1].remote_tag.empty() &&

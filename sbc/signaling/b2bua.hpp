@@ -45,9 +45,11 @@ struct SideConfig {
         std::uint32_t listener = 0;  // the owner's listener index
     };
     std::vector<StreamListener> stream_listeners;
-    // Where new calls that leave on this side go (failover on timeout or 503). Empty on the
-    // external side: a call from inside goes to its Request-URI's address, over the transport
-    // the URI names (sips: or ;transport=tls: TLS, ;transport=tcp: TCP, else UDP).
+    // Where new calls that leave on this side go (failover on timeout, 503 or a transport
+    // error), health-checked and weighted alike on both sides: the internal side's proxies,
+    // the external side's trunks. Empty on the external side: a call from inside goes to its
+    // Request-URI's address, over the transport the URI names (sips: or ;transport=tls: TLS,
+    // ;transport=tcp: TCP, else UDP).
     std::vector<base::Endpoint> next_hops;
     // Transport of each next hop (same order; missing counts as UDP). Over TCP and TLS the
     // owner opens (or reuses) a connection to the hop: the flow carries connection 0.
@@ -209,6 +211,8 @@ class CallHooks : public RegistrationHooks {
     X(sdp_refused, "SDP bodies that could not be anchored (488)")                               \
     X(loops, "requests refused for Max-Forwards 0 (483)")                                       \
     X(in_dialog_relayed, "in-dialog requests relayed")                                          \
+    X(messages_relayed, "out-of-dialog MESSAGEs relayed (RFC 3428)")                            \
+    X(messages_refused, "out-of-dialog MESSAGEs refused (admission, loop, no destination)")     \
     X(probes_sent, "OPTIONS probes sent to next hops")                                          \
     X(probes_answered, "OPTIONS probes answered")                                               \
     X(probes_failed, "OPTIONS probes without an answer in time")                                \
@@ -268,8 +272,19 @@ class B2bua final : private TransactionUser {
     // Bytes the call memory holds from the allocator (calls, their strings, their dialog
     // index), whether in use or kept for the next calls.
     std::size_t call_memory_bytes() const { return call_memory_.held(); }
-    // Whether next hop i of the internal side takes calls now.
-    bool hop_up(std::size_t i) const { return i < hops_.size() && hops_[i].up; }
+    // Whether next hop i of side `side` takes calls now.
+    bool hop_up(Side side, std::size_t i) const {
+        const auto& h = hops_[static_cast<int>(side)];
+        return i < h.size() && h[i].up;
+    }
+    bool hop_up(std::size_t i) const { return hop_up(Side::internal, i); }
+    // Probes of next hop i of side `side`: sent, answered, failed in a row.
+    struct HopHealth {
+        bool up = false;
+        std::uint32_t failures = 0;  // failed probes (or calls) in a row
+        std::uint64_t probes_sent = 0, probes_answered = 0;
+    };
+    std::optional<HopHealth> hop_health(Side side, std::size_t i) const;
     const base::CounterSet<B2buaCounter>& counters() const { return counters_; }
     const TransactionLayer& transactions() const { return tx_; }
     // Null when registrations are disabled.
@@ -347,9 +362,14 @@ class B2bua final : private TransactionUser {
         TxId server;  // the server transaction it answers, if any
         int server_leg = 0;
         sip::Method method = sip::Method::unknown;
-        bool initial = false;  // the call's first INVITE
-        int probe = -1;        // an OPTIONS probe of this next hop
-        std::size_t hop = 0;   // initial INVITE: the next hop it went to
+        bool initial = false;            // the call's first INVITE
+        int probe = -1;                  // an OPTIONS probe of this next hop
+        std::size_t hop = 0;             // initial INVITE: the next hop it went to
+        Side hop_side = Side::internal;  // the side of `probe` or `hop`
+        // An out-of-dialog MESSAGE relayed outside any call: `server` answers it.
+        bool standalone = false;
+        bool uniform = false;  // its answers made uniform (a stranger's, enumeration resistance)
+        Side server_side = Side::external;
     };
     // TransactionUser
     bool send(const Flow& flow, std::string_view bytes) override;
@@ -361,6 +381,12 @@ class B2bua final : private TransactionUser {
     void on_terminated(TxId tx) override;
 
     void new_call(TxId tx, const sip::Message& invite, const Flow& from);
+    // An out-of-dialog MESSAGE (RFC 3428 §7): a non-INVITE transaction of its own on the other
+    // side, built from the SBC's identifiers as a call's first request is.
+    void relay_message(TxId tx, const sip::Message& m, const Flow& from);
+    void answer_message(const Pending& p, const sip::Message& response);
+    // Whether `m` carries one of our Vias on side `here` (it already went through us).
+    bool looped(const sip::Message& m, const SideConfig& here, bool to_binding) const;
     void in_dialog(TxId tx, const sip::Message& request, const Flow& from, Call& call, int leg);
     bool try_next_hop(Call& call, base::Nanos now);
     std::string build_request(Call& call, int leg, std::string_view method, const sip::Message* src,
@@ -385,17 +411,22 @@ class B2bua final : private TransactionUser {
         base::Nanos next_probe = 0;
         TxId probe;
         base::Nanos probe_sent = 0;
+        std::uint64_t probes_sent = 0, probes_answered = 0;
     };
-    void probe_hops(base::Nanos now);
-    void hop_result(std::size_t hop, bool ok);
+    const SideConfig& side_config(Side s) const {
+        return s == Side::external ? config_.external : config_.internal;
+    }
+    void probe_hops(Side side, base::Nanos now);
+    void hop_result(Side side, std::size_t hop, bool ok);
     bool hop_usable(std::size_t hop) const;
-    // The next hop of the internal side for a call that tried those in `tried` (bit i = hop i),
-    // or hops_.size() when none is left.
-    std::size_t pick_hop(std::uint64_t tried);
+    // The next hop of side `side` for a call that tried those in `tried` (bit i = hop i),
+    // chosen at random among the hops up in proportion to their weights, or the side's hop
+    // count when none is left.
+    std::size_t pick_hop(Side side, std::uint64_t tried);
 
     B2buaConfig config_;
-    std::vector<HopState> hops_;  // the internal side's next hops
-    std::uint64_t rng_ = 0;       // splitmix64 state of the weighted choice
+    std::vector<HopState> hops_[2];  // each side's next hops (Side as index)
+    std::uint64_t rng_ = 0;          // splitmix64 state of the weighted choice
     Wire& wire_;
     MediaAnchor& media_;
     CallHooks& hooks_;

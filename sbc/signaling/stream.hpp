@@ -46,7 +46,7 @@ struct StreamLimits {
     X(handshake_failed, "TLS handshakes failed (version, cipher, certificate, garbage)")       \
     X(client_cert_refused, "TLS clients refused for a missing or unverified certificate")      \
     X(client_name_refused, "TLS client certificates with a name not allowed")                  \
-    X(resumed, "TLS sessions resumed")                                                         \
+    X(resumed, "TLS sessions resumed (clients of our listeners)")                              \
     X(handshake_timeout, "connections closed: no handshake (or admission) within the limit")   \
     X(idle_timeout, "connections closed: idle longer than the limit")                          \
     X(oversized, "connections closed: a message larger than max_message_bytes")                \
@@ -62,6 +62,7 @@ struct StreamLimits {
     X(outbox_full, "messages not sent: queue to the transport thread full")                    \
     X(connects, "outgoing connections started")                                                \
     X(connected, "outgoing connections established (TCP connected, TLS handshake done)")       \
+    X(resumed_outgoing, "outgoing TLS connections that resumed the destination's session")     \
     X(connect_failed, "outgoing connections that failed (refused, unreachable, TLS, timeout)") \
     X(server_cert_refused, "outgoing TLS connections refused: server certificate or name")     \
     X(refused_outgoing_capacity, "outgoing connections refused: max_outgoing reached")         \

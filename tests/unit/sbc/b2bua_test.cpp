@@ -1175,11 +1175,14 @@ TEST_CASE("transports: a request that carries any of the side's listeners in a V
 
 TEST_CASE(
     "transports: a trunk next hop on the external side takes calls from inside over its "
-    "transport, in order, failing over on a connect failure") {
+    "transport, chosen by weight, failing over on a connect failure") {
     B2buaConfig c = stream_config({});
     c.external.next_hops = {{*base::IpAddress::parse("192.0.2.60"), 5061},
                             {*base::IpAddress::parse("192.0.2.61"), 5060}};
     c.external.hop_transports = {Transport::tls, Transport::udp};
+    // Trunks are weighted like internal next hops: with a fixed seed the heavy one goes first.
+    c.external.weights = {1000, 1};
+    c.seed = 7;
     Harness h(std::move(c));
     feed(h.b2b, inside_invite("sip:+33123456789@trunk.example"), proxy_flow(), Side::internal, 0);
     const Sent first = h.wire.sent.back();
