@@ -60,11 +60,30 @@ SocketRelay::SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config)
     impl_->io_error = "built without liburing";
 #endif
     if (config.io == SocketIo::uring && io_ != SocketIo::uring) return;  // open_stream fails
+    impl_->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (io_ == SocketIo::mmsg) {
         impl_->bufs.assign(std::size_t{kBurst} * kBufSize, 0);
         impl_->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (impl_->epfd < 0) impl_->io_error = std::string("epoll: ") + std::strerror(errno);
+        if (impl_->epfd >= 0 && impl_->wake_fd >= 0) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u32 = kEpollWake;
+            (void)epoll_ctl(impl_->epfd, EPOLL_CTL_ADD, impl_->wake_fd, &ev);
+        }
     }
+}
+
+void SocketRelay::wake() {
+    const std::uint64_t one = 1;
+    if (impl_->wake_fd >= 0) (void)!::write(impl_->wake_fd, &one, sizeof one);
+}
+
+bool SocketRelay::take_wake() {
+    std::uint64_t n = 0;
+    if (impl_->wake_fd < 0 || ::read(impl_->wake_fd, &n, sizeof n) != sizeof n) return false;
+    ++wakeups_;
+    return true;
 }
 
 SocketRelay::~SocketRelay() {
@@ -74,6 +93,7 @@ SocketRelay::~SocketRelay() {
     for (int fd : impl_->fd_by_port)
         if (fd >= 0) ::close(fd);
     if (impl_->epfd >= 0) ::close(impl_->epfd);
+    if (impl_->wake_fd >= 0) ::close(impl_->wake_fd);
 }
 
 std::size_t SocketRelay::connected_sockets() const {

@@ -59,6 +59,12 @@ class SocketRelay {
         last_handled_ = poll_once(last_handled_ >= kBurst / 2 ? 0 : idle_timeout_ms, clock);
         return last_handled_;
     }
+    // Any thread: makes the current or next poll_once return at once instead of waiting for
+    // traffic or its timeout, so that work another thread handed to the polling thread (a
+    // message read from TCP/TLS, a control command) runs now. Wake-ups coalesce.
+    void wake();
+    // Wake-ups the polls consumed (several wake() calls before a poll count once).
+    std::uint64_t wakeups() const { return wakeups_; }
     std::size_t open_sockets() const { return sockets_open_; }
     std::uint64_t tx_errors() const { return tx_errors_; }
     // The I/O mode running (never `automatic`).
@@ -77,6 +83,7 @@ class SocketRelay {
     std::size_t poll_mmsg(int timeout_ms, const base::Clock& clock);
     std::size_t poll_uring(int timeout_ms, const base::Clock& clock);
     base::Result<void> watch(int fd, std::uint16_t port);
+    bool take_wake();
     void unwatch(std::uint16_t port);
     Pipeline& pipeline_;
     std::unique_ptr<Impl> impl_;
@@ -84,6 +91,7 @@ class SocketRelay {
     std::uint64_t tx_errors_ = 0;
     std::uint64_t rx_buffer_shortages_ = 0;
     std::uint64_t connected_sends_ = 0;
+    std::uint64_t wakeups_ = 0;
     SocketIo io_ = SocketIo::mmsg;
     base::Nanos last_media_poll_ = 0;
     std::size_t last_handled_ = 0;

@@ -10,6 +10,10 @@ std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
     const int ready = epoll_wait(s.epfd, events, kMaxEvents, timeout_ms);
     std::size_t handled = 0;
     for (int e = 0; e < ready; ++e) {
+        if (events[e].data.u32 == kEpollWake) {  // another thread handed work over
+            take_wake();
+            continue;
+        }
         const std::uint16_t port = static_cast<std::uint16_t>(events[e].data.u32);
         const int fd = s.fd_by_port[port];
         if (fd < 0) continue;

@@ -3,14 +3,18 @@
 // (socket_uring.cpp, socket_mmsg.cpp) and the code common to both (socket_backend.cpp).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "base/sockaddr.hpp"
 #include "dataplane/media.hpp"
@@ -19,6 +23,7 @@
 #if SBC_HAVE_LIBURING
 #include <liburing.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <cstdio>
 #endif
@@ -53,7 +58,7 @@ inline void datagram_meta(const sockaddr_storage& src, const base::Endpoint& loc
 #if SBC_HAVE_LIBURING
 constexpr std::uint16_t kBufGroup = 0;
 constexpr unsigned kSqEntries = 256;
-enum : std::uint64_t { kTagRecv = 1, kTagSend = 2, kTagCancel = 3, kTagRecvTwin = 4 };
+enum : std::uint64_t { kTagRecv = 1, kTagSend = 2, kTagCancel = 3, kTagRecvTwin = 4, kTagWake = 5 };
 // Below the open-file limit kept free of twins (signaling, TLS, control and new streams): an
 // eighth of the limit, at most 1024.
 inline std::uint64_t twin_fd_reserve(std::uint64_t limit) {
@@ -66,8 +71,12 @@ inline std::uint64_t tag(std::uint64_t kind, std::uint32_t gen, std::uint32_t va
 }
 #endif
 
+// epoll user data of the wake-up eventfd (sockets carry their port, below 65536).
+constexpr std::uint32_t kEpollWake = 1u << 16;
+
 struct SocketRelay::Impl {
     int epfd = -1;
+    int wake_fd = -1;  // SocketRelay::wake() writes it; a poll returns when it is readable
     std::vector<int> fd_by_port = std::vector<int>(65536, -1);
     std::vector<base::Endpoint> local_by_port = std::vector<base::Endpoint>(65536);
     std::vector<std::uint8_t> bufs;
@@ -84,6 +93,14 @@ struct SocketRelay::Impl {
 
 #if SBC_HAVE_LIBURING
     bool ring_up = false;
+    // Deferred task running (IORING_SETUP_DEFER_TASKRUN): the kernel receives datagrams into
+    // the ring's buffers only while the polling thread waits in io_uring_enter, a burst at a
+    // time, never ahead of the relay (see socket_backend.cpp). The ring then belongs to one
+    // thread, the first to poll: it is created disabled and enabled there.
+    bool deferred = false;
+    bool enabled = false;
+    std::thread::id issuer;
+    bool wake_armed = false;
     io_uring ring{};
     io_uring_buf_ring* br = nullptr;
     std::size_t br_bytes = 0;
@@ -126,9 +143,17 @@ struct SocketRelay::Impl {
         unsigned n = 1;
         while (n < buffers && n < 32768) n <<= 1;
         io_uring_params p{};
-        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                  IORING_SETUP_R_DISABLED;
         p.cq_entries = std::max(4 * n, 1024u);
         int r = io_uring_queue_init_params(kSqEntries, &ring, &p);
+        deferred = r >= 0;
+        if (r < 0) {  // before Linux 6.1
+            p = io_uring_params{};
+            p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+            p.cq_entries = std::max(4 * n, 1024u);
+            r = io_uring_queue_init_params(kSqEntries, &ring, &p);
+        }
         if (r < 0) {
             p = io_uring_params{};
             p.flags = IORING_SETUP_CQSIZE;
@@ -171,6 +196,27 @@ struct SocketRelay::Impl {
         publish();
         recv_layout.msg_namelen = sizeof(sockaddr_in6);
         ring_up = true;
+        enabled = !deferred;
+        issuer = std::this_thread::get_id();
+        return true;
+    }
+    // The first poll: the ring becomes this thread's, and what was opened before is armed.
+    bool enable() {
+        if (!enabled) {
+            // liburing 2.3 declares io_uring_enable_rings but its library lacks it.
+            if (::syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                          nullptr, 0) != 0)
+                return false;
+            enabled = true;
+            issuer = std::this_thread::get_id();
+        }
+        if (!wake_armed && wake_fd >= 0) {
+            io_uring_sqe* e = sqe();
+            if (!e) return true;
+            io_uring_prep_poll_multishot(e, wake_fd, POLLIN);
+            io_uring_sqe_set_data64(e, tag(kTagWake, 0, 0));
+            wake_armed = true;
+        }
         return true;
     }
     void give_back(std::uint16_t bid) {
@@ -185,13 +231,17 @@ struct SocketRelay::Impl {
     // An SQE, submitting what is queued if the submission queue is full.
     io_uring_sqe* sqe() {
         io_uring_sqe* e = io_uring_get_sqe(&ring);
-        if (!e) {
+        if (!e && enabled) {
             io_uring_submit(&ring);
             e = io_uring_get_sqe(&ring);
         }
         return e;
     }
     bool arm(std::uint16_t port, bool twin = false) {
+        if (!enabled) {  // armed by the first poll
+            rearm.push_back(port | (twin ? kRearmTwin : 0u));
+            return true;
+        }
         io_uring_sqe* e = sqe();
         if (!e) return false;
         io_uring_prep_recvmsg_multishot(e, twin ? twins[port].fd : fd_by_port[port], &recv_layout,
@@ -263,7 +313,7 @@ struct SocketRelay::Impl {
             io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
         }
         ++t.gen;
-        io_uring_submit(&ring);
+        submit_cancels();
         ::close(t.fd);
         const std::uint32_t gen = t.gen;
         t = Twin{};
@@ -272,18 +322,36 @@ struct SocketRelay::Impl {
     }
     // Stops the port's receive; its socket may be closed after this (queued sends go first).
     void disarm(std::uint16_t port) {
+        // A re-arm still listed (the port's receive ended) must not arm a successor socket twice.
+        rearm.erase(std::remove(rearm.begin(), rearm.end(), std::uint32_t{port}), rearm.end());
+        if (!enabled) {  // not armed yet, only listed
+            ++gen_by_port[port];
+            return;
+        }
         if (io_uring_sqe* e = sqe()) {
             io_uring_prep_cancel64(e, tag(kTagRecv, gen_by_port[port], port), 0);
             io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
         }
         ++gen_by_port[port];
-        io_uring_submit(&ring);
+        submit_cancels();
+    }
+    // Submits what is queued, cancels included. A cancelled receive lets go of its socket when
+    // its completion runs, which a deferred ring does only when asked for events: asked here, so
+    // that the socket closed next frees its port at once (it may be reopened right away).
+    void submit_cancels() {
+        if (deferred)
+            io_uring_submit_and_get_events(&ring);
+        else
+            io_uring_submit(&ring);
     }
     void stop_uring() {
         if (!ring_up) return;
         // The ring's own teardown runs later in a kernel worker and keeps the sockets (and their
         // ports) until then: cancel the receives now so that closing the sockets frees the ports.
-        for (std::size_t p = 0; p < fd_by_port.size(); ++p) {
+        // A deferred ring takes requests only from its polling thread; destroyed from another
+        // one, its ports are freed by that teardown, a moment later.
+        const bool may_submit = enabled && (!deferred || issuer == std::this_thread::get_id());
+        for (std::size_t p = 0; may_submit && p < fd_by_port.size(); ++p) {
             if (!twins.empty()) close_twin(static_cast<std::uint16_t>(p));
             if (fd_by_port[p] >= 0) disarm(static_cast<std::uint16_t>(p));
         }

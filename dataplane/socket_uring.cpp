@@ -8,6 +8,7 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
                                     [[maybe_unused]] const base::Clock& clock) {
 #if SBC_HAVE_LIBURING
     Impl& s = *impl_;
+    if ((!s.enabled || !s.wake_armed) && !s.enable()) return 0;
     for (std::uint32_t r : s.rearm) {
         const auto port = static_cast<std::uint16_t>(r);
         if (r & Impl::kRearmTwin) {
@@ -37,6 +38,11 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
                 ++tx_errors_;
             }
             s.give_back(static_cast<std::uint16_t>(value));
+            continue;
+        }
+        if (kind == kTagWake) {  // another thread handed work over
+            take_wake();
+            if (!(cqe->flags & IORING_CQE_F_MORE)) s.wake_armed = false;  // re-armed next poll
             continue;
         }
         if (kind != kTagRecv && kind != kTagRecvTwin) continue;

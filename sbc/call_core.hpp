@@ -15,6 +15,7 @@
 #include "policy/policy.hpp"
 #include "sbc/metrics.hpp"
 #include "sbc/signaling/b2bua.hpp"
+#include "sbc/signaling/dispatch.hpp"
 
 namespace sbc {
 
@@ -34,7 +35,10 @@ class MediaStreams {
 
 class HepExporter;
 
-class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallHooks {
+class CallCore final : public signaling::DispatchCore,
+                       signaling::Wire,
+                       signaling::MediaAnchor,
+                       signaling::CallHooks {
   public:
     // Bytes to a flow: UDP from listener `flow.listener` to `flow.remote`, TCP/TLS on
     // connection `flow.connection` (the one the peer used).
@@ -83,7 +87,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                  signaling::Side side, base::Nanos now);
     // The same from any transport: `from` names the connection of a TCP/TLS message.
     void receive(const sip::Message& m, const signaling::Flow& from, signaling::Side side,
-                 base::Nanos now);
+                 base::Nanos now) override;
     void advance(base::Nanos now) { b2bua_->advance(now); }
     bool end_call(std::uint64_t call, base::Nanos now) { return b2bua_->end_call(call, now); }
     // The relay reported stream `stream` of call `call` inactive: an answered call whose stream
@@ -108,7 +112,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
                              std::move(user_agent));
     }
     std::size_t media_streams() const { return streams_by_call_.size(); }
-    bool registrations() const { return b2bua_->registrations() != nullptr; }
+    bool registrations() const override { return b2bua_->registrations() != nullptr; }
     // The registrar proxy (null: registrations are not forwarded), for `sbc ctl registrations`.
     signaling::Registrations* registrar() { return b2bua_->registrations(); }
     const signaling::Registrations* registrar() const { return b2bua_->registrations(); }
@@ -119,7 +123,7 @@ class CallCore final : signaling::Wire, signaling::MediaAnchor, signaling::CallH
     std::size_t active_calls() const { return b2bua_->calls().size(); }
     std::vector<std::uint64_t> call_ids() const { return b2bua_->calls(); }
     // Whether a call the B2BUA holds has a leg with this Call-ID on `side`.
-    bool has_call(signaling::Side side, std::string_view call_id) const {
+    bool has_call(signaling::Side side, std::string_view call_id) const override {
         return b2bua_->call_of(side, call_id).has_value();
     }
     // `sbc ctl calls`: one line per call in progress.

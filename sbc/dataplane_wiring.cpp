@@ -347,7 +347,10 @@ class SocketRuntime final : public DataplaneRuntime {
         (void)daemon.add_policy_participant(
             {"dataplane", [this, node](const std::shared_ptr<const policy::Policy>& p) {
                  auto c = pipeline_config_from(node, p.get());
-                 return policy::PolicyChange::ready([this, c] { mailbox_.post_config(c); });
+                 return policy::PolicyChange::ready([this, c] {
+                     mailbox_.post_config(c);
+                     relay_.wake();
+                 });
              }});
         thread_ = std::thread([this] { loop(); });
     }
@@ -362,15 +365,21 @@ class SocketRuntime final : public DataplaneRuntime {
                                 pipeline_.media().active());
     }
     std::future<std::string> post(std::function<std::string()> task) override {
-        return tasks_.post(std::move(task));
+        auto f = tasks_.post(std::move(task));
+        relay_.wake();
+        return f;
     }
+    void wake() override { relay_.wake(); }
     base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
                                      void* ctx) override {
         return relay_.open_signaling(local, handler, ctx);
     }
     bool post_ban(const base::Prefix& prefix, base::Nanos duration,
                   dataplane::BanOrigin origin) override {
-        return mailbox_.post({dataplane::ControlCommand::Kind::ban, prefix, duration, origin});
+        const bool queued =
+            mailbox_.post({dataplane::ControlCommand::Kind::ban, prefix, duration, origin});
+        relay_.wake();
+        return queued;
     }
     bool admit_connection(const base::Endpoint& remote, const base::Endpoint& local) override {
         dataplane::PacketMeta m;
@@ -493,6 +502,7 @@ class SocketRuntime final : public DataplaneRuntime {
         if (!mailbox_.post({dataplane::ControlCommand::Kind::ban, b->prefix, b->duration,
                             dataplane::BanOrigin::control}))
             return "error: dataplane busy, try again\n";
+        relay_.wake();
         if (!wait_applied(before)) return "queued\n";
         if (mailbox_.failed() != failed_before) return "error: ban table full\n";
         return "ok banned " + b->prefix.to_string() + "\n";
@@ -506,6 +516,7 @@ class SocketRuntime final : public DataplaneRuntime {
         if (!mailbox_.post({dataplane::ControlCommand::Kind::unban, *prefix, 0,
                             dataplane::BanOrigin::control}))
             return "error: dataplane busy, try again\n";
+        relay_.wake();
         if (!wait_applied(before)) return "queued\n";
         if (mailbox_.failed() != failed_before)
             return "error: " + prefix->to_string() + " is not banned\n";
@@ -667,9 +678,12 @@ class DpdkRuntime final : public DataplaneRuntime {
     std::string_view backend() const override { return "dpdk"; }
     std::future<std::string> post(std::function<std::string()> task) override {
         auto f = tasks_.post(std::move(task));
+        wake();
+        return f;
+    }
+    void wake() override {
         const std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-        return f;
     }
 
     base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,

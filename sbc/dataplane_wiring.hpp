@@ -38,8 +38,12 @@ class DataplaneRuntime {
     virtual std::string_view backend() const = 0;
 
     // The signaling thread owns the front door's state. Other threads hand it work that it runs
-    // between two polls (within ~20 ms).
+    // between two polls; posting wakes it, so that the work runs at once.
     virtual std::future<std::string> post(std::function<std::string()> task) = 0;
+    // Any thread: the signaling thread stops waiting and runs what was handed to it (TCP/TLS
+    // messages, tasks, bans) now rather than at its next poll timeout. post() and post_ban()
+    // wake it themselves.
+    virtual void wake() = 0;
     std::string call(std::function<std::string()> task) { return post(std::move(task)).get(); }
 
     using SignalingHandler = dataplane::SocketRelay::SignalingHandler;

@@ -24,17 +24,6 @@ namespace sbc {
 
 namespace {
 
-// Indexed by sip::Method; `unknown` counts extension methods under one label (the method
-// token is attacker-chosen: no per-name counters).
-constexpr std::string_view kMethodNames[] = {"other",   "INVITE",   "ACK",   "BYE",       "CANCEL",
-                                             "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-                                             "PUBLISH", "INFO",     "REFER", "MESSAGE",   "UPDATE"};
-constexpr std::size_t kMethodCount = sizeof kMethodNames / sizeof kMethodNames[0];
-
-std::uint64_t fnv1a(std::uint64_t h, std::string_view s) {
-    return base::fnv1a64(s, h) ^ 0xff;  // separates "ab"+"c" from "a"+"bc"
-}
-
 // Everything of an EngineConfig that changes a verdict, as text: equal fingerprints mean the
 // running engine (and the state it has gathered) can stay.
 std::string fingerprint(const fraud::EngineConfig& c) {
@@ -120,42 +109,17 @@ std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s
     return std::nullopt;
 }
 
-std::string stateless_response(sip::Message& request, int status, std::string_view reason,
-                               const base::IpAddress& source, std::uint16_t source_port,
-                               std::uint32_t retry_after) {
-    // Stateless: the same tag for every retransmission of the request, a hash of what
-    // identifies it (RFC 3261 §8.2.6.2).
-    std::uint64_t h = base::kFnv1a64Seed;
-    h = fnv1a(h, request.call_id());
-    if (const auto* from = request.from()) h = fnv1a(h, from->tag);
-    if (!request.vias().empty()) h = fnv1a(h, request.vias().front().branch);
-    char tag[24];
-    std::snprintf(tag, sizeof tag, "%016llx", static_cast<unsigned long long>(h));
-    const std::string addr = source.to_string();
-    const std::string retry = std::to_string(retry_after);
-    // No Server header: nothing that names a product a scanner could look up.
-    std::pair<std::string_view, std::string_view> extra[1];
-    std::size_t n = 0;
-    if (retry_after > 0) extra[n++] = {"Retry-After", retry};
-    sip::ResponseOptions o;
-    o.to_tag = tag;
-    o.source_address = addr;
-    o.source_port = source_port;
-    o.headers = std::span(extra, n);
-    return sip::build_response(request, status, reason, o);
-}
-
 FrontDoor::FrontDoor(Daemon& daemon, DataplaneRuntime& rt)
     : daemon_(daemon),
       rt_(rt),
       observer_(*this, nullptr),
-      by_method_(kMethodCount, 0),
       account_limits_(kAccountLimiterCapacity, std::random_device{}()) {}
 
 FrontDoor::~FrontDoor() = default;
 
 void FrontDoor::stop_calls() {
     (void)rt_.call([this] {
+        dispatcher_.set_core(nullptr);
         core_.reset();
         return std::string();
     });
@@ -267,7 +231,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
                 return self->send_flow(f, bytes);
             },
             [self](const sip::Message&, const signaling::Flow&, signaling::Side) {
-                return self->admission_;
+                return self->dispatcher_.admission();
             },
             [self](const signaling::CallInfo& c, signaling::CallEnd) { self->call_answered(c); },
             [self](const signaling::CallInfo& c, signaling::CallEnd e) { self->call_ended(c, e); },
@@ -275,6 +239,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
             [self](const sip::Message& m, const signaling::Flow& f, int status) {
                 return self->register_answered(m, f, status);
             });
+        self->dispatcher_.set_core(self->core_.get());
         self->rt_.set_media_events([self](const dataplane::MediaEvent& e) {
             if (self->core_ && e.kind == dataplane::MediaEventKind::inactive)
                 self->core_->media_inactive(e.call_id, e.id, self->rt_.monotonic());
@@ -319,6 +284,7 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         o.limits.max_buffered_bytes = cc.max_buffered_bytes;
         o.limits.handshake_timeout = cc.handshake_timeout;
         o.limits.idle_timeout = cc.idle_timeout;
+        o.wake_signaling = [&rt = self->rt_] { rt.wake(); };
         auto t = StreamTransport::open(std::move(stream_specs), o);
         if (!t) return base::make_error(t.error().message);
         StreamTransport* transport = t->get();
@@ -578,120 +544,65 @@ signaling::Flow FrontDoor::flow_of(const dataplane::PacketMeta& m, std::size_t l
 }
 
 void FrontDoor::on_datagram(const dataplane::PacketMeta& m) {
-    events_.add(stream_.active ? FrontDoorEvent::stream_messages : FrontDoorEvent::datagrams);
-    const std::string_view datagram(reinterpret_cast<const char*>(m.payload), m.payload_len);
-    auto st = msg_.parse(datagram);
-    if (st && msg_.is_request()) st = sip::check_request(msg_);
-    if (!st) {
-        events_.add(FrontDoorEvent::malformed);
-        malformed_.add(st.code);
-        return;
-    }
+    const std::string_view bytes(reinterpret_cast<const char*>(m.payload), m.payload_len);
     const std::size_t li = listener_of(m);
-    const signaling::Side side =
-        li < listeners_.size() ? listeners_[li].side : signaling::Side::external;
-    const bool to_core = core_ && li < listeners_.size();
-    if (!msg_.is_request()) {
-        events_.add(FrontDoorEvent::responses);
-        metrics_.response(static_cast<std::size_t>(side), false, msg_.status_code());
-        if (to_core) core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
-        return;
-    }
-    events_.add(FrontDoorEvent::requests);
-    const auto method = msg_.method();
-    const auto mi = static_cast<std::size_t>(method);
-    ++by_method_[mi < kMethodCount ? mi : 0];
-    metrics_.request(static_cast<std::size_t>(side), mi < kMethodCount ? mi : 0);
-    // Draining: no new call on either side; a retransmitted INVITE of a call already in
-    // progress still reaches its transaction.
-    if (method == sip::Method::invite && draining_.load(std::memory_order_relaxed) &&
-        !(msg_.to() && !msg_.to()->tag.empty()) &&
-        !(to_core && core_->has_call(side, msg_.call_id()))) {
-        events_.add(FrontDoorEvent::refused_draining);
-        answer(msg_, m, 503, "Service Unavailable",
-               drain_retry_after_.load(std::memory_order_relaxed));
-        return;
-    }
-    if (to_core && side == signaling::Side::internal) {
-        // The inside: in-dialog requests of calls and calls going out. Not scored.
-        core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
-        return;
-    }
-    if (method == sip::Method::ack) {  // RFC 3261 §17.2.1: an ACK is never answered
-        events_.add(FrontDoorEvent::not_answered);
-        if (to_core) core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
-        return;
-    }
-    const bool in_dialog = msg_.to() && !msg_.to()->tag.empty();
-    const bool stranger =
-        !policy_ || policy_->classify_source(m.src) != policy::SourceVerdict::trusted;
-    admission_ = {};
-    admission_.known_source = !stranger;
-    // Enumeration resistance: a stranger's out-of-dialog request (a CANCEL belongs to an
-    // INVITE) is answered alike for every user, its refusals included.
-    uniform_ = to_core && stranger && !in_dialog && method != sip::Method::cancel &&
-               listeners_[li].uniform;
-    admission_.uniform = uniform_;
-    // Trusted trunks bypass the signature and per-account checks as they bypass the
-    // dataplane's rate limits. A refused request is not scored.
-    if (policy_ && stranger && (refuse_scanner(msg_, m) || refuse_over_account_limit(msg_, m)))
-        return;
-    fraud::Action action = fraud::Action::allow;
-    // A REGISTER the registrations proxy forwards is scored when its answer is known (the
-    // registrar's outcome, challenges included); out-of-dialog OPTIONS and MESSAGE from
-    // strangers are scored as probes (request sweeps, host discovery).
-    const bool registrar_proxy = to_core && core_->registrations();
-    if ((method == sip::Method::invite && !(to_core && in_dialog)) ||
-        (method == sip::Method::register_ && !registrar_proxy) ||
-        ((method == sip::Method::options || method == sip::Method::message) && !in_dialog &&
-         stranger)) {
-        const auto& v = score(msg_, m);
-        action = v.action;
-        if (action == fraud::Action::flag) {
-            admission_.kind = signaling::Admission::Kind::flag;
-            admission_.flag_value = flag_text(v);
-        }
-    }
-    if (action == fraud::Action::block || action == fraud::Action::ban) {
-        refuse(msg_, m);
-    } else if (to_core) {
-        core_->receive(msg_, flow_of(m, li), side, rt_.monotonic());
-    } else if (method == sip::Method::cancel) {
-        // No transaction can match: RFC 3261 §9.2.
-        answer(msg_, m, 481, "Call/Transaction Does Not Exist", 0);
-    } else {
-        answer(msg_, m, placeholder_.status, placeholder_.reason, placeholder_.retry_after);
-    }
+    signaling::Arrival a;
+    a.flow = flow_of(m, li);
+    a.local = {m.dst, m.dst_port};
+    a.listener_known = li < listeners_.size();
+    a.side = a.listener_known ? listeners_[li].side : signaling::Side::external;
+    a.uniform = a.listener_known && listeners_[li].uniform;
+    a.now = rt_.monotonic();
+    const auto d = dispatcher_.dispatch(bytes, a);
+    using Kind = signaling::Dispatcher::Dispatched::Kind;
+    if (d.kind == Kind::response)
+        metrics_.response(static_cast<std::size_t>(a.side), false, d.status);
+    else if (d.kind == Kind::request)
+        metrics_.request(static_cast<std::size_t>(a.side), d.method);
 }
 
-void FrontDoor::refuse(sip::Message& msg, const dataplane::PacketMeta& meta) {
-    if (uniform_) {
-        // The call core answers it as it answers any user: a REGISTER or INVITE with the
-        // uniform challenge, an OPTIONS or MESSAGE as the SBC answers them all.
-        events_.add(FrontDoorEvent::refused_uniform);
-        admission_.kind = signaling::Admission::Kind::block;
-        const std::size_t li = listener_of(meta);
-        core_->receive(msg, flow_of(meta, li), listeners_[li].side, rt_.monotonic());
-        return;
-    }
-    events_.add(FrontDoorEvent::answered_403);
-    answer(msg, meta, 403, "Forbidden", 0);
+bool FrontDoor::trusted(const base::IpAddress& source) {
+    return policy_ && policy_->classify_source(source) == policy::SourceVerdict::trusted;
 }
 
-bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& meta) {
+bool FrontDoor::screen(const sip::Message& m, const signaling::Arrival& a) {
+    return policy_ && (refuse_scanner(m, a) || refuse_over_account_limit(m, a));
+}
+
+bool FrontDoor::send(const signaling::Flow& to, std::string_view bytes) {
+    if (to.listener >= listeners_.size()) {
+        events_.add(FrontDoorEvent::send_failed);
+        return false;
+    }
+    return send_to(to.listener, to.remote, bytes, to.connection);
+}
+
+void FrontDoor::answered(const sip::Message& m, const signaling::Arrival& a,
+                         std::string_view response) {
+    if (!hep_) return;
+    // The front door's own answers (blocks, drain, placeholders) reach Homer too, with the
+    // request they answer; no other leg exists, so the Call-ID is the correlation id.
+    const auto& local = listeners_[a.flow.listener].local;
+    const base::UnixNanos t = rt_.wall();
+    hep_->capture(a.flow.remote, local, t, m.call_id(), m.bytes());
+    hep_->capture(local, a.flow.remote, t, m.call_id(), response);
+}
+
+bool FrontDoor::refuse_scanner(const sip::Message& msg, const signaling::Arrival& a) {
     const auto& s = policy_->scanners;
     if (s.user_agents.empty() && !s.empty_user_agent_is_scanner) return false;
     const auto sig = scanner_match(s, msg.user_agent());
     if (!sig) return false;
     events_.add(FrontDoorEvent::refused_scanner);
     security_event(SecurityEventKind::scanner,
-                   {{"source", meta.src.to_string()},
+                   {{"source", a.flow.remote.addr.to_string()},
                     {"user_agent", std::string(msg.user_agent())},
                     {"signature", std::string(*sig)},
                     {"action", s.action == policy::DenyAction::ban ? "ban" : "block"}});
     if (s.action == policy::DenyAction::ban) {
         // Duration 0: the dataplane escalates per [bans] (base, factor, max), as for floods.
-        const base::Prefix host(meta.src, meta.src.is_v4() ? 32 : 128);
+        const base::IpAddress& src = a.flow.remote.addr;
+        const base::Prefix host(src, src.is_v4() ? 32 : 128);
         if (rt_.post_ban(host, 0, dataplane::BanOrigin::signaling)) {
             events_.add(FrontDoorEvent::scanner_bans_posted);
             spdlog::warn("scanner ban: {} (User-Agent matches \"{}\")", host.to_string(), *sig);
@@ -699,38 +610,42 @@ bool FrontDoor::refuse_scanner(sip::Message& msg, const dataplane::PacketMeta& m
             events_.add(FrontDoorEvent::scanner_bans_rejected);
         }
     }
-    refuse(msg, meta);
     return true;
 }
 
-bool FrontDoor::refuse_over_account_limit(sip::Message& msg, const dataplane::PacketMeta& meta) {
+bool FrontDoor::refuse_over_account_limit(const sip::Message& msg, const signaling::Arrival& a) {
     const auto cls = limit_class(msg.method());
     const auto& limit = policy_->rate_limits.get(cls, policy::LimitKey::account);
     if (!limit.enabled) return false;
     // No account (no username, no From user): the per-source limits of the dataplane apply.
     const std::string_view account = account_of(msg);
-    if (account.empty() || account_limits_.admit(account, cls, limit, rt_.monotonic()))
-        return false;
+    if (account.empty() || account_limits_.admit(account, cls, limit, a.now)) return false;
     events_.add(FrontDoorEvent::refused_account_limit);
-    refuse(msg, meta);
     return true;
 }
 
-fraud::Verdict FrontDoor::score(const sip::Message& msg, const dataplane::PacketMeta& meta) {
+signaling::Admission FrontDoor::score(const sip::Message& msg, const signaling::Arrival& a) {
+    signaling::Admission out;
     verdict_.reset();
-    if (!engine_) return verdict_;
+    if (!engine_) return out;
     events_.add(FrontDoorEvent::fraud_events);
     ObservedMessage at;
-    at.source = {meta.src, meta.src_port};
-    at.destination = {meta.dst, meta.dst_port};
-    at.now = rt_.monotonic();
+    at.source = a.flow.remote;
+    at.destination = a.local;
+    at.now = a.now;
     at.wall = rt_.wall();
     if (msg.method() == sip::Method::register_)
         // Not forwarded: the answer it gets is the placeholder, never a success.
-        observer_.registration_answered(msg, placeholder_.status, at);
+        observer_.registration_answered(msg, dispatcher_.placeholder().status, at);
     else
         observer_.request_offered(msg, at);
-    return verdict_;
+    if (verdict_.action == fraud::Action::flag) {
+        out.kind = signaling::Admission::Kind::flag;
+        out.flag_value = flag_text(verdict_);
+    } else if (verdict_.action == fraud::Action::block || verdict_.action == fraud::Action::ban) {
+        out.kind = signaling::Admission::Kind::block;
+    }
+    return out;
 }
 
 void FrontDoor::apply_verdict(const fraud::Verdict& v, const base::IpAddress& source,
@@ -904,58 +819,37 @@ std::size_t FrontDoor::listener_of(const dataplane::PacketMeta& meta) const {
     return listeners_.size();
 }
 
-void FrontDoor::answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
-                       std::string_view reason, std::uint32_t retry_after) {
-    const std::size_t l = listener_of(meta);
-    if (l >= listeners_.size()) {
-        events_.add(FrontDoorEvent::send_failed);
-        return;
-    }
-    const std::string response =
-        stateless_response(m, status, reason, meta.src, meta.src_port, retry_after);
-    if (!send_to(l, {meta.src, meta.src_port}, response, stream_.active ? stream_.connection : 0))
-        return;
-    events_.add(FrontDoorEvent::answered);
-    if (hep_) {
-        // The front door's own answers (blocks, drain, placeholders) reach Homer too, with the
-        // request they answer; no other leg exists, so the Call-ID is the correlation id.
-        const base::Endpoint peer{meta.src, meta.src_port};
-        const base::UnixNanos t = rt_.wall();
-        hep_->capture(peer, listeners_[l].local, t, m.call_id(), m.bytes());
-        hep_->capture(listeners_[l].local, peer, t, m.call_id(), response);
-    }
-}
-
 std::string FrontDoor::answer_command(std::string_view args) {
     // answer [STATUS [RETRY_AFTER_S] [REASON...]]: the placeholder final response.
     std::string a(args);
     while (!a.empty() && (a.back() == '\n' || a.back() == ' ' || a.back() == '\r')) a.pop_back();
     if (!a.empty()) {
         int status = 0;
-        unsigned retry = placeholder_.retry_after;
+        auto& placeholder = dispatcher_.placeholder();
+        unsigned retry = placeholder.retry_after;
         char reason[128] = "";
         const int n = std::sscanf(a.c_str(), "%d %u %127[^\n]", &status, &retry, reason);
         // 2xx would tell a peer that a call or registration succeeded: never a fake success.
         if (n < 1 || status < 300 || status > 699)
             return "error: usage: answer [STATUS(300-699) [RETRY_AFTER_S] [REASON]]\n";
-        placeholder_.status = status;
-        placeholder_.retry_after = n >= 2 ? retry : 0;
+        placeholder.status = status;
+        placeholder.retry_after = n >= 2 ? retry : 0;
         if (n >= 3)
-            placeholder_.reason = reason;
+            placeholder.reason = reason;
         else if (status == 503)
-            placeholder_.reason = "Service Unavailable";
+            placeholder.reason = "Service Unavailable";
         else if (status == 480)
-            placeholder_.reason = "Temporarily Unavailable";
+            placeholder.reason = "Temporarily Unavailable";
         else
-            placeholder_.reason = "Unavailable";
+            placeholder.reason = "Unavailable";
     }
-    return "answer=" + std::to_string(placeholder_.status) + " " + placeholder_.reason +
-           "\nretry_after=" + std::to_string(placeholder_.retry_after) + "\n";
+    const auto& placeholder = dispatcher_.placeholder();
+    return "answer=" + std::to_string(placeholder.status) + " " + placeholder.reason +
+           "\nretry_after=" + std::to_string(placeholder.retry_after) + "\n";
 }
 
 void FrontDoor::set_draining(bool on, std::uint32_t retry_after) {
-    drain_retry_after_.store(retry_after, std::memory_order_relaxed);
-    draining_.store(on, std::memory_order_relaxed);
+    dispatcher_.set_draining(on, retry_after);
 }
 
 std::size_t FrontDoor::active_calls() {
@@ -1001,21 +895,13 @@ std::string FrontDoor::stats_text() const {
         const auto e = static_cast<FrontDoorEvent>(i);
         out += "sip." + std::string(name(e)) + "=" + std::to_string(events_[e]) + "\n";
     }
-    for (std::size_t i = 0; i < kMethodCount; ++i)
-        out += "sip.method." + std::string(kMethodNames[i]) + "=" + std::to_string(by_method_[i]) +
-               "\n";
-    for (std::size_t i = 1; i < sip::kRejectCount; ++i) {
-        const auto r = static_cast<sip::Reject>(i);
-        if (malformed_[r])
-            out += "sip.malformed." + std::string(name(r)) + "=" + std::to_string(malformed_[r]) +
-                   "\n";
-    }
+    out += dispatcher_.stats_text();
     for (std::size_t i = 0; i < fraud::kActionCount; ++i) {
         const auto a = static_cast<fraud::Action>(i);
         out += "fraud.verdict." + std::string(name(a)) + "=" + std::to_string(verdicts_[a]) + "\n";
     }
     out += "listeners=" + std::to_string(listeners_.size()) + "\n";
-    out += std::string("draining=") + (draining_.load() ? "1" : "0") + "\n";
+    out += std::string("draining=") + (dispatcher_.draining() ? "1" : "0") + "\n";
     if (hep_) out += hep_->stats_text();
     if (core_) out += core_->stats_text();
     if (streams_) out += streams_->stats_text();

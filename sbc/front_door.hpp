@@ -26,6 +26,7 @@
 #include "sbc/events.hpp"
 #include "sbc/hep.hpp"
 #include "sbc/metrics.hpp"
+#include "sbc/signaling/dispatch.hpp"
 #include "sbc/stream_transport.hpp"
 #include "sip/sip.hpp"
 
@@ -34,15 +35,9 @@ namespace sbc {
 class Daemon;
 class DataplaneRuntime;
 
+// The wiring's events; parse and dispatch count theirs in signaling::DispatchEvent (both are
+// `sip.` lines in `stats` and `sbc_frontdoor_` metrics).
 #define SBC_FRONT_DOOR_EVENTS(X)                                                             \
-    X(datagrams, "SIP datagrams admitted by the dataplane")                                  \
-    X(stream_messages, "SIP messages framed on TCP/TLS connections")                         \
-    X(malformed, "malformed messages dropped (see sip.malformed.<reason>)")                  \
-    X(responses, "SIP responses received and dropped (no transactions yet)")                 \
-    X(requests, "well-formed requests")                                                      \
-    X(answered, "stateless final responses sent")                                            \
-    X(answered_403, "403 Forbidden sent for a blocked or banned request")                    \
-    X(not_answered, "requests not answered (ACK)")                                           \
     X(send_failed, "responses that could not be sent")                                       \
     X(calls_ended, "calls through the B2BUA ended (fed to the fraud engine)")                \
     X(fraud_events, "events scored by the fraud engine (INVITE, REGISTER)")                  \
@@ -55,25 +50,8 @@ class DataplaneRuntime;
     X(refused_scanner, "requests refused (403) for a scanner User-Agent ([scanners])")       \
     X(scanner_bans_posted, "scanner bans handed to the dataplane ban table (action ban)")    \
     X(scanner_bans_rejected, "scanner bans refused by a full dataplane mailbox")             \
-    X(refused_account_limit, "requests refused (403) by a per-account rate limit")           \
-    X(refused_draining, "new INVITEs refused (503) while the node drains")                   \
-    X(refused_uniform, "blocked requests answered like every user (enumeration resistance)")
+    X(refused_account_limit, "requests refused (403) by a per-account rate limit")
 SBC_DECLARE_COUNTER_LIST(FrontDoorEvent, SBC_FRONT_DOOR_EVENTS)
-
-// The final response every admitted request gets until signaling exists (never a fake 200).
-struct PlaceholderAnswer {
-    int status = 503;
-    std::string reason = "Service Unavailable";
-    std::uint32_t retry_after = 60;  // seconds; 0: no Retry-After
-};
-
-// RFC 3261 §8.2.6: a response to `request` (parsed; its bytes still alive) with Via, From, To,
-// Call-ID and CSeq copied, a To tag added when the request had none (the same for every
-// retransmission: §8.2.6.2), RFC 3581 §4 received/rport on the top Via, and Content-Length 0.
-// Editing leaves `request` with recorded edits; parse it again before reuse.
-std::string stateless_response(sip::Message& request, int status, std::string_view reason,
-                               const base::IpAddress& source, std::uint16_t source_port,
-                               std::uint32_t retry_after);
 
 // The rate-limit class of a request method (the policy's register, invite, other).
 policy::TrafficClass limit_class(sip::Method method);
@@ -82,10 +60,11 @@ policy::TrafficClass limit_class(sip::Method method);
 std::optional<std::string_view> scanner_match(const policy::ScannerSignatures& s,
                                               std::string_view user_agent);
 
-// Fraud events reach the engine through the CallObserver (the one SIP -> fraud mapping):
-// new INVITEs and REGISTERs from the front door, answers, ends and relayed responses from the
-// B2BUA's call hooks.
-class FrontDoor final : FraudEventSink {
+// Parse, checks and dispatch are the signaling library's (signaling::Dispatcher); the front door
+// answers its hooks with the node's policy and fraud engine. Fraud events reach the engine
+// through the CallObserver (the one SIP -> fraud mapping): new INVITEs and REGISTERs from the
+// dispatcher, answers, ends and relayed responses from the B2BUA's call hooks.
+class FrontDoor final : FraudEventSink, signaling::Wire, signaling::DispatchHooks {
   public:
     // Opens every UDP listener of the node config on the dataplane and every TCP/TLS one on the
     // stream transport's thread (whose connections the dataplane admits first), holds the fraud
@@ -133,7 +112,16 @@ class FrontDoor final : FraudEventSink {
     // Returns the engine it replaced, for the caller to free off the dataplane thread.
     std::unique_ptr<fraud::Engine> commit_policy(std::shared_ptr<const policy::Policy> p,
                                                  std::unique_ptr<fraud::Engine> next);
-    fraud::Verdict score(const sip::Message& m, const dataplane::PacketMeta& meta);
+    // DispatchHooks: the policy's trusted sources, [scanners] and per-account limits, the
+    // fraud engine's verdict, HEP capture of the stateless answers.
+    bool trusted(const base::IpAddress& source) override;
+    bool screen(const sip::Message& m, const signaling::Arrival& a) override;
+    signaling::Admission score(const sip::Message& m, const signaling::Arrival& a) override;
+    void answered(const sip::Message& m, const signaling::Arrival& a,
+                  std::string_view response) override;
+    // Wire: the dispatcher's stateless answers, on the listener (and connection) the request
+    // came on.
+    bool send(const signaling::Flow& to, std::string_view bytes) override;
     // A verdict on an event from `source`: counted, and a ban posted to the dataplane.
     void apply_verdict(const fraud::Verdict& v, const base::IpAddress& source, base::Nanos now,
                        std::string_view account = {});
@@ -143,11 +131,9 @@ class FrontDoor final : FraudEventSink {
     void ended(const fraud::CallEnded& e) override;
     void auth(const fraud::AuthResult& a) override;
     void registration(const fraud::Registration& r) override;
-    // [scanners] and per-account limits, before scoring; true: refused (and answered).
-    bool refuse_scanner(sip::Message& m, const dataplane::PacketMeta& meta);
-    bool refuse_over_account_limit(sip::Message& m, const dataplane::PacketMeta& meta);
-    void answer(sip::Message& m, const dataplane::PacketMeta& meta, int status,
-                std::string_view reason, std::uint32_t retry_after);
+    // [scanners] and per-account limits, before scoring; true: refuse.
+    bool refuse_scanner(const sip::Message& m, const signaling::Arrival& a);
+    bool refuse_over_account_limit(const sip::Message& m, const signaling::Arrival& a);
     // UDP from the listener's socket, or TCP/TLS on `connection` (through the transport).
     bool send_to(std::size_t listener, const base::Endpoint& to, std::string_view bytes,
                  std::uint64_t connection = 0);
@@ -180,14 +166,7 @@ class FrontDoor final : FraudEventSink {
         bool uniform = false;  // enumeration resistance toward strangers
     };
     std::vector<Listener> listeners_;
-    // The message being handled gets enumeration resistance: a stranger's out-of-dialog
-    // request on an external listener that has it, with the call core running. Its refusals
-    // then go through the core as a blocked admission (answered as every user is).
-    bool uniform_ = false;
-    // Refuses the message being handled: the uniform answer, else 403.
-    void refuse(sip::Message& m, const dataplane::PacketMeta& meta);
-    sip::Message msg_;  // reused for every datagram
-    PlaceholderAnswer placeholder_;
+    signaling::Dispatcher dispatcher_{*this, *this};
     std::shared_ptr<const policy::Policy> policy_;
     std::unique_ptr<fraud::Engine> engine_;
     CallObserver observer_;   // its sink is this front door
@@ -196,8 +175,6 @@ class FrontDoor final : FraudEventSink {
     std::string engine_fingerprint_;  // of engine_'s config; read and written by reloads only
     std::shared_ptr<const fraud::GeoIp> geoip_;  // the node's database, opened once
     base::CounterSet<FrontDoorEvent> events_;
-    base::CounterSet<sip::Reject> malformed_;
-    std::vector<std::uint64_t> by_method_;  // sip::Method, unknown last
     base::CounterSet<fraud::Action> verdicts_;
     SignalingMetrics metrics_;                             // per realm, setup latency, rules
     std::map<std::string, dataplane::BanInfo> bans_seen_;  // watch_bans()
@@ -207,13 +184,10 @@ class FrontDoor final : FraudEventSink {
     // 64k accounts x 3 classes share 2 MiB whatever the traffic (see account_limiter.hpp).
     static constexpr std::uint32_t kAccountLimiterCapacity = 65536;
     AccountLimiter account_limits_;
-    std::atomic<bool> draining_{false};
-    std::atomic<std::uint32_t> drain_retry_after_{60};
     // HEP export of the call core's messages ([hep]); outlives core_, which points at it.
     std::unique_ptr<HepExporter> hep_;
     // The signaling core; null when calls are not forwarded (no next hop or internal listener).
     std::unique_ptr<CallCore> core_;
-    signaling::Admission admission_;  // the verdict on the INVITE being handed to core_
     // Fraud bans whose running calls end at the next tick ([fraud] end_calls_on_ban).
     std::vector<std::pair<base::IpAddress, std::string>> banned_calls_;
     // The message being handled came on this TCP/TLS connection (else: a UDP datagram).

@@ -16,7 +16,7 @@ namespace {
 constexpr std::string_view kRealmNames[] = {"external", "internal"};
 constexpr std::string_view kDirectionNames[] = {"received", "sent"};
 constexpr std::string_view kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "6xx"};
-// sip::Method order (front_door.cpp's kMethodNames), "other" for unknown.
+// sip::Method order (signaling::kMethodNames), "other" for unknown.
 constexpr std::string_view kMethodLabels[] = {
     "other",     "INVITE", "ACK",     "BYE",  "CANCEL", "OPTIONS", "REGISTER", "PRACK",
     "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER",  "MESSAGE", "UPDATE",   "other"};
@@ -116,9 +116,11 @@ void StreamTransport::write_metrics(MetricsWriter& w) const {
 
 void FrontDoor::write_metrics(MetricsWriter& w) const {
     rt_.write_metrics(w);
+    w.each("frontdoor", dispatcher_.events(), signaling::kDispatchEventNames,
+           signaling::kDispatchEventDescriptions);
     w.each("frontdoor", events_, kFrontDoorEventNames, kFrontDoorEventDescriptions);
     w.by_label("sbc_sip_malformed_total", "SIP messages dropped as malformed, by reason", "reason",
-               malformed_, sip::kRejectNames);
+               dispatcher_.malformed(), sip::kRejectNames);
     const auto& m = metrics_;
     w.family("sbc_sip_requests_total", "counter",
              "well-formed SIP requests received, by realm and method");

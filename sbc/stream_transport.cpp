@@ -137,14 +137,30 @@ void StreamTransport::stop() {
 }
 
 std::size_t StreamTransport::drain(std::vector<Inbound>& out, std::size_t max) {
-    std::lock_guard lock(in_mu_);
     std::size_t n = 0;
-    while (n < max && !inbox_.empty()) {
-        out.push_back(std::move(inbox_.front()));
-        inbox_.pop_front();
-        ++n;
+    bool left = false;
+    {
+        std::lock_guard lock(in_mu_);
+        while (n < max && !inbox_.empty()) {
+            out.push_back(std::move(inbox_.front()));
+            inbox_.pop_front();
+            ++n;
+        }
+        left = !inbox_.empty();
     }
+    // More than one batch waiting: the signaling thread comes back for the rest at once.
+    if (left && options_.wake_signaling) options_.wake_signaling();
     return n;
+}
+
+void StreamTransport::wake_signaling() {
+    bool handed = false;
+    {
+        std::lock_guard lock(in_mu_);
+        handed = handed_over_;
+        handed_over_ = false;
+    }
+    if (handed && options_.wake_signaling) options_.wake_signaling();
 }
 
 void StreamTransport::admit(ConnectionId c, bool ok) {
@@ -261,6 +277,7 @@ bool StreamTransport::push_inbound(Inbound item) {
     std::lock_guard lock(in_mu_);
     if (inbox_.size() >= options_.inbox_capacity) return false;
     inbox_.push_back(std::move(item));
+    handed_over_ = true;
     return true;
 }
 
@@ -324,6 +341,7 @@ void StreamTransport::loop() {
             last_expire_ = now;
             conns_.expire(now, [this](ConnectionId id, StreamEvent) { close(id); });
         }
+        wake_signaling();
         publish(now, false);
     }
     publish(clock_.monotonic(), true);
@@ -617,6 +635,7 @@ void StreamTransport::close(ConnectionId id) {
             gone.local = c.local;
             std::lock_guard lock(in_mu_);
             inbox_.push_back(std::move(gone));
+            handed_over_ = true;
         }
         if (c.outgoing) {
             if (auto p = pool_.find(c.pool_key); p != pool_.end() && p->second == id)

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +52,10 @@ class StreamTransport {
         // Outgoing TLS; without it a TLS destination fails at once.
         bool client_tls_enabled = false;
         tls::ClientSettings client_tls;
+        // Called on the transport thread, once per round of its loop in which it handed items
+        // over (and on the signaling thread when a drain leaves some behind): wakes the
+        // signaling thread, so that it takes them at once instead of at its next poll timeout.
+        std::function<void()> wake_signaling;
     };
     // To the signaling thread. `closed`: an admitted connection is gone (peer closed, error,
     // idle, limit), so whatever was bound to it (registrations) can go at once.
@@ -127,6 +132,7 @@ class StreamTransport {
 
     explicit StreamTransport(const Options& options);
     void loop();
+    void wake_signaling();
     void accept_on(Listening& l, base::Nanos now);
     void send_outgoing(Outbound& o, base::Nanos now);
     void finish_connect(Conn& c, base::Nanos now);
@@ -162,6 +168,7 @@ class StreamTransport {
 
     std::mutex in_mu_;
     std::deque<Inbound> inbox_;
+    bool handed_over_ = false;  // transport thread: items queued since the last wake
     std::mutex out_mu_;
     std::deque<Outbound> outbox_;
 

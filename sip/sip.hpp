@@ -487,6 +487,13 @@ std::string build_response(const Message& request, int status, std::string_view 
                            const ResponseOptions& options = {});
 // The reason phrase RFC 3261 §21 (and its extensions) gives a status code; "" when unknown.
 std::string_view default_reason(int status);
+// RFC 3261 §8.2.6 for a server that keeps no state of the request: build_response with a To tag
+// derived from what identifies the request (Call-ID, From tag, top Via branch), so that every
+// retransmission gets the same one (§8.2.6.2); received/rport for `source` (RFC 3581 §4); and a
+// Retry-After when `retry_after` (seconds) is not 0. No Server header: nothing that names a
+// product a scanner could look up.
+std::string stateless_response(const Message& request, int status, std::string_view reason,
+                               const base::Endpoint& source, std::uint32_t retry_after = 0);
 
 // Frames messages on a stream transport (RFC 3261 §18.3) fed with arbitrary chunks.
 class StreamFramer {

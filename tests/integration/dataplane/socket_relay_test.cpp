@@ -9,9 +9,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "base/sockaddr.hpp"
@@ -472,4 +475,121 @@ TEST_CASE(
     // the count's own); had the eight twins stayed, four streams fewer would fit.
     CHECK(2 * opened + 2 >= limit - before);
     CHECK(relayed_after);
+}
+
+// The tests below use media ports 27000-27999 only.
+namespace {
+PipelineConfig burst_config() {
+    auto cfg = PipelineConfig::defaults();
+    cfg.media_port_min = 27000;
+    cfg.media_port_max = 27999;
+    cfg.stream_capacity = 1024;
+    return cfg;
+}
+
+// Takes every datagram waiting on `u`; returns how many.
+std::size_t drain(const Udp& u) {
+    std::size_t n = 0;
+    std::uint8_t buf[2048];
+    while (::recv(u.fd, buf, sizeof buf, MSG_DONTWAIT) > 0) ++n;
+    return n;
+}
+}  // namespace
+
+TEST_CASE(
+    "Socket relay: a thousand sockets fed faster than it relays: no buffer shortage, no loss") {
+    const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);
+    INFO("io=" << socket_io_name(io));
+    Pipeline pipeline(burst_config());
+    SocketRelay relay(pipeline, SocketRelayConfig{io});
+    REQUIRE(relay.io_mode() == io);
+    sbc::base::SystemClock clock;
+    // 499 streams, both legs receiving: 998 sockets, 8 datagrams each, 7,984 in all, about twice
+    // the io_uring ring's 4,096 buffers. A relay whose kernel takes datagrams off the sockets
+    // faster than it relays them runs out of buffers; the bare relay's recvmmsg never does.
+    constexpr std::uint16_t kStreams = 499, kBurstPerSocket = 24;
+    Udp caller(ep(kCaller, 27998));
+    Udp callee(ep(kCallee, 27999));
+    for (const Udp* u : {&caller, &callee}) {  // room for what the relay sends between drains
+        const int bytes = 64 << 20;
+        if (::setsockopt(u->fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+            (void)::setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    }
+    for (std::uint16_t i = 0; i < kStreams; ++i)
+        REQUIRE(
+            relay.open_stream(mux_stream(static_cast<std::uint16_t>(27000 + 2 * i), 27998, 27999),
+                              clock.monotonic()));
+    CHECK(relay.open_sockets() == 2u * kStreams);
+    relay.poll_once(0, clock);  // arms the receives
+    // Another thread sends round after round to every socket, as fast as it can, while this
+    // one relays: the relay falls behind and datagrams wait. A relay whose kernel takes them off
+    // the sockets into ring buffers ahead of it runs out of buffers; the bare relay's recvmmsg
+    // never does.
+    std::atomic<std::size_t> sent{0};
+    std::atomic<bool> done{false};
+    std::thread sender([&] {
+        for (std::uint16_t k = 1; k <= kBurstPerSocket; ++k) {
+            const auto p = sbc::dataplane::test::rtp_payload(k, k * 160u);
+            for (std::uint16_t i = 0; i < kStreams; ++i) {
+                caller.send_to(ep(kRelay, static_cast<std::uint16_t>(27000 + 2 * i)), p);
+                callee.send_to(ep(kRelay, static_cast<std::uint16_t>(27001 + 2 * i)), p);
+                sent += 2;
+            }
+        }
+        done = true;
+    });
+    std::size_t received = 0;
+    const auto deadline = clock.monotonic() + 20 * sbc::base::kNanosPerSecond;
+    for (int i = 0; i < 200000 && !(done && received == sent) && clock.monotonic() < deadline;
+         ++i) {
+        relay.poll_once(1, clock);
+        received += drain(caller) + drain(callee);
+    }
+    sender.join();
+    CHECK(received == sent);
+    CHECK(relay.rx_buffer_shortages() == 0);
+    CHECK(relay.tx_errors() == 0);
+    CHECK(pipeline.counters().events[PipelineEvent::relayed] == sent);
+}
+
+TEST_CASE("Socket relay: wake() from another thread ends a long poll at once") {
+    const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);
+    INFO("io=" << socket_io_name(io));
+    Pipeline pipeline(burst_config());
+    SocketRelay relay(pipeline, SocketRelayConfig{io});
+    REQUIRE(relay.io_mode() == io);
+    sbc::base::SystemClock clock;
+    REQUIRE(relay.open_stream(mux_stream(27000, 27998, 27999), clock.monotonic()));
+    relay.poll_once(0, clock);
+    // Woken while it waits: the poll returns within well under its 2 s timeout.
+    std::atomic<sbc::base::Nanos> woken_at{0};
+    std::thread other([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        woken_at = clock.monotonic();
+        relay.wake();
+    });
+    const auto start = clock.monotonic();
+    std::size_t polls = 0;
+    // A poll may return early for another reason (none expected on an idle relay): bounded.
+    while (relay.wakeups() == 0 && polls < 5 && clock.monotonic() - start < 3'000'000'000) {
+        relay.poll_once(2000, clock);
+        ++polls;
+    }
+    const auto returned = clock.monotonic();
+    other.join();
+    CHECK(relay.wakeups() == 1);
+    REQUIRE(woken_at.load() > 0);
+    CHECK(returned - woken_at.load() < 100'000'000);  // 100 ms, on a loaded machine
+    // Woken before it polls (several times): the next poll returns at once, one wake-up.
+    relay.wake();
+    relay.wake();
+    const auto t0 = clock.monotonic();
+    relay.poll_once(2000, clock);
+    CHECK(clock.monotonic() - t0 < 100'000'000);
+    CHECK(relay.wakeups() == 2);
+    // And then it waits again.
+    const auto t1 = clock.monotonic();
+    relay.poll_once(200, clock);
+    CHECK(clock.monotonic() - t1 >= 150'000'000);
+    CHECK(relay.wakeups() == 2);
 }

@@ -80,3 +80,24 @@ open(path, "w").write(s)
 PY
   grep -q "port = $2" "$WORK/sbc.toml" || fail "internal port not rewritten"
 }
+
+# start_kamailio CFG ADDR PORT [KAMAILIO_ARGS...]: Kamailio with CFG (checked first with -c),
+# listening on udp ADDR:PORT, logging to $WORK/kamailio.log, stopped by PID in cleanup. Fails
+# when the port is taken, the configuration is refused, or the port is not open within 10 s.
+start_kamailio() {
+  local cfg=$1 addr=$2 port=$3 pid
+  shift 3
+  ! ss -uln | grep -q "$addr:$port " || fail "port $addr:$port is taken"
+  kamailio -c -f "$cfg" "$@" >"$WORK/kamailio-check.log" 2>&1 ||
+    { cat "$WORK/kamailio-check.log"; fail "kamailio refuses its configuration"; }
+  kamailio -DD -E -f "$cfg" -m 64 -M 8 "$@" >"$WORK/kamailio.log" 2>&1 &
+  pid=$!
+  PEER_PIDS+=("$pid")
+  for _ in $(seq 100); do
+    ss -uln | grep -q "$addr:$port " && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$WORK/kamailio.log"
+  fail "kamailio never listened on $addr:$port"
+}

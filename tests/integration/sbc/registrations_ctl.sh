@@ -13,10 +13,8 @@ REG_PORT=11082
 INT_PORT=11081
 registrar_config "$REG_PORT" "$INT_PORT" 20500 20599 'keepalive = "none"
 nat_expires = "60s"'
-! ss -uln | grep -q "$REG:$REG_PORT " || fail "port $REG:$REG_PORT is taken"
-kamailio -DD -E -f "$HERE/registrar/kamailio.cfg" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 -m 64 -M 8 \
-  -Y "$WORK" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
-PEER_PIDS+=($!)
+start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
+  -Y "$WORK" -w "$WORK"
 start_sbc
 for _ in $(seq 100); do
   [ "$(stat calls.hops_up)" -ge 1 ] && break

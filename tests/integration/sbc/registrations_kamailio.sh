@@ -14,40 +14,14 @@ need tcpdump tcpdump
 REG=127.0.0.3
 REG_PORT=45802
 INT_PORT=45801
-write_config
-# The call-center policy with the per-account REGISTER limit out of the way (one phone
-# registers, moves and unregisters within seconds here).
-cp -r "$ROOT/policy/examples" "$WORK/policy"
-python3 - "$WORK/sbc.toml" "$REG_PORT" "$INT_PORT" "$WORK/policy/callcenter.toml" <<'PY'
-import re, sys
-path, reg, internal, pol = sys.argv[1:5]
-p = open(pol).read()
-p = p.replace('per_account = { rate = 1, burst = 5 }', 'per_account = { rate = 100, burst = 200 }')
-open(pol, "w").write(p)
-s = open(path).read()
-s = re.sub(r'files = \[.*\]', 'files = ["' + pol + '"]', s)
-s = re.sub(r'(\[\[next_hops\]\][^\[]*?port = )\d+', r'\g<1>' + reg, s, flags=re.S)
-s = re.sub(r'(realm = "internal"[^\[]*?port = )\d+', r'\g<1>' + internal, s, flags=re.S)
-s = s.replace('interval = "5s"', 'interval = "1s"').replace('timeout = "2s"', 'timeout = "500ms"')
-s = s.replace('port_min = 20000', 'port_min = 34000').replace('port_max = 29999', 'port_max = 34999')
-s = s.replace('[media]', '''[registrations]
-nat_expires = "60s"
+registrar_config "$REG_PORT" "$INT_PORT" 34000 34999 'nat_expires = "60s"
 keepalive = "options"
 keepalive_interval = "8s"
 keepalive_timeout = "1s"
-keepalive_failures = 2
+keepalive_failures = 2'
 
-[media]''')
-open(path, "w").write(s)
-PY
-grep -q "port = $INT_PORT" "$WORK/sbc.toml" || fail "internal port not rewritten"
-
-for p in $REG_PORT; do
-  ! ss -uln | grep -q "$REG:$p " || fail "port $REG:$p is taken"
-done
-kamailio -DD -E -f "$HERE/registrar/kamailio.cfg" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 -m 64 -M 8 \
-  -Y "$WORK" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
-PEER_PIDS+=($!)
+start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
+  -Y "$WORK" -w "$WORK"
 # Everything the registrar receives, to check it never sees a phone's address.
 tcpdump -i lo -n -U -w "$WORK/inside.pcap" "udp and host $REG and port $REG_PORT" \
   >"$WORK/tcpdump.log" 2>&1 &

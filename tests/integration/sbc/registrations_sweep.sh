@@ -45,10 +45,8 @@ PY
   fail "rate limits not rewritten"
 grep -q "$TRUSTED/32" "$WORK/policy/callcenter.toml" || fail "trusted peer not set"
 
-! ss -uln | grep -q "$REG:$REG_PORT " || fail "port $REG:$REG_PORT is taken"
-kamailio -DD -E -f "$HERE/registrar/kamailio.cfg" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 -m 64 -M 8 \
-  -Y "$WORK" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
-PEER_PIDS+=($!)
+start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
+  -Y "$WORK" -w "$WORK"
 start_sbc
 for _ in $(seq 100); do
   [ "$(stat calls.hops_up)" -ge 1 ] && break

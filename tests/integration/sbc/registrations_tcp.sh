@@ -17,12 +17,10 @@ PHONE_PORT=11013
 # CRLF keep-alives on the connection are covered by the unit tests; keep them out of sipp's way.
 registrar_config "$REG_PORT" "$INT_PORT" 20100 20199 'keepalive_interval = "120s"'
 grep -q 'transport = "tcp"' "$WORK/sbc.toml" || fail "no TCP listener in the config"
-! ss -uln | grep -q "$REG:$REG_PORT " || fail "port $REG:$REG_PORT is taken"
 ! ss -tln | grep -q "127.0.0.1:$SIP_PORT " || fail "port 127.0.0.1:$SIP_PORT (tcp) is taken"
 
-kamailio -DD -E -f "$HERE/registrar/kamailio.cfg" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 -m 64 -M 8 \
-  -Y "$WORK" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
-PEER_PIDS+=($!)
+start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
+  -Y "$WORK" -w "$WORK"
 start_sbc
 for _ in $(seq 100); do
   [ "$(stat calls.hops_up)" -ge 1 ] && break

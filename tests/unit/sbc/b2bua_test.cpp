@@ -9,74 +9,22 @@
 #include <vector>
 
 #include "sbc/signaling/b2bua.hpp"
+#include "signaling_fixture.hpp"
 
 using namespace sbc;
 using namespace sbc::signaling;
+using namespace sbc::signaling::fixture;
 using base::millis;
 using base::seconds;
 
 namespace {
-
-struct Sent {
-    Flow flow;
-    std::string bytes;
-};
-
-struct FakeWire final : Wire {
-    std::vector<Sent> sent;
-    bool send(const Flow& f, std::string_view b) override {
-        sent.push_back({f, std::string(b)});
-        return true;
-    }
-    // Messages sent to `port` since index `from`.
-    std::vector<std::string> to(std::uint16_t port, std::size_t from = 0) const {
-        std::vector<std::string> out;
-        for (std::size_t i = from; i < sent.size(); ++i)
-            if (sent[i].flow.remote.port == port) out.push_back(sent[i].bytes);
-        return out;
-    }
-};
-
-struct FakeMedia final : MediaAnchor {
-    std::map<std::uint64_t, int> anchors;
-    std::map<std::uint64_t, int> released;
-    std::vector<base::Endpoint> peers;
-    base::Result<base::Endpoint> anchor(std::uint64_t call, std::size_t index, Side from,
-                                        const base::Endpoint& peer, bool, base::Nanos) override {
-        ++anchors[call];
-        peers.push_back(peer);
-        // Leg ports: 30000 + 4*index; external side gets +0, internal +2.
-        const std::uint16_t base_port = static_cast<std::uint16_t>(30000 + 4 * index);
-        const bool toward_external = from == Side::internal;
-        return base::Endpoint{*base::IpAddress::parse(toward_external ? "203.0.113.1" : "10.0.0.1"),
-                              static_cast<std::uint16_t>(base_port + (toward_external ? 0 : 2))};
-    }
-    void release(std::uint64_t call) override { ++released[call]; }
-};
-
-struct FakeHooks final : CallHooks {
-    Admission next;
-    std::vector<std::pair<CallInfo, CallEnd>> ended;
-    int answered = 0;
-    Admission admit(const sip::Message&, const Flow&, Side) override { return next; }
-    void on_answered(const CallInfo&) override { ++answered; }
-    void on_ended(const CallInfo& c, CallEnd e) override { ended.emplace_back(c, e); }
-};
 
 constexpr std::uint16_t kCallerPort = 5070;
 constexpr std::uint16_t kProxyPort = 5080;
 constexpr std::uint16_t kProxy2Port = 5090;
 
 B2buaConfig config(std::vector<std::uint16_t> hops = {kProxyPort}) {
-    B2buaConfig c;
-    c.external.host = "203.0.113.1";
-    c.external.port = 5060;
-    c.external.media_host = "203.0.113.1";
-    c.external.listener = 0;
-    c.internal.host = "10.0.0.1";
-    c.internal.port = 5060;
-    c.internal.media_host = "10.0.0.1";
-    c.internal.listener = 1;
+    B2buaConfig c = fixture::two_sides();
     for (auto p : hops) c.internal.next_hops.push_back({*base::IpAddress::parse("10.0.0.2"), p});
     c.health.enabled = false;   // hops always up, except in the health check's own test
     c.max_stranger_setups = 0;  // one unknown caller places many calls; the cap has its test
@@ -122,18 +70,6 @@ std::string invite(std::string_view branch = "z9hG4bKcaller1", std::string_view 
     return s;
 }
 
-sip::Message parse(const std::string& b) {
-    sip::Message m;
-    REQUIRE(m.parse_owned(b).ok);
-    return m;
-}
-
-void feed(B2bua& b, const std::string& bytes, const Flow& f, Side side, base::Nanos now) {
-    sip::Message m = parse(bytes);
-    b.receive(m, f, side, now);
-}
-
-// The inside's response to a request the SBC sent inside.
 std::string inside_response(const std::string& req, int status, std::string_view body = {},
                             std::string_view reason = {}) {
     sip::Message m = parse(req);

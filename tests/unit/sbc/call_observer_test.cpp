@@ -13,6 +13,7 @@
 #include "sbc/cli.hpp"
 #include "sbc/fraud_wiring.hpp"
 #include "sbc/signaling/b2bua.hpp"
+#include "signaling_fixture.hpp"
 
 namespace {
 
@@ -41,28 +42,12 @@ struct Recorder : sbc::FraudEventSink {
     }
 };
 
-const Endpoint kClient{*IpAddress::parse("198.51.100.7"), 5062};
-const Endpoint kSbc{*IpAddress::parse("203.0.113.1"), 5060};
+using sbc::signaling::fixture::request;
+using sbc::signaling::fixture::response;
 
-std::string request(const std::string& method, const std::string& ruri, const std::string& call_id,
-                    int cseq, const std::string& branch, const std::string& extra = "",
-                    const std::string& to_tag = "") {
-    return method + " " + ruri + " SIP/2.0\r\n" +
-           "Via: SIP/2.0/UDP 198.51.100.7:5062;branch=" + branch + "\r\n" +
-           "From: <sip:1001@example.com>;tag=f1\r\n" + "To: <sip:1001@example.com>" +
-           (to_tag.empty() ? "" : ";tag=" + to_tag) + "\r\n" + "Call-ID: " + call_id + "\r\n" +
-           "CSeq: " + std::to_string(cseq) + " " + method + "\r\n" +
-           "Max-Forwards: 70\r\nUser-Agent: softphone\r\n" + extra + "Content-Length: 0\r\n\r\n";
-}
-
-std::string response(int status, const std::string& method, const std::string& call_id, int cseq,
-                     const std::string& branch) {
-    return "SIP/2.0 " + std::to_string(status) + " X\r\n" +
-           "Via: SIP/2.0/UDP 198.51.100.7:5062;branch=" + branch + "\r\n" +
-           "From: <sip:1001@example.com>;tag=f1\r\n" + "To: <sip:1001@example.com>;tag=t1\r\n" +
-           "Call-ID: " + call_id + "\r\n" + "CSeq: " + std::to_string(cseq) + " " + method +
-           "\r\nContent-Length: 0\r\n\r\n";
-}
+const Endpoint kClient = sbc::signaling::fixture::endpoint(sbc::signaling::fixture::kOutside, 5062);
+const Endpoint kSbc = sbc::signaling::fixture::endpoint(sbc::signaling::fixture::kSbcExternal,
+                                                        sbc::signaling::fixture::kSipPort);
 
 struct Harness {
     Recorder rec;
@@ -74,8 +59,7 @@ struct Harness {
     }
     void out(const std::string& text, double t) { feed(text, t, kSbc, kClient, false); }
     void feed(const std::string& text, double t, Endpoint src, Endpoint dst, bool tcp) {
-        sbc::sip::Message m;
-        REQUIRE(m.parse(text));
+        const sbc::sip::Message m = sbc::signaling::fixture::parse(text);
         sbc::ObservedMessage at;
         at.source = src;
         at.destination = dst;

@@ -10,63 +10,21 @@
 #include <vector>
 
 #include "sbc/signaling/b2bua.hpp"
+#include "signaling_fixture.hpp"
 
 using namespace sbc;
 using namespace sbc::signaling;
+using namespace sbc::signaling::fixture;
 using base::seconds;
 
 namespace {
-
-struct Sent {
-    Flow flow;
-    std::string bytes;
-};
-
-struct Wire1 final : Wire {
-    std::vector<Sent> sent;
-    bool send(const Flow& f, std::string_view b) override {
-        sent.push_back({f, std::string(b)});
-        return true;
-    }
-    std::vector<Sent> since(std::size_t from) const {
-        return {sent.begin() + static_cast<std::ptrdiff_t>(from), sent.end()};
-    }
-};
-
-struct NoMedia final : MediaAnchor {
-    base::Result<base::Endpoint> anchor(std::uint64_t, std::size_t, Side, const base::Endpoint&,
-                                        bool, base::Nanos) override {
-        return base::Endpoint{*base::IpAddress::parse("203.0.113.1"), 30000};
-    }
-    void release(std::uint64_t) override {}
-};
-
-struct Hooks final : CallHooks {
-    std::vector<int> outcomes;
-    bool refuse = false;
-    Admission admission;  // what every new request is admitted with
-    Admission admit(const sip::Message&, const Flow&, Side) override { return admission; }
-    bool on_register_answered(const sip::Message&, const Flow&, int status) override {
-        outcomes.push_back(status);
-        return refuse;
-    }
-};
 
 constexpr std::uint16_t kRegistrarPort = 5080;
 const char* kPublic = "198.51.100.7";  // the NAT's public address
 
 B2buaConfig config() {
-    B2buaConfig c;
-    c.external.host = "203.0.113.1";
-    c.external.port = 5060;
-    c.external.media_host = "203.0.113.1";
-    c.external.listener = 0;
-    c.internal.host = "10.0.0.1";
-    c.internal.port = 5060;
-    c.internal.media_host = "10.0.0.1";
-    c.internal.listener = 1;
+    B2buaConfig c = fixture::two_sides();
     c.internal.next_hops.push_back({*base::IpAddress::parse("10.0.0.2"), kRegistrarPort});
-    c.health.enabled = false;
     c.registrations.nat_expires = seconds(60);
     c.registrations.keepalive_interval = seconds(20);
     c.registrations.keepalive_timeout = seconds(4);
@@ -87,12 +45,6 @@ Flow registrar() {
     f.remote = {*base::IpAddress::parse("10.0.0.2"), kRegistrarPort};
     f.listener = 1;
     return f;
-}
-
-sip::Message parse(const std::string& b) {
-    sip::Message m;
-    REQUIRE(m.parse_owned(b).ok);
-    return m;
 }
 
 // A REGISTER as a phone behind NAT writes it: its private address in Via and Contact.
@@ -140,9 +92,9 @@ std::string registrar_answer(const std::string& req, int status, int grant = 360
 }
 
 struct Rig {
-    Wire1 wire;
-    NoMedia media;
-    Hooks hooks;
+    FakeWire wire;
+    FakeMedia media;
+    FakeHooks hooks;
     B2bua b;
     base::Nanos now = seconds(100);
     explicit Rig(B2buaConfig c = config()) : b(std::move(c), wire, media, hooks) {}
@@ -456,7 +408,7 @@ TEST_CASE("unknown users get the same answer as known ones (status, headers, cha
     CHECK(header_names(parse(again[0].bytes)) == header_names(k));
 
     // A fraud verdict on the outcome refuses alike.
-    r.hooks.refuse = true;
+    r.hooks.refuse_register = true;
     out = r.feed(register_req(3, "1001", "<sip:1001@192.168.1.5:5060>", kAuth), client(),
                  Side::external);
     auto blocked = r.feed(registrar_answer(out[0].bytes, 200), registrar(), Side::internal);
@@ -566,7 +518,7 @@ std::string shape(std::string c) {
 
 TEST_CASE("INVITE sweeps: a known user, an unknown one and a block read alike") {
     Rig r;
-    r.hooks.admission.uniform = true;
+    r.hooks.next.uniform = true;
     // A known user: the inside challenges (407); the caller gets it in a response of the
     // SBC's own making (no Server of the inside's).
     auto out = r.feed(outside_invite("1001", "sw1"), client(), Side::external);
@@ -579,7 +531,7 @@ TEST_CASE("INVITE sweeps: a known user, an unknown one and a block read alike") 
     back = r.feed(inside_answer(out, 404), registrar(), Side::internal);
     const sip::Message unknown = final_to(back, client());
     // A blocked one (a fraud verdict): never forwarded, the same again.
-    r.hooks.admission.kind = Admission::Kind::block;
+    r.hooks.next.kind = Admission::Kind::block;
     out = r.feed(outside_invite("1002", "sw3"), client(), Side::external);
     for (const auto& x : out) CHECK(x.bytes.rfind("INVITE ", 0) != 0);
     const sip::Message blocked = final_to(out, client());
@@ -594,7 +546,7 @@ TEST_CASE("INVITE sweeps: a known user, an unknown one and a block read alike") 
     CHECK(r.b.counters()[B2buaCounter::uniform_answers] == 3);
 
     // Without enumeration resistance (a trusted trunk), the inside's 404 goes out as it is.
-    r.hooks.admission = {};
+    r.hooks.next = {};
     out = r.feed(outside_invite("1998", "sw4"), client(), Side::external);
     back = r.feed(inside_answer(out, 404), registrar(), Side::internal);
     CHECK(final_to(back, client()).status_code() == 404);

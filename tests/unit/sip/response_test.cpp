@@ -107,3 +107,35 @@ TEST_CASE("received is set only when sent-by differs unless rport was asked") {
     CHECK(r.vias()[0].received == "203.0.113.80");
     CHECK_FALSE(r.vias()[0].has_rport);
 }
+
+TEST_CASE("a stateless response: the same To tag for every retransmission, rport, Retry-After") {
+    Message req;
+    REQUIRE(req.parse(kInvite).ok);
+    const sbc::base::Endpoint source{*sbc::base::IpAddress::parse("198.51.100.7"), 40000};
+    const std::string a = stateless_response(req, 503, "Service Unavailable", source, 60);
+    Message again;
+    REQUIRE(again.parse(kInvite).ok);
+    CHECK(stateless_response(again, 503, "Service Unavailable", source, 60) == a);
+    Message resp;
+    REQUIRE(resp.parse(a).ok);
+    CHECK(resp.status_code() == 503);
+    REQUIRE(resp.to());
+    CHECK(resp.to()->tag.size() == 16);
+    REQUIRE(!resp.vias().empty());
+    CHECK(resp.vias()[0].received == "198.51.100.7");
+    CHECK(resp.vias()[0].rport_text == "40000");
+    CHECK(a.find("Retry-After: 60\r\n") != std::string::npos);
+    CHECK(a.find("Server:") == std::string::npos);
+    CHECK(a.find("User-Agent") == std::string::npos);
+    // Another request (another branch) gets another tag; no Retry-After when 0.
+    std::string other = kInvite;
+    other.replace(other.find("z9hG4bKabc"), 10, "z9hG4bKxyz");
+    Message req2;
+    REQUIRE(req2.parse(other).ok);
+    const std::string b = stateless_response(req2, 403, "Forbidden", source);
+    Message resp2;
+    REQUIRE(resp2.parse(b).ok);
+    REQUIRE(resp2.to());
+    CHECK(resp2.to()->tag != resp.to()->tag);
+    CHECK(b.find("Retry-After") == std::string::npos);
+}
