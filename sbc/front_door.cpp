@@ -255,11 +255,6 @@ base::Result<std::unique_ptr<FrontDoor>> FrontDoor::attach(Daemon& daemon, Datap
         }
         self->core_->advance(self->rt_.monotonic());  // the first health probes go now
         for (const auto& h : daemon.config().next_hops) {
-            if (h.transport != policy::Transport::udp && daemon.config().registrations.enabled)
-                spdlog::warn(
-                    "next hop {}: REGISTERs are relayed to registrars over UDP only "
-                    "(to udp:{}); calls use {}",
-                    h.name, h.endpoint.to_string(), policy::name(h.transport));
             spdlog::info("next hop {} {} ({}{})", h.name, h.endpoint.to_string(),
                          policy::name(h.transport),
                          h.server_name.empty() ? std::string() : ", tls name " + h.server_name);

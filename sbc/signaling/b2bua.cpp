@@ -417,6 +417,9 @@ B2bua::B2bua(B2buaConfig config, Wire& wire, MediaAnchor& media, CallHooks& hook
         rc.internal_transport = config_.internal.transport;
         rc.internal_listener = config_.internal.listener;
         rc.registrars = config_.internal.next_hops;
+        rc.registrar_transports = config_.internal.hop_transports;
+        for (const auto& l : config_.internal.stream_listeners)
+            rc.internal_streams.push_back({l.transport, l.host, l.port, l.listener});
         regs_ = std::make_unique<Registrations>(std::move(rc), tx_, wire_, hooks_,
                                                 [this](std::size_t i) { return hop_usable(i); });
     }
@@ -958,7 +961,7 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const bool to_binding =
         regs_ && side == Side::internal && ruri.has_user &&
         (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
-        base::iequals(ruri.host, regs_->config().internal_host);
+        regs_->internal_host(ruri.host);
     if (looped(m, here, to_binding)) {
         counters_.add(B2buaCounter::loops);
         tx_.respond(tx, 482, {}, {}, now_);
@@ -1149,7 +1152,7 @@ void B2bua::relay_message(TxId tx, const sip::Message& m, const Flow& from) {
     const bool to_binding =
         regs_ && side == Side::internal && ruri.has_user &&
         (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
-        base::iequals(ruri.host, regs_->config().internal_host);
+        regs_->internal_host(ruri.host);
     if (looped(m, here, to_binding)) {
         counters_.add(B2buaCounter::loops);
         return refuse(482, {});

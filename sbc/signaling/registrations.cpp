@@ -198,9 +198,33 @@ std::size_t Registrations::FlowHash::operator()(const Flow& f) const {
     return static_cast<std::size_t>(h);
 }
 
-std::string Registrations::our_contact(std::string_view token) const {
-    return "sip:" + std::string(token) + "@" +
-           host_port(config_.internal_host, config_.internal_port);
+Registrations::Local Registrations::internal_local(Transport t) const {
+    if (t != Transport::udp)
+        for (const auto& l : config_.internal_streams)
+            if (l.transport == t) return {l.host, l.port, l.listener, true};
+    return {config_.internal_host, config_.internal_port, config_.internal_listener, false};
+}
+
+Transport Registrations::registrar_transport(std::size_t hop) const {
+    return hop < config_.registrar_transports.size() ? config_.registrar_transports[hop]
+                                                     : config_.internal_transport;
+}
+
+bool Registrations::internal_host(std::string_view host) const {
+    if (base::iequals(host, config_.internal_host)) return true;
+    for (const auto& l : config_.internal_streams)
+        if (base::iequals(host, l.host)) return true;
+    return false;
+}
+
+std::string Registrations::our_contact(std::string_view token, Transport t) const {
+    const Local l = internal_local(t);
+    std::string out = "sip:" + std::string(token) + "@" + host_port(l.host, l.port);
+    if (l.stream) {
+        out += ";transport=";
+        out += base::to_lower(transport_name(t));
+    }
+    return out;
 }
 
 bool Registrations::natted(const sip::Message& m, const Flow& from) const {
@@ -269,7 +293,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
         forward(tx, m, from, std::move(f), now);
         return;
     }
-    const auto known = by_aor_.find(aor);
+    const auto known = by_aor_.find(std::string_view(aor));
     std::size_t fresh = 0, kept = 0;
     for (const sip::NameAddr& c : contacts) {
         Wanted w;
@@ -290,7 +314,7 @@ void Registrations::on_register(TxId tx, const sip::Message& m, const Flow& from
         if (known != by_aor_.end())
             for (const Token& t : known->second)
                 if (auto b = bindings_.find(t);
-                    b != bindings_.end() && b->second.contact == w.contact) {
+                    b != bindings_.end() && std::string_view(b->second.contact) == w.contact) {
                     w.token = t;
                     have = true;
                 }
@@ -370,13 +394,16 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
         tx_.respond(tx, 503, {}, o, now);
         return;
     }
-    const std::string ours = host_port(config_.internal_host, config_.internal_port);
+    // Over TCP/TLS the Via and Contacts name the SBC's listener of that transport.
+    const Transport tp = registrar_transport(hop);
+    const Local local = internal_local(tp);
+    const std::string ours = host_port(local.host, local.port);
     std::string out;
     out.reserve(1024);
     out += "REGISTER ";
     out += m.request_uri().raw;  // unchanged: the digest covers it
     out += " SIP/2.0\r\nVia: SIP/2.0/";
-    out += transport_name(config_.internal_transport);
+    out += transport_name(tp);
     out += ' ';
     out += ours;
     out += ";branch=";
@@ -398,7 +425,7 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
     } else {
         for (const Wanted& w : f.contacts) {
             out += "Contact: <";
-            out += our_contact(w.token.view());
+            out += our_contact(w.token.view(), tp);
             out += ">;expires=";
             out += std::to_string(w.expires / base::seconds(1));
             out += "\r\n";
@@ -419,8 +446,8 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
         }
     out += "Content-Length: 0\r\n\r\n";
     Flow to;
-    to.transport = config_.internal_transport;
-    to.listener = config_.internal_listener;
+    to.transport = tp;
+    to.listener = local.listener;
     to.remote = config_.registrars[hop];
     const TxId t = tx_.request(to, std::move(out), now);
     if (!t) {
@@ -438,12 +465,12 @@ void Registrations::forward(TxId tx, const sip::Message& m, const Flow& from, Fo
 void Registrations::answer_ok(TxId tx, const std::string& aor, base::Nanos now) {
     // RFC 3261 §10.3 step 8: the 200 lists the AOR's current bindings with their expiry.
     std::vector<std::string> values;
-    if (auto it = by_aor_.find(aor); it != by_aor_.end())
+    if (auto it = by_aor_.find(std::string_view(aor)); it != by_aor_.end())
         for (const Token& t : it->second) {
             const Binding& b = bindings_.at(t);
             if (b.client_until <= now) continue;
             values.push_back(
-                "<" + b.contact + ">;expires=" +
+                "<" + std::string(b.contact) + ">;expires=" +
                 std::to_string((b.client_until - now + base::seconds(1) - 1) / base::seconds(1)));
         }
     std::vector<std::pair<std::string_view, std::string_view>> h;
@@ -538,7 +565,7 @@ void Registrations::refuse(TxId tx, const sip::Message& m, base::Nanos now) {
 
 void Registrations::attach(const Token& t, Binding& b, const Flow& flow, base::Nanos now) {
     b.flow = flow;
-    auto [it, inserted] = flows_.try_emplace(flow);
+    auto [it, inserted] = flows_.try_emplace(flow, &store_);
     FlowState& fs = it->second;
     fs.tokens.push_back(t);
     if (inserted && config_.keepalive != Keepalive::none) {
@@ -571,7 +598,7 @@ void Registrations::remove(const Token& token, RegistrationCounter why) {
     if (it == bindings_.end()) return;
     Binding& b = it->second;
     detach(token, b);
-    if (auto a = by_aor_.find(*b.aor); a != by_aor_.end()) {
+    if (auto a = by_aor_.find(std::string_view(*b.aor)); a != by_aor_.end()) {
         auto& v = a->second;
         v.erase(std::remove(v.begin(), v.end(), token), v.end());
         if (v.empty()) by_aor_.erase(a);  // b.aor dangles from here on: not used again
@@ -582,18 +609,17 @@ void Registrations::remove(const Token& token, RegistrationCounter why) {
 
 void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nanos now) {
     if (f.star) {
-        const auto it = by_aor_.find(f.aor);
+        const auto it = by_aor_.find(std::string_view(f.aor));
         if (it == by_aor_.end()) return;
-        const std::vector<Token> tokens = it->second;
+        const std::vector<Token> tokens(it->second.begin(), it->second.end());
         for (const Token& t : tokens) remove(t, RegistrationCounter::unregistered);
         return;
     }
     // What the registrar granted each of our Contacts (§10.3 step 8: its expires parameter,
     // else the Expires header).
-    const std::string ours = host_port(config_.internal_host, config_.internal_port);
     std::unordered_map<std::string_view, base::Nanos> granted;
     for (const sip::NameAddr& c : ok.contacts()) {
-        if (c.star || base::to_lower(c.uri.host) != base::to_lower(config_.internal_host)) continue;
+        if (c.star || !internal_host(c.uri.host)) continue;
         std::optional<std::uint64_t> e;
         if (!c.expires.empty())
             e = delta_seconds(c.expires);
@@ -619,12 +645,17 @@ void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nan
                 counters_.add(RegistrationCounter::refused_table_full);
                 continue;
             }
-            auto a = by_aor_.try_emplace(f.aor).first;
+            auto a = by_aor_.find(std::string_view(f.aor));
+            if (a == by_aor_.end())
+                a = by_aor_
+                        .emplace(std::piecewise_construct,
+                                 std::forward_as_tuple(std::string_view(f.aor)),
+                                 std::forward_as_tuple())
+                        .first;
             a->second.push_back(w.token);
-            Binding b;
-            b.aor = &a->first;
-            b.contact = w.contact;
-            it = bindings_.emplace(w.token, std::move(b)).first;
+            it = bindings_.try_emplace(w.token, &store_).first;
+            it->second.aor = &a->first;
+            it->second.contact = w.contact;
             attach(w.token, it->second, f.from, now);
             counters_.add(RegistrationCounter::registered);
         } else {
@@ -723,7 +754,7 @@ void Registrations::advance(base::Nanos now) {
         if (++fs.failures < config_.keepalive_failures) continue;
         // The client behind this flow is gone (or its NAT forgot it): its bindings go, and a
         // call to them fails at once instead of timing out.
-        const std::vector<Token> tokens = fs.tokens;
+        const std::vector<Token> tokens(fs.tokens.begin(), fs.tokens.end());
         counters_.add(RegistrationCounter::flows_dead);
         for (const Token& t : tokens) remove(t, RegistrationCounter::expired);
     }
@@ -762,7 +793,7 @@ void Registrations::advance(base::Nanos now) {
 void Registrations::flow_closed(const Flow& f, base::Nanos) {
     auto it = flows_.find(f);
     if (it == flows_.end()) return;
-    const std::vector<Token> tokens = it->second.tokens;
+    const std::vector<Token> tokens(it->second.tokens.begin(), it->second.tokens.end());
     counters_.add(RegistrationCounter::flows_closed);
     for (const auto& t : tokens) remove(t, RegistrationCounter::expired);
 }
@@ -779,7 +810,7 @@ Registrations::Route Registrations::route(const sip::Uri& uri) {
     Route r;
     if (uri.kind != sip::UriScheme::sip && uri.kind != sip::UriScheme::sips) return r;
     const Binding* b = nullptr;
-    if (base::iequals(uri.host, config_.internal_host)) {
+    if (internal_host(uri.host)) {
         // A URI on the SBC itself: its user part must be one of our tokens.
         if (auto t = Token::of(uri.user))
             if (auto it = bindings_.find(*t); it != bindings_.end()) b = &it->second;
@@ -792,7 +823,7 @@ Registrations::Route Registrations::route(const sip::Uri& uri) {
         std::string aor(uri.user);
         aor += '@';
         aor += base::to_lower(uri.host);
-        auto it = by_aor_.find(aor);
+        auto it = by_aor_.find(std::string_view(aor));
         if (it == by_aor_.end() || it->second.empty()) return r;
         // The most recent registration of the address of record.
         for (const Token& t : it->second) {
@@ -813,12 +844,13 @@ std::optional<Registrations::BindingView> Registrations::binding(std::string_vie
     auto it = bindings_.find(*t);
     if (it == bindings_.end()) return std::nullopt;
     const Binding& b = it->second;
-    return BindingView{*b.aor, b.contact, b.flow, b.client_until, b.registrar_until};
+    return BindingView{std::string(*b.aor), std::string(b.contact), b.flow, b.client_until,
+                       b.registrar_until};
 }
 
 std::vector<std::string> Registrations::tokens_of(std::string_view aor) const {
     std::vector<std::string> out;
-    if (auto it = by_aor_.find(std::string(aor)); it != by_aor_.end())
+    if (auto it = by_aor_.find(aor); it != by_aor_.end())
         for (const Token& t : it->second) out.emplace_back(t.view());
     return out;
 }
@@ -826,7 +858,7 @@ std::vector<std::string> Registrations::tokens_of(std::string_view aor) const {
 std::vector<std::string> Registrations::tokens(std::string_view aor) const {
     std::vector<std::pair<std::string_view, std::string_view>> all;
     if (!aor.empty()) {
-        if (auto it = by_aor_.find(std::string(aor)); it != by_aor_.end())
+        if (auto it = by_aor_.find(aor); it != by_aor_.end())
             for (const Token& t : it->second) all.emplace_back(it->first, t.view());
     } else {
         all.reserve(bindings_.size());

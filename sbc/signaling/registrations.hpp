@@ -32,6 +32,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory_resource>
 #include <optional>
 #include <queue>
 #include <string>
@@ -90,6 +91,21 @@ struct RegistrationConfig {
     Transport internal_transport = Transport::udp;
     std::uint32_t internal_listener = 0;
     std::vector<base::Endpoint> registrars;  // the internal next hops, in order of preference
+    // Transport of each registrar (same order; missing: `internal_transport`). Over TCP and
+    // TLS the owner opens or reuses its connection to it (the flow carries connection 0), as
+    // for the calls' next hops.
+    std::vector<Transport> registrar_transports;
+    // The SBC's internal TCP/TLS listeners: a REGISTER that goes over one of those transports
+    // names the listener of that transport in its Via and in its Contacts (with
+    // `;transport=`), so that the registrar's answers and the calls from inside to the
+    // binding come back over it (RFC 3261 §18.2.1); without one, the UDP address.
+    struct StreamListener {
+        Transport transport = Transport::tcp;
+        std::string host;
+        std::uint16_t port = 5060;
+        std::uint32_t listener = 0;
+    };
+    std::vector<StreamListener> internal_streams;
 
     // Expiry granted to clients behind NAT (0: as the registrar grants). Requests above
     // `max_expires` ask the registrar for `max_expires`.
@@ -175,6 +191,9 @@ class Registrations {
     // Where a request from inside with this Request-URI goes: a token of ours (the user part
     // of a URI on the SBC's internal address), or an address of record with bindings.
     Route route(const sip::Uri& request_uri);
+    // Whether `host` is one of the SBC's internal addresses (the UDP listener or a stream one):
+    // a Request-URI there names a binding by its token.
+    bool internal_host(std::string_view host) const;
 
     std::size_t bindings() const { return bindings_.size(); }
     std::size_t flows() const { return flows_.size(); }
@@ -222,8 +241,9 @@ class Registrations {
         std::size_t operator()(const Flow& f) const;
     };
     struct Binding {
-        const std::string* aor = nullptr;  // the key of its by_aor_ entry (nodes do not move)
-        std::string contact;               // the client's URI as it wrote it
+        explicit Binding(std::pmr::memory_resource* store) : contact(store) {}
+        const std::pmr::string* aor = nullptr;  // the key of its by_aor_ entry (nodes do not move)
+        std::pmr::string contact;               // the client's URI as it wrote it
         Flow flow;
         std::uint64_t client_call_id = 0;  // call_id_hash() of the client's Call-ID
         base::Nanos client_until = 0;      // the client must refresh before this
@@ -248,7 +268,8 @@ class Registrations {
         base::Nanos requested = 0;  // Expires header asked of the registrar (or -1: none)
     };
     struct FlowState {
-        std::vector<Token> tokens;  // its bindings
+        explicit FlowState(std::pmr::memory_resource* store) : tokens(store) {}
+        std::pmr::vector<Token> tokens;  // its bindings
         base::Nanos next_probe = 0;
         TxId probe;
         base::Nanos probe_sent = 0;
@@ -279,7 +300,16 @@ class Registrations {
     void schedule_expiry(const Token& t, Binding& b);
     std::string call_id_for(std::string_view client_call_id, const Flow& from) const;
     std::uint64_t call_id_hash(std::string_view client_call_id) const;
-    std::string our_contact(std::string_view token) const;
+    std::string our_contact(std::string_view token, Transport t) const;
+    // The SBC's internal address for transport `t` (a stream listener, else the UDP one).
+    struct Local {
+        const std::string& host;
+        std::uint16_t port;
+        std::uint32_t listener;
+        bool stream;
+    };
+    Local internal_local(Transport t) const;
+    Transport registrar_transport(std::size_t hop) const;
     bool natted(const sip::Message& m, const Flow& from) const;
 
     RegistrationConfig config_;
@@ -288,9 +318,25 @@ class Registrations {
     RegistrationHooks& hooks_;
     HopUsable hop_usable_;
     std::uint64_t secret_[2];
-    std::unordered_map<Token, Binding, TokenHash> bindings_;
-    std::unordered_map<std::string, std::vector<Token>> by_aor_;  // aor -> tokens
-    std::unordered_map<Flow, FlowState, FlowHash> flows_;
+    // The bindings, addresses of record and flows live in a pool of their own: they outlive
+    // the transactions of the REGISTERs that made them by hours, and the transactions' memory
+    // (freed seconds later) then leaves whole pages behind that go back to the system,
+    // instead of holes between bindings that the heap keeps (docs/registrations.md, "Sizing").
+    std::pmr::unsynchronized_pool_resource store_;
+    struct AorHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    std::pmr::unordered_map<Token, Binding, TokenHash> bindings_{&store_};
+    struct AorEq {
+        using is_transparent = void;
+        bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    };
+    std::pmr::unordered_map<std::pmr::string, std::pmr::vector<Token>, AorHash, AorEq> by_aor_{
+        &store_};  // aor -> tokens
+    std::pmr::unordered_map<Flow, FlowState, FlowHash> flows_{&store_};
     std::unordered_map<std::uint64_t, Forwarded> forwarded_;  // client tx -> request
     std::unordered_map<std::uint64_t, Flow> probes_;          // client tx -> flow probed
     DueQueue<Token> expiry_;

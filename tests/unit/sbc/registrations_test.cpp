@@ -606,3 +606,60 @@ TEST_CASE("the operator lists, filters and removes bindings") {
     CHECK_FALSE(regs.binding(a).has_value());
     CHECK(regs.counters()[RegistrationCounter::removed_by_operator] == 1);
 }
+
+TEST_CASE("a registrar reached over TCP or TLS gets the REGISTER on a stream connection") {
+    for (const Transport tp : {Transport::tcp, Transport::tls}) {
+        auto cfg = config();
+        cfg.internal.hop_transports = {tp};
+        cfg.internal.stream_listeners.push_back({tp, "10.0.0.1", 5071, 3});
+        Rig r(cfg);
+        Flow to_registrar = registrar();
+        to_registrar.transport = tp;
+        to_registrar.listener = 3;  // the stream listener; connection 0: the owner's pool
+        auto out = r.feed(register_req(1), client(), Side::external);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0].flow == to_registrar);
+        const sip::Message m = parse(out[0].bytes);
+        REQUIRE(m.vias().size() == 1);
+        const std::string via(m.find(sip::HeaderId::via)->value);
+        CHECK(
+            via.rfind(std::string("SIP/2.0/") + std::string(transport_name(tp)) + " 10.0.0.1:5071;",
+                      0) == 0);
+        REQUIRE(m.contacts().size() == 1);
+        const std::string tname = tp == Transport::tls ? "tls" : "tcp";
+        CHECK(contains(std::string(m.contacts()[0].uri.raw), ":5071;transport=" + tname));
+        // The registrar's answers come back on that connection (another connection number:
+        // the transaction is matched by its branch); the binding is made as over UDP.
+        Flow back_flow = to_registrar;
+        back_flow.connection = 42;
+        auto back = r.feed(registrar_answer(out[0].bytes, 401), back_flow, Side::internal);
+        REQUIRE(back.size() == 1);
+        CHECK(back[0].flow == client());
+        CHECK(parse(back[0].bytes).status_code() == 401);
+        out = r.feed(register_req(2, "1001", "<sip:1001@192.168.1.5:5060>", kAuth), client(),
+                     Side::external);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0].flow == to_registrar);
+        const std::string token(parse(out[0].bytes).contacts()[0].uri.user);
+        back = r.feed(registrar_answer(out[0].bytes, 200), back_flow, Side::internal);
+        REQUIRE(back.size() == 1);
+        CHECK(parse(back[0].bytes).status_code() == 200);
+        REQUIRE(r.b.registrations()->binding(token));
+        // The registrar's proxy calls the Contact it stored, over the stream listener: the
+        // token there names the binding, and the call goes out over the phone's flow.
+        const std::string inv =
+            "INVITE sip:" + token + "@10.0.0.1:5071;transport=" + tname +
+            " SIP/2.0\r\nVia: SIP/2.0/" + std::string(transport_name(tp)) +
+            " 10.0.0.2:5080;branch=z9hG4bKst1\r\nMax-Forwards: 69\r\nFrom: "
+            "<sip:2000@pbx.example>;tag=s1\r\nTo: <sip:1001@pbx.example>\r\nCall-ID: st-1\r\n"
+            "CSeq: 1 INVITE\r\nContact: <sip:2000@10.0.0.2:5080>\r\nContent-Length: 0\r\n\r\n";
+        bool delivered = false;
+        for (const auto& s : r.feed(inv, back_flow, Side::internal))
+            if (s.bytes.rfind("INVITE ", 0) == 0) {
+                delivered = true;
+                CHECK(s.flow == client());
+            }
+        CHECK(delivered);
+        CHECK(r.b.registrations()->counters()[RegistrationCounter::inbound_routed] == 1);
+    }
+}
