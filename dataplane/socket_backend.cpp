@@ -44,6 +44,7 @@ const char* socket_io_name(SocketIo io) {
 SocketRelay::SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config)
     : pipeline_(pipeline), impl_(std::make_unique<Impl>()) {
     io_ = SocketIo::mmsg;
+    signaling_rcvbuf_requested_ = config.signaling_rcvbuf;
 #if SBC_HAVE_LIBURING
     if (config.io != SocketIo::mmsg && impl_->start_uring(config.uring_buffers)) {
         io_ = SocketIo::uring;
@@ -207,6 +208,16 @@ base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, Signa
         ::close(fd);
         return base::make_error("bind " + local.to_string() + ": " + std::strerror(e));
     }
+    // A flood's bursts wait in the queue instead of being dropped there with the callers'
+    // datagrams. Without CAP_NET_ADMIN SO_RCVBUFFORCE fails and SO_RCVBUF is capped by
+    // net.core.rmem_max; either way the size in force is read back and reported.
+    if (const int want = signaling_rcvbuf_requested_; want > 0) {
+        if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0)
+            (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+    }
+    int got = 0;
+    socklen_t got_len = sizeof got;
+    if (::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &got_len) == 0) signaling_rcvbuf_ = got;
     impl_->local_by_port[local.port] = local;
     if (auto w = watch(fd, local.port); !w) {
         ::close(fd);

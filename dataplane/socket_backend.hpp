@@ -28,6 +28,12 @@ struct SocketRelayConfig {
     // the relay's sockets stay well below the open-file limit (by an eighth of it, at most
     // 1024); at the limit, new media ports close twins to make room.
     bool connected_egress = true;
+    // Receive buffer asked for each SIP listener socket (SO_RCVBUFFORCE, else SO_RCVBUF, which
+    // net.core.rmem_max caps). The kernel's default (about 200 KiB, some 150 INVITEs) overflows
+    // within a millisecond of a flood; a full queue drops callers' datagrams with the flood's.
+    // The kernel charges only what is queued, so a large value costs memory only under load.
+    // 0: leave the kernel's default.
+    int signaling_rcvbuf = 16 << 20;
 };
 
 // socket backend: one UDP socket per local media port (RTP, and RTCP unless rtcp-mux),
@@ -50,6 +56,10 @@ class SocketRelay {
     // response from where it sent the request).
     base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
                                      void* ctx);
+    // The receive buffer the kernel gave the last SIP listener opened (SO_RCVBUF as read back:
+    // twice what was asked, Linux counting its bookkeeping), and what was asked.
+    int signaling_rcvbuf() const { return signaling_rcvbuf_; }
+    int signaling_rcvbuf_requested() const { return signaling_rcvbuf_requested_; }
     // Waits up to timeout_ms for traffic and processes what is ready; returns packets handled.
     std::size_t poll_once(int timeout_ms, const base::Clock& clock);
     // The loop step for a dedicated thread: blocks up to idle_timeout_ms while traffic is light,
@@ -95,6 +105,8 @@ class SocketRelay {
     SocketIo io_ = SocketIo::mmsg;
     base::Nanos last_media_poll_ = 0;
     std::size_t last_handled_ = 0;
+    int signaling_rcvbuf_requested_ = 0;
+    int signaling_rcvbuf_ = 0;
     SignalingHandler signaling_handler_ = nullptr;
     void* signaling_ctx_ = nullptr;
 };

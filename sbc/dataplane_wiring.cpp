@@ -372,7 +372,12 @@ class SocketRuntime final : public DataplaneRuntime {
     void wake() override { relay_.wake(); }
     base::Result<int> open_signaling(const base::Endpoint& local, SignalingHandler handler,
                                      void* ctx) override {
-        return relay_.open_signaling(local, handler, ctx);
+        auto fd = relay_.open_signaling(local, handler, ctx);
+        if (fd)
+            spdlog::info("SIP listener udp {}: receive buffer {} bytes ({} asked)",
+                         local.to_string(), relay_.signaling_rcvbuf(),
+                         relay_.signaling_rcvbuf_requested());
+        return fd;
     }
     bool post_ban(const base::Prefix& prefix, base::Nanos duration,
                   dataplane::BanOrigin origin) override {
@@ -396,7 +401,8 @@ class SocketRuntime final : public DataplaneRuntime {
     std::string stats_command() override {
         return "dataplane.backend=socket\n" + pipeline_text(pipeline_.counters()) +
                "media.streams=" + std::to_string(pipeline_.media().active()) + "\n" +
-               "sockets=" + std::to_string(relay_.open_sockets()) + "\n";
+               "sockets=" + std::to_string(relay_.open_sockets()) + "\n" +
+               "signaling_rcvbuf_bytes=" + std::to_string(relay_.signaling_rcvbuf()) + "\n";
     }
 
   private:
