@@ -36,6 +36,7 @@ BanTable::BanTable(std::uint32_t capacity) {
     sets = std::bit_ceil(sets);
     set_mask_ = sets - 1;
     slots_.resize(std::size_t{sets} * kWays);
+    hashes_.assign(slots_.size(), 0);
 }
 
 std::uint64_t BanTable::hash_of(const base::Prefix& p) const {
@@ -47,9 +48,10 @@ std::uint64_t BanTable::hash_of(const base::Prefix& p) const {
 }
 
 BanTable::Slot* BanTable::find(const base::Prefix& p, std::uint64_t h) {
-    Slot* set = &slots_[(h & set_mask_) * kWays];
+    const std::size_t base = (h & set_mask_) * kWays;
+    const std::uint64_t* hs = &hashes_[base];
     for (unsigned w = 0; w < kWays; ++w)
-        if (set[w].hash == h && set[w].info.prefix == p) return &set[w];
+        if (hs[w] == h && slots_[base + w].info.prefix == p) return &slots_[base + w];
     return nullptr;
 }
 
@@ -92,6 +94,7 @@ base::Result<void> BanTable::ban(const base::Prefix& p, base::Nanos duration, Ba
         filter_removed(victim->info.prefix);
     }
     victim->hash = h;
+    set_hash(victim, h);
     victim->info = BanInfo{p, expires, 1, origin, 0};
     victim->remember_until = expires + kDefaultRemember;
     count_len(mapped_len(p), +1);
@@ -128,6 +131,7 @@ bool BanTable::unban(const base::Prefix& p) {
     count_len(mapped_len(s->info.prefix), -1);
     const base::Prefix removed = s->info.prefix;
     *s = Slot{};
+    set_hash(s, 0);
     filter_removed(removed);
     return true;
 }

@@ -66,6 +66,7 @@ class Pipeline {
   private:
     bool is_trusted(const base::IpAddress& a) const;
     bool is_local(const base::IpAddress& a) const;
+    bool may_be_banned(const base::IpAddress& a) const;
     bool is_neighbour_discovery_for_us(const PacketMeta& m) const;
     void finish(Decision& d, Action a, DropReason r);
 

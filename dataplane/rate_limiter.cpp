@@ -45,7 +45,7 @@ RateLimiter::RateLimiter(std::uint32_t capacity, const PipelineConfig& config) {
     sets = std::bit_ceil(sets);
     set_mask_ = sets - 1;
     entries_.resize(std::size_t{sets} * kWays);
-    tags_.assign(std::size_t{sets} * kWays, 0);
+    ways_.assign(sets, WaySet{});
     apply_config(config);
     for (auto& b : new_source_buckets_) b.tokens = -1;  // filled on first use
 }
@@ -60,18 +60,32 @@ void RateLimiter::apply_config(const PipelineConfig& c) {
 }
 
 std::size_t RateLimiter::memory_bytes() const {
-    return entries_.size() * sizeof(Entry) + tags_.size() * sizeof(std::uint32_t) + sizeof(*this);
+    return entries_.size() * sizeof(Entry) + ways_.size() * sizeof(WaySet) + sizeof(*this);
+}
+
+std::uint64_t RateLimiter::key_hash(const base::IpAddress& key, std::uint8_t cls,
+                                    std::uint8_t is_prefix) const {
+    return base::mix64(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * base::kGoldenGamma);
+}
+
+void RateLimiter::prefetch(const base::IpAddress& src, TrafficClass cls_enum) const {
+    const auto cls = static_cast<std::uint8_t>(cls_enum);
+    __builtin_prefetch(&ways_[key_hash(src, cls, 0) & set_mask_]);
+    if (!limits_[cls].per_prefix.unlimited()) {
+        const base::Prefix p = base::covering_prefix(src, v4_len_, v6_len_);
+        __builtin_prefetch(&ways_[key_hash(p.address(), cls, 1) & set_mask_]);
+    }
 }
 
 const RateLimiter::Entry* RateLimiter::find(const base::IpAddress& key, std::uint8_t cls,
                                             std::uint8_t is_prefix) const {
-    const std::uint64_t h =
-        base::mix64(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * base::kGoldenGamma);
-    const std::size_t base = (h & set_mask_) * kWays;
+    const std::uint64_t h = key_hash(key, cls, is_prefix);
+    const std::size_t set = h & set_mask_;
     const std::uint32_t tag = static_cast<std::uint32_t>(h >> 32) | 1u;
+    const WaySet& ws = ways_[set];
     for (unsigned w = 0; w < kWays; ++w) {
-        if (tags_[base + w] != tag) continue;
-        const Entry& e = entries_[base + w];
+        if (ws.way[w].tag != tag) continue;
+        const Entry& e = entries_[set * kWays + w];
         if (e.cls == cls && e.is_prefix == is_prefix && e.key == key) return &e;
     }
     return nullptr;
@@ -81,35 +95,50 @@ RateLimiter::Entry* RateLimiter::find_or_insert(const base::IpAddress& key, std:
                                                 std::uint8_t is_prefix, base::Nanos now,
                                                 bool& inserted) {
     inserted = false;
-    const std::uint64_t h =
-        base::mix64(key.hash() ^ (std::uint64_t{cls} << 1 | is_prefix) * base::kGoldenGamma);
-    const std::size_t base = (h & set_mask_) * kWays;
+    const std::uint64_t h = key_hash(key, cls, is_prefix);
+    const std::size_t set = h & set_mask_;
+    const std::size_t base = set * kWays;
     const std::uint32_t tag = static_cast<std::uint32_t>(h >> 32) | 1u;
-    const std::uint32_t* tags = &tags_[base];
+    WaySet& ws = ways_[set];
     for (unsigned w = 0; w < kWays; ++w) {
-        if (tags[w] != tag) continue;
+        if (ws.way[w].tag != tag) continue;
         Entry& e = entries_[base + w];
         if (e.cls == cls && e.is_prefix == is_prefix && e.key == key) return &e;
     }
+    // The victim, from the stamps: ages in stamp units order entries as their last_seen does,
+    // except within one unit, where the entries' own last_seen decide (as they do whether an
+    // established entry has really been idle for idle_evict_after).
+    const std::uint32_t now_units = stamp_units(now);
+    const std::uint32_t idle_units = stamp_units(idle_evict_after_);
+    auto age = [&](std::uint32_t stamp) { return (now_units - stamp) & ~kEstablishedBit; };
     int empty = -1, lru_probation = -1, idle = -1;
+    std::uint32_t lru_age = 0;
     for (unsigned w = 0; w < kWays; ++w) {
-        if (tags[w] == 0) {
+        const Way& way = ws.way[w];
+        if (way.tag == 0) {
             if (empty < 0) empty = static_cast<int>(w);
             continue;
         }
-        const Entry& e = entries_[base + w];
-        if (!e.established) {
-            if (lru_probation < 0 || e.last_seen < entries_[base + lru_probation].last_seen)
+        if (empty >= 0) continue;  // an empty way wins; only the count of used ways matters
+        const std::uint32_t a = age(way.stamp);
+        if (!(way.stamp & kEstablishedBit)) {
+            if (lru_probation < 0 || a > lru_age ||
+                (a == lru_age &&
+                 entries_[base + w].last_seen < entries_[base + lru_probation].last_seen)) {
                 lru_probation = static_cast<int>(w);
-        } else if (now - e.last_seen >= idle_evict_after_) {
-            if (idle < 0 || e.last_seen < entries_[base + idle].last_seen)
+                lru_age = a;
+            }
+        } else if (a >= idle_units) {
+            const Entry& e = entries_[base + w];
+            if (now - e.last_seen >= idle_evict_after_ &&
+                (idle < 0 || e.last_seen < entries_[base + idle].last_seen))
                 idle = static_cast<int>(w);
         }
     }
     const int victim = empty >= 0 ? empty : (idle >= 0 ? idle : lru_probation);
     if (victim < 0) return nullptr;  // every way holds an active established source
-    if (tags_[base + victim] == 0) ++used_;
-    tags_[base + victim] = tag;
+    if (ws.way[victim].tag == 0) ++used_;
+    ws.way[victim].tag = tag;
     Entry& e = entries_[base + victim];
     e = Entry{};
     e.key = key;
@@ -120,6 +149,7 @@ RateLimiter::Entry* RateLimiter::find_or_insert(const base::IpAddress& key, std:
     e.window_start = now;
     const RateLimit& lim = is_prefix ? limits_[cls].per_prefix : limits_[cls].per_source;
     e.tokens = static_cast<float>(std::max(1.0, lim.burst));
+    restamp(&e);
     inserted = true;
     return &e;
 }
@@ -150,6 +180,7 @@ RateLimiter::Verdict RateLimiter::admit(const base::IpAddress& src, TrafficClass
             ok = take_token(e->tokens, e->last_seen, lim.per_source, now);
         }
         e->last_seen = now;
+        restamp(e);
         established = e->established;
     } else {
         ++untracked_;
@@ -166,6 +197,7 @@ RateLimiter::Verdict RateLimiter::admit(const base::IpAddress& src, TrafficClass
             }
             ok = take_token(pe->tokens, pe->last_seen, lim.per_prefix, now);
             pe->last_seen = now;
+            restamp(pe);
         }
     }
     if (ok && !established && !lim.new_sources.unlimited()) {
