@@ -45,6 +45,7 @@ SocketRelay::SocketRelay(Pipeline& pipeline, const SocketRelayConfig& config)
     : pipeline_(pipeline), impl_(std::make_unique<Impl>()) {
     io_ = SocketIo::mmsg;
     signaling_rcvbuf_requested_ = config.signaling_rcvbuf;
+    impl_->peers.assign(config.signaling_peers, Impl::SignalingPeer{});
 #if SBC_HAVE_LIBURING
     if (config.io != SocketIo::mmsg && impl_->start_uring(config.uring_buffers)) {
         io_ = SocketIo::uring;
@@ -91,6 +92,8 @@ SocketRelay::~SocketRelay() {
 #if SBC_HAVE_LIBURING
     impl_->stop_uring();  // drops the kernel's references to the sockets
 #endif
+    for (const auto& p : impl_->peers)
+        if (p.fd >= 0) ::close(p.fd);
     for (int fd : impl_->fd_by_port)
         if (fd >= 0) ::close(fd);
     if (impl_->epfd >= 0) ::close(impl_->epfd);
@@ -215,6 +218,12 @@ base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, Signa
         if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0)
             (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
     }
+    // Protected peers' sockets will join the listener's port (set after the bind, which so
+    // stays exclusive, as for media ports).
+    if (!impl_->peers.empty()) {
+        const int one = 1;
+        (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
     int got = 0;
     socklen_t got_len = sizeof got;
     if (::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &got_len) == 0) signaling_rcvbuf_ = got;
@@ -227,6 +236,79 @@ base::Result<int> SocketRelay::open_signaling(const base::Endpoint& local, Signa
     signaling_handler_ = handler;
     signaling_ctx_ = ctx;
     return fd;
+}
+
+std::size_t SocketRelay::signaling_peers() const {
+    return impl_->peers_open;
+}
+
+void SocketRelay::close_signaling_peer(std::size_t slot) {
+    Impl& s = *impl_;
+    auto& p = s.peers[slot];
+    if (p.fd < 0) return;
+#if SBC_HAVE_LIBURING
+    if (io_ == SocketIo::uring) s.disarm_peer(static_cast<std::uint32_t>(slot));
+#endif
+    ::close(p.fd);  // also leaves the epoll set
+    const std::uint32_t gen = p.gen;
+    p = Impl::SignalingPeer{};
+    p.gen = gen;
+    --s.peers_open;
+}
+
+base::Result<void> SocketRelay::protect_signaling_peer(std::uint16_t local_port,
+                                                       const base::Endpoint& peer) {
+    Impl& s = *impl_;
+    if (s.peers.empty()) return base::make_error("signaling peers are off");
+    const auto& sip = pipeline_.config().sip_udp_ports;
+    if (s.fd_by_port[local_port] < 0 || std::find(sip.begin(), sip.end(), local_port) == sip.end())
+        return base::make_error("port " + std::to_string(local_port) + " is not a SIP listener's");
+    std::size_t slot = s.peers.size();
+    for (std::size_t i = 0; i < s.peers.size(); ++i) {
+        const auto& p = s.peers[i];
+        if (p.fd >= 0 && p.port == local_port && p.peer == peer) return {};
+        if (p.fd < 0 && slot == s.peers.size()) slot = i;
+    }
+    if (slot == s.peers.size()) {  // all taken: the oldest makes room
+        slot = s.peer_cursor;
+        s.peer_cursor = (s.peer_cursor + 1) % s.peers.size();
+        close_signaling_peer(slot);
+    }
+    sockaddr_storage local, to;
+    const socklen_t local_len = base::to_sockaddr(s.local_by_port[local_port], local);
+    const socklen_t to_len = base::to_sockaddr(peer, to);
+    if (local.ss_family != to.ss_family)
+        return base::make_error("peer " + peer.to_string() + ": not the listener's family");
+    const int fd = ::socket(local.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return base::make_error(std::string("socket: ") + std::strerror(errno));
+    const int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&local), local_len) != 0 ||
+        ::connect(fd, reinterpret_cast<sockaddr*>(&to), to_len) != 0) {
+        const int e = errno;
+        ::close(fd);
+        return base::make_error("peer " + peer.to_string() + ": " + std::strerror(e));
+    }
+    auto& p = s.peers[slot];
+    p.fd = fd;
+    p.port = local_port;
+    p.peer = peer;
+    bool armed = false;
+#if SBC_HAVE_LIBURING
+    if (io_ == SocketIo::uring) armed = s.arm_peer(static_cast<std::uint32_t>(slot));
+#endif
+    if (io_ == SocketIo::mmsg) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u32 = kEpollPeer + static_cast<std::uint32_t>(slot);
+        armed = epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+    }
+    ++s.peers_open;
+    if (!armed) {
+        close_signaling_peer(slot);
+        return base::make_error("peer " + peer.to_string() + ": cannot watch its socket");
+    }
+    return {};
 }
 
 base::Result<void> SocketRelay::close_stream(StreamId id) {

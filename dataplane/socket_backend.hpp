@@ -34,6 +34,12 @@ struct SocketRelayConfig {
     // The kernel charges only what is queued, so a large value costs memory only under load.
     // 0: leave the kernel's default.
     int signaling_rcvbuf = 16 << 20;
+    // Known callers' own queues: protect_signaling_peer() gives a SIP listener's peer a socket
+    // of its own on the listener's port, connected to it (SO_REUSEPORT; the kernel delivers an
+    // exact 4-tuple match there, everyone else's datagrams to the listener). A flood that fills
+    // the listener's queue then cannot drop the peer's datagrams. At most this many (each is a
+    // file descriptor); when all are taken the oldest is closed for the new one. 0: none.
+    unsigned signaling_peers = 256;
 };
 
 // socket backend: one UDP socket per local media port (RTP, and RTCP unless rtcp-mux),
@@ -59,6 +65,14 @@ class SocketRelay {
     // The receive buffer the kernel gave the last SIP listener opened (SO_RCVBUF as read back:
     // twice what was asked, Linux counting its bookkeeping), and what was asked.
     int signaling_rcvbuf() const { return signaling_rcvbuf_; }
+    // Gives `peer` (a caller known to signaling, e.g. one with an answered call) a socket of its
+    // own on the SIP listener at `local_port` (SocketRelayConfig::signaling_peers). What it
+    // receives takes the same path as the listener's (bans, limits, then signaling). A peer
+    // that has one already keeps it. Fails when the port is not a SIP listener's, the feature
+    // is off, or the socket cannot be opened (the open-file limit: the listener still serves
+    // the peer, only without a queue of its own).
+    base::Result<void> protect_signaling_peer(std::uint16_t local_port, const base::Endpoint& peer);
+    std::size_t signaling_peers() const;
     int signaling_rcvbuf_requested() const { return signaling_rcvbuf_requested_; }
     // Waits up to timeout_ms for traffic and processes what is ready; returns packets handled.
     std::size_t poll_once(int timeout_ms, const base::Clock& clock);
@@ -95,6 +109,7 @@ class SocketRelay {
     base::Result<void> watch(int fd, std::uint16_t port);
     bool take_wake();
     void unwatch(std::uint16_t port);
+    void close_signaling_peer(std::size_t slot);
     Pipeline& pipeline_;
     std::unique_ptr<Impl> impl_;
     std::size_t sockets_open_ = 0;

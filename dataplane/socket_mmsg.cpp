@@ -14,8 +14,17 @@ std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
             take_wake();
             continue;
         }
-        const std::uint16_t port = static_cast<std::uint16_t>(events[e].data.u32);
-        const int fd = s.fd_by_port[port];
+        const std::uint32_t key = events[e].data.u32;
+        std::uint16_t port = static_cast<std::uint16_t>(key);
+        int fd = -1;
+        if (key >= kEpollPeer) {  // a protected signaling peer's socket
+            const std::uint32_t slot = key - kEpollPeer;
+            if (slot >= s.peers.size()) continue;
+            fd = s.peers[slot].fd;
+            port = s.peers[slot].port;
+        } else {
+            fd = s.fd_by_port[port];
+        }
         if (fd < 0) continue;
         for (int round = 0; round < kMaxBurstsPerSocket; ++round) {
             // Stage 1: receive a burst.

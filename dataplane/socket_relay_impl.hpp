@@ -58,7 +58,14 @@ inline void datagram_meta(const sockaddr_storage& src, const base::Endpoint& loc
 #if SBC_HAVE_LIBURING
 constexpr std::uint16_t kBufGroup = 0;
 constexpr unsigned kSqEntries = 256;
-enum : std::uint64_t { kTagRecv = 1, kTagSend = 2, kTagCancel = 3, kTagRecvTwin = 4, kTagWake = 5 };
+enum : std::uint64_t {
+    kTagRecv = 1,
+    kTagSend = 2,
+    kTagCancel = 3,
+    kTagRecvTwin = 4,
+    kTagWake = 5,
+    kTagRecvPeer = 6  // a protected signaling peer's socket; value: its slot
+};
 // Below the open-file limit kept free of twins (signaling, TLS, control and new streams): an
 // eighth of the limit, at most 1024.
 inline std::uint64_t twin_fd_reserve(std::uint64_t limit) {
@@ -73,6 +80,8 @@ inline std::uint64_t tag(std::uint64_t kind, std::uint32_t gen, std::uint32_t va
 
 // epoll user data of the wake-up eventfd (sockets carry their port, below 65536).
 constexpr std::uint32_t kEpollWake = 1u << 16;
+// epoll user data of a protected signaling peer's socket: this plus its slot.
+constexpr std::uint32_t kEpollPeer = 1u << 17;
 
 struct SocketRelay::Impl {
     int epfd = -1;
@@ -88,6 +97,16 @@ struct SocketRelay::Impl {
     std::array<sockaddr_storage, kBurst> tx_names{};
     std::array<int, kBurst> tx_fd{};
     std::array<PacketMeta, kBurst> meta{};
+    // Protected signaling peers (SocketRelay::protect_signaling_peer), fixed slots.
+    struct SignalingPeer {
+        int fd = -1;
+        std::uint16_t port = 0;  // the SIP listener's
+        std::uint32_t gen = 0;   // generation of its receive (uring)
+        base::Endpoint peer;
+    };
+    std::vector<SignalingPeer> peers;
+    std::size_t peers_open = 0;
+    std::size_t peer_cursor = 0;  // the slot taken next when all are in use (oldest first)
     std::array<Decision, kBurst> decisions{};
     std::string io_error;  // why the requested mode is not available
 
@@ -115,6 +134,7 @@ struct SocketRelay::Impl {
     std::vector<std::uint32_t> gen_by_port = std::vector<std::uint32_t>(65536, 0);
     std::vector<std::uint32_t> rearm;  // port, | kRearmTwin for the port's twin
     static constexpr std::uint32_t kRearmTwin = 1u << 16;
+    static constexpr std::uint32_t kRearmPeer = 1u << 17;  // | slot
     // Connected egress (see the top of the file), per local port.
     struct Twin {
         int fd = -1;
@@ -252,6 +272,30 @@ struct SocketRelay::Impl {
                                         : tag(kTagRecv, gen_by_port[port], port));
         return true;
     }
+    bool arm_peer(std::uint32_t slot) {
+        if (!enabled) {
+            rearm.push_back(slot | kRearmPeer);
+            return true;
+        }
+        io_uring_sqe* e = sqe();
+        if (!e) return false;
+        io_uring_prep_recvmsg_multishot(e, peers[slot].fd, &recv_layout, 0);
+        e->flags |= IOSQE_BUFFER_SELECT;
+        e->buf_group = kBufGroup;
+        io_uring_sqe_set_data64(e, tag(kTagRecvPeer, peers[slot].gen, slot));
+        return true;
+    }
+    void disarm_peer(std::uint32_t slot) {
+        rearm.erase(std::remove(rearm.begin(), rearm.end(), slot | kRearmPeer), rearm.end());
+        if (enabled) {
+            if (io_uring_sqe* e = sqe()) {
+                io_uring_prep_cancel64(e, tag(kTagRecvPeer, peers[slot].gen, slot), 0);
+                io_uring_sqe_set_data64(e, tag(kTagCancel, 0, 0));
+            }
+        }
+        ++peers[slot].gen;
+        if (enabled) submit_cancels();
+    }
     // Opens port's twin connected to `peer`, or re-connects it; false if there is none (yet).
     // Syscalls, so at most once per kTwinReconnectGap per port, whatever the outcome.
     bool join_twin(std::uint16_t port, const base::Endpoint& peer, std::size_t sockets_open,
@@ -351,6 +395,8 @@ struct SocketRelay::Impl {
         // A deferred ring takes requests only from its polling thread; destroyed from another
         // one, its ports are freed by that teardown, a moment later.
         const bool may_submit = enabled && (!deferred || issuer == std::this_thread::get_id());
+        for (std::size_t k = 0; may_submit && k < peers.size(); ++k)
+            if (peers[k].fd >= 0) disarm_peer(static_cast<std::uint32_t>(k));
         for (std::size_t p = 0; may_submit && p < fd_by_port.size(); ++p) {
             if (!twins.empty()) close_twin(static_cast<std::uint16_t>(p));
             if (fd_by_port[p] >= 0) disarm(static_cast<std::uint16_t>(p));

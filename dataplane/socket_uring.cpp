@@ -11,7 +11,9 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
     if ((!s.enabled || !s.wake_armed) && !s.enable()) return 0;
     for (std::uint32_t r : s.rearm) {
         const auto port = static_cast<std::uint16_t>(r);
-        if (r & Impl::kRearmTwin) {
+        if (r & Impl::kRearmPeer) {
+            if (port < s.peers.size() && s.peers[port].fd >= 0) s.arm_peer(port);
+        } else if (r & Impl::kRearmTwin) {
             if (s.twins[port].fd >= 0) s.arm(port, true);
         } else if (s.fd_by_port[port] >= 0) {
             s.arm(port);
@@ -45,20 +47,29 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
             if (!(cqe->flags & IORING_CQE_F_MORE)) s.wake_armed = false;  // re-armed next poll
             continue;
         }
-        if (kind != kTagRecv && kind != kTagRecvTwin) continue;
-        const std::uint16_t port = static_cast<std::uint16_t>(value);
+        if (kind != kTagRecv && kind != kTagRecvTwin && kind != kTagRecvPeer) continue;
         const bool twin = kind == kTagRecvTwin;
-        const bool live = twin ? s.twins[port].fd >= 0 &&
-                                     ((ud >> 32) & 0xffffffu) == (s.twins[port].gen & 0xffffffu)
-                               : s.fd_by_port[port] >= 0 &&
-                                     ((ud >> 32) & 0xffffffu) == (s.gen_by_port[port] & 0xffffffu);
+        const bool peer = kind == kTagRecvPeer;  // a protected signaling peer's socket
+        const std::uint32_t gen = (ud >> 32) & 0xffffffu;
+        std::uint16_t port = static_cast<std::uint16_t>(value);
+        bool live = false;
+        if (peer) {
+            live = value < s.peers.size() && s.peers[value].fd >= 0 &&
+                   gen == (s.peers[value].gen & 0xffffffu);
+            port = live ? s.peers[value].port : 0;
+        } else if (twin) {
+            live = s.twins[port].fd >= 0 && gen == (s.twins[port].gen & 0xffffffu);
+        } else {
+            live = s.fd_by_port[port] >= 0 && gen == (s.gen_by_port[port] & 0xffffffu);
+        }
         if (!(cqe->flags & IORING_CQE_F_MORE) && live) {
             if (cqe->res == -ENOBUFS) ++rx_buffer_shortages_;
             // A connected socket also reports its peer's ICMP errors (ECONNREFUSED...) on the
             // receive, which ends the multishot: a twin is re-armed whatever the error.
             if (cqe->res >= 0 || cqe->res == -ENOBUFS || cqe->res == -EINTR ||
-                cqe->res == -EAGAIN || (twin && cqe->res != -ECANCELED))
-                s.rearm.push_back(port | (twin ? Impl::kRearmTwin : 0u));
+                cqe->res == -EAGAIN || ((twin || peer) && cqe->res != -ECANCELED))
+                s.rearm.push_back(peer ? (value | Impl::kRearmPeer)
+                                       : (port | (twin ? Impl::kRearmTwin : 0u)));
         }
         if (cqe->res < 0 || !(cqe->flags & IORING_CQE_F_BUFFER)) continue;
         const auto bid = static_cast<std::uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);

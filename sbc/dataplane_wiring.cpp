@@ -398,11 +398,21 @@ class SocketRuntime final : public DataplaneRuntime {
         pipeline_.decide(std::span(&m, 1), std::span(&d, 1), clock_.monotonic());
         return d.action == dataplane::Action::to_kernel;
     }
+    void protect_signaling_peer(const base::Endpoint& local,
+                                const base::Endpoint& remote) override {
+        if (relay_.protect_signaling_peer(local.port, remote))
+            ++peers_protected_;
+        else
+            ++peers_refused_;
+    }
     std::string stats_command() override {
         return "dataplane.backend=socket\n" + pipeline_text(pipeline_.counters()) +
                "media.streams=" + std::to_string(pipeline_.media().active()) + "\n" +
                "sockets=" + std::to_string(relay_.open_sockets()) + "\n" +
-               "signaling_rcvbuf_bytes=" + std::to_string(relay_.signaling_rcvbuf()) + "\n";
+               "signaling_rcvbuf_bytes=" + std::to_string(relay_.signaling_rcvbuf()) + "\n" +
+               "signaling_peers=" + std::to_string(relay_.signaling_peers()) + "\n" +
+               "signaling_peers_protected=" + std::to_string(peers_protected_) + "\n" +
+               "signaling_peers_refused=" + std::to_string(peers_refused_) + "\n";
     }
 
   private:
@@ -542,6 +552,7 @@ class SocketRuntime final : public DataplaneRuntime {
     base::IpAddress media_a_addr_, media_b_addr_;           // our addresses for leg a / leg b
     std::map<std::uint32_t, dataplane::StreamId> streams_;  // `media` ids (dataplane thread)
     std::uint32_t next_stream_ = 1;
+    std::uint64_t peers_protected_ = 0, peers_refused_ = 0;  // signaling thread
     std::thread thread_;
 };
 

@@ -68,6 +68,16 @@ class DataplaneRuntime {
         return true;
     }
 
+    // Signaling thread: `remote` is a known caller of the UDP SIP listener `local` (a call of its
+    // was answered): where the backend can, its datagrams get a receive queue of their own, so
+    // that a flood filling the listener's queue cannot drop them (socket backend:
+    // SocketRelay::protect_signaling_peer). The dpdk backend reads the wire before any socket
+    // queue and has nothing to do.
+    virtual void protect_signaling_peer(const base::Endpoint& local, const base::Endpoint& remote) {
+        (void)local;
+        (void)remote;
+    }
+
     // Signaling thread: the dataplane's counters for `stats` (key=value lines).
     virtual std::string stats_command() = 0;
     // Signaling thread: the dataplane's metrics (see write_dataplane_metrics).

@@ -740,6 +740,11 @@ std::string FrontDoor::flag_text(const fraud::Verdict& v) {
 
 void FrontDoor::call_answered(const signaling::CallInfo& c) {
     metrics_.answered(c);
+    // A caller with an answered call is known: its datagrams get a queue of their own, which a
+    // spoofed flood filling the listener's cannot overflow.
+    if (c.from == signaling::Side::external && c.source.transport == signaling::Transport::udp &&
+        c.source.listener < listeners_.size())
+        rt_.protect_signaling_peer(listeners_[c.source.listener].local, c.source.remote);
     if (engine_) observer_.call_answered(c, rt_.monotonic(), rt_.wall());
 }
 

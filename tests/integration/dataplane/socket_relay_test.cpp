@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -241,6 +242,118 @@ TEST_CASE("Socket relay: a SIP flood is limited, then banned; others still get t
     friendly.send_to(ep(kRelay, 45060), reg);
     for (int i = 0; i < 20 && sink.delivered == before; ++i) relay.poll_once(10, clock);
     CHECK(sink.delivered == before + 1);
+}
+
+TEST_CASE("Socket relay: a SIP listener gets the receive buffer asked for, and reports it") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.sip_udp_ports = {11390, 11391};
+    Pipeline pipeline(cfg);
+    SigSink sink;
+    auto buffer_of = [](int fd) {
+        int v = 0;
+        socklen_t len = sizeof v;
+        REQUIRE(getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &len) == 0);
+        return v;
+    };
+    SocketRelayConfig kernel_default;
+    kernel_default.io = SocketIo::mmsg;
+    kernel_default.signaling_rcvbuf = 0;
+    SocketRelay plain(pipeline, kernel_default);
+    auto fd0 = plain.open_signaling(ep(kRelay, 11390), on_sip, &sink);
+    REQUIRE(fd0);
+    CHECK(plain.signaling_rcvbuf() == buffer_of(*fd0));
+
+    SocketRelayConfig large;
+    large.io = SocketIo::mmsg;
+    large.signaling_rcvbuf = 8 << 20;
+    SocketRelay relay(pipeline, large);
+    auto fd = relay.open_signaling(ep(kRelay, 11391), on_sip, &sink);
+    REQUIRE(fd);
+    CHECK(relay.signaling_rcvbuf_requested() == (8 << 20));
+    CHECK(relay.signaling_rcvbuf() == buffer_of(*fd));
+    if (geteuid() == 0) {
+        // SO_RCVBUFFORCE passes net.core.rmem_max; Linux doubles what it is given.
+        CHECK(relay.signaling_rcvbuf() >= 2 * (8 << 20));
+    } else {
+        // Unprivileged: SO_RCVBUF, capped at net.core.rmem_max (which may be the default).
+        CHECK(relay.signaling_rcvbuf() >= plain.signaling_rcvbuf());
+    }
+}
+
+namespace {
+struct BySource {
+    std::map<std::uint16_t, int> delivered;  // source port -> datagrams handed to signaling
+};
+void count_by_source(const PacketMeta& m, void* ctx) {
+    ++static_cast<BySource*>(ctx)->delivered[m.src_port];
+}
+}  // namespace
+
+TEST_CASE("Socket relay: a protected signaling peer is not starved by a full listener queue") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.sip_udp_ports = {11392};
+    cfg.trusted = {*sbc::base::Prefix::parse("127.0.77.0/24")};  // no limits: only queues count
+    Pipeline pipeline(cfg);
+    const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);
+    INFO("io=" << socket_io_name(io));
+    SocketRelayConfig rc;
+    rc.io = io;
+    rc.signaling_rcvbuf = 0;  // the kernel's default: a few hundred datagrams fill it
+    SocketRelay relay(pipeline, rc);
+    REQUIRE(relay.io_mode() == io);
+    sbc::base::SystemClock clock;
+    BySource sink;
+    REQUIRE(relay.open_signaling(ep(kRelay, 11392), count_by_source, &sink));
+    Udp flood(ep("127.0.77.66", 11393));
+    Udp known(ep("127.0.77.5", 11394));
+    Udp other(ep("127.0.77.6", 11395));
+    CHECK_FALSE(relay.protect_signaling_peer(11393 + 100, ep("127.0.77.5", 11394)));  // no listener
+    REQUIRE(relay.protect_signaling_peer(11392, ep("127.0.77.5", 11394)));
+    REQUIRE(relay.protect_signaling_peer(11392, ep("127.0.77.5", 11394)));  // kept, not doubled
+    CHECK(relay.signaling_peers() == 1);
+    const auto msg = sbc::dataplane::test::text("OPTIONS sip:example.com SIP/2.0\r\n\r\n");
+    // The listener's queue overflows while nobody reads it; then both callers send.
+    for (int i = 0; i < 5000; ++i) flood.send_to(ep(kRelay, 11392), msg);
+    for (int i = 0; i < 50; ++i) {
+        known.send_to(ep(kRelay, 11392), msg);
+        other.send_to(ep(kRelay, 11392), msg);
+    }
+    for (int idle = 0, round = 0; idle < 5 && round < 2000; ++round)
+        idle = relay.poll_once(10, clock) > 0 ? 0 : idle + 1;
+    INFO("flood " << sink.delivered[11393] << " known " << sink.delivered[11394] << " other "
+                  << sink.delivered[11395]);
+    CHECK(sink.delivered[11393] < 5000);  // the listener's queue did overflow
+    CHECK(sink.delivered[11394] == 50);   // the protected peer lost nothing
+    CHECK(sink.delivered[11395] < 50);    // an unprotected one shared the flood's fate
+}
+
+TEST_CASE("Socket relay: protected signaling peers are bounded, the oldest makes room") {
+    auto cfg = PipelineConfig::defaults();
+    cfg.sip_udp_ports = {11396};
+    cfg.trusted = {*sbc::base::Prefix::parse("127.0.77.0/24")};
+    Pipeline pipeline(cfg);
+    const SocketIo io = GENERATE(SocketIo::uring, SocketIo::mmsg);
+    INFO("io=" << socket_io_name(io));
+    SocketRelayConfig rc;
+    rc.io = io;
+    rc.signaling_peers = 2;
+    SocketRelay relay(pipeline, rc);
+    sbc::base::SystemClock clock;
+    BySource sink;
+    REQUIRE(relay.open_signaling(ep(kRelay, 11396), count_by_source, &sink));
+    Udp a(ep("127.0.77.7", 11397)), b(ep("127.0.77.8", 11398)), c(ep("127.0.77.9", 11399));
+    REQUIRE(relay.protect_signaling_peer(11396, ep("127.0.77.7", 11397)));
+    REQUIRE(relay.protect_signaling_peer(11396, ep("127.0.77.8", 11398)));
+    REQUIRE(relay.protect_signaling_peer(11396, ep("127.0.77.9", 11399)));  // replaces a's
+    CHECK(relay.signaling_peers() == 2);
+    // Every caller still reaches signaling, through its own socket or the listener's.
+    const auto msg = sbc::dataplane::test::text("OPTIONS sip:example.com SIP/2.0\r\n\r\n");
+    for (const Udp* u : {&a, &b, &c}) u->send_to(ep(kRelay, 11396), msg);
+    for (int round = 0; round < 200 && sink.delivered.size() < 3; ++round)
+        relay.poll_once(10, clock);
+    CHECK(sink.delivered[11397] == 1);
+    CHECK(sink.delivered[11398] == 1);
+    CHECK(sink.delivered[11399] == 1);
 }
 
 TEST_CASE("Socket relay bridges an IPv4 leg and an IPv6 leg") {
