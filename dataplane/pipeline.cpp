@@ -133,7 +133,7 @@ void Pipeline::decide(std::span<const PacketMeta> meta, std::span<Decision> out,
     // Admission through the limiter; sustained excess escalates to a ban.
     auto admit = [&](const PacketMeta& m, TrafficClass cls) {
         if (!config_.trusted.empty() && is_trusted(m.src)) return true;
-        const auto v = limiter_.admit(m.src, cls, now);
+        const auto v = limiter_.admit(m.src, cls, now, (m.flags & kFlagKnownPeer) != 0);
         if (v == RateLimiter::Verdict::admit) return true;
         counters_.rate_limited.add(cls);
         if (v == RateLimiter::Verdict::deny_ban && config_.ban_policy.enabled) {

@@ -160,7 +160,7 @@ bool RateLimiter::is_established(const base::IpAddress& src, TrafficClass cls) c
 }
 
 RateLimiter::Verdict RateLimiter::admit(const base::IpAddress& src, TrafficClass cls_enum,
-                                        base::Nanos now) {
+                                        base::Nanos now, bool vouched) {
     const auto cls = static_cast<std::uint8_t>(cls_enum);
     const ClassLimits& lim = limits_[cls];
     if (lim.per_source.unlimited() && lim.per_prefix.unlimited() && lim.new_sources.unlimited())
@@ -179,6 +179,7 @@ RateLimiter::Verdict RateLimiter::admit(const base::IpAddress& src, TrafficClass
         } else {
             ok = take_token(e->tokens, e->last_seen, lim.per_source, now);
         }
+        if (vouched) e->established = 1;
         e->last_seen = now;
         restamp(e);
         established = e->established;
@@ -200,7 +201,7 @@ RateLimiter::Verdict RateLimiter::admit(const base::IpAddress& src, TrafficClass
             restamp(pe);
         }
     }
-    if (ok && !established && !lim.new_sources.unlimited()) {
+    if (ok && !established && !vouched && !lim.new_sources.unlimited()) {
         Bucket& b = new_source_buckets_[cls];
         if (b.tokens < 0) {
             b.tokens = std::max(1.0, lim.new_sources.burst);

@@ -21,7 +21,11 @@ class RateLimiter {
 
     // One token from the source's bucket, its prefix's bucket and (for sources on probation)
     // the class-wide new-source bucket. deny_ban: sustained excess reached the ban threshold.
-    Verdict admit(const base::IpAddress& src, TrafficClass cls, base::Nanos now);
+    // `vouched`: signaling knows the source (a protected signaling peer): it counts as
+    // established at once (kept, and out of the new-source bucket a flood exhausts); its own
+    // and its prefix's buckets still apply.
+    Verdict admit(const base::IpAddress& src, TrafficClass cls, base::Nanos now,
+                  bool vouched = false);
     // Hints the cache about the sets admit(src, cls) will read (the source's and its prefix's),
     // so that a burst's misses overlap (the pipeline calls it for the burst first).
     void prefetch(const base::IpAddress& src, TrafficClass cls) const;

@@ -41,9 +41,11 @@ std::size_t SocketRelay::poll_mmsg(int timeout_ms, const base::Clock& clock) {
             const base::Nanos now = clock.monotonic();
             // Stage 2: what the kernel stripped, as pipeline metadata.
             const base::Endpoint& local = s.local_by_port[port];
-            for (int i = 0; i < n; ++i)
+            for (int i = 0; i < n; ++i) {
                 datagram_meta(s.rx_names[i], local, &s.bufs[i * kBufSize], s.rx[i].msg_len,
                               s.rx[i].msg_hdr.msg_flags & MSG_TRUNC, s.meta[i], s.decisions[i]);
+                if (key >= kEpollPeer) s.meta[i].flags |= kFlagKnownPeer;
+            }
             // Stage 3: bans, limits, relay lookup, latching.
             pipeline_.decide(std::span<const PacketMeta>(s.meta.data(), n),
                              std::span<Decision>(s.decisions.data(), n), now);

@@ -87,6 +87,7 @@ std::size_t SocketRelay::poll_uring([[maybe_unused]] int timeout_ms,
             static_cast<const std::uint8_t*>(io_uring_recvmsg_payload(out, &s.recv_layout)),
             io_uring_recvmsg_payload_length(out, cqe->res, &s.recv_layout), out->flags & MSG_TRUNC,
             s.meta[n], s.decisions[n]);
+        if (peer) s.meta[n].flags |= kFlagKnownPeer;
         s.burst_bid[n] = bid;
         ++n;
     }

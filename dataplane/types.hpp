@@ -78,6 +78,9 @@ enum PacketFlags : std::uint8_t {
     kFlagQinQ = 8,           // two tags
     kFlagV6 = 16,
     kFlagIpOptions = 32,  // IPv4 options or IPv6 extension headers present
+    // Arrived on a protected signaling peer's connected socket (SocketRelay::
+    // protect_signaling_peer): signaling vouched for this exact source address and port.
+    kFlagKnownPeer = 64,
 };
 
 // One received packet as the pipeline sees it. Frame backends (dpdk, pcap) fill `Frame` and

@@ -149,3 +149,24 @@ TEST_CASE("Limits change on reload and state survives") {
     CHECK(rl.size() >= 1);
     CHECK(rl.admit(src, TrafficClass::sip_register, millis(10)) == RateLimiter::Verdict::admit);
 }
+
+TEST_CASE("A source signaling vouched for skips the new-source budget a flood exhausted") {
+    // Per source 10/s burst 5; new sources share 1/s burst 1.
+    auto cfg = limits_for(TrafficClass::sip_invite, {10, 5}, {}, {1, 1});
+    RateLimiter rl(1024, cfg);
+    // The flood takes the shared budget.
+    CHECK(rl.admit(v4(0x0A000001), TrafficClass::sip_invite, 0) == RateLimiter::Verdict::admit);
+    CHECK(rl.admit(v4(0x0A000002), TrafficClass::sip_invite, 0) == RateLimiter::Verdict::deny);
+    // A new source gets nothing; the same source vouched for is admitted, and counts as
+    // established from then on, its own bucket still applying.
+    const auto caller = v4(0xC6336407);
+    CHECK(rl.admit(caller, TrafficClass::sip_invite, 0) == RateLimiter::Verdict::deny);
+    CHECK(rl.admit(caller, TrafficClass::sip_invite, 0, true) == RateLimiter::Verdict::admit);
+    CHECK(rl.is_established(caller, TrafficClass::sip_invite));
+    // Its own bucket (burst 5) paid for both attempts: 3 tokens are left.
+    int admitted = 0;
+    for (int i = 0; i < 10; ++i)
+        admitted +=
+            rl.admit(caller, TrafficClass::sip_invite, 0, true) == RateLimiter::Verdict::admit;
+    CHECK(admitted == 3);
+}
