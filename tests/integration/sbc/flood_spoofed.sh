@@ -17,7 +17,7 @@
 # UACS (5 callers, each with its own address and accounts, placing CALLS/UACS calls),
 # CALL_RATE (calls/s per caller, 2: two INVITEs a call stay under the policy's 5/s per source),
 # FLOOD_FULL (1: the flood runs all of FLOOD_SECONDS; else it stops when the calls are done),
-# FLOOD_RATE (INVITEs/s; 0: the generator's maximum; 20000 by default, see below),
+# FLOOD_RATE (INVITEs/s; 0, the default: the generator's maximum),
 # RESULT_CASE (print RESULT lines for `scripts/bench` under this case).
 source "$(dirname "$0")/lib.sh" "$1" "$2" 11300
 GEN=${3:-$(cd "$(dirname "$1")/.." && pwd)/tests/bench/sbc/sbc-sip-flood}
@@ -27,12 +27,10 @@ CALLS=${CALLS:-100}
 UACS=${UACS:-5}
 CALL_RATE=${CALL_RATE:-2}
 FLOOD_FULL=${FLOOD_FULL:-}
-# At the generator's maximum the socket backend now reads most of the flood (about 216,000 of
-# 239,000 datagrams/s here) and known callers have receive queues of their own, but the calls
-# still fail past the dataplane (docs/signaling.md, "Strangers and spoofed floods"); `scripts/bench
-# flood` floods at the maximum and reports it. Paced, the test measures what the SBC itself does
-# with a flood.
-FLOOD_RATE=${FLOOD_RATE:-20000}
+# At the generator's maximum the socket backend reads nearly all of the flood, and known callers
+# (an answered call) have receive queues of their own and are vouched for in the rate limiter
+# (docs/signaling.md, "Strangers and spoofed floods"): the flood runs unpaced by default.
+FLOOD_RATE=${FLOOD_RATE:-0}
 [ "$UACS" -ge 1 ] && [ "$UACS" -le 8 ] && [ $((CALLS % UACS)) = 0 ] ||
   fail "UACS must be 1..8 and divide CALLS"
 need sipp sip-tester
@@ -166,10 +164,18 @@ done
 for p in "${uac_pids[@]}"; do wait "$p" || echo "a sipp UAC exited $? (counted below)"; done
 flood_lasted=0
 kill -0 "$gen_pid" 2>/dev/null && flood_lasted=1
-ctl stats >"$WORK/stats1.txt"
-udp1=$(udp_drops)
 [ -n "$FLOOD_FULL" ] || kill -TERM "$gen_pid" 2>/dev/null || true
 wait "$gen_pid" || fail "generator: $(cat "$WORK/gen.out")"
+# The counters once the flood has stopped and its queued datagrams are read: what the SBC sent
+# to the flood's addresses is then bounded by requests it had counted (at full rate, the few
+# milliseconds between a snapshot and the generator's end hold hundreds of INVITEs).
+for _ in $(seq 20); do
+  a=$(stat pipeline.rx)
+  sleep 0.1
+  [ "$(stat pipeline.rx)" = "$a" ] && break
+done
+ctl stats >"$WORK/stats1.txt"
+udp1=$(udp_drops)
 cat "$WORK/gen.out"
 legit=()
 for k in $(seq 0 $((UACS - 1))); do legit+=("legit$k"); done
