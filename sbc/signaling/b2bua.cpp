@@ -622,6 +622,8 @@ void B2bua::receive(const sip::Message& m, const Flow& from, Side side, base::Na
         respond_503_statelessly(m, from);
         return;
     }
+    // Answers to the registrations' keep-alive OPTIONS: matched by branch, no transaction.
+    if (regs_ && !m.is_request() && regs_->on_probe_response(m, from, now)) return;
     const auto r = tx_.receive(m, from, now);
     if (r == TransactionLayer::Received::overloaded) respond_503_statelessly(m, from);
 }

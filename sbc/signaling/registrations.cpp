@@ -14,6 +14,40 @@ std::uint64_t pack(TxId id) {
     return (std::uint64_t{id.generation} << 32) | id.index;
 }
 
+// Keep-alive probes' branches: the cookie, "ka" and 12 base-36 characters that encode the
+// probe's key (random, about 62 bits): a length no transaction's branch has (new_branch()).
+constexpr std::string_view kProbePrefix = "z9hG4bKka";
+constexpr std::size_t kProbeKeyChars = 12;
+
+std::uint64_t probe_key_of(std::string_view chars) {
+    std::uint64_t v = 0;
+    for (char c : chars) {
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'z')
+            d = c - 'a' + 10;
+        else
+            return 0;
+        v = v * 36 + static_cast<std::uint64_t>(d);
+    }
+    return v;
+}
+
+void append_probe_key(std::string& out, std::uint64_t key) {
+    char chars[kProbeKeyChars];
+    for (std::size_t i = kProbeKeyChars; i-- > 0; key /= 36) {
+        const auto d = static_cast<char>(key % 36);
+        chars[i] = d < 10 ? static_cast<char>('0' + d) : static_cast<char>('a' + d - 10);
+    }
+    out.append(chars, kProbeKeyChars);
+}
+
+std::uint64_t new_probe_key() {
+    for (;;)
+        if (const std::uint64_t k = probe_key_of(random_token(kProbeKeyChars))) return k;
+}
+
 std::string host_port(const std::string& host, std::uint16_t port) {
     const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
     std::string out = v6 ? "[" + host + "]" : host;
@@ -580,7 +614,7 @@ void Registrations::detach(const Token& t, Binding& b) {
     auto& v = it->second.tokens;
     v.erase(std::remove(v.begin(), v.end(), t), v.end());
     if (v.empty()) {
-        if (it->second.probe) probes_.erase(pack(it->second.probe));
+        if (it->second.probe) probes_.erase(it->second.probe);
         flows_.erase(it);
     }
 }
@@ -679,17 +713,31 @@ void Registrations::commit(const Forwarded& f, const sip::Message& ok, base::Nan
     }
 }
 
-bool Registrations::on_response(TxId tx, const sip::Message& r, base::Nanos now) {
-    if (auto p = probes_.find(pack(tx)); p != probes_.end()) {
-        if (r.status_code() < 200) return true;
-        if (auto fs = flows_.find(p->second); fs != flows_.end() && fs->second.probe == tx) {
-            fs->second.probe = {};
-            fs->second.failures = 0;
-            counters_.add(RegistrationCounter::keepalives_answered);
-        }
-        probes_.erase(p);
+bool Registrations::on_probe_response(const sip::Message& r, const Flow& from, base::Nanos) {
+    if (r.is_request() || r.vias().empty() || !r.cseq() || r.cseq()->method != "OPTIONS")
+        return false;
+    const std::string_view branch = r.vias().front().branch;
+    if (branch.size() != kProbePrefix.size() + kProbeKeyChars ||
+        branch.substr(0, kProbePrefix.size()) != kProbePrefix)
+        return false;
+    const std::uint64_t key = probe_key_of(branch.substr(kProbePrefix.size()));
+    auto p = key ? probes_.find(key) : probes_.end();
+    if (p == probes_.end() || p->second.remote != from.remote) {
+        // Judged already (its timeout passed), or never ours: nobody else sends this branch.
+        counters_.add(RegistrationCounter::keepalives_late);
         return true;
     }
+    if (r.status_code() < 200) return true;
+    if (auto fs = flows_.find(p->second); fs != flows_.end() && fs->second.probe == key) {
+        fs->second.probe = 0;
+        fs->second.failures = 0;
+        counters_.add(RegistrationCounter::keepalives_answered);
+    }
+    probes_.erase(p);
+    return true;
+}
+
+bool Registrations::on_response(TxId tx, const sip::Message& r, base::Nanos now) {
     auto it = forwarded_.find(pack(tx));
     if (it == forwarded_.end()) return false;
     const int status = r.status_code();
@@ -716,7 +764,6 @@ bool Registrations::on_response(TxId tx, const sip::Message& r, base::Nanos now)
 }
 
 bool Registrations::on_timeout(TxId tx, TimeoutKind, base::Nanos now) {
-    if (probes_.erase(pack(tx))) return true;  // judged by keepalive_timeout already
     auto it = forwarded_.find(pack(tx));
     if (it == forwarded_.end()) return false;
     const Forwarded f = std::move(it->second);
@@ -745,18 +792,7 @@ void Registrations::advance(base::Nanos now) {
     while (!probe_due_.empty() && probe_due_.top().at <= now) {
         const Flow key = probe_due_.top().what;
         probe_due_.pop();
-        auto it = flows_.find(key);
-        if (it == flows_.end()) continue;
-        FlowState& fs = it->second;
-        if (!fs.probe || fs.probe_sent + config_.keepalive_timeout > now) continue;
-        probes_.erase(pack(fs.probe));
-        fs.probe = {};
-        if (++fs.failures < config_.keepalive_failures) continue;
-        // The client behind this flow is gone (or its NAT forgot it): its bindings go, and a
-        // call to them fails at once instead of timing out.
-        const std::vector<Token> tokens(fs.tokens.begin(), fs.tokens.end());
-        counters_.add(RegistrationCounter::flows_dead);
-        for (const Token& t : tokens) remove(t, RegistrationCounter::expired);
+        probe_due(key, now);
     }
     while (!keepalive_.empty() && keepalive_.top().at <= now) {
         const Flow key = keepalive_.top().what;
@@ -773,21 +809,77 @@ void Registrations::advance(base::Nanos now) {
             continue;
         }
         if (fs.probe) continue;  // the last one is still out
-        const std::string ext = host_port(config_.external_host, config_.external_port);
-        std::string req =
-            "OPTIONS sip:" + key.remote.to_string() + " SIP/2.0\r\nVia: SIP/2.0/" +
-            std::string(transport_name(key.transport)) + " " + ext + ";branch=" + new_branch() +
-            ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:" + ext + ">;tag=" + random_token(12) +
-            "\r\nTo: <sip:" + key.remote.to_string() + ">\r\nCall-ID: " + random_token(24) +
-            "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-        const TxId t = tx_.request(key, std::move(req), now);
-        if (!t) continue;
+        const std::uint64_t k = new_probe_key();
+        if (!send_probe(key, k)) continue;
         counters_.add(RegistrationCounter::keepalives_sent);
-        fs.probe = t;
+        fs.probe = k;
         fs.probe_sent = now;
-        probes_[pack(t)] = key;
-        probe_due_.push({now + config_.keepalive_timeout, key});
+        fs.probe_sends = 1;
+        probes_.emplace(k, key);
+        probe_due_.push({probe_resend_at(fs), key});
     }
+}
+
+// The OPTIONS of a probe, from its flow and key only: a retransmission is the same request
+// (RFC 3261 §17.1.2.2), so nothing of it is kept between sends.
+bool Registrations::send_probe(const Flow& flow, std::uint64_t key) {
+    std::string& b = probe_buf_;
+    b.clear();
+    const std::string remote = flow.remote.to_string();
+    const std::string ext = host_port(config_.external_host, config_.external_port);
+    b += "OPTIONS sip:";
+    b += remote;
+    b += " SIP/2.0\r\nVia: SIP/2.0/";
+    b += transport_name(flow.transport);
+    b += ' ';
+    b += ext;
+    b += ";branch=";
+    b += kProbePrefix;
+    append_probe_key(b, key);
+    b += ";rport\r\nMax-Forwards: 70\r\nFrom: <sip:";
+    b += ext;
+    b += ">;tag=";
+    append_probe_key(b, key);
+    b += "\r\nTo: <sip:";
+    b += remote;
+    b += ">\r\nCall-ID: ka";
+    append_probe_key(b, key);
+    b += "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    return wire_.send(flow, b);
+}
+
+// When the probe out is next retransmitted (Timer E: T1, doubling up to T2), or judged, at
+// `keepalive_timeout` after it was first sent, whichever comes first.
+base::Nanos Registrations::probe_resend_at(const FlowState& fs) const {
+    const TimerSettings& t = tx_.timers();
+    base::Nanos at = fs.probe_sent, interval = t.t1;
+    for (std::uint8_t i = 0; i < fs.probe_sends; ++i) {
+        at += interval;
+        interval = std::min(interval * 2, t.t2);
+    }
+    return std::min(at, fs.probe_sent + config_.keepalive_timeout);
+}
+
+void Registrations::probe_due(const Flow& key, base::Nanos now) {
+    auto it = flows_.find(key);
+    if (it == flows_.end()) return;
+    FlowState& fs = it->second;
+    if (!fs.probe) return;  // answered since (a stale entry)
+    if (fs.probe_sent + config_.keepalive_timeout <= now) {
+        probes_.erase(fs.probe);
+        fs.probe = 0;
+        if (++fs.failures < config_.keepalive_failures) return;
+        // The client behind this flow is gone (or its NAT forgot it): its bindings go, and a
+        // call to them fails at once instead of timing out.
+        const std::vector<Token> tokens(fs.tokens.begin(), fs.tokens.end());
+        counters_.add(RegistrationCounter::flows_dead);
+        for (const Token& t : tokens) remove(t, RegistrationCounter::expired);
+        return;
+    }
+    if (probe_resend_at(fs) > now) return;  // an entry of an earlier probe
+    if (send_probe(key, fs.probe)) counters_.add(RegistrationCounter::keepalives_resent);
+    if (fs.probe_sends < 255) ++fs.probe_sends;
+    probe_due_.push({probe_resend_at(fs), key});
 }
 
 void Registrations::flow_closed(const Flow& f, base::Nanos) {

@@ -136,31 +136,33 @@ class RegistrationHooks {
     }
 };
 
-#define SBC_SIGNALING_REGISTRATION_COUNTERS(X)                                            \
-    X(registers, "REGISTERs from outside")                                                \
-    X(forwarded, "REGISTERs forwarded to the registrar")                                  \
-    X(answered_from_cache, "refreshes answered from the SBC's cache (throttled)")         \
-    X(registered, "bindings created")                                                     \
-    X(refreshed, "bindings refreshed")                                                    \
-    X(moved, "bindings moved to a new flow (re-registration from another address)")       \
-    X(unregistered, "bindings removed by Expires 0 or *")                                 \
-    X(expired, "bindings expired (no refresh in time)")                                   \
-    X(flows_dead, "flows removed with their bindings (keep-alives unanswered)")           \
-    X(flows_closed, "TCP/TLS flows removed with their bindings (connection closed)")      \
-    X(removed_by_operator, "bindings removed from the control socket")                    \
-    X(keepalives_sent, "keep-alives sent (OPTIONS or CRLF)")                              \
-    X(keepalives_answered, "OPTIONS keep-alives answered")                                \
-    X(challenges_relayed, "401/407 challenges relayed")                                   \
-    X(uniform_refusals, "refusals answered as a challenge (enumeration resistance)")      \
-    X(refused_too_many_contacts, "REGISTERs refused for too many Contacts (403)")         \
-    X(refused_bad_expires, "REGISTERs refused for an Expires that is not a number (400)") \
-    X(expires_capped, "REGISTERs whose Expires was cut to max_expires")                   \
-    X(refused_aor_full, "REGISTERs refused at the per-AOR binding limit (403)")           \
-    X(refused_table_full, "REGISTERs refused at the total binding limit (503)")           \
-    X(refused_by_hook, "REGISTERs refused by the fraud verdict on their outcome")         \
-    X(no_registrar, "REGISTERs with no registrar to go to (503 or uniform refusal)")      \
-    X(registrar_timeouts, "forwarded REGISTERs without an answer")                        \
-    X(inbound_routed, "calls from inside delivered over a registered flow")               \
+#define SBC_SIGNALING_REGISTRATION_COUNTERS(X)                                               \
+    X(registers, "REGISTERs from outside")                                                   \
+    X(forwarded, "REGISTERs forwarded to the registrar")                                     \
+    X(answered_from_cache, "refreshes answered from the SBC's cache (throttled)")            \
+    X(registered, "bindings created")                                                        \
+    X(refreshed, "bindings refreshed")                                                       \
+    X(moved, "bindings moved to a new flow (re-registration from another address)")          \
+    X(unregistered, "bindings removed by Expires 0 or *")                                    \
+    X(expired, "bindings expired (no refresh in time)")                                      \
+    X(flows_dead, "flows removed with their bindings (keep-alives unanswered)")              \
+    X(flows_closed, "TCP/TLS flows removed with their bindings (connection closed)")         \
+    X(removed_by_operator, "bindings removed from the control socket")                       \
+    X(keepalives_sent, "keep-alives sent (OPTIONS or CRLF)")                                 \
+    X(keepalives_answered, "OPTIONS keep-alives answered")                                   \
+    X(keepalives_resent, "OPTIONS keep-alives retransmitted (UDP, T1 doubling)")             \
+    X(keepalives_late, "answers to OPTIONS keep-alives already judged or unknown (dropped)") \
+    X(challenges_relayed, "401/407 challenges relayed")                                      \
+    X(uniform_refusals, "refusals answered as a challenge (enumeration resistance)")         \
+    X(refused_too_many_contacts, "REGISTERs refused for too many Contacts (403)")            \
+    X(refused_bad_expires, "REGISTERs refused for an Expires that is not a number (400)")    \
+    X(expires_capped, "REGISTERs whose Expires was cut to max_expires")                      \
+    X(refused_aor_full, "REGISTERs refused at the per-AOR binding limit (403)")              \
+    X(refused_table_full, "REGISTERs refused at the total binding limit (503)")              \
+    X(refused_by_hook, "REGISTERs refused by the fraud verdict on their outcome")            \
+    X(no_registrar, "REGISTERs with no registrar to go to (503 or uniform refusal)")         \
+    X(registrar_timeouts, "forwarded REGISTERs without an answer")                           \
+    X(inbound_routed, "calls from inside delivered over a registered flow")                  \
     X(inbound_gone, "calls from inside to a token naming no binding (480; forged or expired)")
 SBC_DECLARE_COUNTER_LIST(RegistrationCounter, SBC_SIGNALING_REGISTRATION_COUNTERS)
 
@@ -177,6 +179,13 @@ class Registrations {
     // Client transaction events of the owner's layer; true when the transaction was ours.
     bool on_response(TxId tx, const sip::Message& r, base::Nanos now);
     bool on_timeout(TxId tx, TimeoutKind kind, base::Nanos now);
+    // A response that may answer an OPTIONS keep-alive. The probes are not client transactions:
+    // a flow's probe is one branch in a table (the request is rebuilt from the branch and the
+    // flow to be sent or retransmitted), matched here by its branch. True when it was one of
+    // ours (consumed, answered or late); false: for the transaction layer.
+    bool on_probe_response(const sip::Message& r, const Flow& from, base::Nanos now);
+    // Keep-alive probes waiting for their answer.
+    std::size_t probes_out() const { return probes_.size(); }
     void advance(base::Nanos now);
     base::Nanos next_deadline() const;
     // The connection of a TCP/TLS flow closed: its bindings go now (a call to them gets 480
@@ -271,9 +280,10 @@ class Registrations {
         explicit FlowState(std::pmr::memory_resource* store) : tokens(store) {}
         std::pmr::vector<Token> tokens;  // its bindings
         base::Nanos next_probe = 0;
-        TxId probe;
+        std::uint64_t probe = 0;  // the branch key of the probe out (0: none)
         base::Nanos probe_sent = 0;
         std::uint32_t failures = 0;
+        std::uint8_t probe_sends = 0;  // copies of the probe out sent so far
     };
     // Due times, lazily checked against the binding or flow they name; ordered by time only.
     template <class T>
@@ -311,6 +321,10 @@ class Registrations {
     Local internal_local(Transport t) const;
     Transport registrar_transport(std::size_t hop) const;
     bool natted(const sip::Message& m, const Flow& from) const;
+    // Keep-alive OPTIONS probes (UDP): built from the flow and the branch key alone.
+    bool send_probe(const Flow& flow, std::uint64_t key);
+    base::Nanos probe_resend_at(const FlowState& fs) const;
+    void probe_due(const Flow& key, base::Nanos now);
 
     RegistrationConfig config_;
     TransactionLayer& tx_;
@@ -338,7 +352,10 @@ class Registrations {
         &store_};  // aor -> tokens
     std::pmr::unordered_map<Flow, FlowState, FlowHash> flows_{&store_};
     std::unordered_map<std::uint64_t, Forwarded> forwarded_;  // client tx -> request
-    std::unordered_map<std::uint64_t, Flow> probes_;          // client tx -> flow probed
+    // Keep-alive probes out: branch key -> flow probed (in the pool: one entry per flow at
+    // most, no transaction, no copy of the request).
+    std::pmr::unordered_map<std::uint64_t, Flow> probes_{&store_};
+    std::string probe_buf_;  // the probe being built (reused: no allocation per probe)
     DueQueue<Token> expiry_;
     DueQueue<Flow> keepalive_, probe_due_;
     int template_status_ = 0;

@@ -90,16 +90,23 @@ std::string new_branch() {
 }
 
 struct TransactionLayer::Tx {
+    explicit Tx(std::pmr::memory_resource* r)
+        : bytes(r), key(r), dialog_key(r), last_response(r), ack(r) {}
     TxKind kind = TxKind::server_non_invite;
     TxState state = TxState::terminated;
     std::uint32_t generation = 0;
     std::uint32_t index = 0;
     Flow flow;
-    sip::Message request;  // own copy: server, what came; client, what we sent
-    std::string key;
-    std::string dialog_key;     // server INVITE in Accepted, for the ACK of its 2xx
-    std::string last_response;  // server: the last response sent
-    std::string ack;            // client INVITE: the ACK of a non-2xx final
+    std::pmr::string bytes;  // own copy of the request: server, what came; client, what we sent
+    // `bytes` parsed (views into it): a server transaction's while its user may need it, else
+    // made again when asked for (parsed()).
+    mutable sip::Message request;
+    mutable bool is_parsed = false;
+    bool ever_used = false;  // a released slot (pooled) rather than a fresh one
+    std::pmr::string key;
+    std::pmr::string dialog_key;     // server INVITE in Accepted, for the ACK of its 2xx
+    std::pmr::string last_response;  // server: the last response sent
+    std::pmr::string ack;            // client INVITE: the ACK of a non-2xx final
     int last_status = 0;
     Nanos interval = 0;  // current retransmission interval
     std::uint32_t serial = 0;
@@ -203,15 +210,65 @@ std::string request_echo(const sip::Message& request, std::string_view method,
 
 }  // namespace
 
+struct TransactionLayer::Slab {
+    explicit Slab(std::pmr::memory_resource* r) {
+        tx.reserve(kSlab);
+        for (std::uint32_t i = 0; i < kSlab; ++i) tx.emplace_back(r);
+        free.reserve(kSlab);
+        for (std::uint32_t i = kSlab; i-- > 0;) free.push_back(static_cast<std::uint16_t>(i));
+    }
+    std::vector<Tx> tx;               // never grows: the slots do not move
+    std::vector<std::uint16_t> free;  // free slots, the lowest at the back
+    std::uint32_t live = 0;
+    std::uint32_t released = 0;  // free slots that held a transaction (pooled)
+};
+
+void* TransactionLayer::CountingResource::do_allocate(std::size_t n, std::size_t align) {
+    void* p = std::pmr::new_delete_resource()->allocate(n, align);
+    bytes_ += n;
+    return p;
+}
+
+void TransactionLayer::CountingResource::do_deallocate(void* p, std::size_t n, std::size_t align) {
+    std::pmr::new_delete_resource()->deallocate(p, n, align);
+    bytes_ -= n;
+}
+
 TransactionLayer::TransactionLayer(TransactionUser& user, TimerSettings timers, Limits limits)
     : user_(user), timers_(timers), limits_(limits) {}
 
 TransactionLayer::~TransactionLayer() = default;
 
 TransactionLayer::Tx* TransactionLayer::find(TxId id) {
-    if (!id || id.index >= slots_.size()) return nullptr;
-    Tx* tx = slots_[id.index].get();
-    return tx && tx->generation == id.generation ? tx : nullptr;
+    if (!id) return nullptr;
+    const std::size_t s = id.index / kSlab;
+    if (s >= slabs_.size() || !slabs_[s]) return nullptr;
+    Tx* tx = &slabs_[s]->tx[id.index % kSlab];
+    return tx->generation == id.generation ? tx : nullptr;
+}
+
+TransactionLayer::Tx* TransactionLayer::find_index(std::uint32_t index) {
+    const std::size_t s = index / kSlab;
+    return s < slabs_.size() && slabs_[s] ? &slabs_[s]->tx[index % kSlab] : nullptr;
+}
+
+const sip::Message& TransactionLayer::parsed(const Tx& tx) const {
+    if (!tx.is_parsed) {
+        (void)tx.request.parse(tx.bytes);  // it parsed when it came in or was sent
+        tx.is_parsed = true;
+    }
+    return tx.request;
+}
+
+// Between events nobody holds a server transaction's request from the last one: the parses of
+// those answered since go back to the heap (a REGISTER's lives on 32 s in Completed, Timer J).
+void TransactionLayer::drop_parsed() {
+    for (const TxId id : answered_)
+        if (Tx* tx = find(id); tx && tx->is_parsed) {
+            tx->request = sip::Message{};
+            tx->is_parsed = false;
+        }
+    answered_.clear();
 }
 
 const TransactionLayer::Tx* TransactionLayer::find(TxId id) const {
@@ -223,20 +280,26 @@ TxId TransactionLayer::allocate(TxKind kind) {
         counters_.add(TxCounter::overloaded);
         return {};
     }
-    std::uint32_t index;
-    if (!free_.empty()) {
-        index = free_.back();
-        free_.pop_back();
-        trimmed_ = std::min(trimmed_, free_.size());
-        if (slots_[index])
-            --pooled_;
-        else
-            slots_[index] = std::make_unique<Tx>();
-    } else {
-        index = static_cast<std::uint32_t>(slots_.size());
-        slots_.push_back(std::make_unique<Tx>());
+    std::size_t si = lowest_free_;
+    while (si < slabs_.size() && slabs_[si] && slabs_[si]->free.empty()) ++si;
+    lowest_free_ = si;
+    if (si == slabs_.size()) slabs_.emplace_back();
+    if (!slabs_[si]) {
+        slabs_[si] = std::make_unique<Slab>(&store_);
+        ++empty_slabs_;
     }
-    Tx& tx = *slots_[index];
+    Slab& slab = *slabs_[si];
+    const std::uint32_t slot = slab.free.back();
+    slab.free.pop_back();
+    if (slab.live++ == 0) --empty_slabs_;
+    const auto index = static_cast<std::uint32_t>(si * kSlab + slot);
+    Tx& tx = slab.tx[slot];
+    if (tx.ever_used) {
+        --pooled_;
+        --slab.released;
+    }
+    tx.ever_used = true;
+    tx.is_parsed = false;
     tx.kind = kind;
     tx.index = index;
     tx.generation = next_generation_++;
@@ -270,14 +333,25 @@ void TransactionLayer::release(Tx& tx) {
     // ended go back to the heap now (several blocks each; kept, the pool's 1024 would pin pages
     // all over a heap that the calls of a burst have since left).
     tx.request = sip::Message{};
-    std::string().swap(tx.key);
-    std::string().swap(tx.dialog_key);
-    std::string().swap(tx.last_response);
-    std::string().swap(tx.ack);
+    tx.is_parsed = false;
+    std::pmr::string(&store_).swap(tx.bytes);
+    std::pmr::string(&store_).swap(tx.key);
+    std::pmr::string(&store_).swap(tx.dialog_key);
+    std::pmr::string(&store_).swap(tx.last_response);
+    std::pmr::string(&store_).swap(tx.ack);
     tx.state = TxState::terminated;
     tx.generation = 0;
     tx.retransmit_serial = tx.end_serial = 0;
-    free_.push_back(tx.index);
+    const std::size_t si = tx.index / kSlab;
+    Slab& slab = *slabs_[si];
+    // Kept sorted (lowest at the back) so that the lowest free slot is taken first.
+    slab.free.insert(
+        std::upper_bound(slab.free.begin(), slab.free.end(),
+                         static_cast<std::uint16_t>(tx.index % kSlab), std::greater<>{}),
+        static_cast<std::uint16_t>(tx.index % kSlab));
+    ++slab.released;
+    if (--slab.live == 0) ++empty_slabs_;
+    lowest_free_ = std::min(lowest_free_, si);
     ++pooled_;
     --live_;
     if (!internal) user_.on_terminated(id);
@@ -301,12 +375,15 @@ bool TransactionLayer::transmit(Tx& tx, std::string_view bytes) {
 std::size_t TransactionLayer::fail_flow(const Flow& to, Nanos) {
     // Collected first: the user's on_timeout may start new transactions (a failover).
     std::vector<TxId> due;
-    for (const auto& slot : slots_) {
-        if (!slot || slot->state == TxState::terminated || slot->internal) continue;
-        const bool client =
-            slot->kind == TxKind::client_invite || slot->kind == TxKind::client_non_invite;
-        const bool unanswered = slot->state == TxState::calling || slot->state == TxState::trying;
-        if (client && unanswered && slot->flow == to) due.push_back(slot->id());
+    for (const auto& slab : slabs_) {
+        if (!slab || slab->live == 0) continue;
+        for (const Tx& t : slab->tx) {
+            if (t.generation == 0 || t.state == TxState::terminated || t.internal) continue;
+            const bool client =
+                t.kind == TxKind::client_invite || t.kind == TxKind::client_non_invite;
+            const bool unanswered = t.state == TxState::calling || t.state == TxState::trying;
+            if (client && unanswered && t.flow == to) due.push_back(t.id());
+        }
     }
     std::size_t n = 0;
     for (TxId id : due)
@@ -344,7 +421,7 @@ bool TransactionLayer::has_server_transaction(const sip::Message& request) const
 
 TransactionLayer::Received TransactionLayer::receive(const sip::Message& m, const Flow& from,
                                                      Nanos now) {
-    advance(now);
+    advance(now);  // drops the parses of the last event's answered requests too
     return m.is_request() ? receive_request(m, from, now) : receive_response(m, now);
 }
 
@@ -359,7 +436,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
     if (method == sip::Method::ack) {
         auto it = by_key_.find(server_key(m, "INVITE"));
         if (it != by_key_.end()) {
-            Tx& tx = *slots_[it->second];
+            Tx& tx = *find_index(it->second);
             if (tx.kind == TxKind::server_invite && tx.state == TxState::completed) {
                 // The ACK of our non-2xx final (§17.2.1): stop retransmitting, absorb the
                 // ACK's own retransmissions for T4.
@@ -378,7 +455,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
         }
         auto d = by_dialog_.find(dialog_key(m));
         if (d != by_dialog_.end()) {
-            Tx& tx = *slots_[d->second];
+            Tx& tx = *find_index(d->second);
             if (tx.state == TxState::completed || tx.state == TxState::confirmed) {
                 // The ACK of a non-2xx final with a branch of its own (clients that number
                 // every message's branch): matched by dialog instead, as RFC 2543 did.
@@ -411,7 +488,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
 
     const std::string key = server_key(m, m.method_name());
     if (auto it = by_key_.find(key); it != by_key_.end()) {
-        Tx& tx = *slots_[it->second];
+        Tx& tx = *find_index(it->second);
         counters_.add(TxCounter::request_retransmissions_absorbed);
         // A retransmitted request gets the last response again (§17.2.1, §17.2.2), except in
         // Accepted, where the 2xx has its own retransmission timer (RFC 6026 §7.1).
@@ -426,9 +503,11 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
     const TxId id =
         allocate(method == sip::Method::invite ? TxKind::server_invite : TxKind::server_non_invite);
     if (!id) return Received::overloaded;
-    Tx& tx = *slots_[id.index];
+    Tx& tx = *find(id);
     tx.flow = from;
-    if (!tx.request.parse_owned(m.bytes())) {
+    tx.bytes.assign(m.bytes());
+    tx.is_parsed = true;
+    if (!tx.request.parse(tx.bytes)) {
         tx.internal = true;
         release(tx);
         counters_.add(TxCounter::malformed);
@@ -444,7 +523,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
         std::string invite_key = server_key(m, "INVITE");
         Tx* invite = nullptr;
         if (auto it = by_key_.find(invite_key); it != by_key_.end())
-            invite = slots_[it->second].get();
+            invite = find_index(it->second);
         if (!invite || invite->kind != TxKind::server_invite) {
             counters_.add(TxCounter::cancels_unmatched);
             respond(id, 481, {}, {}, now);
@@ -492,7 +571,7 @@ bool TransactionLayer::respond(TxId id, int status, std::string_view reason,
         tag = random_token(16);
         options.to_tag = tag;
     }
-    return respond_with(id, status, sip::build_response(tx->request, status, reason, options), now);
+    return respond_with(id, status, sip::build_response(parsed(*tx), status, reason, options), now);
 }
 
 bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nanos now) {
@@ -502,8 +581,9 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
     const bool pending = tx.state == TxState::trying || tx.state == TxState::proceeding;
     if (!pending || status < 100 || status > 699) return false;
     if (tx.kind != TxKind::server_invite && tx.kind != TxKind::server_non_invite) return false;
-    tx.last_response = std::move(bytes);
+    tx.last_response.assign(bytes);
     tx.last_status = status;
+    if (status >= 200) answered_.push_back(id);
     const bool reliable = is_reliable(tx.flow.transport);
 
     if (status < 200) {
@@ -533,7 +613,7 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
         // RFC 6026 Accepted. The UAS core retransmits its 2xx until the ACK, at T1 doubling up
         // to T2, on every transport (RFC 3261 §13.3.1.4: hops beyond may be UDP).
         tx.state = TxState::accepted;
-        tx.dialog_key = dialog_key(tx.request);
+        tx.dialog_key.assign(dialog_key(parsed(tx)));
         by_dialog_[tx.dialog_key] = tx.index;
         tx.interval = timers_.t1;
         if (!transmit(tx, tx.last_response)) {
@@ -546,7 +626,7 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
     }
 
     tx.state = TxState::completed;
-    tx.dialog_key = dialog_key(tx.request);
+    tx.dialog_key.assign(dialog_key(parsed(tx)));
     by_dialog_[tx.dialog_key] = tx.index;
     if (!transmit(tx, tx.last_response)) {
         fail(tx, TimeoutKind::transport_error);
@@ -571,7 +651,7 @@ bool TransactionLayer::limit_final_retransmissions(TxId id, std::uint8_t max) {
 
 const sip::Message* TransactionLayer::request_of(TxId id) const {
     const Tx* tx = find(id);
-    return tx ? &tx->request : nullptr;
+    return tx ? &parsed(*tx) : nullptr;
 }
 
 const Flow* TransactionLayer::flow_of(TxId id) const {
@@ -585,22 +665,23 @@ TxState TransactionLayer::state(TxId id) const {
 }
 
 TxId TransactionLayer::request(const Flow& to, std::string bytes, Nanos now) {
-    sip::Message parsed;
-    if (!parsed.parse_owned(bytes) || !parsed.is_request() || parsed.vias().empty() ||
-        !parsed.cseq() || parsed.method() == sip::Method::ack)
+    // Parsed here to check it and find its key; the transaction keeps only the bytes.
+    sip::Message check;
+    if (!check.parse(bytes) || !check.is_request() || check.vias().empty() || !check.cseq() ||
+        check.method() == sip::Method::ack)
         return {};
-    const std::string key = client_key(parsed.vias().front().branch, parsed.cseq()->method);
-    if (by_key_.count(key)) return {};
-    const bool invite = parsed.method() == sip::Method::invite;
+    const std::string key = client_key(check.vias().front().branch, check.cseq()->method);
+    if (by_key_.find(std::string_view(key)) != by_key_.end()) return {};
+    const bool invite = check.method() == sip::Method::invite;
     const TxId id = allocate(invite ? TxKind::client_invite : TxKind::client_non_invite);
     if (!id) return {};
-    Tx& tx = *slots_[id.index];
+    Tx& tx = *find(id);
     tx.flow = to;
-    tx.request = std::move(parsed);
-    tx.key = key;
-    by_key_.emplace(key, id.index);
+    tx.bytes.assign(bytes);
+    tx.key.assign(key);
+    by_key_.emplace(tx.key, id.index);
     tx.state = invite ? TxState::calling : TxState::trying;
-    if (!transmit(tx, tx.request.bytes())) {
+    if (!transmit(tx, tx.bytes)) {
         counters_.add(TxCounter::transport_errors);
         tx.internal = true;  // the user never saw this id
         release(tx);
@@ -639,8 +720,8 @@ bool TransactionLayer::cancel(TxId id, Nanos now) {
 void TransactionLayer::send_cancel(Tx& tx, Nanos now) {
     tx.cancel_pending = false;
     tx.cancel_sent = true;
-    const sip::NameAddr* to = tx.request.to();
-    std::string bytes = request_echo(tx.request, "CANCEL", to ? to->raw : std::string_view{});
+    const sip::NameAddr* to = parsed(tx).to();
+    std::string bytes = request_echo(parsed(tx), "CANCEL", to ? to->raw : std::string_view{});
     const TxId invite = tx.id();
     const Flow flow = tx.flow;
     const TxId c = request(flow, std::move(bytes), now);
@@ -662,7 +743,7 @@ TransactionLayer::Received TransactionLayer::receive_response(const sip::Message
         counters_.add(TxCounter::stray_responses);
         return Received::stray_response;
     }
-    Tx& tx = *slots_[it->second];
+    Tx& tx = *find_index(it->second);
     const TxId id = tx.id();
     const int status = m.status_code();
     const bool reliable = is_reliable(tx.flow.transport);
@@ -687,7 +768,8 @@ TransactionLayer::Received TransactionLayer::receive_response(const sip::Message
                     return Received::response;
                 }
                 tx.state = TxState::completed;
-                tx.ack = request_echo(tx.request, "ACK", m.to() ? m.to()->raw : std::string_view{});
+                tx.ack.assign(
+                    request_echo(parsed(tx), "ACK", m.to() ? m.to()->raw : std::string_view{}));
                 if (!transmit(tx, tx.ack)) {
                     fail(tx, TimeoutKind::transport_error);
                     return Received::response;
@@ -747,12 +829,12 @@ void TransactionLayer::fire(Tx& tx, bool retransmit, Nanos now) {
         switch (tx.kind) {
             case TxKind::client_invite:
                 if (tx.state != TxState::calling) return;
-                bytes = tx.request.bytes();
+                bytes = tx.bytes;
                 next = tx.interval * 2;  // Timer A doubles without a cap
                 break;
             case TxKind::client_non_invite:
                 if (tx.state != TxState::trying && tx.state != TxState::proceeding) return;
-                bytes = tx.request.bytes();
+                bytes = tx.bytes;
                 next = tx.state == TxState::trying ? std::min(tx.interval * 2, timers_.t2)
                                                    : timers_.t2;
                 break;
@@ -827,13 +909,14 @@ void TransactionLayer::user_gave_up(Tx& tx, Nanos now) {
 }
 
 void TransactionLayer::advance(Nanos now) {
+    drop_parsed();
     while (!heap_.empty() && heap_.front().at <= now) {
         std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
         const Timer t = heap_.back();
         heap_.pop_back();
-        if (t.index >= slots_.size() || !slots_[t.index]) continue;  // freed since
-        Tx& tx = *slots_[t.index];
-        if (tx.generation == 0) continue;
+        Tx* found = find_index(t.index);
+        if (!found || found->generation == 0) continue;  // freed since
+        Tx& tx = *found;
         const std::uint32_t armed = t.retransmit ? tx.retransmit_serial : tx.end_serial;
         if (armed != t.serial) continue;  // disarmed or re-armed since
         (t.retransmit ? tx.retransmit_serial : tx.end_serial) = 0;
@@ -843,16 +926,26 @@ void TransactionLayer::advance(Nanos now) {
 }
 
 // A burst of calls leaves tens of thousands of ended transactions (INVITEs linger 32 s in
-// Accepted, RFC 6026); pooled, each would keep its ~2 KB object for good, so the daemon's
-// memory would stay at its busiest minute's. Slots beyond kPooledTransactions are freed, the
-// longest-unused first (free_ is a stack: its front was released first); no reference is
-// held to them here, between events.
+// Accepted, RFC 6026); kept, their slots would hold the daemon's memory at its busiest minute.
+// Empty slabs beyond kPooledTransactions slots are freed, the last ones first (new
+// transactions take the lowest free slot, so the last slabs are the ones that empty out); no
+// reference is held to them here, between events. With no transaction left at all, the
+// pool of their strings goes back to the heap as well.
 void TransactionLayer::trim_pool() {
-    while (pooled_ > kPooledTransactions && trimmed_ < free_.size()) {
-        auto& slot = slots_[free_[trimmed_++]];
-        if (!slot) continue;
-        slot.reset();
-        --pooled_;
+    for (std::size_t si = slabs_.size(); si-- > 0 && pooled_ > kPooledTransactions;) {
+        if (empty_slabs_ == 0) break;
+        auto& slab = slabs_[si];
+        if (!slab || slab->live != 0) continue;
+        pooled_ -= slab->released;
+        --empty_slabs_;
+        slab.reset();
+    }
+    while (!slabs_.empty() && !slabs_.back()) slabs_.pop_back();
+    lowest_free_ = std::min(lowest_free_, slabs_.size());
+    if (live_ == 0 && pool_bytes_ > 0) {
+        KeyMap(&store_).swap(by_key_);
+        KeyMap(&store_).swap(by_dialog_);
+        store_.release();
     }
 }
 

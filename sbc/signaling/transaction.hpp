@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -205,9 +206,13 @@ class TransactionLayer {
     // Whether `request` belongs to a live server transaction (a retransmission, §17.2.3).
     bool has_server_transaction(const sip::Message& request) const;
     std::size_t size() const { return live_; }
-    // Ended transactions kept allocated for reuse (at most kPooledTransactions once advance()
-    // has run): a burst's transactions do not hold memory after it.
+    // Ended transactions kept allocated for reuse: their slots in slabs that still hold live
+    // transactions, and at most kPooledTransactions in empty slabs once advance() has run (a
+    // burst's transactions do not hold memory after it).
     std::size_t pooled() const { return pooled_; }
+    // Bytes the transactions' own pool (message copies, keys, responses) holds from the heap:
+    // kept at its peak while transactions live, handed back when none does.
+    std::size_t pool_bytes() const { return pool_bytes_; }
     std::size_t capacity() const { return limits_.max_transactions; }
     const base::CounterSet<TxCounter>& counters() const { return counters_; }
     const TimerSettings& timers() const { return timers_; }
@@ -223,6 +228,7 @@ class TransactionLayer {
     };
     Tx* find(TxId id);
     const Tx* find(TxId id) const;
+    Tx* find_index(std::uint32_t index);  // the slot, live or not (null: its slab is freed)
     TxId allocate(TxKind kind);
     void release(Tx& tx);
     void arm(Tx& tx, bool retransmit, Nanos at);
@@ -236,21 +242,58 @@ class TransactionLayer {
     void send_cancel(Tx& tx, Nanos now);
     void user_gave_up(Tx& tx, Nanos now);
 
+    const sip::Message& parsed(const Tx& tx) const;
+    void drop_parsed();
+
     TransactionUser& user_;
     TimerSettings timers_;
     Limits limits_;
-    std::vector<std::unique_ptr<Tx>> slots_;  // a freed slot (null) is allocated again on reuse
-    std::vector<std::uint32_t> free_;
-    // Ended transactions kept allocated for reuse, at most kPooledTransactions; free_[0,
-    // trimmed_) are freed slots.
+    // Storage (docs/registrations.md, "Sizing"): transactions live in fixed-size slots, kSlab to
+    // a slab, a new one taking the lowest free slot so that the live ones gather in the first
+    // slabs and the last ones empty out and are freed; their strings (the request's bytes, the
+    // keys, the last response, the ACK) and the key tables live in a pool of their own, so that
+    // their churn does not scatter over the heap the rest of the thread uses. The parse of a
+    // server transaction's request is dropped once it is answered (rebuilt if asked for), and
+    // a client transaction keeps only its bytes.
+    static constexpr std::uint32_t kSlab = 256;
+    struct Slab;
+    class CountingResource : public std::pmr::memory_resource {
+      public:
+        explicit CountingResource(std::size_t& bytes) : bytes_(bytes) {}
+
+      private:
+        void* do_allocate(std::size_t n, std::size_t align) override;
+        void do_deallocate(void* p, std::size_t n, std::size_t align) override;
+        bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override {
+            return this == &o;
+        }
+        std::size_t& bytes_;
+    };
+    std::size_t pool_bytes_ = 0;
+    CountingResource upstream_{pool_bytes_};
+    std::pmr::unsynchronized_pool_resource store_{std::pmr::pool_options{0, 8192}, &upstream_};
+    std::vector<std::unique_ptr<Slab>> slabs_;  // null: freed
+    std::size_t lowest_free_ = 0;               // no free slot in slabs_[0, lowest_free_)
     static constexpr std::size_t kPooledTransactions = 1024;
     std::size_t pooled_ = 0;
-    std::size_t trimmed_ = 0;
+    std::size_t empty_slabs_ = 0;  // allocated slabs without a live transaction
     void trim_pool();
     std::size_t live_ = 0;
     std::uint32_t next_generation_ = 1;
-    std::unordered_map<std::string, std::uint32_t> by_key_;     // transaction keys
-    std::unordered_map<std::string, std::uint32_t> by_dialog_;  // Accepted INVITEs, for 2xx ACKs
+    struct KeyHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    struct KeyEq {
+        using is_transparent = void;
+        bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    };
+    using KeyMap = std::pmr::unordered_map<std::pmr::string, std::uint32_t, KeyHash, KeyEq>;
+    KeyMap by_key_{&store_};      // transaction keys
+    KeyMap by_dialog_{&store_};   // Accepted INVITEs, for 2xx ACKs
+    std::vector<TxId> answered_;  // server transactions whose parse goes at the next event
     std::vector<Timer> heap_;
     base::CounterSet<TxCounter> counters_;
 };

@@ -372,6 +372,52 @@ TEST_CASE("keep-alives: an answered flow stays, a silent one loses its bindings"
     CHECK(r.b.registrations()->counters()[RegistrationCounter::flows_dead] == 1);
 }
 
+TEST_CASE("keep-alive probes: no transaction, retransmitted with their branch, answers matched") {
+    Rig r;
+    const std::string token = r.register_fully(1, client());
+    CHECK(r.tick(seconds(19)).empty());
+    const std::size_t txs = r.b.transactions().size();
+    const auto sent = r.b.transactions().counters()[TxCounter::client_transactions];
+    auto out = r.tick(seconds(1));  // the first probe is due (20 s)
+    REQUIRE(out.size() == 1);
+    const sip::Message probe = parse(out[0].bytes);
+    CHECK(probe.method() == sip::Method::options);
+    // The probe is a branch in the registrations' table, not a client transaction.
+    CHECK(r.b.transactions().size() == txs);
+    CHECK(r.b.transactions().counters()[TxCounter::client_transactions] == sent);
+    CHECK(r.b.registrations()->probes_out() == 1);
+    // Unanswered, it is sent again over UDP after T1 (500 ms): the same request, byte for byte.
+    out = r.tick(base::millis(500));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].bytes == std::string(probe.bytes()));
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_resent] == 1);
+    // An answer from another address does not count.
+    std::string ok = "SIP/2.0 200 OK\r\n";
+    for (const auto& h : probe.headers())
+        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
+            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
+            ok += h.line;
+    ok += "To: " + std::string(probe.to()->raw) + ";tag=ph\r\nContent-Length: 0\r\n\r\n";
+    Flow other = client();
+    other.remote.port = static_cast<std::uint16_t>(other.remote.port + 1);
+    r.feed(ok, other, Side::external);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_answered] == 0);
+    CHECK(r.b.registrations()->probes_out() == 1);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_late] == 1);
+    const auto strays = r.b.transactions().counters()[TxCounter::stray_responses];
+    // The phone's answer, matched by branch.
+    r.feed(ok, client(), Side::external);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_answered] == 1);
+    CHECK(r.b.registrations()->probes_out() == 0);
+    // Its retransmission is late: dropped and counted, not a stray for the transaction layer.
+    r.feed(ok, client(), Side::external);
+    CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_late] == 2);
+    CHECK(r.b.transactions().counters()[TxCounter::stray_responses] == strays);
+    // Answered: no more retransmissions until the next interval.
+    CHECK(r.tick(seconds(4)).empty());
+    CHECK(r.b.registrations()->binding(token));
+}
+
 TEST_CASE("unknown users get the same answer as known ones (status, headers, challenge shape)") {
     Rig r;
     // A known user: the registrar challenges.

@@ -540,3 +540,58 @@ TEST_CASE("ended transactions beyond the pool are freed; their slots and handles
     CHECK(layer.size() == 0);
     CHECK(layer.pooled() == 1024);
 }
+
+TEST_CASE("transaction storage: its own pool, slots reused lowest first, given back when idle") {
+    User u;
+    TransactionLayer layer(u);
+    // 600 REGISTERs: server transactions whose requests and answers live in the layer's pool.
+    std::vector<std::string> registers;
+    std::vector<TxId> servers;
+    for (int i = 0; i < 600; ++i) {
+        registers.push_back(request("REGISTER", new_branch()));
+        feed(layer, registers.back(), 0);
+        servers.push_back(u.events.back().tx);
+    }
+    REQUIRE(layer.size() == 600);
+    CHECK(layer.pool_bytes() >= 600 * registers[0].size());
+    // Answered: Completed until Timer J. The parse of each request goes at the next event, yet
+    // the request can still be asked for (parsed again from the transaction's own copy).
+    for (const TxId& id : servers) REQUIRE(layer.respond(id, 200, {}, {}, millis(10)));
+    layer.advance(millis(20));
+    const sip::Message* again = layer.request_of(servers[300]);
+    REQUIRE(again != nullptr);
+    CHECK(again->bytes() == registers[300]);
+    CHECK(again->method() == sip::Method::register_);
+    CHECK(again->vias().size() == 1);
+    // A retransmitted REGISTER still gets the 200 again.
+    const std::size_t sent = u.sent.size();
+    feed(layer, registers[0], millis(30));
+    CHECK(u.sent.size() == sent + 1);
+    CHECK(u.last_sent_status() == 200);
+    // 300 OPTIONS over TCP; half of them answered (ended at once): new transactions take the
+    // lowest free slots, those just freed, instead of growing the table.
+    std::vector<std::string> options;
+    std::uint32_t top = 0;
+    for (int i = 0; i < 300; ++i) {
+        options.push_back(request("OPTIONS", new_branch()));
+        const TxId id = layer.request(tcp_flow(), options.back(), millis(40));
+        REQUIRE(id);
+        top = std::max(top, id.index);
+    }
+    for (int i = 0; i < 300; i += 2)
+        feed(layer, response_to(options[i], 200), millis(50), tcp_flow());
+    CHECK(layer.size() == 750);
+    for (int i = 0; i < 150; ++i) {
+        const TxId id = layer.request(tcp_flow(), request("OPTIONS", new_branch()), millis(60));
+        REQUIRE(id);
+        CHECK(id.index <= top);
+    }
+    // Idle: every transaction ended (Timer J, Timer F), the pool goes back to the heap.
+    layer.advance(seconds(40));
+    CHECK(layer.size() == 0);
+    CHECK(layer.pool_bytes() == 0);
+    // And serves again.
+    feed(layer, request("REGISTER", new_branch()), seconds(41));
+    CHECK(layer.size() == 1);
+    CHECK(layer.pool_bytes() > 0);
+}
