@@ -96,6 +96,7 @@ struct TransactionLayer::Tx {
     TxState state = TxState::terminated;
     std::uint32_t generation = 0;
     std::uint32_t index = 0;
+    std::uint8_t epoch = 0;  // the string pool its strings come from
     Flow flow;
     std::pmr::string bytes;  // own copy of the request: server, what came; client, what we sent
     // `bytes` parsed (views into it): a server transaction's while its user may need it, else
@@ -285,7 +286,7 @@ TxId TransactionLayer::allocate(TxKind kind) {
     lowest_free_ = si;
     if (si == slabs_.size()) slabs_.emplace_back();
     if (!slabs_[si]) {
-        slabs_[si] = std::make_unique<Slab>(&store_);
+        slabs_[si] = std::make_unique<Slab>(&stores_[epoch_]);
         ++empty_slabs_;
     }
     Slab& slab = *slabs_[si];
@@ -300,6 +301,10 @@ TxId TransactionLayer::allocate(TxKind kind) {
     }
     tx.ever_used = true;
     tx.is_parsed = false;
+    // Its (empty) strings may name the other pool: made anew on the current one.
+    tx.epoch = epoch_;
+    reset_strings(tx, &stores_[epoch_]);
+    ++epoch_live_[epoch_];
     tx.kind = kind;
     tx.index = index;
     tx.generation = next_generation_++;
@@ -322,23 +327,20 @@ void TransactionLayer::release(Tx& tx) {
     const TxId id = tx.id();
     const bool internal = tx.internal;
     if (!tx.key.empty()) {
-        auto it = by_key_.find(tx.key);
-        if (it != by_key_.end() && it->second == tx.index) by_key_.erase(it);
+        auto it = maps_->by_key.find(tx.key);
+        if (it != maps_->by_key.end() && it->second == tx.index) maps_->by_key.erase(it);
     }
     if (!tx.dialog_key.empty()) {
-        auto it = by_dialog_.find(tx.dialog_key);
-        if (it != by_dialog_.end() && it->second == tx.index) by_dialog_.erase(it);
+        auto it = maps_->by_dialog.find(tx.dialog_key);
+        if (it != maps_->by_dialog.end() && it->second == tx.index) maps_->by_dialog.erase(it);
     }
     // A pooled transaction keeps only its own object: the message and strings of the one that
     // ended go back to the heap now (several blocks each; kept, the pool's 1024 would pin pages
     // all over a heap that the calls of a burst have since left).
     tx.request = sip::Message{};
     tx.is_parsed = false;
-    std::pmr::string(&store_).swap(tx.bytes);
-    std::pmr::string(&store_).swap(tx.key);
-    std::pmr::string(&store_).swap(tx.dialog_key);
-    std::pmr::string(&store_).swap(tx.last_response);
-    std::pmr::string(&store_).swap(tx.ack);
+    reset_strings(tx, &stores_[tx.epoch]);
+    --epoch_live_[tx.epoch];
     tx.state = TxState::terminated;
     tx.generation = 0;
     tx.retransmit_serial = tx.end_serial = 0;
@@ -416,7 +418,7 @@ void TransactionLayer::fail(Tx& tx, TimeoutKind kind) {
 
 bool TransactionLayer::has_server_transaction(const sip::Message& request) const {
     if (!request.is_request() || request.vias().empty() || !request.cseq()) return false;
-    return by_key_.count(server_key(request, request.method_name())) != 0;
+    return maps_->by_key.count(server_key(request, request.method_name())) != 0;
 }
 
 TransactionLayer::Received TransactionLayer::receive(const sip::Message& m, const Flow& from,
@@ -434,8 +436,8 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
     const sip::Method method = m.method();
 
     if (method == sip::Method::ack) {
-        auto it = by_key_.find(server_key(m, "INVITE"));
-        if (it != by_key_.end()) {
+        auto it = maps_->by_key.find(server_key(m, "INVITE"));
+        if (it != maps_->by_key.end()) {
             Tx& tx = *find_index(it->second);
             if (tx.kind == TxKind::server_invite && tx.state == TxState::completed) {
                 // The ACK of our non-2xx final (§17.2.1): stop retransmitting, absorb the
@@ -453,8 +455,8 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
                 return Received::ack;
             }
         }
-        auto d = by_dialog_.find(dialog_key(m));
-        if (d != by_dialog_.end()) {
+        auto d = maps_->by_dialog.find(dialog_key(m));
+        if (d != maps_->by_dialog.end()) {
             Tx& tx = *find_index(d->second);
             if (tx.state == TxState::completed || tx.state == TxState::confirmed) {
                 // The ACK of a non-2xx final with a branch of its own (clients that number
@@ -487,7 +489,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
     }
 
     const std::string key = server_key(m, m.method_name());
-    if (auto it = by_key_.find(key); it != by_key_.end()) {
+    if (auto it = maps_->by_key.find(key); it != maps_->by_key.end()) {
         Tx& tx = *find_index(it->second);
         counters_.add(TxCounter::request_retransmissions_absorbed);
         // A retransmitted request gets the last response again (§17.2.1, §17.2.2), except in
@@ -514,7 +516,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
         return Received::malformed;
     }
     tx.key = key;
-    by_key_.emplace(key, id.index);
+    maps_->by_key.emplace(key, id.index);
     // A server transaction never lives on a user that forgets it: without a final response
     // in time, the layer answers 408 itself.
     arm(tx, false, now + timers_.max_pending);
@@ -522,7 +524,7 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
     if (method == sip::Method::cancel) {
         std::string invite_key = server_key(m, "INVITE");
         Tx* invite = nullptr;
-        if (auto it = by_key_.find(invite_key); it != by_key_.end())
+        if (auto it = maps_->by_key.find(invite_key); it != maps_->by_key.end())
             invite = find_index(it->second);
         if (!invite || invite->kind != TxKind::server_invite) {
             counters_.add(TxCounter::cancels_unmatched);
@@ -614,7 +616,7 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
         // to T2, on every transport (RFC 3261 §13.3.1.4: hops beyond may be UDP).
         tx.state = TxState::accepted;
         tx.dialog_key.assign(dialog_key(parsed(tx)));
-        by_dialog_[tx.dialog_key] = tx.index;
+        maps_->by_dialog[tx.dialog_key] = tx.index;
         tx.interval = timers_.t1;
         if (!transmit(tx, tx.last_response)) {
             fail(tx, TimeoutKind::transport_error);
@@ -627,7 +629,7 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
 
     tx.state = TxState::completed;
     tx.dialog_key.assign(dialog_key(parsed(tx)));
-    by_dialog_[tx.dialog_key] = tx.index;
+    maps_->by_dialog[tx.dialog_key] = tx.index;
     if (!transmit(tx, tx.last_response)) {
         fail(tx, TimeoutKind::transport_error);
         return false;
@@ -671,7 +673,7 @@ TxId TransactionLayer::request(const Flow& to, std::string bytes, Nanos now) {
         check.method() == sip::Method::ack)
         return {};
     const std::string key = client_key(check.vias().front().branch, check.cseq()->method);
-    if (by_key_.find(std::string_view(key)) != by_key_.end()) return {};
+    if (maps_->by_key.find(std::string_view(key)) != maps_->by_key.end()) return {};
     const bool invite = check.method() == sip::Method::invite;
     const TxId id = allocate(invite ? TxKind::client_invite : TxKind::client_non_invite);
     if (!id) return {};
@@ -679,7 +681,7 @@ TxId TransactionLayer::request(const Flow& to, std::string bytes, Nanos now) {
     tx.flow = to;
     tx.bytes.assign(bytes);
     tx.key.assign(key);
-    by_key_.emplace(tx.key, id.index);
+    maps_->by_key.emplace(tx.key, id.index);
     tx.state = invite ? TxState::calling : TxState::trying;
     if (!transmit(tx, tx.bytes)) {
         counters_.add(TxCounter::transport_errors);
@@ -738,8 +740,8 @@ TransactionLayer::Received TransactionLayer::receive_response(const sip::Message
         counters_.add(TxCounter::malformed);
         return Received::malformed;
     }
-    auto it = by_key_.find(client_key(m.vias().front().branch, m.cseq()->method));
-    if (it == by_key_.end()) {
+    auto it = maps_->by_key.find(client_key(m.vias().front().branch, m.cseq()->method));
+    if (it == maps_->by_key.end()) {
         counters_.add(TxCounter::stray_responses);
         return Received::stray_response;
     }
@@ -942,10 +944,41 @@ void TransactionLayer::trim_pool() {
     }
     while (!slabs_.empty() && !slabs_.back()) slabs_.pop_back();
     lowest_free_ = std::min(lowest_free_, slabs_.size());
-    if (live_ == 0 && pool_bytes_ > 0) {
-        KeyMap(&store_).swap(by_key_);
-        KeyMap(&store_).swap(by_dialog_);
-        store_.release();
+    const std::uint8_t other = epoch_ ^ 1;
+    if (epoch_live_[other] == 0) {
+        if (epoch_bytes_[other] > 0) stores_[other].release();
+        if (epoch_bytes_[epoch_] > kEpochBytes) epoch_ = other;
+    }
+    if (live_ == 0 && epoch_bytes_[epoch_] > 0) stores_[epoch_].release();
+    if (live_ == 0 && map_bytes_[0] + map_bytes_[1] > 0) {  // idle: the (empty) tables go too
+        maps_.reset();
+        map_stores_[0].release();
+        map_stores_[1].release();
+        maps_ = std::make_unique<Maps>(&map_stores_[map_epoch_]);
+    }
+    // Key tables: rebuilt into the other pool when theirs holds over kEpochBytes and more than
+    // four times what their entries and buckets take (at most a few hundred bytes each).
+    const std::size_t entries = maps_->by_key.size() + maps_->by_dialog.size();
+    const std::size_t buckets = maps_->by_key.bucket_count() + maps_->by_dialog.bucket_count();
+    if (map_bytes_[map_epoch_] > kEpochBytes &&
+        map_bytes_[map_epoch_] > 4 * (entries * 256 + buckets * sizeof(void*))) {
+        const std::uint8_t to = map_epoch_ ^ 1;
+        auto fresh = std::make_unique<Maps>(&map_stores_[to]);
+        fresh->by_key.reserve(maps_->by_key.size());
+        for (const auto& [k, v] : maps_->by_key) fresh->by_key.emplace(k, v);
+        fresh->by_dialog.reserve(maps_->by_dialog.size());
+        for (const auto& [k, v] : maps_->by_dialog) fresh->by_dialog.emplace(k, v);
+        maps_.reset();
+        map_stores_[map_epoch_].release();
+        maps_ = std::move(fresh);
+        map_epoch_ = to;
+    }
+}
+
+void TransactionLayer::reset_strings(Tx& tx, std::pmr::memory_resource* r) {
+    for (std::pmr::string* s : {&tx.bytes, &tx.key, &tx.dialog_key, &tx.last_response, &tx.ack}) {
+        std::destroy_at(s);
+        std::construct_at(s, r);
     }
 }
 

@@ -212,7 +212,9 @@ class TransactionLayer {
     std::size_t pooled() const { return pooled_; }
     // Bytes the transactions' own pool (message copies, keys, responses) holds from the heap:
     // kept at its peak while transactions live, handed back when none does.
-    std::size_t pool_bytes() const { return pool_bytes_; }
+    std::size_t pool_bytes() const {
+        return epoch_bytes_[0] + epoch_bytes_[1] + map_bytes_[0] + map_bytes_[1];
+    }
     std::size_t capacity() const { return limits_.max_transactions; }
     const base::CounterSet<TxCounter>& counters() const { return counters_; }
     const TimerSettings& timers() const { return timers_; }
@@ -269,15 +271,36 @@ class TransactionLayer {
         }
         std::size_t& bytes_;
     };
-    std::size_t pool_bytes_ = 0;
-    CountingResource upstream_{pool_bytes_};
-    std::pmr::unsynchronized_pool_resource store_{std::pmr::pool_options{0, 8192}, &upstream_};
+    // Two pools take turns (epochs): new transactions take their strings from the current one;
+    // once it holds more than kEpochBytes and the other has no live transaction left, the other
+    // becomes current and this one is given back whole when its last transaction ends. So a
+    // burst's strings leave the heap within a transaction lifetime (Timer H/J) after it, even
+    // while steady traffic (calls, health-check probes) keeps transactions alive.
+    static constexpr std::size_t kEpochBytes = std::size_t{1} << 20;
+    std::size_t epoch_bytes_[2] = {0, 0};
+    CountingResource epoch_up_[2] = {CountingResource{epoch_bytes_[0]},
+                                     CountingResource{epoch_bytes_[1]}};
+    std::pmr::unsynchronized_pool_resource stores_[2] = {
+        {std::pmr::pool_options{0, 8192}, &epoch_up_[0]},
+        {std::pmr::pool_options{0, 8192}, &epoch_up_[1]}};
+    std::size_t epoch_live_[2] = {0, 0};
+    std::uint8_t epoch_ = 0;
+    // The key tables have pools of their own, rebuilt into the other one when theirs holds far
+    // more than their entries need (a burst's nodes freed between live ones).
+    std::size_t map_bytes_[2] = {0, 0};
+    CountingResource map_up_[2] = {CountingResource{map_bytes_[0]},
+                                   CountingResource{map_bytes_[1]}};
+    std::pmr::unsynchronized_pool_resource map_stores_[2] = {
+        {std::pmr::pool_options{0, 8192}, &map_up_[0]},
+        {std::pmr::pool_options{0, 8192}, &map_up_[1]}};
+    std::uint8_t map_epoch_ = 0;
     std::vector<std::unique_ptr<Slab>> slabs_;  // null: freed
     std::size_t lowest_free_ = 0;               // no free slot in slabs_[0, lowest_free_)
     static constexpr std::size_t kPooledTransactions = 1024;
     std::size_t pooled_ = 0;
     std::size_t empty_slabs_ = 0;  // allocated slabs without a live transaction
     void trim_pool();
+    static void reset_strings(Tx& tx, std::pmr::memory_resource* r);
     std::size_t live_ = 0;
     std::uint32_t next_generation_ = 1;
     struct KeyHash {
@@ -291,8 +314,12 @@ class TransactionLayer {
         bool operator()(std::string_view a, std::string_view b) const { return a == b; }
     };
     using KeyMap = std::pmr::unordered_map<std::pmr::string, std::uint32_t, KeyHash, KeyEq>;
-    KeyMap by_key_{&store_};      // transaction keys
-    KeyMap by_dialog_{&store_};   // Accepted INVITEs, for 2xx ACKs
+    struct Maps {
+        explicit Maps(std::pmr::memory_resource* r) : by_key(r), by_dialog(r) {}
+        KeyMap by_key;     // transaction keys
+        KeyMap by_dialog;  // Accepted INVITEs, for 2xx ACKs
+    };
+    std::unique_ptr<Maps> maps_ = std::make_unique<Maps>(&map_stores_[0]);
     std::vector<TxId> answered_;  // server transactions whose parse goes at the next event
     std::vector<Timer> heap_;
     base::CounterSet<TxCounter> counters_;

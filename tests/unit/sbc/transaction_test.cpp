@@ -595,3 +595,32 @@ TEST_CASE("transaction storage: its own pool, slots reused lowest first, given b
     CHECK(layer.size() == 1);
     CHECK(layer.pool_bytes() > 0);
 }
+
+TEST_CASE("transaction storage: a burst's pool goes back while other transactions stay alive") {
+    User u;
+    TransactionLayer layer(u);
+    // A burst: 8,000 REGISTERs answered (Completed until Timer J, 32 s), several MB of strings.
+    for (int i = 0; i < 8000; ++i) {
+        feed(layer, request("REGISTER", new_branch()), 0);
+        REQUIRE(layer.respond(u.events.back().tx, 200, {}, {}, 0));
+    }
+    const std::size_t peak = layer.pool_bytes();
+    CHECK(peak > (std::size_t{4} << 20));
+    // Steady traffic after it: one new REGISTER a second, each alive 32 s, so the layer is never
+    // idle; the burst's strings still leave once its transactions have ended.
+    for (int s = 1; s <= 80; ++s) {
+        feed(layer, request("REGISTER", new_branch()), seconds(s));
+        REQUIRE(layer.respond(u.events.back().tx, 200, {}, {}, seconds(s)));
+        layer.advance(seconds(s));
+        REQUIRE(layer.size() > 0);
+    }
+    CHECK(layer.size() < 40);
+    CHECK(layer.pool_bytes() < peak / 8);
+    // A retransmission of a live one is still recognised (its key moved with the tables).
+    const std::string last = request("REGISTER", new_branch());
+    feed(layer, last, seconds(81));
+    REQUIRE(layer.respond(u.events.back().tx, 200, {}, {}, seconds(81)));
+    const std::size_t sent = u.sent.size();
+    feed(layer, last, seconds(82));
+    CHECK(u.sent.size() == sent + 1);
+}
