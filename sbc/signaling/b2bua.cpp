@@ -955,23 +955,8 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
     const bool stranger =
         side == Side::external && !adm.known_source && !is_known(from.remote.addr);
     if (stranger) tx_.limit_final_retransmissions(tx, config_.stranger_final_retransmissions);
-    // A call from inside to a phone registered through us (its Request-URI one of our binding
-    // tokens) may carry our own Via: a phone outside calling another one, routed back by the
-    // inside's registrar. That is a spiral, not a loop (RFC 3261 §16.3 4: the Request-URI
-    // changed); Max-Forwards still bounds it.
-    const sip::Uri& ruri = m.request_uri();
-    const bool to_binding =
-        regs_ && side == Side::internal && ruri.has_user &&
-        (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
-        regs_->internal_host(ruri.host);
-    if (looped(m, here, to_binding)) {
-        counters_.add(B2buaCounter::loops);
-        tx_.respond(tx, 482, {}, {}, now_);
-        return;
-    }
-    if (m.max_forwards() && *m.max_forwards() == 0) {
-        counters_.add(B2buaCounter::loops);
-        tx_.respond(tx, 483, {}, {}, now_);
+    if (const int status = loop_refusal(m, here, to_binding(m, side))) {
+        tx_.respond(tx, status, {}, {}, now_);
         return;
     }
     if (calls_.size() >= config_.max_calls) {
@@ -1124,6 +1109,28 @@ void B2bua::new_call(TxId tx, const sip::Message& m, const Flow& from) {
 }
 
 // A request that already went through us: the network routes it back (RFC 3261 §16.3 4).
+// A request from inside to a phone registered through us (its Request-URI one of our binding
+// tokens) may carry our own Via: a phone outside calling another one, routed back by the
+// inside's registrar. That is a spiral, not a loop (RFC 3261 §16.3 4: the Request-URI changed);
+// Max-Forwards bounds it.
+bool B2bua::to_binding(const sip::Message& m, Side side) const {
+    const sip::Uri& ruri = m.request_uri();
+    return regs_ && side == Side::internal && ruri.has_user &&
+           (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
+           regs_->internal_host(ruri.host);
+}
+
+// 482 for a loop, 483 for Max-Forwards 0 (both counted as loops), 0 to go on.
+int B2bua::loop_refusal(const sip::Message& m, const SideConfig& here, bool to_binding) {
+    int status = 0;
+    if (looped(m, here, to_binding))
+        status = 482;
+    else if (m.max_forwards() && *m.max_forwards() == 0)
+        status = 483;
+    if (status != 0) counters_.add(B2buaCounter::loops);
+    return status;
+}
+
 bool B2bua::looped(const sip::Message& m, const SideConfig& here, bool to_binding) const {
     if (to_binding) return false;
     auto ours = [&here](const sip::Via& v) {
@@ -1151,18 +1158,8 @@ void B2bua::relay_message(TxId tx, const sip::Message& m, const Flow& from) {
         tx_.respond(tx, status, {}, o, now_);
     };
     const sip::Uri& ruri = m.request_uri();
-    const bool to_binding =
-        regs_ && side == Side::internal && ruri.has_user &&
-        (ruri.kind == sip::UriScheme::sip || ruri.kind == sip::UriScheme::sips) &&
-        regs_->internal_host(ruri.host);
-    if (looped(m, here, to_binding)) {
-        counters_.add(B2buaCounter::loops);
-        return refuse(482, {});
-    }
-    if (m.max_forwards() && *m.max_forwards() == 0) {
-        counters_.add(B2buaCounter::loops);
-        return refuse(483, {});
-    }
+    const bool to_reg = to_binding(m, side);
+    if (const int status = loop_refusal(m, here, to_reg)) return refuse(status, {});
     // From outside: the front door's verdict (strangers' MESSAGEs are scored as probes). A
     // refusal under enumeration resistance reads as any user's answer: the challenge.
     Admission adm;
@@ -1183,7 +1180,7 @@ void B2bua::relay_message(TxId tx, const sip::Message& m, const Flow& from) {
     Flow flow;
     std::string target;
     std::optional<Registrations::Route> route;
-    if (to_binding) route = regs_->route(ruri);
+    if (to_reg) route = regs_->route(ruri);
     const auto& hops = hops_[static_cast<int>(to_side)];
     if (route && route->kind == Registrations::Route::Kind::gone) return refuse(480, {});
     if (route && route->kind == Registrations::Route::Kind::found) {

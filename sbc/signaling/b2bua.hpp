@@ -391,6 +391,8 @@ class B2bua final : private TransactionUser {
     void answer_message(const Pending& p, const sip::Message& response);
     // Whether `m` carries one of our Vias on side `here` (it already went through us).
     bool looped(const sip::Message& m, const SideConfig& here, bool to_binding) const;
+    bool to_binding(const sip::Message& m, Side side) const;
+    int loop_refusal(const sip::Message& m, const SideConfig& here, bool to_binding);
     void in_dialog(TxId tx, const sip::Message& request, const Flow& from, Call& call, int leg);
     bool try_next_hop(Call& call, base::Nanos now);
     std::string build_request(Call& call, int leg, std::string_view method, const sip::Message* src,
