@@ -100,8 +100,9 @@ struct TransactionLayer::Tx {
     Flow flow;
     std::pmr::string bytes;  // own copy of the request: server, what came; client, what we sent
     // `bytes` parsed (views into it): a server transaction's while its user may need it, else
-    // made again when asked for (parsed()).
-    mutable sip::Message request;
+    // made again when asked for (parsed()). Out of the slot: a parse is 1.6 KB, and most
+    // transactions (those in Completed or Accepted, absorbing retransmissions) hold none.
+    mutable std::unique_ptr<sip::Message> request;
     mutable bool is_parsed = false;
     bool ever_used = false;  // a released slot (pooled) rather than a fresh one
     std::pmr::string key;
@@ -255,21 +256,39 @@ TransactionLayer::Tx* TransactionLayer::find_index(std::uint32_t index) {
 
 const sip::Message& TransactionLayer::parsed(const Tx& tx) const {
     if (!tx.is_parsed) {
-        (void)tx.request.parse(tx.bytes);  // it parsed when it came in or was sent
+        if (!tx.request) {
+            tx.request = std::make_unique<sip::Message>();
+            ++parses_;
+        }
+        (void)tx.request->parse(tx.bytes);  // it parsed when it came in or was sent
         tx.is_parsed = true;
     }
-    return tx.request;
+    return *tx.request;
 }
 
 // Between events nobody holds a server transaction's request from the last one: the parses of
-// those answered since go back to the heap (a REGISTER's lives on 32 s in Completed, Timer J).
+// those answered since go back to the heap. A non-INVITE one in Completed (a REGISTER's lives on
+// 32 s, Timer J) gives back its request's bytes too: from here on it only absorbs
+// retransmissions, for which its key, its last response, its flow and Timer J are enough.
 void TransactionLayer::drop_parsed() {
-    for (const TxId id : answered_)
-        if (Tx* tx = find(id); tx && tx->is_parsed) {
-            tx->request = sip::Message{};
-            tx->is_parsed = false;
+    for (const TxId id : answered_) {
+        Tx* tx = find(id);
+        if (!tx) continue;
+        drop_parse(*tx);
+        if (tx->kind == TxKind::server_non_invite && tx->state == TxState::completed) {
+            std::destroy_at(&tx->bytes);
+            std::construct_at(&tx->bytes, &stores_[tx->epoch]);
         }
+    }
     answered_.clear();
+}
+
+void TransactionLayer::drop_parse(const Tx& tx) const {
+    if (tx.request) {
+        tx.request.reset();
+        --parses_;
+    }
+    tx.is_parsed = false;
 }
 
 const TransactionLayer::Tx* TransactionLayer::find(TxId id) const {
@@ -337,8 +356,7 @@ void TransactionLayer::release(Tx& tx) {
     // A pooled transaction keeps only its own object: the message and strings of the one that
     // ended go back to the heap now (several blocks each; kept, the pool's 1024 would pin pages
     // all over a heap that the calls of a burst have since left).
-    tx.request = sip::Message{};
-    tx.is_parsed = false;
+    drop_parse(tx);
     reset_strings(tx, &stores_[tx.epoch]);
     --epoch_live_[tx.epoch];
     tx.state = TxState::terminated;
@@ -357,6 +375,15 @@ void TransactionLayer::release(Tx& tx) {
     ++pooled_;
     --live_;
     if (!internal) user_.on_terminated(id);
+}
+
+// The tables' keys are views of the transactions' own strings (slots never move): an entry
+// another transaction made with the same dialog key goes, so that no view outlives its string.
+void TransactionLayer::bind_dialog(Tx& tx) {
+    if (auto it = maps_->by_dialog.find(std::string_view(tx.dialog_key));
+        it != maps_->by_dialog.end())
+        maps_->by_dialog.erase(it);
+    maps_->by_dialog.emplace(std::string_view(tx.dialog_key), tx.index);
 }
 
 void TransactionLayer::terminate(Tx& tx) {
@@ -508,15 +535,17 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
     Tx& tx = *find(id);
     tx.flow = from;
     tx.bytes.assign(m.bytes());
+    tx.request = std::make_unique<sip::Message>();
+    ++parses_;
     tx.is_parsed = true;
-    if (!tx.request.parse(tx.bytes)) {
+    if (!tx.request->parse(tx.bytes)) {
         tx.internal = true;
         release(tx);
         counters_.add(TxCounter::malformed);
         return Received::malformed;
     }
     tx.key = key;
-    maps_->by_key.emplace(key, id.index);
+    maps_->by_key.emplace(std::string_view(tx.key), id.index);
     // A server transaction never lives on a user that forgets it: without a final response
     // in time, the layer answers 408 itself.
     arm(tx, false, now + timers_.max_pending);
@@ -549,14 +578,14 @@ TransactionLayer::Received TransactionLayer::receive_request(const sip::Message&
         const std::string src = from.remote.addr.to_string();
         o.source_address = src;
         o.source_port = from.remote.port;
-        tx.last_response = sip::build_response(tx.request, 100, {}, o);
+        tx.last_response = sip::build_response(*tx.request, 100, {}, o);
         tx.last_status = 100;
         if (!transmit(tx, tx.last_response)) {
             fail(tx, TimeoutKind::transport_error);
             return Received::new_request;
         }
     }
-    user_.on_request(id, tx.request, from);
+    user_.on_request(id, *tx.request, from);
     return Received::new_request;
 }
 
@@ -616,7 +645,7 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
         // to T2, on every transport (RFC 3261 §13.3.1.4: hops beyond may be UDP).
         tx.state = TxState::accepted;
         tx.dialog_key.assign(dialog_key(parsed(tx)));
-        maps_->by_dialog[tx.dialog_key] = tx.index;
+        bind_dialog(tx);
         tx.interval = timers_.t1;
         if (!transmit(tx, tx.last_response)) {
             fail(tx, TimeoutKind::transport_error);
@@ -629,7 +658,7 @@ bool TransactionLayer::respond_with(TxId id, int status, std::string bytes, Nano
 
     tx.state = TxState::completed;
     tx.dialog_key.assign(dialog_key(parsed(tx)));
-    maps_->by_dialog[tx.dialog_key] = tx.index;
+    bind_dialog(tx);
     if (!transmit(tx, tx.last_response)) {
         fail(tx, TimeoutKind::transport_error);
         return false;
@@ -653,7 +682,16 @@ bool TransactionLayer::limit_final_retransmissions(TxId id, std::uint8_t max) {
 
 const sip::Message* TransactionLayer::request_of(TxId id) const {
     const Tx* tx = find(id);
-    return tx ? &parsed(*tx) : nullptr;
+    // Empty: a non-INVITE answered since the last event gave its request back (drop_parsed).
+    return tx && !tx->bytes.empty() ? &parsed(*tx) : nullptr;
+}
+
+std::size_t TransactionLayer::memory_bytes() const {
+    std::size_t slabs = 0;
+    for (const auto& slab : slabs_)
+        if (slab) ++slabs;
+    return pool_bytes() + slabs * (sizeof(Slab) + kSlab * (sizeof(Tx) + sizeof(std::uint16_t))) +
+           parses_ * sizeof(sip::Message) + heap_.size() * sizeof(Timer);
 }
 
 const Flow* TransactionLayer::flow_of(TxId id) const {
@@ -681,7 +719,7 @@ TxId TransactionLayer::request(const Flow& to, std::string bytes, Nanos now) {
     tx.flow = to;
     tx.bytes.assign(bytes);
     tx.key.assign(key);
-    maps_->by_key.emplace(tx.key, id.index);
+    maps_->by_key.emplace(std::string_view(tx.key), id.index);
     tx.state = invite ? TxState::calling : TxState::trying;
     if (!transmit(tx, tx.bytes)) {
         counters_.add(TxCounter::transport_errors);
@@ -956,11 +994,12 @@ void TransactionLayer::trim_pool() {
         map_stores_[1].release();
         maps_ = std::make_unique<Maps>(&map_stores_[map_epoch_]);
     }
-    // Key tables: rebuilt into the other pool when theirs holds over kEpochBytes and more than
-    // four times what their entries and buckets take (at most a few hundred bytes each).
+    // Key tables: rebuilt into the other pool when theirs holds over a quarter of kEpochBytes
+    // and more than four times what their entries and buckets take (at most a few hundred
+    // bytes each).
     const std::size_t entries = maps_->by_key.size() + maps_->by_dialog.size();
     const std::size_t buckets = maps_->by_key.bucket_count() + maps_->by_dialog.bucket_count();
-    if (map_bytes_[map_epoch_] > kEpochBytes &&
+    if (map_bytes_[map_epoch_] > kEpochBytes / 4 &&
         map_bytes_[map_epoch_] > 4 * (entries * 256 + buckets * sizeof(void*))) {
         const std::uint8_t to = map_epoch_ ^ 1;
         auto fresh = std::make_unique<Maps>(&map_stores_[to]);

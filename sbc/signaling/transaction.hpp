@@ -170,7 +170,6 @@ class TransactionLayer {
                  Nanos now);
     // Same with bytes the user built (a relayed response).
     bool respond_with(TxId tx, int status, std::string bytes, Nanos now);
-    // The request of a server transaction (valid while it lives).
     // Bounds how often a server INVITE's non-2xx final response is retransmitted over UDP
     // (Timer G) to `max`. For a source whose address nothing proves (a stranger: it may be
     // spoofed), so that one datagram in cannot make the layer send ten out. Once the bound is
@@ -178,6 +177,9 @@ class TransactionLayer {
     // retransmitted INVITE still gets the final once more (one datagram for one), until Timer
     // H. A 2xx is not bounded (a call was answered). false when `tx` is not a server INVITE.
     bool limit_final_retransmissions(TxId tx, std::uint8_t max);
+    // The request of a server transaction: while it lives, except for a non-INVITE one once it
+    // is answered (Completed, absorbing retransmissions until Timer J): from the next event on
+    // it keeps only its key, its last response, its flow and its timer, and this is null.
     const sip::Message* request_of(TxId tx) const;
     const Flow* flow_of(TxId tx) const;
 
@@ -215,6 +217,10 @@ class TransactionLayer {
     std::size_t pool_bytes() const {
         return epoch_bytes_[0] + epoch_bytes_[1] + map_bytes_[0] + map_bytes_[1];
     }
+    // What the layer holds for its transactions, bytes: the pool above, the slots' slabs, the
+    // timer queue and the parsed requests it keeps (their own objects; their lists are the
+    // parser's few small vectors).
+    std::size_t memory_bytes() const;
     std::size_t capacity() const { return limits_.max_transactions; }
     const base::CounterSet<TxCounter>& counters() const { return counters_; }
     const TimerSettings& timers() const { return timers_; }
@@ -237,6 +243,7 @@ class TransactionLayer {
     void fire(Tx& tx, bool retransmit, Nanos now);
     bool transmit(Tx& tx, std::string_view bytes);
     void terminate(Tx& tx);
+    void bind_dialog(Tx& tx);
     void fail(Tx& tx, TimeoutKind kind);
     Received receive_request(const sip::Message& m, const Flow& from, Nanos now);
     Received receive_response(const sip::Message& m, Nanos now);
@@ -246,6 +253,8 @@ class TransactionLayer {
 
     const sip::Message& parsed(const Tx& tx) const;
     void drop_parsed();
+    void drop_parse(const Tx& tx) const;
+    mutable std::size_t parses_ = 0;  // requests held parsed
 
     TransactionUser& user_;
     TimerSettings timers_;
@@ -255,8 +264,9 @@ class TransactionLayer {
     // slabs and the last ones empty out and are freed; their strings (the request's bytes, the
     // keys, the last response, the ACK) and the key tables live in a pool of their own, so that
     // their churn does not scatter over the heap the rest of the thread uses. The parse of a
-    // server transaction's request is dropped once it is answered (rebuilt if asked for), and
-    // a client transaction keeps only its bytes.
+    // server transaction's request is dropped once it is answered (rebuilt if asked for; a
+    // non-INVITE one drops the request's bytes as well), and a client transaction keeps only
+    // its bytes.
     static constexpr std::uint32_t kSlab = 256;
     struct Slab;
     class CountingResource : public std::pmr::memory_resource {
@@ -313,7 +323,9 @@ class TransactionLayer {
         using is_transparent = void;
         bool operator()(std::string_view a, std::string_view b) const { return a == b; }
     };
-    using KeyMap = std::pmr::unordered_map<std::pmr::string, std::uint32_t, KeyHash, KeyEq>;
+    // Keyed by views of the transactions' own key strings (Tx::key, Tx::dialog_key): a key is
+    // held once.
+    using KeyMap = std::pmr::unordered_map<std::string_view, std::uint32_t, KeyHash, KeyEq>;
     struct Maps {
         explicit Maps(std::pmr::memory_resource* r) : by_key(r), by_dialog(r) {}
         KeyMap by_key;     // transaction keys

@@ -225,6 +225,57 @@ TEST_CASE("refreshes are answered from the cache until the registrar's binding i
     CHECK(c[RegistrationCounter::expired] == 1);
 }
 
+TEST_CASE("a retransmitted cached refresh gets the identical 200 from a slim transaction") {
+    auto cfg = config();
+    cfg.registrations.keepalive = Keepalive::none;  // only the registrations' transactions
+    Rig r(cfg);
+    // 1000 phones, each its own AOR and flow.
+    constexpr int kPhones = 4000;
+    auto user = [](int i) { return std::to_string(2000 + i); };
+    auto contact = [&](int i) { return "<sip:" + user(i) + "@192.168.1.5:5060>"; };
+    for (int i = 0; i < kPhones; ++i)
+        r.register_fully(1, client(static_cast<std::uint16_t>(10000 + i)), user(i), contact(i));
+    r.tick(seconds(40));  // the registrations' transactions end (Timer J)
+    const TransactionLayer& layer = r.b.transactions();
+    REQUIRE(layer.size() == 0);
+    const auto& c = r.b.registrations()->counters();
+    const auto cached = c[RegistrationCounter::answered_from_cache];
+    // Every phone refreshes (same Call-ID, next CSeq): all answered from the cache.
+    std::vector<std::string> refreshes, answers;
+    for (int i = 0; i < kPhones; ++i) {
+        refreshes.push_back(register_req(3, user(i), contact(i)));
+        auto out =
+            r.feed(refreshes.back(), client(static_cast<std::uint16_t>(10000 + i)), Side::external);
+        REQUIRE(out.size() == 1);
+        REQUIRE(parse(out[0].bytes).status_code() == 200);
+        answers.push_back(out[0].bytes);
+    }
+    CHECK(c[RegistrationCounter::answered_from_cache] == cached + kPhones);
+    r.tick(seconds(1));
+    // Their transactions absorb retransmissions until Timer J; each holds what that needs
+    // (key, response, flow, timer), not the request and its parse (a parse alone is 1.6 KB):
+    // under 1.5 KB apiece, the slots, the pools, the tables and the timer queue all counted.
+    REQUIRE(layer.size() == static_cast<std::size_t>(kPhones));
+    CHECK(layer.memory_bytes() < kPhones * std::size_t{1536});
+    // A retransmission (same branch, same CSeq) gets the same bytes again, without the
+    // registrar logic running a second time.
+    const auto absorbed = layer.counters()[TxCounter::request_retransmissions_absorbed];
+    for (int i : {0, 1999, 3999}) {
+        auto again = r.feed(refreshes[static_cast<std::size_t>(i)],
+                            client(static_cast<std::uint16_t>(10000 + i)), Side::external);
+        REQUIRE(again.size() == 1);
+        CHECK(again[0].bytes == answers[static_cast<std::size_t>(i)]);
+        CHECK(again[0].flow == client(static_cast<std::uint16_t>(10000 + i)));
+    }
+    CHECK(layer.counters()[TxCounter::request_retransmissions_absorbed] == absorbed + 3);
+    CHECK(c[RegistrationCounter::answered_from_cache] == cached + kPhones);
+    // After Timer J they are gone, and with them their memory.
+    r.tick(seconds(40));
+    r.tick(seconds(1));  // the pool of the previous epoch goes at the event after
+    CHECK(layer.size() == 0);
+    CHECK(layer.pool_bytes() == 0);
+}
+
 TEST_CASE("refreshes move a binding's expiry without piling up timers") {
     auto cfg = config();
     cfg.registrations.keepalive = Keepalive::none;  // NATed: the client is given 60 s
