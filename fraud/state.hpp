@@ -556,4 +556,146 @@ class SlotTable {
     std::size_t capacity_ = 0;
 };
 
+// The key tables: set-associative. A key's hash picks one set of kWays buckets; the set is
+// one block of memory: a cache line of the ways' 64-bit hashes (0 = free way), then the ways'
+// hot slots (whole cache lines each), then their cold areas. A lookup reads the hash line of
+// one set and nothing else; the key's hot slot and cold area lie in the same block, so on the
+// same huge page as the hash line that found them. A key never moves once inserted: erasing
+// is clearing its way. Bucket i is way i % kWays of set i / kWays, so code that walks buckets
+// (sweeps, eviction sampling) walks the sets in order. When a newcomer's set has no free way,
+// one of that set's keys must make room (SetTable::room): a full set is where eviction judges.
+class SetTable {
+  public:
+    static constexpr std::size_t kWays = 8;
+
+    SetTable() = default;
+    SetTable(std::size_t capacity, std::size_t slot_bytes, std::size_t cold_bytes = 0) {
+        init(capacity, slot_bytes, cold_bytes);
+    }
+
+    // As many buckets as a SlotTable at a load of 3/4 (rounded up to whole sets): a set
+    // fills before the table does only when it draws more than its share of keys.
+    void init(std::size_t capacity, std::size_t slot_bytes, std::size_t cold_bytes = 0) {
+        capacity_ = capacity;
+        slot_bytes_ = (slot_bytes + 63) & ~std::size_t{63};
+        cold_bytes_ = (cold_bytes + 63) & ~std::size_t{63};
+        sets_ = std::max<std::size_t>(2, ((capacity * 4 + 2) / 3 + kWays) / kWays);
+        block_bytes_ = 64 + kWays * (slot_bytes_ + cold_bytes_);
+        mem_.assign(sets_ * block_bytes_ / 8, 0);
+        size_ = 0;
+    }
+
+    void swap(SetTable& o) noexcept {
+        mem_.swap(o.mem_);
+        std::swap(slot_bytes_, o.slot_bytes_);
+        std::swap(cold_bytes_, o.cold_bytes_);
+        std::swap(block_bytes_, o.block_bytes_);
+        std::swap(sets_, o.sets_);
+        std::swap(size_, o.size_);
+        std::swap(capacity_, o.capacity_);
+    }
+
+    std::size_t commit() { return mem_.commit(); }
+
+    static std::uint64_t fix(std::uint64_t h) { return SlotTable::fix(h); }
+    // The first bucket of the set of `h` (high bits of a multiplied hash, as SlotTable::home).
+    std::size_t home(std::uint64_t h) const { return set_of(h) * kWays; }
+
+    void prefetch(std::uint64_t h) const { __builtin_prefetch(tags(set_of(fix(h)))); }
+    void prefetch_bucket(std::uint64_t h) const { prefetch(h); }
+    // A walk's next bucket: its set's hash line and the first line of its slot.
+    void prefetch_at(std::size_t i) const {
+        i %= buckets();
+        __builtin_prefetch(tags(i / kWays));
+        __builtin_prefetch(slot(i));
+    }
+    void prefetch_slot(std::size_t i) const {
+        const char* p = static_cast<const char*>(slot(i));
+        for (std::size_t off = 0; off < slot_bytes_; off += 64) __builtin_prefetch(p + off);
+    }
+    void prefetch_cold(std::size_t i, std::size_t offset) const {
+        __builtin_prefetch(static_cast<const char*>(cold(i)) + offset);
+    }
+
+    std::int64_t find(std::uint64_t h) const {
+        h = fix(h);
+        const std::size_t s = set_of(h);
+        const std::uint64_t* t = tags(s);
+        for (std::size_t w = 0; w < kWays; ++w)
+            if (t[w] == h) return static_cast<std::int64_t>(s * kWays + w);
+        return -1;
+    }
+    std::int64_t find_hinted(std::uint64_t h, std::int64_t hint) const {
+        if (hint >= 0 && hash_at(static_cast<std::size_t>(hint)) == fix(h)) return hint;
+        return find(h);
+    }
+    // Whether `h` can be inserted without an erase first: the table is not full and the set
+    // of `h` has a free way.
+    bool room(std::uint64_t h) const {
+        if (full()) return false;
+        const std::uint64_t* t = tags(set_of(fix(h)));
+        for (std::size_t w = 0; w < kWays; ++w)
+            if (t[w] == 0) return true;
+        return false;
+    }
+    // Caller checks room(h) first and that h is absent. The hot slot is zeroed; the cold area
+    // is left as it is (its users tell stale entries apart, see distinct_insert).
+    std::size_t insert(std::uint64_t h) {
+        h = fix(h);
+        const std::size_t s = set_of(h);
+        std::uint64_t* t = tags(s);
+        std::size_t w = 0;
+        while (w + 1 < kWays && t[w] != 0) ++w;
+        t[w] = h;
+        const std::size_t i = s * kWays + w;
+        std::memset(slot(i), 0, slot_bytes_);
+        ++size_;
+        return i;
+    }
+    void erase(std::size_t i) {
+        tags(i / kWays)[i % kWays] = 0;
+        --size_;
+    }
+
+    void* slot(std::size_t i) { return block(i / kWays) + 64 + (i % kWays) * slot_bytes_; }
+    const void* slot(std::size_t i) const {
+        return block(i / kWays) + 64 + (i % kWays) * slot_bytes_;
+    }
+    void* cold(std::size_t i) {
+        return block(i / kWays) + 64 + kWays * slot_bytes_ + (i % kWays) * cold_bytes_;
+    }
+    const void* cold(std::size_t i) const {
+        return block(i / kWays) + 64 + kWays * slot_bytes_ + (i % kWays) * cold_bytes_;
+    }
+    std::size_t slot_bytes() const { return slot_bytes_; }
+    std::uint64_t hash_at(std::size_t i) const { return tags(i / kWays)[i % kWays]; }
+    std::size_t buckets() const { return sets_ * kWays; }
+    std::size_t size() const { return size_; }
+    std::size_t capacity() const { return capacity_; }
+    bool full() const { return size_ >= capacity_; }
+    std::size_t bytes() const { return mem_.size() * 8; }
+
+  private:
+    std::size_t set_of(std::uint64_t h) const {
+        h *= base::kGoldenGamma;
+        return static_cast<std::size_t>((static_cast<unsigned __int128>(h) * sets_) >> 64);
+    }
+    char* block(std::size_t s) { return reinterpret_cast<char*>(&mem_[0]) + s * block_bytes_; }
+    const char* block(std::size_t s) const {
+        return reinterpret_cast<const char*>(&mem_[0]) + s * block_bytes_;
+    }
+    std::uint64_t* tags(std::size_t s) { return reinterpret_cast<std::uint64_t*>(block(s)); }
+    const std::uint64_t* tags(std::size_t s) const {
+        return reinterpret_cast<const std::uint64_t*>(block(s));
+    }
+
+    HugeArray mem_;
+    std::size_t slot_bytes_ = 64;
+    std::size_t cold_bytes_ = 0;
+    std::size_t block_bytes_ = 64;
+    std::size_t sets_ = 2;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+};
+
 }  // namespace sbc::fraud::detail
