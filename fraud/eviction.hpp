@@ -34,18 +34,19 @@ struct Victim {
     bool taken = false;        // chosen by Candidate::take
 };
 
-// Where the sample of a newcomer `h` starts: in a set-associative table, its own set (when the
-// set is full, the victim must come from it); elsewhere a bucket picked by a second mix.
+// Where the sample of a newcomer `h` starts: in a set-associative table, its first set (when
+// both its sets are full, the victim must come from the first); elsewhere a bucket picked by
+// a second mix.
 inline std::size_t sample_start(const SlotTable& t, std::uint64_t h) {
     return t.home(mix64(h));
 }
 inline std::size_t sample_start(const SetTable& t, std::uint64_t h) {
-    return t.home(h);
+    return t.victim_set(h) * SetTable::kWays;
 }
 
 // `judge(bucket)` returns the Candidate for an occupied bucket of `t`; `h` is the newcomer's
-// hash. Ties in rank go to the first bucket sampled. In a SetTable whose set of `h` is full,
-// the kEvictionSample buckets judged are exactly that set's ways.
+// hash. Ties in rank go to the first bucket sampled. In a SetTable whose two sets of `h` are
+// full, the kEvictionSample buckets judged are exactly the first set's ways.
 template <class Table, class Judge>
 Victim sample_victim(const Table& t, std::uint64_t h, Judge&& judge) {
     static_assert(kEvictionSample >= SetTable::kWays);

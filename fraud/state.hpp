@@ -562,8 +562,10 @@ class SlotTable {
 // one set and nothing else; the key's hot slot and cold area lie in the same block, so on the
 // same huge page as the hash line that found them. A key never moves once inserted: erasing
 // is clearing its way. Bucket i is way i % kWays of set i / kWays, so code that walks buckets
-// (sweeps, eviction sampling) walks the sets in order. When a newcomer's set has no free way,
-// one of that set's keys must make room (SetTable::room): a full set is where eviction judges.
+// (sweeps, eviction sampling) walks the sets in order. A key goes to its first set, or to a
+// second one (other bits of its hash) when the first is full: nearly every key is found with
+// one hash line, and the table fills to its capacity before keys are refused for want of a
+// way. When both sets are full, one of the first set's keys must make room (SetTable::room).
 class SetTable {
   public:
     static constexpr std::size_t kWays = 8;
@@ -598,8 +600,6 @@ class SetTable {
     std::size_t commit() { return mem_.commit(); }
 
     static std::uint64_t fix(std::uint64_t h) { return SlotTable::fix(h); }
-    // The first bucket of the set of `h` (high bits of a multiplied hash, as SlotTable::home).
-    std::size_t home(std::uint64_t h) const { return set_of(h) * kWays; }
 
     void prefetch(std::uint64_t h) const { __builtin_prefetch(tags(set_of(fix(h)))); }
     void prefetch_bucket(std::uint64_t h) const { prefetch(h); }
@@ -619,34 +619,35 @@ class SetTable {
 
     std::int64_t find(std::uint64_t h) const {
         h = fix(h);
-        const std::size_t s = set_of(h);
-        const std::uint64_t* t = tags(s);
-        for (std::size_t w = 0; w < kWays; ++w)
-            if (t[w] == h) return static_cast<std::int64_t>(s * kWays + w);
-        return -1;
+        const std::size_t a = set_of(h);
+        std::int64_t i = find_in(a, h);
+        return i >= 0 ? i : find_in(alternate(a, h), h);
     }
     std::int64_t find_hinted(std::uint64_t h, std::int64_t hint) const {
         if (hint >= 0 && hash_at(static_cast<std::size_t>(hint)) == fix(h)) return hint;
         return find(h);
     }
-    // Whether `h` can be inserted without an erase first: the table is not full and the set
-    // of `h` has a free way.
+    // Whether `h` can be inserted without an erase first: the table is not full and one of
+    // the two sets of `h` has a free way.
     bool room(std::uint64_t h) const {
         if (full()) return false;
-        const std::uint64_t* t = tags(set_of(fix(h)));
-        for (std::size_t w = 0; w < kWays; ++w)
-            if (t[w] == 0) return true;
-        return false;
+        h = fix(h);
+        const std::size_t a = set_of(h);
+        return free_way(a) < kWays || free_way(alternate(a, h)) < kWays;
     }
+    // The set whose ways judge a newcomer when neither of its sets has a free way: its first.
+    std::size_t victim_set(std::uint64_t h) const { return set_of(fix(h)); }
     // Caller checks room(h) first and that h is absent. The hot slot is zeroed; the cold area
     // is left as it is (its users tell stale entries apart, see distinct_insert).
     std::size_t insert(std::uint64_t h) {
         h = fix(h);
-        const std::size_t s = set_of(h);
-        std::uint64_t* t = tags(s);
-        std::size_t w = 0;
-        while (w + 1 < kWays && t[w] != 0) ++w;
-        t[w] = h;
+        std::size_t s = set_of(h);
+        std::size_t w = free_way(s);
+        if (w == kWays) {
+            s = alternate(s, h);
+            w = free_way(s);
+        }
+        tags(s)[w] = h;
         const std::size_t i = s * kWays + w;
         std::memset(slot(i), 0, slot_bytes_);
         ++size_;
@@ -679,6 +680,24 @@ class SetTable {
     std::size_t set_of(std::uint64_t h) const {
         h *= base::kGoldenGamma;
         return static_cast<std::size_t>((static_cast<unsigned __int128>(h) * sets_) >> 64);
+    }
+    // The second set a key may take when its first is full, from other bits of its hash.
+    std::size_t alternate(std::size_t a, std::uint64_t h) const {
+        std::uint64_t x = (h ^ (h >> 31)) * 0xd6e8feb86659fd93ULL;
+        auto b = static_cast<std::size_t>((static_cast<unsigned __int128>(x) * sets_) >> 64);
+        return b != a ? b : (a + 1 == sets_ ? 0 : a + 1);
+    }
+    std::int64_t find_in(std::size_t s, std::uint64_t h) const {
+        const std::uint64_t* t = tags(s);
+        for (std::size_t w = 0; w < kWays; ++w)
+            if (t[w] == h) return static_cast<std::int64_t>(s * kWays + w);
+        return -1;
+    }
+    std::size_t free_way(std::size_t s) const {
+        const std::uint64_t* t = tags(s);
+        std::size_t w = 0;
+        while (w < kWays && t[w] != 0) ++w;
+        return w;
     }
     char* block(std::size_t s) { return reinterpret_cast<char*>(&mem_[0]) + s * block_bytes_; }
     const char* block(std::size_t s) const {
