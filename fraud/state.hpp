@@ -556,16 +556,16 @@ class SlotTable {
     std::size_t capacity_ = 0;
 };
 
-// The key tables: set-associative. A key's hash picks one set of kWays buckets; the set is
-// one block of memory: a cache line of the ways' 64-bit hashes (0 = free way), then the ways'
-// hot slots (whole cache lines each), then their cold areas. A lookup reads the hash line of
-// one set and nothing else; the key's hot slot and cold area lie in the same block, so on the
-// same huge page as the hash line that found them. A key never moves once inserted: erasing
-// is clearing its way. Bucket i is way i % kWays of set i / kWays, so code that walks buckets
-// (sweeps, eviction sampling) walks the sets in order. A key goes to its first set, or to a
-// second one (other bits of its hash) when the first is full: nearly every key is found with
-// one hash line, and the table fills to its capacity before keys are refused for want of a
-// way. When both sets are full, one of the first set's keys must make room (SetTable::room).
+// The key tables: set-associative. A key's hash picks one set of kWays buckets, whose 64-bit
+// hashes (0 = free way) are one cache line of a dense array: a lookup reads that line and
+// nothing else, and the hash lines of a whole table are few enough pages and bytes to stay
+// near the core. The hot slots (whole cache lines each) and cold areas are parallel arrays
+// indexed by bucket. A key never moves once inserted: erasing is clearing its way. Bucket i is way
+// i % kWays of set i / kWays, so code that walks buckets (sweeps, eviction sampling) walks the sets
+// in order. A key goes to its first set, or to a second one (other bits of its hash) when the first
+// is full: nearly every key is found with one hash line, and the table fills to its capacity before
+// keys are refused for want of a way. When both sets are full, one of the first set's keys must
+// make room (SetTable::room).
 class SetTable {
   public:
     static constexpr std::size_t kWays = 8;
@@ -582,22 +582,24 @@ class SetTable {
         slot_bytes_ = (slot_bytes + 63) & ~std::size_t{63};
         cold_bytes_ = (cold_bytes + 63) & ~std::size_t{63};
         sets_ = std::max<std::size_t>(2, ((capacity * 4 + 2) / 3 + kWays) / kWays);
-        block_bytes_ = 64 + kWays * (slot_bytes_ + cold_bytes_);
-        mem_.assign(sets_ * block_bytes_ / 8, 0);
+        tags_.assign(sets_ * kWays, 0);
+        data_.assign(sets_ * kWays * slot_bytes_ / 8, 0);
+        if (cold_bytes_) cold_.assign(sets_ * kWays * cold_bytes_ / 8, 0);
         size_ = 0;
     }
 
     void swap(SetTable& o) noexcept {
-        mem_.swap(o.mem_);
+        tags_.swap(o.tags_);
+        data_.swap(o.data_);
+        cold_.swap(o.cold_);
         std::swap(slot_bytes_, o.slot_bytes_);
         std::swap(cold_bytes_, o.cold_bytes_);
-        std::swap(block_bytes_, o.block_bytes_);
         std::swap(sets_, o.sets_);
         std::swap(size_, o.size_);
         std::swap(capacity_, o.capacity_);
     }
 
-    std::size_t commit() { return mem_.commit(); }
+    std::size_t commit() { return tags_.commit() + data_.commit() + cold_.commit(); }
 
     static std::uint64_t fix(std::uint64_t h) { return SlotTable::fix(h); }
 
@@ -658,15 +660,13 @@ class SetTable {
         --size_;
     }
 
-    void* slot(std::size_t i) { return block(i / kWays) + 64 + (i % kWays) * slot_bytes_; }
+    void* slot(std::size_t i) { return reinterpret_cast<char*>(&data_[0]) + i * slot_bytes_; }
     const void* slot(std::size_t i) const {
-        return block(i / kWays) + 64 + (i % kWays) * slot_bytes_;
+        return reinterpret_cast<const char*>(&data_[0]) + i * slot_bytes_;
     }
-    void* cold(std::size_t i) {
-        return block(i / kWays) + 64 + kWays * slot_bytes_ + (i % kWays) * cold_bytes_;
-    }
+    void* cold(std::size_t i) { return reinterpret_cast<char*>(&cold_[0]) + i * cold_bytes_; }
     const void* cold(std::size_t i) const {
-        return block(i / kWays) + 64 + kWays * slot_bytes_ + (i % kWays) * cold_bytes_;
+        return reinterpret_cast<const char*>(&cold_[0]) + i * cold_bytes_;
     }
     std::size_t slot_bytes() const { return slot_bytes_; }
     std::uint64_t hash_at(std::size_t i) const { return tags(i / kWays)[i % kWays]; }
@@ -674,7 +674,7 @@ class SetTable {
     std::size_t size() const { return size_; }
     std::size_t capacity() const { return capacity_; }
     bool full() const { return size_ >= capacity_; }
-    std::size_t bytes() const { return mem_.size() * 8; }
+    std::size_t bytes() const { return (tags_.size() + data_.size() + cold_.size()) * 8; }
 
   private:
     std::size_t set_of(std::uint64_t h) const {
@@ -699,19 +699,14 @@ class SetTable {
         while (w < kWays && t[w] != 0) ++w;
         return w;
     }
-    char* block(std::size_t s) { return reinterpret_cast<char*>(&mem_[0]) + s * block_bytes_; }
-    const char* block(std::size_t s) const {
-        return reinterpret_cast<const char*>(&mem_[0]) + s * block_bytes_;
-    }
-    std::uint64_t* tags(std::size_t s) { return reinterpret_cast<std::uint64_t*>(block(s)); }
-    const std::uint64_t* tags(std::size_t s) const {
-        return reinterpret_cast<const std::uint64_t*>(block(s));
-    }
+    std::uint64_t* tags(std::size_t s) { return &tags_[s * kWays]; }
+    const std::uint64_t* tags(std::size_t s) const { return &tags_[s * kWays]; }
 
-    HugeArray mem_;
+    HugeArray tags_;  // a cache line per set
+    HugeArray data_;
+    HugeArray cold_;
     std::size_t slot_bytes_ = 64;
     std::size_t cold_bytes_ = 0;
-    std::size_t block_bytes_ = 64;
     std::size_t sets_ = 2;
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;
