@@ -120,3 +120,41 @@ bench_steps() {
   done
   return 0
 }
+
+# bench_sbc: builds the daemon in $B (configured first if it is not) and sets SBC to its
+# absolute path; SBC_BINARY=path measures a binary built elsewhere instead (no build here).
+bench_sbc() {
+  if [ -n "${SBC_BINARY:-}" ]; then
+    SBC=$(realpath "$SBC_BINARY")
+    return 0
+  fi
+  [ -f "$B/CMakeCache.txt" ] || cmake -S . -B "$B" -G Ninja >/dev/null
+  cmake --build "$B" --target sbc >/dev/null
+  SBC=$(cd "$(dirname "$B/sbc/sbc")" && pwd)/sbc
+}
+
+# bench_workdir CASE TAG [netns]: W, a fresh work directory (/tmp/sbc-bench-TAG.XXXXXX) for
+# the peers' configs and logs, removed on exit (kept with KEEP_WORK=1), and every peer stopped
+# on exit. With netns, the run gets a network namespace of its own (sbc-TAG-PID, needs root;
+# its loopback has every address and port, so nothing collides with other tests): the peers
+# run in it (PEER_NETNS), and it is removed on exit.
+bench_workdir() {
+  local case=$1 tag=$2
+  W=$(mktemp -d "/tmp/sbc-bench-$tag.XXXXXX")
+  PEER_DIR=$W
+  PEER_PIDS=()
+  PEER_NETNS=
+  BENCH_NS=
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  [ "${3:-}" = netns ] || return 0
+  BENCH_NS=sbc-$tag-$$
+  ip netns add "$BENCH_NS" || { BENCH_NS=; echo "$case: needs root to create a network namespace" >&2; exit 1; }
+  ip -n "$BENCH_NS" link set lo up
+  PEER_NETNS=$BENCH_NS
+}
+bench_cleanup() {
+  peer_stop_all
+  [ -n "${BENCH_NS:-}" ] && ip netns del "$BENCH_NS" 2>/dev/null
+  if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $W"; else rm -rf "$W"; fi
+}
