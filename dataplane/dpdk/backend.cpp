@@ -9,10 +9,8 @@
 #include <rte_lcore.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <mutex>
-#include <thread>
 
 #include "dataplane/dpdk/backend_impl.hpp"
 
