@@ -160,7 +160,7 @@ struct KindPlan {
 
 // One key kind's table and the position of its sweep: part of the state.
 struct KeyTable {
-    SlotTable table;
+    SetTable table;
     std::size_t cursor = 0;
 };
 

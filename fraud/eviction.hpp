@@ -34,12 +34,24 @@ struct Victim {
     bool taken = false;        // chosen by Candidate::take
 };
 
+// Where the sample of a newcomer `h` starts: in a set-associative table, its first set (when
+// both its sets are full, the victim must come from the first); elsewhere a bucket picked by
+// a second mix.
+inline std::size_t sample_start(const SlotTable& t, std::uint64_t h) {
+    return t.home(mix64(h));
+}
+inline std::size_t sample_start(const SetTable& t, std::uint64_t h) {
+    return t.victim_set(h) * SetTable::kWays;
+}
+
 // `judge(bucket)` returns the Candidate for an occupied bucket of `t`; `h` is the newcomer's
-// hash. Ties in rank go to the first bucket sampled.
-template <class Judge>
-Victim sample_victim(const SlotTable& t, std::uint64_t h, Judge&& judge) {
+// hash. Ties in rank go to the first bucket sampled. In a SetTable whose two sets of `h` are
+// full, the kEvictionSample buckets judged are exactly the first set's ways.
+template <class Table, class Judge>
+Victim sample_victim(const Table& t, std::uint64_t h, Judge&& judge) {
+    static_assert(kEvictionSample >= SetTable::kWays);
     Victim v;
-    std::size_t pos = t.home(mix64(h));
+    std::size_t pos = sample_start(t, h);
     for (std::size_t n = 0, seen = 0; n < kEvictionScan && seen < kEvictionSample; ++n) {
         std::size_t b = (pos + n) % t.buckets();
         if (t.hash_at(b) == 0) continue;
@@ -62,8 +74,9 @@ Victim sample_victim(const SlotTable& t, std::uint64_t h, Judge&& judge) {
 
 // Starts loading the buckets and entry headers sample_victim(t, h, ...) will judge first, so
 // that creating a key in a full table does not pay their misses one after the other.
-inline void prefetch_sample(const SlotTable& t, std::uint64_t h) {
-    const std::size_t pos = t.home(mix64(h));
+template <class Table>
+void prefetch_sample(const Table& t, std::uint64_t h) {
+    const std::size_t pos = sample_start(t, h);
     for (std::size_t n = 0; n < 12; ++n) t.prefetch_at(pos + n);
 }
 

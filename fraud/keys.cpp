@@ -29,7 +29,9 @@ std::int64_t Engine::Impl::find_or_create(KeyKind k, std::uint64_t h, base::Nano
     auto& t = key_tables[static_cast<std::size_t>(k)].table;
     std::int64_t i = t.find_hinted(h, hint);
     if (i >= 0) return i;
-    if (t.full()) {
+    if (!t.room(h)) {
+        // The table is full, or the key's set is: the candidates are the set's keys (or,
+        // when only the table is full, the first occupied buckets from the set on).
         // Idle keys go first; then the least recently seen key that carries no evidence (no
         // rule fired on it lately, no call in progress). Keys with evidence are never evicted
         // by newcomers: if every candidate has some, the new key is not tracked.

@@ -143,7 +143,7 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         if (at < 0) {
             // A key to be created in a full table: the entries its eviction will judge.
             if constexpr (!kTouch)
-                if (table.full()) prefetch_sample(table, k.key_hash[ki]);
+                if (!table.room(k.key_hash[ki])) prefetch_sample(table, k.key_hash[ki]);
             continue;
         }
         auto i = static_cast<std::size_t>(at);

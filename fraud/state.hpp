@@ -556,4 +556,160 @@ class SlotTable {
     std::size_t capacity_ = 0;
 };
 
+// The key tables: set-associative. A key's hash picks one set of kWays buckets, whose 64-bit
+// hashes (0 = free way) are one cache line of a dense array: a lookup reads that line and
+// nothing else, and the hash lines of a whole table are few enough pages and bytes to stay
+// near the core. The hot slots (whole cache lines each) and cold areas are parallel arrays
+// indexed by bucket. A key never moves once inserted: erasing is clearing its way. Bucket i is way
+// i % kWays of set i / kWays, so code that walks buckets (sweeps, eviction sampling) walks the sets
+// in order. A key goes to its first set, or to a second one (other bits of its hash) when the first
+// is full: nearly every key is found with one hash line, and the table fills to its capacity before
+// keys are refused for want of a way. When both sets are full, one of the first set's keys must
+// make room (SetTable::room).
+class SetTable {
+  public:
+    static constexpr std::size_t kWays = 8;
+
+    SetTable() = default;
+    SetTable(std::size_t capacity, std::size_t slot_bytes, std::size_t cold_bytes = 0) {
+        init(capacity, slot_bytes, cold_bytes);
+    }
+
+    // As many buckets as a SlotTable at a load of 3/4 (rounded up to whole sets): a set
+    // fills before the table does only when it draws more than its share of keys.
+    void init(std::size_t capacity, std::size_t slot_bytes, std::size_t cold_bytes = 0) {
+        capacity_ = capacity;
+        slot_bytes_ = (slot_bytes + 63) & ~std::size_t{63};
+        cold_bytes_ = (cold_bytes + 63) & ~std::size_t{63};
+        sets_ = std::max<std::size_t>(2, ((capacity * 4 + 2) / 3 + kWays) / kWays);
+        tags_.assign(sets_ * kWays, 0);
+        data_.assign(sets_ * kWays * slot_bytes_ / 8, 0);
+        if (cold_bytes_) cold_.assign(sets_ * kWays * cold_bytes_ / 8, 0);
+        size_ = 0;
+    }
+
+    void swap(SetTable& o) noexcept {
+        tags_.swap(o.tags_);
+        data_.swap(o.data_);
+        cold_.swap(o.cold_);
+        std::swap(slot_bytes_, o.slot_bytes_);
+        std::swap(cold_bytes_, o.cold_bytes_);
+        std::swap(sets_, o.sets_);
+        std::swap(size_, o.size_);
+        std::swap(capacity_, o.capacity_);
+    }
+
+    std::size_t commit() { return tags_.commit() + data_.commit() + cold_.commit(); }
+
+    static std::uint64_t fix(std::uint64_t h) { return SlotTable::fix(h); }
+
+    void prefetch(std::uint64_t h) const { __builtin_prefetch(tags(set_of(fix(h)))); }
+    void prefetch_bucket(std::uint64_t h) const { prefetch(h); }
+    // A walk's next bucket: its set's hash line and the first line of its slot.
+    void prefetch_at(std::size_t i) const {
+        i %= buckets();
+        __builtin_prefetch(tags(i / kWays));
+        __builtin_prefetch(slot(i));
+    }
+    void prefetch_slot(std::size_t i) const {
+        const char* p = static_cast<const char*>(slot(i));
+        for (std::size_t off = 0; off < slot_bytes_; off += 64) __builtin_prefetch(p + off);
+    }
+    void prefetch_cold(std::size_t i, std::size_t offset) const {
+        __builtin_prefetch(static_cast<const char*>(cold(i)) + offset);
+    }
+
+    std::int64_t find(std::uint64_t h) const {
+        h = fix(h);
+        const std::size_t a = set_of(h);
+        std::int64_t i = find_in(a, h);
+        return i >= 0 ? i : find_in(alternate(a, h), h);
+    }
+    std::int64_t find_hinted(std::uint64_t h, std::int64_t hint) const {
+        if (hint >= 0 && hash_at(static_cast<std::size_t>(hint)) == fix(h)) return hint;
+        return find(h);
+    }
+    // Whether `h` can be inserted without an erase first: the table is not full and one of
+    // the two sets of `h` has a free way.
+    bool room(std::uint64_t h) const {
+        if (full()) return false;
+        h = fix(h);
+        const std::size_t a = set_of(h);
+        return free_way(a) < kWays || free_way(alternate(a, h)) < kWays;
+    }
+    // The set whose ways judge a newcomer when neither of its sets has a free way: its first.
+    std::size_t victim_set(std::uint64_t h) const { return set_of(fix(h)); }
+    // Caller checks room(h) first and that h is absent. The hot slot is zeroed; the cold area
+    // is left as it is (its users tell stale entries apart, see distinct_insert).
+    std::size_t insert(std::uint64_t h) {
+        h = fix(h);
+        std::size_t s = set_of(h);
+        std::size_t w = free_way(s);
+        if (w == kWays) {
+            s = alternate(s, h);
+            w = free_way(s);
+        }
+        tags(s)[w] = h;
+        const std::size_t i = s * kWays + w;
+        std::memset(slot(i), 0, slot_bytes_);
+        ++size_;
+        return i;
+    }
+    void erase(std::size_t i) {
+        tags(i / kWays)[i % kWays] = 0;
+        --size_;
+    }
+
+    void* slot(std::size_t i) { return reinterpret_cast<char*>(&data_[0]) + i * slot_bytes_; }
+    const void* slot(std::size_t i) const {
+        return reinterpret_cast<const char*>(&data_[0]) + i * slot_bytes_;
+    }
+    void* cold(std::size_t i) { return reinterpret_cast<char*>(&cold_[0]) + i * cold_bytes_; }
+    const void* cold(std::size_t i) const {
+        return reinterpret_cast<const char*>(&cold_[0]) + i * cold_bytes_;
+    }
+    std::size_t slot_bytes() const { return slot_bytes_; }
+    std::uint64_t hash_at(std::size_t i) const { return tags(i / kWays)[i % kWays]; }
+    std::size_t buckets() const { return sets_ * kWays; }
+    std::size_t size() const { return size_; }
+    std::size_t capacity() const { return capacity_; }
+    bool full() const { return size_ >= capacity_; }
+    std::size_t bytes() const { return (tags_.size() + data_.size() + cold_.size()) * 8; }
+
+  private:
+    std::size_t set_of(std::uint64_t h) const {
+        h *= base::kGoldenGamma;
+        return static_cast<std::size_t>((static_cast<unsigned __int128>(h) * sets_) >> 64);
+    }
+    // The second set a key may take when its first is full, from other bits of its hash.
+    std::size_t alternate(std::size_t a, std::uint64_t h) const {
+        std::uint64_t x = (h ^ (h >> 31)) * 0xd6e8feb86659fd93ULL;
+        auto b = static_cast<std::size_t>((static_cast<unsigned __int128>(x) * sets_) >> 64);
+        return b != a ? b : (a + 1 == sets_ ? 0 : a + 1);
+    }
+    std::int64_t find_in(std::size_t s, std::uint64_t h) const {
+        const std::uint64_t* t = tags(s);
+        for (std::size_t w = 0; w < kWays; ++w)
+            if (t[w] == h) return static_cast<std::int64_t>(s * kWays + w);
+        return -1;
+    }
+    std::size_t free_way(std::size_t s) const {
+        const std::uint64_t* t = tags(s);
+        std::size_t w = 0;
+        while (w < kWays && t[w] != 0) ++w;
+        return w;
+    }
+    std::uint64_t* tags(std::size_t s) { return &tags_[s * kWays]; }
+    const std::uint64_t* tags(std::size_t s) const { return &tags_[s * kWays]; }
+
+    HugeArray tags_;  // a cache line per set
+    HugeArray data_;
+    HugeArray cold_;
+    std::size_t slot_bytes_ = 64;
+    std::size_t cold_bytes_ = 0;
+    std::size_t sets_ = 2;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+};
+
 }  // namespace sbc::fraud::detail

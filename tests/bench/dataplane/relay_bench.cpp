@@ -370,7 +370,9 @@ Point run_load(int gen_fd, int sink_fd, const std::string& wire_dev, Streams& st
         while (slot < due && !full) {
             int msgs = 0;
             std::uint64_t k = slot;
-            for (; k < due && msgs < burst; ++k) {
+            // At most one slot per stream in a burst: slots skipped during the ramp must not
+            // let a stream's next slot in, or both would send the stream's latest packet.
+            for (; k < due && msgs < burst && k - slot < n_streams; ++k) {
                 const std::size_t i = k % n_streams;
                 if (ramp_s > 0 &&
                     t < ramp_s * static_cast<double>(i) / static_cast<double>(n_streams))

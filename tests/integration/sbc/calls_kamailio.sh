@@ -108,13 +108,9 @@ PEER_PIDS+=($TSHARK_PID)
 for _ in $(seq 100); do grep -q "Capturing on" "$WORK/tshark.log" && break; sleep 0.1; done
 grep -q "Capturing on" "$WORK/tshark.log" || fail "tshark did not start: $(cat "$WORK/tshark.log")"
 
-start_kamailio "$WORK/kamailio.cfg" "$KAM" "$KAM_PORT" -n 1
+start_kamailio "$WORK/kamailio.cfg" udp "$KAM" "$KAM_PORT" -n 1
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "Kamailio never came up: $(ctl stats | grep ^calls)"; }
+wait_hops_up Kamailio
 [ "$(stat calls.hops_up)" -eq 1 ] || fail "the dead hop came up"
 
 SC="$HERE/scenarios"
@@ -282,11 +278,7 @@ PY2
 sed -i "s|^files = .*|files = [\"$WORK/policy.toml\"]|; s|^internal_address = .*|&\ninactivity_timeout = \"3s\"|" "$WORK/sbc.toml"
 grep -q 'inactivity_timeout = "3s"' "$WORK/sbc.toml" || fail "inactivity_timeout not set"
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || fail "Kamailio never came up (second run)"
+wait_hops_up "Kamailio (second run)"
 uas kam_uas_ended.xml
 uac "call ended on media inactivity" kam_uac_ended.xml
 [ "$(stat calls.ended_inactive)" -eq 1 ] || fail "ended_inactive: $(ctl stats | grep ^calls)"

@@ -81,23 +81,36 @@ PY
   grep -q "port = $2" "$WORK/sbc.toml" || fail "internal port not rewritten"
 }
 
-# start_kamailio CFG ADDR PORT [KAMAILIO_ARGS...]: Kamailio with CFG (checked first with -c),
-# listening on udp ADDR:PORT, logging to $WORK/kamailio.log, stopped by PID in cleanup. Fails
-# when the port is taken, the configuration is refused, or the port is not open within 10 s.
+# The peers (Kamailio, rtpengine, stunnel) start, and are awaited, as the benches start them:
+# logs in $WORK, PIDs in PEER_PIDS (stopped by cleanup).
+source "$HERE/../../../scripts/lib/peers.sh"
+PEER_DIR=$WORK
+
+# start_kamailio CFG udp|tcp ADDR PORT [KAMAILIO_ARGS...]: Kamailio with CFG (checked first
+# with -c), listening on ADDR:PORT, logging to $WORK/kamailio.log, stopped by PID in cleanup.
+# Fails when the port is taken, the configuration is refused, or the port is not open within
+# 10 s.
 start_kamailio() {
-  local cfg=$1 addr=$2 port=$3 pid
-  shift 3
-  ! ss -uln | grep -q "$addr:$port " || fail "port $addr:$port is taken"
-  kamailio -c -f "$cfg" "$@" >"$WORK/kamailio-check.log" 2>&1 ||
-    { cat "$WORK/kamailio-check.log"; fail "kamailio refuses its configuration"; }
-  kamailio -DD -E -f "$cfg" -m 64 -M 8 "$@" >"$WORK/kamailio.log" 2>&1 &
-  pid=$!
-  PEER_PIDS+=("$pid")
+  local cfg=$1 proto=$2 addr=$3 port=$4
+  shift 4
+  peer_kamailio "$cfg" "${proto:0:1}" "$addr" "$port" 64 8 "$@" 2>&1 ||
+    fail "kamailio did not start (above)"
+}
+
+# start_stunnel ADDR:PORT... <<EOF (services) EOF: stunnel4 with that configuration (in the
+# foreground, no PID file; $WORK/stunnel.conf, $WORK/stunnel.log), stopped in cleanup; returns
+# once it listens on every ADDR:PORT given (its accept addresses).
+start_stunnel() {
+  peer_stunnel stunnel "$@" 2>&1 || fail "stunnel did not start (above)"
+}
+
+# wait_hops_up WHAT: until the daemon has a next hop up (a health probe answered), 10 s at
+# most; fails saying WHAT never came up (with Kamailio's log when there is one).
+wait_hops_up() {
   for _ in $(seq 100); do
-    ss -uln | grep -q "$addr:$port " && return 0
-    kill -0 "$pid" 2>/dev/null || break
+    [ "$(stat calls.hops_up)" -ge 1 ] 2>/dev/null && return 0
     sleep 0.1
   done
-  cat "$WORK/kamailio.log"
-  fail "kamailio never listened on $addr:$port"
+  cat "$WORK/kamailio.log" 2>/dev/null || true
+  fail "$1 never came up: $(ctl stats | grep ^calls)"
 }

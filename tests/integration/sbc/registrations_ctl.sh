@@ -13,14 +13,10 @@ REG_PORT=11082
 INT_PORT=11081
 registrar_config "$REG_PORT" "$INT_PORT" 20500 20599 'keepalive = "none"
 nat_expires = "60s"'
-start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
-  -Y "$WORK" -w "$WORK"
+start_kamailio "$HERE/registrar/kamailio.cfg" udp "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" \
+  -n 2 -Y "$WORK" -w "$WORK"
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "registrar never came up"; }
+wait_hops_up registrar
 
 # A refused command answers "error: ..." and `sbc ctl` exits 1.
 refused() { ! ctl "$@" || echo "exit status 0"; }

@@ -20,19 +20,15 @@ keepalive_interval = "8s"
 keepalive_timeout = "1s"
 keepalive_failures = 2'
 
-start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
-  -Y "$WORK" -w "$WORK"
+start_kamailio "$HERE/registrar/kamailio.cfg" udp "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" \
+  -n 2 -Y "$WORK" -w "$WORK"
 # Everything the registrar receives, to check it never sees a phone's address.
 tcpdump -i lo -n -U -w "$WORK/inside.pcap" "udp and host $REG and port $REG_PORT" \
   >"$WORK/tcpdump.log" 2>&1 &
 TCPDUMP_PID=$!
 PEER_PIDS+=($TCPDUMP_PID)
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "registrar never came up"; }
+wait_hops_up registrar
 
 phone() {  # phone NAME ADDR PORT SCENARIO [sipp args...]
   local name=$1 addr=$2 port=$3 sc=$4

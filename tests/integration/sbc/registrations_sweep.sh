@@ -45,14 +45,10 @@ PY
   fail "rate limits not rewritten"
 grep -q "$TRUSTED/32" "$WORK/policy/callcenter.toml" || fail "trusted peer not set"
 
-start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
-  -Y "$WORK" -w "$WORK"
+start_kamailio "$HERE/registrar/kamailio.cfg" udp "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" \
+  -n 2 -Y "$WORK" -w "$WORK"
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "registrar never came up"; }
+wait_hops_up registrar
 
 run() {  # run NAME ADDR PORT SCENARIO [sipp args...]: exit status ignored, messages kept
   local name=$1 addr=$2 port=$3 sc=$4

@@ -19,14 +19,10 @@ registrar_config "$REG_PORT" "$INT_PORT" 20100 20199 'keepalive_interval = "120s
 grep -q 'transport = "tcp"' "$WORK/sbc.toml" || fail "no TCP listener in the config"
 ! ss -tln | grep -q "127.0.0.1:$SIP_PORT " || fail "port 127.0.0.1:$SIP_PORT (tcp) is taken"
 
-start_kamailio "$HERE/registrar/kamailio.cfg" "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" -n 2 \
-  -Y "$WORK" -w "$WORK"
+start_kamailio "$HERE/registrar/kamailio.cfg" udp "$REG" "$REG_PORT" -A "LISTEN=udp:$REG:$REG_PORT" \
+  -n 2 -Y "$WORK" -w "$WORK"
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "registrar never came up"; }
+wait_hops_up registrar
 
 # The phone: registers over TCP, then stays on its connection; the INVITE from inside (another
 # Call-ID) is taken by the out-of-call scenario, on the same socket.

@@ -77,20 +77,13 @@ TSHARK_PID=$!
 PEER_PIDS+=($TSHARK_PID)
 for _ in $(seq 100); do grep -q "Capturing on" "$WORK/tshark.log" && break; sleep 0.1; done
 
-kamailio -DD -E -f "$HERE/registrar/kamailio.cfg" -A "LISTEN=tcp:$REG:$REG_PORT" -n 2 -m 64 -M 8 \
-  -Y "$WORK" -w "$WORK" >"$WORK/kamailio.log" 2>&1 &
-PEER_PIDS+=($!)
+start_kamailio "$HERE/registrar/kamailio.cfg" tcp "$REG" "$REG_PORT" -A "LISTEN=tcp:$REG:$REG_PORT" \
+  -n 2 -Y "$WORK" -w "$WORK"
 start_sbc
-for _ in $(seq 100); do
-  [ "$(stat calls.hops_up)" -ge 1 ] 2>/dev/null && break
-  sleep 0.1
-done
-[ "$(stat calls.hops_up)" -ge 1 ] || { cat "$WORK/kamailio.log"; fail "registrar (TCP) never came up"; }
+wait_hops_up "registrar (TCP)"
 grep -q "SIP listener tls 127.0.0.1:$TLS_PORT open (external)" "$WORK/sbc.log" || fail "no TLS listener"
 
-cat >"$WORK/stunnel.conf" <<EOF
-foreground = yes
-pid =
+start_stunnel "127.0.0.1:$STUNNEL_PORT" <<EOF
 [phone]
 client = yes
 accept = 127.0.0.1:$STUNNEL_PORT
@@ -99,18 +92,6 @@ CAfile = $WORK/ca.pem
 verifyChain = yes
 checkHost = sbc.test
 EOF
-stunnel4 "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
-PEER_PIDS+=($!)
-for _ in $(seq 50); do
-  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()' \
-    "$STUNNEL_PORT" 2>/dev/null && break
-  sleep 0.1
-done
-# That probe connection opened (and closed) a TLS connection of its own; wait until it is gone.
-for _ in $(seq 50); do
-  [ "$(ss -tnH state established "( sport = :$TLS_PORT )" | wc -l)" = 0 ] && break
-  sleep 0.1
-done
 
 # 1. The phone registers over TLS, then stays on its connection; the INVITE from inside
 # (another Call-ID) is taken by the out-of-call scenario, on the same socket.

@@ -121,9 +121,7 @@ stop_sbc
 # 2. Next hops over TLS behind stunnel (server mode): a foreign-CA one (weight 1000, so nearly
 # always tried first; health checks off so that it is tried) and the good one. Every call
 # fails over from the first at once (its handshake fails), and completes over TLS.
-cat >"$WORK/stunnel.conf" <<EOF
-foreground = yes
-pid =
+start_stunnel "$GOOD:$GOOD_PORT" "$BAD:$BAD_PORT" <<EOF
 [good]
 accept = $GOOD:$GOOD_PORT
 connect = $UAS:$UAS_TLS_SIDE
@@ -135,19 +133,12 @@ connect = $UAS:$UAS_TLS_SIDE
 cert = $WORK/fake.pem
 key = $WORK/fake.key
 EOF
-stunnel4 "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
-PEER_PIDS+=($!)
 # The UAS behind stunnel names stunnel's TLS address in its Record-Route and Contact, as a TLS
 # server would name itself.
 sed "s|<sip:\[local_ip\]:\[local_port\];lr>|<sip:$GOOD:$GOOD_PORT;transport=tls;lr>|; s|<sip:uas@\[local_ip\]:\[local_port\]>|<sip:uas@$GOOD:$GOOD_PORT;transport=tls>|" \
   "$HERE/scenarios/uas_call.xml" >"$WORK/uas_tls.xml"
 grep -q "transport=tls;lr" "$WORK/uas_tls.xml" || fail "TLS scenario not written"
 uas $UAS_TLS_SIDE "$WORK/uas_tls.xml" 21300
-for _ in $(seq 50); do
-  python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.2).close()' \
-    $GOOD $GOOD_PORT 2>/dev/null && break
-  sleep 0.1
-done
 configure "[[next_hops]]
 name = \"uas-foreign-ca\"
 address = \"$BAD\"

@@ -29,9 +29,7 @@ cd - >/dev/null
 
 python3 "$HERE/sip_answerer.py" $PEER 11960 "$WORK/answered.txt" 110 &
 PEER_PIDS+=($!)
-cat >"$WORK/stunnel.conf" <<EOF2
-foreground = yes
-pid =
+start_stunnel "$TLS12:11961" "$TLS13:11962" <<EOF2
 TIMEOUTidle = 1
 [tls12]
 accept = $TLS12:11961
@@ -46,15 +44,6 @@ cert = $WORK/uas.pem
 key = $WORK/uas.key
 sslVersionMin = TLSv1.3
 EOF2
-stunnel4 "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
-PEER_PIDS+=($!)
-for port in 11961 11962; do
-  for _ in $(seq 50); do
-    python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 0.2).close()' \
-      127.0.0.$((port - 11957)) $port 2>/dev/null && break
-    sleep 0.1
-  done
-done
 
 configure() {  # ADDRESS PORT: one internal next hop over TLS
   write_config

@@ -159,21 +159,12 @@ sleep 0.3
 echo "client certificates: none, foreign CA and wrong name refused; the trunk's accepted"
 
 # 4. Calls over TLS: sipp over TCP to stunnel, stunnel over TLS to the SBC.
-cat >"$WORK/stunnel.conf" <<EOF
-foreground = yes
-pid =
+start_stunnel "127.0.0.1:$STUNNEL_PORT" <<EOF
 [sip]
 client = yes
 accept = 127.0.0.1:$STUNNEL_PORT
 connect = 127.0.0.1:$TLS_PORT
 EOF
-stunnel4 "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 &
-PEER_PIDS+=($!)
-for _ in $(seq 50); do
-  python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()' \
-    "$STUNNEL_PORT" 2>/dev/null && break
-  sleep 0.1
-done
 handshakes0=$(stat streams.handshakes)
 calls tls "$STUNNEL_PORT" 45511 31800 3
 [ "$(stat streams.handshakes)" -gt "$handshakes0" ] || fail "no TLS handshake for the calls"

@@ -184,6 +184,68 @@ TEST_CASE("slot table insert/find/erase agrees with a map", "[fraud][table]") {
     }
 }
 
+TEST_CASE("set table insert/find/erase agrees with a map; keys never move", "[fraud][table]") {
+    SetTable t(1000, 64, 128);
+    std::unordered_map<std::uint64_t, std::int64_t> at_of;  // key -> its bucket when inserted
+    std::mt19937_64 rng(42);
+    std::size_t refused = 0;
+    for (int i = 0; i < 200000; ++i) {
+        std::uint64_t k = (rng() % 3000) | 1;
+        std::int64_t at = t.find(k);
+        REQUIRE((at >= 0) == (at_of.count(k) == 1));
+        if (at >= 0) {
+            // Erasing other keys never moved this one, nor its hot slot or cold area.
+            REQUIRE(at == at_of[k]);
+            REQUIRE(*static_cast<std::uint64_t*>(t.slot(at)) == k * 3);
+            REQUIRE(*static_cast<std::uint64_t*>(t.cold(at)) == k * 5);
+            if (rng() % 2) {
+                t.erase(static_cast<std::size_t>(at));
+                at_of.erase(k);
+            }
+        } else if (t.room(k)) {
+            std::size_t s = t.insert(k);
+            REQUIRE(t.hash_at(s) == k);
+            *static_cast<std::uint64_t*>(t.slot(s)) = k * 3;
+            *static_cast<std::uint64_t*>(t.cold(s)) = k * 5;
+            at_of[k] = static_cast<std::int64_t>(s);
+        } else {
+            ++refused;
+        }
+        REQUIRE(t.size() == at_of.size());
+        REQUIRE(t.size() <= 1000);
+    }
+    CHECK(refused > 0);  // the table was driven to its capacity
+}
+
+TEST_CASE("set table: a key whose first set is full takes its second set", "[fraud][table]") {
+    SetTable t(100000, 64);
+    // Keys that share a first set: found by filling until one lands outside the first set.
+    const std::uint64_t k0 = 12345;
+    const std::size_t first = static_cast<std::size_t>(t.insert(k0)) / SetTable::kWays;
+    std::vector<std::uint64_t> same;
+    std::mt19937_64 rng(7);
+    SetTable probe(100000, 64);  // empty: a key inserted there lands in its first set
+    for (int n = 0; n < 100000000 && same.size() < 3 * SetTable::kWays; ++n) {
+        std::uint64_t k = rng() | 1;
+        const std::size_t at = probe.insert(k);
+        probe.erase(at);
+        if (at / SetTable::kWays == first) same.push_back(k);
+    }
+    REQUIRE(same.size() == 3 * SetTable::kWays);
+    std::size_t in_first = 1, elsewhere = 0;
+    for (auto k : same) {
+        if (!t.room(k)) break;
+        auto s = t.insert(k);
+        (s / SetTable::kWays == first ? in_first : elsewhere)++;
+        REQUIRE(t.find(k) == static_cast<std::int64_t>(s));
+    }
+    CHECK(in_first == SetTable::kWays);
+    CHECK(elsewhere > 0);
+    // Every key is still found, wherever it went.
+    CHECK(t.find(k0) >= 0);
+    for (std::size_t i = 0; i < in_first - 1 + elsewhere; ++i) CHECK(t.find(same[i]) >= 0);
+}
+
 TEST_CASE("distinct set: its summary and the one entry an insertion reports are enough to undo it",
           "[fraud][distinct]") {
     // Two sets fed the same values; on `undone` every insertion is made and then put back from
