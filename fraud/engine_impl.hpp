@@ -232,6 +232,11 @@ struct Group {
     std::uint64_t tenant_hash = 0;
     std::string_view tenant;
     std::string deny_id;  // reason id for a destination country outside allowed_dst
+    // Business hours of the last wall-clock second looked up (events come in time order:
+    // thousands share a second, so the zone's transitions and the calendar are worked out
+    // once per second, not once per event).
+    std::int64_t hours_second = std::numeric_limits<std::int64_t>::min();
+    bool hours_off = false;
 };
 
 struct CallEntry {

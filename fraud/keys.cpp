@@ -218,14 +218,20 @@ void Engine::Impl::resolve_source(Ctx& c, const Source& src, Verdict& out) {
 
 void Engine::Impl::resolve_time(Ctx& c, base::UnixNanos wall) {
     if (c.group < 0) return;
-    const auto& g = groups[static_cast<std::size_t>(c.group)];
+    auto& g = groups[static_cast<std::size_t>(c.group)];
     if (!g.hours.any()) return;
     std::int64_t s = wall / base::kNanosPerSecond;
+    if (s == g.hours_second) {
+        c.off_hours = g.hours_off;
+        return;
+    }
     std::int64_t local = s + g.tz.offset_at(s);
     std::int64_t days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
     int weekday = static_cast<int>(((days % 7) + 7 + 3) % 7);  // 1970-01-01 was a Thursday
     int minute = static_cast<int>((local - days * 86400) / 60);
     c.off_hours = !g.hours.contains(weekday, minute);
+    g.hours_second = s;
+    g.hours_off = c.off_hours;
 }
 
 }  // namespace sbc::fraud
