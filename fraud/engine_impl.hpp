@@ -612,6 +612,10 @@ struct Engine::Impl : Plan, State, Scratch {
     std::uint64_t load_buckets(const AttemptKeys& k) const;
     template <bool kTouch>
     std::uint64_t state_lines(const AttemptKeys& k) const;
+    // state_lines<false> then <true> for one attempt (on_attempt): each line's address is
+    // worked out once, prefetched, and read once all are requested.
+    std::uint64_t fetch_state(const AttemptKeys& k) const;
+    static constexpr std::size_t kMaxFetchLines = 64;  // past it, prefetched only
 
     // ---- engine.cpp
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);

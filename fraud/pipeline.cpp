@@ -184,6 +184,49 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
     return acc;
 }
 
+std::uint64_t Engine::Impl::fetch_state(const AttemptKeys& k) const {
+    // At most: every line of every hot slot, one cold line per distinct set, the call entry.
+    const std::uint8_t* lines[kMaxFetchLines];
+    std::size_t n = 0;
+    auto line = [&](const void* p) __attribute__((always_inline)) {
+        __builtin_prefetch(p);
+        if (n < kMaxFetchLines) lines[n++] = static_cast<const std::uint8_t*>(p);
+    };
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        if (!k.has_key[ki] || !kinds[ki].used) continue;
+        const auto& kt = kinds[ki];
+        const auto& table = key_tables[ki].table;
+        std::int64_t at = table.find_hinted(k.key_hash[ki], k.hint[ki]);
+        k.hint[ki] = at;
+        if (at < 0) {
+            if (!table.room(k.key_hash[ki])) prefetch_sample(table, k.key_hash[ki]);
+            continue;
+        }
+        auto i = static_cast<std::size_t>(at);
+        const auto* slot = static_cast<const std::uint8_t*>(table.slot(i));
+        for (std::size_t off = 0; off < kt.slot_bytes; off += 64) line(slot + off);
+        if (kt.distinct_comps.empty()) continue;
+        const auto* cold = static_cast<const std::uint8_t*>(table.cold(i));
+        for (auto ci : kt.distinct_comps) {
+            const auto& comp = kt.comps[ci];
+            if (std::uint32_t h = distinct_value(comp, k))
+                line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
+        }
+    }
+    std::uint64_t acc = 0;
+    if (k.call_hash) {
+        acc += calls.find(k.call_hash) >= 0;
+        const auto* e =
+            static_cast<const std::uint8_t*>(calls.slot(calls.home(SlotTable::fix(k.call_hash))));
+        line(e);
+        line(e + 64);
+        line(e + sizeof(CallEntry) - 1);
+    }
+    for (std::size_t j = 0; j < n; ++j) acc += *static_cast<const volatile std::uint8_t*>(lines[j]);
+    if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
+    return acc;
+}
+
 template std::uint64_t Engine::Impl::state_lines<false>(const AttemptKeys&) const;
 template std::uint64_t Engine::Impl::state_lines<true>(const AttemptKeys&) const;
 
