@@ -90,9 +90,9 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
     } else {
         if (!src.addr.is_unspecified() && !own_network(src.addr)) {
             set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
-            auto p = base::covering_prefix(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+            auto p = covering_prefix_hash(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
             set(KeyKind::source_prefix,
-                mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
+                mix64(p.address_hash ^ (std::uint64_t{p.length} << 8) ^ kSalt[1]));
         }
         if (!account.empty()) {
             set(KeyKind::account, hash_string(account, kSalt[2]));

@@ -35,8 +35,8 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     if (!a.source.addr.is_unspecified() && !own_network(a.source.addr)) {
         k.addr_hash = a.source.addr.hash();
         k.key_hash[0] = mix64(k.addr_hash ^ kSalt[0]);
-        auto p = base::covering_prefix(a.source.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
-        k.key_hash[1] = mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]);
+        auto p = covering_prefix_hash(a.source.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+        k.key_hash[1] = mix64(p.address_hash ^ (std::uint64_t{p.length} << 8) ^ kSalt[1]);
         k.has_key[0] = k.has_key[1] = true;
     }
     if (!a.account.empty()) {
