@@ -42,8 +42,11 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     if (!a.account.empty()) {
         k.key_hash[2] = hash_string(a.account, kSalt[2]);
         k.has_key[2] = true;
-        k.key_hash[kDevice] = device_hash(k.key_hash[2], a.source, a.user_agent);
-        k.has_key[kDevice] = true;
+        // A device is only a key: with no rule on devices there is nothing to hash it for.
+        if (kinds[kDevice].used) {
+            k.key_hash[kDevice] = device_hash(k.key_hash[2], a.source, a.user_agent);
+            k.has_key[kDevice] = true;
+        }
     }
     k.ndigits = 0;
     k.ncaller = 0;
