@@ -9,10 +9,8 @@
 #include <rte_lcore.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <mutex>
-#include <thread>
 
 #include "dataplane/dpdk/backend_impl.hpp"
 
@@ -234,15 +232,18 @@ RunResult Backend::run(const StopCondition& stop, const base::Clock& clock) {
         auto* l = static_cast<Launch*>(arg);
         l->result = run_worker(*l->impl, *l->stop, *l->clock, *l->flag);
         l->done.store(true, std::memory_order_release);
+        l->done.notify_all();
         return 0;
     };
     // The fast path gets a core of its own when the EAL has one (-l 0,1): the main lcore then
-    // only waits, asleep (rte_eal_wait_lcore would spin a second core). With a single lcore
-    // the loop runs here.
+    // only waits, blocked until the worker says it is done (rte_eal_wait_lcore would spin a
+    // second core). It must not wake up periodically either: under the kernel's autogroup
+    // scheduling a process's CPU weight is shared among the CPUs its threads load, so a waiter
+    // that keeps waking takes weight away from the worker's core. rte_eal_wait_lcore then only
+    // covers the worker's last instructions. With a single lcore the loop runs here.
     const unsigned worker = rte_get_next_lcore(static_cast<unsigned>(-1), 1, 0);
     if (worker < RTE_MAX_LCORE && rte_eal_remote_launch(body, &launch, worker) == 0) {
-        while (!launch.done.load(std::memory_order_acquire))
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        launch.done.wait(false, std::memory_order_acquire);
         rte_eal_wait_lcore(worker);
     } else {
         body(&launch);

@@ -15,6 +15,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,23 @@ namespace dpdk = sbc::dataplane::dpdk;
 using namespace sbc::dpdk_test;
 
 namespace {
+
+// CPU time the worker lcore's thread has run (the first field of its schedstat, in ns): the
+// forwarding thread's share of a shared machine varies from run to run, and packets per
+// second of that thread's CPU time is the figure that load does not move.
+std::uint64_t worker_cpu_ns() {
+    std::uint64_t total = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(e.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        if (name.find("worker") == std::string::npos) continue;
+        std::ifstream st(e.path() / "schedstat");
+        std::uint64_t ns = 0;
+        if (st >> ns) total += ns;
+    }
+    return total;
+}
 
 const Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
 const Mac kSbcMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x10};
@@ -174,17 +193,23 @@ int main(int argc, char** argv) {
     stop.max_duration = sbc::base::seconds(warmup);
     (void)(*backend)->run(stop, clock);  // latching, caches, branch predictors
     stop.max_duration = sbc::base::seconds(seconds);
+    const std::uint64_t cpu0 = worker_cpu_ns();
     const auto r = (*backend)->run(stop, clock);
+    const std::uint64_t cpu1 = worker_cpu_ns();
     using C = dpdk::BackendCounter;
     const double secs = static_cast<double>(r.elapsed) / 1e9;
     const double pps = static_cast<double>(r.counters[C::relayed]) / secs;
     std::printf(
         "relay_dpdk streams=%u seconds=%.2f rx=%llu relayed=%llu dropped=%llu tx_full=%llu "
-        "lcore=%u pps=%.0f\n",
+        "lcore=%u pps=%.0f worker_cpu_s=%.3f pps_per_cpu_s=%.0f\n",
         streams, secs, static_cast<unsigned long long>(r.counters[C::rx]),
         static_cast<unsigned long long>(r.counters[C::relayed]),
         static_cast<unsigned long long>(r.counters[C::dropped]),
-        static_cast<unsigned long long>(r.drops[dpdk::BackendDrop::tx_full]), r.lcore, pps);
+        static_cast<unsigned long long>(r.drops[dpdk::BackendDrop::tx_full]), r.lcore, pps,
+        static_cast<double>(cpu1 - cpu0) / 1e9,
+        cpu1 > cpu0
+            ? static_cast<double>(r.counters[C::relayed]) / (static_cast<double>(cpu1 - cpu0) / 1e9)
+            : 0.0);
     // What the RTP statistics made of the streams: `expected` counts from each leg's last
     // resynchronisation (at most K per leg, the file's length), `lost` stays at 0 when every
     // packet took the in-order path; the same sequence number over and over would leave

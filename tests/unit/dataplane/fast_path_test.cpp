@@ -70,7 +70,8 @@ struct Output {
 
 // The generic pipeline only, as every backend ran it before the fast path.
 Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now,
-                   const std::uint8_t* next_hop, bool ethernet = true) {
+                   const std::uint8_t* next_hop, bool ethernet = true,
+                   const ParseOptions& options = {}) {
     const std::size_t n = in.size();
     std::vector<Frame> frames(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -78,7 +79,7 @@ Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos
                           static_cast<std::uint32_t>(in[i].size()), 0, 0};
     std::vector<PacketMeta> meta(n);
     std::vector<Decision> d(n);
-    parse_frames(frames, meta, d);
+    parse_frames(frames, meta, d, options);
     p.decide(meta, d, now);
     Output out;
     for (std::size_t i = 0; i < n; ++i) {
@@ -96,8 +97,10 @@ Output run_generic(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos
 
 // The fast path first, then the generic pipeline on what it left, in order (the DPDK worker).
 // `ethernet` false: the caller rewrites the Ethernet header itself (RelayL2 empty).
+// `options`: as the DPDK worker passes them (UDP checksums verified, or not when the NIC did).
 Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos now,
-                const std::uint8_t* next_hop = nullptr, bool ethernet = true) {
+                const std::uint8_t* next_hop = nullptr, bool ethernet = true,
+                const ParseOptions& options = {}) {
     const std::size_t n = in.size();
     std::vector<Frame> frames(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -105,8 +108,8 @@ Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos no
                           static_cast<std::uint32_t>(in[i].size()), 0, 0};
     std::vector<std::uint8_t> relayed(n, 0xee);
     Output out;
-    out.fast =
-        p.relay_fast(frames, relayed, now, {}, ethernet ? RelayL2{kOurMac, next_hop} : RelayL2{});
+    out.fast = p.relay_fast(frames, relayed, now, options,
+                            ethernet ? RelayL2{kOurMac, next_hop} : RelayL2{});
     std::vector<Frame> rest;
     std::vector<std::size_t> at;
     for (std::size_t i = 0; i < n; ++i) {
@@ -118,7 +121,7 @@ Output run_fast(Pipeline& p, std::vector<std::vector<std::uint8_t>> in, Nanos no
     }
     std::vector<PacketMeta> meta(rest.size());
     std::vector<Decision> d(rest.size());
-    parse_frames(rest, meta, d);
+    parse_frames(rest, meta, d, options);
     p.decide(meta, d, now);
     out.actions.assign(n, Action::relay);
     for (std::size_t k = 0; k < rest.size(); ++k) {
@@ -267,7 +270,9 @@ TEST_CASE("The fast path relays exactly what the generic pipeline relays, byte f
                 fs.src = "127.0.0.1";  // bad source
             }
             auto bytes = build_frame(fs);
-            if (kind == 97) bytes[14 + 10] ^= 0x5a;          // IPv4 header checksum broken
+            if (kind == 97) bytes[14 + 10] ^= 0x5a;  // IPv4 header checksum broken
+            if (kind == 69 && !fs.v6 && fs.vlans.empty() && fs.ip_options.empty())
+                bytes[14 + 20 + 6] ^= 0x21;                  // RTP with its UDP checksum broken
             if (kind == 98) bytes.resize(bytes.size() - 3);  // truncated datagram
             if (kind == 99) bytes.insert(bytes.end(), {0, 0, 0, 0, 0, 0});  // Ethernet padding
             frames.push_back(std::move(bytes));
@@ -276,8 +281,12 @@ TEST_CASE("The fast path relays exactly what the generic pipeline relays, byte f
         // burst left to the caller (no Ethernet rewrite by either).
         const std::uint8_t* next_hop = burst % 2 ? kNextHop : nullptr;
         const bool ethernet = burst % 5 != 4;
-        auto g = run_generic(generic, frames, now, next_hop, ethernet);
-        auto f = run_fast(fast, frames, now, next_hop, ethernet);
+        // Every third burst with UDP checksums not verified (a NIC did it): both paths then
+        // relay a frame whose UDP checksum is wrong, and update it alike.
+        ParseOptions options;
+        options.verify_udp_checksum = burst % 3 != 2;
+        auto g = run_generic(generic, frames, now, next_hop, ethernet, options);
+        auto f = run_fast(fast, frames, now, next_hop, ethernet, options);
         INFO("burst " << burst);
         // The generic pipeline rewrites a burst after deciding all of it, so its frames take
         // the forward as it stands at the end of the burst; the fast path takes it as it is
