@@ -69,8 +69,7 @@ void Engine::on_attempt(const CallAttempt& a, Verdict& out) {
     m.attempt_keys(a, k);
     std::uint64_t acc = m.load_buckets(k);
     asm volatile("" ::"r"(acc));
-    m.state_lines<false>(k);
-    acc = m.state_lines<true>(k);
+    acc = m.fetch_state(k);
     asm volatile("" ::"r"(acc));
     m.attempt(a, k, out);
 }

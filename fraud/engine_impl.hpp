@@ -232,6 +232,11 @@ struct Group {
     std::uint64_t tenant_hash = 0;
     std::string_view tenant;
     std::string deny_id;  // reason id for a destination country outside allowed_dst
+    // Business hours of the last wall-clock second looked up (events come in time order:
+    // thousands share a second, so the zone's transitions and the calendar are worked out
+    // once per second, not once per event).
+    std::int64_t hours_second = std::numeric_limits<std::int64_t>::min();
+    bool hours_off = false;
 };
 
 struct CallEntry {
@@ -607,6 +612,10 @@ struct Engine::Impl : Plan, State, Scratch {
     std::uint64_t load_buckets(const AttemptKeys& k) const;
     template <bool kTouch>
     std::uint64_t state_lines(const AttemptKeys& k) const;
+    // state_lines<false> then <true> for one attempt (on_attempt): each line's address is
+    // worked out once, prefetched, and read once all are requested.
+    std::uint64_t fetch_state(const AttemptKeys& k) const;
+    static constexpr std::size_t kMaxFetchLines = 64;  // past it, prefetched only
 
     // ---- engine.cpp
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);

@@ -90,9 +90,9 @@ void Engine::Impl::resolve_keys(Ctx& c, const Source& src, std::string_view acco
     } else {
         if (!src.addr.is_unspecified() && !own_network(src.addr)) {
             set(KeyKind::source_ip, mix64(src.addr.hash() ^ kSalt[0]));
-            auto p = base::covering_prefix(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+            auto p = covering_prefix_hash(src.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
             set(KeyKind::source_prefix,
-                mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]));
+                mix64(p.address_hash ^ (std::uint64_t{p.length} << 8) ^ kSalt[1]));
         }
         if (!account.empty()) {
             set(KeyKind::account, hash_string(account, kSalt[2]));
@@ -218,14 +218,20 @@ void Engine::Impl::resolve_source(Ctx& c, const Source& src, Verdict& out) {
 
 void Engine::Impl::resolve_time(Ctx& c, base::UnixNanos wall) {
     if (c.group < 0) return;
-    const auto& g = groups[static_cast<std::size_t>(c.group)];
+    auto& g = groups[static_cast<std::size_t>(c.group)];
     if (!g.hours.any()) return;
     std::int64_t s = wall / base::kNanosPerSecond;
+    if (s == g.hours_second) {
+        c.off_hours = g.hours_off;
+        return;
+    }
     std::int64_t local = s + g.tz.offset_at(s);
     std::int64_t days = local >= 0 ? local / 86400 : (local - 86399) / 86400;
     int weekday = static_cast<int>(((days % 7) + 7 + 3) % 7);  // 1970-01-01 was a Thursday
     int minute = static_cast<int>((local - days * 86400) / 60);
     c.off_hours = !g.hours.contains(weekday, minute);
+    g.hours_second = s;
+    g.hours_off = c.off_hours;
 }
 
 }  // namespace sbc::fraud

@@ -35,15 +35,18 @@ void Engine::Impl::attempt_keys(const CallAttempt& a, AttemptKeys& k) const {
     if (!a.source.addr.is_unspecified() && !own_network(a.source.addr)) {
         k.addr_hash = a.source.addr.hash();
         k.key_hash[0] = mix64(k.addr_hash ^ kSalt[0]);
-        auto p = base::covering_prefix(a.source.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
-        k.key_hash[1] = mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]);
+        auto p = covering_prefix_hash(a.source.addr, cfg.source_prefix_v4, cfg.source_prefix_v6);
+        k.key_hash[1] = mix64(p.address_hash ^ (std::uint64_t{p.length} << 8) ^ kSalt[1]);
         k.has_key[0] = k.has_key[1] = true;
     }
     if (!a.account.empty()) {
         k.key_hash[2] = hash_string(a.account, kSalt[2]);
         k.has_key[2] = true;
-        k.key_hash[kDevice] = device_hash(k.key_hash[2], a.source, a.user_agent);
-        k.has_key[kDevice] = true;
+        // A device is only a key: with no rule on devices there is nothing to hash it for.
+        if (kinds[kDevice].used) {
+            k.key_hash[kDevice] = device_hash(k.key_hash[2], a.source, a.user_agent);
+            k.has_key[kDevice] = true;
+        }
     }
     k.ndigits = 0;
     k.ncaller = 0;
@@ -181,6 +184,49 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         }
         if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
     }
+    return acc;
+}
+
+std::uint64_t Engine::Impl::fetch_state(const AttemptKeys& k) const {
+    // At most: every line of every hot slot, one cold line per distinct set, the call entry.
+    const std::uint8_t* lines[kMaxFetchLines];
+    std::size_t n = 0;
+    auto line = [&](const void* p) __attribute__((always_inline)) {
+        __builtin_prefetch(p);
+        if (n < kMaxFetchLines) lines[n++] = static_cast<const std::uint8_t*>(p);
+    };
+    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
+        if (!k.has_key[ki] || !kinds[ki].used) continue;
+        const auto& kt = kinds[ki];
+        const auto& table = key_tables[ki].table;
+        std::int64_t at = table.find_hinted(k.key_hash[ki], k.hint[ki]);
+        k.hint[ki] = at;
+        if (at < 0) {
+            if (!table.room(k.key_hash[ki])) prefetch_sample(table, k.key_hash[ki]);
+            continue;
+        }
+        auto i = static_cast<std::size_t>(at);
+        const auto* slot = static_cast<const std::uint8_t*>(table.slot(i));
+        for (std::size_t off = 0; off < kt.slot_bytes; off += 64) line(slot + off);
+        if (kt.distinct_comps.empty()) continue;
+        const auto* cold = static_cast<const std::uint8_t*>(table.cold(i));
+        for (auto ci : kt.distinct_comps) {
+            const auto& comp = kt.comps[ci];
+            if (std::uint32_t h = distinct_value(comp, k))
+                line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
+        }
+    }
+    std::uint64_t acc = 0;
+    if (k.call_hash) {
+        acc += calls.find(k.call_hash) >= 0;
+        const auto* e =
+            static_cast<const std::uint8_t*>(calls.slot(calls.home(SlotTable::fix(k.call_hash))));
+        line(e);
+        line(e + 64);
+        line(e + sizeof(CallEntry) - 1);
+    }
+    for (std::size_t j = 0; j < n; ++j) acc += *static_cast<const volatile std::uint8_t*>(lines[j]);
+    if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
     return acc;
 }
 

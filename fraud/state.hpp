@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -22,6 +23,34 @@ using base::mix64;
 // Eight bytes at a time, each word folded in with a multiply, then a finalizer: good enough
 // spread for table keys, and no byte loop for the short strings hashed per event (account,
 // Call-ID, dialed number, User-Agent).
+// base::covering_prefix(a, v4_len, v6_len) as the hash of its address and its length, without
+// building the prefix: the address masked as two 64-bit words rather than byte by byte.
+struct PrefixHash {
+    std::uint64_t address_hash;
+    std::uint8_t length;
+};
+inline PrefixHash covering_prefix_hash(const base::IpAddress& a, std::uint8_t v4_len,
+                                       std::uint8_t v6_len) {
+    const bool v4 = a.is_v4();
+    const unsigned max = v4 ? 32 : 128;
+    const unsigned len = std::min<unsigned>(v4 ? v4_len : v6_len, max);
+    const unsigned mapped = v4 ? len + 96 : len;  // IPv4 sits in the last 32 bits
+    // The first `bits` bits of a word as stored (network order).
+    auto keep = [](unsigned bits) -> std::uint64_t {
+        if (bits == 0) return 0;
+        const std::uint64_t m = bits >= 64 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (64 - bits);
+        if constexpr (std::endian::native == std::endian::little) return __builtin_bswap64(m);
+        return m;
+    };
+    std::uint64_t w[2];
+    std::memcpy(w, a.bytes().data(), 16);
+    w[0] &= keep(std::min(mapped, 64u));
+    w[1] &= keep(mapped > 64 ? mapped - 64 : 0);
+    std::uint8_t b[16];
+    std::memcpy(b, w, 16);
+    return {base::IpAddress::v6(b).hash(), static_cast<std::uint8_t>(len)};
+}
+
 inline std::uint64_t hash_string(std::string_view s, std::uint64_t seed) {
     std::uint64_t h = base::kFnv1a64Offset ^ seed ^ (s.size() * base::kGoldenGamma);
     const char* p = s.data();

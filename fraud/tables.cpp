@@ -21,8 +21,8 @@ bool Engine::Impl::source_banned(const base::IpAddress& a, base::Nanos now,
                                  base::Nanos* until) const {
     if (bans.size() == 0 || a.is_unspecified()) return false;
     if (hash_banned(a.hash(), now, until)) return true;
-    auto p = base::covering_prefix(a, cfg.source_prefix_v4, cfg.source_prefix_v6);
-    return hash_banned(mix64(p.address().hash() ^ (std::uint64_t{p.length()} << 8) ^ kSalt[1]), now,
+    auto p = covering_prefix_hash(a, cfg.source_prefix_v4, cfg.source_prefix_v6);
+    return hash_banned(mix64(p.address_hash ^ (std::uint64_t{p.length} << 8) ^ kSalt[1]), now,
                        until);
 }
 

@@ -90,6 +90,18 @@ void Engine::Impl::update(Ctx& c) {
         }
         asm volatile("" ::"r"(acc));
     }
+    // Which counted events this event is, once for every counter of every key (a list hit
+    // also needs the counter's lists).
+    auto bit = [](CountEvent e, bool on) { return on ? 1u << static_cast<unsigned>(e) : 0u; };
+    const bool invite = c.kind == EventKind::invite, end = c.kind == EventKind::end;
+    const std::uint32_t hits =
+        bit(CountEvent::attempt, invite) |
+        bit(CountEvent::international, invite && c.international) |
+        bit(CountEvent::list_hit, invite) | bit(CountEvent::answered, end && c.answered) |
+        bit(CountEvent::short_answered, end && c.short_answered) | bit(CountEvent::ended, end) |
+        bit(CountEvent::failed, end && c.failed) |
+        bit(CountEvent::auth_failure, c.kind == EventKind::auth && c.auth_failed) |
+        bit(CountEvent::short_ring, end && c.short_ring);
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
         if (c.slot[ki] < 0) continue;
         auto& kt = kinds[ki];
@@ -123,37 +135,10 @@ void Engine::Impl::update(Ctx& c) {
             };
             switch (comp.type) {
                 case CompType::counter: {
-                    bool hit = false;
-                    switch (static_cast<CountEvent>(comp.what)) {
-                        case CountEvent::attempt:
-                            hit = c.kind == EventKind::invite;
-                            break;
-                        case CountEvent::international:
-                            hit = c.kind == EventKind::invite && c.international;
-                            break;
-                        case CountEvent::list_hit:
-                            hit = c.kind == EventKind::invite && (c.dest_mask & comp.list_mask);
-                            break;
-                        case CountEvent::answered:
-                            hit = c.kind == EventKind::end && c.answered;
-                            break;
-                        case CountEvent::short_answered:
-                            hit = c.kind == EventKind::end && c.short_answered;
-                            break;
-                        case CountEvent::ended:
-                            hit = c.kind == EventKind::end;
-                            break;
-                        case CountEvent::failed:
-                            hit = c.kind == EventKind::end && c.failed;
-                            break;
-                        case CountEvent::auth_failure:
-                            hit = c.kind == EventKind::auth && c.auth_failed;
-                            break;
-                        case CountEvent::short_ring:
-                            hit = c.kind == EventKind::end && c.short_ring;
-                            break;
-                    }
-                    if (!hit) break;
+                    if (!(hits >> comp.what & 1)) break;
+                    if (static_cast<CountEvent>(comp.what) == CountEvent::list_hit &&
+                        !(c.dest_mask & comp.list_mask))
+                        break;
                     std::uint32_t e = slot_epoch(base_ptr, comp.width_idx, c);
                     if (log) {
                         // The one bucket ring_add writes.

@@ -10,7 +10,12 @@
 // quarter of them inbound from a trusted trunk), `device` (account + address + port +
 // User-Agent: 2 features x 4 thresholds); `base` (default) is the 100 rules alone.
 //   fraud_bench [--keys N] [--evals N] [--rules N] [--path single|burst|both]
-//               [--case base|caller|device]
+//               [--case base|caller|device] [--calls N] [--spacing-us N]
+// --spacing-us: time between measured attempts (default 500: 2,000 attempts/s).
+// --calls: the call table's capacity (default 2^18). With a small key budget and a small call
+// table every table stays in cache: what is left is the engine's compute (profiling). The
+// 1M Call-IDs of the workload then recycle through a small table: compare runs only with
+// runs of the same arguments.
 #include <time.h>
 #include <algorithm>
 
@@ -51,6 +56,8 @@ long rss_kib() {
 // policy looks like (most rules share state components, as they do in real policies).
 enum class Case { base, caller, device };
 Case g_case = Case::base;
+std::size_t g_calls = 1 << 18;    // call table capacity (--calls)
+base::Nanos g_spacing = 500'000;  // between measured attempts (--spacing-us)
 
 EngineConfig config(std::size_t max_keys, int nrules) {
     EngineConfig c;
@@ -70,7 +77,7 @@ EngineConfig config(std::size_t max_keys, int nrules) {
     c.account_groups.push_back(g);
     c.scanner_user_agents = {"friendly-scanner", "sipvicious", "sipcli", "sip-scan", "pplsip"};
     c.max_tracked_keys = max_keys;
-    c.max_tracked_calls = 1 << 18;
+    c.max_tracked_calls = g_calls;
     // 25 (feature, key, window, scope) combinations, each with a ladder of 4 thresholds and
     // weights (as in tests/data/fraud/scenarios.toml: irsf-first/burst/flood): 100 rules.
     struct Base {
@@ -307,7 +314,7 @@ bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool descri
         const base::Nanos chunk_start = now;
         for (std::size_t j = 0; j < cn; ++j) {
             const std::size_t i = c0i + j;
-            now += 500'000;  // 2,000 call attempts/s: a large operator's busy hour
+            now += g_spacing;  // by default 2,000 call attempts/s: a large operator's busy hour
             CallAttempt a = make((fill + i) * 104729, now);
             a.call_id = keep(at, call_ids[i & (call_ids.size() - 1)]);
             a.account = keep(at, a.account);
@@ -325,7 +332,7 @@ bool run(Path path, std::size_t keys, std::size_t evals, int nrules, bool descri
                 e.on_attempts({chunk.data() + b, n}, {verdicts.data() + b, n});
             }
             const std::size_t i = c0i + b;
-            const base::Nanos t = chunk_start + static_cast<base::Nanos>(b + n) * 500'000;
+            const base::Nanos t = chunk_start + static_cast<base::Nanos>(b + n) * g_spacing;
             if (i >= kBurst)
                 for (std::size_t j = 0; j < kBurst; ++j)
                     e.on_end({t, wall + t, call_ids[(i - kBurst + j) & (call_ids.size() - 1)],
@@ -368,6 +375,14 @@ int main(int argc, char** argv) {
         if (!std::strcmp(argv[i], "--evals")) evals = std::strtoull(argv[i + 1], nullptr, 10);
         if (!std::strcmp(argv[i], "--rules")) nrules = std::atoi(argv[i + 1]);
         if (!std::strcmp(argv[i], "--path")) paths = argv[i + 1];
+        if (!std::strcmp(argv[i], "--calls")) g_calls = std::strtoull(argv[i + 1], nullptr, 10);
+        if (!std::strcmp(argv[i], "--spacing-us")) {
+            g_spacing = std::strtoll(argv[i + 1], nullptr, 10) * 1000;
+            if (g_spacing <= 0) {
+                std::fprintf(stderr, "fraud_bench: --spacing-us takes a positive number\n");
+                return 2;
+            }
+        }
         if (!std::strcmp(argv[i], "--case")) {
             const std::string c = argv[i + 1];
             if (c == "caller") {

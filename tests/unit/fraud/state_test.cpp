@@ -288,3 +288,30 @@ TEST_CASE("distinct set: its summary and the one entry an insertion reports are 
     CHECK(put_back > 5000);
     CHECK(skipped.count(e) > 16);  // the sets held more than one line's worth
 }
+
+TEST_CASE("covering prefix hash equals the hash of the covering prefix", "[fraud][keys]") {
+    std::mt19937_64 rng(7);
+    for (int n = 0; n < 200; ++n) {
+        std::uint8_t b[16];
+        for (auto& x : b) x = static_cast<std::uint8_t>(rng());
+        const auto v6 = sbc::base::IpAddress::v6(b);
+        const auto v4 = sbc::base::IpAddress::v4(static_cast<std::uint32_t>(rng()));
+        for (unsigned len = 0; len <= 140; ++len) {
+            const auto l = static_cast<std::uint8_t>(len);
+            for (const auto& a : {v4, v6}) {
+                const auto want = sbc::base::covering_prefix(a, l, l);
+                const auto got = covering_prefix_hash(a, l, l);
+                INFO(a.to_string() << "/" << len);
+                REQUIRE(got.address_hash == want.address().hash());
+                REQUIRE(got.length == want.length());
+            }
+        }
+    }
+    // Distinct /24s of one address family hash apart; the address's host bits do not count.
+    const auto a = sbc::base::IpAddress::v4(0x0a000105), b = sbc::base::IpAddress::v4(0x0a0001fe),
+               c = sbc::base::IpAddress::v4(0x0a000205);
+    CHECK(covering_prefix_hash(a, 24, 64).address_hash ==
+          covering_prefix_hash(b, 24, 64).address_hash);
+    CHECK(covering_prefix_hash(a, 24, 64).address_hash !=
+          covering_prefix_hash(c, 24, 64).address_hash);
+}
