@@ -616,6 +616,13 @@ struct Engine::Impl : Plan, State, Scratch {
     // worked out once, prefetched, and read once all are requested.
     std::uint64_t fetch_state(const AttemptKeys& k) const;
     static constexpr std::size_t kMaxFetchLines = 64;  // past it, prefetched only
+    // The walk the three share: line(p) for every line of the keys' hot slots and of the cold
+    // lines their distinct sets will touch (and, when sample_evictions, the eviction candidates
+    // of a key about to be created in a full table are prefetched); returns the call entry's
+    // lookup result and calls line() for each of its lines.
+    template <class Line>
+    std::uint64_t for_each_state_line(const AttemptKeys& k, bool sample_evictions,
+                                      Line&& line) const;
 
     // ---- engine.cpp
     void attempt(const CallAttempt& a, const AttemptKeys& k, Verdict& out);

@@ -128,15 +128,9 @@ std::uint32_t detail::distinct_value(const Component& comp, const AttemptKeys& k
 // those costs where the scoring code, reaching them one after the other, would pay them in
 // turn. A key not found is left out, except that a key to be created in a full table has the
 // entries its eviction will judge prefetched.
-template <bool kTouch>
-std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
-    std::uint64_t acc = 0;
-    auto line = [&](const void* p) {
-        if constexpr (kTouch)
-            acc += *static_cast<const volatile std::uint8_t*>(p);
-        else
-            __builtin_prefetch(p);
-    };
+template <class Line>
+std::uint64_t Engine::Impl::for_each_state_line(const AttemptKeys& k, bool sample_evictions,
+                                                Line&& line) const {
     for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
         if (!k.has_key[ki] || !kinds[ki].used) continue;
         const auto& kt = kinds[ki];
@@ -145,64 +139,8 @@ std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
         k.hint[ki] = at;
         if (at < 0) {
             // A key to be created in a full table: the entries its eviction will judge.
-            if constexpr (!kTouch)
-                if (!table.room(k.key_hash[ki])) prefetch_sample(table, k.key_hash[ki]);
-            continue;
-        }
-        auto i = static_cast<std::size_t>(at);
-        const auto* slot = static_cast<const std::uint8_t*>(table.slot(i));
-        for (std::size_t off = 0; off < kt.slot_bytes; off += 64) line(slot + off);
-        if (kt.distinct_comps.empty()) continue;
-        const auto* cold = static_cast<const std::uint8_t*>(table.cold(i));
-        for (auto ci : kt.distinct_comps) {
-            const auto& comp = kt.comps[ci];
-            if (std::uint32_t h = distinct_value(comp, k))
-                line(cold + comp.cold_offset + distinct_line_offset(h, comp.lines));
-        }
-    }
-    if constexpr (!kTouch) {
-        // The call entry: every line of it (88 bytes may straddle three lines), found from
-        // its hash bucket, which load_buckets has brought in.
-        if (k.call_hash) {
-            std::size_t home = calls.home(SlotTable::fix(k.call_hash));
-            acc += calls.find(k.call_hash) >= 0;
-            const auto* e = static_cast<const std::uint8_t*>(calls.slot(home));
-            line(e);
-            line(e + 64);
-            line(e + sizeof(CallEntry) - 1);
-        }
-    }
-    if constexpr (kTouch) {
-        if (k.call_hash) {
-            // The call entry is looked up, then written where its hash lands.
-            acc += calls.find(k.call_hash) >= 0;
-            const auto* e = static_cast<const std::uint8_t*>(
-                calls.slot(calls.home(SlotTable::fix(k.call_hash))));
-            line(e);
-            line(e + 64);
-            line(e + sizeof(CallEntry) - 1);
-        }
-        if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
-    }
-    return acc;
-}
-
-std::uint64_t Engine::Impl::fetch_state(const AttemptKeys& k) const {
-    // At most: every line of every hot slot, one cold line per distinct set, the call entry.
-    const std::uint8_t* lines[kMaxFetchLines];
-    std::size_t n = 0;
-    auto line = [&](const void* p) __attribute__((always_inline)) {
-        __builtin_prefetch(p);
-        if (n < kMaxFetchLines) lines[n++] = static_cast<const std::uint8_t*>(p);
-    };
-    for (std::size_t ki = 0; ki < kKeyKindCount; ++ki) {
-        if (!k.has_key[ki] || !kinds[ki].used) continue;
-        const auto& kt = kinds[ki];
-        const auto& table = key_tables[ki].table;
-        std::int64_t at = table.find_hinted(k.key_hash[ki], k.hint[ki]);
-        k.hint[ki] = at;
-        if (at < 0) {
-            if (!table.room(k.key_hash[ki])) prefetch_sample(table, k.key_hash[ki]);
+            if (sample_evictions && !table.room(k.key_hash[ki]))
+                prefetch_sample(table, k.key_hash[ki]);
             continue;
         }
         auto i = static_cast<std::size_t>(at);
@@ -218,6 +156,8 @@ std::uint64_t Engine::Impl::fetch_state(const AttemptKeys& k) const {
     }
     std::uint64_t acc = 0;
     if (k.call_hash) {
+        // The call entry: every line of it (88 bytes may straddle three lines), found from its
+        // hash bucket, which load_buckets has brought in.
         acc += calls.find(k.call_hash) >= 0;
         const auto* e =
             static_cast<const std::uint8_t*>(calls.slot(calls.home(SlotTable::fix(k.call_hash))));
@@ -225,6 +165,41 @@ std::uint64_t Engine::Impl::fetch_state(const AttemptKeys& k) const {
         line(e + 64);
         line(e + sizeof(CallEntry) - 1);
     }
+    return acc;
+}
+
+// The lines an attempt reads beyond its hash buckets: its keys' hot slots and the cold lines
+// its distinct-set insertions will touch. The burst pipeline prefetches them; just before the
+// attempt is scored they are all read once more, independently of each other: the first
+// access to a random line can cost more than its transfer even once it was prefetched (the
+// translation of its page, a prefetch dropped), and independent loads issued together overlap
+// those costs where the scoring code, reaching them one after the other, would pay them in
+// turn. A key not found is left out, except that a key to be created in a full table has the
+// entries its eviction will judge prefetched.
+template <bool kTouch>
+std::uint64_t Engine::Impl::state_lines(const AttemptKeys& k) const {
+    std::uint64_t acc = 0;
+    acc += for_each_state_line(
+        k, !kTouch, [&](const void* p) __attribute__((always_inline)) {
+            if constexpr (kTouch)
+                acc += *static_cast<const volatile std::uint8_t*>(p);
+            else
+                __builtin_prefetch(p);
+        });
+    if constexpr (kTouch)
+        if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
+    return acc;
+}
+
+std::uint64_t Engine::Impl::fetch_state(const AttemptKeys& k) const {
+    // At most: every line of every hot slot, one cold line per distinct set, the call entry.
+    const std::uint8_t* lines[kMaxFetchLines];
+    std::size_t n = 0;
+    std::uint64_t acc = for_each_state_line(
+        k, true, [&](const void* p) __attribute__((always_inline)) {
+            __builtin_prefetch(p);
+            if (n < kMaxFetchLines) lines[n++] = static_cast<const std::uint8_t*>(p);
+        });
     for (std::size_t j = 0; j < n; ++j) acc += *static_cast<const volatile std::uint8_t*>(lines[j]);
     if (bans.size() && k.addr_hash) acc += bans.find(k.addr_hash) >= 0;
     return acc;
