@@ -277,7 +277,7 @@ void TransactionLayer::drop_parsed() {
         drop_parse(*tx);
         if (tx->kind == TxKind::server_non_invite && tx->state == TxState::completed) {
             std::destroy_at(&tx->bytes);
-            std::construct_at(&tx->bytes, &stores_[tx->epoch]);
+            std::construct_at(&tx->bytes, &strings_.pool[tx->epoch]);
         }
     }
     answered_.clear();
@@ -305,7 +305,7 @@ TxId TransactionLayer::allocate(TxKind kind) {
     lowest_free_ = si;
     if (si == slabs_.size()) slabs_.emplace_back();
     if (!slabs_[si]) {
-        slabs_[si] = std::make_unique<Slab>(&stores_[epoch_]);
+        slabs_[si] = std::make_unique<Slab>(&strings_.pool[epoch_]);
         ++empty_slabs_;
     }
     Slab& slab = *slabs_[si];
@@ -322,7 +322,7 @@ TxId TransactionLayer::allocate(TxKind kind) {
     tx.is_parsed = false;
     // Its (empty) strings may name the other pool: made anew on the current one.
     tx.epoch = epoch_;
-    reset_strings(tx, &stores_[epoch_]);
+    reset_strings(tx, &strings_.pool[epoch_]);
     ++epoch_live_[epoch_];
     tx.kind = kind;
     tx.index = index;
@@ -357,7 +357,7 @@ void TransactionLayer::release(Tx& tx) {
     // ended go back to the heap now (several blocks each; kept, the pool's 1024 would pin pages
     // all over a heap that the calls of a burst have since left).
     drop_parse(tx);
-    reset_strings(tx, &stores_[tx.epoch]);
+    reset_strings(tx, &strings_.pool[tx.epoch]);
     --epoch_live_[tx.epoch];
     tx.state = TxState::terminated;
     tx.generation = 0;
@@ -984,31 +984,31 @@ void TransactionLayer::trim_pool() {
     lowest_free_ = std::min(lowest_free_, slabs_.size());
     const std::uint8_t other = epoch_ ^ 1;
     if (epoch_live_[other] == 0) {
-        if (epoch_bytes_[other] > 0) stores_[other].release();
-        if (epoch_bytes_[epoch_] > kEpochBytes) epoch_ = other;
+        if (strings_.bytes[other] > 0) strings_.pool[other].release();
+        if (strings_.bytes[epoch_] > kEpochBytes) epoch_ = other;
     }
-    if (live_ == 0 && epoch_bytes_[epoch_] > 0) stores_[epoch_].release();
-    if (live_ == 0 && map_bytes_[0] + map_bytes_[1] > 0) {  // idle: the (empty) tables go too
+    if (live_ == 0 && strings_.bytes[epoch_] > 0) strings_.pool[epoch_].release();
+    if (live_ == 0 && map_pools_.held() > 0) {  // idle: the (empty) tables go too
         maps_.reset();
-        map_stores_[0].release();
-        map_stores_[1].release();
-        maps_ = std::make_unique<Maps>(&map_stores_[map_epoch_]);
+        map_pools_.pool[0].release();
+        map_pools_.pool[1].release();
+        maps_ = std::make_unique<Maps>(&map_pools_.pool[map_epoch_]);
     }
     // Key tables: rebuilt into the other pool when theirs holds over a quarter of kEpochBytes
     // and more than four times what their entries and buckets take (at most a few hundred
     // bytes each).
     const std::size_t entries = maps_->by_key.size() + maps_->by_dialog.size();
     const std::size_t buckets = maps_->by_key.bucket_count() + maps_->by_dialog.bucket_count();
-    if (map_bytes_[map_epoch_] > kEpochBytes / 4 &&
-        map_bytes_[map_epoch_] > 4 * (entries * 256 + buckets * sizeof(void*))) {
+    if (map_pools_.bytes[map_epoch_] > kEpochBytes / 4 &&
+        map_pools_.bytes[map_epoch_] > 4 * (entries * 256 + buckets * sizeof(void*))) {
         const std::uint8_t to = map_epoch_ ^ 1;
-        auto fresh = std::make_unique<Maps>(&map_stores_[to]);
+        auto fresh = std::make_unique<Maps>(&map_pools_.pool[to]);
         fresh->by_key.reserve(maps_->by_key.size());
         for (const auto& [k, v] : maps_->by_key) fresh->by_key.emplace(k, v);
         fresh->by_dialog.reserve(maps_->by_dialog.size());
         for (const auto& [k, v] : maps_->by_dialog) fresh->by_dialog.emplace(k, v);
         maps_.reset();
-        map_stores_[map_epoch_].release();
+        map_pools_.pool[map_epoch_].release();
         maps_ = std::move(fresh);
         map_epoch_ = to;
     }

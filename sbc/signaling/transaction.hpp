@@ -214,9 +214,7 @@ class TransactionLayer {
     std::size_t pooled() const { return pooled_; }
     // Bytes the transactions' own pool (message copies, keys, responses) holds from the heap:
     // kept at its peak while transactions live, handed back when none does.
-    std::size_t pool_bytes() const {
-        return epoch_bytes_[0] + epoch_bytes_[1] + map_bytes_[0] + map_bytes_[1];
-    }
+    std::size_t pool_bytes() const { return strings_.held() + map_pools_.held(); }
     // What the layer holds for its transactions, bytes: the pool above, the slots' slabs, the
     // timer queue and the parsed requests it keeps (their own objects; their lists are the
     // parser's few small vectors).
@@ -281,28 +279,27 @@ class TransactionLayer {
         }
         std::size_t& bytes_;
     };
+    // Two pools, each counting what it holds from the heap (bytes[i]); the transaction strings
+    // and the key tables each have such a pair, used in turns as described below.
+    struct TwinPools {
+        std::size_t bytes[2] = {0, 0};
+        CountingResource up[2] = {CountingResource{bytes[0]}, CountingResource{bytes[1]}};
+        std::pmr::unsynchronized_pool_resource pool[2] = {
+            {std::pmr::pool_options{0, 8192}, &up[0]}, {std::pmr::pool_options{0, 8192}, &up[1]}};
+        std::size_t held() const { return bytes[0] + bytes[1]; }
+    };
     // Two pools take turns (epochs): new transactions take their strings from the current one;
     // once it holds more than kEpochBytes and the other has no live transaction left, the other
     // becomes current and this one is given back whole when its last transaction ends. So a
     // burst's strings leave the heap within a transaction lifetime (Timer H/J) after it, even
     // while steady traffic (calls, health-check probes) keeps transactions alive.
     static constexpr std::size_t kEpochBytes = std::size_t{1} << 20;
-    std::size_t epoch_bytes_[2] = {0, 0};
-    CountingResource epoch_up_[2] = {CountingResource{epoch_bytes_[0]},
-                                     CountingResource{epoch_bytes_[1]}};
-    std::pmr::unsynchronized_pool_resource stores_[2] = {
-        {std::pmr::pool_options{0, 8192}, &epoch_up_[0]},
-        {std::pmr::pool_options{0, 8192}, &epoch_up_[1]}};
+    TwinPools strings_;
     std::size_t epoch_live_[2] = {0, 0};
     std::uint8_t epoch_ = 0;
     // The key tables have pools of their own, rebuilt into the other one when theirs holds far
     // more than their entries need (a burst's nodes freed between live ones).
-    std::size_t map_bytes_[2] = {0, 0};
-    CountingResource map_up_[2] = {CountingResource{map_bytes_[0]},
-                                   CountingResource{map_bytes_[1]}};
-    std::pmr::unsynchronized_pool_resource map_stores_[2] = {
-        {std::pmr::pool_options{0, 8192}, &map_up_[0]},
-        {std::pmr::pool_options{0, 8192}, &map_up_[1]}};
+    TwinPools map_pools_;
     std::uint8_t map_epoch_ = 0;
     std::vector<std::unique_ptr<Slab>> slabs_;  // null: freed
     std::size_t lowest_free_ = 0;               // no free slot in slabs_[0, lowest_free_)
@@ -331,7 +328,7 @@ class TransactionLayer {
         KeyMap by_key;     // transaction keys
         KeyMap by_dialog;  // Accepted INVITEs, for 2xx ACKs
     };
-    std::unique_ptr<Maps> maps_ = std::make_unique<Maps>(&map_stores_[0]);
+    std::unique_ptr<Maps> maps_ = std::make_unique<Maps>(&map_pools_.pool[0]);
     std::vector<TxId> answered_;  // server transactions whose parse goes at the next event
     std::vector<Timer> heap_;
     base::CounterSet<TxCounter> counters_;

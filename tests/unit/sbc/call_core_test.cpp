@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sbc/call_core.hpp"
+#include "signaling_fixture.hpp"
 
 using namespace sbc;
 using base::millis;
@@ -112,14 +113,10 @@ void answered_call(Core& c, std::string_view call_id, std::string_view user, bas
     c.feed(inv, {kCaller, 5070}, 0, signaling::Side::external, now);
     sip::Message in;
     REQUIRE(in.parse_owned(c.last_to(1)).ok);
-    std::string ok = "SIP/2.0 200 OK\r\n";
-    for (const auto& h : in.headers())
-        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
-            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
-            ok += h.line;
-    ok += "To: " + std::string(in.to()->raw) + ";tag=in1\r\nContact: <sip:b@10.9.9.9:5090>\r\n";
-    ok += "Content-Type: application/sdp\r\nContent-Length: " + std::to_string(kSdpIn.size()) +
-          "\r\n\r\n" + kSdpIn;
+    const std::string ok = signaling::fixture::answer_to(
+        in, "in1",
+        "Contact: <sip:b@10.9.9.9:5090>\r\nContent-Type: application/sdp\r\nContent-Length: " +
+            std::to_string(kSdpIn.size()) + "\r\n\r\n" + kSdpIn);
     c.feed(ok, {kProxy, 5080}, 1, signaling::Side::internal, now + millis(5));
     REQUIRE(c.last_to(0).rfind("SIP/2.0 200", 0) == 0);
 }

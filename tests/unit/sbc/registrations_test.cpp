@@ -400,12 +400,7 @@ TEST_CASE("keep-alives: an answered flow stays, a silent one loses its bindings"
     CHECK(out[0].bytes.rfind("OPTIONS ", 0) == 0);
     // The phone answers.
     sip::Message probe = parse(out[0].bytes);
-    std::string ok = "SIP/2.0 200 OK\r\n";
-    for (const auto& h : probe.headers())
-        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
-            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
-            ok += h.line;
-    ok += "To: " + std::string(probe.to()->raw) + ";tag=ph\r\nContent-Length: 0\r\n\r\n";
+    const std::string ok = answer_to(probe, "ph");
     r.feed(ok, client(), Side::external);
     CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_answered] == 1);
     // A refresh keeps the binding past its 60 s.
@@ -443,12 +438,7 @@ TEST_CASE("keep-alive probes: no transaction, retransmitted with their branch, a
     CHECK(out[0].bytes == std::string(probe.bytes()));
     CHECK(r.b.registrations()->counters()[RegistrationCounter::keepalives_resent] == 1);
     // An answer from another address does not count.
-    std::string ok = "SIP/2.0 200 OK\r\n";
-    for (const auto& h : probe.headers())
-        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
-            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
-            ok += h.line;
-    ok += "To: " + std::string(probe.to()->raw) + ";tag=ph\r\nContent-Length: 0\r\n\r\n";
+    const std::string ok = answer_to(probe, "ph");
     Flow other = client();
     other.remote.port = static_cast<std::uint16_t>(other.remote.port + 1);
     r.feed(ok, other, Side::external);

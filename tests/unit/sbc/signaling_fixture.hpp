@@ -143,4 +143,16 @@ inline std::string response(int status, const std::string& method, const std::st
            "CSeq: " + std::to_string(cseq) + " " + method + "\r\nContent-Length: 0\r\n\r\n";
 }
 
+// A 200 to `req` as its UAS sends it: Via, From, Call-ID and CSeq copied, To tagged `to_tag`,
+// then `rest` (further headers, the blank line and any body).
+inline std::string answer_to(const sip::Message& req, const std::string& to_tag,
+                             const std::string& rest = "Content-Length: 0\r\n\r\n") {
+    std::string ok = "SIP/2.0 200 OK\r\n";
+    for (const auto& h : req.headers())
+        if (h.id == sip::HeaderId::via || h.id == sip::HeaderId::from ||
+            h.id == sip::HeaderId::call_id || h.id == sip::HeaderId::cseq)
+            ok += h.line;
+    return ok + "To: " + std::string(req.to()->raw) + ";tag=" + to_tag + "\r\n" + rest;
+}
+
 }  // namespace sbc::signaling::fixture
